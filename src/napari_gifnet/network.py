@@ -19,13 +19,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Channels of the shared features and of each task-branch stream.
-CHANNELS = 98
-#: Attention heads per stream, and channels per head.
-HEADS = 2
-HEAD_DIM = CHANNELS // HEADS
-#: Edge of the square attention windows, and the shift of the second block.
-WINDOW = 8
+from ._regions import (
+    CHANNELS,
+    HEAD_DIM,
+    HEADS,
+    WINDOW,
+    BlockAxis,
+    RunningMoments,
+    block_axis,
+    gather_image,
+    gather_tokens,
+    merge_tokens,
+    reflect_conv3x3,
+    row_bands,
+    split_heads,
+)
+
+#: The shift of the second block's window grid (windows are 8 x 8; streams
+#: have 98 channels in 2 heads of 49: see ``_regions``).
 SHIFT = WINDOW // 2
 #: The task branch pads its input to a multiple of this (bottom and right).
 BRANCH_MULTIPLE = 4
@@ -44,7 +55,7 @@ class _ConvHolder(nn.Module):
         self.conv2d = conv3x3_reflect(c_in, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2d(x)
+        return reflect_conv3x3(x, self.conv2d)
 
 
 class SharedEncoder(nn.Module):
@@ -58,9 +69,9 @@ class SharedEncoder(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         x0 = torch.cat((a, b), dim=1)
-        x1 = F.relu(self.conv_1(x0))
-        x2 = F.relu(self.conv_2(torch.cat((x0, x1), dim=1)))
-        x3 = F.relu(self.conv_3(torch.cat((x0, x1, x2), dim=1)))
+        x1 = F.relu_(self.conv_1(x0))
+        x2 = F.relu_(self.conv_2(torch.cat((x0, x1), dim=1)))
+        x3 = F.relu_(self.conv_3(torch.cat((x0, x1, x2), dim=1)))
         return torch.cat((x0, x1, x2, x3), dim=1)
 
 
@@ -74,8 +85,16 @@ def _conv_stack(c_in: int) -> nn.Sequential:
     widths = [c_in, 64, 32, 16, 1]
     for i in range(4):
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(widths[i], widths[i + 1], 3)]
-        layers.append(nn.Tanh() if i == 3 else nn.ReLU())
+        layers.append(nn.Tanh() if i == 3 else nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+def _run_stack(stack: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Run a :func:`_conv_stack` (its reflect pads folded into the convolutions)."""
+    for i in range(4):
+        x = reflect_conv3x3(x, stack[3 * i + 1])
+        x = torch.tanh(x) if i == 3 else F.relu_(x)
+    return x
 
 
 class ReconstructionDecoder(nn.Module):
@@ -86,7 +105,7 @@ class ReconstructionDecoder(nn.Module):
         self.decoder = _conv_stack(CHANNELS)
 
     def forward(self, shared: torch.Tensor) -> torch.Tensor:
-        return self.decoder(shared)
+        return _run_stack(self.decoder, shared)
 
 
 class _ComplementMLP(nn.Module):
@@ -94,7 +113,7 @@ class _ComplementMLP(nn.Module):
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Conv2d(2 * CHANNELS, CHANNELS, 1, bias=False),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(CHANNELS, 128, 1, bias=False),
         )
 
@@ -108,8 +127,13 @@ class GlobalDecoder(nn.Module):
         self.decoder = _conv_stack(128)
 
     def forward(self, shared: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-        z = self.fuseComplementFeatures.mlp(torch.cat((shared, branch), dim=1))
-        return self.decoder(z) / 2 + 0.5
+        first, relu, second = self.fuseComplementFeatures.mlp
+        # The first 1x1 convolution of cat(S, T), without materialising the cat.
+        w = first.weight
+        z = F.conv2d(shared, w[:, :CHANNELS])
+        z += F.conv2d(branch, w[:, CHANNELS:])
+        z = second(relu(z))
+        return _run_stack(self.decoder, z) / 2 + 0.5
 
 
 class RLN(nn.Module):
@@ -125,9 +149,8 @@ class RLN(nn.Module):
 
     def statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample mean and standard deviation over C, H and W."""
-        mu = x.mean(dim=(1, 2, 3), keepdim=True)
-        sigma = torch.sqrt((x - mu).pow(2).mean(dim=(1, 2, 3), keepdim=True) + self.eps)
-        return mu, sigma
+        var, mu = torch.var_mean(x, dim=(1, 2, 3), correction=0, keepdim=True)
+        return mu, torch.sqrt(var + self.eps)
 
     def apply(  # type: ignore[override]
         self, x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
@@ -161,40 +184,6 @@ class PositionBias(nn.Module):
     def forward(self) -> torch.Tensor:
         """Bias of shape (HEADS, window^2, window^2)."""
         return self.meta(self.relative_positions).permute(2, 0, 1).contiguous()
-
-
-def window_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, shift: int
-) -> torch.Tensor:
-    """Windowed multi-head attention on (N, 98, H, W) maps, H and W multiples of 4.
-
-    The maps are reflect-padded (top/left by ``shift``, bottom/right up to the
-    window grid), cut into 8 x 8 windows, attended within each window, merged
-    back and cropped to the input's extent.
-    """
-    n, c, h, w = q.shape
-    ph = (WINDOW - h % WINDOW) % WINDOW
-    pw = (WINDOW - w % WINDOW) % WINDOW
-    if shift:
-        pad = (shift, (WINDOW - shift + pw) % WINDOW, shift, (WINDOW - shift + ph) % WINDOW)
-    else:
-        pad = (0, pw, 0, ph)
-    hq, wq = h + pad[2] + pad[3], w + pad[0] + pad[1]
-    nh, nw = hq // WINDOW, wq // WINDOW
-
-    def to_windows(t: torch.Tensor) -> torch.Tensor:
-        if any(pad):
-            t = F.pad(t, pad, mode="reflect")
-        t = t.reshape(n, HEADS, HEAD_DIM, nh, WINDOW, nw, WINDOW)
-        t = t.permute(0, 3, 5, 1, 4, 6, 2)  # n, nh, nw, heads, wy, wx, dim
-        return t.reshape(n * nh * nw, HEADS, WINDOW * WINDOW, HEAD_DIM)
-
-    out = F.scaled_dot_product_attention(
-        to_windows(q), to_windows(k), to_windows(v), attn_mask=bias.to(q.dtype)
-    )
-    out = out.reshape(n, nh, nw, HEADS, WINDOW, WINDOW, HEAD_DIM)
-    out = out.permute(0, 3, 6, 1, 4, 2, 5).reshape(n, c, hq, wq)
-    return out[:, :, pad[2] : pad[2] + h, pad[0] : pad[0] + w]
 
 
 class _Attention(nn.Module):
@@ -243,30 +232,126 @@ class TransformerBlock(nn.Module):
         owner = self.attn if name not in ("norm1", "mlp") else self
         return getattr(owner, name + ("_mfif" if stream == "dp" else ""))
 
-    def prepare(
-        self, x: torch.Tensor, stream: str
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalise a stream and project it: (q, k, v, rescale, rebias)."""
-        xn, rescale, rebias = self._part("norm1", stream)(x)
-        qk = self._part("QK", stream)(xn)
-        v = self._part("V", stream)(xn)
-        return qk[:, :CHANNELS], qk[:, CHANNELS:], v, rescale, rebias
+    def statistics(self, x: torch.Tensor, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stream's RLN statistics (mean, std) of a whole block input."""
+        return self._part("norm1", stream).statistics(x)
 
-    def finish(
+    def _projection(
+        self, stream: str, stats: tuple[torch.Tensor, torch.Tensor], rows: slice
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Rows ``rows`` of the stacked [QK; V] 1x1 projection with RLN applied.
+
+        For a single sample the RLN affine map is folded into the weights
+        (returned as (weight, None, bias)); for a batch the weights are
+        returned unfolded with the per-sample (scale, shift) to apply first.
+        """
+        norm = self._part("norm1", stream)
+        qk, v = self._part("QK", stream), self._part("V", stream)
+        weight = torch.cat((qk.weight, v.weight)).flatten(1)[rows]
+        bias = torch.cat((qk.bias, v.bias))[rows]
+        mu, sigma = stats
+        scale = norm.weight / sigma  # (N, 98, 1, 1)
+        shift = norm.bias - mu * scale
+        if scale.shape[0] == 1:
+            return weight * scale.flatten(), None, bias + weight @ shift.flatten()
+        return weight, torch.stack((scale, shift)), bias
+
+    def _project(self, x: torch.Tensor, projection: tuple) -> torch.Tensor:
+        weight, affine, bias = projection
+        if affine is not None:
+            x = x * affine[0] + affine[1]
+        return F.conv2d(x, weight[:, :, None, None], bias)
+
+    @staticmethod
+    def _project_tokens(tokens: torch.Tensor, n: int, projection: tuple) -> torch.Tensor:
+        weight, affine, bias = projection
+        if affine is not None:
+            per_sample = tokens.view(n, -1, CHANNELS)
+            scale, shift = (a.view(n, 1, CHANNELS) for a in affine)
+            tokens = (per_sample * scale + shift).view_as(tokens)
+        return F.linear(tokens, weight, bias)
+
+    def region(
         self,
         x: torch.Tensor,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        rescale: torch.Tensor,
-        rebias: torch.Tensor,
         stream: str,
+        stats: tuple[torch.Tensor, torch.Tensor],
+        rows: BlockAxis,
+        cols: BlockAxis,
+        query: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
-        """Attention, projection, gated residual and MLP residual of a stream."""
-        attn_out = window_attention(q, k, v, self.attn.attn(), self.shift)
-        out = self._part("proj", stream)(self._part("conv", stream)(v) + attn_out)
-        x = x + out * rescale + rebias
-        return x + self._part("mlp", stream)(x)
+        """The block's output for one stream over a planned region.
+
+        ``x`` is the block input over ``rows.src_start:src_stop`` and
+        ``cols.src_start:src_stop``; ``stats`` the stream's whole-map RLN
+        statistics. ``query``, for cross attention, is the other stream's
+        input over the same region with its statistics: its Q replaces this
+        stream's. Returns (N, 98, rows.size, cols.size).
+        """
+        n = x.shape[0]
+        tokens = gather_tokens(x, rows.windows, cols.windows)
+        if query is None:
+            qkv = self._project_tokens(tokens, n, self._projection(stream, stats, slice(None)))
+            q, k, v = qkv.split(CHANNELS, dim=-1)
+        else:
+            q_tokens = gather_tokens(query[0], rows.windows, cols.windows)
+            q = self._project_tokens(
+                q_tokens, n, self._projection("dp", query[1], slice(0, CHANNELS))
+            )
+            kv = self._project_tokens(
+                tokens, n, self._projection(stream, stats, slice(CHANNELS, None))
+            )
+            k, v = kv.split(CHANNELS, dim=-1)
+        attn = F.scaled_dot_product_attention(
+            split_heads(q), split_heads(k), split_heads(v), attn_mask=self.attn.attn().to(x.dtype)[None]
+        )
+        del tokens, q, k, v
+        # The depthwise convolution reads V in image layout.
+        v_img = self._project(x, self._projection(stream, stats, slice(2 * CHANNELS, None)))
+        v_img = gather_image(v_img, rows.depthwise, cols.depthwise)
+        dw = self._part("conv", stream)
+        mixed = F.conv2d(v_img, dw.weight, dw.bias, groups=CHANNELS)
+        mixed += merge_tokens(attn, n, rows, cols)
+        del attn, v_img
+        norm, proj = self._part("norm1", stream), self._part("proj", stream)
+        mu, sigma = stats
+        rescale, rebias = norm.meta1(sigma), norm.meta2(mu)
+        residual = x[:, :, rows.out : rows.out + rows.size, cols.out : cols.out + cols.size]
+        if x.shape[0] == 1:
+            out = F.conv2d(
+                mixed,
+                proj.weight * rescale.view(-1, 1, 1, 1),
+                proj.bias * rescale.flatten() + rebias.flatten(),
+            )
+        else:
+            out = proj(mixed) * rescale + rebias
+        out += residual
+        mlp = self._part("mlp", stream).mlp
+        y = mlp[2](F.relu_(mlp[0](out)))
+        y += out
+        return y
+
+    def forward(
+        self, x: torch.Tensor, stream: str, query: torch.Tensor | None = None, band: int = 0
+    ) -> torch.Tensor:
+        """Apply the block to a whole (N, 98, H, W) map (H, W multiples of 4).
+
+        ``query`` is the other stream's block input when this stream uses its
+        query (cross attention). ``band`` > 0 evaluates the map in horizontal
+        bands of about that many rows (aligned to the window grid), which
+        gives the same values with a much smaller working set.
+        """
+        h, w = x.shape[-2:]
+        stats = self.statistics(x, stream)
+        qstats = self.statistics(query, "dp") if query is not None else None
+        cols = block_axis(0, w, w, self.shift)
+        pieces = []
+        for r0, r1 in row_bands(h, self.shift, band):
+            rows = block_axis(r0, r1, h, self.shift)
+            src = slice(rows.src_start, rows.src_stop)
+            q = None if query is None else (query[:, :, src], qstats)
+            pieces.append(self.region(x[:, :, src], stream, stats, rows, cols, q))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
 
 
 class _Embed(nn.Module):
@@ -275,16 +360,17 @@ class _Embed(nn.Module):
         self.proj = conv3x3_reflect(CHANNELS, CHANNELS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
+        return reflect_conv3x3(x, self.proj)
 
 
 class _Unembed(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        # PixelShuffle(1) is the identity: kept for the checkpoint's key names.
         self.proj = nn.Sequential(conv3x3_reflect(CHANNELS, CHANNELS), nn.PixelShuffle(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
+        return reflect_conv3x3(x, self.proj[0])
 
 
 class _Layer(nn.Module):
@@ -314,9 +400,15 @@ class TaskBranch(nn.Module):
         self.patch_unembed = _Unembed()
 
     def forward(
-        self, shared: torch.Tensor, features: dict[str, torch.Tensor] | None = None
+        self,
+        shared: torch.Tensor,
+        features: dict[str, torch.Tensor] | None = None,
+        band: int = 0,
     ) -> torch.Tensor:
         """Inference path: branch output T, cropped to the input's size.
+
+        ``band`` > 0 runs the transformer blocks in horizontal bands of about
+        that many rows (same values, smaller working set).
 
         When ``features`` is a dict, the stream outputs are stored in it
         (cropped): ``"multimodal"`` (MM after block 0) and ``"photographic"``
@@ -326,18 +418,41 @@ class TaskBranch(nn.Module):
         padded = pad_to_multiple(shared, BRANCH_MULTIPLE)
         mm = self.patch_embed_ivif(padded)
         dp = self.patch_embed_mfif(padded)
+        del padded
         block0, block1 = self.layer1.blocks
-        q_dp, k_dp, v_dp, resc_dp, reb_dp = block0.prepare(dp, "dp")
-        _, k_mm, v_mm, resc_mm, reb_mm = block0.prepare(mm, "mm")
-        # Block 0: the multimodal stream attends with the photographic query.
-        mm = block0.finish(mm, q_dp, k_mm, v_mm, resc_mm, reb_mm, "mm")
-        dp = block0.finish(dp, q_dp, k_dp, v_dp, resc_dp, reb_dp, "dp")
-        dp = dp + self.layer1.weights_mfif[0] * mm
+        hp, wp = mm.shape[-2:]
+        mm_stats, dp_stats = block0.statistics(mm, "mm"), block0.statistics(dp, "dp")
+        cols0, cols1 = block_axis(0, wp, wp, block0.shift), block_axis(0, wp, wp, block1.shift)
+        # Block 0, band by band: the multimodal stream attends with the
+        # photographic query, then the cross-fusion gate mixes it into the
+        # photographic stream, whose statistics block 1 needs.
+        gated, moments, mm_out = [], RunningMoments(), []
+        for r0, r1 in row_bands(hp, block0.shift, band):
+            rows = block_axis(r0, r1, hp, block0.shift)
+            src = slice(rows.src_start, rows.src_stop)
+            mm_b = block0.region(mm[:, :, src], "mm", mm_stats, rows, cols0, (dp[:, :, src], dp_stats))
+            dp_b = block0.region(dp[:, :, src], "dp", dp_stats, rows, cols0)
+            g = torch.addcmul(dp_b, self.layer1.weights_mfif[0], mm_b)
+            moments.add(g)
+            gated.append(g)
+            if features is not None:
+                mm_out.append(mm_b)
+        del mm, dp
+        dp = gated[0] if len(gated) == 1 else torch.cat(gated, dim=2)
+        del gated
         if features is not None:
-            features["multimodal"] = mm[:, :, :h, :w]
-        del mm, q_dp, k_dp, v_dp, k_mm, v_mm
+            mm_full = mm_out[0] if len(mm_out) == 1 else torch.cat(mm_out, dim=2)
+            features["multimodal"] = mm_full[:, :, :h, :w]
         # Block 1: the photographic stream alone feeds the output.
-        dp = block1.finish(dp, *block1.prepare(dp, "dp"), "dp")
+        stats1 = moments.statistics(block1.norm1_mfif.eps)
+        out = []
+        for r0, r1 in row_bands(hp, block1.shift, band):
+            rows = block_axis(r0, r1, hp, block1.shift)
+            src = slice(rows.src_start, rows.src_stop)
+            out.append(block1.region(dp[:, :, src], "dp", stats1, rows, cols1))
+        del dp
+        dp = out[0] if len(out) == 1 else torch.cat(out, dim=2)
+        del out
         if features is not None:
             features["photographic"] = dp[:, :, :h, :w]
         return self.patch_unembed(dp)[:, :, :h, :w]
@@ -364,17 +479,22 @@ class GIFNet(nn.Module):
         return self.extractor_multask.SwinTransformerSpecific
 
     def forward(
-        self, a: torch.Tensor, b: torch.Tensor, features: dict[str, torch.Tensor] | None = None
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        features: dict[str, torch.Tensor] | None = None,
+        band: int = 0,
     ) -> torch.Tensor:
         """Fuse two (N, 1, H, W) images in [0, 1]; returns (N, 1, H, W) in [0, 1].
 
         ``H`` and ``W`` must be at least 8 (reflect paddings); the engine pads
         smaller images before calling this. Pass a dict as ``features`` to
         collect the intermediate maps ``shared``, ``multimodal``,
-        ``photographic`` and ``branch``.
+        ``photographic`` and ``branch``. ``band`` > 0 evaluates the task
+        branch's blocks in bands of about that many rows.
         """
         shared = self.getSharedFeatures(a, b)
-        branch = self.branch(shared, features)
+        branch = self.branch(shared, features, band)
         if features is not None:
             features["shared"] = shared
             features["branch"] = branch

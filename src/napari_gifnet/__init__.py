@@ -1,0 +1,27 @@
+"""napari-gifnet: GIFNet image fusion for napari, the console and the command line.
+
+>>> from napari_gifnet import fuse
+>>> result = fuse(infrared, visible)        # doctest: +SKIP
+>>> result.image.shape                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("napari-gifnet")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["FusionResult", "__version__", "fuse"]
+
+
+def __getattr__(name: str):
+    # torch is imported only when the engine is first used, so that
+    # ``import napari_gifnet`` (e.g. by napari's plugin discovery) stays fast.
+    if name in ("fuse", "FusionResult"):
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'napari_gifnet' has no attribute {name!r}")

@@ -1,0 +1,189 @@
+"""Region arithmetic for evaluating GIFNet piece by piece, exactly.
+
+GIFNet reads its feature maps through reflect paddings and fixed 8 x 8 window
+grids. The helpers here say, for an output region, which input positions are
+read (reflections included) and gather them, so that a region evaluated on
+its own gives the very values whole-map evaluation gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WINDOW = 8
+HEADS = 2
+HEAD_DIM = 49
+CHANNELS = HEADS * HEAD_DIM
+
+
+def reflect_indices(start: int, stop: int, length: int) -> torch.Tensor:
+    """Positions ``start .. stop-1`` mapped into ``[0, length)`` by reflection.
+
+    This is where a reflect padding of a map of extent ``length`` reads each
+    padded position from (``-1 -> 1``, ``length -> length - 2``).
+    """
+    idx = torch.arange(start, stop).abs()
+    idx = torch.where(idx >= length, 2 * (length - 1) - idx, idx)
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= length):
+        raise ValueError(f"reflection of {start}..{stop} does not fit an extent of {length}")
+    return idx
+
+
+@dataclass(frozen=True)
+class BlockAxis:
+    """How one axis of a transformer block's output region reads its input.
+
+    All indices are relative to ``src_start``: the block input must be given
+    over ``[src_start, src_stop)``. ``windows`` lists the (reflected) positions
+    of the attention windows covering the output, ``crop`` is the offset of
+    the output inside them, ``depthwise`` the positions read by the 5 x 5
+    depthwise convolution, and ``out`` the output's own offset in the input.
+    """
+
+    src_start: int
+    src_stop: int
+    windows: torch.Tensor
+    crop: int
+    depthwise: torch.Tensor
+    out: int
+    size: int
+
+
+def block_axis(out_start: int, out_stop: int, length: int, shift: int) -> BlockAxis:
+    """Plan one axis of a block evaluated on ``[out_start, out_stop)`` of ``length``.
+
+    The windows sit on the grid ``8 k - shift`` and read the block input
+    through reflection at the map's edges, exactly as whole-map evaluation
+    (reflect-pad, partition, merge, crop) does.
+    """
+    w0 = (out_start + shift) // WINDOW * WINDOW - shift
+    w1 = -(-(out_stop + shift) // WINDOW) * WINDOW - shift
+    win = reflect_indices(w0, w1, length)
+    dw = reflect_indices(out_start - 2, out_stop + 2, length)
+    lo = min(int(win.min()), int(dw.min()), out_start)
+    hi = max(int(win.max()), int(dw.max()), out_stop - 1) + 1
+    return BlockAxis(lo, hi, win - lo, out_start - w0, dw - lo, out_start - lo, out_stop - out_start)
+
+
+def gather_tokens(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) map -> (N * windows, 64, C) window tokens at the given positions.
+
+    ``rows`` and ``cols`` (multiples of 8 long) list the map positions that
+    make up the window grid, reflections included; padding and partition
+    happen in this one gather.
+    """
+    n, c = t.shape[:2]
+    nh, nw = rows.numel() // WINDOW, cols.numel() // WINDOW
+    nhwc = t.permute(0, 2, 3, 1)
+    win = nhwc[:, rows.view(nh, 1, WINDOW, 1).to(t.device), cols.view(1, nw, 1, WINDOW).to(t.device)]
+    return win.reshape(n * nh * nw, WINDOW * WINDOW, c)
+
+
+def gather_image(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) map -> (N, C, len(rows), len(cols)) at the given positions.
+
+    Gathers in channels-last order, so the result is channels-last (the
+    layout the CPU convolutions are fastest on).
+    """
+    nhwc = t.permute(0, 2, 3, 1)
+    out = nhwc[:, rows.view(-1, 1).to(t.device), cols.view(1, -1).to(t.device)]
+    return out.permute(0, 3, 1, 2)
+
+
+def merge_tokens(
+    tokens: torch.Tensor, n: int, rows: BlockAxis, cols: BlockAxis
+) -> torch.Tensor:
+    """Inverse of :func:`gather_tokens` for attention output, cropped to the region.
+
+    ``tokens`` is (N * windows, heads, 64, 49); returns (N, 98, rows.size,
+    cols.size).
+    """
+    nh, nw = rows.windows.numel() // WINDOW, cols.windows.numel() // WINDOW
+    out = tokens.reshape(n, nh, nw, HEADS, WINDOW, WINDOW, HEAD_DIM)
+    out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(n, nh * WINDOW, nw * WINDOW, CHANNELS)
+    out = out[:, rows.crop : rows.crop + rows.size, cols.crop : cols.crop + cols.size]
+    return out.permute(0, 3, 1, 2)
+
+
+def split_heads(t: torch.Tensor) -> torch.Tensor:
+    """(B, 64, 98) tokens -> (B, heads, 64, 49) view."""
+    return t.unflatten(-1, (HEADS, HEAD_DIM)).transpose(1, 2)
+
+
+def row_bands(height: int, shift: int, band: int) -> Iterator[tuple[int, int]]:
+    """Split ``[0, height)`` into bands of about ``band`` rows on the window grid.
+
+    Band edges sit on ``8 k - shift`` so that no attention window straddles
+    two bands. ``band <= 0`` gives the whole range.
+    """
+    if band <= 0 or band >= height:
+        yield 0, height
+        return
+    step = max(WINDOW, band // WINDOW * WINDOW)
+    edges = [0, *range(step - shift, height, step), height]
+    yield from zip(edges[:-1], edges[1:])
+
+
+def reflect_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv`` (3 x 3) applied to ``x`` reflect-padded by one pixel.
+
+    Runs a zero-padded convolution and recomputes the four border lines from
+    thin reflect-padded strips, which avoids copying the whole map into a
+    padded buffer (the same values as ``F.pad(x, 1, "reflect")`` first).
+    """
+    weight, bias = conv.weight, conv.bias
+    h, w = x.shape[-2:]
+    if h < 3 or w < 3:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias)
+    y = F.conv2d(x, weight, bias, padding=1)
+    lines = [1, 0, 1]
+    y[:, :, :1] = F.conv2d(F.pad(x[:, :, lines], (1, 1, 0, 0), mode="reflect"), weight, bias)
+    y[:, :, -1:] = F.conv2d(
+        F.pad(x[:, :, [h - 2, h - 1, h - 2]], (1, 1, 0, 0), mode="reflect"), weight, bias
+    )
+    y[:, :, :, :1] = F.conv2d(F.pad(x[:, :, :, lines], (0, 0, 1, 1), mode="reflect"), weight, bias)
+    y[:, :, :, -1:] = F.conv2d(
+        F.pad(x[:, :, :, [w - 2, w - 1, w - 2]], (0, 0, 1, 1), mode="reflect"), weight, bias
+    )
+    return y
+
+
+class RunningMoments:
+    """Per-sample mean and variance over (C, H, W), accumulated piece by piece.
+
+    Chan's parallel update in float64; ``statistics()`` returns the RLN's
+    (mean, std) as (N, 1, 1, 1) float32 tensors, matching a whole-map
+    computation to float32 rounding.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+
+    def add(self, x: torch.Tensor) -> None:
+        """Accumulate the elements of an (N, C, h, w) piece."""
+        n_b = x[0].numel()
+        var_b, mean_b = torch.var_mean(x.detach(), dim=(1, 2, 3), correction=0)
+        mean_b, m2_b = mean_b.double(), var_b.double() * n_b
+        if self.mean is None or self.m2 is None:
+            self.count, self.mean, self.m2 = n_b, mean_b, m2_b
+            return
+        total = self.count + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / total)
+        self.m2 = self.m2 + m2_b + delta**2 * (self.count * n_b / total)
+        self.count = total
+
+    def statistics(self, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) with ``std = sqrt(var + eps)``, shaped (N, 1, 1, 1)."""
+        if self.mean is None or self.m2 is None:
+            raise ValueError("no data accumulated")
+        mean = self.mean.float().view(-1, 1, 1, 1)
+        std = torch.sqrt(self.m2 / self.count + eps).float().view(-1, 1, 1, 1)
+        return mean, std

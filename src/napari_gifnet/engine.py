@@ -1,0 +1,218 @@
+"""The public fusion entry point: :func:`fuse`.
+
+Everything that fuses two images (the napari widget, the console helper, the
+command line and the benchmarks) goes through :func:`fuse`, so they all get
+the same validation, normalisation, colour handling and provenance.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from ._memory import reuse_heap
+from .colour import apply_colour, plan_colour
+from .devices import resolve_device
+from .preprocess import Normalization, to_luma_unit, to_rgb_unit
+from .streaming import Progress, fuse_streamed
+from .weights import load_model
+
+#: Images smaller than this on a side are padded (symmetrically) for the
+#: network's reflect paddings and cropped back afterwards.
+MIN_SIDE = 5
+_PADDED_SIDE = 8
+#: Pixels per band of the band-by-band evaluation, on the CPU and elsewhere.
+_BAND_PIXELS = {"cpu": 1 << 17}
+_BAND_PIXELS_DEFAULT = 1 << 22
+
+
+@dataclass
+class FusionResult:
+    """What :func:`fuse` returns.
+
+    Attributes
+    ----------
+    image
+        The fused image, float32 in [0, 1]: (H, W) when both inputs are grey,
+        (H, W, 3) when either is RGB.
+    luma
+        The network output, (H, W) float32 in [0, 1].
+    features
+        With ``return_features=True``: intermediate maps, each (98, H, W)
+        float32: ``"shared"`` (shared encoder), ``"multimodal"`` (multimodal
+        stream after its transformer block), ``"photographic"`` (digital-
+        photography stream after the task branch's last block) and
+        ``"branch"`` (the task branch's output fed to the decoder).
+        Otherwise empty.
+    device
+        The torch device the network ran on, e.g. ``"cpu"`` or ``"cuda:0"``.
+    elapsed
+        Wall time of the whole call, in seconds.
+    metadata
+        Provenance: method, package version, weights file and sha256, device,
+        size, the normalisation of each input, the colour handling.
+    """
+
+    image: np.ndarray
+    luma: np.ndarray
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    device: str = "cpu"
+    elapsed: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_array(x: Any, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - anything numpy cannot read
+        raise TypeError(f"input {name} cannot be read as an array: {exc}") from exc
+    if arr.dtype == object:
+        raise TypeError(f"input {name} is not a numeric image (dtype object)")
+    return arr
+
+
+def _plane_shape(arr: np.ndarray) -> tuple[int, ...]:
+    return arr.shape[:2] if arr.ndim == 3 and arr.shape[-1] in (3, 4) else arr.shape
+
+
+def _pad_small(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    h, w = x.shape
+    ph = _PADDED_SIDE - h if h < MIN_SIDE else 0
+    pw = _PADDED_SIDE - w if w < MIN_SIDE else 0
+    if ph or pw:
+        x = np.pad(x, ((0, ph), (0, pw)), mode="symmetric")
+    return x, (h, w)
+
+
+def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
+    return t.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else t
+
+
+def fuse(
+    a: Any,
+    b: Any,
+    *,
+    weights: str | PathLike | None = None,
+    device: str | torch.device | None = "auto",
+    return_features: bool = False,
+    normalization: Normalization = "auto",
+    progress: Progress | None = None,
+) -> FusionResult:
+    """Fuse two registered images of the same scene with GIFNet.
+
+    Parameters
+    ----------
+    a, b
+        The first and second input: arrays of shape (H, W) (grey), (H, W, 3)
+        (RGB) or (H, W, 4) (RGBA: alpha is dropped with a warning), of dtype
+        uint8, uint16, another integer type, bool or float. Order matters: the
+        first is infrared / PET or SPECT / near-infrared / near-focus /
+        over-exposed / multispectral band, the second visible / MRI / visible /
+        far-focus / under-exposed / panchromatic. Inputs are never modified.
+    weights
+        Path of a GIFNet checkpoint. None uses ``GIFNET_WEIGHTS``, then the
+        user cache, then downloads the published checkpoint (see
+        :mod:`napari_gifnet.weights`).
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"mps"``.
+    return_features
+        Also return the intermediate feature maps (see :class:`FusionResult`).
+    normalization
+        How non-uint8 inputs are mapped to [0, 1] (uint8 is always divided by
+        255, as the published model expects): ``"auto"`` (integers other than
+        uint8: robust 0.1-99.9 percentile range; floats already in [0, 1]:
+        unchanged; other floats: percentile range), ``"dtype"`` (the dtype's
+        full range), ``"minmax"``, ``"percentile"`` or a fixed ``(lo, hi)``
+        range. Recorded per input in ``result.metadata``.
+    progress
+        Called as ``progress(done, total)`` after each band of the
+        computation. An exception raised by it stops the fusion between
+        bands and propagates (this is how the napari widget cancels).
+
+    Returns
+    -------
+    FusionResult
+        ``image`` (grey or RGB, float32 in [0, 1]), ``luma``, ``features``,
+        ``device``, ``elapsed`` and ``metadata``.
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ, unsupported shapes or dtypes, NaN or infinite
+        values, an unknown normalisation, an unavailable device.
+    napari_gifnet.weights.WeightsUnavailableError
+        No checkpoint could be found or downloaded.
+    MemoryError
+        The image does not fit in memory on the chosen device.
+    """
+    start = time.perf_counter()
+    a_arr, b_arr = _as_array(a, "a"), _as_array(b, "b")
+    shape_a, shape_b = _plane_shape(a_arr), _plane_shape(b_arr)
+    if len(shape_a) == 2 and len(shape_b) == 2 and shape_a != shape_b:
+        raise ValueError(
+            f"the inputs must have the same height and width: a is {a_arr.shape}, "
+            f"b is {b_arr.shape}"
+        )
+    luma_a, meta_a = to_luma_unit(a_arr, normalization=normalization, name="a")
+    luma_b, meta_b = to_luma_unit(b_arr, normalization=normalization, name="b")
+    plan = plan_colour(
+        to_rgb_unit(a_arr, normalization, name="a"), to_rgb_unit(b_arr, normalization, name="b")
+    )
+    dev = resolve_device(device)
+    model, info = load_model(weights, device=str(dev))
+    (pa, size), (pb, _) = _pad_small(luma_a), _pad_small(luma_b)
+    h, w = size
+    features: dict[str, torch.Tensor] | None = {} if return_features else None
+    band_pixels = _BAND_PIXELS.get(dev.type, _BAND_PIXELS_DEFAULT)
+    try:
+        with torch.inference_mode(), reuse_heap():
+            out = fuse_streamed(
+                model,
+                _to_tensor(pa, dev),
+                _to_tensor(pb, dev),
+                band_pixels=band_pixels,
+                features=features,
+                progress=progress,
+            )
+            luma = out[0, 0, :h, :w].float().cpu().numpy()
+            feats = {
+                k: np.ascontiguousarray(v[0, :, :h, :w].float().cpu().numpy())
+                for k, v in (features or {}).items()
+            }
+    except torch.OutOfMemoryError as exc:
+        raise MemoryError(
+            f"a {h} x {w} fusion does not fit in the memory of {dev}: {exc}"
+        ) from exc
+    except RuntimeError as exc:
+        if "allocate" in str(exc) or "out of memory" in str(exc).lower():
+            raise MemoryError(f"a {h} x {w} fusion does not fit in memory on {dev}: {exc}") from exc
+        raise
+    image = luma if plan is None else apply_colour(luma, plan)
+    elapsed = time.perf_counter() - start
+    metadata = {
+        "method": "GIFNet",
+        "napari_gifnet_version": __version__,
+        "weights": str(info.path),
+        "weights_source": info.source,
+        "weights_sha256": info.sha256,
+        "device": str(dev),
+        "height": h,
+        "width": w,
+        "inputs": {"a": meta_a, "b": meta_b},
+        "normalization": normalization if isinstance(normalization, str) else list(normalization),
+        "colour": "grey" if plan is None else f"chroma from {plan.source} (BT.601 full range)",
+        "elapsed_s": round(elapsed, 4),
+    }
+    return FusionResult(
+        image=image, luma=luma, features=feats, device=str(dev), elapsed=elapsed, metadata=metadata
+    )
