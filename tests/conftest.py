@@ -14,6 +14,9 @@ import pytest
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
+# Widget tests run without a display.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 
 def _missing(what: str) -> None:
     message = f"reference material missing: {what}"
@@ -31,9 +34,14 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference_weights(reference_dir: Path) -> Path:
-    """Path of the published checkpoint in the reference directory."""
-    path = reference_dir / "weights" / "gifnet-official.pth"
+def reference_weights() -> Path:
+    """Path of the published checkpoint: ``GIFNET_WEIGHTS``, else the reference copy.
+
+    Skips when it is unavailable, or fails when ``GIFNET_REQUIRE_REFERENCE=1``
+    (as CI sets it), so parity can never pass by skipping.
+    """
+    env = os.environ.get("GIFNET_WEIGHTS")
+    path = Path(env) if env else REFERENCE_DIR / "weights" / "gifnet-official.pth"
     if not path.is_file():
-        _missing(str(path))
+        _missing(f"checkpoint {path}")
     return path

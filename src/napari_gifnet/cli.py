@@ -1,0 +1,282 @@
+"""The ``napari-gifnet`` command line.
+
+Subcommands are registered in :data:`COMMANDS` (name -> :class:`Subcommand`),
+so new ones are added by writing an ``add_arguments(parser)`` and a
+``run(args) -> int`` function and adding an entry.
+
+Exit status: 0 success, 1 an error during the run (missing or unreadable
+file, unusable inputs, weights unavailable, out of memory), 2 an invalid
+command line, 130 interrupted. Expected errors print one line
+``napari-gifnet: error: <message>`` on stderr (followed, for the weights, by
+indented instructions), never a traceback.
+
+torch is imported only by the subcommands that need it, so ``--help`` and
+``--version`` are fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from . import __version__
+
+PROG = "napari-gifnet"
+#: Exit status for errors during a run.
+EXIT_ERROR = 1
+#: Exit status for an invalid command line.
+EXIT_USAGE = 2
+#: Exit status after Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+#: Errors reported as one line instead of a traceback (WeightsUnavailableError
+#: is a RuntimeError, CheckpointError a ValueError).
+EXPECTED_ERRORS = (FileNotFoundError, ValueError, RuntimeError, MemoryError, OSError)
+
+_NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile")
+
+
+class UsageError(Exception):
+    """An invalid command line found by a subcommand (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``napari-gifnet`` subcommand.
+
+    Attributes
+    ----------
+    help
+        One-line description shown by ``napari-gifnet --help``.
+    add_arguments
+        Adds the subcommand's arguments to its parser.
+    run
+        Does the work and returns the exit status; raises :class:`UsageError`
+        or one of :data:`EXPECTED_ERRORS` on failure.
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# -- fuse -------------------------------------------------------------------
+
+
+def _normalization(text: str) -> str | tuple[float, float]:
+    """argparse type for ``--normalization``: a rule name or ``LO,HI``."""
+    value = text.strip().lower()
+    if value in _NORMALIZATIONS:
+        return value
+    parts = value.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        lo = hi = math.nan
+    if len(parts) == 2 and math.isfinite(lo) and math.isfinite(hi) and lo < hi:
+        return (lo, hi)
+    raise argparse.ArgumentTypeError(
+        f"invalid value {text!r}: use {', '.join(_NORMALIZATIONS)} or LO,HI (numbers, LO < HI)"
+    )
+
+
+class _Progress:
+    """``progress(done, total)`` callback printing a percentage on a terminal."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream, self.enabled, self.last = stream, enabled, -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = int(100 * done / total) if total > 0 else 100
+        if self.enabled and percent != self.last:
+            self.stream.write(f"\rfusing: {percent:3d}%")
+            self.stream.flush()
+            self.last = percent
+
+    def close(self) -> None:
+        if self.enabled and self.last >= 0:
+            self.stream.write("\r" + " " * len("fusing: 100%") + "\r")
+            self.stream.flush()
+            self.last = -1
+
+
+def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "a", metavar="A", help="first input (infrared, PET/SPECT, NIR, near focus, ...)"
+    )
+    parser.add_argument(
+        "b", metavar="B", help="second input (visible, MRI, far focus, panchromatic, ...)"
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUT",
+        help="fused image; format from the extension: .tif/.tiff (float32 with JSON "
+        "metadata), .png (8-bit), .jpg/.jpeg (8-bit)",
+    )
+    parser.add_argument("--weights", metavar="W", help="GIFNet checkpoint file (default: search)")
+    parser.add_argument(
+        "--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps"
+    )
+    parser.add_argument(
+        "--features", metavar="DIR",
+        help="also write the feature maps as float32 TIFF stacks <DIR>/<name>.tif",
+    )
+    parser.add_argument(
+        "--normalization", type=_normalization, default="auto",
+        metavar="{auto,dtype,minmax,percentile,LO,HI}",
+        help="how non-uint8 inputs are mapped to [0, 1] (default: auto)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def _run_fuse(args: argparse.Namespace) -> int:
+    from . import io
+
+    output = Path(args.output)
+    try:
+        io.output_format(output)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    parent = output.absolute().parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {parent}")
+    from .devices import resolve_device  # imports torch
+
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from None
+    a, b = io.read_image(args.a), io.read_image(args.b)
+
+    from .engine import fuse
+
+    progress = _Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
+    try:
+        result = fuse(
+            a,
+            b,
+            weights=args.weights,
+            device=args.device,
+            return_features=bool(args.features),
+            normalization=args.normalization,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    metadata = {**result.metadata, "input_files": {"a": str(args.a), "b": str(args.b)}}
+    io.write_image(output, result.image, metadata)
+    summary = (
+        f"fused {args.a} + {args.b} -> {args.output}: "
+        f"{result.luma.shape[0]} x {result.luma.shape[1]}, device {result.device}, "
+        f"{result.elapsed:.1f} s"
+    )
+    if args.features:
+        written = io.write_features(args.features, result.features, metadata)
+        summary += f"; features {', '.join(p.stem for p in written)} -> {args.features}"
+    if not args.quiet:
+        print(summary)
+    return 0
+
+
+# -- weights ----------------------------------------------------------------
+
+
+def _add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", metavar="W", help="a checkpoint file to include in the search")
+
+
+def _run_weights(args: argparse.Namespace) -> int:
+    from .weights import describe_weights_search  # imports torch
+
+    text = describe_weights_search(args.weights)
+    print(text)
+    if "Found: nothing" in text or "Found: ERROR" in text:
+        print("(informational: no usable weights file is on disk yet)")
+    return 0
+
+
+#: The subcommands, by name.
+COMMANDS: dict[str, Subcommand] = {
+    "fuse": Subcommand("fuse two registered images", _add_fuse_arguments, _run_fuse),
+    "weights": Subcommand(
+        "explain where the GIFNet weights are looked for", _add_weights_arguments, _run_weights
+    ),
+}
+
+
+# -- driver -----------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one subparser per entry of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="GIFNet image fusion (Cheng et al., CVPR 2025) from the command line.",
+        epilog="exit status: 0 success, 1 error during the run, 2 invalid command line,\n"
+        "130 interrupted",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        child = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(child)
+    return parser
+
+
+def _error(message: str) -> None:
+    first, *rest = message.strip().splitlines() or [""]
+    lines = [f"{PROG}: error: {first}", *(f"  {line}" for line in rest)]
+    print("\n".join(lines), file=sys.stderr)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, KeyError):  # str() of a KeyError is its repr
+        text = str(exc.args[0]) if exc.args else ""
+    return text or type(exc).__name__
+
+
+def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status.
+
+    Parameters
+    ----------
+    argv
+        The arguments without the program name; None uses ``sys.argv[1:]``.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        _error(f"a command is required: {', '.join(COMMANDS)}")
+        return EXIT_USAGE
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return COMMANDS[args.command].run(args)
+        except KeyboardInterrupt:
+            print(f"\n{PROG}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except UsageError as exc:
+            _error(_describe(exc))
+            return EXIT_USAGE
+        except EXPECTED_ERRORS as exc:
+            _error(_describe(exc))
+            return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

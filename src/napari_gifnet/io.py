@@ -1,0 +1,289 @@
+"""Reading input images and writing fused images and feature maps.
+
+Formats are chosen by file extension (case-insensitive):
+
+* ``.png``, ``.jpg``, ``.jpeg``: read and written with :mod:`imageio.v3`
+  (Pillow); the stored dtype (uint8, or uint16 for 16-bit PNG) is kept.
+* ``.tif``, ``.tiff``: read and written with :mod:`tifffile`, any dtype; the
+  provenance metadata is stored as JSON in the ImageDescription tag and read
+  back with :func:`read_tiff_metadata`.
+
+No torch import happens here, so the command line stays quick to start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Extensions :func:`read_image` accepts.
+READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: Extensions :func:`write_image` accepts.
+WRITE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+#: JPEG quality used by :func:`write_image`.
+JPEG_QUALITY = 95
+
+_TIFF = (".tif", ".tiff")
+
+
+def _extension(path: Path, allowed: tuple[str, ...], action: str) -> str:
+    ext = path.suffix.lower()
+    if ext not in allowed:
+        raise ValueError(
+            f"cannot {action} {path}: unsupported extension {ext or '(none)'!r}; "
+            f"supported: {', '.join(allowed)}"
+        )
+    return ext
+
+
+def output_format(path: PathLike) -> str:
+    """Return the lower-case extension of ``path``.
+
+    Raises ValueError if it is not one of :data:`WRITE_EXTENSIONS`.
+    """
+    return _extension(Path(path), WRITE_EXTENSIONS, "write")
+
+
+def _warn_if_png_truncated(path: Path) -> None:
+    # Pillow decodes 16-bit colour PNGs (RGB, RGBA, grey+alpha) to 8 bits.
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 4, 6):
+        message = f"{path} is a 16-bit colour PNG, read with 8 bits per channel (Pillow)"
+        warnings.warn(message + "; save it as TIFF to keep 16 bits", UserWarning, stacklevel=3)
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as stored.
+
+    Parameters
+    ----------
+    path
+        A ``.png``, ``.jpg``/``.jpeg`` or ``.tif``/``.tiff`` file.
+
+    Returns
+    -------
+    numpy.ndarray
+        PNG/JPEG: uint8 (or uint16 for 16-bit grey PNG), shape (H, W),
+        (H, W, 3) or (H, W, 4); palette images are expanded to RGB(A).
+        TIFF: the first series as stored, any dtype and shape (a multi-page
+        file gives a stack); :func:`napari_gifnet.engine.fuse` validates it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the extension is unsupported, the path is not a file, or the file
+        cannot be decoded.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"image file not found: {p}")
+    ext = _extension(p, READ_EXTENSIONS, "read")
+    if not p.is_file():
+        raise ValueError(f"cannot read {p}: not a file")
+    try:
+        if ext in _TIFF:
+            import tifffile
+
+            return np.asarray(tifffile.imread(p))
+        import imageio.v3 as iio
+
+        if ext == ".png":
+            _warn_if_png_truncated(p)
+        return np.asarray(iio.imread(p, plugin="pillow"))
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
+        kind = "TIFF" if ext in _TIFF else ext[1:].upper().replace("JPG", "JPEG")
+        raise ValueError(f"cannot read {p}: not a valid {kind} file ({exc})") from exc
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _description(metadata: Mapping[str, Any] | None, shape: tuple[int, ...]) -> str | None:
+    # tifffile parses any JSON description holding '"shape":' as its own "shaped"
+    # metadata, whose top-level "shape" must be the array's: so it comes first.
+    if metadata is None:
+        return None
+    if "shape" in metadata:
+        raise ValueError("the metadata key 'shape' is reserved (tifffile stores the shape there)")
+    body = json.loads(json.dumps(dict(metadata), default=_json_default))
+    return json.dumps({"shape": list(shape), **body})
+
+
+def _write_tiff(
+    path: Path, data: np.ndarray, metadata: Mapping[str, Any] | None, photometric: str,
+    alpha: bool = False,
+) -> None:
+    import tifffile
+
+    extrasamples = ("unassalpha",) if alpha else None
+    description = _description(metadata, data.shape)
+    tifffile.imwrite(
+        path, data, photometric=photometric, extrasamples=extrasamples,
+        description=description, metadata=None,
+    )
+
+
+def _to_integer(image: np.ndarray, bits: int, path: Path) -> np.ndarray:
+    """Float in [0, 1] -> uint8/uint16, clipped and rounded to nearest."""
+    dtype = np.uint8 if bits == 8 else np.uint16
+    if image.dtype == dtype:
+        return image
+    if image.dtype.kind != "f":
+        raise ValueError(
+            f"cannot write {path}: a {bits}-bit image needs floats in [0, 1] or "
+            f"{np.dtype(dtype).name} data, got {image.dtype}"
+        )
+    if not np.all(np.isfinite(image)):
+        raise ValueError(f"cannot write {path}: the image contains NaN or infinite values")
+    top = float(np.iinfo(dtype).max)
+    return np.rint(np.clip(image, 0.0, 1.0) * top).astype(dtype)
+
+
+def write_image(
+    path: PathLike,
+    image: np.ndarray,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    bit_depth: int = 8,
+) -> Path:
+    """Write an image; the format follows the extension.
+
+    Parameters
+    ----------
+    path
+        Output file. ``.tif``/``.tiff``: the array is written unchanged (a
+        float32 fusion stays float32) with ``metadata`` as JSON in the
+        ImageDescription. ``.png``: 8-bit, or 16-bit with ``bit_depth=16``
+        (grey only: Pillow cannot write 16-bit colour PNG). ``.jpg``/``.jpeg``:
+        8-bit, quality :data:`JPEG_QUALITY`, grey or RGB. For PNG and JPEG,
+        float data are clipped to [0, 1], scaled by 255 (or 65535) and rounded
+        to the nearest integer (``numpy.rint``: halves to even); uint8 (uint16
+        for 16-bit) data are written as they are. PNG and JPEG drop
+        ``metadata``.
+    image
+        (H, W), (H, W, 3) or (H, W, 4) array; never modified.
+    metadata
+        JSON-serialisable mapping (numpy scalars and other objects are
+        converted); TIFF only. It is stored as tifffile's "shaped" JSON
+        (``{"shape": [...], **metadata}``), so the key ``"shape"`` is reserved.
+    bit_depth
+        8 or 16; PNG only.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        Unsupported extension, shape, dtype or bit depth, or NaN values.
+    OSError
+        If the file cannot be written.
+    """
+    p = Path(path)
+    ext = output_format(p)
+    arr = np.asarray(image)
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
+        raise ValueError(
+            f"cannot write {p}: expected an (H, W), (H, W, 3) or (H, W, 4) image, "
+            f"got shape {arr.shape}"
+        )
+    if bit_depth not in (8, 16) or (bit_depth == 16 and ext != ".png"):
+        raise ValueError(f"cannot write {p}: bit_depth {bit_depth!r}; 16 is for .png, else 8")
+    if ext in _TIFF:
+        alpha = arr.ndim == 3 and arr.shape[-1] == 4
+        _write_tiff(p, arr, metadata, "minisblack" if arr.ndim == 2 else "rgb", alpha)
+        return p
+    if ext == ".png" and bit_depth == 16 and arr.ndim == 3:
+        raise ValueError(f"cannot write {p}: 16-bit PNG is for grey images only; use .tif")
+    if ext != ".png" and arr.ndim == 3 and arr.shape[-1] == 4:
+        raise ValueError(f"cannot write {p}: JPEG has no alpha channel; use .png or .tif")
+    import imageio.v3 as iio
+
+    data = _to_integer(arr, bit_depth, p)
+    options: dict[str, Any] = {"quality": JPEG_QUALITY} if ext != ".png" else {}
+    iio.imwrite(p, data, plugin="pillow", extension=ext, **options)
+    return p
+
+
+def write_features(
+    directory: PathLike,
+    features: Mapping[str, np.ndarray],
+    metadata: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Write each feature map as a float32 TIFF stack ``<directory>/<name>.tif``.
+
+    Parameters
+    ----------
+    directory
+        Output folder; created (with parents) if needed.
+    features
+        Name -> array of shape (C, H, W), e.g. ``FusionResult.features``
+        (C = 98). Names must be plain file names.
+    metadata
+        Provenance stored as JSON in every file, with ``"feature"`` (the name)
+        and ``"axes": "CYX"`` added.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in the order of ``features``.
+
+    Raises
+    ------
+    ValueError
+        A name that is not a plain file name, or an array that is not 3-D.
+    """
+    folder = Path(directory)
+    for name, arr in features.items():
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"feature name {name!r} is not a plain file name")
+        if np.ndim(arr) != 3:
+            raise ValueError(f"feature {name!r} must be (C, H, W), got shape {np.shape(arr)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, arr in features.items():
+        meta = {**(metadata or {}), "feature": name, "axes": "CYX"}
+        out = folder / f"{name}.tif"
+        _write_tiff(out, np.asarray(arr, dtype=np.float32), meta, "minisblack")
+        written.append(out)
+    return written
+
+
+def read_tiff_metadata(path: PathLike) -> dict[str, Any]:
+    """Return the JSON metadata that :func:`write_image` stored in a TIFF.
+
+    The ``"shape"`` entry tifffile needs is left out. Returns an empty dict
+    when the file has no JSON ImageDescription.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(Path(path)) as tif:
+        text = tif.pages[0].description
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    value.pop("shape", None)
+    return value

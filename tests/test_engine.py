@@ -1,0 +1,195 @@
+"""The public fuse() API: parity with the published model, inputs, colour, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_gifnet import FusionResult, fuse
+from napari_gifnet.colour import rgb_to_ycbcr
+from napari_gifnet.preprocess import published_luma_uint8
+from napari_gifnet.weights import OFFICIAL_SHA256
+
+CASES = [
+    "IVIF",
+    "MEIF",
+    "MFIF",
+    "Medical",
+    "NIR-VIS",
+    "Remote-band1",
+    "Remote-band2",
+    "Remote-band3",
+    "Remote-band4",
+]
+
+
+@pytest.fixture(scope="module")
+def weights(reference_weights: Path) -> Path:
+    return reference_weights
+
+
+def _fuse(a, b, weights, **kw) -> FusionResult:
+    return fuse(a, b, weights=weights, device="cpu", **kw)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_parity_with_the_published_outputs(case: str, reference_dir: Path, weights: Path) -> None:
+    with np.load(reference_dir / "official" / f"{case}.npz") as data:
+        a, b, expected = data["input_a"], data["input_b"], data["fused_luma"]
+    result = _fuse(a, b, weights)
+    assert result.luma.shape == expected.shape and result.luma.dtype == np.float32
+    assert result.image.shape == expected.shape  # grey in, grey out
+    assert np.abs(result.luma - expected).max() <= 1e-4
+
+
+def test_features_are_the_published_intermediate_maps(reference_dir: Path, weights: Path) -> None:
+    with np.load(reference_dir / "official" / "activations_small.npz") as data:
+        act = dict(data)
+    result = _fuse(act["input_a_uint8"], act["input_b_uint8"], weights, return_features=True)
+    h, w = act["fused"].shape
+    assert set(result.features) == {"shared", "multimodal", "photographic", "branch"}
+    for name, ref in (
+        ("shared", act["shared_S"]),
+        ("branch", act["branch_T"]),
+        ("multimodal", act["block0_out_mm"][:, :h, :w]),
+        ("photographic", act["block1_out_dp"][:, :h, :w]),
+    ):
+        got = result.features[name]
+        assert got.shape == (98, h, w) and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * float(np.abs(ref).max()))
+    assert not _fuse(act["input_a_uint8"], act["input_b_uint8"], weights).features
+
+
+@pytest.fixture(scope="module")
+def medical(reference_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(reference_dir / "official" / "Medical.npz") as data:
+        return data["input_a"][64:128, 64:160].copy(), data["input_b"][64:128, 64:160].copy()
+
+
+def test_rgb_uint8_becomes_the_published_luma(medical, weights: Path) -> None:
+    grey, mri = medical
+    tint = np.array([25, -5, -30])  # a warm, moderately saturated tint
+    rgb = np.clip(grey[..., None].astype(int) // 2 + 60 + tint, 0, 255).astype(np.uint8)
+    result = _fuse(rgb, mri, weights)
+    same = _fuse(published_luma_uint8(rgb), mri, weights)
+    np.testing.assert_array_equal(result.luma, same.luma)
+    assert result.image.shape == (*grey.shape, 3) and result.image.dtype == np.float32
+    # the colour image carries the fused luma (BT.601) wherever it was not clipped
+    y, _, _ = rgb_to_ycbcr(result.image)
+    inside = (result.image > 1e-3).all(-1) & (result.image < 1 - 1e-3).all(-1)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(y[inside], result.luma[inside], atol=1e-5)
+
+
+def test_inputs_are_never_modified(medical, weights: Path) -> None:
+    a, b = medical
+    a16 = (a.astype(np.uint16) * 16).copy()
+    rgb = np.stack([b, a, b], axis=-1)
+    for x, y in ((a, b), (a16, b.astype(np.float64) / 255), (rgb, a)):
+        before = (x.copy(), y.copy())
+        x.flags.writeable = False
+        _fuse(x, y, weights)
+        np.testing.assert_array_equal(x, before[0])
+        np.testing.assert_array_equal(y, before[1])
+
+
+def test_shape_mismatch_names_both_shapes(weights: Path) -> None:
+    with pytest.raises(ValueError, match=r"a is \(10, 12\), b is \(10, 13\)"):
+        _fuse(np.zeros((10, 12), np.uint8), np.zeros((10, 13), np.uint8), weights)
+    with pytest.raises(ValueError, match=r"a is \(10, 12, 3\), b is \(11, 12\)"):
+        _fuse(np.zeros((10, 12, 3), np.uint8), np.zeros((11, 12), np.uint8), weights)
+
+
+def test_non_finite_values_are_refused(weights: Path) -> None:
+    a = np.full((16, 16), 0.5, np.float32)
+    a[3, 4] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        _fuse(a, np.zeros((16, 16), np.float32), weights)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (3, 3), (4, 9), (7, 2), (5, 5)])
+def test_any_size_from_one_pixel(size: tuple[int, int], weights: Path) -> None:
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, size, dtype=np.uint8)
+    b = rng.integers(0, 256, size, dtype=np.uint8)
+    result = _fuse(a, b, weights, return_features=True)
+    assert result.image.shape == size and result.luma.shape == size
+    assert np.isfinite(result.luma).all() and (0 <= result.luma).all() and (result.luma <= 1).all()
+    assert result.features["shared"].shape == (98, *size)
+
+
+def test_small_images_are_padded_symmetrically_and_cropped(weights: Path) -> None:
+    """A 4 x 4 image is fused as its 8 x 8 symmetric extension, then cropped."""
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (4, 4), dtype=np.uint8)
+    b = rng.integers(0, 256, (4, 4), dtype=np.uint8)
+    small = _fuse(a, b, weights).luma
+    big = _fuse(np.pad(a, ((0, 4), (0, 4)), "symmetric"), np.pad(b, ((0, 4), (0, 4)), "symmetric"), weights)
+    np.testing.assert_allclose(small, big.luma[:4, :4], atol=1e-6)
+
+
+def test_uint16_normalisation_is_recorded(medical, weights: Path) -> None:
+    a, b = medical
+    a12 = a.astype(np.uint16) * 16  # 12-bit data in a 16-bit container
+    result = _fuse(a12, b, weights)
+    meta = result.metadata["inputs"]["a"]
+    assert meta["normalization"] == "percentile"
+    assert result.metadata["inputs"]["b"]["normalization"] == "dtype"
+    fixed = _fuse(a12, b, weights, normalization="dtype")
+    assert fixed.metadata["inputs"]["a"]["range"] == [0, 65535] or tuple(
+        fixed.metadata["inputs"]["a"]["range"]
+    ) == (0, 65535)
+    assert not np.allclose(result.luma, fixed.luma, atol=1e-3)
+
+
+def test_metadata_and_device(medical, weights: Path) -> None:
+    result = _fuse(*medical, weights)
+    assert result.device == "cpu"
+    meta = result.metadata
+    assert meta["method"] == "GIFNet"
+    assert meta["weights_sha256"] == OFFICIAL_SHA256
+    assert meta["device"] == "cpu" and meta["height"] == 64 and meta["width"] == 96
+    json.dumps(meta)  # provenance must be serialisable (TIFF description, layer metadata)
+
+
+def test_unavailable_and_unknown_devices(medical, weights: Path) -> None:
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            fuse(*medical, weights=weights, device="cuda")
+    with pytest.raises(ValueError, match="unknown device 'banana'"):
+        fuse(*medical, weights=weights, device="banana")
+
+
+def test_auto_device_records_what_ran(medical, weights: Path) -> None:
+    result = fuse(*medical, weights=weights, device="auto")
+    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert result.device == expected
+
+
+def test_progress_reports_and_can_stop_the_fusion(medical, weights: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    _fuse(*medical, weights, progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1][0] == seen[-1][1]
+    assert [d for d, _ in seen] == list(range(1, len(seen) + 1))
+
+    class Stop(Exception):
+        pass
+
+    def stop(done: int, total: int) -> None:
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _fuse(*medical, weights, progress=stop)
+
+
+def test_rgba_alpha_is_dropped_with_a_warning(medical, weights: Path) -> None:
+    a, b = medical
+    rgba = np.dstack([a, a, a, np.full_like(a, 7)])
+    with pytest.warns(UserWarning, match="alpha"):
+        result = _fuse(rgba, b, weights)
+    np.testing.assert_allclose(result.luma, _fuse(np.dstack([a, a, a]), b, weights).luma, atol=1e-7)

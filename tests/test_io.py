@@ -1,0 +1,226 @@
+"""Tests for napari_gifnet.io: reading inputs, writing results and feature maps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_gifnet.io import (
+    output_format,
+    read_image,
+    read_tiff_metadata,
+    write_features,
+    write_image,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _grey_u8(h: int = 17, w: int = 23) -> np.ndarray:
+    return RNG.integers(0, 256, (h, w), dtype=np.uint8)
+
+
+# -- round trips ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (17, 23, 3), (17, 23, 4)])
+def test_uint8_png_round_trip(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    image = RNG.integers(0, 256, shape, dtype=np.uint8)
+    write_image(tmp_path / "x.png", image)
+    back = read_image(tmp_path / "x.png")
+    assert back.dtype == np.uint8
+    np.testing.assert_array_equal(back, image)
+
+
+def test_uint16_png_round_trip(tmp_path: Path) -> None:
+    image = RNG.integers(0, 65536, (19, 11), dtype=np.uint16)
+    write_image(tmp_path / "x.png", image, bit_depth=16)
+    back = read_image(tmp_path / "x.png")
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, image)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float64])
+@pytest.mark.parametrize("ext", [".tif", ".tiff", ".TIF"])
+def test_tiff_round_trip_keeps_dtype(tmp_path: Path, dtype: type, ext: str) -> None:
+    image = (RNG.random((13, 9)) * 1000).astype(dtype)
+    write_image(tmp_path / f"x{ext}", image)
+    back = read_image(tmp_path / f"x{ext}")
+    assert back.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(back, image)
+
+
+@pytest.mark.parametrize("shape", [(12, 14), (12, 14, 3)])
+def test_float_tiff_with_metadata(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    image = RNG.random(shape).astype(np.float32)
+    metadata = {
+        "method": "GIFNet",
+        "height": np.int64(12),
+        "scale": np.float32(0.5),
+        "path": tmp_path,
+        "inputs": {"a": {"rule": "dtype"}},
+    }
+    out = write_image(tmp_path / "f.tif", image, metadata)
+    assert out == tmp_path / "f.tif"
+    back = read_image(out)
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, image)
+    meta = read_tiff_metadata(out)
+    assert meta == {
+        "method": "GIFNet",
+        "height": 12,
+        "scale": 0.5,
+        "path": str(tmp_path),
+        "inputs": {"a": {"rule": "dtype"}},
+    }
+    with tifffile.TiffFile(out) as tif:  # plain JSON in the ImageDescription
+        stored = json.loads(tif.pages[0].description)
+    assert stored["method"] == "GIFNet" and stored["shape"] == list(shape)
+
+
+def test_nested_shape_keys_and_reserved_shape(tmp_path: Path) -> None:
+    # tifffile reads any JSON description containing '"shape":' as its own
+    # "shaped" metadata; the engine's metadata has such nested keys.
+    image = RNG.random((5, 7, 3)).astype(np.float32)
+    meta = {"inputs": {"a": {"shape": [5, 7, 3], "dtype": "uint8"}}, "width": 7}
+    write_image(tmp_path / "x.tif", image, meta)
+    np.testing.assert_array_equal(read_image(tmp_path / "x.tif"), image)
+    assert read_tiff_metadata(tmp_path / "x.tif") == meta
+    with pytest.raises(ValueError, match="'shape' is reserved"):
+        write_image(tmp_path / "y.tif", image, {"shape": [1]})
+
+
+def test_tiff_without_metadata_reads_empty(tmp_path: Path) -> None:
+    write_image(tmp_path / "x.tif", np.zeros((4, 4), np.float32))
+    assert read_tiff_metadata(tmp_path / "x.tif") == {}
+
+
+def test_float_png_is_clipped_and_rounded(tmp_path: Path) -> None:
+    image = np.array([[0.0, 1.0, -0.5, 2.0], [0.5 / 255, 1.4 / 255, 1.6 / 255, 0.5]], np.float32)
+    write_image(tmp_path / "x.png", image)
+    back = read_image(tmp_path / "x.png")
+    np.testing.assert_array_equal(back, [[0, 255, 0, 255], [0, 1, 2, 128]])
+    write_image(tmp_path / "y.png", image, bit_depth=16)
+    back16 = read_image(tmp_path / "y.png")
+    assert back16.dtype == np.uint16
+    np.testing.assert_array_equal(back16, np.rint(np.clip(image, 0, 1) * 65535))
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".jpeg", ".JPG"])
+def test_jpeg_is_8_bit(tmp_path: Path, ext: str) -> None:
+    image = np.full((16, 16, 3), 0.5, np.float32)
+    write_image(tmp_path / f"x{ext}", image)
+    back = read_image(tmp_path / f"x{ext}")
+    assert back.dtype == np.uint8 and back.shape == (16, 16, 3)
+    assert np.abs(back.astype(int) - 128).max() <= 2
+
+
+def test_inputs_are_never_modified(tmp_path: Path) -> None:
+    image = np.linspace(-0.5, 1.5, 64, dtype=np.float32).reshape(8, 8)
+    before = image.copy()
+    for name in ("x.png", "x.jpg", "x.tif"):
+        write_image(tmp_path / name, image)
+    write_image(tmp_path / "y.png", image, bit_depth=16)
+    np.testing.assert_array_equal(image, before)
+
+
+def test_write_features(tmp_path: Path) -> None:
+    features = {k: RNG.random((98, 6, 5)).astype(np.float32) for k in ("shared", "branch")}
+    written = write_features(tmp_path / "deep" / "feats", features, {"method": "GIFNet"})
+    assert written == [tmp_path / "deep" / "feats" / f"{k}.tif" for k in features]
+    for name, path in zip(features, written):
+        back = read_image(path)
+        assert back.shape == (98, 6, 5) and back.dtype == np.float32
+        np.testing.assert_array_equal(back, features[name])
+        assert read_tiff_metadata(path) == {"method": "GIFNet", "feature": name, "axes": "CYX"}
+
+
+# -- errors -----------------------------------------------------------------
+
+
+def test_read_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found: .*missing.png"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_read_unsupported_extension(tmp_path: Path) -> None:
+    (tmp_path / "x.bmp").write_bytes(b"BM")
+    with pytest.raises(ValueError, match=r"x\.bmp.*unsupported extension '\.bmp'.*\.tiff"):
+        read_image(tmp_path / "x.bmp")
+
+
+@pytest.mark.parametrize("name", ["broken.png", "broken.tif", "broken.jpg"])
+def test_read_corrupt_file(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_bytes(b"this is not an image")
+    with pytest.raises(ValueError, match=f"cannot read .*{name}: not a valid"):
+        read_image(tmp_path / name)
+
+
+def test_read_directory(tmp_path: Path) -> None:
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(ValueError, match="not a file"):
+        read_image(tmp_path / "d.png")
+
+
+def test_write_unsupported_extension(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"'\.bmp'; supported: \.tif, \.tiff, \.png, \.jpg"):
+        write_image(tmp_path / "x.bmp", np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="'\\(none\\)'"):
+        output_format(tmp_path / "noext")
+    assert output_format("a/B.TIFF") == ".tiff"
+
+
+@pytest.mark.parametrize(
+    ("name", "image", "kwargs", "match"),
+    [
+        ("x.png", np.zeros((4, 4, 2), np.float32), {}, "expected an"),
+        ("x.png", np.zeros((4,), np.float32), {}, "expected an"),
+        ("x.png", np.full((4, 4), np.nan, np.float32), {}, "NaN"),
+        ("x.png", np.zeros((4, 4), np.int32), {}, "floats in"),
+        ("x.png", np.zeros((4, 4, 3), np.float32), {"bit_depth": 16}, "grey images only"),
+        ("x.tif", np.zeros((4, 4), np.float32), {"bit_depth": 16}, "bit_depth"),
+        ("x.png", np.zeros((4, 4), np.float32), {"bit_depth": 12}, "bit_depth"),
+        ("x.jpg", np.zeros((4, 4, 4), np.float32), {}, "no alpha"),
+    ],
+)
+def test_write_rejects(
+    tmp_path: Path, name: str, image: np.ndarray, kwargs: dict, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        write_image(tmp_path / name, image, **kwargs)
+    assert not (tmp_path / name).exists()
+
+
+def test_write_features_rejects_bad_names(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="plain file name"):
+        write_features(tmp_path, {"../evil": np.zeros((2, 3, 3), np.float32)})
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        write_features(tmp_path, {"flat": np.zeros((3, 3), np.float32)})
+
+
+def test_16_bit_colour_png_warns(tmp_path: Path) -> None:
+    # A hand-made 16-bit RGB PNG (Pillow cannot write one, and reads it as 8-bit).
+    import struct
+    import zlib
+
+    data = RNG.integers(0, 65536, (3, 4, 3), dtype=np.uint16).astype(">u2")
+    raw = b"".join(b"\x00" + row.tobytes() for row in data)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 3, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    (tmp_path / "rgb16.png").write_bytes(png)
+    with pytest.warns(UserWarning, match="16-bit colour PNG.*TIFF"):
+        back = read_image(tmp_path / "rgb16.png")
+    assert back.shape == (3, 4, 3)
