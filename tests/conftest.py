@@ -8,14 +8,18 @@ the repository root; it is read from there and never copied into the repo.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
-# Widget tests run without a display.
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# napari's canvas needs OpenGL, which Qt's "offscreen" platform lacks: widget
+# tests run on a virtual X server (pytest-xvfb starts Xvfb when it is
+# installed). Without one, Qt-only code can still run offscreen.
+if not os.environ.get("DISPLAY") and not shutil.which("Xvfb"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def _missing(what: str) -> None:
@@ -45,3 +49,18 @@ def reference_weights() -> Path:
     if not path.is_file():
         _missing(f"checkpoint {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def gifnet_plugin() -> str:
+    """Register this package's npe2 manifest (when not installed) and return its name."""
+    import npe2
+
+    import napari_gifnet
+
+    manager = npe2.PluginManager.instance()
+    manager.discover()  # an installed copy, if any, is found first
+    if "napari-gifnet" not in manager:
+        manifest = Path(napari_gifnet.__file__).with_name("napari.yaml")
+        manager.register(npe2.PluginManifest.from_file(manifest))
+    return "napari-gifnet"
