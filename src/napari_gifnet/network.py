@@ -21,17 +21,14 @@ from torch import nn
 
 from ._regions import (
     CHANNELS,
-    HEAD_DIM,
     HEADS,
     WINDOW,
     BlockAxis,
-    RunningMoments,
     block_axis,
     gather_image,
     gather_tokens,
     merge_tokens,
     reflect_conv3x3,
-    row_bands,
     split_heads,
 )
 
@@ -278,15 +275,16 @@ class TransformerBlock(nn.Module):
         stats: tuple[torch.Tensor, torch.Tensor],
         rows: BlockAxis,
         cols: BlockAxis,
-        query: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None,
-    ) -> torch.Tensor:
+        query: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The block's output for one stream over a planned region.
 
         ``x`` is the block input over ``rows.src_start:src_stop`` and
         ``cols.src_start:src_stop``; ``stats`` the stream's whole-map RLN
         statistics. ``query``, for cross attention, is the other stream's
-        input over the same region with its statistics: its Q replaces this
-        stream's. Returns (N, 98, rows.size, cols.size).
+        query tokens over the same region (as this method returns them): they
+        replace this stream's. Returns the output (N, 98, rows.size,
+        cols.size) and the query tokens used.
         """
         n = x.shape[0]
         tokens = gather_tokens(x, rows.windows, cols.windows)
@@ -294,10 +292,7 @@ class TransformerBlock(nn.Module):
             qkv = self._project_tokens(tokens, n, self._projection(stream, stats, slice(None)))
             q, k, v = qkv.split(CHANNELS, dim=-1)
         else:
-            q_tokens = gather_tokens(query[0], rows.windows, cols.windows)
-            q = self._project_tokens(
-                q_tokens, n, self._projection("dp", query[1], slice(0, CHANNELS))
-            )
+            q = query
             kv = self._project_tokens(
                 tokens, n, self._projection(stream, stats, slice(CHANNELS, None))
             )
@@ -305,7 +300,7 @@ class TransformerBlock(nn.Module):
         attn = F.scaled_dot_product_attention(
             split_heads(q), split_heads(k), split_heads(v), attn_mask=self.attn.attn().to(x.dtype)[None]
         )
-        del tokens, q, k, v
+        del tokens, k, v
         # The depthwise convolution reads V in image layout.
         v_img = self._project(x, self._projection(stream, stats, slice(2 * CHANNELS, None)))
         v_img = gather_image(v_img, rows.depthwise, cols.depthwise)
@@ -329,29 +324,19 @@ class TransformerBlock(nn.Module):
         mlp = self._part("mlp", stream).mlp
         y = mlp[2](F.relu_(mlp[0](out)))
         y += out
-        return y
+        return y, q
 
     def forward(
-        self, x: torch.Tensor, stream: str, query: torch.Tensor | None = None, band: int = 0
-    ) -> torch.Tensor:
+        self, x: torch.Tensor, stream: str, query: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply the block to a whole (N, 98, H, W) map (H, W multiples of 4).
 
-        ``query`` is the other stream's block input when this stream uses its
-        query (cross attention). ``band`` > 0 evaluates the map in horizontal
-        bands of about that many rows (aligned to the window grid), which
-        gives the same values with a much smaller working set.
+        ``query``: the other stream's query tokens, for cross attention.
+        Returns the output map and the query tokens used.
         """
         h, w = x.shape[-2:]
-        stats = self.statistics(x, stream)
-        qstats = self.statistics(query, "dp") if query is not None else None
-        cols = block_axis(0, w, w, self.shift)
-        pieces = []
-        for r0, r1 in row_bands(h, self.shift, band):
-            rows = block_axis(r0, r1, h, self.shift)
-            src = slice(rows.src_start, rows.src_stop)
-            q = None if query is None else (query[:, :, src], qstats)
-            pieces.append(self.region(x[:, :, src], stream, stats, rows, cols, q))
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
+        rows, cols = block_axis(0, h, h, self.shift), block_axis(0, w, w, self.shift)
+        return self.region(x, stream, self.statistics(x, stream), rows, cols, query)
 
 
 class _Embed(nn.Module):
@@ -400,59 +385,28 @@ class TaskBranch(nn.Module):
         self.patch_unembed = _Unembed()
 
     def forward(
-        self,
-        shared: torch.Tensor,
-        features: dict[str, torch.Tensor] | None = None,
-        band: int = 0,
+        self, shared: torch.Tensor, features: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """Inference path: branch output T, cropped to the input's size.
-
-        ``band`` > 0 runs the transformer blocks in horizontal bands of about
-        that many rows (same values, smaller working set).
+        """Inference path, whole maps at once: branch output T cropped to S's size.
 
         When ``features`` is a dict, the stream outputs are stored in it
         (cropped): ``"multimodal"`` (MM after block 0) and ``"photographic"``
-        (DP after block 1).
+        (DP after block 1). :func:`napari_gifnet.streaming.fuse_streamed`
+        computes the same band by band.
         """
         h, w = shared.shape[-2:]
         padded = pad_to_multiple(shared, BRANCH_MULTIPLE)
         mm = self.patch_embed_ivif(padded)
         dp = self.patch_embed_mfif(padded)
-        del padded
         block0, block1 = self.layer1.blocks
-        hp, wp = mm.shape[-2:]
-        mm_stats, dp_stats = block0.statistics(mm, "mm"), block0.statistics(dp, "dp")
-        cols0, cols1 = block_axis(0, wp, wp, block0.shift), block_axis(0, wp, wp, block1.shift)
-        # Block 0, band by band: the multimodal stream attends with the
-        # photographic query, then the cross-fusion gate mixes it into the
-        # photographic stream, whose statistics block 1 needs.
-        gated, moments, mm_out = [], RunningMoments(), []
-        for r0, r1 in row_bands(hp, block0.shift, band):
-            rows = block_axis(r0, r1, hp, block0.shift)
-            src = slice(rows.src_start, rows.src_stop)
-            mm_b = block0.region(mm[:, :, src], "mm", mm_stats, rows, cols0, (dp[:, :, src], dp_stats))
-            dp_b = block0.region(dp[:, :, src], "dp", dp_stats, rows, cols0)
-            g = torch.addcmul(dp_b, self.layer1.weights_mfif[0], mm_b)
-            moments.add(g)
-            gated.append(g)
-            if features is not None:
-                mm_out.append(mm_b)
-        del mm, dp
-        dp = gated[0] if len(gated) == 1 else torch.cat(gated, dim=2)
-        del gated
+        # Block 0: the multimodal stream attends with the photographic query.
+        dp, query = block0(dp, "dp")
+        mm, _ = block0(mm, "mm", query)
         if features is not None:
-            mm_full = mm_out[0] if len(mm_out) == 1 else torch.cat(mm_out, dim=2)
-            features["multimodal"] = mm_full[:, :, :h, :w]
+            features["multimodal"] = mm[:, :, :h, :w]
+        dp = torch.addcmul(dp, self.layer1.weights_mfif[0], mm)  # the cross-fusion gate
         # Block 1: the photographic stream alone feeds the output.
-        stats1 = moments.statistics(block1.norm1_mfif.eps)
-        out = []
-        for r0, r1 in row_bands(hp, block1.shift, band):
-            rows = block_axis(r0, r1, hp, block1.shift)
-            src = slice(rows.src_start, rows.src_stop)
-            out.append(block1.region(dp[:, :, src], "dp", stats1, rows, cols1))
-        del dp
-        dp = out[0] if len(out) == 1 else torch.cat(out, dim=2)
-        del out
+        dp, _ = block1(dp, "dp")
         if features is not None:
             features["photographic"] = dp[:, :, :h, :w]
         return self.patch_unembed(dp)[:, :, :h, :w]
@@ -483,18 +437,16 @@ class GIFNet(nn.Module):
         a: torch.Tensor,
         b: torch.Tensor,
         features: dict[str, torch.Tensor] | None = None,
-        band: int = 0,
     ) -> torch.Tensor:
         """Fuse two (N, 1, H, W) images in [0, 1]; returns (N, 1, H, W) in [0, 1].
 
         ``H`` and ``W`` must be at least 8 (reflect paddings); the engine pads
         smaller images before calling this. Pass a dict as ``features`` to
         collect the intermediate maps ``shared``, ``multimodal``,
-        ``photographic`` and ``branch``. ``band`` > 0 evaluates the task
-        branch's blocks in bands of about that many rows.
+        ``photographic`` and ``branch``.
         """
         shared = self.getSharedFeatures(a, b)
-        branch = self.branch(shared, features, band)
+        branch = self.branch(shared, features)
         if features is not None:
             features["shared"] = shared
             features["branch"] = branch

@@ -173,8 +173,8 @@ def fuse_streamed(
     for r0, r1 in passes[2]:
         rows = block_axis(r0, r1, hp, block0.shift)
         src = slice(rows.src_start, rows.src_stop)
-        mm_b = block0.region(mm[:, :, src], "mm", mm_stats, rows, cols0, (dp[:, :, src], dp_stats))
-        dp_b = block0.region(dp[:, :, src], "dp", dp_stats, rows, cols0)
+        dp_b, query = block0.region(dp[:, :, src], "dp", dp_stats, rows, cols0)
+        mm_b, _ = block0.region(mm[:, :, src], "mm", mm_stats, rows, cols0, query)
         g = torch.addcmul(dp_b, alpha, mm_b)
         gate_moments.add(g)
         gated[:, :, r0:r1] = g
@@ -189,7 +189,7 @@ def fuse_streamed(
     for r0, r1 in passes[3]:
         rows = block_axis(r0, r1, hp, block1.shift)
         src = slice(rows.src_start, rows.src_stop)
-        dp1[:, :, r0:r1] = block1.region(gated[:, :, src], "dp", stats1, rows, cols1)
+        dp1[:, :, r0:r1] = block1.region(gated[:, :, src], "dp", stats1, rows, cols1)[0]
         tick()
     del gated
     # 5. Un-embedding and decoder, straight to the output.
