@@ -14,7 +14,7 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = ["FusionResult", "__version__", "fuse"]
+__all__ = ["FusionResult", "__version__", "fuse", "fuse_layers"]
 
 
 def __getattr__(name: str):
@@ -24,4 +24,8 @@ def __getattr__(name: str):
         from . import engine
 
         return getattr(engine, name)
+    if name == "fuse_layers":
+        from .layers import fuse_layers
+
+        return fuse_layers
     raise AttributeError(f"module 'napari_gifnet' has no attribute {name!r}")

@@ -1,0 +1,518 @@
+"""Fusing napari image layers with GIFNet, without Qt.
+
+The dock widget and the console helper :func:`fuse_layers` share this code:
+
+1. :func:`prepare_fusion` (GUI thread, reads no pixels) checks two image
+   layers and plans the job: plane by plane over leading axes (Z, time), RGB
+   layers as colour, and resampling of the second layer onto the first's
+   grid when their world transforms differ in the last two axes.
+2. :func:`iter_fusion` (any thread) reads one plane of each layer at a time
+   (``np.asarray`` per plane, so dask data is never loaded whole), fuses it
+   with :func:`napari_gifnet.engine.fuse`, yields ``(planes done, planes)``
+   and returns a :class:`FusionOutput`; :func:`run_fusion` runs it through.
+3. :func:`add_fusion_layers` (GUI thread) adds or updates the layers.
+
+napari, scipy and torch are imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    from napari.layers import Image, Layer
+
+#: Feature maps turned into layers, in order.
+FEATURE_KEYS = ("shared", "multimodal", "photographic")
+#: ``progress(done, total)``, counting bands over all planes.
+Progress = Callable[[int, int], None]
+_TOL = 1e-6
+
+
+class FusionCancelled(Exception):
+    """Raised by a progress callback to stop a fusion (the widget's Cancel)."""
+
+
+def output_name(first: str, second: str) -> str:
+    """Name of the fused layer: ``"<first> + <second> (GIFNet)"``."""
+    return f"{first} + {second} (GIFNet)"
+
+
+@dataclass(frozen=True)
+class LayerInput:
+    """What a fusion needs of one image layer, captured on the GUI thread."""
+
+    name: str
+    data: Any  #: the layer's array (level 0 if multiscale), read a plane at a time
+    rgb: bool
+    leading_shape: tuple[int, ...]
+    plane_shape: tuple[int, int]
+    matrix: np.ndarray  #: (ndim + 1) square data-to-world matrix
+    transforms: dict[str, Any]  #: scale, translate, rotate, shear, affine, units, axis_labels
+
+    def read(self, index: tuple[int, ...]) -> np.ndarray:
+        """One plane, (H, W) or (H, W, C), as a numpy array."""
+        return np.asarray(self.data[index] if index else self.data)
+
+
+def _inside(
+    m: np.ndarray, off: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
+    """Which of the (rows x cols) pixels map into the extent of a ``shape`` plane."""
+    inside = np.ones((rows.size, cols.size), bool)
+    for ax in range(2):
+        c = m[ax, 0] * rows[:, None] + m[ax, 1] * cols[None, :] + off[ax]
+        inside &= (c >= -0.5 - _TOL) & (c <= shape[ax] - 0.5 + _TOL)
+    return inside
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """Linear map from the first layer's plane pixels to the second's."""
+
+    matrix: np.ndarray  #: 2 x 2
+    offset: np.ndarray  #: 2
+    source_shape: tuple[int, int]
+    overlap: float  #: fraction of the first's pixels that the second covers
+
+    def apply(self, plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Resample ``plane`` linearly onto ``shape`` pixels, keeping its dtype.
+
+        A pixel covers +-0.5 around its centre, as napari draws it; target
+        pixels outside the plane's extent get the plane's minimum.
+        """
+        from scipy import ndimage
+
+        src = np.asarray(plane)
+        work = src.astype(src.dtype if src.dtype.kind == "f" else np.float64)
+        chans = work[..., None] if work.ndim == 2 else work
+        out = np.stack(
+            [
+                ndimage.affine_transform(
+                    chans[..., i], self.matrix, self.offset, shape, order=1, mode="nearest"
+                )
+                for i in range(chans.shape[-1])
+            ],
+            axis=-1,
+        )
+        out = out[..., 0] if work.ndim == 2 else out
+        rows, cols = np.arange(shape[0], dtype=float), np.arange(shape[1], dtype=float)
+        out[~_inside(self.matrix, self.offset, rows, cols, self.source_shape)] = work.min()
+        if src.dtype.kind == "b":
+            return out >= 0.5
+        if src.dtype.kind in "ui":
+            info = np.iinfo(src.dtype)
+            return np.clip(np.rint(out), info.min, info.max).astype(src.dtype)
+        return out.astype(src.dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class FusionPlan:
+    """Two checked layers and how to fuse them (see :func:`prepare_fusion`)."""
+
+    first: LayerInput
+    second: LayerInput
+    resampling: Resampling | None
+
+    @property
+    def leading_shape(self) -> tuple[int, ...]:
+        """Shape of the axes fused plane by plane (``()`` for 2-D layers)."""
+        return self.first.leading_shape
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        """(H, W) of the output: the first layer's."""
+        return self.first.plane_shape
+
+    @property
+    def n_planes(self) -> int:
+        """Number of planes fused."""
+        return int(np.prod(self.leading_shape, dtype=np.int64))
+
+    @property
+    def output_name(self) -> str:
+        """Name of the fused layer."""
+        return output_name(self.first.name, self.second.name)
+
+    def plane_indices(self) -> Iterator[tuple[int, ...]]:
+        """Indices over the leading axes (one empty tuple for a 2-D pair)."""
+        return np.ndindex(*self.leading_shape)
+
+
+@dataclass
+class FusionOutput:
+    """Result of :func:`iter_fusion`, ready for :func:`add_fusion_layers`."""
+
+    plan: FusionPlan
+    image: np.ndarray  #: leading + (H, W) or leading + (H, W, 3), float32 in [0, 1]
+    features: dict[str, np.ndarray] = field(default_factory=dict)  #: (C,) + leading + (H, W)
+    summaries: dict[str, np.ndarray] = field(default_factory=dict)  #: leading + (H, W, 3)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    elapsed: float = 0.0
+
+
+def _world_matrix(layer: Layer, ndim: int) -> np.ndarray:
+    """The layer's data-to-world transform (all of it) as a matrix."""
+    origin = np.asarray(layer.data_to_world(np.zeros(ndim)), dtype=float)
+    m = np.eye(ndim + 1)
+    for i in range(ndim):
+        m[:ndim, i] = np.asarray(layer.data_to_world(np.eye(ndim)[i]), dtype=float) - origin
+    m[:ndim, ndim] = origin
+    return m
+
+
+def _capture(layer: Any, which: str) -> LayerInput:
+    from napari.layers import Image
+
+    if not isinstance(layer, Image):
+        name, kind = getattr(layer, "name", layer), type(layer).__name__
+        raise TypeError(f"the {which} input {name!r} is a {kind}, not an image layer")
+    data = layer.data[0] if layer.multiscale else layer.data
+    shape, rgb = tuple(int(s) for s in data.shape), bool(layer.rgb)
+    spatial = shape[:-1] if rgb else shape
+    if len(spatial) < 2:
+        raise ValueError(f"the {which} input {layer.name!r} has shape {shape}: not an image")
+    tf: dict[str, Any] = {
+        "scale": tuple(float(s) for s in layer.scale),
+        "translate": tuple(float(t) for t in layer.translate),
+        "rotate": np.array(layer.rotate, dtype=float),
+        "shear": np.array(layer.shear, dtype=float),
+        "affine": np.array(layer.affine.affine_matrix, dtype=float),
+    }
+    for key in ("units", "axis_labels"):
+        if hasattr(layer, key):
+            tf[key] = tuple(getattr(layer, key))
+    matrix = _world_matrix(layer, len(spatial))
+    return LayerInput(layer.name, data, rgb, spatial[:-2], spatial[-2:], matrix, tf)
+
+
+def _extent(inp: LayerInput, lead: int) -> str:
+    h, w = inp.plane_shape
+    pts = np.array([[*[0.0] * lead, y, x, 1.0] for y in (-0.5, h - 0.5) for x in (-0.5, w - 0.5)])
+    world = (pts @ inp.matrix.T)[:, lead : lead + 2]
+    lo, hi = world.min(axis=0), world.max(axis=0)
+    return f"y {lo[0]:g}..{hi[0]:g}, x {lo[1]:g}..{hi[1]:g}"
+
+
+def prepare_fusion(first: Image, second: Image) -> FusionPlan:
+    """Check two image layers and plan their fusion; reads no pixel data.
+
+    Raises
+    ------
+    TypeError
+        A layer is not an image layer.
+    ValueError
+        Different numbers of dimensions or leading (Z / time) shapes; leading
+        axes placed differently in world space; equal transforms but
+        different sizes; no overlap in world space.
+    """
+    a, b = _capture(first, "first"), _capture(second, "second")
+    if a.leading_shape != b.leading_shape:
+        same_nd = len(a.leading_shape) == len(b.leading_shape)
+        what = "leading (Z / time) shapes" if same_nd else "numbers of dimensions"
+        raise ValueError(
+            f"the layers have different {what}: {a.name!r} is {a.leading_shape + a.plane_shape} "
+            f"and {b.name!r} is {b.leading_shape + b.plane_shape}; each plane of the first is "
+            "fused with the same plane of the second"
+        )
+    lead = len(a.leading_shape)
+    nd = lead + 2
+    t = np.linalg.inv(b.matrix) @ a.matrix  # first's data coordinates -> second's
+    lead_ok = np.allclose(t[:lead], np.eye(nd + 1)[:lead], atol=_TOL)
+    if not (lead_ok and np.allclose(t[lead:nd, :lead], 0, atol=_TOL)):
+        raise ValueError(
+            f"{a.name!r} and {b.name!r} differ in scale, offset or orientation along their "
+            "leading (Z / time) axes; only the last two axes (Y, X) can be resampled"
+        )
+    m, off = t[lead:nd, lead:nd], t[lead:nd, nd]
+    if np.allclose(m, np.eye(2), atol=_TOL) and np.allclose(off, 0, atol=1e-4):
+        if a.plane_shape != b.plane_shape:
+            (h1, w1), (h2, w2) = a.plane_shape, b.plane_shape
+            raise ValueError(
+                f"the layers differ in size: {a.name!r} is {h1} x {w1} and {b.name!r} is "
+                f"{h2} x {w2} pixels at the same pixel size and position; crop or resize one, "
+                "or set their scale / translate so that they line up in world space"
+            )
+        return FusionPlan(a, b, None)
+    rows, cols = (np.arange(0, n, max(1, n // 512), dtype=float) for n in a.plane_shape)
+    overlap = float(_inside(m, off, rows, cols, b.plane_shape).mean())  # <= ~512 x 512 samples
+    if overlap == 0:
+        raise ValueError(
+            f"the layers do not overlap in world space: {a.name!r} covers {_extent(a, lead)} "
+            f"and {b.name!r} covers {_extent(b, lead)}; check their scale and translate"
+        )
+    return FusionPlan(a, b, Resampling(m.copy(), off.copy(), b.plane_shape, overlap))
+
+
+def pca_rgb(features: np.ndarray, *, samples: int = 20000, seed: int = 0) -> np.ndarray:
+    """RGB summary of a (C, ...) feature stack: its first three principal components.
+
+    The components come from a numpy SVD of ``samples`` randomly chosen
+    pixels (fixed ``seed``); each is scaled so that the 0.5th..99.5th
+    percentiles of the sample span [0, 1], then clipped. Signs are chosen so
+    that each component's largest loading is positive.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``features.shape[1:] + (3,)``.
+    """
+    c = features.shape[0]
+    flat = features.reshape(c, -1)
+    n = flat.shape[1]
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False))
+    sample = flat[:, idx].T.astype(np.float64)
+    mean = sample.mean(axis=0)
+    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    comps = np.zeros((3, c))
+    comps[: min(3, vt.shape[0])] = vt[:3]
+    largest = comps[np.arange(3), np.argmax(np.abs(comps), axis=1)]
+    comps *= np.where(largest < 0, -1.0, 1.0)[:, None]
+    lo, hi = np.percentile((sample - mean) @ comps.T, [0.5, 99.5], axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    out = np.empty((n, 3), np.float32)
+    for s in range(0, n, 1 << 18):  # in chunks: no full float64 copy of the stack
+        part = (flat[:, s : s + (1 << 18)].T.astype(np.float64) - mean) @ comps.T
+        out[s : s + part.shape[0]] = np.clip((part - lo) / span, 0.0, 1.0)
+    return out.reshape(features.shape[1:] + (3,))
+
+
+def iter_fusion(
+    plan: FusionPlan,
+    *,
+    weights: Any = None,
+    device: str = "auto",
+    normalization: Any = "auto",
+    features: bool = False,
+    progress: Progress | None = None,
+    task: str | None = None,
+) -> Generator[tuple[int, int], None, FusionOutput]:
+    """Fuse a planned pair plane by plane, yielding ``(planes done, planes)``.
+
+    The core of both the widget (in a napari ``thread_worker``) and
+    :func:`fuse_layers`. Each plane is read with ``np.asarray`` (the second
+    resampled when planned), normalised on its own and fused by
+    :func:`napari_gifnet.engine.fuse` with ``weights``, ``device``,
+    ``normalization`` and ``features``. ``progress(done, total)`` counts
+    bands over all planes; an exception raised in it (e.g.
+    :class:`FusionCancelled`) stops the fusion. ``task`` is recorded in the
+    provenance. Returns a :class:`FusionOutput` (via ``StopIteration``).
+    """
+    from .engine import fuse
+
+    start, n, lead = time.perf_counter(), plan.n_planes, plan.leading_shape
+    options = {"weights": weights, "device": device, "normalization": normalization}
+    options["return_features"] = features
+    image: np.ndarray | None = None
+    feats: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {}
+    for i, idx in enumerate(plan.plane_indices()):
+        a, b = plan.first.read(idx), plan.second.read(idx)
+        if plan.resampling is not None:
+            b = plan.resampling.apply(b, plan.plane_shape)
+
+        def report(done: int, total: int, i: int = i) -> None:
+            if progress is not None:
+                progress(i * total + done, n * total)
+
+        res = fuse(a, b, progress=report, **options)
+        if image is None:
+            image, meta = np.empty(lead + res.image.shape, np.float32), res.metadata
+        image[idx] = res.image
+        for key in FEATURE_KEYS if features else ():
+            f = res.features[key]
+            if key not in feats:  # channels first, so the leading axes align with the image's
+                feats[key] = np.empty((f.shape[0], *lead, *f.shape[1:]), np.float32)
+            feats[key][(slice(None), *idx)] = f
+        yield i + 1, n
+    assert image is not None
+    summaries = {key: pca_rgb(f) for key, f in feats.items()}
+    elapsed = time.perf_counter() - start
+    names = {"first": plan.first.name, "second": plan.second.name}
+    inputs = {
+        k: {**meta["inputs"][ab], "name": names[k]} for k, ab in (("first", "a"), ("second", "b"))
+    }
+    resampled = plan.resampling and {
+        "layer": plan.second.name,
+        "onto": plan.first.name,
+        "order": 1,
+        **{k: np.round(v, 9).tolist() for k, v in vars(plan.resampling).items()},
+    }
+    meta = {
+        **meta,
+        "inputs": inputs,
+        "first_layer": plan.first.name,
+        "second_layer": plan.second.name,
+        "task": task,
+        "shape": list(image.shape),
+        "planes": n,
+        "normalized_per_plane": n > 1,
+        "resampled": resampled,
+        "features": list(feats),
+        "elapsed_s": round(elapsed, 4),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return FusionOutput(plan, image, feats, summaries, meta, str(meta["device"]), elapsed)
+
+
+def run_fusion(plan: FusionPlan, **options: Any) -> FusionOutput:
+    """Run :func:`iter_fusion` (same options) to the end and return its output."""
+    gen = iter_fusion(plan, **options)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _with_channel_axis(tf: dict[str, Any]) -> dict[str, Any]:
+    """Transforms for a layer with one extra (channel) axis in front."""
+
+    def block(m: np.ndarray) -> np.ndarray:
+        out = np.eye(m.shape[0] + 1)
+        out[1:, 1:] = m
+        return out
+
+    shear = np.asarray(tf["shear"])
+    out = dict(tf, scale=(1.0, *tf["scale"]), translate=(0.0, *tf["translate"]))
+    out.update(rotate=block(tf["rotate"]), affine=block(tf["affine"]))
+    # a shear vector lists the upper triangle row by row: the new first row is zeros
+    out["shear"] = block(shear) if shear.ndim == 2 else np.r_[np.zeros(len(tf["scale"])), shear]
+    if "units" in tf:
+        out["units"] = ("pixel", *tf["units"])
+    if "axis_labels" in tf:
+        out["axis_labels"] = ("channel", *tf["axis_labels"])
+    return out
+
+
+def _put(viewer: napari.Viewer, name: str, data: np.ndarray, replace: bool, **kw: Any) -> Image:
+    """Update the image layer called ``name`` in place (if ``replace``), or add one."""
+    from napari.layers import Image
+
+    old = next((ly for ly in viewer.layers if ly.name == name and isinstance(ly, Image)), None)
+    if not replace or old is None:
+        layer = Image(data, name=name, **kw)
+        viewer.add_layer(layer)
+        return layer
+    if old.rgb != bool(kw.get("rgb", False)) or old.data.ndim != data.ndim:
+        layer = Image(data, name=name, **kw)  # cannot become RGB / change ndim in place
+        index = viewer.layers.index(old)
+        viewer.layers.remove(old)
+        viewer.layers.insert(index, layer)
+        return layer
+    old.data = data
+    for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels"):
+        if key in kw and hasattr(old, key):
+            setattr(old, key, kw[key])
+    old.contrast_limits, old.metadata = kw["contrast_limits"], kw["metadata"]
+    return old
+
+
+def add_fusion_layers(
+    viewer: napari.Viewer, output: FusionOutput, *, keep_previous: bool = False
+) -> list[Image]:
+    """Add the fused image (and any feature layers) to ``viewer``; GUI thread.
+
+    The fused layer is named ``"<first> + <second> (GIFNet)"`` and takes the
+    first input's transforms, gray colormap (grey output), contrast limits
+    0..1 and the provenance as ``metadata``. A layer of that name is updated
+    in place unless ``keep_previous`` (napari then suffixes the new one,
+    e.g. ``" [1]"``). Feature layers ``"<name> features: <key>"`` are
+    (C, ...) stacks and ``"<name> features: <key> (PCA RGB)"`` their hidden
+    RGB summaries.
+
+    Returns
+    -------
+    list of napari.layers.Image
+        The fused layer, then the feature stacks, then the PCA summaries.
+    """
+    tf, replace = output.plan.first.transforms, not keep_previous
+    rgb = output.image.ndim == len(output.plan.leading_shape) + 3
+    look = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
+    fused_kw = {**look, **tf, "contrast_limits": (0.0, 1.0), "metadata": dict(output.metadata)}
+    fused = _put(viewer, output.plan.output_name, output.image, replace, **fused_kw)
+    stacks, summaries = [], []
+    base = {k: output.metadata[k] for k in ("method", "weights_sha256", "device", "created")}
+    for key, feat in output.features.items():
+        lo, hi = np.percentile(feat.reshape(-1)[:: max(1, feat.size // 200_000)], [0.5, 99.5])
+        meta = {**base, "feature": key, "source_layer": fused.name, "channels": feat.shape[0]}
+        name = f"{fused.name} features: {key}"
+        stack_kw = {"colormap": "viridis", "metadata": meta, **_with_channel_axis(tf)}
+        stack_kw["contrast_limits"] = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+        stacks.append(_put(viewer, name, feat, replace, **stack_kw))
+        pca_kw = {"rgb": True, "visible": False, "contrast_limits": (0.0, 1.0), **tf}
+        pca_kw["metadata"] = {**meta, "summary": "PCA RGB"}
+        summaries.append(
+            _put(viewer, f"{name} (PCA RGB)", output.summaries[key], replace, **pca_kw)
+        )
+    return [fused, *stacks, *summaries]
+
+
+def status_text(output: FusionOutput) -> str:
+    """One line on a finished fusion: device, size, planes, time, resampling."""
+    plan = output.plan
+    planes = f" x {plan.n_planes} planes" if plan.n_planes > 1 else ""
+    text = f"Last run: {output.device}, {plan.plane_shape[0]} x {plan.plane_shape[1]}{planes}"
+    text += f", {output.elapsed:.1f} s"
+    if plan.resampling is not None:
+        text += f"; {plan.second.name!r} resampled onto {plan.first.name!r}'s grid"
+        text += f" ({plan.resampling.overlap:.0%} overlap)"
+    return text
+
+
+def _layer(viewer: napari.Viewer, layer: Any) -> Any:
+    if not isinstance(layer, str):
+        return layer
+    if layer not in viewer.layers:
+        names = ", ".join(repr(ly.name) for ly in viewer.layers) or "none"
+        raise ValueError(f"no layer named {layer!r} in the viewer (layers: {names})")
+    return viewer.layers[layer]
+
+
+def fuse_layers(
+    viewer: napari.Viewer,
+    first: str | Image,
+    second: str | Image,
+    *,
+    weights: Any = None,
+    device: str = "auto",
+    normalization: Any = "auto",
+    features: bool = False,
+    keep_previous: bool = False,
+    progress: Progress | None = None,
+    task: str | None = None,
+) -> list[Image]:
+    """Fuse two image layers of ``viewer`` (names or layers) and add the result.
+
+    The dock widget's code path, run synchronously on the calling (GUI)
+    thread: :func:`prepare_fusion`, :func:`iter_fusion` (``weights``,
+    ``device``, ``normalization``, ``features``, ``progress``, ``task``;
+    raising in ``progress`` stops it) and :func:`add_fusion_layers`
+    (``keep_previous``).
+
+    >>> napari_gifnet.fuse_layers(viewer, "PET", "MRI", features=True)  # doctest: +SKIP
+
+    Returns
+    -------
+    list of napari.layers.Image
+        The fused layer, then any feature layers.
+    """
+    plan = prepare_fusion(_layer(viewer, first), _layer(viewer, second))
+    output = run_fusion(
+        plan,
+        weights=weights,
+        device=device,
+        normalization=normalization,
+        features=features,
+        progress=progress,
+        task=task,
+    )
+    return add_fusion_layers(viewer, output, keep_previous=keep_previous)
