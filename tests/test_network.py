@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from napari_gifnet.network import GIFNet, parameter_count, relative_positions
 from napari_gifnet.streaming import fuse_streamed
@@ -89,6 +91,31 @@ def test_band_evaluation_equals_whole_image_evaluation(model: GIFNet, size: tupl
         for rows in (8, 16, 24):
             bands = fuse_streamed(model, a, b, band_pixels=rows * size[1])
             torch.testing.assert_close(bands, whole, rtol=0, atol=2e-6)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    h=st.integers(5, 70),
+    w=st.integers(5, 70),
+    rows=st.integers(1, 9),
+    storage=st.sampled_from(["memory", "disk", "recompute"]),
+)
+def test_bands_of_any_height_and_any_storage_equal_whole_image(
+    model: GIFNet, h: int, w: int, rows: int, storage: str
+) -> None:
+    gen = torch.Generator().manual_seed(h * 1000 + w)
+    a = torch.rand(1, 1, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
+    b = torch.rand(1, 1, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        whole = model(a, b)
+        bands = fuse_streamed(model, a, b, band_pixels=8 * rows * w, storage=storage)
+    torch.testing.assert_close(bands, whole, rtol=0, atol=3e-6)
+
+
+def test_unknown_storage_is_refused(model: GIFNet) -> None:
+    a = torch.rand(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="unknown storage 'cloud'"):
+        fuse_streamed(model, a, a, storage="cloud")
 
 
 def test_batch_equals_single_images(model: GIFNet) -> None:

@@ -106,6 +106,7 @@ def fuse(
     return_features: bool = False,
     normalization: Normalization = "auto",
     progress: Progress | None = None,
+    storage: str = "auto",
 ) -> FusionResult:
     """Fuse two registered images of the same scene with GIFNet.
 
@@ -138,6 +139,12 @@ def fuse(
         Called as ``progress(done, total)`` after each band of the
         computation. An exception raised by it stops the fusion between
         bands and propagates (this is how the napari widget cancels).
+    storage
+        Where the three feature maps that must outlive a band are kept:
+        ``"memory"``, ``"disk"`` (scratch files in ``NAPARI_GIFNET_SCRATCH``
+        or the temporary folder; resident memory stays about 1 GB for a
+        1.3-megapixel pair), ``"recompute"`` (least disk, more time) or
+        ``"auto"`` (memory when it fits comfortably). Same values in all.
 
     Returns
     -------
@@ -181,6 +188,7 @@ def fuse(
                 _to_tensor(pa, dev),
                 _to_tensor(pb, dev),
                 band_pixels=band_pixels,
+                storage=storage,
                 features=features,
                 progress=progress,
             )

@@ -1,0 +1,43 @@
+"""Scratch storage of the band-by-band evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_gifnet import fuse
+from napari_gifnet._stores import DiskStore, MemoryStore
+
+
+@pytest.mark.parametrize("kind", [MemoryStore, DiskStore])
+def test_rows_round_trip(kind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    store = kind(5, 20, 7, torch.device("cpu"))
+    data = torch.rand(1, 5, 20, 7)
+    store.write(0, data[:, :, :12])
+    store.write(12, data[:, :, 12:].contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(store.rows(3, 17), data[:, :, 3:17], rtol=0, atol=0)
+    assert not list(tmp_path.iterdir())  # the scratch file is anonymous
+    store.close()
+
+
+def test_fuse_gives_the_same_values_with_every_storage(
+    reference_dir: Path, reference_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    with np.load(reference_dir / "official" / "MFIF.npz") as d:
+        a, b = d["input_a"][:120, :200], d["input_b"][:120, :200]
+    results = {
+        storage: fuse(a, b, weights=reference_weights, device="cpu", storage=storage,
+                      return_features=True)
+        for storage in ("memory", "disk", "recompute")
+    }
+    ref = results["memory"]
+    for storage, result in results.items():
+        np.testing.assert_allclose(result.luma, ref.luma, rtol=0, atol=2e-6, err_msg=storage)
+        for name, feat in result.features.items():
+            np.testing.assert_allclose(feat, ref.features[name], rtol=2e-6, atol=1e-5, err_msg=name)
+    assert not list(tmp_path.iterdir())
