@@ -5,6 +5,7 @@ The published script's figures (``../shared/reference/official/timings.md``)
 are printed alongside when that file is present.
 
     python benchmarks/bench_reference.py [--device cpu] [--cases IVIF MEIF ...]
+                                         [--storage auto|memory|disk|recompute|whole]
 """
 
 from __future__ import annotations
@@ -24,19 +25,30 @@ _CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 from napari_gifnet import fuse
-case, device, weights = sys.argv[1:4]
-with np.load(f"{sys.argv[4]}/official/{case}.npz") as d:
+case, device, weights, reference, storage = sys.argv[1:6]
+with np.load(f"{reference}/official/{case}.npz") as d:
     a, b, ref = d["input_a"], d["input_b"], d["fused_luma"]
 fuse(a[:16, :16], b[:16, :16], weights=weights or None, device=device)  # load the model
 t = time.perf_counter()
-r = fuse(a, b, weights=weights or None, device=device)
-if r.device.startswith("cuda"):
+if storage == "whole":  # the whole image as one band: the engine's whole-image inference
+    import torch
+    from napari_gifnet import engine, streaming
+    from napari_gifnet.weights import load_model
+    model, _ = load_model(weights or None, device)
+    ta, tb = (engine._to_tensor(x / np.float32(255), torch.device(device)) for x in (a, b))
+    with torch.inference_mode(), engine.reuse_heap():
+        out = streaming.fuse_streamed(model, ta, tb, band_pixels=1 << 40, storage="memory")
+    luma, dev = out[0, 0].cpu().numpy(), device
+else:
+    r = fuse(a, b, weights=weights or None, device=device, storage=storage)
+    luma, dev = r.luma, r.device
+if dev.startswith("cuda"):
     import torch; torch.cuda.synchronize()
 dt = time.perf_counter() - t
 peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-print(json.dumps({"time": dt, "peak_gb": peak_gb, "device": r.device,
+print(json.dumps({"time": dt, "peak_gb": peak_gb, "device": dev,
                   "h": int(a.shape[0]), "w": int(a.shape[1]),
-                  "max_abs_diff": float(np.abs(r.luma - ref).max())}))
+                  "max_abs_diff": float(np.abs(luma - ref).max())}))
 """
 
 
@@ -57,13 +69,18 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--weights", default="", help="checkpoint (default: the usual search)")
     parser.add_argument("--cases", nargs="*", default=CASES)
+    parser.add_argument(
+        "--storage", default="auto", choices=["auto", "memory", "disk", "recompute", "whole"],
+        help="fuse()'s storage option, or 'whole' for whole-image inference (one band)",
+    )
     args = parser.parse_args()
     published = published_timings()
     print(f"{'case':<14}{'size':>12}{'time':>9}{'peak RSS':>10}{'MP/s':>7}{'max |diff|':>12}"
           f"   published script (time, peak)")
     for case in args.cases:
         out = subprocess.run(
-            [sys.executable, "-c", _CHILD, case, args.device, args.weights, str(REFERENCE)],
+            [sys.executable, "-c", _CHILD, case, args.device, args.weights, str(REFERENCE),
+             args.storage],
             capture_output=True, text=True, check=False,
         )
         if out.returncode != 0:

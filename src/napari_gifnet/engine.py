@@ -27,9 +27,9 @@ from .weights import load_model
 #: network's reflect paddings and cropped back afterwards.
 MIN_SIDE = 5
 _PADDED_SIDE = 8
-#: Pixels per band of the band-by-band evaluation, on the CPU and elsewhere.
-_BAND_PIXELS = {"cpu": 1 << 17}
-_BAND_PIXELS_DEFAULT = 1 << 22
+#: Pixels per band of the band-by-band evaluation off the CPU (on the CPU,
+#: fuse_streamed's default, which depends on the storage).
+_BAND_PIXELS_GPU = 1 << 22
 
 
 @dataclass
@@ -180,7 +180,7 @@ def fuse(
     (pa, size), (pb, _) = _pad_small(luma_a), _pad_small(luma_b)
     h, w = size
     features: dict[str, torch.Tensor] | None = {} if return_features else None
-    band_pixels = _BAND_PIXELS.get(dev.type, _BAND_PIXELS_DEFAULT)
+    band_pixels = None if dev.type == "cpu" else _BAND_PIXELS_GPU
     try:
         with torch.inference_mode(), reuse_heap():
             out = fuse_streamed(

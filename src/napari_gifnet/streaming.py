@@ -149,7 +149,7 @@ def fuse_streamed(
     a: torch.Tensor,
     b: torch.Tensor,
     *,
-    band_pixels: int = 1 << 17,
+    band_pixels: int | None = None,
     storage: str = "auto",
     features: dict[str, torch.Tensor] | None = None,
     progress: Progress | None = None,
@@ -164,6 +164,8 @@ def fuse_streamed(
         The inputs in [0, 1], at least 5 x 5 (the engine pads smaller ones).
     band_pixels
         About how many pixels each band holds (bands are at least 8 rows).
+        None: 2**17 when the maps are in memory, 2**16 otherwise (a smaller
+        working set where memory is what matters).
     storage
         Where the three maps that outlive a band (both streams' embeddings,
         and the gated stream) are kept: ``"memory"``, ``"disk"`` (scratch
@@ -187,6 +189,8 @@ def fuse_streamed(
     dev = a.device
     if storage == "auto":
         storage = choose_storage(hp, wp, dev)
+    if band_pixels is None:
+        band_pixels = 1 << 17 if storage == "memory" else 1 << 16
     band = _band_rows(hp, wp, band_pixels)
     branch = model.branch
     block0, block1 = branch.layer1.blocks
