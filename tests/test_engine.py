@@ -13,18 +13,8 @@ from napari_gifnet import FusionResult, fuse
 from napari_gifnet.colour import rgb_to_ycbcr
 from napari_gifnet.preprocess import published_luma_uint8
 from napari_gifnet.weights import OFFICIAL_SHA256
+from reference_cases import CASES
 
-CASES = [
-    "IVIF",
-    "MEIF",
-    "MFIF",
-    "Medical",
-    "NIR-VIS",
-    "Remote-band1",
-    "Remote-band2",
-    "Remote-band3",
-    "Remote-band4",
-]
 
 
 @pytest.fixture(scope="module")

@@ -23,18 +23,8 @@ from napari_gifnet.metrics import (
     to_metric_scale,
 )
 from napari_gifnet.preprocess import published_luma_uint8
+from reference_cases import CASES
 
-CASES = [
-    "IVIF",
-    "MEIF",
-    "MFIF",
-    "Medical",
-    "NIR-VIS",
-    "Remote-band1",
-    "Remote-band2",
-    "Remote-band3",
-    "Remote-band4",
-]
 NAMES = ["EN", "SD", "SF", "AG", "EI", "MI", "SCD", "VIF", "Qabf", "SSIM"]
 
 

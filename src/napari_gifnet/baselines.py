@@ -54,8 +54,9 @@ import numpy as np
 from scipy import ndimage
 
 from . import __version__
-from .colour import apply_colour, plan_colour
-from .preprocess import Normalization, to_luma_unit, to_rgb_unit
+from .colour import apply_colour
+from .inputs import prepare_pair
+from .preprocess import Normalization
 
 if TYPE_CHECKING:
     from .engine import FusionResult
@@ -65,10 +66,6 @@ _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 
 # --------------------------------------------------------------------------- shared driver
-def _plane_shape(arr: np.ndarray) -> tuple[int, ...]:
-    return arr.shape[:2] if arr.ndim == 3 and arr.shape[-1] in (3, 4) else arr.shape
-
-
 def _run(
     method: str,
     fuse_luma: Callable[..., np.ndarray],
@@ -82,19 +79,11 @@ def _run(
     from .engine import FusionResult  # imports torch: only when a baseline runs
 
     start = time.perf_counter()
-    a_arr, b_arr = np.asarray(a), np.asarray(b)
-    shape_a, shape_b = _plane_shape(a_arr), _plane_shape(b_arr)
-    if len(shape_a) == 2 and len(shape_b) == 2 and shape_a != shape_b:
-        raise ValueError(
-            f"the inputs must have the same height and width: a is {a_arr.shape}, "
-            f"b is {b_arr.shape}"
-        )
-    luma_a, meta_a = to_luma_unit(a_arr, normalization=normalization, name="a")
-    luma_b, meta_b = to_luma_unit(b_arr, normalization=normalization, name="b")
-    rgb_a = to_rgb_unit(a_arr, normalization, name="a")
-    rgb_b = to_rgb_unit(b_arr, normalization, name="b")
-    plan = plan_colour(rgb_a, rgb_b)
-    fused = fuse_luma(luma_a.astype(np.float64), luma_b.astype(np.float64), rgb_a, rgb_b)
+    pair = prepare_pair(a, b, normalization)
+    meta_a, meta_b, plan = pair.meta_a, pair.meta_b, pair.plan
+    fused = fuse_luma(
+        pair.luma_a.astype(np.float64), pair.luma_b.astype(np.float64), pair.rgb_a, pair.rgb_b
+    )
     luma = np.ascontiguousarray(np.clip(fused, 0.0, 1.0), dtype=np.float32)
     image = luma if plan is None else apply_colour(luma, plan)
     if progress is not None:

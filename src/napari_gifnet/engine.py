@@ -17,9 +17,10 @@ import torch
 
 from . import __version__
 from ._memory import reuse_heap
-from .colour import apply_colour, plan_colour
+from .colour import apply_colour
 from .devices import resolve_device
-from .preprocess import Normalization, to_luma_unit, to_rgb_unit
+from .inputs import prepare_pair
+from .preprocess import Normalization
 from .streaming import Progress, fuse_streamed
 from .weights import load_model
 
@@ -65,22 +66,6 @@ class FusionResult:
     device: str = "cpu"
     elapsed: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _as_array(x: Any, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001 - anything numpy cannot read
-        raise TypeError(f"input {name} cannot be read as an array: {exc}") from exc
-    if arr.dtype == object:
-        raise TypeError(f"input {name} is not a numeric image (dtype object)")
-    return arr
-
-
-def _plane_shape(arr: np.ndarray) -> tuple[int, ...]:
-    return arr.shape[:2] if arr.ndim == 3 and arr.shape[-1] in (3, 4) else arr.shape
 
 
 def _pad_small(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -163,17 +148,9 @@ def fuse(
         The image does not fit in memory on the chosen device.
     """
     start = time.perf_counter()
-    a_arr, b_arr = _as_array(a, "a"), _as_array(b, "b")
-    shape_a, shape_b = _plane_shape(a_arr), _plane_shape(b_arr)
-    if len(shape_a) == 2 and len(shape_b) == 2 and shape_a != shape_b:
-        raise ValueError(
-            f"the inputs must have the same height and width: a is {a_arr.shape}, "
-            f"b is {b_arr.shape}"
-        )
-    luma_a, meta_a = to_luma_unit(a_arr, normalization=normalization, name="a")
-    luma_b, meta_b = to_luma_unit(b_arr, normalization=normalization, name="b")
-    plan = plan_colour(
-        to_rgb_unit(a_arr, normalization, name="a"), to_rgb_unit(b_arr, normalization, name="b")
+    pair = prepare_pair(a, b, normalization)
+    luma_a, luma_b, meta_a, meta_b, plan = (
+        pair.luma_a, pair.luma_b, pair.meta_a, pair.meta_b, pair.plan
     )
     dev = resolve_device(device)
     model, info = load_model(weights, device=str(dev))

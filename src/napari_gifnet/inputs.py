@@ -1,0 +1,70 @@
+"""Checking and normalising a pair of fusion inputs, the same for every method.
+
+GIFNet (:func:`napari_gifnet.engine.fuse`) and the classical baselines
+(:mod:`napari_gifnet.baselines`) accept the same inputs with the same rules:
+this module applies them once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .colour import ColourPlan, plan_colour
+from .preprocess import Normalization, to_luma_unit, to_rgb_unit
+
+
+@dataclass
+class PreparedPair:
+    """Two inputs as luma in [0, 1], with what was done and how to colour."""
+
+    luma_a: np.ndarray
+    luma_b: np.ndarray
+    meta_a: dict[str, Any]
+    meta_b: dict[str, Any]
+    rgb_a: np.ndarray | None
+    rgb_b: np.ndarray | None
+    plan: ColourPlan | None
+
+
+def as_array(x: Any, name: str) -> np.ndarray:
+    """Read an input (numpy array, array-like or torch tensor) as a numpy array."""
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - anything numpy cannot read
+        raise TypeError(f"input {name} cannot be read as an array: {exc}") from exc
+    if arr.dtype == object:
+        raise TypeError(f"input {name} is not a numeric image (dtype object)")
+    return arr
+
+
+def plane_shape(arr: np.ndarray) -> tuple[int, ...]:
+    """(H, W) of a grey, RGB or RGBA image (the shape itself for other arrays)."""
+    return arr.shape[:2] if arr.ndim == 3 and arr.shape[-1] in (3, 4) else arr.shape
+
+
+def prepare_pair(a: Any, b: Any, normalization: Normalization = "auto") -> PreparedPair:
+    """Validate two inputs and bring them to luma in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        Different heights or widths (the message names both shapes), and
+        everything :func:`napari_gifnet.preprocess.to_luma_unit` refuses.
+    """
+    a_arr, b_arr = as_array(a, "a"), as_array(b, "b")
+    shape_a, shape_b = plane_shape(a_arr), plane_shape(b_arr)
+    if len(shape_a) == 2 and len(shape_b) == 2 and shape_a != shape_b:
+        raise ValueError(
+            f"the inputs must have the same height and width: a is {a_arr.shape}, "
+            f"b is {b_arr.shape}"
+        )
+    luma_a, meta_a = to_luma_unit(a_arr, normalization=normalization, name="a")
+    luma_b, meta_b = to_luma_unit(b_arr, normalization=normalization, name="b")
+    rgb_a = to_rgb_unit(a_arr, normalization, name="a")
+    rgb_b = to_rgb_unit(b_arr, normalization, name="b")
+    return PreparedPair(luma_a, luma_b, meta_a, meta_b, rgb_a, rgb_b, plan_colour(rgb_a, rgb_b))
