@@ -19,6 +19,15 @@ def _npe2() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "npe2"]
 
 
+def _widget_names() -> list[str]:
+    import npe2
+
+    widgets = npe2.PluginManifest.from_file(MANIFEST).contributions.widgets or []
+    names = [w.display_name for w in widgets]
+    assert "GIFNet fusion" in names
+    return names
+
+
 def test_root_manifest_is_the_package_manifest() -> None:
     assert MANIFEST.is_file() and IN_PACKAGE.is_file()
     assert IN_PACKAGE.resolve() == MANIFEST.resolve()  # a link, so they never drift
@@ -108,7 +117,7 @@ def test_wheel_ships_the_manifest_and_npe2_discovers_it(tmp_path: Path) -> None:
 
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(found["location"][0]).is_relative_to(target)
-    assert found["widgets"] == ["GIFNet fusion"]
+    assert found["widgets"] == _widget_names()
     assert {"multifocus", "medical", "published_ivif"} <= set(found["samples"])
     assert found["writers"] == ["napari-gifnet.write_tiff"]
 
@@ -128,8 +137,48 @@ def test_installed_distribution_serves_the_repository_manifest() -> None:
     manifest = npe2.PluginManifest.from_distribution("napari-gifnet")
     assert manifest.name == "napari-gifnet"
     widgets = [w.display_name for w in manifest.contributions.widgets or []]
-    assert widgets == ["GIFNet fusion"]
+    assert widgets == _widget_names()
     samples = {s.key for s in manifest.contributions.sample_data or []}
     assert samples == {
         s.key for s in npe2.PluginManifest.from_file(MANIFEST).contributions.sample_data
     }
+
+
+def test_wheel_in_a_fresh_virtual_environment_declares_the_plugin(tmp_path: Path) -> None:
+    """A new venv holding nothing but the wheel: the napari.manifest entry point
+    leads to the packaged manifest, which lists the contributions."""
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-w", str(dist), str(ROOT)],
+        capture_output=True, text=True, check=True,
+    )
+    (wheel,) = dist.glob("napari_gifnet-*.whl")
+    venv = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    clean = {"PATH": os.environ.get("PATH", "")}  # nothing from this environment
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+         "--no-index", str(wheel)],
+        capture_output=True, text=True, env=clean, check=True,
+    )
+    script = (
+        "import importlib.metadata as md, importlib.util, json, pathlib\n"
+        "(ep,) = [e for e in md.entry_points(group='napari.manifest') if e.name == 'napari-gifnet']\n"
+        "module, _, name = ep.value.partition(':')\n"
+        "folder = importlib.util.find_spec(module).submodule_search_locations[0]\n"
+        "path = pathlib.Path(folder) / name\n"
+        "print(json.dumps({'path': str(path), 'text': path.read_text()}))\n"
+    )
+    out = subprocess.run(
+        [str(python), "-c", script], capture_output=True, text=True, env=clean, check=False
+    )
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    import json
+
+    found = json.loads(out.stdout)
+    assert Path(found["path"]).is_relative_to(venv)
+    assert found["text"] == MANIFEST.read_text()
+    assert "display_name: GIFNet fusion" in found["text"]
+    assert "command: napari-gifnet.write_tiff" in found["text"]
