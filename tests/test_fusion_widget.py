@@ -311,3 +311,34 @@ def test_gui_stays_responsive_during_a_1024_fusion(qtbot, setup, reference_dir, 
         )
     assert viewer.layers["big a + big b (GIFNet)"].data.shape == (1024, 1024)
     assert gaps.max() <= 0.25, f"the GUI froze for {gaps.max() * 1000:.0f} ms"
+
+
+def test_method_combo_lists_gifnet_then_the_baselines(setup):
+    from napari_gifnet.baselines import BASELINES
+
+    _viewer, widget, _, _ = setup
+    assert widget.method.value == "gifnet"
+    assert _names(widget.method)[0] == "GIFNet" and len(_names(widget.method)) == 1 + len(BASELINES)
+    assert list(widget.method.choices) == ["gifnet", *BASELINES]
+    gifnet_only = (widget.weights, widget.device, widget.features)
+    assert all(w.enabled for w in gifnet_only)
+    widget.method.value = "laplacian"
+    assert not any(w.enabled for w in gifnet_only)
+    assert widget.options()["method"] == "laplacian"
+    widget.method.value = "gifnet"
+    assert all(w.enabled for w in gifnet_only)
+
+
+def test_laplacian_method_adds_its_layer(qtbot, setup):
+    from napari_gifnet.baselines import fuse_with
+
+    viewer, widget, a, b = setup
+    widget.method.value = "laplacian"
+    widget.features.value = True  # disabled and ignored for a baseline
+    widget.weights.value = "/no/such/checkpoint.pth"
+    _run(qtbot, widget)
+    assert [ly.name for ly in widget.last_layers] == ["PET + MRI (Laplacian)"]
+    fused = viewer.layers["PET + MRI (Laplacian)"]
+    np.testing.assert_array_equal(fused.data, fuse_with("laplacian", a, b).image)
+    assert fused.metadata["method"] == "Laplacian"
+    assert "PET + MRI (GIFNet)" not in viewer.layers

@@ -334,3 +334,48 @@ def test_lazy_export_and_fast_widget_import():
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- methods
+def test_fuse_layers_mean_is_the_average_of_the_normalised_inputs(viewer, medical):
+    from napari_gifnet.preprocess import to_luma_unit
+
+    (fused,) = fuse_layers(viewer, "PET", "MRI", method="mean")
+    assert fused.name == "PET + MRI (Mean)" == output_name("PET", "MRI", "mean")
+    luma_a, _ = to_luma_unit(medical[0], normalization="auto")
+    luma_b, _ = to_luma_unit(medical[1], normalization="auto")
+    expected = (luma_a.astype(np.float64) + luma_b.astype(np.float64)) / 2
+    np.testing.assert_allclose(fused.data, expected, rtol=0, atol=1e-6)
+    assert fused.data.dtype == np.float32 and fused.data.shape == (H, W)
+    meta = fused.metadata
+    assert meta["method"] == "Mean" and meta["device"] == "cpu"
+    assert (meta["first_layer"], meta["second_layer"]) == ("PET", "MRI")
+    assert "weights_sha256" not in meta
+
+
+@pytest.mark.parametrize("method", ["max", "laplacian", "DWT", "guided", "mertens"])
+def test_baselines_match_fuse_with_and_ignore_gifnet_options(viewer, medical, method):
+    from napari_gifnet.baselines import fuse_with
+
+    layers = fuse_layers(
+        viewer, "PET", "MRI", method=method, weights="/no/such/file.pth", device="cuda:7",
+        features=True,
+    )  # fmt: skip
+    assert len(layers) == 1  # no feature layers for a baseline
+    label = {"dwt": "DWT"}.get(method.lower(), method.capitalize())
+    assert layers[0].name == f"PET + MRI ({label})" and layers[0].metadata["method"] == label
+    np.testing.assert_array_equal(layers[0].data, fuse_with(method, *medical).image)
+
+
+def test_iter_fusion_method_overrides_the_plan(viewer):
+    from napari_gifnet.layers import method_choices
+
+    plan = prepare_fusion(viewer.layers["PET"], viewer.layers["MRI"])
+    assert plan.method == "gifnet" and plan.output_name == "PET + MRI (GIFNet)"
+    out = run_fusion(plan, method="Laplacian")
+    assert out.plan.method == "laplacian" and out.plan.output_name == "PET + MRI (Laplacian)"
+    assert out.metadata["method"] == "Laplacian" and out.metadata["planes"] == 1
+    assert [k for _, k in method_choices()][:2] == ["gifnet", "mean"]
+    with pytest.raises(ValueError, match="unknown fusion method"):
+        fuse_layers(viewer, "PET", "MRI", method="median")
+    assert len(viewer.layers) == 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from dataclasses import replace as _replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +41,50 @@ class FusionCancelled(Exception):
     """Raised by a progress callback to stop a fusion (the widget's Cancel)."""
 
 
-def output_name(first: str, second: str) -> str:
-    """Name of the fused layer: ``"<first> + <second> (GIFNet)"``."""
-    return f"{first} + {second} (GIFNet)"
+#: Display names of the fusion methods, GIFNet first, then the baselines.
+METHOD_LABELS: dict[str, str] = {
+    "gifnet": "GIFNet",
+    "mean": "Mean",
+    "max": "Max",
+    "laplacian": "Laplacian",
+    "dwt": "DWT",
+    "guided": "Guided",
+    "mertens": "Mertens",
+}
+#: Options that only GIFNet understands (ignored by the baselines).
+GIFNET_ONLY_OPTIONS = ("weights", "device", "features")
+
+
+def method_key(method: str) -> str:
+    """The canonical (lower-case) key of a fusion method; ValueError if unknown.
+
+    ``"gifnet"`` or a key of :data:`napari_gifnet.baselines.BASELINES`
+    (case-insensitive; display names such as ``"GIFNet"`` work too).
+    """
+    from .baselines import BASELINES
+
+    key = str(method).strip().lower()
+    if key != "gifnet" and key not in BASELINES:
+        raise ValueError(f"unknown fusion method {method!r}; valid: {['gifnet', *BASELINES]}")
+    return key
+
+
+def method_label(method: str) -> str:
+    """Display name of a fusion method, e.g. ``"GIFNet"``, ``"Laplacian"``."""
+    key = method_key(method)
+    return METHOD_LABELS.get(key, key.capitalize())
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """``(display name, key)`` of every method: GIFNet, then the baselines."""
+    from .baselines import BASELINES
+
+    return [(method_label(k), k) for k in ("gifnet", *BASELINES)]
+
+
+def output_name(first: str, second: str, method: str = "gifnet") -> str:
+    """Name of the fused layer: ``"<first> + <second> (<Method>)"``, e.g. ``(GIFNet)``."""
+    return f"{first} + {second} ({method_label(method)})"
 
 
 @dataclass(frozen=True)
@@ -120,6 +162,7 @@ class FusionPlan:
     first: LayerInput
     second: LayerInput
     resampling: Resampling | None
+    method: str = "gifnet"  #: ``"gifnet"`` or a key of :data:`napari_gifnet.baselines.BASELINES`
 
     @property
     def leading_shape(self) -> tuple[int, ...]:
@@ -139,7 +182,7 @@ class FusionPlan:
     @property
     def output_name(self) -> str:
         """Name of the fused layer."""
-        return output_name(self.first.name, self.second.name)
+        return output_name(self.first.name, self.second.name, self.method)
 
     def plane_indices(self) -> Iterator[tuple[int, ...]]:
         """Indices over the leading axes (one empty tuple for a 2-D pair)."""
@@ -202,18 +245,22 @@ def _extent(inp: LayerInput, lead: int) -> str:
     return f"y {lo[0]:g}..{hi[0]:g}, x {lo[1]:g}..{hi[1]:g}"
 
 
-def prepare_fusion(first: Image, second: Image) -> FusionPlan:
+def prepare_fusion(first: Image, second: Image, method: str = "gifnet") -> FusionPlan:
     """Check two image layers and plan their fusion; reads no pixel data.
+
+    ``method`` is ``"gifnet"`` (default) or a baseline of
+    :data:`napari_gifnet.baselines.BASELINES`; it names the output layer.
 
     Raises
     ------
     TypeError
         A layer is not an image layer.
     ValueError
-        Different numbers of dimensions or leading (Z / time) shapes; leading
+        An unknown method; different numbers of dimensions or leading (Z / time) shapes; leading
         axes placed differently in world space; equal transforms but
         different sizes; no overlap in world space.
     """
+    method = method_key(method)
     a, b = _capture(first, "first"), _capture(second, "second")
     if a.leading_shape != b.leading_shape:
         same_nd = len(a.leading_shape) == len(b.leading_shape)
@@ -241,7 +288,7 @@ def prepare_fusion(first: Image, second: Image) -> FusionPlan:
                 f"{h2} x {w2} pixels at the same pixel size and position; crop or resize one, "
                 "or set their scale / translate so that they line up in world space"
             )
-        return FusionPlan(a, b, None)
+        return FusionPlan(a, b, None, method)
     rows, cols = (np.arange(0, n, max(1, n // 512), dtype=float) for n in a.plane_shape)
     overlap = float(_inside(m, off, rows, cols, b.plane_shape).mean())  # <= ~512 x 512 samples
     if overlap == 0:
@@ -249,7 +296,7 @@ def prepare_fusion(first: Image, second: Image) -> FusionPlan:
             f"the layers do not overlap in world space: {a.name!r} covers {_extent(a, lead)} "
             f"and {b.name!r} covers {_extent(b, lead)}; check their scale and translate"
         )
-    return FusionPlan(a, b, Resampling(m.copy(), off.copy(), b.plane_shape, overlap))
+    return FusionPlan(a, b, Resampling(m.copy(), off.copy(), b.plane_shape, overlap), method)
 
 
 def pca_rgb(features: np.ndarray, *, samples: int = 20000, seed: int = 0) -> np.ndarray:
@@ -294,23 +341,31 @@ def iter_fusion(
     features: bool = False,
     progress: Progress | None = None,
     task: str | None = None,
+    method: str | None = None,
 ) -> Generator[tuple[int, int], None, FusionOutput]:
     """Fuse a planned pair plane by plane, yielding ``(planes done, planes)``.
 
     The core of both the widget (in a napari ``thread_worker``) and
     :func:`fuse_layers`. Each plane is read with ``np.asarray`` (the second
     resampled when planned), normalised on its own and fused by
-    :func:`napari_gifnet.engine.fuse` with ``weights``, ``device``,
-    ``normalization`` and ``features``. ``progress(done, total)`` counts
+    :func:`napari_gifnet.baselines.fuse_with` with the plan's method
+    (``method``, when given, replaces it): GIFNet gets ``weights``,
+    ``device``, ``normalization`` and ``features``; a baseline only
+    ``normalization`` (the GIFNet-only options are ignored). ``progress(done, total)`` counts
     bands over all planes; an exception raised in it (e.g.
     :class:`FusionCancelled`) stops the fusion. ``task`` is recorded in the
     provenance. Returns a :class:`FusionOutput` (via ``StopIteration``).
     """
-    from .engine import fuse
+    from .baselines import fuse_with
 
+    if method is not None and method_key(method) != plan.method:
+        plan = _replace(plan, method=method_key(method))
+    gifnet = plan.method == "gifnet"
+    features = bool(features) and gifnet
     start, n, lead = time.perf_counter(), plan.n_planes, plan.leading_shape
-    options = {"weights": weights, "device": device, "normalization": normalization}
-    options["return_features"] = features
+    options: dict[str, Any] = {"normalization": normalization}
+    if gifnet:
+        options.update(weights=weights, device=device, return_features=features)
     image: np.ndarray | None = None
     feats: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {}
@@ -323,7 +378,7 @@ def iter_fusion(
             if progress is not None:
                 progress(i * total + done, n * total)
 
-        res = fuse(a, b, progress=report, **options)
+        res = fuse_with(plan.method, a, b, progress=report, **options)
         if image is None:
             image, meta = np.empty(lead + res.image.shape, np.float32), res.metadata
         image[idx] = res.image
@@ -348,6 +403,7 @@ def iter_fusion(
     }
     meta = {
         **meta,
+        "method": method_label(plan.method),
         "inputs": inputs,
         "first_layer": plan.first.name,
         "second_layer": plan.second.name,
@@ -421,7 +477,7 @@ def add_fusion_layers(
 ) -> list[Image]:
     """Add the fused image (and any feature layers) to ``viewer``; GUI thread.
 
-    The fused layer is named ``"<first> + <second> (GIFNet)"`` and takes the
+    The fused layer is named ``"<first> + <second> (<Method>)"`` and takes the
     first input's transforms, gray colormap (grey output), contrast limits
     0..1 and the provenance as ``metadata``. A layer of that name is updated
     in place unless ``keep_previous`` (napari then suffixes the new one,
@@ -440,7 +496,8 @@ def add_fusion_layers(
     fused_kw = {**look, **tf, "contrast_limits": (0.0, 1.0), "metadata": dict(output.metadata)}
     fused = _put(viewer, output.plan.output_name, output.image, replace, **fused_kw)
     stacks, summaries = [], []
-    base = {k: output.metadata[k] for k in ("method", "weights_sha256", "device", "created")}
+    keys = ("method", "weights_sha256", "device", "created")
+    base = {k: output.metadata[k] for k in keys if k in output.metadata}
     for key, feat in output.features.items():
         lo, hi = np.percentile(feat.reshape(-1)[:: max(1, feat.size // 200_000)], [0.5, 99.5])
         meta = {**base, "feature": key, "source_layer": fused.name, "channels": feat.shape[0]}
@@ -489,11 +546,15 @@ def fuse_layers(
     keep_previous: bool = False,
     progress: Progress | None = None,
     task: str | None = None,
+    method: str = "gifnet",
 ) -> list[Image]:
     """Fuse two image layers of ``viewer`` (names or layers) and add the result.
 
     The dock widget's code path, run synchronously on the calling (GUI)
-    thread: :func:`prepare_fusion`, :func:`iter_fusion` (``weights``,
+    thread: :func:`prepare_fusion` (``method``: ``"gifnet"`` or a baseline of
+    :data:`napari_gifnet.baselines.BASELINES`, e.g. ``"laplacian"``; the
+    baselines ignore ``weights``, ``device`` and ``features``),
+    :func:`iter_fusion` (``weights``,
     ``device``, ``normalization``, ``features``, ``progress``, ``task``;
     raising in ``progress`` stops it) and :func:`add_fusion_layers`
     (``keep_previous``).
@@ -505,7 +566,7 @@ def fuse_layers(
     list of napari.layers.Image
         The fused layer, then any feature layers.
     """
-    plan = prepare_fusion(_layer(viewer, first), _layer(viewer, second))
+    plan = prepare_fusion(_layer(viewer, first), _layer(viewer, second), method)
     output = run_fusion(
         plan,
         weights=weights,

@@ -1,8 +1,11 @@
 """The "GIFNet fusion" dock widget.
 
 Two image-layer pickers (first / second input, labelled per task preset), a
-swap button, task, normalisation, device, weights file, "add feature layers"
-and "keep previous results" options, Run / Cancel, and a status line.
+swap button, task, method (GIFNet, then the classical baselines of
+:data:`napari_gifnet.baselines.BASELINES`), normalisation, device, weights
+file, "add feature layers" and "keep previous results" options, Run /
+Cancel, and a status line. Device, weights and feature layers only apply to
+GIFNet: they are disabled while a baseline is chosen.
 
 The fusion runs in a napari ``thread_worker`` (a generator that yields once
 per plane), never on the GUI thread; band-by-band progress is relayed to a
@@ -24,11 +27,14 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pus
 from qtpy.QtCore import QObject, Qt, Signal
 
 from ..layers import (
+    GIFNET_ONLY_OPTIONS,
     FusionCancelled,
     FusionOutput,
     FusionPlan,
     add_fusion_layers,
     iter_fusion,
+    method_choices,
+    method_label,
     prepare_fusion,
     status_text,
 )
@@ -85,10 +91,12 @@ def _fusion_job(
     return _Outcome(output=output, cancelled=cancel.is_set())
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException, method: str = "gifnet") -> str:
     """A one-line message for a failed fusion, as shown in the notification."""
     from ..weights import CheckpointError, WeightsUnavailableError
 
+    if method != "gifnet":
+        return f"{method_label(method)} fusion failed: {exc}"
     if isinstance(exc, MemoryError):
         return f"GIFNet ran out of memory: {exc}. Try the CPU, or a smaller image or crop."
     if isinstance(exc, CheckpointError):
@@ -124,6 +132,8 @@ class FusionWidget(Container):
         self.first = ComboBox(label="first input", choices=self._image_choices)
         self.second = ComboBox(label="second input", choices=self._image_choices)
         self.swap = PushButton(text="Swap first and second")
+        self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
+        self.method.tooltip = "GIFNet, or a classical baseline (ignores device and weights)"
         self.normalization = ComboBox(label="normalisation", choices=list(NORMALIZATIONS))
         self.device = ComboBox(label="device", choices=["auto", *available_devices()])
         self.weights = FileEdit(label="weights", mode="r", filter=_WEIGHT_FILTER)
@@ -149,6 +159,7 @@ class FusionWidget(Container):
                 self.first,
                 self.second,
                 self.swap,
+                self.method,
                 self.normalization,
                 self.device,
                 self.weights,
@@ -164,9 +175,11 @@ class FusionWidget(Container):
         self._worker: GeneratorWorker | None = None
         self._cancel = threading.Event()
         self._outcome: _Outcome | None = None
+        self._method = "gifnet"  # the running (or last) job's method
         self._relay = _Relay(self.native)
         self._relay.progressed.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
         self.task.changed.connect(self._apply_preset)
+        self.method.changed.connect(self._apply_method)
         self.swap.changed.connect(self.swap_inputs)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -177,6 +190,7 @@ class FusionWidget(Container):
             sig.connect(self._refresh_layers)
         self.native.destroyed.connect(self._teardown_callback())
         self._apply_preset()
+        self._apply_method()
         self._refresh_layers()
 
     # ----------------------------------------------------------- layer pickers
@@ -232,6 +246,12 @@ class FusionWidget(Container):
         self.hint.tooltip = preset.note
         self.normalization.value = preset.normalization
 
+    def _apply_method(self, _value: Any = None) -> None:
+        """Enable the GIFNet-only controls for GIFNet, disable them for a baseline."""
+        gifnet = self.method.value == "gifnet"
+        for name in GIFNET_ONLY_OPTIONS:
+            getattr(self, name).enabled = gifnet
+
     # ------------------------------------------------------------------ runs
     @property
     def running(self) -> bool:
@@ -242,6 +262,7 @@ class FusionWidget(Container):
         """The options :func:`iter_fusion` gets from the widget's controls."""
         text = str(self.weights.line_edit.value).strip()
         return {
+            "method": self.method.value,
             "weights": text or None,
             "device": self.device.value,
             "normalization": self.normalization.value,
@@ -261,13 +282,14 @@ class FusionWidget(Container):
             self._fail("Choose two image layers to fuse.")
             return None
         try:
-            plan = prepare_fusion(first, second)
+            plan = prepare_fusion(first, second, self.method.value)
         except (TypeError, ValueError) as exc:
             self._fail(f"Cannot fuse these layers: {exc}")
             return None
         self._cancel = threading.Event()
         self._outcome = None
-        self.progress_bar = progress(total=0, desc=f"GIFNet: {plan.output_name}")
+        label = method_label(plan.method)
+        self.progress_bar = progress(total=0, desc=f"{label}: {plan.output_name}")
         worker = create_worker(
             _fusion_job,
             plan,
@@ -281,7 +303,9 @@ class FusionWidget(Container):
         worker.warned.connect(self._on_warned)
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        self._set_running(True, f"Running on {self.device.value}: {plan.output_name} ...")
+        where = f" on {self.device.value}" if plan.method == "gifnet" else ""
+        self._set_running(True, f"Running {label}{where}: {plan.output_name} ...")
+        self._method = plan.method
         worker.start()
         return worker
 
@@ -328,7 +352,7 @@ class FusionWidget(Container):
         if outcome.cancelled or self._cancel.is_set():
             self.status.value = "Cancelled; no layer was added."
         elif outcome.error is not None:
-            self._fail(describe_error(outcome.error))
+            self._fail(describe_error(outcome.error, self._method))
         elif outcome.output is not None:
             try:
                 self.last_layers = add_fusion_layers(
