@@ -80,7 +80,7 @@ def _run(
 
     start = time.perf_counter()
     pair = prepare_pair(a, b, normalization)
-    meta_a, meta_b, plan = pair.meta_a, pair.meta_b, pair.plan
+    plan = pair.plan
     fused = fuse_luma(
         pair.luma_a.astype(np.float64), pair.luma_b.astype(np.float64), pair.rgb_a, pair.rgb_b
     )
@@ -97,9 +97,7 @@ def _run(
         "device": "cpu",
         "height": h,
         "width": w,
-        "inputs": {"a": meta_a, "b": meta_b},
-        "normalization": normalization if isinstance(normalization, str) else list(normalization),
-        "colour": "grey" if plan is None else f"chroma from {plan.source} (BT.601 full range)",
+        **pair.provenance(normalization),
         "elapsed_s": round(elapsed, 4),
     }
     return FusionResult(image=image, luma=luma, device="cpu", elapsed=elapsed, metadata=metadata)

@@ -149,9 +149,7 @@ def fuse(
     """
     start = time.perf_counter()
     pair = prepare_pair(a, b, normalization)
-    luma_a, luma_b, meta_a, meta_b, plan = (
-        pair.luma_a, pair.luma_b, pair.meta_a, pair.meta_b, pair.plan
-    )
+    luma_a, luma_b, plan = pair.luma_a, pair.luma_b, pair.plan
     dev = resolve_device(device)
     model, info = load_model(weights, device=str(dev))
     (pa, size), (pb, _) = _pad_small(luma_a), _pad_small(luma_b)
@@ -193,9 +191,7 @@ def fuse(
         "device": str(dev),
         "height": h,
         "width": w,
-        "inputs": {"a": meta_a, "b": meta_b},
-        "normalization": normalization if isinstance(normalization, str) else list(normalization),
-        "colour": "grey" if plan is None else f"chroma from {plan.source} (BT.601 full range)",
+        **pair.provenance(normalization),
         "elapsed_s": round(elapsed, 4),
     }
     return FusionResult(

@@ -28,6 +28,18 @@ class PreparedPair:
     rgb_b: np.ndarray | None
     plan: ColourPlan | None
 
+    def provenance(self, normalization: Normalization) -> dict[str, Any]:
+        """The metadata every method records about its inputs and colour."""
+        return {
+            "inputs": {"a": self.meta_a, "b": self.meta_b},
+            "normalization": normalization
+            if isinstance(normalization, str)
+            else list(normalization),
+            "colour": "grey"
+            if self.plan is None
+            else f"chroma from {self.plan.source} (BT.601 full range)",
+        }
+
 
 def as_array(x: Any, name: str) -> np.ndarray:
     """Read an input (numpy array, array-like or torch tensor) as a numpy array."""
