@@ -27,6 +27,8 @@ class MemoryStore:
     def __init__(self, channels: int, height: int, width: int, device: torch.device) -> None:
         fmt = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         self.data = torch.empty((1, channels, height, width), device=device, memory_format=fmt)
+        #: Set by the writer once every row has been written.
+        self.complete = False
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         """Rows ``start`` to ``stop`` (a view)."""

@@ -123,9 +123,13 @@ class _Net:
         m = BRANCH_MULTIPLE
         self.hp, self.wp = -(-self.h // m) * m, -(-self.w // m) * m
         self.cols_p = reflect_indices(0, self.wp, self.w).to(a.device)
+        #: Where S is kept once computed (None: recomputed when needed).
+        self.s_store: MemoryStore | None = None
 
     def shared(self, rows: tuple[int, int]) -> torch.Tensor:
         """Shared features S on image rows ``rows``."""
+        if self.s_store is not None and self.s_store.complete:
+            return self.s_store.rows(*rows)
         return _encode_rows(self.model, self.a, self.b, rows)
 
     def embeddings(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +138,11 @@ class _Net:
         src = reflect_indices(lo - 1, hi + 1, self.hp)
         s_rows = reflect_indices(int(src.min()), int(src.max()) + 1, self.h)
         s_lo, s_hi = int(s_rows.min()), int(s_rows.max()) + 1
-        padded = _rows(self.shared((s_lo, s_hi)), s_rows - s_lo)
+        shared = self.shared((s_lo, s_hi))
+        if self.s_store is not None and lo < self.h:  # keep this band's own rows
+            top = min(hi, self.h)
+            self.s_store.write(lo, shared[:, :, lo - s_lo : top - s_lo])
+        padded = _rows(shared, s_rows - s_lo)
         if self.wp != self.w:
             padded = padded[..., self.cols_p]
         branch = self.model.branch
@@ -228,6 +236,8 @@ def fuse_streamed(
             dp_moments.add(dp_b)
     else:
         mm_store, dp_store = store(), store()
+        if storage == "memory":  # S too, so that the decoder need not recompute it
+            net.s_store = MemoryStore(CHANNELS, h, w, dev)
         for r0, r1 in passes[0]:
             mm_b, dp_b = net.embeddings(r0, r1)
             mm_moments.add(mm_b)
@@ -235,6 +245,8 @@ def fuse_streamed(
             mm_store.write(r0, mm_b)
             dp_store.write(r0, dp_b)
             tick()
+        if net.s_store is not None:
+            net.s_store.complete = True
     mm_stats, dp_stats = mm_moments.statistics(eps), dp_moments.statistics(eps)
     # 2. Block 0 for both streams, then the gate; statistics for block 1.
     gated = MemoryStore(CHANNELS, hp, wp, dev) if storage == "memory" else DiskStore(CHANNELS, hp, wp, dev)
