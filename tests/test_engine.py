@@ -183,3 +183,41 @@ def test_rgba_alpha_is_dropped_with_a_warning(medical, weights: Path) -> None:
     with pytest.warns(UserWarning, match="alpha"):
         result = _fuse(rgba, b, weights)
     np.testing.assert_allclose(result.luma, _fuse(np.dstack([a, a, a]), b, weights).luma, atol=1e-7)
+
+
+def test_out_of_memory_retries_with_smaller_bands_on_disk(
+    medical, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_gifnet import engine, streaming
+
+    calls: list[tuple[object, str]] = []
+    real = streaming.fuse_streamed
+
+    def flaky(model, a, b, *, band_pixels=None, storage="auto", **kw):
+        calls.append((band_pixels, storage))
+        if len(calls) == 1:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
+        return real(model, a, b, band_pixels=band_pixels, storage=storage, **kw)
+
+    monkeypatch.setattr(engine, "fuse_streamed", flaky)
+    result = _fuse(*medical, weights)
+    assert calls == [(None, "auto"), (engine._RETRY_BAND_PIXELS, "disk")]
+    monkeypatch.setattr(engine, "fuse_streamed", real)
+    np.testing.assert_allclose(result.luma, _fuse(*medical, weights).luma, atol=2e-6)
+
+
+def test_out_of_memory_everywhere_is_a_clear_memory_error(
+    medical, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_gifnet import engine
+
+    def broke(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(engine, "fuse_streamed", broke)
+    with pytest.raises(MemoryError, match=r"64 x 96 fusion does not fit in the memory of cpu"):
+        _fuse(*medical, weights)
+    other = RuntimeError("something else")
+    monkeypatch.setattr(engine, "fuse_streamed", lambda *a, **k: (_ for _ in ()).throw(other))
+    with pytest.raises(RuntimeError, match="something else"):
+        _fuse(*medical, weights)

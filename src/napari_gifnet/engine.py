@@ -31,6 +31,8 @@ _PADDED_SIDE = 8
 #: Pixels per band of the band-by-band evaluation off the CPU (on the CPU,
 #: fuse_streamed's default, which depends on the storage).
 _BAND_PIXELS_GPU = 1 << 22
+#: Band size of the retry after running out of memory.
+_RETRY_BAND_PIXELS = 1 << 16
 
 
 @dataclass
@@ -156,30 +158,45 @@ def fuse(
     h, w = size
     features: dict[str, torch.Tensor] | None = {} if return_features else None
     band_pixels = None if dev.type == "cpu" else _BAND_PIXELS_GPU
-    try:
-        with torch.inference_mode(), reuse_heap():
-            out = fuse_streamed(
-                model,
-                _to_tensor(pa, dev),
-                _to_tensor(pb, dev),
-                band_pixels=band_pixels,
-                storage=storage,
-                features=features,
-                progress=progress,
-            )
-            luma = out[0, 0, :h, :w].float().cpu().numpy()
-            feats = {
-                k: np.ascontiguousarray(v[0, :, :h, :w].float().cpu().numpy())
-                for k, v in (features or {}).items()
-            }
-    except torch.OutOfMemoryError as exc:
-        raise MemoryError(
-            f"a {h} x {w} fusion does not fit in the memory of {dev}: {exc}"
-        ) from exc
-    except RuntimeError as exc:
-        if "allocate" in str(exc) or "out of memory" in str(exc).lower():
-            raise MemoryError(f"a {h} x {w} fusion does not fit in memory on {dev}: {exc}") from exc
-        raise
+    tries = [(band_pixels, storage)]
+    if storage in ("auto", "memory"):  # on running out of memory: smaller bands, maps on disk
+        tries += [(_RETRY_BAND_PIXELS, "disk"), (_RETRY_BAND_PIXELS // 4, "recompute")]
+    for attempt, (band_pixels, storage_now) in enumerate(tries, start=1):
+        try:
+            with torch.inference_mode(), reuse_heap():
+                out = fuse_streamed(
+                    model,
+                    _to_tensor(pa, dev),
+                    _to_tensor(pb, dev),
+                    band_pixels=band_pixels,
+                    storage=storage_now,
+                    features=features,
+                    progress=progress,
+                )
+                luma = out[0, 0, :h, :w].float().cpu().numpy()
+                feats = {
+                    k: np.ascontiguousarray(v[0, :, :h, :w].float().cpu().numpy())
+                    for k, v in (features or {}).items()
+                }
+            break
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            message = str(exc)
+            if not (
+                isinstance(exc, torch.OutOfMemoryError)
+                or "allocate" in message
+                or "out of memory" in message.lower()
+            ):
+                raise
+            out = None  # drop what the failed try held before the next one
+            if features is not None:
+                features.clear()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            if attempt == len(tries):
+                raise MemoryError(
+                    f"a {h} x {w} fusion does not fit in the memory of {dev}, even in small "
+                    f"bands with scratch storage: {message}"
+                ) from exc
     image = luma if plan is None else apply_colour(luma, plan)
     elapsed = time.perf_counter() - start
     metadata = {
