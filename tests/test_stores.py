@@ -41,3 +41,17 @@ def test_fuse_gives_the_same_values_with_every_storage(
         for name, feat in result.features.items():
             np.testing.assert_allclose(feat, ref.features[name], rtol=2e-6, atol=1e-5, err_msg=name)
     assert not list(tmp_path.iterdir())
+
+
+def test_auto_storage_follows_free_memory_and_scratch_space(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_gifnet import streaming
+
+    cpu = torch.device("cpu")
+    one_map = 98 * 100 * 100 * 4
+    monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 10 * one_map)
+    monkeypatch.setattr(streaming, "_available_memory", lambda device: 10 * one_map)
+    assert streaming.choose_storage(100, 100, cpu) == "memory"  # 3 maps <= 40% of 10
+    monkeypatch.setattr(streaming, "_available_memory", lambda device: 5 * one_map)
+    assert streaming.choose_storage(100, 100, cpu) == "disk"  # 3 maps <= 80% of 10
+    monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 3 * one_map)
+    assert streaming.choose_storage(100, 100, cpu) == "recompute"

@@ -96,11 +96,20 @@ STORAGE = ("auto", "memory", "disk", "recompute")
 
 
 def _available_memory(device: torch.device) -> int:
+    """Memory a fusion may use: free device memory, or the system's available
+    memory (``MemAvailable``, which counts reclaimable page cache)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not POSIX: assume 4 GB free
+    except (ValueError, OSError, AttributeError):  # neither: assume 4 GB
         return 4 << 30
 
 
