@@ -134,7 +134,12 @@ class GlobalDecoder(nn.Module):
 
 
 class RLN(nn.Module):
-    """Revised layer norm: whole-sample statistics plus learned rescale/rebias."""
+    """Revised layer norm: whole-sample statistics plus learned rescale/rebias.
+
+    Holds the parameters; the transformer blocks fold the normalisation into
+    their projections (``TransformerBlock._projection``) and take the gates
+    from ``meta1(std)`` and ``meta2(mean)``.
+    """
 
     def __init__(self, channels: int = CHANNELS, eps: float = 1e-5) -> None:
         super().__init__()
@@ -148,17 +153,6 @@ class RLN(nn.Module):
         """Per-sample mean and standard deviation over C, H and W."""
         var, mu = torch.var_mean(x, dim=(1, 2, 3), correction=0, keepdim=True)
         return mu, torch.sqrt(var + self.eps)
-
-    def apply(  # type: ignore[override]
-        self, x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalise ``x`` with given statistics; return (xn, rescale, rebias)."""
-        xn = (x - mu) / sigma * self.weight + self.bias
-        return xn, self.meta1(sigma), self.meta2(mu)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, sigma = self.statistics(x)
-        return self.apply(x, mu, sigma)
 
 
 def relative_positions(window: int = WINDOW) -> torch.Tensor:
