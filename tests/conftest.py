@@ -45,7 +45,8 @@ def reference_weights() -> Path:
     (as CI sets it), so parity can never pass by skipping.
     """
     env = os.environ.get("GIFNET_WEIGHTS")
-    path = Path(env) if env else REFERENCE_DIR / "weights" / "gifnet-official.pth"
+    # absolute, so tests that change the working folder still find it
+    path = (Path(env) if env else REFERENCE_DIR / "weights" / "gifnet-official.pth").resolve()
     if not path.is_file():
         _missing(f"checkpoint {path}")
     return path
