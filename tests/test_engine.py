@@ -185,7 +185,7 @@ def test_rgba_alpha_is_dropped_with_a_warning(medical, weights: Path) -> None:
     np.testing.assert_allclose(result.luma, _fuse(np.dstack([a, a, a]), b, weights).luma, atol=1e-7)
 
 
-def test_out_of_memory_retries_with_smaller_bands_on_disk(
+def test_out_of_memory_retries_with_smaller_tiles_on_disk(
     medical, weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from napari_gifnet import engine, streaming
@@ -193,15 +193,16 @@ def test_out_of_memory_retries_with_smaller_bands_on_disk(
     calls: list[tuple[object, str]] = []
     real = streaming.fuse_streamed
 
-    def flaky(model, a, b, *, band_pixels=None, storage="auto", **kw):
-        calls.append((band_pixels, storage))
-        if len(calls) == 1:
+    def flaky(model, a, b, *, tile_size=None, storage="auto", **kw):
+        calls.append((tile_size, storage))
+        if len(calls) <= 2:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
-        return real(model, a, b, band_pixels=band_pixels, storage=storage, **kw)
+        return real(model, a, b, tile_size=tile_size, storage=storage, **kw)
 
     monkeypatch.setattr(engine, "fuse_streamed", flaky)
     result = _fuse(*medical, weights)
-    assert calls == [(None, "auto"), (engine._RETRY_BAND_PIXELS, "disk")]
+    assert calls == [(None, "auto"), (256, "disk"), (128, "recompute")]
+    assert result.metadata["storage"] == "recompute" and result.metadata["tile_size"] == 128
     monkeypatch.setattr(engine, "fuse_streamed", real)
     np.testing.assert_allclose(result.luma, _fuse(*medical, weights).luma, atol=2e-6)
 

@@ -3,8 +3,8 @@
 The network's normalisations need statistics of whole maps before the next
 pass can start, so a handful of 98-channel maps must outlive a band. A
 :class:`MemoryStore` keeps one as a tensor; a :class:`DiskStore` keeps it in
-an unlinked scratch file and reads and writes row ranges with ``pread`` and
-``pwrite``, so the process's resident memory stays bounded whatever the image
+an unlinked scratch file and reads and writes rectangles with ``pread`` and
+``pwrite`` (one call per row, or one for full-width rows), so the process's resident memory stays bounded whatever the image
 size (the operating system's page cache still speeds it up when RAM allows).
 """
 
@@ -34,9 +34,14 @@ class MemoryStore:
         """Rows ``start`` to ``stop`` (a view)."""
         return self.data[:, :, start:stop]
 
-    def write(self, start: int, values: torch.Tensor) -> None:
-        """Store ``values`` (1, C, rows, W) from row ``start`` on."""
-        self.data[:, :, start : start + values.shape[2]] = values
+    def region(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+        """Rows ``rows[0]:rows[1]`` and columns ``cols[0]:cols[1]`` (a view)."""
+        return self.data[:, :, rows[0] : rows[1], cols[0] : cols[1]]
+
+    def write(self, start: int, values: torch.Tensor, col: int = 0) -> None:
+        """Store ``values`` (1, C, rows, cols) from row ``start``, column ``col`` on."""
+        r, c = values.shape[2:]
+        self.data[:, :, start : start + r, col : col + c] = values
 
     def close(self) -> None:
         del self.data
@@ -56,21 +61,43 @@ class DiskStore:
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         """Rows ``start`` to ``stop``, read from the file (channels-last)."""
-        n = stop - start
-        buf = np.empty((n, self.width, self.channels), np.float32)
-        got = os.preadv(self.fd, [memoryview(buf).cast("B")], start * self.row_bytes)
-        if got != buf.nbytes:
-            raise OSError(f"scratch file read {got} of {buf.nbytes} bytes")
-        t = torch.from_numpy(buf).to(self.device)
-        return t.permute(2, 0, 1).unsqueeze(0)
+        return self.region((start, stop), (0, self.width))
 
-    def write(self, start: int, values: torch.Tensor) -> None:
-        """Store ``values`` (1, C, rows, W) from row ``start`` on."""
-        nhwc = values[0].permute(1, 2, 0).contiguous().cpu().numpy()
-        view = memoryview(nhwc).cast("B")
-        offset, done = start * self.row_bytes, 0
+    def _read(self, buf: np.ndarray, offset: int) -> None:
+        view, done = memoryview(buf).cast("B"), 0
+        while done < len(view):
+            got = os.preadv(self.fd, [view[done:]], offset + done)
+            if got <= 0:
+                raise OSError(f"scratch file read {done} of {len(view)} bytes")
+            done += got
+
+    def _write(self, buf: np.ndarray, offset: int) -> None:
+        view, done = memoryview(buf).cast("B"), 0
         while done < len(view):
             done += os.pwrite(self.fd, view[done:], offset + done)
+
+    def region(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+        """Rows ``rows[0]:rows[1]``, columns ``cols[0]:cols[1]``, read from the
+        file (channels-last)."""
+        (r0, r1), (c0, c1) = rows, cols
+        buf = np.empty((r1 - r0, c1 - c0, self.channels), np.float32)
+        pixel = self.channels * 4
+        if c0 == 0 and c1 == self.width:
+            self._read(buf, r0 * self.row_bytes)
+        else:
+            for i in range(r1 - r0):
+                self._read(buf[i], (r0 + i) * self.row_bytes + c0 * pixel)
+        return torch.from_numpy(buf).to(self.device).permute(2, 0, 1).unsqueeze(0)
+
+    def write(self, start: int, values: torch.Tensor, col: int = 0) -> None:
+        """Store ``values`` (1, C, rows, cols) from row ``start``, column ``col`` on."""
+        nhwc = values[0].permute(1, 2, 0).contiguous().cpu().numpy()
+        if col == 0 and nhwc.shape[1] == self.width:
+            self._write(nhwc, start * self.row_bytes)
+            return
+        pixel = self.channels * 4
+        for i in range(nhwc.shape[0]):
+            self._write(nhwc[i], (start + i) * self.row_bytes + col * pixel)
 
     def close(self) -> None:
         if self.fd is not None:

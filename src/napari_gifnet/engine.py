@@ -21,18 +21,17 @@ from .colour import apply_colour
 from .devices import resolve_device
 from .inputs import prepare_pair
 from .preprocess import Normalization
-from .streaming import Progress, fuse_streamed
+from ._tiles import tile_shape
+from .streaming import STORAGE, Progress, fuse_streamed
 from .weights import load_model
 
 #: Images smaller than this on a side are padded (symmetrically) for the
 #: network's reflect paddings and cropped back afterwards.
 MIN_SIDE = 5
 _PADDED_SIDE = 8
-#: Pixels per band of the band-by-band evaluation off the CPU (on the CPU,
-#: fuse_streamed's default, which depends on the storage).
-_BAND_PIXELS_GPU = 1 << 22
-#: Band size of the retry after running out of memory.
-_RETRY_BAND_PIXELS = 1 << 16
+#: Tile edges of the retries after running out of memory (the first with the
+#: maps on disk, the second with the embeddings recomputed).
+_RETRY_TILES = ((256, "disk"), (128, "recompute"))
 
 
 @dataclass
@@ -84,6 +83,14 @@ def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else t
 
 
+def _check_options(storage: str, tile_size: int | None) -> None:
+    """Refuse bad options before any work (and before loading weights)."""
+    if storage not in STORAGE:
+        raise ValueError(f"unknown storage {storage!r}: use one of {', '.join(STORAGE)}")
+    if tile_size is not None:
+        tile_shape(8, 8, tile_size=tile_size)  # raises a ValueError naming the problem
+
+
 def fuse(
     a: Any,
     b: Any,
@@ -94,6 +101,7 @@ def fuse(
     normalization: Normalization = "auto",
     progress: Progress | None = None,
     storage: str = "auto",
+    tile_size: int | None = None,
 ) -> FusionResult:
     """Fuse two registered images of the same scene with GIFNet.
 
@@ -123,15 +131,22 @@ def fuse(
         full range), ``"minmax"``, ``"percentile"`` or a fixed ``(lo, hi)``
         range. Recorded per input in ``result.metadata``.
     progress
-        Called as ``progress(done, total)`` after each band of the
+        Called as ``progress(done, total)`` after each tile of the
         computation. An exception raised by it stops the fusion between
-        bands and propagates (this is how the napari widget cancels).
+        tiles and propagates (this is how the napari widget cancels).
     storage
-        Where the three feature maps that must outlive a band are kept:
+        Where the three feature maps that must outlive a pass are kept:
         ``"memory"``, ``"disk"`` (scratch files in ``NAPARI_GIFNET_SCRATCH``
-        or the temporary folder; resident memory stays about 1 GB for a
-        1.3-megapixel pair), ``"recompute"`` (least disk, more time) or
-        ``"auto"`` (memory when it fits comfortably). Same values in all.
+        or the temporary folder; resident memory stays about 1.3 GB whatever
+        the size), ``"recompute"`` (a third of the scratch space, more time)
+        or ``"auto"`` (memory when it fits comfortably). Same values in all.
+    tile_size
+        The tile edge in pixels (rounded down to a multiple of 8, at least
+        8); a tile covering the image is whole-image inference. None: full-
+        width bands or square tiles sized from the memory available (system
+        memory on the CPU, free device memory on a GPU). Every tile size gives
+        the same values (tiles read their neighbourhood and use whole-image
+        normalisation statistics).
 
     Returns
     -------
@@ -143,13 +158,15 @@ def fuse(
     ------
     ValueError
         Shapes that differ, unsupported shapes or dtypes, NaN or infinite
-        values, an unknown normalisation, an unavailable device.
+        values, an unknown normalisation or storage, a tile size below 8, an
+        unavailable device.
     napari_gifnet.weights.WeightsUnavailableError
         No checkpoint could be found or downloaded.
     MemoryError
         The image does not fit in memory on the chosen device.
     """
     start = time.perf_counter()
+    _check_options(storage, tile_size)
     pair = prepare_pair(a, b, normalization)
     luma_a, luma_b, plan = pair.luma_a, pair.luma_b, pair.plan
     dev = resolve_device(device)
@@ -157,18 +174,19 @@ def fuse(
     (pa, size), (pb, _) = _pad_small(luma_a), _pad_small(luma_b)
     h, w = size
     features: dict[str, torch.Tensor] | None = {} if return_features else None
-    band_pixels = None if dev.type == "cpu" else _BAND_PIXELS_GPU
-    tries = [(band_pixels, storage)]
-    if storage in ("auto", "memory"):  # on running out of memory: smaller bands, maps on disk
-        tries += [(_RETRY_BAND_PIXELS, "disk"), (_RETRY_BAND_PIXELS // 4, "recompute")]
-    for attempt, (band_pixels, storage_now) in enumerate(tries, start=1):
+    tries = [(tile_size, storage)]
+    # on running out of memory: smaller tiles, maps on disk, then recomputed
+    for edge, fallback in _RETRY_TILES:
+        if storage in ("auto", "memory", "disk") or fallback == storage:
+            tries.append((edge if tile_size is None else min(tile_size, edge), fallback))
+    for attempt, (tile_now, storage_now) in enumerate(tries, start=1):
         try:
             with torch.inference_mode(), reuse_heap():
                 out = fuse_streamed(
                     model,
                     _to_tensor(pa, dev),
                     _to_tensor(pb, dev),
-                    band_pixels=band_pixels,
+                    tile_size=tile_now,
                     storage=storage_now,
                     features=features,
                     progress=progress,
@@ -195,7 +213,7 @@ def fuse(
             if attempt == len(tries):
                 raise MemoryError(
                     f"a {h} x {w} fusion does not fit in the memory of {dev}, even in small "
-                    f"bands with scratch storage: {message}"
+                    f"tiles with scratch storage: {message}"
                 ) from exc
     image = luma if plan is None else apply_colour(luma, plan)
     elapsed = time.perf_counter() - start
@@ -208,6 +226,8 @@ def fuse(
         "device": str(dev),
         "height": h,
         "width": w,
+        "storage": storage_now,
+        "tile_size": tile_now,
         **pair.provenance(normalization),
         "elapsed_s": round(elapsed, 4),
     }

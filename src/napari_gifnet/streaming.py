@@ -1,24 +1,25 @@
-"""Band-by-band GIFNet inference: the same values, bounded memory.
+"""Tile-by-tile GIFNet inference: the same values, bounded memory.
 
 :meth:`GIFNet.forward` evaluates every layer on the whole image at once, so
 each of its dozens of intermediate maps (98 to 294 channels) is a full-size
-allocation. :func:`fuse_streamed` evaluates the network in horizontal bands
-in three passes, keeping only the maps that whole-image statistics force it
-to keep (three 98-channel maps, in memory or in scratch files):
+allocation. :func:`fuse_streamed` evaluates the network in tiles (full-width
+bands or squares, see :func:`napari_gifnet._tiles.tile_shape`) in three
+passes, keeping only the maps that whole-image statistics force it to keep
+(three 98-channel maps, in memory or in scratch files):
 
-1. shared features and both streams' patch embeddings, band by band (the
-   encoder with a 4-row halo), accumulating the first block's normalisation
-   statistics;
-2. block 0 for both streams and the cross-fusion gate, band by band on the
+1. shared features S and both streams' patch embeddings, tile by tile (the
+   encoder with a 3-pixel halo), accumulating the first block's
+   normalisation statistics;
+2. block 0 for both streams and the cross-fusion gate, tile by tile on the
    window grid, accumulating the second block's statistics;
-3. block 1, band by band;
-4. the patch un-embedding and the global decoder, band by band with the
-   5-row halo they read (the shared features recomputed), straight into the
-   output.
+3. block 1, the patch un-embedding and the global decoder, tile by tile:
+   block 1 is evaluated on the tile plus the 5-pixel halo the decoder and
+   un-embedding read, S is read back (or recomputed), and the result goes
+   straight into the output.
 
-Every band reads its inputs through the reflections whole-map evaluation
-would use (see :mod:`napari_gifnet._regions`), so results agree with
-:meth:`GIFNet.forward` to float32 rounding.
+Every tile reads its inputs through the reflections whole-map evaluation
+would use, so results agree with :meth:`GIFNet.forward` to float32 rounding
+whatever the tile size.
 """
 
 from __future__ import annotations
@@ -28,70 +29,31 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ._regions import CHANNELS, RunningMoments, block_axis, reflect_indices, row_bands
-from ._stores import DiskStore, MemoryStore, scratch_free_bytes
+from ._regions import CHANNELS, RunningMoments, block_axis, reflect_indices
+from ._stores import SCRATCH_ENV, DiskStore, MemoryStore, scratch_free_bytes
+from ._tiles import Range, conv_region, count_tiles, crop, hull, take, tile_shape, tiles
 from .network import BRANCH_MULTIPLE, GIFNet
 
-#: Called after each band with (bands done, bands in all).
+#: Called after each tile with (tiles done, tiles in all).
 Progress = Callable[[int, int], None]
 
 
-def _hull(start: int, stop: int, length: int, halo: int) -> tuple[int, int]:
-    """Rows read by ``halo`` stacked reflect-padded 3x3 convolutions."""
-    for _ in range(halo):
-        idx = reflect_indices(start - 1, stop + 1, length)
-        start, stop = int(idx.min()), int(idx.max()) + 1
-    return start, stop
-
-
-def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows ``idx`` of ``x`` (a view when they are consecutive)."""
-    first = int(idx[0])
-    if torch.equal(idx, torch.arange(first, first + idx.numel())):
-        return x[:, :, first : first + idx.numel()]
-    return x.index_select(2, idx.to(x.device))
-
-
-def conv_rows(
-    x: torch.Tensor, x_start: int, out: tuple[int, int], length: int, conv: nn.Conv2d
-) -> torch.Tensor:
-    """Rows ``out`` of a reflect-padded 3x3 ``conv`` of a map of ``length`` rows.
-
-    ``x`` holds the input's rows from ``x_start`` on and all its columns; the
-    rows the output reads (reflections included) must be in it.
-    """
-    xr = _rows(x, reflect_indices(out[0] - 1, out[1] + 1, length) - x_start)
-    w = xr.shape[-1]
-    y = F.conv2d(xr, conv.weight, conv.bias, padding=(0, 1))
-    if w >= 2:  # the first and last columns read reflected neighbours
-        y[..., :1] = F.conv2d(xr[..., [1, 0, 1]], conv.weight, conv.bias)
-        y[..., -1:] = F.conv2d(xr[..., [w - 2, w - 1, w - 2]], conv.weight, conv.bias)
-    return y
-
-
-def _encode_rows(model: GIFNet, a: torch.Tensor, b: torch.Tensor, out: tuple[int, int]) -> torch.Tensor:
-    """Shared features S on rows ``out`` (the encoder with its 3-row halo)."""
+def _encode(model: GIFNet, a: torch.Tensor, b: torch.Tensor, rows: Range, cols: Range) -> torch.Tensor:
+    """Shared features S on ``rows`` x ``cols`` (the encoder with its 3-pixel halo)."""
     enc = model.getSharedFeatures
-    h = a.shape[2]
-    r2 = _hull(*out, h, 1)
-    r1 = _hull(*r2, h, 1)
-    r0 = _hull(*r1, h, 1)
-    x0 = torch.cat((a[:, :, r0[0] : r0[1]], b[:, :, r0[0] : r0[1]]), dim=1)
-    x1 = F.relu_(conv_rows(x0, r0[0], r1, h, enc.conv_1.conv2d))
-    x01 = torch.cat((x0[:, :, r1[0] - r0[0] : r1[1] - r0[0]], x1), dim=1)
-    x2 = F.relu_(conv_rows(x01, r1[0], r2, h, enc.conv_2.conv2d))
-    x012 = torch.cat((x01[:, :, r2[0] - r1[0] : r2[1] - r1[0]], x2), dim=1)
-    x3 = F.relu_(conv_rows(x012, r2[0], out, h, enc.conv_3.conv2d))
-    return torch.cat((x012[:, :, out[0] - r2[0] : out[1] - r2[0]], x3), dim=1)
-
-
-def _band_rows(height: int, width: int, band_pixels: int) -> int:
-    return max(8, band_pixels // max(width, 1) // 8 * 8)
-
-
-#: Storage choices for the maps that outlive a band (see :func:`fuse_streamed`).
+    size = a.shape[-2:]
+    rr, cc = [rows], [cols]
+    for _ in range(3):
+        rr.append(hull(*rr[-1], size[0]))
+        cc.append(hull(*cc[-1], size[1]))
+    x = torch.cat((a[..., slice(*rr[3]), slice(*cc[3])], b[..., slice(*rr[3]), slice(*cc[3])]), dim=1)
+    for i, conv in enumerate((enc.conv_1, enc.conv_2, enc.conv_3)):
+        origin = (rr[3 - i][0], cc[3 - i][0])
+        y = F.relu_(conv_region(x, origin, rr[2 - i], cc[2 - i], size, conv.conv2d))
+        x = torch.cat((crop(x, origin, rr[2 - i], cc[2 - i]), y), dim=1)
+    return x
+#: Storage choices for the maps that outlive a pass (see :func:`fuse_streamed`).
 STORAGE = ("auto", "memory", "disk", "recompute")
 
 
@@ -114,49 +76,86 @@ def _available_memory(device: torch.device) -> int:
 
 
 def choose_storage(height: int, width: int, device: torch.device) -> str:
-    """``"memory"`` when three 98-channel maps take under 40% of the free
-    memory, else ``"disk"`` when they fit in 80% of the scratch folder, else
+    """``"memory"`` when the four 98-channel maps memory storage keeps (both
+    embeddings, the gated stream and S) take under half the available memory,
+    else ``"disk"`` when its three maps fit in 80% of the scratch folder, else
     ``"recompute"`` (one map on disk)."""
     one_map = CHANNELS * height * width * 4
-    if 3 * one_map <= 0.4 * _available_memory(device):
+    if 4 * one_map <= 0.5 * _available_memory(device):
         return "memory"
     return "disk" if 3 * one_map <= 0.8 * scratch_free_bytes() else "recompute"
 
 
+def _check_scratch(storage: str, height: int, width: int) -> None:
+    """Refuse, before any work, a storage whose scratch files cannot fit."""
+    maps = {"disk": 3, "recompute": 1}.get(storage, 0)
+    need = maps * CHANNELS * height * width * 4
+    free = scratch_free_bytes()
+    if need > free:
+        raise OSError(
+            f"storage={storage!r} needs {need / 1e9:.1f} GB of scratch space for a "
+            f"{height} x {width} image but the scratch folder has {free / 1e9:.1f} GB free; "
+            f"point {SCRATCH_ENV} at a bigger folder or use storage='recompute'"
+        )
+
+
+#: Bytes of working memory a tile needs per pixel (the block's qkv, attention
+#: and MLP maps; measured on the CPU), used to size tiles from free memory.
+TILE_BYTES_PER_PIXEL = 6 * 1024
+#: Largest automatic tile on the CPU (larger tiles are no faster there) and
+#: on a GPU.
+_CPU_TILE_PIXELS = {"memory": 1 << 17, "disk": 1 << 16, "recompute": 1 << 16}
+_GPU_TILE_PIXELS = 1 << 22
+_MIN_TILE_PIXELS = 1 << 12
+
+
+def auto_tile_pixels(height: int, width: int, device: torch.device, storage: str) -> int:
+    """Pixels per tile that fit in a quarter of the memory left once the
+    stored maps are counted, capped at what runs fastest on the device."""
+    available = _available_memory(device)
+    if storage == "memory":
+        available -= 4 * CHANNELS * height * width * 4
+    budget = int(0.25 * max(available, 0) / TILE_BYTES_PER_PIXEL)
+    cap = _GPU_TILE_PIXELS if device.type != "cpu" else _CPU_TILE_PIXELS.get(storage, 1 << 16)
+    return max(_MIN_TILE_PIXELS, min(cap, budget))
+
+
 class _Net:
-    """The network's pieces, evaluated on row ranges of one image pair."""
+    """The network's pieces, evaluated on regions of one image pair."""
 
     def __init__(self, model: GIFNet, a: torch.Tensor, b: torch.Tensor) -> None:
         self.model, self.a, self.b = model, a, b
         self.h, self.w = a.shape[-2:]
         m = BRANCH_MULTIPLE
         self.hp, self.wp = -(-self.h // m) * m, -(-self.w // m) * m
-        self.cols_p = reflect_indices(0, self.wp, self.w).to(a.device)
         #: Where S is kept once computed (None: recomputed when needed).
         self.s_store: MemoryStore | None = None
 
-    def shared(self, rows: tuple[int, int]) -> torch.Tensor:
-        """Shared features S on image rows ``rows``."""
+    def shared(self, rows: Range, cols: Range) -> torch.Tensor:
+        """Shared features S on image rows ``rows`` and columns ``cols``."""
         if self.s_store is not None and self.s_store.complete:
-            return self.s_store.rows(*rows)
-        return _encode_rows(self.model, self.a, self.b, rows)
+            return self.s_store.region(rows, cols)
+        return _encode(self.model, self.a, self.b, rows, cols)
 
-    def embeddings(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both streams' patch embeddings on rows ``lo..hi`` of the padded grid."""
-        # rows of the padded S the convolution reads, then the rows of S they are
-        src = reflect_indices(lo - 1, hi + 1, self.hp)
-        s_rows = reflect_indices(int(src.min()), int(src.max()) + 1, self.h)
-        s_lo, s_hi = int(s_rows.min()), int(s_rows.max()) + 1
-        shared = self.shared((s_lo, s_hi))
-        if self.s_store is not None and lo < self.h:  # keep this band's own rows
-            top = min(hi, self.h)
-            self.s_store.write(lo, shared[:, :, lo - s_lo : top - s_lo])
-        padded = _rows(shared, s_rows - s_lo)
-        if self.wp != self.w:
-            padded = padded[..., self.cols_p]
+    def embeddings(self, rows: Range, cols: Range) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both streams' patch embeddings on a region of the padded grid."""
+        # positions of the padded S the convolution reads, then where they are in S
+        r_src = reflect_indices(rows[0] - 1, rows[1] + 1, self.hp)
+        c_src = reflect_indices(cols[0] - 1, cols[1] + 1, self.wp)
+        origin = (int(r_src.min()), int(c_src.min()))
+        s_rows = reflect_indices(origin[0], int(r_src.max()) + 1, self.h)
+        s_cols = reflect_indices(origin[1], int(c_src.max()) + 1, self.w)
+        s_r = (int(s_rows.min()), int(s_rows.max()) + 1)
+        s_c = (int(s_cols.min()), int(s_cols.max()) + 1)
+        shared = self.shared(s_r, s_c)
+        if self.s_store is not None and rows[0] < self.h and cols[0] < self.w:
+            own_r, own_c = (rows[0], min(rows[1], self.h)), (cols[0], min(cols[1], self.w))
+            self.s_store.write(own_r[0], crop(shared, (s_r[0], s_c[0]), own_r, own_c), own_c[0])
+        padded = take(take(shared, s_rows - s_r[0], 2), s_cols - s_c[0], 3)
+        size = (self.hp, self.wp)
         branch = self.model.branch
         return tuple(  # type: ignore[return-value]
-            conv_rows(padded, int(src.min()), (lo, hi), self.hp, embed.proj)
+            conv_region(padded, origin, rows, cols, size, embed.proj)
             for embed in (branch.patch_embed_ivif, branch.patch_embed_mfif)
         )
 
@@ -166,12 +165,13 @@ def fuse_streamed(
     a: torch.Tensor,
     b: torch.Tensor,
     *,
-    band_pixels: int | None = None,
+    tile_size: int | None = None,
+    tile_pixels: int | None = None,
     storage: str = "auto",
     features: dict[str, torch.Tensor] | None = None,
     progress: Progress | None = None,
 ) -> torch.Tensor:
-    """Fuse two (1, 1, H, W) images band by band; returns (1, 1, H, W).
+    """Fuse two (1, 1, H, W) images tile by tile; returns (1, 1, H, W).
 
     Parameters
     ----------
@@ -179,23 +179,32 @@ def fuse_streamed(
         An eval-mode :class:`GIFNet`.
     a, b
         The inputs in [0, 1], at least 5 x 5 (the engine pads smaller ones).
-    band_pixels
-        About how many pixels each band holds (bands are at least 8 rows).
-        None: 2**17 when the maps are in memory, 2**16 otherwise (a smaller
-        working set where memory is what matters).
+    tile_size
+        Tile edge in pixels (rounded down to a multiple of 8, at least 8; an
+        edge covering the image means one tile, whole-image evaluation). None:
+        chosen from ``tile_pixels``.
+    tile_pixels
+        About how many pixels a tile holds when ``tile_size`` is None. None:
+        from the memory available (:func:`auto_tile_pixels`).
     storage
-        Where the three maps that outlive a band (both streams' embeddings,
+        Where the three maps that outlive a pass (both streams' embeddings,
         and the gated stream) are kept: ``"memory"``, ``"disk"`` (scratch
         files: resident memory stays bounded), ``"recompute"`` (the
         embeddings are recomputed where needed, only the gated stream goes to
-        disk: least disk, about 30% more time) or ``"auto"`` (memory when it
-        fits comfortably, see :func:`choose_storage`). All give the same
-        values.
+        disk: a third of the scratch space, more time) or ``"auto"`` (see
+        :func:`choose_storage`). All give the same values.
     features
         A dict to receive ``shared``, ``multimodal``, ``photographic`` and
         ``branch`` as (1, 98, H, W) maps (held in memory), or None.
     progress
-        Called after each band with (done, total) over all passes.
+        Called after each tile with (done, total) over all passes.
+
+    Raises
+    ------
+    ValueError
+        A batch of several pairs, an unknown storage, a tile size below 8.
+    OSError
+        The scratch folder has too little space for the chosen storage.
     """
     if a.shape[0] != 1:
         raise ValueError("fuse_streamed works on one image pair at a time")
@@ -206,18 +215,19 @@ def fuse_streamed(
     dev = a.device
     if storage == "auto":
         storage = choose_storage(hp, wp, dev)
-    if band_pixels is None:
-        band_pixels = 1 << 17 if storage == "memory" else 1 << 16
-    band = _band_rows(hp, wp, band_pixels)
+    _check_scratch(storage, hp, wp)
+    if tile_pixels is None:
+        tile_pixels = auto_tile_pixels(hp, wp, dev, storage)
+    shape = tile_shape(hp, wp, tile_size=tile_size, tile_pixels=tile_pixels)
+    out_shape = tile_shape(h, w, tile_size=tile_size, tile_pixels=tile_pixels)
     branch = model.branch
     block0, block1 = branch.layer1.blocks
-    passes = [
-        [] if storage == "recompute" else list(row_bands(hp, 0, band)),
-        list(row_bands(hp, block0.shift, band)),
-        list(row_bands(hp, block1.shift, band)),
-        list(row_bands(h, 0, band)),
-    ]
-    total, done = sum(len(p) for p in passes), 0
+    total = (
+        count_tiles(hp, wp, 0, shape)
+        + count_tiles(hp, wp, block0.shift, shape)
+        + count_tiles(h, w, 0, out_shape)
+    )
+    done = 0
 
     def tick() -> None:
         nonlocal done
@@ -237,90 +247,79 @@ def fuse_streamed(
     eps = block0.norm1.eps
     # 1. Both streams' embeddings and the statistics of block 0's inputs.
     mm_store = dp_store = None
-    mm_moments, dp_moments = RunningMoments(), RunningMoments()
-    if storage == "recompute":
-        for r0, r1 in row_bands(hp, 0, band):  # statistics only; no progress step
-            mm_b, dp_b = net.embeddings(r0, r1)
-            mm_moments.add(mm_b)
-            dp_moments.add(dp_b)
-    else:
+    if storage != "recompute":
         mm_store, dp_store = store(), store()
         if storage == "memory":  # S too, so that the decoder need not recompute it
             net.s_store = MemoryStore(CHANNELS, h, w, dev)
-        for r0, r1 in passes[0]:
-            mm_b, dp_b = net.embeddings(r0, r1)
-            mm_moments.add(mm_b)
-            dp_moments.add(dp_b)
-            mm_store.write(r0, mm_b)
-            dp_store.write(r0, dp_b)
-            tick()
-        if net.s_store is not None:
-            net.s_store.complete = True
+    mm_moments, dp_moments = RunningMoments(), RunningMoments()
+    for rows, cols in tiles(hp, wp, 0, shape):
+        mm_t, dp_t = net.embeddings(rows, cols)
+        mm_moments.add(mm_t)
+        dp_moments.add(dp_t)
+        if mm_store is not None and dp_store is not None:
+            mm_store.write(rows[0], mm_t, cols[0])
+            dp_store.write(rows[0], dp_t, cols[0])
+        tick()
+    if net.s_store is not None:
+        net.s_store.complete = True
     mm_stats, dp_stats = mm_moments.statistics(eps), dp_moments.statistics(eps)
     # 2. Block 0 for both streams, then the gate; statistics for block 1.
-    gated = MemoryStore(CHANNELS, hp, wp, dev) if storage == "memory" else DiskStore(CHANNELS, hp, wp, dev)
-    cols0 = block_axis(0, wp, wp, block0.shift)
+    gated = store()
     gate_moments = RunningMoments()
     alpha = branch.layer1.weights_mfif[0]
-    for r0, r1 in passes[1]:
-        rows = block_axis(r0, r1, hp, block0.shift)
+    for rows, cols in tiles(hp, wp, block0.shift, shape):
+        ra, ca = block_axis(*rows, hp, block0.shift), block_axis(*cols, wp, block0.shift)
+        src = (ra.src_start, ra.src_stop), (ca.src_start, ca.src_stop)
         if mm_store is not None and dp_store is not None:
-            mm_src = mm_store.rows(rows.src_start, rows.src_stop)
-            dp_src = dp_store.rows(rows.src_start, rows.src_stop)
+            mm_src, dp_src = mm_store.region(*src), dp_store.region(*src)
         else:
-            mm_src, dp_src = net.embeddings(rows.src_start, rows.src_stop)
-        dp_b, query = block0.region(dp_src, "dp", dp_stats, rows, cols0)
-        mm_b, _ = block0.region(mm_src, "mm", mm_stats, rows, cols0, query)
-        g = torch.addcmul(dp_b, alpha, mm_b)
+            mm_src, dp_src = net.embeddings(*src)
+        dp_t, query = block0.region(dp_src, "dp", dp_stats, ra, ca)
+        mm_t, _ = block0.region(mm_src, "mm", mm_stats, ra, ca, query)
+        g = torch.addcmul(dp_t, alpha, mm_t)
         gate_moments.add(g)
-        gated.write(r0, g)
+        gated.write(rows[0], g, cols[0])
         if feats is not None:
-            feats["multimodal"].write(r0, mm_b)
+            feats["multimodal"].write(rows[0], mm_t, cols[0])
         tick()
     for s in (mm_store, dp_store):
         if s is not None:
             s.close()
     stats1 = gate_moments.statistics(eps)
-    # 3. Block 1 (photographic stream only).
-    dp1 = MemoryStore(CHANNELS, hp, wp, dev) if storage == "memory" else DiskStore(CHANNELS, hp, wp, dev)
-    cols1 = block_axis(0, wp, wp, block1.shift)
-    for r0, r1 in passes[2]:
-        rows = block_axis(r0, r1, hp, block1.shift)
-        out, _ = block1.region(gated.rows(rows.src_start, rows.src_stop), "dp", stats1, rows, cols1)
-        dp1.write(r0, out)
-        if feats is not None:
-            feats["photographic"].write(r0, out)
-        tick()
-    gated.close()
-    # 4. Un-embedding and decoder, straight to the output.
+    # 3. Block 1 (photographic stream only), un-embedding and decoder.
     decoder = model.cnnDecoder
     first, _, second = decoder.fuseComplementFeatures.mlp
     w_s, w_t = first.weight[:, :CHANNELS].contiguous(), first.weight[:, CHANNELS:].contiguous()
     stack = decoder.decoder
     fused = torch.empty((1, 1, h, w), device=dev)
-    for r0, r1 in passes[3]:
-        ranges = [(r0, r1)]
+    for rows, cols in tiles(h, w, 0, out_shape):
+        rr, cc = [rows], [cols]
         for _ in range(4):
-            ranges.append(_hull(*ranges[-1], h, 1))
-        z0, z1 = ranges[-1]  # rows of z the decoder reads
-        u0, u1 = _hull(z0, z1, hp, 1)  # rows of block 1's output the un-embedding reads
-        t = conv_rows(dp1.rows(u0, u1), u0, (z0, z1), hp, branch.patch_unembed.proj[0])[..., :w]
-        shared = net.shared((z0, z1))
+            rr.append(hull(*rr[-1], h))
+            cc.append(hull(*cc[-1], w))
+        z_rows, z_cols = rr[-1], cc[-1]  # where the decoder reads z
+        u_rows, u_cols = hull(*z_rows, hp), hull(*z_cols, wp)  # where the un-embedding reads
+        ra, ca = block_axis(*u_rows, hp, block1.shift), block_axis(*u_cols, wp, block1.shift)
+        src = gated.region((ra.src_start, ra.src_stop), (ca.src_start, ca.src_stop))
+        dp_t, _ = block1.region(src, "dp", stats1, ra, ca)
+        u0 = (u_rows[0], u_cols[0])
+        t = conv_region(dp_t, u0, z_rows, z_cols, (hp, wp), branch.patch_unembed.proj[0])
+        shared = net.shared(z_rows, z_cols)
         z = F.conv2d(shared, w_s)
         z += F.conv2d(t, w_t)
         z = second(F.relu_(z))
-        start = z0
         for i in range(4):
-            out_rows = ranges[3 - i]
-            z = conv_rows(z, start, out_rows, h, stack[3 * i + 1])
+            z = conv_region(z, (rr[4 - i][0], cc[4 - i][0]), rr[3 - i], cc[3 - i], (h, w),
+                            stack[3 * i + 1])
             z = torch.tanh(z) if i == 3 else F.relu_(z)
-            start = out_rows[0]
-        fused[:, :, r0:r1] = z / 2 + 0.5
+        fused[:, :, rows[0] : rows[1], cols[0] : cols[1]] = z / 2 + 0.5
         if feats is not None:
-            feats["shared"].write(r0, shared[:, :, r0 - z0 : r1 - z0])
-            feats["branch"].write(r0, t[:, :, r0 - z0 : r1 - z0])
+            z0 = (z_rows[0], z_cols[0])
+            feats["photographic"].write(rows[0], crop(dp_t, u0, rows, cols), cols[0])
+            feats["shared"].write(rows[0], crop(shared, z0, rows, cols), cols[0])
+            feats["branch"].write(rows[0], crop(t, z0, rows, cols), cols[0])
         tick()
-    dp1.close()
+    gated.close()
     if features is not None and feats is not None:
         for name, s in feats.items():
             features[name] = s.data[:, :, :h, :w]
