@@ -24,24 +24,36 @@ SCRATCH_ENV = "NAPARI_GIFNET_SCRATCH"
 class MemoryStore:
     """A (1, C, H, W) map held in memory (channels-last on the CPU)."""
 
-    def __init__(self, channels: int, height: int, width: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        channels: int,
+        height: int,
+        width: int,
+        device: torch.device,
+        origin: tuple[int, int] = (0, 0),
+    ) -> None:
         fmt = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         self.data = torch.empty((1, channels, height, width), device=device, memory_format=fmt)
+        #: Map position of ``data[..., 0, 0]`` (a store may hold part of a map).
+        self.origin = origin
         #: Set by the writer once every row has been written.
         self.complete = False
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         """Rows ``start`` to ``stop`` (a view)."""
-        return self.data[:, :, start:stop]
+        return self.data[:, :, start - self.origin[0] : stop - self.origin[0]]
 
     def region(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
         """Rows ``rows[0]:rows[1]`` and columns ``cols[0]:cols[1]`` (a view)."""
-        return self.data[:, :, rows[0] : rows[1], cols[0] : cols[1]]
+        (r0, c0), (h, w) = self.origin, self.data.shape[2:]
+        if rows[0] < r0 or cols[0] < c0 or rows[1] > r0 + h or cols[1] > c0 + w:
+            raise IndexError(f"region {rows} x {cols} is outside the stored part")
+        return self.data[:, :, rows[0] - r0 : rows[1] - r0, cols[0] - c0 : cols[1] - c0]
 
     def write(self, start: int, values: torch.Tensor, col: int = 0) -> None:
         """Store ``values`` (1, C, rows, cols) from row ``start``, column ``col`` on."""
         r, c = values.shape[2:]
-        self.data[:, :, start : start + r, col : col + c] = values
+        self.region((start, start + r), (col, col + c)).copy_(values)
 
     def close(self) -> None:
         del self.data

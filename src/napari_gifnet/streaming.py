@@ -28,31 +28,17 @@ import os
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from ._regions import CHANNELS, RunningMoments, block_axis, reflect_indices
+from ._passes import NetStats, Pieces, Stats
+from ._regions import CHANNELS, RunningMoments
 from ._stores import SCRATCH_ENV, DiskStore, MemoryStore, scratch_free_bytes
-from ._tiles import Range, conv_region, count_tiles, crop, hull, take, tile_shape, tiles
-from .network import BRANCH_MULTIPLE, GIFNet
+from ._tiles import Range, TileShape, count_tiles, tile_shape, tiles
+from .network import GIFNet
 
 #: Called after each tile with (tiles done, tiles in all).
 Progress = Callable[[int, int], None]
 
 
-def _encode(model: GIFNet, a: torch.Tensor, b: torch.Tensor, rows: Range, cols: Range) -> torch.Tensor:
-    """Shared features S on ``rows`` x ``cols`` (the encoder with its 3-pixel halo)."""
-    enc = model.getSharedFeatures
-    size = a.shape[-2:]
-    rr, cc = [rows], [cols]
-    for _ in range(3):
-        rr.append(hull(*rr[-1], size[0]))
-        cc.append(hull(*cc[-1], size[1]))
-    x = torch.cat((a[..., slice(*rr[3]), slice(*cc[3])], b[..., slice(*rr[3]), slice(*cc[3])]), dim=1)
-    for i, conv in enumerate((enc.conv_1, enc.conv_2, enc.conv_3)):
-        origin = (rr[3 - i][0], cc[3 - i][0])
-        y = F.relu_(conv_region(x, origin, rr[2 - i], cc[2 - i], size, conv.conv2d))
-        x = torch.cat((crop(x, origin, rr[2 - i], cc[2 - i]), y), dim=1)
-    return x
 #: Storage choices for the maps that outlive a pass (see :func:`fuse_streamed`).
 STORAGE = ("auto", "memory", "disk", "recompute")
 
@@ -120,46 +106,6 @@ def auto_tile_pixels(height: int, width: int, device: torch.device, storage: str
     return max(_MIN_TILE_PIXELS, min(cap, budget))
 
 
-class _Net:
-    """The network's pieces, evaluated on regions of one image pair."""
-
-    def __init__(self, model: GIFNet, a: torch.Tensor, b: torch.Tensor) -> None:
-        self.model, self.a, self.b = model, a, b
-        self.h, self.w = a.shape[-2:]
-        m = BRANCH_MULTIPLE
-        self.hp, self.wp = -(-self.h // m) * m, -(-self.w // m) * m
-        #: Where S is kept once computed (None: recomputed when needed).
-        self.s_store: MemoryStore | None = None
-
-    def shared(self, rows: Range, cols: Range) -> torch.Tensor:
-        """Shared features S on image rows ``rows`` and columns ``cols``."""
-        if self.s_store is not None and self.s_store.complete:
-            return self.s_store.region(rows, cols)
-        return _encode(self.model, self.a, self.b, rows, cols)
-
-    def embeddings(self, rows: Range, cols: Range) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both streams' patch embeddings on a region of the padded grid."""
-        # positions of the padded S the convolution reads, then where they are in S
-        r_src = reflect_indices(rows[0] - 1, rows[1] + 1, self.hp)
-        c_src = reflect_indices(cols[0] - 1, cols[1] + 1, self.wp)
-        origin = (int(r_src.min()), int(c_src.min()))
-        s_rows = reflect_indices(origin[0], int(r_src.max()) + 1, self.h)
-        s_cols = reflect_indices(origin[1], int(c_src.max()) + 1, self.w)
-        s_r = (int(s_rows.min()), int(s_rows.max()) + 1)
-        s_c = (int(s_cols.min()), int(s_cols.max()) + 1)
-        shared = self.shared(s_r, s_c)
-        if self.s_store is not None and rows[0] < self.h and cols[0] < self.w:
-            own_r, own_c = (rows[0], min(rows[1], self.h)), (cols[0], min(cols[1], self.w))
-            self.s_store.write(own_r[0], crop(shared, (s_r[0], s_c[0]), own_r, own_c), own_c[0])
-        padded = take(take(shared, s_rows - s_r[0], 2), s_cols - s_c[0], 3)
-        size = (self.hp, self.wp)
-        branch = self.model.branch
-        return tuple(  # type: ignore[return-value]
-            conv_region(padded, origin, rows, cols, size, embed.proj)
-            for embed in (branch.patch_embed_ivif, branch.patch_embed_mfif)
-        )
-
-
 def fuse_streamed(
     model: GIFNet,
     a: torch.Tensor,
@@ -210,7 +156,7 @@ def fuse_streamed(
         raise ValueError("fuse_streamed works on one image pair at a time")
     if storage not in STORAGE:
         raise ValueError(f"unknown storage {storage!r}: use one of {', '.join(STORAGE)}")
-    net = _Net(model, a, b)
+    net = Pieces(model, a, b)
     h, w, hp, wp = net.h, net.w, net.hp, net.wp
     dev = a.device
     if storage == "auto":
@@ -220,11 +166,9 @@ def fuse_streamed(
         tile_pixels = auto_tile_pixels(hp, wp, dev, storage)
     shape = tile_shape(hp, wp, tile_size=tile_size, tile_pixels=tile_pixels)
     out_shape = tile_shape(h, w, tile_size=tile_size, tile_pixels=tile_pixels)
-    branch = model.branch
-    block0, block1 = branch.layer1.blocks
+    shift0 = net.block0.shift
     total = (
-        count_tiles(hp, wp, 0, shape)
-        + count_tiles(hp, wp, block0.shift, shape)
+        count_tiles(hp, wp, 0, shape) + count_tiles(hp, wp, shift0, shape)
         + count_tiles(h, w, 0, out_shape)
     )
     done = 0
@@ -244,83 +188,151 @@ def fuse_streamed(
                           w if name in ("shared", "branch") else wp, dev)
         for name in ("shared", "multimodal", "photographic", "branch")
     }
-    eps = block0.norm1.eps
     # 1. Both streams' embeddings and the statistics of block 0's inputs.
-    mm_store = dp_store = None
+    embedded = None
     if storage != "recompute":
-        mm_store, dp_store = store(), store()
+        embedded = (store(), store())
         if storage == "memory":  # S too, so that the decoder need not recompute it
             net.s_store = MemoryStore(CHANNELS, h, w, dev)
-    mm_moments, dp_moments = RunningMoments(), RunningMoments()
-    for rows, cols in tiles(hp, wp, 0, shape):
-        mm_t, dp_t = net.embeddings(rows, cols)
-        mm_moments.add(mm_t)
-        dp_moments.add(dp_t)
-        if mm_store is not None and dp_store is not None:
-            mm_store.write(rows[0], mm_t, cols[0])
-            dp_store.write(rows[0], dp_t, cols[0])
-        tick()
+    mm_stats, dp_stats = _embedding_statistics(net, shape, embedded, tick)
     if net.s_store is not None:
         net.s_store.complete = True
-    mm_stats, dp_stats = mm_moments.statistics(eps), dp_moments.statistics(eps)
     # 2. Block 0 for both streams, then the gate; statistics for block 1.
     gated = store()
     gate_moments = RunningMoments()
-    alpha = branch.layer1.weights_mfif[0]
-    for rows, cols in tiles(hp, wp, block0.shift, shape):
-        ra, ca = block_axis(*rows, hp, block0.shift), block_axis(*cols, wp, block0.shift)
-        src = (ra.src_start, ra.src_stop), (ca.src_start, ca.src_stop)
-        if mm_store is not None and dp_store is not None:
-            mm_src, dp_src = mm_store.region(*src), dp_store.region(*src)
-        else:
-            mm_src, dp_src = net.embeddings(*src)
-        dp_t, query = block0.region(dp_src, "dp", dp_stats, ra, ca)
-        mm_t, _ = block0.region(mm_src, "mm", mm_stats, ra, ca, query)
-        g = torch.addcmul(dp_t, alpha, mm_t)
+    stats = NetStats(mm_stats, dp_stats, mm_stats)  # the gate's statistics come next
+    for rows, cols in tiles(hp, wp, shift0, shape):
+        g, mm_t = net.gate(stats, rows, cols, embedded)
         gate_moments.add(g)
         gated.write(rows[0], g, cols[0])
         if feats is not None:
             feats["multimodal"].write(rows[0], mm_t, cols[0])
         tick()
-    for s in (mm_store, dp_store):
-        if s is not None:
-            s.close()
-    stats1 = gate_moments.statistics(eps)
+    for s in embedded or ():
+        s.close()
+    stats.gate = gate_moments.statistics(net.block0.norm1.eps)
     # 3. Block 1 (photographic stream only), un-embedding and decoder.
-    decoder = model.cnnDecoder
-    first, _, second = decoder.fuseComplementFeatures.mlp
-    w_s, w_t = first.weight[:, :CHANNELS].contiguous(), first.weight[:, CHANNELS:].contiguous()
-    stack = decoder.decoder
     fused = torch.empty((1, 1, h, w), device=dev)
     for rows, cols in tiles(h, w, 0, out_shape):
-        rr, cc = [rows], [cols]
-        for _ in range(4):
-            rr.append(hull(*rr[-1], h))
-            cc.append(hull(*cc[-1], w))
-        z_rows, z_cols = rr[-1], cc[-1]  # where the decoder reads z
-        u_rows, u_cols = hull(*z_rows, hp), hull(*z_cols, wp)  # where the un-embedding reads
-        ra, ca = block_axis(*u_rows, hp, block1.shift), block_axis(*u_cols, wp, block1.shift)
-        src = gated.region((ra.src_start, ra.src_stop), (ca.src_start, ca.src_stop))
-        dp_t, _ = block1.region(src, "dp", stats1, ra, ca)
-        u0 = (u_rows[0], u_cols[0])
-        t = conv_region(dp_t, u0, z_rows, z_cols, (hp, wp), branch.patch_unembed.proj[0])
-        shared = net.shared(z_rows, z_cols)
-        z = F.conv2d(shared, w_s)
-        z += F.conv2d(t, w_t)
-        z = second(F.relu_(z))
-        for i in range(4):
-            z = conv_region(z, (rr[4 - i][0], cc[4 - i][0]), rr[3 - i], cc[3 - i], (h, w),
-                            stack[3 * i + 1])
-            z = torch.tanh(z) if i == 3 else F.relu_(z)
-        fused[:, :, rows[0] : rows[1], cols[0] : cols[1]] = z / 2 + 0.5
+        out = net.decode(stats, gated, rows, cols)
+        fused[:, :, rows[0] : rows[1], cols[0] : cols[1]] = out.fused
         if feats is not None:
-            z0 = (z_rows[0], z_cols[0])
-            feats["photographic"].write(rows[0], crop(dp_t, u0, rows, cols), cols[0])
-            feats["shared"].write(rows[0], crop(shared, z0, rows, cols), cols[0])
-            feats["branch"].write(rows[0], crop(t, z0, rows, cols), cols[0])
+            for name in ("photographic", "shared", "branch"):
+                feats[name].write(rows[0], getattr(out, name), cols[0])
         tick()
     gated.close()
     if features is not None and feats is not None:
         for name, s in feats.items():
             features[name] = s.data[:, :, :h, :w]
     return fused
+
+
+def _embedding_statistics(
+    net: Pieces, shape: TileShape, embedded: tuple | None, tick: Callable[[], None]
+) -> tuple[Stats, Stats]:
+    """Pass 1: both streams' embeddings tile by tile (kept in ``embedded``
+    unless None) and their whole-map statistics."""
+    mm_moments, dp_moments = RunningMoments(), RunningMoments()
+    for rows, cols in tiles(net.hp, net.wp, 0, shape):
+        mm_t, dp_t = net.embeddings(rows, cols)
+        mm_moments.add(mm_t)
+        dp_moments.add(dp_t)
+        if embedded is not None:
+            embedded[0].write(rows[0], mm_t, cols[0])
+            embedded[1].write(rows[0], dp_t, cols[0])
+        tick()
+    eps = net.block0.norm1.eps
+    return mm_moments.statistics(eps), dp_moments.statistics(eps)
+
+
+def network_statistics(
+    model: GIFNet,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    tile_pixels: int = 1 << 16,
+    progress: Progress | None = None,
+) -> NetStats:
+    """The whole-image normalisation statistics of a (1, 1, H, W) pair,
+    computed tile by tile without storing any map (the first two passes
+    of :func:`fuse_streamed` with the embeddings recomputed)."""
+    net = Pieces(model, a, b)
+    shape = tile_shape(net.hp, net.wp, tile_pixels=tile_pixels)
+    shift0 = net.block0.shift
+    total = count_tiles(net.hp, net.wp, 0, shape) + count_tiles(net.hp, net.wp, shift0, shape)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    mm_stats, dp_stats = _embedding_statistics(net, shape, None, tick)
+    stats = NetStats(mm_stats, dp_stats, mm_stats)
+    moments = RunningMoments()
+    for rows, cols in tiles(net.hp, net.wp, shift0, shape):
+        moments.add(net.gate(stats, rows, cols)[0])
+        tick()
+    stats.gate = moments.statistics(net.block0.norm1.eps)
+    return stats
+
+
+def _intersect(tile: tuple[Range, Range], region: tuple[Range, Range]) -> tuple[Range, Range] | None:
+    out = []
+    for (t0, t1), (r0, r1) in zip(tile, region):
+        lo, hi = max(t0, r0), min(t1, r1)
+        if lo >= hi:
+            return None
+        out.append((lo, hi))
+    return out[0], out[1]
+
+
+def fuse_region(
+    model: GIFNet,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    stats: NetStats,
+    rows: Range,
+    cols: Range,
+    *,
+    size: tuple[int, int],
+    origin: tuple[int, int] = (0, 0),
+    tile_pixels: int = 1 << 16,
+) -> torch.Tensor:
+    """The fused output on ``rows`` x ``cols`` alone, from whole-image statistics.
+
+    ``a`` and ``b`` hold the inputs of a ``size`` image from ``origin`` on,
+    with at least :data:`REGION_HALO` pixels around the region (fewer at the
+    image's edges). Gives the values :func:`fuse_streamed` gives there; the
+    gated stream is computed on the region's neighbourhood, in tiles, and
+    kept in memory.
+    """
+    net = Pieces(model, a, b, size=size, origin=origin)
+    h, w, hp, wp = net.h, net.w, net.hp, net.wp
+    region = (rows, cols)
+    out_shape = tile_shape(h, w, tile_pixels=tile_pixels)
+    out_tiles = [t for t in (_intersect(t, region) for t in tiles(h, w, 0, out_shape)) if t]
+    # the part of the gated stream the output tiles read
+    sources = [net.decode_source(*t) for t in out_tiles]
+    g_rows = (min(s[0][0] for s in sources), max(s[0][1] for s in sources))
+    g_cols = (min(s[1][0] for s in sources), max(s[1][1] for s in sources))
+    gated = MemoryStore(CHANNELS, g_rows[1] - g_rows[0], g_cols[1] - g_cols[0], a.device,
+                        origin=(g_rows[0], g_cols[0]))
+    shape = tile_shape(hp, wp, tile_pixels=tile_pixels)
+    for tile in tiles(hp, wp, net.block0.shift, shape):
+        part = _intersect(tile, (g_rows, g_cols))
+        if part is not None:
+            gated.write(part[0][0], net.gate(stats, *part)[0], part[1][0])
+    fused = torch.empty((1, 1, rows[1] - rows[0], cols[1] - cols[0]), device=a.device)
+    for t_rows, t_cols in out_tiles:
+        fused[:, :, t_rows[0] - rows[0] : t_rows[1] - rows[0],
+              t_cols[0] - cols[0] : t_cols[1] - cols[0]] = net.decode(stats, gated, t_rows, t_cols).fused
+    return fused
+
+
+#: Input pixels a region needs on each side (see :func:`fuse_region`): the
+#: decoder (4) and un-embedding (1), block 1's windows and depthwise
+#: convolution (7), block 0's (7), the embedding (1) and the encoder (3),
+#: rounded up.
+REGION_HALO = 32
