@@ -14,7 +14,15 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = ["FusionResult", "__version__", "fuse", "fuse_layers"]
+__all__ = [
+    "FusionResult",
+    "__version__",
+    "enhance",
+    "fuse",
+    "fuse_layers",
+    "fuse_stack",
+    "pansharpen",
+]
 
 
 def __getattr__(name: str):
@@ -28,4 +36,16 @@ def __getattr__(name: str):
         from .layers import fuse_layers
 
         return fuse_layers
+    if name == "fuse_stack":
+        from .stack import fuse_stack
+
+        return fuse_stack
+    if name == "pansharpen":
+        from .pansharpen import pansharpen
+
+        return pansharpen
+    if name == "enhance":
+        from .enhance import enhance
+
+        return enhance
     raise AttributeError(f"module 'napari_gifnet' has no attribute {name!r}")

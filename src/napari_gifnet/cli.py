@@ -20,10 +20,10 @@ import argparse
 import math
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from . import __version__
 
@@ -284,6 +284,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_cli() -> Any:
+    """The ``train`` subcommand's module, imported lazily (it needs torch and timm)."""
+    from .training import cli as training_cli
+
+    return training_cli
+
+
 #: The subcommands, by name.
 COMMANDS: dict[str, Subcommand] = {
     "fuse": Subcommand("fuse two registered images", _add_fuse_arguments, _run_fuse),
@@ -295,7 +302,19 @@ COMMANDS: dict[str, Subcommand] = {
         _add_evaluate_arguments,
         _run_evaluate,
     ),
+    "train": Subcommand(
+        "train or fine-tune GIFNet on a folder of aligned pairs",
+        lambda parser: _training_cli().add_arguments(parser),
+        lambda args: _training_cli().run(args),
+    ),
 }
+
+
+# -- stack, pansharpen, enhance (in _cli_more) ------------------------------
+
+from ._cli_more import MORE_COMMANDS
+
+COMMANDS.update(MORE_COMMANDS)
 
 
 # -- driver -----------------------------------------------------------------

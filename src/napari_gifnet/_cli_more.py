@@ -1,0 +1,300 @@
+"""The ``stack``, ``pansharpen`` and ``enhance`` subcommands of the command line.
+
+Focus stacks (:mod:`napari_gifnet.stack`), multispectral + panchromatic
+fusion (:mod:`napari_gifnet.pansharpen`) and single-image enhancement
+(:mod:`napari_gifnet.enhance`); registered in :data:`napari_gifnet.cli.COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from .cli import Subcommand, UsageError, _Progress
+
+
+def _add_common_gifnet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", metavar="W", help="GIFNet checkpoint file (default: search)")
+    parser.add_argument(
+        "--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def _check_output(path: str, allowed: tuple[str, ...] | None = None) -> Path:
+    from . import io
+
+    output = Path(path)
+    try:
+        ext = io.output_format(output)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if allowed is not None and ext not in allowed:
+        raise UsageError(f"{output}: use one of {', '.join(allowed)}")
+    parent = output.absolute().parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {parent}")
+    return output
+
+
+def _check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
+    if method != "gifnet":
+        return
+    from .devices import resolve_device  # imports torch
+
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from None
+
+
+class _FileStack:
+    """Planes read from image files on demand: ``stack[(i,)]`` reads file ``i``."""
+
+    def __init__(self, files: list[Path]) -> None:
+        from . import io
+
+        self.files = files
+        first = io.read_image(files[0])
+        self.shape = (len(files), *first.shape)
+        self.dtype = first.dtype
+
+    def __getitem__(self, index: Any) -> Any:
+        from . import io
+
+        i = index[0] if isinstance(index, tuple) else index
+        plane = io.read_image(self.files[i])
+        if plane.shape != self.shape[1:]:
+            raise ValueError(
+                f"{self.files[i]} has shape {plane.shape}, the first plane {self.shape[1:]}"
+            )
+        return plane
+
+
+def _read_stack(inputs: list[str]) -> Any:
+    from . import io
+
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and paths[0].is_dir():
+        files = sorted(
+            p for p in paths[0].iterdir() if p.suffix.lower() in io.READ_EXTENSIONS
+        )
+        if len(files) < 2:
+            raise ValueError(f"{paths[0]}: a stack folder needs at least 2 image files")
+        return _FileStack(files)
+    if len(paths) == 1:
+        return io.read_image(paths[0])  # a multi-page TIFF
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"image file not found: {p}")
+    return _FileStack(paths)
+
+
+def _write_plane(path: Path, image: Any, metadata: dict[str, Any]) -> None:
+    from . import io
+
+    wide = getattr(image, "dtype", None) is not None and image.dtype.itemsize > 1
+    bits = 16 if path.suffix.lower() == ".png" and wide and image.ndim == 2 else 8
+    if image.dtype.kind in "iu" and image.dtype not in ("uint8", "uint16"):
+        image = image.astype("float32")
+    io.write_image(path, image, metadata, bit_depth=bits)
+
+
+def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    from .stack import STRATEGIES
+
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="a multi-page TIFF, a folder of images (sorted by name) or several image files",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUT",
+        help="all-in-focus image (.tif: float32 in [0, 1] or the input dtype with "
+        "--keep-dtype, with JSON metadata; .png/.jpg: 8-bit)",
+    )
+    parser.add_argument("--axis", type=int, default=0, help="focus axis of a TIFF (default 0)")
+    parser.add_argument(
+        "--method", default="default",
+        help="gifnet, focus, or a baseline (laplacian, guided, dwt, mertens, mean, max); "
+        "default: the benchmark winner (see docs/stacks.md)",
+    )
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None,
+                        help="pair folding for pairwise methods (default: tree)")
+    parser.add_argument("--select", action="store_true",
+                        help="copy pixels from the plane of the depth map")
+    parser.add_argument("--align", action="store_true",
+                        help="align the planes first (translation, phase correlation)")
+    parser.add_argument("--depth-map", metavar="PATH", help="also write the depth (plane index) map")
+    parser.add_argument("--confidence", metavar="PATH", help="also write the confidence map (.tif)")
+    parser.add_argument("--keep-dtype", action="store_true",
+                        help="write the input dtype (e.g. 16-bit) instead of float32")
+    _add_common_gifnet(parser)
+
+
+def _run_stack(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .stack import DEFAULT_METHOD, DEFAULT_STRATEGY, fuse_stack
+
+    output = _check_output(args.output)
+    depth_path = _check_output(args.depth_map) if args.depth_map else None
+    conf_path = _check_output(args.confidence, (".tif", ".tiff")) if args.confidence else None
+    method = DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
+    _check_device(args, method)
+    stack = _read_stack(args.inputs)
+    progress = _Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
+    try:
+        result = fuse_stack(
+            stack, args.axis, method, strategy=args.strategy or DEFAULT_STRATEGY,
+            select=args.select, align=args.align, keep_dtype=args.keep_dtype,
+            weights=args.weights, device=args.device, progress=progress,
+        )  # fmt: skip
+    finally:
+        progress.close()
+    metadata = {**result.metadata, "input_files": [str(p) for p in args.inputs]}
+    _write_plane(output, result.image, metadata)
+    if depth_path is not None:
+        _write_plane(depth_path, result.depth_map.astype(np.uint16), metadata)
+    if conf_path is not None:
+        _write_plane(conf_path, result.confidence, metadata)
+    if not args.quiet:
+        shifts = ""
+        if args.align:
+            worst = float(np.abs(result.shifts).max())
+            shifts = f"; aligned, largest shift {worst:.2f} px"
+        print(
+            f"fused {result.metadata['planes']} planes -> {output}: "
+            f"{result.luma.shape[0]} x {result.luma.shape[1]}, {result.metadata['method']}"
+            f"{shifts}, {result.elapsed:.1f} s"
+        )
+    return 0
+
+
+def _pair_of_floats(text: str) -> tuple[float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use S or SY,SX (positive)")
+    return values[0], values[1]
+
+
+def _add_pansharpen_arguments(parser: argparse.ArgumentParser) -> None:
+    from .pansharpen import RESCALES
+
+    parser.add_argument(
+        "inputs", nargs="+", metavar="FILE",
+        help="MS PAN: a multiband file (bands first or last) or several single-band files, "
+        "then the panchromatic file",
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="pansharpened image, .tif (multiband, with JSON metadata)")
+    parser.add_argument("--band-axis", type=int, choices=(0, -1), default=None,
+                        help="band axis of a multiband file (default: the shorter end axis)")
+    parser.add_argument("--method", default="gifnet", help="gifnet (default) or a baseline")
+    parser.add_argument("--rescale", choices=RESCALES, default="range",
+                        help="how each fused band returns to its band's values (default range)")
+    parser.add_argument("--ms-scale", type=_pair_of_floats, metavar="S",
+                        help="multispectral pixel size (S or SY,SX); with --pan-scale")
+    parser.add_argument("--pan-scale", type=_pair_of_floats, metavar="S",
+                        help="panchromatic pixel size (S or SY,SX); with --ms-scale")
+    _add_common_gifnet(parser)
+
+
+def _run_pansharpen(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import io
+
+    if len(args.inputs) < 2:
+        raise UsageError("give the multispectral file(s), then the panchromatic file")
+    output = _check_output(args.output, (".tif", ".tiff"))
+    method = args.method.strip().lower()
+    _check_device(args, method)
+    *ms_files, pan_file = args.inputs
+    pan = io.read_image(pan_file)
+    bands = [io.read_image(p) for p in ms_files]
+    if len(bands) > 1:
+        shapes = {b.shape for b in bands}
+        if len(shapes) > 1 or bands[0].ndim != 2:
+            raise ValueError(f"single-band files must be 2-D and equal in shape, got {shapes}")
+        ms, band_axis = np.stack(bands), 0
+    else:
+        ms, band_axis = bands[0], args.band_axis
+    from .pansharpen import pansharpen
+
+    progress = _Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
+    try:
+        result = pansharpen(
+            ms, pan, band_axis=band_axis, method=method, rescale=args.rescale,
+            ms_scale=args.ms_scale, pan_scale=args.pan_scale, weights=args.weights,
+            device=args.device, progress=progress,
+        )  # fmt: skip
+    finally:
+        progress.close()
+    import tifffile
+
+    metadata = {**result.metadata, "input_files": {"ms": ms_files, "pan": str(pan_file)}}
+    tifffile.imwrite(output, result.image, photometric="minisblack", metadata=metadata)
+    if not args.quiet:
+        print(
+            f"pansharpened {result.metadata['bands']} band(s) -> {output}: "
+            f"shape {tuple(result.image.shape)}, {result.image.dtype}, {result.elapsed:.1f} s"
+        )
+    return 0
+
+
+def _add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
+    from .enhance import VARIANTS
+
+    parser.add_argument("image", metavar="IMAGE", help="the image to enhance")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="enhanced image (.tif float32 with metadata, .png, .jpg)")
+    parser.add_argument("--variant", choices=VARIANTS, default="self",
+                        help="self: the image as both inputs; exposure: x**gamma + x")
+    parser.add_argument("--gamma", type=float, default=0.5, help="exposure variant (default 0.5)")
+    _add_common_gifnet(parser)
+
+
+def _run_enhance(args: argparse.Namespace) -> int:
+    from . import io
+
+    output = _check_output(args.output)
+    _check_device(args)
+    image = io.read_image(args.image)
+    from .enhance import enhance
+
+    progress = _Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
+    try:
+        result = enhance(image, variant=args.variant, gamma=args.gamma, weights=args.weights,
+                         device=args.device, progress=progress)
+    finally:
+        progress.close()
+    io.write_image(output, result.image, {**result.metadata, "input_file": str(args.image)})
+    if not args.quiet:
+        print(f"enhanced {args.image} -> {output} ({args.variant}), {result.elapsed:.1f} s")
+    return 0
+
+
+#: The subcommands this module adds to :data:`napari_gifnet.cli.COMMANDS`.
+MORE_COMMANDS: dict[str, Subcommand] = {
+    "stack": Subcommand(
+        "fuse a focus stack into an all-in-focus image (+ depth map)",
+        _add_stack_arguments,
+        _run_stack,
+    ),
+    "pansharpen": Subcommand(
+        "fuse every multispectral band with a panchromatic image",
+        _add_pansharpen_arguments,
+        _run_pansharpen,
+    ),
+    "enhance": Subcommand(
+        "enhance one image by fusing it with itself", _add_enhance_arguments, _run_enhance
+    ),
+}

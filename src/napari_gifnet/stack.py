@@ -1,0 +1,410 @@
+"""All-in-focus fusion of a focus stack (N planes): :func:`fuse_stack`.
+
+GIFNet and the classical baselines fuse pairs; a stack is reduced to one
+image by folding pairs:
+
+* ``strategy="sequential"``: the running result is fused with the next plane,
+  ``((p0 + p1) + p2) + ...`` (N - 1 fusions, one running image in memory).
+* ``strategy="tree"``: neighbours are fused pairwise, level by level (a
+  balanced binary tree over the planes in order; N - 1 fusions, at most
+  about log2(N) partial results in memory).
+
+``method="focus"`` instead picks, per pixel, the plane of highest local focus
+energy (:func:`napari_gifnet.focus.focus_measure`), median-filters that index
+map (5 x 5) and copies each pixel from its plane.
+
+Planes are read one at a time (``np.asarray`` of one index of the stack, so a
+dask array is never loaded whole) and normalised with **one range for the
+whole stack** (uint8 and bool: the dtype's; other data: the lowest 0.1th and
+highest 99.9th percentile over the planes, unless ``normalization`` says
+otherwise). Memory holds O(1) full-size planes besides the output (the tree:
+O(log N)).
+
+Depth map: ``method="focus"`` reports the (filtered) index it selected by.
+Pairwise methods report, per pixel, the plane locally most similar to the
+fused result (smallest Gaussian-windowed mean squared difference of the lumas,
+sigma 2 px), read in a second pass. Confidence is the normalised margin
+between the best and the second-best plane (see :class:`~napari_gifnet.focus.BestPlane`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from . import __version__
+from .alignment import apply_shift, estimate_shifts
+from .focus import BestPlane, dissimilarity, focus_measure, luma_of
+
+__all__ = ["DEFAULT_METHOD", "DEFAULT_STRATEGY", "STRATEGIES", "StackResult", "fuse_stack"]
+
+#: Pair folding strategies.
+STRATEGIES = ("sequential", "tree")
+#: The default method and strategy: the winner of ``benchmarks/evaluate_stacks.py``
+#: on the generated ground-truth stacks (see ``docs/stacks.md``).
+DEFAULT_METHOD = "focus"
+DEFAULT_STRATEGY = "tree"
+_DEPTH_FILTER = 5
+Progress = Callable[[int, int], Any]
+
+
+@dataclass
+class StackResult:
+    """What :func:`fuse_stack` returns.
+
+    Attributes
+    ----------
+    image
+        The all-in-focus image, (H, W) or (H, W, 3): float32 in [0, 1], or
+        the input dtype on the input's scale with ``keep_dtype=True``.
+    depth_map
+        int32 (H, W): the index (along the focus axis) of the plane each
+        pixel came from.
+    confidence
+        float32 (H, W) in [0, 1]: margin between the best and second-best
+        plane (0: ambiguous, e.g. flat regions).
+    shifts
+        float64 (N, 2) (dy, dx) applied to each plane by ``align=True``
+        (zeros otherwise).
+    luma
+        float32 (H, W) in [0, 1], the fused luma.
+    metadata
+        Provenance: method, strategy, planes, normalisation range, alignment,
+        pairwise method metadata, time.
+    elapsed
+        Wall time in seconds.
+    """
+
+    image: np.ndarray
+    depth_map: np.ndarray
+    confidence: np.ndarray
+    shifts: np.ndarray
+    luma: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+class _Planes:
+    """Reads plane ``i`` of a stack along ``axis``, validated and normalised."""
+
+    def __init__(self, stack: Any, axis: int) -> None:
+        if isinstance(stack, (list, tuple)):
+            if axis != 0:
+                raise ValueError("a list of planes is stacked along axis 0 only")
+            self.data, self.seq = list(stack), True
+            shapes = {tuple(np.shape(p)) for p in self.data}
+            if len(shapes) > 1:
+                raise ValueError(f"the planes differ in shape: {sorted(shapes)}")
+            shape = (len(self.data), *shapes.pop()) if self.data else (0,)
+            self.dtype = np.result_type(*self.data) if self.data else np.dtype(float)
+        else:
+            if type(stack).__module__.startswith("torch"):
+                stack = stack.detach().cpu().numpy()
+            if not hasattr(stack, "shape") or not hasattr(stack, "dtype"):
+                stack = np.asarray(stack)
+            self.data, self.seq = stack, False
+            shape, self.dtype = tuple(int(s) for s in stack.shape), np.dtype(stack.dtype)
+        ndim = len(shape)
+        if ndim not in (3, 4):
+            raise ValueError(
+                f"a focus stack must be 3-D (Z, H, W) or 4-D (Z, H, W, 3), got shape {shape}"
+            )
+        if not -ndim <= axis < ndim or (ndim == 4 and axis % ndim == 3):
+            raise ValueError(f"axis {axis} is not a focus axis of a stack of shape {shape}")
+        self.axis = axis % ndim
+        self.n = shape[self.axis]
+        plane = shape[: self.axis] + shape[self.axis + 1 :]
+        if len(plane) == 3 and plane[-1] != 3:
+            raise ValueError(
+                f"the planes have shape {plane}: 4-D stacks need RGB planes (H, W, 3) "
+                "with the colour axis last"
+            )
+        if self.n < 2:
+            raise ValueError(f"a focus stack needs at least 2 planes, got {self.n}")
+        if self.dtype.kind not in "buif":
+            raise ValueError(f"unsupported stack dtype {self.dtype}")
+        self.plane_shape, self.rgb = plane, len(plane) == 3
+        self.lo, self.hi, self.rule = 0.0, 1.0, "dtype"
+        self.shifts = np.zeros((self.n, 2))
+
+    def raw(self, i: int) -> np.ndarray:
+        if self.seq:
+            return np.asarray(self.data[i])
+        index = (slice(None),) * self.axis + (i,)
+        return np.asarray(self.data[index])
+
+    def unit(self, i: int) -> np.ndarray:
+        """Plane ``i`` as float32 in [0, 1], shifted when aligned."""
+        x = self.raw(i).astype(np.float32)
+        if not np.isfinite(x).all():
+            raise ValueError(f"plane {i} holds NaN or infinite values")
+        x = np.clip((x - self.lo) / (self.hi - self.lo), 0.0, 1.0) if self.hi > self.lo else x * 0
+        return apply_shift(x, self.shifts[i]).astype(np.float32, copy=False)
+
+    def needs_pass(self, normalization: Any) -> bool:
+        """Whether the range comes from the data (a pass over the planes)."""
+        if isinstance(normalization, (tuple, list)) or normalization == "dtype":
+            return False
+        return not (normalization == "auto" and (self.dtype.kind == "b" or self.dtype == np.uint8))
+
+    def set_range(self, normalization: Any, step: Callable[[], None]) -> None:
+        if isinstance(normalization, (tuple, list)):
+            lo, hi = (float(v) for v in normalization)
+            if not lo < hi:
+                raise ValueError(f"normalization range must have lo < hi, got {normalization}")
+            self.lo, self.hi, self.rule = lo, hi, "fixed"
+            return
+        if normalization not in ("auto", "dtype", "minmax", "percentile"):
+            raise ValueError(
+                f"unknown normalization {normalization!r}; valid: auto, dtype, minmax, "
+                "percentile or (lo, hi)"
+            )
+        kind = self.dtype.kind
+        if not self.needs_pass(normalization):
+            info = np.iinfo(self.dtype) if kind in "ui" else None
+            self.lo, self.hi = (float(info.min), float(info.max)) if info else (0.0, 1.0)
+            self.rule = "dtype"
+            return
+        los, his, mins, maxs = [], [], [], []
+        for i in range(self.n):  # one range for all planes, read one at a time
+            x = self.raw(i)
+            if not np.isfinite(x).all():
+                raise ValueError(f"plane {i} holds NaN or infinite values")
+            x = x.astype(np.float64).ravel()[:: max(1, x.size // 1_000_000)]
+            lo, hi = np.percentile(x, [0.1, 99.9])
+            los.append(lo), his.append(hi), mins.append(x.min()), maxs.append(x.max())
+            step()
+        mn, mx = float(min(mins)), float(max(maxs))
+        if normalization == "auto" and kind == "f" and mn >= 0.0 and mx <= 1.0:
+            self.lo, self.hi, self.rule = 0.0, 1.0, "unchanged"
+        elif normalization == "minmax":
+            self.lo, self.hi, self.rule = mn, mx, "minmax"
+        else:
+            self.lo, self.hi, self.rule = float(min(los)), float(max(his)), "percentile"
+            if not self.lo < self.hi:
+                self.lo, self.hi, self.rule = mn, mx, "minmax"
+
+
+def _pair_function(method: str, options: Mapping[str, Any]) -> Callable:
+    from .baselines import fuse_with
+    from .layers import method_key
+
+    key = method_key(method)
+    opts = dict(options)
+    if key != "gifnet":
+        for k in ("weights", "device", "storage", "return_features"):
+            opts.pop(k, None)
+
+    def pair(a: np.ndarray, b: np.ndarray, report: Callable[[int, int], Any]) -> np.ndarray:
+        res = fuse_with(key, a, b, normalization="auto", progress=report, **opts)
+        pair.metadata = res.metadata  # type: ignore[attr-defined]
+        return np.clip(res.image, 0.0, 1.0).astype(np.float32, copy=False)
+
+    pair.metadata = {}  # type: ignore[attr-defined]
+    return pair
+
+
+def _to_output(image: np.ndarray, planes: _Planes, keep_dtype: bool) -> np.ndarray:
+    if not keep_dtype:
+        return image.astype(np.float32, copy=False)
+    out = image.astype(np.float64) * (planes.hi - planes.lo) + planes.lo
+    dtype = planes.dtype
+    if dtype.kind == "b":
+        return out >= 0.5
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(dtype)
+    return out.astype(dtype)
+
+
+def fuse_stack(
+    stack: Any,
+    axis: int = 0,
+    method: str = DEFAULT_METHOD,
+    *,
+    strategy: str = DEFAULT_STRATEGY,
+    select: bool = False,
+    align: bool = False,
+    reference: int | None = None,
+    normalization: Any = "auto",
+    keep_dtype: bool = False,
+    weights: Any = None,
+    device: Any = "auto",
+    progress: Progress | None = None,
+    pair_options: Mapping[str, Any] | None = None,
+) -> StackResult:
+    """Fuse a focus stack into one all-in-focus image, with a depth map.
+
+    Parameters
+    ----------
+    stack : array_like
+        (Z, H, W) grey or (Z, H, W, 3) RGB planes (the focus axis may be
+        elsewhere, see ``axis``): a numpy or dask array (read plane by plane),
+        or a list of equally shaped 2-D / RGB planes. Never modified.
+    axis : int
+        The focus axis (not the colour axis).
+    method : str
+        ``"gifnet"``, a classical baseline of
+        :data:`napari_gifnet.baselines.BASELINES` (folded pairwise like
+        GIFNet) or ``"focus"`` (per-pixel focus-measure selection).
+    strategy : {"sequential", "tree"}
+        How pairs are folded (ignored by ``"focus"``).
+    select : bool
+        Copy each pixel from the plane the (5 x 5 median-filtered) depth map
+        names instead of keeping the pairwise result (always on for
+        ``"focus"``); the output then holds the planes' own values.
+    align : bool
+        Register every plane to the ``reference`` plane by phase correlation
+        first (translation only); the shifts are in ``result.shifts``.
+    reference : int, optional
+        Reference plane for ``align``; default the middle one.
+    normalization : {"auto", "dtype", "minmax", "percentile"} or (lo, hi)
+        The one range mapped to [0, 1] for all planes. ``"auto"``: uint8 and
+        bool by their dtype, floats already in [0, 1] unchanged, other data
+        by the widest 0.1-99.9 percentile range over the planes.
+    keep_dtype : bool
+        Return the image in the input dtype on the input's scale (e.g. a
+        uint16 stack gives a uint16 image, the range mapped back), instead of
+        float32 in [0, 1].
+    weights, device
+        For GIFNet (see :func:`napari_gifnet.fuse`); ignored otherwise.
+    progress : callable, optional
+        ``progress(done, total)`` in plane reads (and between the bands of a
+        GIFNet fusion); an exception raised by it stops the fusion.
+    pair_options : mapping, optional
+        More keyword arguments for each pairwise fusion.
+
+    Returns
+    -------
+    StackResult
+        ``image``, ``depth_map``, ``confidence``, ``shifts``, ``luma``,
+        ``metadata``, ``elapsed``.
+
+    Raises
+    ------
+    ValueError
+        A stack that is not 3-D / 4-D RGB, fewer than 2 planes, a bad axis,
+        NaN or infinite values, an unknown method, strategy or normalisation.
+    """
+    start = time.perf_counter()
+    method = str(method).strip().lower()
+    if method != "focus":
+        from .layers import method_key
+
+        try:
+            method = method_key(method)
+        except ValueError:
+            raise ValueError(
+                f"unknown stack method {method!r}; valid: gifnet, focus and the baselines "
+                "(mean, max, laplacian, dwt, guided, mertens)"
+            ) from None
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    planes = _Planes(stack, int(axis))
+    n = planes.n
+    select = method == "focus" or bool(select)
+    needs_range = planes.needs_pass(normalization)
+    total = n * (2 + int(needs_range) + int(bool(align)) + int(select and method != "focus"))
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    def within(_d: int, _t: int) -> None:  # between GIFNet bands: allows cancelling
+        if progress is not None:
+            progress(done, total)
+
+    planes.set_range(normalization, step)
+    if align:
+        planes.shifts = estimate_shifts(
+            lambda i: luma_of(planes.unit(i)), n, reference, progress=lambda _i: step()
+        )
+    shape2d = planes.plane_shape[:2]
+    pair_meta: dict[str, Any] = {}
+    if method == "focus":
+        best = BestPlane(shape2d, larger_is_better=True)
+        for i in range(n):
+            best.update(i, focus_measure(luma_of(planes.unit(i))))
+            step()
+    else:
+        options = {"weights": weights, "device": device, **(pair_options or {})}
+        pair = _pair_function(method, options)
+        fused = _fold(planes.unit, n, pair, strategy, step, within)
+        pair_meta = dict(pair.metadata)
+        fused_luma = luma_of(fused)
+        best = BestPlane(shape2d, larger_is_better=False)
+        for i in range(n):
+            best.update(i, dissimilarity(luma_of(planes.unit(i)), fused_luma))
+            step()
+    depth, confidence = best.index, best.confidence()
+    if select:
+        depth = ndimage.median_filter(depth, size=_DEPTH_FILTER, mode="nearest")
+        fused = np.zeros(planes.plane_shape, np.float32)
+        for i in range(n):
+            mask = depth == i
+            if mask.any():
+                fused[mask] = planes.unit(i)[mask]
+            step()
+    luma = luma_of(fused)
+    image = _to_output(fused, planes, keep_dtype)
+    elapsed = time.perf_counter() - start
+    metadata = {
+        "method": "focus selection" if method == "focus" else method,
+        "strategy": None if method == "focus" else strategy,
+        "napari_gifnet_version": __version__,
+        "planes": n,
+        "axis": planes.axis,
+        "output_shape": list(image.shape),
+        "input_dtype": str(planes.dtype),
+        "output_dtype": str(image.dtype),
+        "normalization": {"rule": planes.rule, "range": [planes.lo, planes.hi]},
+        "aligned": bool(align),
+        "shifts": planes.shifts.round(4).tolist() if align else None,
+        "depth_map": ("argmax of the focus measure" if method == "focus" else
+                      "argmin of the local squared difference to the fused luma (sigma 2 px)")
+        + (", 5 x 5 median" if select else ""),
+        "selected": select,
+        "pair_metadata": {
+            k: pair_meta[k] for k in ("method", "weights_sha256", "device") if k in pair_meta
+        },
+        "elapsed_s": round(elapsed, 4),
+    }
+    return StackResult(image, depth, confidence, planes.shifts.copy(), luma, metadata, elapsed)
+
+
+def _fold(
+    read: Callable[[int], np.ndarray],
+    n: int,
+    pair: Callable,
+    strategy: str,
+    step: Callable[[], None],
+    within: Callable,
+) -> np.ndarray:
+    """Fold planes ``read(0..n-1)`` pairwise, sequentially or as a balanced binary tree."""
+    if strategy == "sequential":
+        running = read(0)
+        step()
+        for i in range(1, n):
+            running = pair(running, read(i), within)
+            step()
+        return running
+    nodes: list[tuple[int, np.ndarray]] = []  # (level, image), like a binary counter
+    for i in range(n):
+        node = (0, read(i))
+        while nodes and nodes[-1][0] == node[0]:
+            level, left = nodes.pop()
+            node = (level + 1, pair(left, node[1], within))
+        nodes.append(node)
+        step()
+    while len(nodes) > 1:
+        (_, right), (level, left) = nodes.pop(), nodes.pop()
+        nodes.append((level + 1, pair(left, right, within)))
+    return nodes[0][1]

@@ -1,0 +1,133 @@
+"""Tests of the ``stack``, ``pansharpen`` and ``enhance`` commands (napari_gifnet.cli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_gifnet.cli import main
+from napari_gifnet.io import read_image, read_tiff_metadata, write_image
+from napari_gifnet.stack import fuse_stack
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_error_line(err: str, match: str) -> None:
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("napari-gifnet: error: "), err
+    assert match in lines[0], lines[0]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> np.ndarray:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    sharp = ndimage.gaussian_filter(rng.random((40, 48)), 1.0)
+    sharp = (sharp - sharp.min()) / (sharp.max() - sharp.min())
+    planes = [ndimage.gaussian_filter(sharp, s) for s in (0.0, 1.5, 3.0)]
+    planes[2][:, 24:] = sharp[:, 24:]
+    return np.rint(np.stack(planes) * 65535).astype(np.uint16)
+
+
+def test_stack_from_a_tiff_with_depth_map(tmp_path, capsys, stack):
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    out, depth = tmp_path / "aif.tif", tmp_path / "depth.tif"
+    code, text, err = _run(
+        capsys, "stack", str(tmp_path / "z.tif"), "-o", str(out), "--depth-map", str(depth),
+        "--keep-dtype", "--method", "focus",
+    )
+    assert code == 0, err
+    expected = fuse_stack(stack, method="focus", keep_dtype=True)
+    got = read_image(out)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, expected.image)
+    np.testing.assert_array_equal(read_image(depth), expected.depth_map)
+    assert read_tiff_metadata(out)["planes"] == 3 and "3 planes" in text
+
+
+def test_stack_from_a_folder_and_files_agree(tmp_path, capsys, stack):
+    folder = tmp_path / "planes"
+    folder.mkdir()
+    for i, plane in enumerate(stack):
+        write_image(folder / f"p{i}.tif", plane)
+    code, _, err = _run(capsys, "stack", str(folder), "-o", str(tmp_path / "a.tif"),
+                        "--method", "laplacian", "--align", "-q")
+    assert code == 0, err
+    files = [str(folder / f"p{i}.tif") for i in range(3)]
+    code, _, err = _run(capsys, "stack", *files, "-o", str(tmp_path / "b.tif"),
+                        "--method", "laplacian", "--align", "-q")
+    assert code == 0, err
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tif"), read_image(tmp_path / "b.tif"))
+
+
+def test_stack_errors_are_one_line(tmp_path, capsys, stack):
+    code, _, err = _run(capsys, "stack", str(tmp_path / "none.tif"), "-o", str(tmp_path / "o.tif"))
+    assert code == 1
+    _one_error_line(err, "not found")
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    code, _, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(tmp_path / "o.tif"),
+                        "--method", "magic")
+    assert code == 1
+    _one_error_line(err, "unknown stack method")
+    code, _, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(tmp_path / "o.bmp"))
+    assert code == 2
+    _one_error_line(err, "unsupported extension")
+
+
+def test_pansharpen_band_files_and_multiband_file(tmp_path, capsys, reference_dir):
+    folder = reference_dir / "pairs" / "Remote"
+    ms = tifffile.imread(folder / "ms_4band.tif")[:64, :48]
+    pan = tifffile.imread(folder / "b_pan.tif")[:64, :48]
+    tifffile.imwrite(tmp_path / "ms.tif", ms)
+    tifffile.imwrite(tmp_path / "pan.tif", pan)
+    code, _, err = _run(capsys, "pansharpen", str(tmp_path / "ms.tif"), str(tmp_path / "pan.tif"),
+                           "-o", str(tmp_path / "out.tif"), "--method", "laplacian")
+    assert code == 0, err
+    from napari_gifnet.pansharpen import pansharpen
+
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "out.tif"), pansharpen(ms, pan, method="laplacian").image
+    )
+    bands = []
+    for i in range(4):
+        tifffile.imwrite(tmp_path / f"b{i}.tif", ms[..., i])
+        bands.append(str(tmp_path / f"b{i}.tif"))
+    code, _, err = _run(capsys, "pansharpen", *bands, str(tmp_path / "pan.tif"),
+                        "-o", str(tmp_path / "bands.tif"), "--method", "laplacian", "-q")
+    assert code == 0, err
+    out = tifffile.imread(tmp_path / "bands.tif")
+    np.testing.assert_array_equal(np.moveaxis(out, 0, -1), tifffile.imread(tmp_path / "out.tif"))
+    code, _, err = _run(capsys, "pansharpen", str(tmp_path / "pan.tif"), "-o", "x.tif")
+    assert code == 2
+    _one_error_line(err, "panchromatic")
+    code, _, err = _run(capsys, "pansharpen", str(tmp_path / "ms.tif"), str(tmp_path / "pan.tif"),
+                        "-o", str(tmp_path / "out.png"))
+    assert code == 2
+    _one_error_line(err, ".tif")
+
+
+def test_enhance_command(tmp_path, capsys, reference_dir, reference_weights):
+    with np.load(reference_dir / "official" / "Medical.npz") as data:
+        image = data["input_b"][:48, :48].copy()
+    write_image(tmp_path / "in.png", image)
+    code, _, err = _run(capsys, "enhance", str(tmp_path / "in.png"), "-o",
+                           str(tmp_path / "e.tif"), "--weights", str(reference_weights),
+                           "--device", "cpu")
+    assert code == 0, err
+    from napari_gifnet.enhance import enhance
+
+    expected = enhance(image, weights=reference_weights, device="cpu")
+    np.testing.assert_allclose(read_image(tmp_path / "e.tif"), expected.image, atol=1e-6)
+    code, _, err = _run(capsys, "enhance", str(tmp_path / "in.png"), "-o", str(tmp_path / "f.tif"),
+                        "--variant", "exposure", "--gamma", "3", "--device", "cpu")
+    assert code == 1
+    _one_error_line(err, "gamma")

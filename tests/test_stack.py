@@ -1,0 +1,175 @@
+"""Tests of napari_gifnet.stack.fuse_stack and napari_gifnet.focus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_gifnet.baselines import fuse_laplacian
+from napari_gifnet.focus import BestPlane
+from napari_gifnet.stack import fuse_stack
+
+H, W = 48, 64
+
+
+def _texture(seed: int = 0, shape=(H, W)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(ndimage.gaussian_filter(rng.random(shape), 1.0) * 2 - 0.5, 0, 1)
+
+
+def _two_region_stack(planes: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 stack: left half sharp in plane 0, right half sharp in the last plane."""
+    sharp = _texture()
+    blur = ndimage.gaussian_filter(sharp, 3.0)
+    truth_depth = np.zeros((H, W), int)
+    truth_depth[:, W // 2 :] = planes - 1
+    stack = []
+    for i in range(planes):
+        plane = blur.copy()
+        plane[truth_depth == i] = sharp[truth_depth == i]
+        stack.append(plane)
+    return np.rint(np.stack(stack) * 255).astype(np.uint8), np.rint(sharp * 255), truth_depth
+
+
+def test_focus_selection_finds_the_sharp_plane():
+    stack, sharp, depth = _two_region_stack()
+    r = fuse_stack(stack, method="focus")
+    inner = np.s_[4:-4, 4 : W // 2 - 4], np.s_[4:-4, W // 2 + 4 : -4]
+    for region in inner:
+        assert np.array_equal(r.depth_map[region], depth[region])
+        np.testing.assert_allclose(r.image[region] * 255, sharp[region], atol=1e-3)
+    assert r.image.dtype == np.float32 and r.depth_map.shape == (H, W)
+    assert r.confidence.min() >= 0 and r.confidence.max() <= 1
+    assert r.confidence[inner[0]].mean() > 0.5
+
+
+def test_tree_of_means_is_the_mean_and_sequential_weights_halve():
+    rng = np.random.default_rng(1)
+    stack = rng.random((4, 16, 16)).astype(np.float32)
+    tree = fuse_stack(stack, method="mean", strategy="tree")
+    seq = fuse_stack(stack, method="mean", strategy="sequential")
+    np.testing.assert_allclose(tree.image, stack.mean(axis=0), atol=1e-6)
+    expected = stack[0] / 8 + stack[1] / 8 + stack[2] / 4 + stack[3] / 2
+    np.testing.assert_allclose(seq.image, expected, atol=1e-6)
+
+
+def test_two_planes_equal_the_pair_fusion():
+    stack, _, _ = _two_region_stack(2)
+    r = fuse_stack(stack, method="laplacian")
+    pair = fuse_laplacian(stack[0], stack[1])
+    np.testing.assert_allclose(r.image, pair.luma, atol=1e-6)
+
+
+def test_axis_and_layouts_agree():
+    stack, _, _ = _two_region_stack()
+    ref = fuse_stack(stack, method="focus")
+    moved = fuse_stack(np.moveaxis(stack, 0, 2), axis=2, method="focus")
+    listed = fuse_stack(list(stack), method="focus")
+    np.testing.assert_array_equal(moved.image, ref.image)
+    np.testing.assert_array_equal(listed.depth_map, ref.depth_map)
+    rgb = fuse_stack(np.repeat(stack[..., None], 3, axis=-1), method="focus")
+    assert rgb.image.shape == (H, W, 3)
+    np.testing.assert_allclose(rgb.luma, ref.luma, atol=1e-5)
+
+
+def test_keep_dtype_returns_input_pixels_for_selection():
+    stack, _, _ = _two_region_stack()
+    s16 = stack.astype(np.uint16) * 257
+    r = fuse_stack(s16, method="focus", keep_dtype=True, normalization="dtype")
+    assert r.image.dtype == np.uint16
+    picked = np.take_along_axis(s16, r.depth_map[None], axis=0)[0]
+    np.testing.assert_array_equal(r.image, picked)
+    auto = fuse_stack(s16, method="laplacian", keep_dtype=True)
+    assert auto.image.dtype == np.uint16 and auto.metadata["normalization"]["rule"] == "percentile"
+
+
+class _CountingStack:
+    """An array-like that records every index it is asked for."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.calls = data, data.shape, data.dtype, []
+
+    def __getitem__(self, index):
+        self.calls.append(index)
+        return self.data[index]
+
+
+def test_planes_are_read_one_at_a_time_and_dask_works():
+    stack, _, _ = _two_region_stack()
+    lazy = _CountingStack(stack)
+    r = fuse_stack(lazy, method="laplacian")
+    assert lazy.calls and all(c == (i,) for c in lazy.calls for i in [c[0]])
+    assert all(np.ndim(stack[c]) == 2 for c in lazy.calls)
+    da = pytest.importorskip("dask.array")
+    d = fuse_stack(da.from_array(stack, chunks=(1, H, W)), method="laplacian")
+    np.testing.assert_array_equal(d.image, r.image)
+
+
+def test_progress_counts_planes_and_cancel_stops():
+    stack, _, _ = _two_region_stack(4)
+    seen = []
+    fuse_stack(stack, method="laplacian", progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1][0] == seen[-1][1] == 8  # 4 planes fused + 4 read for the depth map
+
+    class Stop(Exception):
+        pass
+
+    def cancel(done, total):
+        if done >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fuse_stack(stack, method="laplacian", progress=cancel)
+
+
+def test_inputs_are_not_modified():
+    stack, _, _ = _two_region_stack()
+    stack.setflags(write=False)
+    before = stack.copy()
+    fuse_stack(stack, method="focus", align=True)
+    np.testing.assert_array_equal(stack, before)
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "match"),
+    [
+        (np.zeros((1, 8, 8)), {}, "at least 2 planes"),
+        (np.zeros((8, 8)), {}, "3-D"),
+        (np.zeros((3, 8, 8)), {"axis": 3}, "axis 3"),
+        (np.zeros((3, 8, 8, 3)), {"axis": 3}, "axis 3"),
+        (np.zeros((3, 8, 8, 5)), {}, "RGB planes"),
+        (np.full((3, 8, 8), np.nan), {}, "NaN"),
+        (np.zeros((3, 8, 8)), {"method": "magic"}, "unknown stack method"),
+        (np.zeros((3, 8, 8)), {"strategy": "random"}, "unknown strategy"),
+        (np.zeros((3, 8, 8)), {"normalization": "weird"}, "unknown normalization"),
+        ([np.zeros((8, 8)), np.zeros((8, 9))], {}, "differ in shape"),
+    ],
+)
+def test_bad_input_gives_a_clear_value_error(data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fuse_stack(data, **{"method": "focus", **kwargs})
+
+
+def test_best_plane_confidence():
+    best = BestPlane((1, 3), larger_is_better=True)
+    best.update(0, np.array([[1.0, 2.0, 0.0]]))
+    best.update(1, np.array([[3.0, 2.0, 0.0]]))
+    np.testing.assert_array_equal(best.index, [[1, 0, 0]])
+    np.testing.assert_allclose(best.confidence(), [[2 / 3, 0.0, 0.0]])
+
+
+def test_gifnet_two_planes_match_fuse_and_tree_runs(reference_weights):
+    from napari_gifnet.engine import fuse
+
+    stack, _, _ = _two_region_stack(3)
+    r = fuse_stack(stack[:2], method="gifnet", weights=reference_weights, device="cpu")
+    pair = fuse(stack[0], stack[1], weights=reference_weights, device="cpu")
+    np.testing.assert_allclose(r.luma, pair.luma, atol=1e-5)
+    assert r.metadata["pair_metadata"]["method"] == "GIFNet"
+    tree = fuse_stack(
+        stack, method="gifnet", strategy="tree", select=True, weights=reference_weights,
+        device="cpu",
+    )
+    picked = np.take_along_axis(stack, tree.depth_map[None], axis=0)[0] / 255.0
+    np.testing.assert_allclose(tree.image, picked, atol=1e-6)
