@@ -17,11 +17,11 @@ import torch
 
 from . import __version__
 from ._memory import reuse_heap
+from ._tiles import tile_shape
 from .colour import apply_colour
 from .devices import resolve_device
 from .inputs import prepare_pair
 from .preprocess import Normalization
-from ._tiles import tile_shape
 from .streaming import STORAGE, Progress, fuse_streamed
 from .weights import load_model
 
@@ -83,6 +83,39 @@ def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else t
 
 
+def _is_dask(x: Any) -> bool:
+    return type(x).__module__.startswith("dask.")
+
+
+def _fuse_lazy(
+    a: Any, b: Any, weights: Any, device: Any, normalization: Normalization, start: float
+) -> FusionResult:
+    """:func:`fuse` for Dask inputs: a lazy result (see :mod:`napari_gifnet.lazy`)."""
+    from .lazy import fuse_dask
+    from .weights import load_model as _load
+
+    dev = resolve_device(device)
+    image = fuse_dask(a, b, weights=weights, device=str(dev), normalization=normalization)
+    _, info = _load(weights, device=str(dev))
+    colour = any(np.ndim(x) >= 3 and np.shape(x)[-1] in (3, 4) for x in (a, b))
+    # colour results: the BT.601 luma of the image (the network output except
+    # where a colour channel clipped)
+    luma = image @ np.asarray([0.299, 0.587, 0.114], np.float32) if colour else image
+    elapsed = time.perf_counter() - start
+    metadata = {
+        "method": "GIFNet",
+        "napari_gifnet_version": __version__,
+        "weights": str(info.path),
+        "weights_source": info.source,
+        "weights_sha256": info.sha256,
+        "device": str(dev),
+        "lazy": True,
+        "shape": tuple(image.shape),
+        "normalization": normalization if isinstance(normalization, str) else list(normalization),
+    }
+    return FusionResult(image=image, luma=luma, device=str(dev), elapsed=elapsed, metadata=metadata)
+
+
 def _check_options(storage: str, tile_size: int | None) -> None:
     """Refuse bad options before any work (and before loading weights)."""
     if storage not in STORAGE:
@@ -114,6 +147,11 @@ def fuse(
         first is infrared / PET or SPECT / near-infrared / near-focus /
         over-exposed / multispectral band, the second visible / MRI / visible /
         far-focus / under-exposed / panchromatic. Inputs are never modified.
+        Dask arrays (e.g. from zarr), with any leading axes (..., H, W[, 3]),
+        give a lazy result: ``image`` and ``luma`` are Dask arrays computed
+        chunk by chunk, each plane's statistics pass included (see
+        :func:`napari_gifnet.lazy.fuse_dask`); ``progress``, ``storage`` and
+        ``tile_size`` do not apply and ``return_features`` is refused.
     weights
         Path of a GIFNet checkpoint. None uses ``GIFNET_WEIGHTS``, then the
         user cache, then downloads the published checkpoint (see
@@ -167,6 +205,10 @@ def fuse(
     """
     start = time.perf_counter()
     _check_options(storage, tile_size)
+    if _is_dask(a) or _is_dask(b):
+        if return_features:
+            raise ValueError("return_features is not available for Dask inputs (lazy fusion)")
+        return _fuse_lazy(a, b, weights, device, normalization, start)
     pair = prepare_pair(a, b, normalization)
     luma_a, luma_b, plan = pair.luma_a, pair.luma_b, pair.plan
     dev = resolve_device(device)

@@ -1,0 +1,234 @@
+"""Lazy fusion of Dask (or zarr-backed) arrays, chunk by chunk.
+
+:func:`fuse_dask` builds a Dask graph; nothing is read or computed until the
+result (or part of it) is. For every plane of the inputs the graph holds
+
+* one statistics task: it reads the plane pair, decides each input's
+  normalisation (exactly as :func:`napari_gifnet.fuse` would for that plane)
+  and accumulates the network's whole-image normalisation statistics tile by
+  tile (:func:`napari_gifnet.streaming.network_statistics`);
+* one task per output chunk: it reads the chunk plus a
+  :data:`~napari_gifnet.streaming.REGION_HALO`-pixel border of both inputs
+  and computes the fused chunk from those statistics
+  (:func:`napari_gifnet.streaming.fuse_region`).
+
+So each chunk equals the same part of ``fuse(plane_a, plane_b).image``, any
+chunk can be computed alone (a napari view computes only what it shows), and
+planes and chunks run in parallel on whatever Dask scheduler is active,
+including a ``dask.distributed`` cluster.
+"""
+
+from __future__ import annotations
+
+import warnings
+from itertools import product
+from os import PathLike
+from typing import Any
+
+import numpy as np
+
+from .engine import MIN_SIDE
+from .inputs import plane_shape
+from .preprocess import Normalization
+from .streaming import REGION_HALO
+
+#: Default edge of an output chunk, in pixels.
+CHUNK = 1024
+
+
+def is_dask(x: Any) -> bool:
+    """True for a Dask array (without importing Dask when it is not one)."""
+    return type(x).__module__.startswith("dask.")
+
+
+def _chunk_rule(meta: dict[str, Any]) -> Any:
+    """The normalisation that gives a chunk the values its whole plane got."""
+    used = meta["normalization"]
+    if used in ("dtype", "unchanged"):  # decided by the dtype, not the data
+        return meta["requested"]
+    lo, hi = meta["range"]
+    return (float(lo), float(hi)) if lo < hi else "minmax"  # constant: zeros either way
+
+
+def _plane_statistics(
+    plane_a: np.ndarray,
+    plane_b: np.ndarray,
+    weights: str,
+    device: str,
+    normalization: Normalization,
+    tile_pixels: int,
+) -> dict[str, Any]:
+    """Per plane: the inputs' normalisation rules and the network statistics."""
+    import torch
+
+    from .engine import _to_tensor
+    from .inputs import prepare_pair
+    from .streaming import network_statistics
+    from .weights import load_model
+
+    pair = prepare_pair(plane_a, plane_b, normalization)
+    rules = (_chunk_rule(pair.meta_a), _chunk_rule(pair.meta_b))
+    dev = torch.device(device)
+    model, _ = load_model(weights, device=device)
+    with torch.inference_mode():
+        stats = network_statistics(
+            model, _to_tensor(pair.luma_a, dev), _to_tensor(pair.luma_b, dev), tile_pixels=tile_pixels
+        )
+    return {"rules": rules, "stats": stats.to(torch.device("cpu"))}
+
+
+def _fuse_chunk(
+    win_a: np.ndarray,
+    win_b: np.ndarray,
+    info: dict[str, Any],
+    origin: tuple[int, int],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    size: tuple[int, int],
+    weights: str,
+    device: str,
+    tile_pixels: int,
+) -> np.ndarray:
+    """The fused chunk ``rows`` x ``cols`` from input windows starting at ``origin``."""
+    import torch
+
+    from .colour import apply_colour, plan_colour
+    from .engine import _to_tensor
+    from .preprocess import to_luma_unit, to_rgb_unit
+    from .streaming import fuse_region
+    from .weights import load_model
+
+    rule_a, rule_b = info["rules"]
+    with warnings.catch_warnings():  # warnings (e.g. alpha dropped) came from the plane once
+        warnings.simplefilter("ignore")
+        luma_a, _ = to_luma_unit(win_a, normalization=rule_a, name="a")
+        luma_b, _ = to_luma_unit(win_b, normalization=rule_b, name="b")
+        rgb_a, rgb_b = to_rgb_unit(win_a, rule_a, name="a"), to_rgb_unit(win_b, rule_b, name="b")
+    dev = torch.device(device)
+    model, _ = load_model(weights, device=device)
+    with torch.inference_mode():
+        out = fuse_region(
+            model, _to_tensor(luma_a, dev), _to_tensor(luma_b, dev), info["stats"].to(dev),
+            rows, cols, size=size, origin=origin, tile_pixels=tile_pixels,
+        )  # fmt: skip
+    luma = out[0, 0].float().cpu().numpy()
+    r = slice(rows[0] - origin[0], rows[1] - origin[0])
+    c = slice(cols[0] - origin[1], cols[1] - origin[1])
+    plan = plan_colour(
+        None if rgb_a is None else rgb_a[r, c], None if rgb_b is None else rgb_b[r, c]
+    )
+    return luma if plan is None else apply_colour(luma, plan)
+
+
+def _fuse_small(plane_a: np.ndarray, plane_b: np.ndarray, weights: str, device: str,
+                normalization: Normalization) -> np.ndarray:
+    """Planes under 5 pixels on a side: the engine pads them; one chunk."""
+    from .engine import fuse
+
+    return fuse(plane_a, plane_b, weights=weights, device=device,
+                normalization=normalization).image  # fmt: skip
+
+
+def _edges(extent: int, step: int) -> list[tuple[int, int]]:
+    return [(s, min(s + step, extent)) for s in range(0, extent, step)]
+
+
+def fuse_dask(
+    a: Any,
+    b: Any,
+    *,
+    weights: str | PathLike | None = None,
+    device: str = "auto",
+    normalization: Normalization = "auto",
+    rgb: bool | None = None,
+    chunk: int = CHUNK,
+    tile_pixels: int = 1 << 16,
+) -> Any:
+    """Fuse two (stacks of) images lazily; returns a Dask array.
+
+    Parameters
+    ----------
+    a, b
+        Dask arrays (numpy arrays are wrapped) of the same shape: (..., H, W)
+        grey or (..., H, W, 3|4) colour, any leading axes (Z, T, channel...),
+        each plane fused on its own. Inputs are never modified.
+    weights
+        Checkpoint path (None: resolved as :func:`napari_gifnet.fuse` does,
+        once, here; every task then loads that file).
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``... resolved here.
+    normalization
+        As for :func:`napari_gifnet.fuse`, decided per plane from the whole
+        plane.
+    rgb
+        Whether the last axis holds colour channels. None: when it has 3 or
+        4 entries and there are at least 3 axes.
+    chunk
+        Edge of the output chunks in pixels (at least 64).
+    tile_pixels
+        Tile size inside a task (bounds its working memory).
+
+    Returns
+    -------
+    dask.array.Array
+        float32 in [0, 1]: (..., H, W) when both inputs are grey, else
+        (..., H, W, 3); chunks of one plane and ``chunk`` x ``chunk`` pixels.
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ, a plane that is not 2-D, a chunk under 64.
+    """
+    import dask
+    import dask.array as da
+
+    from .devices import resolve_device
+    from .weights import load_model
+
+    a = a if is_dask(a) else da.from_array(np.asarray(a), chunks=-1)
+    b = b if is_dask(b) else da.from_array(np.asarray(b), chunks=-1)
+    if chunk < 64:
+        raise ValueError(f"chunk must be at least 64 pixels, not {chunk}")
+    colour = [
+        (x.ndim >= 3 and x.shape[-1] in (3, 4)) if rgb is None else rgb for x in (a, b)
+    ]
+    lead_a = a.shape[: a.ndim - 2 - colour[0]]
+    lead_b = b.shape[: b.ndim - 2 - colour[1]]
+    plane_a, plane_b = a.shape[len(lead_a) :], b.shape[len(lead_b) :]
+    if lead_a != lead_b or plane_a[:2] != plane_b[:2]:
+        raise ValueError(
+            f"the inputs must have the same shape apart from colour: a is {a.shape}, b is {b.shape}"
+        )
+    if len(plane_shape(np.empty(plane_a, np.uint8))) != 2 or min(plane_a[:2], default=0) < 1:
+        raise ValueError(f"each plane must be an (H, W) or (H, W, 3|4) image, got {plane_a}")
+    dev = str(resolve_device(device))
+    _, info = load_model(weights, device=dev)
+    path = str(info.path)
+    h, w = plane_a[:2]
+    tail = (3,) if any(colour) else ()
+
+    planes = []
+    for index in product(*(range(n) for n in lead_a)):
+        pa, pb = a[index], b[index]
+        if h < MIN_SIDE or w < MIN_SIDE:
+            task = dask.delayed(_fuse_small)(pa, pb, path, dev, normalization)
+            planes.append(da.from_delayed(task, (h, w, *tail), np.float32))
+            continue
+        stats = dask.delayed(_plane_statistics, pure=True)(pa, pb, path, dev, normalization, tile_pixels)
+        rows_of_blocks = []
+        for rows in _edges(h, chunk):
+            blocks = []
+            for cols in _edges(w, chunk):
+                r0, r1 = max(rows[0] - REGION_HALO, 0), min(rows[1] + REGION_HALO, h)
+                c0, c1 = max(cols[0] - REGION_HALO, 0), min(cols[1] + REGION_HALO, w)
+                task = dask.delayed(_fuse_chunk, pure=True)(
+                    pa[r0:r1, c0:c1], pb[r0:r1, c0:c1], stats, (r0, c0), rows, cols, (h, w),
+                    path, dev, tile_pixels,
+                )  # fmt: skip
+                shape = (rows[1] - rows[0], cols[1] - cols[0], *tail)
+                blocks.append(da.from_delayed(task, shape, np.float32))
+            rows_of_blocks.append(blocks)
+        planes.append(da.concatenate([da.concatenate(r, axis=1) for r in rows_of_blocks], axis=0))
+    if not lead_a:
+        return planes[0]
+    return da.stack(planes).reshape(*lead_a, h, w, *tail)

@@ -1,0 +1,131 @@
+"""Lazy fusion of Dask arrays: equal to eager fusion, computed chunk by chunk,
+runnable on a distributed cluster."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_gifnet import fuse, lazy
+from napari_gifnet.lazy import fuse_dask
+
+
+@pytest.fixture(scope="module")
+def stack() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    a = (rng.random((2, 150, 170)) * 65535).astype(np.uint16)
+    b = (rng.random((2, 150, 170)) * 65535).astype(np.uint16)
+    a[0, :75] //= 3  # planes with different ranges: normalised per plane
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def eager(stack, reference_weights: Path) -> np.ndarray:
+    a, b = stack
+    return np.stack([fuse(a[z], b[z], weights=reference_weights, device="cpu").image for z in range(2)])
+
+
+def test_lazy_stack_equals_eager_fusion_plane_by_plane(stack, eager, reference_weights: Path) -> None:
+    a, b = stack
+    before = a.copy(), b.copy()
+    result = fuse(da.from_array(a, chunks=(1, 64, 64)), da.from_array(b, chunks=(1, 50, 100)),
+                  weights=reference_weights, device="cpu")  # fmt: skip
+    assert isinstance(result.image, da.Array) and result.metadata["lazy"] is True
+    assert result.image.shape == (2, 150, 170) and result.image.dtype == np.float32
+    np.testing.assert_allclose(result.image.compute(), eager, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(a, before[0])
+    np.testing.assert_array_equal(b, before[1])
+
+
+def test_small_chunks_give_the_same_values(stack, eager, reference_weights: Path) -> None:
+    a, b = stack
+    image = fuse_dask(a, b, weights=reference_weights, device="cpu", chunk=64)
+    assert image.chunks[1:] == ((64, 64, 22), (64, 64, 42))
+    np.testing.assert_allclose(image.compute(scheduler="threads"), eager, rtol=0, atol=1e-5)
+
+
+def test_one_chunk_is_computed_alone(stack, eager, reference_weights: Path, monkeypatch) -> None:
+    calls = {"chunk": 0, "stats": 0}
+    lock = threading.Lock()
+    real_chunk, real_stats = lazy._fuse_chunk, lazy._plane_statistics
+
+    def counting(name, real):
+        def wrapper(*args, **kwargs):
+            with lock:
+                calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(lazy, "_fuse_chunk", counting("chunk", real_chunk))
+    monkeypatch.setattr(lazy, "_plane_statistics", counting("stats", real_stats))
+    a, b = stack
+    image = fuse_dask(a, b, weights=reference_weights, device="cpu", chunk=64)
+    corner = image[1, 64:128, :64].compute(scheduler="sync")
+    assert calls == {"chunk": 1, "stats": 1}  # one statistics pass, one chunk
+    np.testing.assert_allclose(corner, eager[1, 64:128, :64], rtol=0, atol=1e-5)
+
+
+def test_colour_and_grey_mixed(reference_weights: Path) -> None:
+    rng = np.random.default_rng(1)
+    rgb = (rng.random((100, 90, 3)) * 255).astype(np.uint8)
+    grey = (rng.random((100, 90)) * 255).astype(np.uint8)
+    image = fuse_dask(da.from_array(rgb, chunks=(40, 40, 3)), grey, weights=reference_weights,
+                      device="cpu", chunk=64)  # fmt: skip
+    expected = fuse(rgb, grey, weights=reference_weights, device="cpu").image
+    assert image.shape == (100, 90, 3)
+    np.testing.assert_allclose(image.compute(), expected, rtol=0, atol=1e-5)
+
+
+def test_tiny_planes_are_padded_like_eager_fusion(reference_weights: Path) -> None:
+    a, b = np.eye(3, dtype=np.float32), np.ones((3, 3), np.float32) * 0.5
+    image = fuse_dask(a, b, weights=reference_weights, device="cpu").compute()
+    np.testing.assert_allclose(image, fuse(a, b, weights=reference_weights, device="cpu").image)
+
+
+def test_zarr_in_and_out(stack, eager, reference_weights: Path, tmp_path: Path) -> None:
+    zarr = pytest.importorskip("zarr")
+    a, b = stack
+    da.from_array(a, chunks=(1, 100, 100)).to_zarr(str(tmp_path / "a.zarr"))
+    da.from_array(b, chunks=(1, 100, 100)).to_zarr(str(tmp_path / "b.zarr"))
+    result = fuse(da.from_zarr(str(tmp_path / "a.zarr")), da.from_zarr(str(tmp_path / "b.zarr")),
+                  weights=reference_weights, device="cpu")  # fmt: skip
+    result.image.to_zarr(str(tmp_path / "fused.zarr"))
+    back = np.asarray(zarr.open(str(tmp_path / "fused.zarr"), mode="r"))
+    np.testing.assert_allclose(back, eager, rtol=0, atol=1e-5)
+
+
+def test_bad_lazy_inputs_are_refused(reference_weights: Path) -> None:
+    a = da.zeros((2, 40, 40), chunks=(1, 40, 40))
+    with pytest.raises(ValueError, match="same shape"):
+        fuse(a, da.zeros((2, 40, 41)), weights=reference_weights, device="cpu")
+    with pytest.raises(ValueError, match="return_features is not available for Dask"):
+        fuse(a, a, weights=reference_weights, device="cpu", return_features=True)
+    with pytest.raises(ValueError, match="chunk must be at least 64"):
+        fuse_dask(a, a, weights=reference_weights, device="cpu", chunk=16)
+
+
+def test_a_local_cluster_gives_the_local_result(stack, eager, reference_weights: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    a, b = stack
+    image = fuse_dask(da.from_array(a, chunks=(1, 150, 170)), da.from_array(b, chunks=(1, 150, 170)),
+                      weights=reference_weights, device="cpu", chunk=96)  # fmt: skip
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, silence_logs=40,
+        ) as cluster,  # fmt: skip
+        distributed.Client(cluster) as client,
+    ):
+        assert len(client.scheduler_info()["workers"]) == 2
+        remote = client.compute(image).result()
+    with dask.config.set(scheduler="sync"):
+        local = image.compute()
+    # worker processes may run torch with other thread counts: float32 rounding
+    np.testing.assert_allclose(remote, local, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(remote, eager, rtol=0, atol=1e-5)
