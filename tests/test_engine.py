@@ -201,7 +201,8 @@ def test_out_of_memory_retries_with_smaller_tiles_on_disk(
 
     monkeypatch.setattr(engine, "fuse_streamed", flaky)
     result = _fuse(*medical, weights)
-    assert calls == [(None, "auto"), (256, "disk"), (128, "recompute")]
+    assert calls[0] == (None, "memory")  # "auto" resolved: the small image fits in memory
+    assert calls[1:] == [(256, "disk"), (128, "recompute")]
     assert result.metadata["storage"] == "recompute" and result.metadata["tile_size"] == 128
     monkeypatch.setattr(engine, "fuse_streamed", real)
     np.testing.assert_allclose(result.luma, _fuse(*medical, weights).luma, atol=2e-6)

@@ -22,7 +22,7 @@ from .colour import apply_colour
 from .devices import resolve_device
 from .inputs import prepare_pair
 from .preprocess import Normalization
-from .streaming import STORAGE, Progress, fuse_streamed
+from .streaming import STORAGE, Progress, fuse_streamed, resolve_storage
 from .weights import load_model
 
 #: Images smaller than this on a side are padded (symmetrically) for the
@@ -216,7 +216,7 @@ def fuse(
     (pa, size), (pb, _) = _pad_small(luma_a), _pad_small(luma_b)
     h, w = size
     features: dict[str, torch.Tensor] | None = {} if return_features else None
-    tries = [(tile_size, storage)]
+    tries = [(tile_size, resolve_storage(storage, h, w, dev))]
     # on running out of memory: smaller tiles, maps on disk, then recomputed
     for edge, fallback in _RETRY_TILES:
         if storage in ("auto", "memory", "disk") or fallback == storage:

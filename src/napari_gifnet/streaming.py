@@ -33,7 +33,7 @@ from ._passes import NetStats, Pieces, Stats
 from ._regions import CHANNELS, RunningMoments
 from ._stores import SCRATCH_ENV, DiskStore, MemoryStore, scratch_free_bytes
 from ._tiles import Range, TileShape, count_tiles, tile_shape, tiles
-from .network import GIFNet
+from .network import BRANCH_MULTIPLE, GIFNet
 
 #: Called after each tile with (tiles done, tiles in all).
 Progress = Callable[[int, int], None]
@@ -70,6 +70,17 @@ def choose_storage(height: int, width: int, device: torch.device) -> str:
     if 4 * one_map <= 0.5 * _available_memory(device):
         return "memory"
     return "disk" if 3 * one_map <= 0.8 * scratch_free_bytes() else "recompute"
+
+
+def resolve_storage(storage: str, height: int, width: int, device: torch.device) -> str:
+    """``storage`` with ``"auto"`` replaced by :func:`choose_storage`'s choice
+    for an image of ``height`` x ``width`` (padded to the branch's grid)."""
+    if storage not in STORAGE:
+        raise ValueError(f"unknown storage {storage!r}: use one of {', '.join(STORAGE)}")
+    if storage != "auto":
+        return storage
+    m = BRANCH_MULTIPLE
+    return choose_storage(-(-height // m) * m, -(-width // m) * m, device)
 
 
 def _check_scratch(storage: str, height: int, width: int) -> None:
