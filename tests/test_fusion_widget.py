@@ -342,3 +342,28 @@ def test_laplacian_method_adds_its_layer(qtbot, setup):
     np.testing.assert_array_equal(fused.data, fuse_with("laplacian", a, b).image)
     assert fused.metadata["method"] == "Laplacian"
     assert "PET + MRI (GIFNet)" not in viewer.layers
+
+
+def test_zarr_stacks_give_a_lazy_layer(make_napari_viewer, qtbot, reference_dir, reference_weights,
+                                       tmp_path):  # fmt: skip
+    zarr = pytest.importorskip("zarr")
+    from napari_gifnet._qt.fusion_widget import FusionWidget
+
+    a, b = _pair(reference_dir)
+    stack_a = zarr.open(str(tmp_path / "a.zarr"), mode="w", shape=(2, H, W), chunks=(1, H, W),
+                        dtype=a.dtype)  # fmt: skip
+    stack_b = zarr.open(str(tmp_path / "b.zarr"), mode="w", shape=(2, H, W), chunks=(1, H, W),
+                        dtype=b.dtype)  # fmt: skip
+    stack_a[:] = np.stack([a, np.fliplr(a)])
+    stack_b[:] = np.stack([b, np.fliplr(b)])
+    viewer = make_napari_viewer()
+    viewer.add_image(stack_a, name="PET stack", contrast_limits=(0, 255))
+    viewer.add_image(stack_b, name="MRI stack", contrast_limits=(0, 255))
+    widget = FusionWidget(viewer)
+    widget.weights.value, widget.device.value = str(reference_weights), "cpu"
+    widget.first.value, widget.second.value = viewer.layers["PET stack"], viewer.layers["MRI stack"]
+    _run(qtbot, widget)
+    fused = viewer.layers["PET stack + MRI stack (GIFNet)"]
+    assert type(fused.data).__module__.startswith("dask") and fused.metadata["lazy"] is True
+    expected = fuse(np.fliplr(a), np.fliplr(b), weights=reference_weights, device="cpu").image
+    np.testing.assert_allclose(np.asarray(fused.data[1]), expected, rtol=0, atol=1e-5)

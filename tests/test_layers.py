@@ -260,31 +260,58 @@ def test_clear_errors(medical):
         prepare_fusion(v.layers["stack3"], v.layers["stack2"])
 
 
-def test_dask_layer_is_read_plane_by_plane(medical, reference_weights):
+class _Recorder:
+    """An array-like that records every read."""
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr, self.shape, self.dtype, self.ndim = arr, arr.shape, arr.dtype, arr.ndim
+        self.keys: list = []
+
+    def __getitem__(self, key):
+        self.keys.append(key)
+        return self.arr[key]
+
+
+def _planes_read(keys: list, n: int) -> set[int]:
+    planes: set[int] = set()
+    for key in keys:
+        first = key[0] if isinstance(key, tuple) else key
+        span = list(range(n)[first]) if isinstance(first, slice) else [first]
+        assert len(span) <= 1, key  # every read covers at most one plane
+        planes.update(span)
+    return planes
+
+
+def test_dask_layer_gives_a_lazy_result_computed_per_plane(medical, reference_weights):
     da = pytest.importorskip("dask.array")
-
-    class Recorder:
-        def __init__(self, arr: np.ndarray) -> None:
-            self.arr, self.shape, self.dtype, self.ndim = arr, arr.shape, arr.dtype, arr.ndim
-            self.keys: list = []
-
-        def __getitem__(self, key):
-            self.keys.append(key)
-            return self.arr[key]
-
     a, b = medical
-    rec = Recorder(np.stack([b, np.flipud(b)]))
+    rec = _Recorder(np.stack([b, np.flipud(b), b // 2]))
     lazy = da.from_array(rec, chunks=(1, H, W))
     v = ViewerModel()
-    v.add_image(np.stack([a, a]), name="a")
+    v.add_image(np.stack([a, a, a]), name="a")
     v.add_image(lazy, name="lazy", contrast_limits=(0, 255))
     rec.keys.clear()
     fused = fuse_layers(v, "a", "lazy", weights=reference_weights)[0]
-    assert rec.keys, "the dask array was not read"
-    for key in rec.keys:  # every read covers at most one plane
-        first = key[0] if isinstance(key, tuple) else key
-        span = range(2)[first] if isinstance(first, slice) else [first]
-        assert len(span) <= 1, key
+    assert isinstance(fused.data, da.Array) and fused.metadata["lazy"] is True
+    assert fused.data.shape == (3, H, W)
+    rec.keys.clear()
+    plane = np.asarray(fused.data[1])  # what napari does to show plane 1
+    assert _planes_read(rec.keys, 3) == {1}  # only that plane was read
+    np.testing.assert_allclose(plane, fuse(a, np.flipud(b), weights=reference_weights).image,
+                               rtol=0, atol=1e-5)  # fmt: skip
+
+
+def test_dask_layer_with_features_is_fused_plane_by_plane_now(medical, reference_weights):
+    da = pytest.importorskip("dask.array")
+    a, b = medical
+    rec = _Recorder(np.stack([b, np.flipud(b)]))
+    v = ViewerModel()
+    v.add_image(np.stack([a, a]), name="a")
+    v.add_image(da.from_array(rec, chunks=(1, H, W)), name="lazy", contrast_limits=(0, 255))
+    rec.keys.clear()
+    fused = fuse_layers(v, "a", "lazy", weights=reference_weights, features=True)[0]
+    assert isinstance(fused.data, np.ndarray)
+    assert _planes_read(rec.keys, 2) == {0, 1}
     np.testing.assert_array_equal(
         fused.data[1], fuse(a, np.flipud(b), weights=reference_weights).image
     )

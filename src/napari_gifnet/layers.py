@@ -342,6 +342,7 @@ def iter_fusion(
     progress: Progress | None = None,
     task: str | None = None,
     method: str | None = None,
+    lazy: bool | None = None,
 ) -> Generator[tuple[int, int], None, FusionOutput]:
     """Fuse a planned pair plane by plane, yielding ``(planes done, planes)``.
 
@@ -355,6 +356,12 @@ def iter_fusion(
     bands over all planes; an exception raised in it (e.g.
     :class:`FusionCancelled`) stops the fusion. ``task`` is recorded in the
     provenance. Returns a :class:`FusionOutput` (via ``StopIteration``).
+
+    ``lazy``: return the fused image as a Dask array computed chunk by chunk
+    when it is viewed or saved (:func:`napari_gifnet.lazy.fuse_dask`), reading
+    no pixel here. None (default): lazily when a layer holds a Dask or zarr
+    array, the method is GIFNet, no feature layers are asked for and no
+    resampling is needed; otherwise plane by plane now.
     """
     from .baselines import fuse_with
 
@@ -362,6 +369,17 @@ def iter_fusion(
         plan = _replace(plan, method=method_key(method))
     gifnet = plan.method == "gifnet"
     features = bool(features) and gifnet
+    if lazy is None:
+        from .lazy import is_lazy
+
+        lazy = gifnet and not features and plan.resampling is None and (
+            is_lazy(plan.first.data) or is_lazy(plan.second.data)
+        )
+    if lazy:
+        yield 0, 1
+        output = _lazy_output(plan, weights, device, normalization, task)
+        yield 1, 1
+        return output
     start, n, lead = time.perf_counter(), plan.n_planes, plan.leading_shape
     options: dict[str, Any] = {"normalization": normalization}
     if gifnet:
@@ -417,6 +435,46 @@ def iter_fusion(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return FusionOutput(plan, image, feats, summaries, meta, str(meta["device"]), elapsed)
+
+
+def _lazy_output(
+    plan: FusionPlan, weights: Any, device: str, normalization: Any, task: str | None
+) -> FusionOutput:
+    """The lazy branch of :func:`iter_fusion`: a Dask graph, nothing computed."""
+    from .lazy import as_dask, fuse_dask
+    from .weights import load_model
+
+    if plan.method != "gifnet":
+        raise ValueError(f"lazy fusion is only for GIFNet, not {method_label(plan.method)}")
+    start = time.perf_counter()
+    image = fuse_dask(
+        as_dask(plan.first.data), as_dask(plan.second.data), weights=weights, device=device,
+        normalization=normalization, rgb=(plan.first.rgb, plan.second.rgb),
+    )  # fmt: skip
+    from .devices import resolve_device
+
+    dev = str(resolve_device(device))
+    _, info = load_model(weights, device=dev)
+    meta = {
+        "method": method_label(plan.method),
+        "lazy": True,
+        "weights": str(info.path),
+        "weights_sha256": info.sha256,
+        "device": dev,
+        "inputs": {"first": {"name": plan.first.name}, "second": {"name": plan.second.name}},
+        "first_layer": plan.first.name,
+        "second_layer": plan.second.name,
+        "task": task,
+        "shape": list(image.shape),
+        "planes": plan.n_planes,
+        "normalization": normalization if isinstance(normalization, str) else list(normalization),
+        "normalized_per_plane": True,
+        "resampled": None,
+        "features": [],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    elapsed = time.perf_counter() - start
+    return FusionOutput(plan, image, {}, {}, meta, dev, elapsed)
 
 
 def run_fusion(plan: FusionPlan, **options: Any) -> FusionOutput:

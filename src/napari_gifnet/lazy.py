@@ -41,6 +41,24 @@ def is_dask(x: Any) -> bool:
     return type(x).__module__.startswith("dask.")
 
 
+def is_lazy(x: Any) -> bool:
+    """True for arrays read on demand: Dask and zarr arrays."""
+    return type(x).__module__.split(".")[0] in ("dask", "zarr")
+
+
+def as_dask(x: Any) -> Any:
+    """``x`` as a Dask array (zarr arrays keep their chunks; others: one chunk
+    per plane)."""
+    import dask.array as da
+
+    if is_dask(x):
+        return x
+    if hasattr(x, "chunks") and not isinstance(x, np.ndarray):
+        return da.from_array(x, chunks=x.chunks)
+    shape = np.shape(x)
+    return da.from_array(x, chunks=(1,) * max(len(shape) - 2, 0) + tuple(shape[-2:]))
+
+
 def _chunk_rule(meta: dict[str, Any]) -> Any:
     """The normalisation that gives a chunk the values its whole plane got."""
     used = meta["normalization"]
@@ -140,7 +158,7 @@ def fuse_dask(
     weights: str | PathLike | None = None,
     device: str = "auto",
     normalization: Normalization = "auto",
-    rgb: bool | None = None,
+    rgb: bool | tuple[bool, bool] | None = None,
     chunk: int = CHUNK,
     tile_pixels: int = 1 << 16,
 ) -> Any:
@@ -161,8 +179,9 @@ def fuse_dask(
         As for :func:`napari_gifnet.fuse`, decided per plane from the whole
         plane.
     rgb
-        Whether the last axis holds colour channels. None: when it has 3 or
-        4 entries and there are at least 3 axes.
+        Whether the last axis holds colour channels (one flag, or one per
+        input). None: when it has 3 or 4 entries and there are at least 3
+        axes.
     chunk
         Edge of the output chunks in pixels (at least 64).
     tile_pixels
@@ -189,8 +208,10 @@ def fuse_dask(
     b = b if is_dask(b) else da.from_array(np.asarray(b), chunks=-1)
     if chunk < 64:
         raise ValueError(f"chunk must be at least 64 pixels, not {chunk}")
+    flags = rgb if isinstance(rgb, tuple) else (rgb, rgb)
     colour = [
-        (x.ndim >= 3 and x.shape[-1] in (3, 4)) if rgb is None else rgb for x in (a, b)
+        (x.ndim >= 3 and x.shape[-1] in (3, 4)) if f is None else bool(f)
+        for x, f in zip((a, b), flags)
     ]
     lead_a = a.shape[: a.ndim - 2 - colour[0]]
     lead_b = b.shape[: b.ndim - 2 - colour[1]]
