@@ -236,6 +236,27 @@ def test_missing_weights_file(capsys: pytest.CaptureFixture[str], pngs: tuple[st
     assert "nope.pth" in err
 
 
+def test_fuse_in_small_tiles_on_disk_gives_the_same_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pngs: tuple[str, str],
+    reference_weights: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    common = ("--weights", str(reference_weights), "--device", "cpu", "--quiet")
+    whole, tiled = tmp_path / "whole.tif", tmp_path / "tiled.tif"
+    assert _run(capsys, "fuse", *pngs, "-o", str(whole), *common)[0] == 0
+    args = ("--tile-size", "16", "--storage", "disk")
+    assert _run(capsys, "fuse", *pngs, "-o", str(tiled), *common, *args)[0] == 0
+    np.testing.assert_allclose(read_image(tiled), read_image(whole), rtol=0, atol=3e-6)
+    meta = read_tiff_metadata(tiled)
+    assert (meta["tile_size"], meta["storage"]) == (16, "disk")
+
+
+def test_too_small_tile_size(capsys: pytest.CaptureFixture[str], pngs: tuple[str, str]) -> None:
+    code, _, err = _run(capsys, "fuse", *pngs, "-o", "out.tif", "--tile-size", "4")
+    assert code == 2
+    _one_error_line(err, "--tile-size 4 is too small: the smallest tile is 8")
+
+
 @pytest.mark.parametrize("device", ["gpu", "cuda:99"])
 def test_bad_device(capsys: pytest.CaptureFixture[str], pngs: tuple[str, str], device: str) -> None:
     code, _, err = _run(capsys, "fuse", *pngs, "-o", "out.tif", "--device", device)

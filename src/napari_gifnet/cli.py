@@ -131,6 +131,14 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="{auto,dtype,minmax,percentile,LO,HI}",
         help="how non-uint8 inputs are mapped to [0, 1] (default: auto)",
     )
+    parser.add_argument(
+        "--storage", choices=("auto", "memory", "disk", "recompute"), default="auto",
+        help="where the maps that outlive a pass are kept (default: auto, from free memory)",
+    )
+    parser.add_argument(
+        "--tile-size", type=int, metavar="N",
+        help="tile edge in pixels, at least 8 (default: from the free memory)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -145,6 +153,8 @@ def _run_fuse(args: argparse.Namespace) -> int:
     parent = output.absolute().parent
     if not parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {parent}")
+    if args.tile_size is not None and args.tile_size < 8:
+        raise UsageError(f"--tile-size {args.tile_size} is too small: the smallest tile is 8")
     from .devices import resolve_device  # imports torch
 
     try:
@@ -165,6 +175,8 @@ def _run_fuse(args: argparse.Namespace) -> int:
             return_features=bool(args.features),
             normalization=args.normalization,
             progress=progress,
+            storage=args.storage,
+            tile_size=args.tile_size,
         )
     finally:
         progress.close()
