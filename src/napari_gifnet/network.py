@@ -223,6 +223,15 @@ class TransformerBlock(nn.Module):
         owner = self.attn if name not in ("norm1", "mlp") else self
         return getattr(owner, name + ("_mfif" if stream == "dp" else ""))
 
+    def stream_module(self, name: str, stream: str) -> nn.Module:
+        """The sub-module ``name`` of a stream (``"mm"`` or ``"dp"``).
+
+        ``name`` is one of ``"norm1"``, ``"mlp"``, ``"QK"``, ``"V"``,
+        ``"conv"`` or ``"proj"``; the photographic stream gets the ``_mfif``
+        twin. Used by the training passes (:mod:`napari_gifnet.training`).
+        """
+        return self._part(name, stream)
+
     def statistics(self, x: torch.Tensor, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The stream's RLN statistics (mean, std) of a whole block input."""
         return self._part("norm1", stream).statistics(x)

@@ -1,0 +1,269 @@
+"""The "RGB joint dataset": training samples from a folder of aligned pairs.
+
+Folder layout::
+
+    DIR/first/<name>.<ext>    the modality input (infrared, fluorescence, ...)
+    DIR/second/<name>.<ext>   the aligned reference image (visible, ...)
+
+with the same file names (extensions may differ) in both folders, PNG, JPEG
+or TIFF of any bit depth, grey or RGB (RGB becomes BT.601 luma; values are
+mapped to [0, 1] as the fusion engine does with ``normalization="auto"``).
+
+Each sample is four aligned grey crops ``(ir, vis, near, far)``: a random
+``crop x crop`` window of the pair, and two generated versions of the
+reference crop, ``near`` (the "near" region sharp, the rest blurred) and
+``far`` (the reverse), made with a random smooth focus mask and random blur
+strengths (:func:`focus_pair`); then random horizontal and vertical flips of
+all four. The reference crop is the all-in-focus truth of the focus pair.
+
+Everything random is drawn from ``numpy.random.default_rng([seed, epoch,
+index])``, so a sample depends only on (seed, epoch, index): runs repeat and
+resume exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: Image file extensions the dataset reads.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: Images are cached in memory while their total size stays below this (bytes).
+CACHE_LIMIT = 1 << 30
+
+
+@dataclass(frozen=True)
+class PairFiles:
+    """One aligned pair: its name, the two files and its size (H, W)."""
+
+    name: str
+    first: Path
+    second: Path
+    shape: tuple[int, int]
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            if p.stem in found:
+                raise ValueError(f"{folder} holds two images named {p.stem!r}: "
+                                 f"{found[p.stem].name} and {p.name}")
+            found[p.stem] = p
+    return found
+
+
+def image_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, read from its header."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tuple(tif.series[0].shape)
+            if len(shape) == 3 and shape[-1] in (3, 4):
+                return int(shape[0]), int(shape[1])
+            if len(shape) != 2:
+                raise ValueError(f"shape {shape} is not a grey or RGB image")
+            return int(shape[0]), int(shape[1])
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.height), int(im.width)
+    except (OSError, ValueError, IndexError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+
+
+def list_pairs(root: str | Path, crop: int | None = None) -> list[PairFiles]:
+    """The aligned pairs of a training folder, checked.
+
+    Parameters
+    ----------
+    root : path
+        The folder holding ``first/`` and ``second/``.
+    crop : int, optional
+        Crop side the pairs must hold.
+
+    Returns
+    -------
+    list of PairFiles
+        Sorted by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder, ``first/`` or ``second/`` is missing.
+    ValueError
+        For no images, file names without a partner, a pair whose images
+        differ in size, or a pair smaller than the crop.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"training folder not found: {base}")
+    folders = {}
+    for sub in ("first", "second"):
+        if not (base / sub).is_dir():
+            raise FileNotFoundError(
+                f"{base} has no '{sub}' folder: expected {base}/first/ (modality input) and "
+                f"{base}/second/ (reference image) holding images with matching file names"
+            )
+        folders[sub] = _images(base / sub)
+    first, second = folders["first"], folders["second"]
+    if not first or not second:
+        empty = "first" if not first else "second"
+        raise ValueError(f"{base / empty} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    unmatched = sorted(set(first) ^ set(second))
+    if unmatched:
+        where = ["second" if n in first else "first" for n in unmatched[:3]]
+        listed = ", ".join(f"{n!r} (missing in {w}/)" for n, w in zip(unmatched, where))
+        more = f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else ""
+        raise ValueError(f"{base}: {len(unmatched)} image(s) without a partner: {listed}{more}")
+    pairs = []
+    for name in sorted(first):
+        sa, sb = image_shape(first[name]), image_shape(second[name])
+        if sa != sb:
+            raise ValueError(
+                f"pair {name!r}: the images differ in size ({first[name].name} is "
+                f"{sa[1]} x {sa[0]}, {second[name].name} is {sb[1]} x {sb[0]}); align them first"
+            )
+        if crop is not None and min(sa) < crop:
+            raise ValueError(
+                f"pair {name!r} is {sa[1]} x {sa[0]}, smaller than the {crop} x {crop} crop: "
+                "use a smaller --crop or larger images"
+            )
+        pairs.append(PairFiles(name, first[name], second[name], sa))
+    return pairs
+
+
+def load_grey(path: Path) -> np.ndarray:
+    """A file as a float32 (H, W) luma in [0, 1] (the engine's "auto" rule)."""
+    from .. import io
+    from ..preprocess import to_luma_unit
+
+    image = io.read_image(path)
+    try:
+        luma, _ = to_luma_unit(image, normalization="auto", name=str(path))
+    except ValueError as exc:
+        raise ValueError(f"cannot use {path} for training: {exc}") from None
+    return luma
+
+
+def focus_pair(
+    reference: np.ndarray, rng: np.random.Generator, max_sigma: float = 4.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Near- and far-focus versions of a grey image, and the focus mask.
+
+    The mask ``m`` (1 = near region) is Gaussian-filtered noise (random
+    correlation length, 8 % to 25 % of the side), standardised, shifted by a
+    random offset and passed through a logistic of random steepness. The
+    near region of ``far`` is blurred with one random sigma and the far region
+    of ``near`` with another (each uniform in [1, ``max_sigma``] pixels):
+    ``near = m ref + (1 - m) blur_far(ref)``, ``far = m blur_near(ref) +
+    (1 - m) ref``.
+
+    Returns
+    -------
+    near, far, mask : numpy.ndarray
+        float32 arrays shaped like ``reference``.
+    """
+    from scipy import ndimage as ndi
+
+    h, w = reference.shape
+    side = min(h, w)
+    noise = ndi.gaussian_filter(rng.normal(size=(h, w)), side * rng.uniform(0.08, 0.25), mode="reflect")
+    z = (noise - noise.mean()) / (noise.std() + 1e-12) + rng.uniform(-0.8, 0.8)
+    mask = 1.0 / (1.0 + np.exp(-rng.uniform(2.0, 10.0) * z))
+    ref = reference.astype(np.float64)
+    s_near, s_far = rng.uniform(1.0, max_sigma, size=2)
+    blur_near = ndi.gaussian_filter(ref, s_near, mode="reflect")
+    blur_far = ndi.gaussian_filter(ref, s_far, mode="reflect")
+    near = mask * ref + (1 - mask) * blur_far
+    far = mask * blur_near + (1 - mask) * ref
+    return near.astype(np.float32), far.astype(np.float32), mask.astype(np.float32)
+
+
+class RGBJointDataset(torch.utils.data.Dataset):
+    """Training samples ``(ir, vis, near, far)`` from a folder of aligned pairs.
+
+    Parameters
+    ----------
+    root : path
+        Folder with ``first/`` and ``second/`` (see the module docstring).
+    crop : int, default 128
+        Side of the square crops (at least 16).
+    seed : int, default 0
+        Seed of all random choices.
+    max_sigma : float, default 4.0
+        Largest blur sigma of the generated focus pairs.
+    flips : bool, default True
+        Random horizontal and vertical flips.
+
+    ``dataset[i]`` is a float32 tensor (4, 1, crop, crop) for epoch
+    :attr:`epoch` (set it, or use :meth:`sample`).
+    """
+
+    def __init__(
+        self, root: str | Path, crop: int = 128, seed: int = 0, max_sigma: float = 4.0,
+        flips: bool = True,
+    ) -> None:  # fmt: skip
+        if int(crop) != crop or crop < 16:
+            raise ValueError(f"crop must be an integer of at least 16, got {crop}")
+        self.pairs = list_pairs(root, int(crop))
+        self.crop, self.seed, self.max_sigma, self.flips = int(crop), int(seed), max_sigma, flips
+        self.epoch = 0
+        total = sum(8 * p.shape[0] * p.shape[1] for p in self.pairs)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = (
+            {} if total <= CACHE_LIMIT else None
+        )
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _images(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        pair = self.pairs[index]
+        first, second = load_grey(pair.first), load_grey(pair.second)
+        if first.shape != second.shape or first.shape != pair.shape:
+            raise ValueError(f"pair {pair.name!r}: the decoded images differ in size "
+                             f"({first.shape} and {second.shape})")
+        if self._cache is not None:
+            self._cache[index] = (first, second)
+        return first, second
+
+    def sample(self, index: int, epoch: int) -> torch.Tensor:
+        """Sample ``index`` of ``epoch``: (4, 1, crop, crop) = ir, vis, near, far."""
+        rng = np.random.default_rng([self.seed, int(epoch), int(index)])
+        first, second = self._images(index)
+        h, w = first.shape
+        top, left = int(rng.integers(0, h - self.crop + 1)), int(rng.integers(0, w - self.crop + 1))
+        window = (slice(top, top + self.crop), slice(left, left + self.crop))
+        ir, vis = first[window], second[window]
+        near, far, _ = focus_pair(vis, rng, self.max_sigma)
+        stack = np.stack([ir, vis, near, far])
+        if self.flips:
+            if rng.random() < 0.5:
+                stack = stack[:, :, ::-1]
+            if rng.random() < 0.5:
+                stack = stack[:, ::-1, :]
+        return torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.sample(index, self.epoch)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The shuffled sample order of an epoch."""
+        return np.random.default_rng([self.seed, int(epoch)]).permutation(len(self))
+
+    def batches_per_epoch(self, batch_size: int) -> int:
+        """Number of batches in an epoch (the last one may be smaller)."""
+        return math.ceil(len(self) / batch_size)
+
+    def batch(self, epoch: int, position: int, batch_size: int) -> torch.Tensor:
+        """Batch ``position`` of ``epoch``: (4, N, 1, crop, crop) = ir, vis, near, far."""
+        indices = self.order(epoch)[position * batch_size : (position + 1) * batch_size]
+        return torch.stack([self.sample(int(i), epoch) for i in indices], dim=1)

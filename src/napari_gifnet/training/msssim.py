@@ -1,0 +1,154 @@
+"""Differentiable SSIM and multi-scale SSIM (Wang, Simoncelli and Bovik, 2003).
+
+The standard definition: an 11 x 11 Gaussian window (sigma 1.5) applied
+without padding ("valid"), ``K1 = 0.01``, ``K2 = 0.03``, five scales with the
+weights ``0.0448, 0.2856, 0.3001, 0.2363, 0.1333`` and 2 x 2 average pooling
+between scales; MS-SSIM is the product of the contrast-structure terms of
+the first scales and the SSIM of the last, each raised to its weight.
+
+Small images: five scales need a side of at least ``11 * 2**4 = 176``
+pixels. When the image is smaller, :func:`ms_ssim` uses as many scales as
+fit (the coarsest scale must still hold one whole window: 64 x 64 crops get
+3 scales, 128 x 128 crops 4) and renormalises the weights of those scales to
+sum to 1; an image smaller than the window is scored at one scale with a
+window as large as the image allows (odd size, same sigma). Negative
+contrast-structure or SSIM values (anti-correlated images) are clamped to a
+small positive number before the power, which keeps the value defined and
+the gradient finite.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: The standard per-scale weights of MS-SSIM.
+MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+#: Side of the standard Gaussian window.
+WINDOW_SIZE = 11
+#: Standard deviation of the standard Gaussian window.
+WINDOW_SIGMA = 1.5
+_K1, _K2 = 0.01, 0.03
+_FLOOR = 1e-6
+
+
+def gaussian_window(size: int = WINDOW_SIZE, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``size`` taps (float64)."""
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _filter(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Separable "valid" Gaussian filter of each channel of (N, C, H, W)."""
+    c = x.shape[1]
+    k = window.to(x.dtype).to(x.device)
+    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+
+
+def ssim_terms(
+    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean SSIM and mean contrast-structure term per sample.
+
+    Parameters
+    ----------
+    x, y : torch.Tensor
+        (N, C, H, W) images; H and W at least the window length.
+    window : torch.Tensor
+        1-D window (:func:`gaussian_window`).
+    data_range : float
+        Dynamic range of the data (1 for [0, 1] images).
+
+    Returns
+    -------
+    ssim, cs : torch.Tensor
+        Shape (N,): the means over channels and valid positions.
+    """
+    c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
+    mu_x, mu_y = _filter(x, window), _filter(y, window)
+    sxx = _filter(x * x, window) - mu_x**2
+    syy = _filter(y * y, window) - mu_y**2
+    sxy = _filter(x * y, window) - mu_x * mu_y
+    cs_map = (2 * sxy + c2) / (sxx + syy + c2)
+    ssim_map = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs_map
+    return ssim_map.flatten(1).mean(1), cs_map.flatten(1).mean(1)
+
+
+def ms_ssim_plan(height: int, width: int, max_scales: int = len(MS_SSIM_WEIGHTS)) -> tuple[int, int]:
+    """(number of scales, window size) :func:`ms_ssim` uses for an image size.
+
+    As many scales (up to ``max_scales``) as keep the coarsest scale at least
+    one 11 x 11 window large; below 11 pixels, one scale with the largest odd
+    window that fits.
+    """
+    side = min(height, width)
+    if side < 1:
+        raise ValueError(f"MS-SSIM needs a non-empty image, got {height} x {width}")
+    scales = 0
+    while scales < max_scales and (side >> scales) >= WINDOW_SIZE:
+        scales += 1
+    if scales == 0:
+        return 1, side if side % 2 else side - 1
+    return scales, WINDOW_SIZE
+
+
+def ms_ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_range: float = 1.0,
+    *,
+    scales: int | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Multi-scale SSIM of two image batches (differentiable).
+
+    Parameters
+    ----------
+    x, y : torch.Tensor
+        (N, C, H, W) images of the same shape.
+    data_range : float, default 1.0
+        Dynamic range of the data.
+    scales : int, optional
+        Number of scales (1 to 5); default: as many as the size allows
+        (:func:`ms_ssim_plan`). One scale is plain SSIM.
+    reduction : {"mean", "none"}
+        Mean over the batch, or one value per sample.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar, or shape (N,) with ``reduction="none"``; 1 for identical
+        images.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or are not 4-D, or ``scales`` does not fit the size.
+    """
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"ms_ssim needs two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+    h, w = x.shape[-2:]
+    auto_scales, size = ms_ssim_plan(h, w)
+    if scales is None:
+        scales = auto_scales
+    elif not 1 <= scales <= len(MS_SSIM_WEIGHTS) or min(h, w) >> (scales - 1) < size:
+        raise ValueError(f"{scales} MS-SSIM scales do not fit a {h} x {w} image")
+    window = gaussian_window(size)
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], dtype=x.dtype, device=x.device)
+    weights = weights / weights.sum()
+    terms = []
+    for j in range(scales):
+        ssim, cs = ssim_terms(x, y, window, data_range)
+        terms.append(ssim if j == scales - 1 else cs)
+        if j < scales - 1:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    stacked = torch.stack(terms, dim=1).clamp_min(_FLOOR)
+    value = torch.prod(stacked ** weights, dim=1)
+    if reduction == "none":
+        return value
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return value.mean()
