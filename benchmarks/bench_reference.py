@@ -6,6 +6,7 @@ are printed alongside when that file is present.
 
     python benchmarks/bench_reference.py [--device cpu] [--cases IVIF MEIF ...]
                                          [--storage auto|memory|disk|recompute|whole]
+                                         [--tile-size N]
 """
 
 from __future__ import annotations
@@ -25,23 +26,16 @@ _CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 from napari_gifnet import fuse
-case, device, weights, reference, storage = sys.argv[1:6]
+case, device, weights, reference, storage, tile_size = sys.argv[1:7]
 with np.load(f"{reference}/official/{case}.npz") as d:
     a, b, ref = d["input_a"], d["input_b"], d["fused_luma"]
 fuse(a[:16, :16], b[:16, :16], weights=weights or None, device=device)  # load the model
 t = time.perf_counter()
-if storage == "whole":  # the whole image as one band: the engine's whole-image inference
-    import torch
-    from napari_gifnet import engine, streaming
-    from napari_gifnet.weights import load_model
-    model, _ = load_model(weights or None, device)
-    ta, tb = (engine._to_tensor(x / np.float32(255), torch.device(device)) for x in (a, b))
-    with torch.inference_mode(), engine.reuse_heap():
-        out = streaming.fuse_streamed(model, ta, tb, band_pixels=1 << 40, storage="memory")
-    luma, dev = out[0, 0].cpu().numpy(), device
-else:
-    r = fuse(a, b, weights=weights or None, device=device, storage=storage)
-    luma, dev = r.luma, r.device
+# "whole": one tile covering the image, the engine's whole-image inference
+tile = {"whole": 1 << 30}.get(storage, int(tile_size) if tile_size else None)
+r = fuse(a, b, weights=weights or None, device=device,
+         storage="memory" if storage == "whole" else storage, tile_size=tile)
+luma, dev = r.luma, r.device
 if dev.startswith("cuda"):
     import torch; torch.cuda.synchronize()
 dt = time.perf_counter() - t
@@ -71,8 +65,9 @@ def main() -> int:
     parser.add_argument("--cases", nargs="*", default=CASES)
     parser.add_argument(
         "--storage", default="auto", choices=["auto", "memory", "disk", "recompute", "whole"],
-        help="fuse()'s storage option, or 'whole' for whole-image inference (one band)",
+        help="fuse()'s storage option, or 'whole' for whole-image inference (one tile)",
     )
+    parser.add_argument("--tile-size", default="", help="fuse()'s tile_size (default: auto)")
     args = parser.parse_args()
     published = published_timings()
     print(f"{'case':<14}{'size':>12}{'time':>9}{'peak RSS':>10}{'MP/s':>7}{'max |diff|':>12}"
@@ -80,7 +75,7 @@ def main() -> int:
     for case in args.cases:
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, case, args.device, args.weights, str(REFERENCE),
-             args.storage],
+             args.storage, args.tile_size],
             capture_output=True, text=True, check=False,
         )
         if out.returncode != 0:
