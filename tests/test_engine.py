@@ -185,8 +185,15 @@ def test_rgba_alpha_is_dropped_with_a_warning(medical, weights: Path) -> None:
     np.testing.assert_allclose(result.luma, _fuse(np.dstack([a, a, a]), b, weights).luma, atol=1e-7)
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate"),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    ],
+)
 def test_out_of_memory_retries_with_smaller_tiles_on_disk(
-    medical, weights: Path, monkeypatch: pytest.MonkeyPatch
+    medical, weights: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     from napari_gifnet import engine, streaming
 
@@ -196,7 +203,7 @@ def test_out_of_memory_retries_with_smaller_tiles_on_disk(
     def flaky(model, a, b, *, tile_size=None, storage="auto", **kw):
         calls.append((tile_size, storage))
         if len(calls) <= 2:
-            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
+            raise error
         return real(model, a, b, tile_size=tile_size, storage=storage, **kw)
 
     monkeypatch.setattr(engine, "fuse_streamed", flaky)

@@ -55,3 +55,17 @@ def test_auto_storage_follows_free_memory_and_scratch_space(monkeypatch: pytest.
     assert streaming.choose_storage(100, 100, cpu) == "disk"  # 3 maps <= 80% of 10
     monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 3 * one_map)
     assert streaming.choose_storage(100, 100, cpu) == "recompute"
+
+
+def test_auto_tile_size_follows_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_gifnet import streaming
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    per_pixel = streaming.TILE_BYTES_PER_PIXEL
+    monkeypatch.setattr(streaming, "_available_memory", lambda device: 256 << 30)
+    assert streaming.auto_tile_pixels(1000, 1000, cpu, "disk") == 1 << 16  # the CPU cap
+    assert streaming.auto_tile_pixels(1000, 1000, gpu, "disk") == 1 << 22  # the GPU cap
+    # a quarter of what is left once the stored maps are counted
+    monkeypatch.setattr(streaming, "_available_memory", lambda device: 4 * per_pixel * 5000)
+    assert streaming.auto_tile_pixels(1000, 1000, gpu, "disk") == 5000
+    assert streaming.auto_tile_pixels(1000, 1000, gpu, "memory") == 1 << 12  # the floor
