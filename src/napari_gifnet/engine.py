@@ -83,6 +83,18 @@ def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else t
 
 
+def _origin(info: Any, dev: Any) -> dict[str, Any]:
+    """The provenance every GIFNet result starts with: method, version, weights, device."""
+    return {
+        "method": "GIFNet",
+        "napari_gifnet_version": __version__,
+        "weights": str(info.path),
+        "weights_source": info.source,
+        "weights_sha256": info.sha256,
+        "device": str(dev),
+    }
+
+
 def _is_dask(x: Any) -> bool:
     return type(x).__module__.startswith("dask.")
 
@@ -103,12 +115,7 @@ def _fuse_lazy(
     luma = image @ np.asarray([0.299, 0.587, 0.114], np.float32) if colour else image
     elapsed = time.perf_counter() - start
     metadata = {
-        "method": "GIFNet",
-        "napari_gifnet_version": __version__,
-        "weights": str(info.path),
-        "weights_source": info.source,
-        "weights_sha256": info.sha256,
-        "device": str(dev),
+        **_origin(info, dev),
         "lazy": True,
         "shape": tuple(image.shape),
         "normalization": normalization if isinstance(normalization, str) else list(normalization),
@@ -260,12 +267,7 @@ def fuse(
     image = luma if plan is None else apply_colour(luma, plan)
     elapsed = time.perf_counter() - start
     metadata = {
-        "method": "GIFNet",
-        "napari_gifnet_version": __version__,
-        "weights": str(info.path),
-        "weights_source": info.source,
-        "weights_sha256": info.sha256,
-        "device": str(dev),
+        **_origin(info, dev),
         "height": h,
         "width": w,
         "storage": storage_now,

@@ -117,6 +117,18 @@ def auto_tile_pixels(height: int, width: int, device: torch.device, storage: str
     return max(_MIN_TILE_PIXELS, min(cap, budget))
 
 
+class _Ticker:
+    """Counts finished tiles and reports them to a :data:`Progress` callback."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
 def fuse_streamed(
     model: GIFNet,
     a: torch.Tensor,
@@ -178,17 +190,11 @@ def fuse_streamed(
     shape = tile_shape(hp, wp, tile_size=tile_size, tile_pixels=tile_pixels)
     out_shape = tile_shape(h, w, tile_size=tile_size, tile_pixels=tile_pixels)
     shift0 = net.block0.shift
-    total = (
+    tick = _Ticker(
         count_tiles(hp, wp, 0, shape) + count_tiles(hp, wp, shift0, shape)
-        + count_tiles(h, w, 0, out_shape)
+        + count_tiles(h, w, 0, out_shape),
+        progress,
     )
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
 
     def store() -> MemoryStore | DiskStore:
         kind = MemoryStore if storage == "memory" else DiskStore
@@ -270,14 +276,9 @@ def network_statistics(
     net = Pieces(model, a, b)
     shape = tile_shape(net.hp, net.wp, tile_pixels=tile_pixels)
     shift0 = net.block0.shift
-    total = count_tiles(net.hp, net.wp, 0, shape) + count_tiles(net.hp, net.wp, shift0, shape)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
+    tick = _Ticker(
+        count_tiles(net.hp, net.wp, 0, shape) + count_tiles(net.hp, net.wp, shift0, shape), progress
+    )
 
     mm_stats, dp_stats = _embedding_statistics(net, shape, None, tick)
     stats = NetStats(mm_stats, dp_stats, mm_stats)
