@@ -69,6 +69,19 @@ def test_stack_from_a_folder_and_files_agree(tmp_path, capsys, stack):
     np.testing.assert_array_equal(read_image(tmp_path / "a.tif"), read_image(tmp_path / "b.tif"))
 
 
+def test_stack_align_scale_matches_the_api(tmp_path, capsys, stack):
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    out = tmp_path / "aif.tif"
+    code, text, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(out),
+                           "--method", "focus", "--align-scale")
+    assert code == 0, err
+    expected = fuse_stack(stack, method="focus", align="scale")
+    np.testing.assert_array_equal(read_image(out), expected.image)
+    meta = read_tiff_metadata(out)
+    assert meta["alignment"] == "scale" and len(meta["scales"]) == 3
+    assert "scales" in text
+
+
 def test_stack_errors_are_one_line(tmp_path, capsys, stack):
     code, _, err = _run(capsys, "stack", str(tmp_path / "none.tif"), "-o", str(tmp_path / "o.tif"))
     assert code == 1

@@ -143,12 +143,34 @@ def test_inputs_are_not_modified():
         (np.zeros((3, 8, 8)), {"method": "magic"}, "unknown stack method"),
         (np.zeros((3, 8, 8)), {"strategy": "random"}, "unknown strategy"),
         (np.zeros((3, 8, 8)), {"normalization": "weird"}, "unknown normalization"),
+        (np.zeros((3, 8, 8)), {"align": "rotation"}, "unknown align option"),
         ([np.zeros((8, 8)), np.zeros((8, 9))], {}, "differ in shape"),
     ],
 )
 def test_bad_input_gives_a_clear_value_error(data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         fuse_stack(data, **{"method": "focus", **kwargs})
+
+
+def test_scale_alignment_undoes_focus_breathing_in_an_rgb_stack():
+    sharp = _texture(5, (96, 96))
+    c = (np.array(sharp.shape) - 1) / 2
+    zoom = 1.05  # plane 1 shows the scene 5 % larger, about the centre, and is blurred on the left
+    big = ndimage.affine_transform(sharp, np.full(2, 1 / zoom), offset=c - c / zoom, order=3)
+    planes = [sharp.copy(), big]
+    planes[0][:, 48:] = ndimage.gaussian_filter(sharp, 2.0)[:, 48:]
+    planes[1][:, :48] = ndimage.gaussian_filter(big, 2.0)[:, :48]
+    stack = np.repeat(np.stack(planes)[..., None], 3, axis=-1).astype(np.float32)
+    stack.setflags(write=False)
+    before = stack.copy()
+    scaled = fuse_stack(stack, method="focus", align="scale", reference=0)
+    shifted = fuse_stack(stack, method="focus", align=True, reference=0)
+    np.testing.assert_array_equal(stack, before)
+    assert abs(scaled.scales[1] / zoom - 1) < 0.005 and scaled.scales[0] == 1.0
+    assert scaled.image.shape == (96, 96, 3) and scaled.metadata["alignment"] == "scale"
+    inner = np.s_[12:-12, 12:-12]
+    err = [np.abs(r.luma - sharp)[inner].mean() for r in (scaled, shifted)]
+    assert err[0] < err[1] / 2
 
 
 def test_best_plane_confidence():

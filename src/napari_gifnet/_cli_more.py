@@ -127,6 +127,9 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                         help="copy pixels from the plane of the depth map")
     parser.add_argument("--align", action="store_true",
                         help="align the planes first (translation, phase correlation)")
+    parser.add_argument("--align-scale", action="store_true",
+                        help="align the planes first for translation and focus breathing "
+                        "(a magnification change between planes); implies --align")
     parser.add_argument("--depth-map", metavar="PATH", help="also write the depth (plane index) map")
     parser.add_argument("--confidence", metavar="PATH", help="also write the confidence map (.tif)")
     parser.add_argument("--keep-dtype", action="store_true",
@@ -144,12 +147,13 @@ def _run_stack(args: argparse.Namespace) -> int:
     conf_path = _check_output(args.confidence, (".tif", ".tiff")) if args.confidence else None
     method = DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
     _check_device(args, method)
+    align = "scale" if args.align_scale else bool(args.align)
     stack = _read_stack(args.inputs)
     progress = _Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
     try:
         result = fuse_stack(
             stack, args.axis, method, strategy=args.strategy or DEFAULT_STRATEGY,
-            select=args.select, align=args.align, keep_dtype=args.keep_dtype,
+            select=args.select, align=align, keep_dtype=args.keep_dtype,
             weights=args.weights, device=args.device, progress=progress,
         )  # fmt: skip
     finally:
@@ -162,9 +166,11 @@ def _run_stack(args: argparse.Namespace) -> int:
         _write_plane(conf_path, result.confidence, metadata)
     if not args.quiet:
         shifts = ""
-        if args.align:
+        if align:
             worst = float(np.abs(result.shifts).max())
             shifts = f"; aligned, largest shift {worst:.2f} px"
+            if align == "scale":
+                shifts += f", scales {result.scales.min():.4f}-{result.scales.max():.4f}"
         print(
             f"fused {result.metadata['planes']} planes -> {output}: "
             f"{result.luma.shape[0]} x {result.luma.shape[1]}, {result.metadata['method']}"

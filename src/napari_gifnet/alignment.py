@@ -1,25 +1,123 @@
-"""Aligning the planes of a focus stack by translation (no torch).
+"""Aligning the planes of a focus stack: translation, optionally scale (no torch).
 
 Each plane's luma is registered to a reference plane (by default the middle
-one) by phase correlation (:func:`skimage.registration.phase_cross_correlation`,
-subpixel with ``upsample_factor``), after a Gaussian blur of sigma 1 that
-makes the differently defocused planes look more alike, mean removal and a
-Hann window (which keeps the image borders from biasing the subpixel peak). The shift that
-brings a plane onto the reference is then applied with
-:func:`scipy.ndimage.shift` (linear interpolation, nearest-edge filling).
+one). Two modes (the ``align`` option of :func:`napari_gifnet.fuse_stack`):
 
-Only translation is corrected; focus breathing (a small magnification change
-between planes) is not.
+``"translation"`` (``align=True``)
+    Phase correlation (:func:`skimage.registration.phase_cross_correlation`,
+    subpixel with ``upsample_factor``), after a Gaussian blur of sigma 1 that
+    makes the differently defocused planes look more alike, mean removal and a
+    Hann window (which keeps the image borders from biasing the subpixel
+    peak). The shift is applied with :func:`scipy.ndimage.shift` (linear
+    interpolation, nearest-edge filling).
+
+``"scale"``
+    Also corrects **focus breathing**, a small magnification change about the
+    image centre between planes (:func:`estimate_scale`). The score of a
+    candidate magnification ``s`` is the peak of the whitened (phase-only)
+    cross-correlation of the reference and the moving plane with ``s``
+    undone: a symmetric blur changes the magnitudes of a spectrum but not its
+    phases, so differently defocused planes still score 1 at the right ``s``
+    (see :class:`_PhasePeak` for the weighting of the frequencies). A
+    flat-topped Tukey window (not a Hann window) tapers the borders there: a
+    Hann window weights a blurred feature unevenly and pulls it towards the
+    centre, which reads as a smaller scale for the blurrier plane (a bias of
+    about 0.5 %).
+
+    1. coarse: every ``s = exp(0.01 k)`` in [1 / MAX_SCALE, MAX_SCALE] on the
+       planes reduced (block mean) to at most 96 px a side;
+    2. fine: a bounded scalar search (:func:`scipy.optimize.minimize_scalar`)
+       within 1.5 % of the coarse value, on the planes reduced to at most
+       384 px a side; ``s = 1`` is kept if it scores better.
+
+    The translation is then measured at full resolution on the moving plane
+    with its magnification undone, as in ``"translation"``. Both are applied
+    in one linear resampling (:func:`scipy.ndimage.affine_transform`,
+    nearest-edge filling).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["apply_shift", "estimate_shift", "estimate_shifts"]
+__all__ = [
+    "ALIGN_MODES",
+    "align_mode",
+    "apply_shift",
+    "apply_transform",
+    "estimate_alignment",
+    "estimate_scale",
+    "estimate_shift",
+    "estimate_shifts",
+    "estimate_transform",
+]
+
+#: The alignment modes; ``align=True`` means ``"translation"``.
+ALIGN_MODES = ("translation", "scale")
+#: Magnifications outside [1 / MAX_SCALE, MAX_SCALE] are not searched.
+MAX_SCALE = 1.25
+_SCALE_SIZE = 384  # the scale is estimated on planes of at most this many pixels a side
+_SPAN = 0.015  # the fine search: within this fraction of the coarse scale
+_WEIGHT_SIGMA = 0.15  # Gaussian weight (cycles / px) on the whitened cross-power spectrum
+_COARSE_SIZE = 96  # the coarse search: planes of at most this many pixels a side
+_COARSE_STEP = 0.01  # the coarse search: scales exp(k * step)
+_TUKEY = ("tukey", 0.4)
+
+
+def align_mode(align: Any) -> str | None:
+    """Normalise an ``align`` option.
+
+    Parameters
+    ----------
+    align : bool, None or str
+        ``False`` / ``None``: no alignment; ``True`` or ``"translation"``:
+        translation only; ``"scale"``: magnification and translation.
+
+    Returns
+    -------
+    str or None
+        ``None``, ``"translation"`` or ``"scale"``.
+
+    Raises
+    ------
+    ValueError
+        Any other value.
+    """
+    if align is None or isinstance(align, (bool, np.bool_)):
+        return "translation" if align else None
+    if isinstance(align, str) and align.strip().lower() in ALIGN_MODES:
+        return align.strip().lower()
+    raise ValueError(
+        f"unknown align option {align!r}; valid: False, True (= 'translation'), "
+        "'translation', 'scale'"
+    )
+
+
+def _centre(shape: tuple[int, ...]) -> np.ndarray:
+    return (np.asarray(shape[:2], dtype=np.float64) - 1.0) / 2.0
+
+
+def _unzoom(image: np.ndarray, scale: float, order: int = 1) -> np.ndarray:
+    """Undo a magnification ``scale`` about the centre of a 2-D image."""
+    c = _centre(image.shape)
+    return ndimage.affine_transform(
+        image, np.full(2, scale), offset=c * (1.0 - scale), order=order, mode="nearest"
+    )
+
+
+def _reduce(image: np.ndarray, size: int) -> np.ndarray:
+    """Block mean by the smallest integer factor that brings both sides to <= ``size``."""
+    f = int(np.ceil(max(image.shape) / size))
+    if f <= 1:
+        return image
+    h, w = (image.shape[0] // f) * f, (image.shape[1] // f) * f
+    y0, x0 = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+    crop = image[y0 : y0 + h, x0 : x0 + w]
+    return crop.reshape(h // f, f, w // f, f).mean(axis=(1, 3))
 
 
 def estimate_shift(
@@ -54,15 +152,141 @@ def estimate_shift(
     return np.asarray(shift, dtype=np.float64)
 
 
-def estimate_shifts(
+class _PhasePeak:
+    """Height of the whitened cross-correlation peak of a reference and a moving plane.
+
+    The cross-power spectrum is whitened (phase only), so a symmetric blur of
+    either plane, which changes magnitudes but not phases, does not lower the
+    peak, then weighted by fixed weights ``sqrt(|R| |M|)`` (``R``: the
+    reference's spectrum, ``M``: that of a first guess ``guess`` of the moving
+    plane; frequencies where both planes carry signal count most, noise-only
+    ones little) times a Gaussian of sigma 0.15 cycles / px. The weights sum
+    to 1: a peak of 1 means identical phases.
+    """
+
+    def __init__(self, reference: np.ndarray, guess: np.ndarray) -> None:
+        from skimage.filters import window
+
+        h, w = reference.shape
+        self.taper = window(_TUKEY, reference.shape)
+        self.ref = np.fft.fft2(self._prepare(reference))
+        fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+        weight = np.sqrt(np.abs(self.ref) * np.abs(np.fft.fft2(self._prepare(guess))))
+        weight *= np.exp(-(fy**2 + fx**2) / (2 * _WEIGHT_SIGMA**2))
+        weight[0, 0] = 0.0
+        self.weight = weight / max(weight.sum(), 1e-300)
+        self.ky = 2j * np.pi * np.fft.fftfreq(h)[:, None]
+        self.kx = 2j * np.pi * np.fft.fftfreq(w)[None, :]
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        return (x - x.mean()) * self.taper
+
+    def __call__(self, moving: np.ndarray) -> float:
+        """The peak height for ``moving`` (subpixel: Newton steps from the best pixel)."""
+        cross = self.ref * np.fft.fft2(self._prepare(moving)).conj()
+        cross = cross / (np.abs(cross) + 1e-12 * np.abs(cross).max()) * self.weight
+        corr = np.fft.ifft2(cross).real
+        size = np.array(corr.shape)
+        p = np.array(np.unravel_index(np.argmax(corr), corr.shape), dtype=np.float64)
+        p[p > size / 2] -= size[p > size / 2]
+        ky, kx = self.ky, self.kx
+        for _ in range(3):
+            c = cross * np.exp(ky * p[0] + kx * p[1])
+            grad = np.array([(ky * c).sum().real, (kx * c).sum().real])
+            hxy = (ky * kx * c).sum().real
+            hess = np.array([[(ky * ky * c).sum().real, hxy], [hxy, (kx * kx * c).sum().real]])
+            if np.linalg.det(hess) <= 0 or hess[0, 0] >= 0:  # not at a maximum
+                break
+            step = np.linalg.solve(hess, grad)
+            if np.abs(step).max() > 1.0:
+                break
+            p = p - step
+        return float((cross * np.exp(ky * p[0] + kx * p[1])).sum().real)
+
+
+def estimate_scale(reference: np.ndarray, moving: np.ndarray) -> float:
+    """The magnification of ``moving`` relative to ``reference`` (about the centre).
+
+    Parameters
+    ----------
+    reference, moving : numpy.ndarray
+        2-D float images of the same shape.
+
+    Returns
+    -------
+    float
+        ``s`` > 1 where ``moving`` shows the scene larger; 1.0 where the
+        planes have no structure or a scale change does not fit better than
+        none. Within [1 / MAX_SCALE, MAX_SCALE].
+    """
+    from scipy.optimize import minimize_scalar
+
+    ref = _reduce(np.asarray(reference, np.float64), _SCALE_SIZE)
+    mov = _reduce(np.asarray(moving, np.float64), _SCALE_SIZE)
+    if ref.std() == 0 or mov.std() == 0 or min(ref.shape) < 16:
+        return 1.0
+    small_ref, small_mov = _reduce(ref, _COARSE_SIZE), _reduce(mov, _COARSE_SIZE)
+    peak = _PhasePeak(small_ref, small_mov)
+    reach = int(np.ceil(np.log(MAX_SCALE) / _COARSE_STEP))
+    grid = np.exp(np.arange(-reach, reach + 1) * _COARSE_STEP)
+    grid = grid[(grid >= 1 / MAX_SCALE) & (grid <= MAX_SCALE)]
+    coarse = float(grid[np.argmax([peak(_unzoom(small_mov, s)) for s in grid])])
+    peak = _PhasePeak(ref, _unzoom(mov, coarse))
+
+    def cost(s: float) -> float:
+        return -peak(_unzoom(mov, s, order=3))
+
+    lo, hi = max(coarse * (1 - _SPAN), 1 / MAX_SCALE), min(coarse * (1 + _SPAN), MAX_SCALE)
+    best = minimize_scalar(cost, bounds=(lo, hi), method="bounded", options={"xatol": 2e-5})
+    return float(best.x) if best.fun < cost(1.0) else 1.0
+
+
+def estimate_transform(
+    reference: np.ndarray,
+    moving: np.ndarray,
+    *,
+    mode: Any = "scale",
+    upsample_factor: int = 20,
+) -> tuple[np.ndarray, float]:
+    """The shift and magnification that bring ``moving`` onto ``reference``.
+
+    Parameters
+    ----------
+    reference, moving : numpy.ndarray
+        2-D float images of the same shape.
+    mode : {"scale", "translation"} or True
+        ``"translation"`` (or ``True``): the scale is 1.
+    upsample_factor : int
+        As for :func:`estimate_shift`.
+
+    Returns
+    -------
+    shift : numpy.ndarray
+        float64 (2,) (dy, dx), applied after the magnification is undone.
+    scale : float
+        The magnification of ``moving``; ``apply_transform(moving, shift, scale)``
+        lines up with ``reference``.
+    """
+    mode = align_mode(mode)
+    if mode is None:
+        raise ValueError("estimate_transform needs mode 'translation' or 'scale'")
+    moving = np.asarray(moving, np.float64)
+    scale = estimate_scale(reference, moving) if mode == "scale" else 1.0
+    if scale != 1.0:
+        moving = _unzoom(moving, scale)
+    return estimate_shift(reference, moving, upsample_factor=upsample_factor), scale
+
+
+def estimate_alignment(
     read_luma: Callable[[int], np.ndarray],
     n_planes: int,
     reference: int | None = None,
     *,
+    mode: Any = "translation",
     upsample_factor: int = 20,
     progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Shifts of every plane onto a reference plane, reading one plane at a time.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shifts and scales of every plane onto a reference plane, one plane read at a time.
 
     Parameters
     ----------
@@ -72,6 +296,8 @@ def estimate_shifts(
         Number of planes.
     reference : int, optional
         Index of the reference plane; default the middle one (``n_planes // 2``).
+    mode : {"translation", "scale"} or True
+        What is estimated (see :func:`align_mode`).
     upsample_factor : int
         As for :func:`estimate_shift`.
     progress : callable, optional
@@ -79,20 +305,77 @@ def estimate_shifts(
 
     Returns
     -------
-    numpy.ndarray
+    shifts : numpy.ndarray
         float64 (n_planes, 2) of (dy, dx); the reference's row is zero.
+    scales : numpy.ndarray
+        float64 (n_planes,) magnifications; all 1.0 for ``"translation"``.
     """
+    mode = align_mode(mode)
+    if mode is None:
+        raise ValueError("estimate_alignment needs mode 'translation' or 'scale'")
     ref_index = n_planes // 2 if reference is None else int(reference)
     if not 0 <= ref_index < n_planes:
         raise ValueError(f"reference plane {reference} is outside 0..{n_planes - 1}")
     ref = read_luma(ref_index)
-    shifts = np.zeros((n_planes, 2))
+    shifts, scales = np.zeros((n_planes, 2)), np.ones(n_planes)
     for i in range(n_planes):
         if i != ref_index:
-            shifts[i] = estimate_shift(ref, read_luma(i), upsample_factor=upsample_factor)
+            shifts[i], scales[i] = estimate_transform(
+                ref, read_luma(i), mode=mode, upsample_factor=upsample_factor
+            )
         if progress is not None:
             progress(i)
-    return shifts
+    return shifts, scales
+
+
+def estimate_shifts(
+    read_luma: Callable[[int], np.ndarray],
+    n_planes: int,
+    reference: int | None = None,
+    *,
+    upsample_factor: int = 20,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Translation-only :func:`estimate_alignment`: the (n_planes, 2) shifts."""
+    return estimate_alignment(
+        read_luma, n_planes, reference, upsample_factor=upsample_factor, progress=progress
+    )[0]
+
+
+def apply_transform(plane: np.ndarray, shift: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Undo a magnification about the centre, then shift by (dy, dx), in one resampling.
+
+    Parameters
+    ----------
+    plane : numpy.ndarray
+        (H, W) or (H, W, C) float plane; never modified.
+    shift : numpy.ndarray
+        (dy, dx) as estimated by :func:`estimate_transform`.
+    scale : float
+        The plane's magnification (1: translation only, :func:`apply_shift`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Linear interpolation, edges repeated; ``plane`` itself when there is
+        nothing to do.
+    """
+    scale = float(scale)
+    if scale == 1.0:
+        return apply_shift(plane, shift)
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    shift = np.asarray(shift, dtype=np.float64)
+    offset = _centre(plane.shape) * (1.0 - scale) - scale * shift
+    if plane.ndim == 2:
+        return ndimage.affine_transform(
+            plane, np.full(2, scale), offset=offset, order=1, mode="nearest"
+        )
+    channels = [  # the same resampling for every channel
+        ndimage.affine_transform(c, np.full(2, scale), offset=offset, order=1, mode="nearest")
+        for c in np.moveaxis(plane, -1, 0)
+    ]
+    return np.stack(channels, axis=-1)
 
 
 def apply_shift(plane: np.ndarray, shift: np.ndarray) -> np.ndarray:

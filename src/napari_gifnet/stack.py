@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import __version__
-from .alignment import apply_shift, estimate_shifts
+from .alignment import align_mode, apply_transform, estimate_alignment
 from .focus import BestPlane, dissimilarity, focus_measure, luma_of
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_STRATEGY", "STRATEGIES", "StackResult", "fuse_stack"]
@@ -69,8 +69,8 @@ class StackResult:
         float32 (H, W) in [0, 1]: margin between the best and second-best
         plane (0: ambiguous, e.g. flat regions).
     shifts
-        float64 (N, 2) (dy, dx) applied to each plane by ``align=True``
-        (zeros otherwise).
+        float64 (N, 2) (dy, dx) applied to each plane by ``align`` (zeros
+        otherwise); with ``align="scale"`` after the magnification is undone.
     luma
         float32 (H, W) in [0, 1], the fused luma.
     metadata
@@ -78,6 +78,9 @@ class StackResult:
         pairwise method metadata, time.
     elapsed
         Wall time in seconds.
+    scales
+        float64 (N,): each plane's magnification relative to the reference,
+        undone by ``align="scale"`` (ones otherwise).
     """
 
     image: np.ndarray
@@ -87,6 +90,11 @@ class StackResult:
     luma: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
     elapsed: float = 0.0
+    scales: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.scales is None:
+            self.scales = np.ones(len(self.shifts))
 
 
 class _Planes:
@@ -130,7 +138,7 @@ class _Planes:
             raise ValueError(f"unsupported stack dtype {self.dtype}")
         self.plane_shape, self.rgb = plane, len(plane) == 3
         self.lo, self.hi, self.rule = 0.0, 1.0, "dtype"
-        self.shifts = np.zeros((self.n, 2))
+        self.shifts, self.scales = np.zeros((self.n, 2)), np.ones(self.n)
 
     def raw(self, i: int) -> np.ndarray:
         if self.seq:
@@ -139,12 +147,13 @@ class _Planes:
         return np.asarray(self.data[index])
 
     def unit(self, i: int) -> np.ndarray:
-        """Plane ``i`` as float32 in [0, 1], shifted when aligned."""
+        """Plane ``i`` as float32 in [0, 1], shifted (and rescaled) when aligned."""
         x = self.raw(i).astype(np.float32)
         if not np.isfinite(x).all():
             raise ValueError(f"plane {i} holds NaN or infinite values")
         x = np.clip((x - self.lo) / (self.hi - self.lo), 0.0, 1.0) if self.hi > self.lo else x * 0
-        return apply_shift(x, self.shifts[i]).astype(np.float32, copy=False)
+        aligned = apply_transform(x, self.shifts[i], self.scales[i])
+        return aligned.astype(np.float32, copy=False)
 
     def needs_pass(self, normalization: Any) -> bool:
         """Whether the range comes from the data (a pass over the planes)."""
@@ -229,7 +238,7 @@ def fuse_stack(
     *,
     strategy: str = DEFAULT_STRATEGY,
     select: bool = False,
-    align: bool = False,
+    align: bool | str = False,
     reference: int | None = None,
     normalization: Any = "auto",
     keep_dtype: bool = False,
@@ -258,9 +267,13 @@ def fuse_stack(
         Copy each pixel from the plane the (5 x 5 median-filtered) depth map
         names instead of keeping the pairwise result (always on for
         ``"focus"``); the output then holds the planes' own values.
-    align : bool
-        Register every plane to the ``reference`` plane by phase correlation
-        first (translation only); the shifts are in ``result.shifts``.
+    align : bool or {"translation", "scale"}
+        Register every plane to the ``reference`` plane first (see
+        :mod:`napari_gifnet.alignment`). ``True`` or ``"translation"``: by
+        translation (phase correlation); ``"scale"``: also corrects focus
+        breathing (a magnification change about the image centre), applying
+        both in one resampling. The shifts are in ``result.shifts``, the
+        magnifications in ``result.scales`` (1 for translation).
     reference : int, optional
         Reference plane for ``align``; default the middle one.
     normalization : {"auto", "dtype", "minmax", "percentile"} or (lo, hi)
@@ -283,13 +296,14 @@ def fuse_stack(
     -------
     StackResult
         ``image``, ``depth_map``, ``confidence``, ``shifts``, ``luma``,
-        ``metadata``, ``elapsed``.
+        ``metadata``, ``elapsed``, ``scales``.
 
     Raises
     ------
     ValueError
         A stack that is not 3-D / 4-D RGB, fewer than 2 planes, a bad axis,
-        NaN or infinite values, an unknown method, strategy or normalisation.
+        NaN or infinite values, an unknown method, strategy, normalisation or
+        ``align`` value.
     """
     start = time.perf_counter()
     method = str(method).strip().lower()
@@ -305,11 +319,12 @@ def fuse_stack(
             ) from None
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    mode = align_mode(align)
     planes = _Planes(stack, int(axis))
     n = planes.n
     select = method == "focus" or bool(select)
     needs_range = planes.needs_pass(normalization)
-    total = n * (2 + int(needs_range) + int(bool(align)) + int(select and method != "focus"))
+    total = n * (2 + int(needs_range) + int(mode is not None) + int(select and method != "focus"))
     done = 0
 
     def step() -> None:
@@ -323,10 +338,11 @@ def fuse_stack(
             progress(done, total)
 
     planes.set_range(normalization, step)
-    if align:
-        planes.shifts = estimate_shifts(
-            lambda i: luma_of(planes.unit(i)), n, reference, progress=lambda _i: step()
-        )
+    if mode is not None:
+        planes.shifts, planes.scales = estimate_alignment(
+            lambda i: luma_of(planes.unit(i)), n, reference, mode=mode,
+            progress=lambda _i: step(),
+        )  # fmt: skip
     shape2d = planes.plane_shape[:2]
     pair_meta: dict[str, Any] = {}
     if method == "focus":
@@ -366,8 +382,10 @@ def fuse_stack(
         "input_dtype": str(planes.dtype),
         "output_dtype": str(image.dtype),
         "normalization": {"rule": planes.rule, "range": [planes.lo, planes.hi]},
-        "aligned": bool(align),
-        "shifts": planes.shifts.round(4).tolist() if align else None,
+        "aligned": mode is not None,
+        "alignment": mode,
+        "shifts": planes.shifts.round(4).tolist() if mode else None,
+        "scales": planes.scales.round(6).tolist() if mode else None,
         "depth_map": ("argmax of the focus measure" if method == "focus" else
                       "argmin of the local squared difference to the fused luma (sigma 2 px)")
         + (", 5 x 5 median" if select else ""),
@@ -377,7 +395,10 @@ def fuse_stack(
         },
         "elapsed_s": round(elapsed, 4),
     }
-    return StackResult(image, depth, confidence, planes.shifts.copy(), luma, metadata, elapsed)
+    return StackResult(
+        image, depth, confidence, planes.shifts.copy(), luma, metadata, elapsed,
+        planes.scales.copy(),
+    )  # fmt: skip
 
 
 def _fold(

@@ -234,22 +234,35 @@ class StackWidget(JobWidget):
         self.strategy = ComboBox(label="strategy", choices=list(STRATEGIES), value=DEFAULT_STRATEGY)
         self.select = CheckBox(text="copy pixels from the depth map's plane")
         self.align = CheckBox(text="align planes (translation)")
+        self.align_scale = CheckBox(text="also correct focus breathing (scale)")
         self.keep_dtype = CheckBox(text="keep the input dtype (e.g. 16-bit)")
         _gifnet_controls(self)
         self._pickers = [self.layer]
         self.extend(
             [
                 self.layer, self.axis, self.method, self.strategy, self.select, self.align,
-                self.keep_dtype, self.device, self.weights, self.buttons, self.status,
+                self.align_scale, self.keep_dtype, self.device, self.weights, self.buttons,
+                self.status,
             ]
         )  # fmt: skip
         self.method.changed.connect(self._apply_method)
+        self.align.changed.connect(self._apply_align)
         self._apply_method()
+        self._apply_align()
+
+    def _apply_align(self, _value: Any = None) -> None:
+        self.align_scale.enabled = bool(self.align.value)
 
     def _apply_method(self, _value: Any = None) -> None:
         pairwise = self.method.value != "focus"
         self.strategy.enabled = self.select.enabled = pairwise
         self.device.enabled = self.weights.enabled = self.method.value == "gifnet"
+
+    def _align_option(self) -> bool | str:
+        """``fuse_stack``'s ``align``: False, True (translation) or "scale"."""
+        if not self.align.value:
+            return False
+        return "scale" if self.align_scale.value else True
 
     def prepare(self) -> tuple[Callable, str]:
         from ..stack import fuse_stack
@@ -269,7 +282,7 @@ class StackWidget(JobWidget):
             raise ValueError(f"focus axis {axis} is not an axis of {layer.name!r}")
         options = {
             "method": self.method.value, "strategy": self.strategy.value,
-            "select": bool(self.select.value), "align": bool(self.align.value),
+            "select": bool(self.select.value), "align": self._align_option(),
             "keep_dtype": bool(self.keep_dtype.value), "weights": _weights(self),
             "device": self.device.value,
         }  # fmt: skip
@@ -314,4 +327,6 @@ class StackWidget(JobWidget):
         )
         if value.metadata.get("aligned"):
             text += f"; largest shift {float(np.abs(value.shifts).max()):.2f} px"
+            if value.metadata.get("alignment") == "scale":
+                text += f", scales {value.scales.min():.4f}-{value.scales.max():.4f}"
         return text
