@@ -107,6 +107,12 @@ def _validate(image: Any, name: str, warn_alpha: bool) -> tuple[np.ndarray, bool
         raise ValueError(
             f"input {what} has an unsupported shape; expected (H, W) grey, "
             "(H, W, 3) RGB or (H, W, 4) RGBA"
+            + (
+                " (for a stack of planes, pass Dask arrays to fuse() or use "
+                "napari_gifnet.lazy.fuse_dask, which fuse plane by plane)"
+                if arr.ndim >= 3
+                else ""
+            )
         )
     if arr.size == 0:
         raise ValueError(f"input {what} is empty")
