@@ -21,6 +21,15 @@ REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "referen
 if not os.environ.get("DISPLAY") and not shutil.which("Xvfb"):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# Mesa's software OpenGL (llvmpipe, what napari's canvas gets under Xvfb) and
+# triton (imported by torch._dynamo, which torchvision and so timm import in
+# the training tests) each bring an LLVM; loading triton after Mesa's LLVM
+# crashes the process (segmentation fault), loading it first does not.
+try:
+    import triton  # noqa: F401
+except ImportError:  # CPU-only torch builds come without triton
+    pass
+
 
 def _missing(what: str) -> None:
     message = f"reference material missing: {what}"
