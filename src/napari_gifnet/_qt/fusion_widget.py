@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
 
 from ..layers import (
     GIFNET_ONLY_OPTIONS,
@@ -40,6 +40,7 @@ from ..layers import (
 )
 from ..preprocess import NORMALIZATIONS
 from ..presets import get_preset, preset_choices
+from ._progress import ProgressRelay, advance_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -49,12 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["FusionWidget", "describe_error"]
 
 _WEIGHT_FILTER = "Checkpoints (*.pth *.pt *.model *.ckpt);;All files (*)"
-
-
-class _Relay(QObject):
-    """Carries band progress from the worker thread to the GUI thread."""
-
-    progressed = Signal(int, int)
 
 
 @dataclass
@@ -176,7 +171,7 @@ class FusionWidget(Container):
         self._cancel = threading.Event()
         self._outcome: _Outcome | None = None
         self._method = "gifnet"  # the running (or last) job's method
-        self._relay = _Relay(self.native)
+        self._relay = ProgressRelay(self.native)
         self._relay.progressed.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
         self.task.changed.connect(self._apply_preset)
         self.method.changed.connect(self._apply_method)
@@ -322,12 +317,8 @@ class FusionWidget(Container):
         self.status.value = text
 
     def _on_progress(self, done: int, total: int) -> None:
-        bar = self.progress_bar
-        if bar is None or not self.running:
-            return
-        if bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
+        if self.progress_bar is not None and self.running:
+            advance_bar(self.progress_bar, done, total)
 
     def _on_warned(self, args: tuple) -> None:
         """Show the worker's user warnings (e.g. an ignored alpha channel)."""

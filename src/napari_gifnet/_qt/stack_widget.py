@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, SpinBox
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import Qt
+
+from ._progress import ProgressRelay, advance_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -32,10 +34,6 @@ __all__ = ["JobCancelled", "JobWidget", "StackWidget", "put_layer"]
 
 class JobCancelled(Exception):
     """Raised in a job's progress callback when Cancel was pressed."""
-
-
-class _Relay(QObject):
-    progressed = Signal(int, int)
 
 
 @dataclass
@@ -90,7 +88,7 @@ class JobWidget(Container):
         self._worker: Any = None
         self._cancel = threading.Event()
         self._outcome: _Outcome | None = None
-        self._relay = _Relay(self.native)
+        self._relay = ProgressRelay(self.native)
         self._relay.progressed.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -167,12 +165,8 @@ class JobWidget(Container):
             self.status.value = "Cancelling ..."
 
     def _on_progress(self, done: int, total: int) -> None:
-        bar = self.progress_bar
-        if bar is None or not self.running:
-            return
-        if bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
+        if self.progress_bar is not None and self.running:
+            advance_bar(self.progress_bar, done, total)
 
     def _on_returned(self, outcome: _Outcome) -> None:
         if self._outcome is None:
