@@ -366,6 +366,7 @@ def _lazy_output(
     plan: FusionPlan, weights: Any, device: str, normalization: Any, task: str | None
 ) -> FusionOutput:
     """The lazy branch of :func:`iter_fusion`: a Dask graph, nothing computed."""
+    from .engine import _origin
     from .lazy import as_dask, fuse_dask
     from .weights import load_model
 
@@ -381,11 +382,9 @@ def _lazy_output(
     dev = str(resolve_device(device))
     _, info = load_model(weights, device=dev)
     meta = {
+        **_origin(info, dev),
         "method": method_label(plan.method),
         "lazy": True,
-        "weights": str(info.path),
-        "weights_sha256": info.sha256,
-        "device": dev,
         "inputs": {"first": {"name": plan.first.name}, "second": {"name": plan.second.name}},
         "first_layer": plan.first.name,
         "second_layer": plan.second.name,
