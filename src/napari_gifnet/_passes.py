@@ -12,7 +12,7 @@ how a chunk of a lazy array is computed on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -166,14 +166,22 @@ class Pieces:
         alpha = self.model.branch.layer1.weights_mfif[0]
         return torch.addcmul(dp_t, alpha, mm_t), mm_t
 
-    def decode_source(self, rows: Range, cols: Range) -> tuple[Range, Range]:
-        """The region of the gated stream :meth:`decode` reads for a tile."""
-        rr, cc = (rows, cols)
+    def _decode_plan(self, rows: Range, cols: Range) -> tuple[list[Range], list[Range], Any, Any]:
+        """For an output tile: the decoder's ranges (tile, then each 3x3
+        convolution's input; the last is where z is read) and block 1's plan
+        over the halo the un-embedding reads."""
+        rr, cc = [rows], [cols]
         for _ in range(4):
-            rr, cc = hull(*rr, self.h), hull(*cc, self.w)
-        u_rows, u_cols = hull(*rr, self.hp), hull(*cc, self.wp)
+            rr.append(hull(*rr[-1], self.h))
+            cc.append(hull(*cc[-1], self.w))
+        u_rows, u_cols = hull(*rr[-1], self.hp), hull(*cc[-1], self.wp)
         ra = block_axis(*u_rows, self.hp, self.block1.shift)
         ca = block_axis(*u_cols, self.wp, self.block1.shift)
+        return rr, cc, ra, ca
+
+    def decode_source(self, rows: Range, cols: Range) -> tuple[Range, Range]:
+        """The region of the gated stream :meth:`decode` reads for a tile."""
+        _, _, ra, ca = self._decode_plan(rows, cols)
         return (ra.src_start, ra.src_stop), (ca.src_start, ca.src_stop)
 
     def decode(self, stats: NetStats, gated: Store, rows: Range, cols: Range) -> Decoded:
@@ -183,17 +191,11 @@ class Pieces:
         convolutions and the un-embedding read.
         """
         model, h, w = self.model, self.h, self.w
-        rr, cc = [rows], [cols]
-        for _ in range(4):
-            rr.append(hull(*rr[-1], h))
-            cc.append(hull(*cc[-1], w))
+        rr, cc, ra, ca = self._decode_plan(rows, cols)
         z_rows, z_cols = rr[-1], cc[-1]  # where the decoder reads z
-        u_rows, u_cols = hull(*z_rows, self.hp), hull(*z_cols, self.wp)
-        ra = block_axis(*u_rows, self.hp, self.block1.shift)
-        ca = block_axis(*u_cols, self.wp, self.block1.shift)
         src = gated.region((ra.src_start, ra.src_stop), (ca.src_start, ca.src_stop))
         dp_t, _ = self.block1.region(src, "dp", stats.gate, ra, ca)
-        u0 = (u_rows[0], u_cols[0])
+        u0 = (ra.src_start + ra.out, ca.src_start + ca.out)  # block 1's output origin
         unembed = model.branch.patch_unembed.proj[0]
         t = conv_region(dp_t, u0, z_rows, z_cols, (self.hp, self.wp), unembed)
         shared = self.shared(z_rows, z_cols)
