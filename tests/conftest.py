@@ -74,3 +74,16 @@ def gifnet_plugin() -> str:
         manifest = Path(napari_gifnet.__file__).with_name("napari.yaml")
         manager.register(npe2.PluginManifest.from_file(manifest))
     return "napari-gifnet"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module (``pytestmark = pytest.mark.usefixtures(
+    "one_torch_thread")``): on a shared 2-core machine two spinning threads can run
+    50x slower. The thread count is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

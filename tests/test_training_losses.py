@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,7 @@ from napari_gifnet.training.losses import (
 )
 from napari_gifnet.training.msssim import MS_SSIM_WEIGHTS, ms_ssim, ms_ssim_plan
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine, 2 spinning threads can run 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

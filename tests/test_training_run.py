@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +18,7 @@ from napari_gifnet.training.loop import LOG_COLUMNS, TrainConfig, TrainResult, t
 from napari_gifnet.training.synthetic import write_synthetic_pairs
 from napari_gifnet.weights import clear_model_cache, load_checkpoint, load_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine, 2 spinning threads can run 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
