@@ -68,16 +68,12 @@ def render(grey: np.ndarray, nearness: np.ndarray, planes: int, max_sigma: float
 
 def scenes(size: int, planes: int, max_sigma: float, seed: int = 0):
     from scipy import ndimage as ndi
-    from skimage import data
+
+    from napari_gifnet.evaluation import scene_grey
 
     rng = np.random.default_rng(seed)
     for source in SOURCES:
-        image = getattr(data, source)() / 255.0
-        h, w = image.shape[:2]
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        image = samples._fit(image[top : top + side, left : left + side], size)
-        grey = samples._luma(image) if image.ndim == 3 else image
+        grey = scene_grey(source, size)
         noise = ndi.gaussian_filter(rng.normal(size=grey.shape), size / 8, mode="reflect")
         nearness = (noise - noise.min()) / (noise.max() - noise.min())
         yield source, *render(grey, nearness, planes, max_sigma)

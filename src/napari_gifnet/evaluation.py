@@ -217,6 +217,19 @@ def load_pair_folder(path: str | Path) -> list[Pair]:
 
 
 # --------------------------------------------------------------------------- multi-focus set
+def scene_grey(source: str, size: int) -> np.ndarray:
+    """The centred square of the scikit-image photo ``source`` (e.g.
+    ``"camera"``), resized to ``size`` x ``size``, as grey float in [0, 1]."""
+    from skimage import data
+
+    image = getattr(data, source)() / 255.0
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    image = samples._fit(image[top : top + side, left : left + side], size)
+    return samples._luma(image) if image.ndim == 3 else image
+
+
 def generate_multifocus_set(
     n_scenes: int = 4, size: int = 256, seed: int = 0, max_sigma: float = 4.0
 ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
@@ -235,7 +248,6 @@ def generate_multifocus_set(
         uint8 (size, size) arrays; name ``"<source>"``.
     """
     from scipy import ndimage as ndi
-    from skimage import data
 
     if int(n_scenes) != n_scenes or not 1 <= n_scenes <= len(MULTIFOCUS_SOURCES):
         raise ValueError(f"n_scenes must be an integer from 1 to {len(MULTIFOCUS_SOURCES)}")
@@ -243,12 +255,7 @@ def generate_multifocus_set(
     rng = np.random.default_rng(seed)
     scenes = []
     for source in MULTIFOCUS_SOURCES[: int(n_scenes)]:
-        image = getattr(data, source)() / 255.0
-        h, w = image.shape[:2]
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        image = samples._fit(image[top: top + side, left: left + side], size)
-        grey = samples._luma(image) if image.ndim == 3 else image
+        grey = scene_grey(source, size)
         noise = ndi.gaussian_filter(rng.normal(size=(size, size)), size / 8, mode="reflect")
         z = (noise - noise.mean()) / (noise.std() + 1e-12)
         nearness = 1.0 / (1.0 + np.exp(-6.0 * z))
