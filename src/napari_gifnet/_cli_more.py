@@ -74,7 +74,7 @@ class _FileStack:
         return plane
 
 
-def _read_stack(inputs: list[str]) -> Any:
+def _read_stack(inputs: list[str], axis: int = 0) -> Any:
     from . import io
 
     paths = [Path(p) for p in inputs]
@@ -86,7 +86,13 @@ def _read_stack(inputs: list[str]) -> Any:
             raise ValueError(f"{paths[0]}: a stack folder needs at least 2 image files")
         return _FileStack(files)
     if len(paths) == 1:
-        return io.read_image(paths[0])  # a multi-page TIFF
+        if paths[0].suffix.lower() in (".tif", ".tiff"):
+            stack = io.open_tiff_stack(paths[0])  # page by page where possible
+            if isinstance(stack, io.TiffPlanes) and axis not in (0, -stack.ndim):
+                stack.close()  # the focus axis is not the page axis
+                return io.read_image(paths[0])
+            return stack
+        return io.read_image(paths[0])
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"image file not found: {p}")
@@ -148,7 +154,7 @@ def _run_stack(args: argparse.Namespace) -> int:
     method = DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
     _check_device(args, method)
     align = "scale" if args.align_scale else bool(args.align)
-    stack = _read_stack(args.inputs)
+    stack = _read_stack(args.inputs, args.axis)
     progress = _Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
     try:
         result = fuse_stack(
@@ -158,6 +164,8 @@ def _run_stack(args: argparse.Namespace) -> int:
         )  # fmt: skip
     finally:
         progress.close()
+        if hasattr(stack, "close"):
+            stack.close()
     metadata = {**result.metadata, "input_files": [str(p) for p in args.inputs]}
     _write_plane(output, result.image, metadata)
     if depth_path is not None:
