@@ -16,7 +16,6 @@ from napari_gifnet.weights import OFFICIAL_SHA256
 from reference_cases import CASES
 
 
-
 @pytest.fixture(scope="module")
 def weights(reference_weights: Path) -> Path:
     return reference_weights

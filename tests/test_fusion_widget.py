@@ -6,6 +6,7 @@ one test fuses a 1024 x 1024 pair to check that the GUI stays responsive.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -294,7 +295,6 @@ def test_gui_stays_responsive_during_a_1024_fusion(
     near the computation's length. Adding the finished layers happens on the GUI
     thread by design and is only reported (and bounded loosely).
     """
-    import threading
 
     from qtpy.QtCore import QTimer
 
@@ -379,25 +379,43 @@ def test_laplacian_method_adds_its_layer(qtbot, setup):
 
 
 def test_zarr_stacks_give_a_lazy_layer(make_napari_viewer, qtbot, reference_dir, reference_weights,
-                                       tmp_path):  # fmt: skip
+                                       tmp_path, monkeypatch):  # fmt: skip
     zarr = pytest.importorskip("zarr")
+    from napari_gifnet import lazy
     from napari_gifnet._qt.fusion_widget import FusionWidget
 
+    calls: list[str] = []
+    real_chunk = lazy._fuse_chunk
+
+    def counting(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(lazy, "_fuse_chunk", counting)
     a, b = _pair(reference_dir)
-    stack_a = zarr.open(str(tmp_path / "a.zarr"), mode="w", shape=(2, H, W), chunks=(1, H, W),
+    stack_a = zarr.open(str(tmp_path / "a.zarr"), mode="w", shape=(3, H, W), chunks=(1, H, W),
                         dtype=a.dtype)  # fmt: skip
-    stack_b = zarr.open(str(tmp_path / "b.zarr"), mode="w", shape=(2, H, W), chunks=(1, H, W),
+    stack_b = zarr.open(str(tmp_path / "b.zarr"), mode="w", shape=(3, H, W), chunks=(1, H, W),
                         dtype=b.dtype)  # fmt: skip
-    stack_a[:] = np.stack([a, np.fliplr(a)])
-    stack_b[:] = np.stack([b, np.fliplr(b)])
+    stack_a[:] = np.stack([a, np.fliplr(a), np.flipud(a)])
+    stack_b[:] = np.stack([b, np.fliplr(b), np.flipud(b)])
     viewer = make_napari_viewer()
     viewer.add_image(stack_a, name="PET stack", contrast_limits=(0, 255))
     viewer.add_image(stack_b, name="MRI stack", contrast_limits=(0, 255))
+    viewer.dims.set_current_step(0, 1)  # the user looks at plane 1
     widget = FusionWidget(viewer)
     widget.weights.value, widget.device.value = str(reference_weights), "cpu"
     widget.first.value, widget.second.value = viewer.layers["PET stack"], viewer.layers["MRI stack"]
     _run(qtbot, widget)
     fused = viewer.layers["PET stack + MRI stack (GIFNet)"]
     assert type(fused.data).__module__.startswith("dask") and fused.metadata["lazy"] is True
+    # the shown plane was computed in the worker, not on the GUI thread, and only it
+    assert fused.metadata["computed_plane"] == [1]
+    assert calls and threading.main_thread().name not in calls
+    calls.clear()
     expected = fuse(np.fliplr(a), np.fliplr(b), weights=reference_weights, device="cpu").image
     np.testing.assert_allclose(np.asarray(fused.data[1]), expected, rtol=0, atol=1e-5)
+    assert calls == []  # held, not recomputed
+    expected = fuse(np.flipud(a), np.flipud(b), weights=reference_weights, device="cpu").image
+    np.testing.assert_allclose(np.asarray(fused.data[2]), expected, rtol=0, atol=1e-5)
+    assert calls  # the other planes stay lazy

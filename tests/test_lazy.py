@@ -71,6 +71,51 @@ def test_one_chunk_is_computed_alone(stack, eager, reference_weights: Path, monk
     np.testing.assert_allclose(corner, eager[1, 64:128, :64], rtol=0, atol=1e-5)
 
 
+def test_compute_plane_fills_one_plane_and_leaves_the_rest_lazy(
+    stack, eager, reference_weights: Path, monkeypatch
+) -> None:
+    calls: list[int] = []
+    real_chunk = lazy._fuse_chunk
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(lazy, "_fuse_chunk", counting)
+    a, b = stack
+    image = fuse_dask(a, b, weights=reference_weights, device="cpu", chunk=64)
+    seen: list[tuple[int, int]] = []
+    shown, plane = lazy.compute_plane(image, (1,), lambda d, t: seen.append((d, t)))
+    assert len(calls) == 9  # the 3 x 3 chunks of plane 1, nothing of plane 0
+    np.testing.assert_allclose(plane, eager[1], rtol=0, atol=1e-5)
+    assert seen and seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == list(range(1, len(seen) + 1))
+    assert shown.shape == image.shape and shown.chunks == image.chunks
+    calls.clear()
+    np.testing.assert_array_equal(shown[1].compute(scheduler="sync"), plane)
+    assert calls == []  # the shown plane is held, not recomputed
+    np.testing.assert_allclose(shown[0].compute(scheduler="sync"), eager[0], rtol=0, atol=1e-5)
+    assert len(calls) == 9
+    for bad in [(2,), (0, 0), (), (-1,)]:
+        with pytest.raises(ValueError, match="does not name a plane"):
+            lazy.compute_plane(image, bad)
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        lazy.compute_plane(image, (0,), stop)
+
+
+def test_compute_plane_of_a_single_rgb_image(reference_weights: Path) -> None:
+    rng = np.random.default_rng(2)
+    rgb = (rng.random((70, 80, 3)) * 255).astype(np.uint8)
+    image = fuse_dask(rgb, rgb[..., 0], weights=reference_weights, device="cpu", chunk=64)
+    shown, plane = lazy.compute_plane(image, ())
+    assert plane.shape == (70, 80, 3)
+    np.testing.assert_array_equal(shown.compute(), plane)
+    np.testing.assert_allclose(plane, image.compute(), rtol=0, atol=1e-6)
+
+
 def test_colour_and_grey_mixed(reference_weights: Path) -> None:
     rng = np.random.default_rng(1)
     rgb = (rng.random((100, 90, 3)) * 255).astype(np.uint8)

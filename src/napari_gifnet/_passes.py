@@ -40,7 +40,9 @@ class NetStats:
     gate: Stats
 
     def to(self, device: torch.device) -> NetStats:
-        move = lambda s: (s[0].to(device), s[1].to(device))
+        def move(s: Stats) -> Stats:
+            return s[0].to(device), s[1].to(device)
+
         return NetStats(move(self.mm), move(self.dp), move(self.gate))
 
 

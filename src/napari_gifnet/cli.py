@@ -324,7 +324,7 @@ COMMANDS: dict[str, Subcommand] = {
 
 # -- stack, pansharpen, enhance (in _cli_more) ------------------------------
 
-from ._cli_more import MORE_COMMANDS
+from ._cli_more import MORE_COMMANDS  # noqa: E402 - _cli_more imports this module
 
 COMMANDS.update(MORE_COMMANDS)
 

@@ -20,6 +20,7 @@ from the true neutral value instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 #: BT.601 luma weights for R, G and B.

@@ -268,6 +268,7 @@ def iter_fusion(
     task: str | None = None,
     method: str | None = None,
     lazy: bool | None = None,
+    show: tuple[int, ...] | None = None,
 ) -> Generator[tuple[int, int], None, FusionOutput]:
     """Fuse a planned pair plane by plane, yielding ``(planes done, planes)``.
 
@@ -287,6 +288,10 @@ def iter_fusion(
     no pixel here. None (default): lazily when a layer holds a Dask or zarr
     array, the method is GIFNet, no feature layers are asked for and no
     resampling is needed; otherwise plane by plane now.
+
+    ``show``: for a lazy result, the leading index of one plane to compute
+    now (progress then counts its Dask tasks), so that the plane a viewer
+    shows first is ready; the other planes stay lazy. Ignored otherwise.
     """
     from .baselines import fuse_with
 
@@ -303,6 +308,11 @@ def iter_fusion(
     if lazy:
         yield 0, 1
         output = _lazy_output(plan, weights, device, normalization, task)
+        if show is not None:
+            from .lazy import compute_plane
+
+            output.image, _ = compute_plane(output.image, show, progress)
+            output.metadata["computed_plane"] = list(show)
         yield 1, 1
         return output
     start, n, lead = time.perf_counter(), plan.n_planes, plan.leading_shape

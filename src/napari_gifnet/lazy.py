@@ -253,3 +253,74 @@ def fuse_dask(
     if not lead_a:
         return planes[0]
     return da.stack(planes).reshape(*lead_a, h, w, *tail)
+
+
+def compute_plane(
+    result: Any, index: tuple[int, ...], progress: Any = None
+) -> tuple[Any, np.ndarray]:
+    """Compute one plane of a lazy result now; the rest stays lazy.
+
+    Used by the napari widget in its worker thread, so that the plane napari
+    shows first is ready when the layer is added instead of being computed
+    on the GUI thread.
+
+    Parameters
+    ----------
+    result
+        A Dask array from :func:`fuse_dask`: (..., H, W) or (..., H, W, 3).
+    index
+        The plane's index along the leading axes (one int per leading axis;
+        ``()`` for a single plane): the remaining axes are (H, W) or (H, W, 3).
+    progress
+        ``progress(done, total)`` called after each Dask task of the plane on
+        local schedulers (an exception raised in it stops the computation).
+
+    Returns
+    -------
+    (dask.array.Array, numpy.ndarray)
+        An array equal to ``result`` whose blocks of that plane hold the
+        computed values (no task is run again for them), and the plane.
+
+    Raises
+    ------
+    ValueError
+        If ``index`` does not name one plane of ``result``.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.callbacks import Callback
+    from dask.highlevelgraph import HighLevelGraph
+
+    index = tuple(int(i) for i in index)
+    lead = len(index)
+    tail = len(result.shape) - lead
+    if not (tail == 2 or (tail == 3 and result.shape[-1] == 3)) or any(
+        not 0 <= i < n for i, n in zip(index, result.shape)
+    ):
+        raise ValueError(f"index {index} does not name a plane of a result of shape {result.shape}")
+
+    class _Report(Callback):
+        def _start_state(self, _dsk: Any, state: Any) -> None:
+            self.done = 0
+            self.total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+
+        def _posttask(self, *_: Any) -> None:
+            self.done += 1
+            if progress is not None:
+                progress(self.done, self.total)
+
+    with _Report():
+        plane = np.asarray(result[index].compute())
+    name = f"gifnet-shown-{tokenize(result, index)}"
+    starts = [np.cumsum((0, *c)) for c in result.chunks]
+    layer: dict[Any, Any] = {}
+    for block in product(*(range(len(c)) for c in result.chunks)):
+        spans = [(s[k], s[k + 1]) for s, k in zip(starts, block)]
+        inside = all(lo == i and hi == i + 1 for (lo, hi), i in zip(spans, index))
+        if inside:
+            rest = tuple(slice(lo, hi) for lo, hi in spans[lead:])
+            layer[(name, *block)] = plane[rest].reshape([hi - lo for lo, hi in spans])
+        else:
+            layer[(name, *block)] = (result.name, *block)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[result])
+    return da.Array(graph, name, result.chunks, meta=result._meta), plane

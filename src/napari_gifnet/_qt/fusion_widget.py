@@ -23,6 +23,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
 from qtpy.QtCore import Qt
 
@@ -84,6 +85,22 @@ def _fusion_job(
     except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
         return _Outcome(error=exc)
     return _Outcome(output=output, cancelled=cancel.is_set())
+
+
+def shown_index(viewer: Any, layer: Any, leading: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The leading index of ``layer``'s plane the viewer shows now (None if unknown).
+
+    A lazy fusion computes that plane in the worker, so adding the layer does
+    not make the GUI thread compute it.
+    """
+    try:
+        coords = np.asarray(layer.world_to_data(viewer.dims.point), dtype=float)
+    except Exception:  # noqa: BLE001 - only an optimisation; the layer stays lazy
+        return None
+    if len(coords) < len(leading):
+        return None
+    index = np.rint(coords[: len(leading)]).astype(int)
+    return tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(index, leading))
 
 
 def describe_error(exc: BaseException, method: str = "gifnet") -> str:
@@ -285,10 +302,11 @@ class FusionWidget(Container):
         self._outcome = None
         label = method_label(plan.method)
         self.progress_bar = progress(total=0, desc=f"{label}: {plan.output_name}")
+        options = {**self.options(), "show": shown_index(self.viewer, first, plan.leading_shape)}
         worker = create_worker(
             _fusion_job,
             plan,
-            self.options(),
+            options,
             self._cancel,
             self._relay.progressed.emit,
             _ignore_errors=True,

@@ -22,9 +22,9 @@ def synthetic_pair(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.
     texture /= np.abs(texture).max() + 1e-12
     visible = 0.5 + 0.25 * np.sin(2 * np.pi * rng.uniform(1, 4) * (xx + rng.uniform() * yy))
     for _ in range(int(rng.integers(3, 7))):  # rectangles of random brightness
-        t, l = rng.integers(0, size - size // 4, size=2)
+        top, left = rng.integers(0, size - size // 4, size=2)
         h, w = rng.integers(size // 8, size // 3, size=2)
-        visible[t : t + h, l : l + w] = rng.uniform(0.1, 0.9)
+        visible[top : top + h, left : left + w] = rng.uniform(0.1, 0.9)
     visible = np.clip(visible + 0.3 * texture, 0, 1)
     heat = np.zeros((size, size))
     for _ in range(int(rng.integers(2, 5))):  # warm blobs
