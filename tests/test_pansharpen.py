@@ -92,3 +92,207 @@ def test_inputs_are_not_modified(remote):
 def test_bad_input_gives_a_clear_value_error(ms, pan, kwargs, match):
     with pytest.raises(ValueError, match=match):
         pansharpen(ms, pan, **{"method": "mean", **kwargs})
+
+
+# -- the reviewer's findings: band ranges, scale arguments, band axis ----------
+
+
+def _edge_band(lo: float, hi: float, n: int = 8) -> np.ndarray:
+    """An n x n band with a vertical step edge from lo (left) to hi (right)."""
+    band = np.full((n, n), lo, dtype=np.float64)
+    band[:, n // 2 :] = hi
+    return band
+
+
+@pytest.fixture(scope="module")
+def pan32() -> np.ndarray:
+    return np.random.default_rng(7).integers(0, 4000, (32, 32)).astype(np.uint16)
+
+
+def test_resample_band_stays_within_the_band_range():
+    # cubic interpolation overshoots a step edge on both sides; it is clipped to the band
+    u16 = _edge_band(200, 3049).astype(np.uint16)
+    out = resample_band(u16, (32, 32))
+    assert out.dtype == np.uint16
+    assert out.min() == 200 and out.max() == 3049
+    f32 = _edge_band(0.066, 1.0).astype(np.float32)
+    out = resample_band(f32, (32, 32), src_scale=4, dst_scale=1)
+    assert out.dtype == np.float32
+    assert out.min() >= np.float32(0.066) and out.max() <= np.float32(1.0)
+    f64 = _edge_band(0.1, 0.3)  # float64 limits not representable in float32
+    out = resample_band(f64, (32, 32))
+    assert float(out.min()) >= 0.1 and float(out.max()) <= 0.3
+
+
+@pytest.mark.parametrize("rescale", ["range", "moments", "none"])
+def test_upsampled_bands_keep_their_original_range(pan32, rescale):
+    ms = np.stack([_edge_band(200, 3049), _edge_band(3049, 200), _edge_band(10, 20)])
+    ms = ms.astype(np.uint16)
+    r = pansharpen(ms, pan32, method="mean", rescale=rescale)
+    assert r.image.shape == (3, 32, 32) and r.image.dtype == np.uint16
+    np.testing.assert_array_equal(r.band_ranges, [[200, 3049], [200, 3049], [10, 20]])
+    assert r.metadata["band_ranges"] == [(200.0, 3049.0), (200.0, 3049.0), (10.0, 20.0)]
+    if rescale == "range":  # each output band spans exactly its original band's range
+        for i, (lo, hi) in enumerate(r.band_ranges):
+            assert r.image[i].min() == lo and r.image[i].max() == hi
+
+
+def test_upsampled_float_bands_keep_their_original_range(pan32):
+    for dtype in (np.float32, np.float64):
+        ms = np.stack([_edge_band(0.066, 1.0), _edge_band(0.1, 0.3)]).astype(dtype)
+        r = pansharpen(ms, pan32, method="mean")
+        assert r.image.dtype == np.float32
+        for i, band in enumerate(ms):
+            lo, hi = float(band.min()), float(band.max())
+            assert tuple(r.band_ranges[i]) == (lo, hi)
+            assert float(r.image[i].min()) >= lo and float(r.image[i].max()) <= hi
+            np.testing.assert_allclose([r.image[i].min(), r.image[i].max()], [lo, hi], rtol=1e-6)
+
+
+def test_bool_bands_stay_bool_when_upsampled(pan32):
+    band = np.zeros((8, 8), bool)
+    band[:, 4:] = True
+    up = resample_band(band, (32, 32))
+    assert up.dtype == bool
+    assert not up[:, :14].any() and up[:, 18:].all()  # the edge stays near column 16
+    r = pansharpen(np.stack([band, ~band]), pan32, method="mean")
+    assert r.image.dtype == bool and r.image.shape == (2, 32, 32)
+    assert r.metadata["dtype"] == "bool"
+    np.testing.assert_array_equal(r.band_ranges, [[0, 1], [0, 1]])
+
+
+def test_upsampling_does_not_modify_the_inputs(pan32):
+    ms = np.stack([_edge_band(0.066, 1.0)] * 2).astype(np.float32)
+    ms.setflags(write=False)
+    pan = pan32.copy()
+    pan.setflags(write=False)
+    before = ms.copy()
+    pansharpen(ms, pan, method="mean", ms_scale=(4, 4), pan_scale=(1, 1))
+    np.testing.assert_array_equal(ms, before)
+    np.testing.assert_array_equal(pan, pan32)
+
+
+def test_scales_accept_one_number_or_a_pair(pan32):
+    ms = np.stack([_edge_band(200, 3049)] * 2).astype(np.uint16)
+    pair = pansharpen(ms, pan32, method="mean", ms_scale=(4, 4), pan_scale=(1, 1))
+    one = pansharpen(ms, pan32, method="mean", ms_scale=4, pan_scale=1.0)
+    arrays = pansharpen(ms, pan32, method="mean", ms_scale=np.array([4.0, 4.0]),
+                        pan_scale=np.float32(1))  # fmt: skip
+    np.testing.assert_array_equal(one.image, pair.image)
+    np.testing.assert_array_equal(arrays.image, pair.image)
+    meta = arrays.metadata["resampled"]
+    assert meta["ms_scale"] == [4.0, 4.0] and meta["pan_scale"] == [1.0, 1.0]
+    assert all(type(v) is float for v in meta["ms_scale"] + meta["pan_scale"])
+
+
+def test_resample_band_follows_the_translates():
+    ramp = np.tile(np.arange(10, dtype=np.float32) * 2.0, (6, 1))  # value = 2 * column
+    out = resample_band(ramp, (4, 8), src_scale=(2, 2), dst_scale=(1, 1), dst_translate=(0, 5))
+    # target pixel j is at world 5 + j, i.e. source pixel (5 + j) / 2, value 5 + j
+    np.testing.assert_allclose(out[1], np.arange(5, 13, dtype=float), atol=0.02)
+
+
+GOOD = {"ms_scale": (4, 4), "pan_scale": (1, 1)}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({**GOOD, "ms_scale": (0, 0)}, "ms_scale must be a positive"),
+        ({**GOOD, "ms_scale": (-4, -4)}, "ms_scale must be a positive"),
+        ({**GOOD, "ms_scale": (4, 0)}, "ms_scale must be a positive"),
+        ({**GOOD, "pan_scale": -1}, "pan_scale must be a positive"),
+        ({**GOOD, "ms_scale": (4,)}, "ms_scale .*1 value"),
+        ({**GOOD, "pan_scale": (1, 1, 1)}, "pan_scale .*3 value"),
+        ({**GOOD, "ms_scale": (np.nan, 4)}, "ms_scale .*NaN or infinite"),
+        ({**GOOD, "pan_scale": (1, np.inf)}, "pan_scale .*NaN or infinite"),
+        ({**GOOD, "ms_scale": "4"}, "ms_scale must be"),
+        ({**GOOD, "ms_scale": (True, True)}, "ms_scale must be"),
+        ({**GOOD, "ms_scale": [[4, 4]]}, "ms_scale must be"),
+        ({**GOOD, "ms_translate": (np.nan, 0)}, "ms_translate must be a finite"),
+        ({**GOOD, "pan_translate": (0, 0, 0)}, "pan_translate .*3 value"),
+        ({"ms_translate": (1, 1)}, "need the pixel sizes"),
+    ],
+)
+def test_bad_scales_and_translates_name_the_argument(pan32, kwargs, match):
+    ms = np.zeros((2, 8, 8), np.uint16)
+    with pytest.raises(ValueError, match=match):
+        pansharpen(ms, pan32, method="mean", **kwargs)
+
+
+def test_resample_band_validates_its_arguments():
+    band = np.zeros((4, 4), np.float32)
+    with pytest.raises(ValueError, match="src_scale must be a positive"):
+        resample_band(band, (8, 8), src_scale=0, dst_scale=1)
+    with pytest.raises(ValueError, match="both src_scale and dst_scale"):
+        resample_band(band, (8, 8), src_scale=2)
+    with pytest.raises(ValueError, match="2-D"):
+        resample_band(np.zeros((0, 4)), (8, 8))
+    with pytest.raises(ValueError, match="shape must be"):
+        resample_band(band, (8, 0))
+
+
+@pytest.mark.parametrize(
+    ("ms", "kwargs", "match"),
+    [
+        (np.zeros((0, 8, 8)), {}, "no bands"),
+        (np.zeros((8, 8, 0)), {"band_axis": -1}, "no bands"),
+        (np.zeros((3, 0, 8)), {}, "empty image"),
+        (np.zeros((3, 8, 8), complex), {}, "bool, integer or float"),
+    ],
+)
+def test_empty_or_complex_multispectral_images_are_refused(pan32, ms, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pansharpen(ms, pan32, method="mean", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("ms_shape", "kwargs"),
+    [
+        ((4, 16, 16), {"band_axis": -1}),  # 16 bands of 4 x 16
+        ((16, 16, 4), {"band_axis": 0}),  # 16 bands of 16 x 4
+        ((4, 16, 16), {"band_axis": -1, "ms_scale": 2, "pan_scale": 1}),
+        ((4, 8, 32), {}),  # auto axis 0 gives 8 x 32 bands for a square panchromatic image
+    ],
+)
+def test_a_wrong_band_axis_is_refused(pan32, ms_shape, kwargs):
+    ms = np.zeros(ms_shape, np.uint16)
+    with pytest.raises(ValueError, match="band_axis="):
+        pansharpen(ms, pan32, method="mean", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("ms_shape", "pan_shape", "kwargs"),
+    [
+        ((3, 16, 16), (32, 32), {}),  # ratio 2
+        ((3, 8, 8), (32, 32), {"band_axis": 0}),  # ratio 4
+        ((30, 25, 3), (96, 80), {}),  # ratio 3.2 (not an integer), same extent
+        ((3, 12, 16), (47, 64), {}),  # ratio 4, the panchromatic crop one pixel short
+        ((3, 30, 25), (96, 80), {"ms_scale": (3.2, 3.2), "pan_scale": (1, 1)}),
+        ((3, 16, 16), (64, 64), {"ms_scale": (4, 4), "pan_scale": (1, 1)}),  # corners of pixel 0 apart
+        ((3, 16, 16), (16, 16), {"ms_scale": (4, 4), "pan_scale": (1, 1), "pan_translate": (10, 20)}),
+        ((3, 16, 8), (32, 32), {"ms_scale": (2, 4), "pan_scale": (1, 1)}),  # non-square MS pixels
+    ],
+)
+def test_legitimate_resolution_ratios_still_work(ms_shape, pan_shape, kwargs):
+    ms = np.random.default_rng(3).integers(0, 255, ms_shape).astype(np.uint8)
+    pan = np.random.default_rng(4).integers(0, 255, pan_shape).astype(np.uint8)
+    r = pansharpen(ms, pan, method="mean", **kwargs)
+    axis = 0 if ms_shape[0] <= ms_shape[2] else -1
+    expected = (3, *pan_shape) if axis == 0 else (*pan_shape, 3)
+    assert r.image.shape == expected and r.image.dtype == np.uint8
+    assert r.metadata["resampled"]["to"] == list(pan_shape)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"ms_scale": 1, "pan_scale": 1},  # the MS covers only 16 of the 32 pixels
+        {"ms_scale": 2, "pan_scale": 1, "pan_translate": (0, 20)},  # shifted out along x
+        {"ms_scale": 2, "pan_scale": 1, "pan_translate": (-8, 0)},  # shifted out along y
+    ],
+)
+def test_a_multispectral_grid_that_misses_the_panchromatic_one_is_refused(pan32, kwargs):
+    ms = np.zeros((3, 16, 16), np.uint16)
+    with pytest.raises(ValueError, match="do not cover the panchromatic"):
+        pansharpen(ms, pan32, method="mean", **kwargs)

@@ -9,22 +9,27 @@ the input's layout.
 1. **Grid.** When the multispectral image is smaller than the panchromatic
    one, each band is resampled onto the panchromatic grid with cubic
    interpolation (:func:`scipy.ndimage.map_coordinates`, order 3, edges
-   repeated), then rounded and clipped back to its dtype, so that it is
+   repeated), clipped to that band's own minimum..maximum (cubic
+   interpolation overshoots at edges) and brought back to its dtype (integers
+   rounded, bool thresholded at 0.5, float as float32), so that it is
    normalised exactly as an image of that dtype. Where pixel sizes are given
    (``ms_scale``, ``pan_scale``: world units per pixel, as napari's layer
    ``scale``; ``ms_translate``, ``pan_translate`` as its ``translate``), the
    pixel centres follow napari's convention (pixel ``j`` at
    ``translate + j * scale``); without them both images are taken to cover the
-   same extent (pixel corners aligned).
+   same extent (pixel corners aligned), so the bands must have the
+   panchromatic image's aspect ratio. A multispectral grid that does not
+   cover the panchromatic one (often a wrong ``band_axis``) is refused.
 2. **Fusion.** Each band with the panchromatic image, by GIFNet or a
    baseline; the fused luma (float32 in [0, 1]) is kept in ``result.luma``.
 3. **Range.** Each fused band goes back to its band's range (``rescale``):
    ``"range"`` (default) maps the fused luma's minimum..maximum linearly onto
-   the (resampled) band's minimum..maximum, so each output band spans exactly
-   the values its input band spanned; ``"moments"`` matches the band's mean
-   and standard deviation instead (clipped to the band's dtype range);
-   ``"none"`` inverts the band's input normalisation (uint8: x 255). Integer
-   bands are rounded and keep their dtype; float bands come back as float32.
+   the original (not resampled) band's minimum..maximum, so each output band
+   spans exactly the values its input band spanned; ``"moments"`` matches
+   the (resampled) band's mean and standard deviation instead (clipped to the
+   band's dtype range); ``"none"`` inverts the band's input normalisation
+   (uint8: x 255). Integer bands are rounded and keep their dtype, bool bands
+   are thresholded at 0.5; float bands come back as float32.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._pan_grid import check_grid, float32_within, pair_arg, resample_band
 
 __all__ = ["PansharpenResult", "pansharpen", "resample_band"]
 
@@ -57,7 +63,8 @@ class PansharpenResult:
     luma
         float32 (bands, H, W): the network output of each band, in [0, 1].
     band_ranges
-        (bands, 2): the (min, max) of each (resampled) input band.
+        (bands, 2): the (min, max) of each input band, as given (before any
+        upsampling).
     metadata
         Provenance: method, band axis, resampling, rescaling, per-band fusion
         metadata (weights, device), time.
@@ -74,67 +81,37 @@ class PansharpenResult:
 
 def _band_axis(shape: tuple[int, ...], band_axis: int | None) -> int:
     if band_axis is not None:
-        if band_axis not in (0, -1, 2):
-            raise ValueError(f"band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not {band_axis}")
+        if isinstance(band_axis, (bool, np.bool_)) or band_axis not in (0, -1, 2):
+            raise ValueError(
+                f"band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not {band_axis}"
+            )
         return 0 if band_axis == 0 else 2
     return 0 if shape[0] <= shape[2] else 2
 
 
-def resample_band(
-    band: np.ndarray,
-    shape: tuple[int, int],
-    *,
-    src_scale: Sequence[float] | None = None,
-    dst_scale: Sequence[float] | None = None,
-    src_translate: Sequence[float] = (0.0, 0.0),
-    dst_translate: Sequence[float] = (0.0, 0.0),
+def _rescale(
+    luma: np.ndarray, band: np.ndarray, span: tuple[float, float], rescale: str, meta: dict
 ) -> np.ndarray:
-    """Cubic resampling of a 2-D band onto a ``shape`` grid, keeping its dtype.
-
-    Without scales the two grids cover the same extent (corners aligned);
-    with them, pixel ``j`` of the target is at world ``dst_translate + j *
-    dst_scale`` and sampled there in the source. Integer bands are rounded
-    and clipped to their dtype.
-    """
-    from scipy import ndimage
-
-    band = np.asarray(band)
-    if band.shape == tuple(shape) and src_scale is None:
-        return band
-    coords = []
-    for ax in range(2):
-        j = np.arange(shape[ax], dtype=np.float64)
-        if src_scale is None or dst_scale is None:
-            c = (j + 0.5) * band.shape[ax] / shape[ax] - 0.5
-        else:
-            world = dst_translate[ax] + j * dst_scale[ax]
-            c = (world - src_translate[ax]) / src_scale[ax]
-        coords.append(c)
-    grid = np.meshgrid(*coords, indexing="ij")
-    out = ndimage.map_coordinates(band.astype(np.float64), grid, order=3, mode="nearest")
-    if band.dtype.kind in "ui":
-        info = np.iinfo(band.dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(band.dtype)
-    return out.astype(np.float32)
-
-
-def _rescale(luma: np.ndarray, band: np.ndarray, rescale: str, meta: dict) -> np.ndarray:
+    """Bring a fused luma back to the values of ``band`` (original range ``span``)."""
     b = band.astype(np.float64)
+    lo, hi = span
     if rescale == "range":
-        lo, hi = float(luma.min()), float(luma.max())
-        t = (luma - lo) / (hi - lo) if hi > lo else np.zeros_like(luma, dtype=np.float64)
-        out = b.min() + t * (b.max() - b.min())
+        l_lo, l_hi = float(luma.min()), float(luma.max())
+        t = (luma - l_lo) / (l_hi - l_lo) if l_hi > l_lo else np.zeros_like(luma, dtype=np.float64)
+        out = np.clip(lo + t * (hi - lo), lo, hi)
     elif rescale == "moments":
         sd = float(luma.std())
         out = (luma - luma.mean()) * (b.std() / sd if sd > 0 else 0.0) + b.mean()
     else:
-        lo, hi = meta.get("range", (0.0, 1.0))
-        out = lo + luma.astype(np.float64) * (hi - lo)
+        n_lo, n_hi = meta.get("range", (0.0, 1.0))
+        out = n_lo + luma.astype(np.float64) * (n_hi - n_lo)
     if band.dtype.kind in "ui":
         info = np.iinfo(band.dtype)
         return np.clip(np.rint(out), info.min, info.max).astype(band.dtype)
     if band.dtype.kind == "b":
         return out >= 0.5
+    if rescale == "range":
+        return float32_within(out, lo, hi)
     return out.astype(np.float32)
 
 
@@ -145,10 +122,10 @@ def pansharpen(
     band_axis: int | None = None,
     method: str = "gifnet",
     rescale: str = "range",
-    ms_scale: Sequence[float] | None = None,
-    pan_scale: Sequence[float] | None = None,
-    ms_translate: Sequence[float] = (0.0, 0.0),
-    pan_translate: Sequence[float] = (0.0, 0.0),
+    ms_scale: Sequence[float] | float | None = None,
+    pan_scale: Sequence[float] | float | None = None,
+    ms_translate: Sequence[float] | float = (0.0, 0.0),
+    pan_translate: Sequence[float] | float = (0.0, 0.0),
     normalization: Any = "auto",
     weights: Any = None,
     device: Any = "auto",
@@ -160,23 +137,26 @@ def pansharpen(
     ----------
     ms : array_like
         Multispectral image, (bands, H, W) or (H, W, bands), or one band
-        (H, W); any real dtype. May be smaller than ``pan`` (upsampled first).
-        Never modified.
+        (H, W); bool, integer or float. May be smaller than ``pan``
+        (upsampled first). Never modified.
     pan : array_like
         Panchromatic image, (H, W) (an RGB image is reduced to its luma by
         the fusion).
     band_axis : {0, -1}, optional
         Where the bands are; default: the shorter of the first and last axes.
+        Bands whose grid does not fit the panchromatic one (see Raises) are
+        refused, with a hint to pass the other band axis.
     method : str
         ``"gifnet"`` or a baseline of :data:`napari_gifnet.baselines.BASELINES`.
     rescale : {"range", "moments", "none"}
         How each fused band returns to its band's values (module docstring).
-    ms_scale, pan_scale : (float, float), optional
-        Pixel sizes (y, x) in world units, e.g. napari layers' ``scale``;
-        give both or neither.
-    ms_translate, pan_translate : (float, float)
+    ms_scale, pan_scale : float or (float, float), optional
+        Pixel sizes (y, x) in world units, e.g. napari layers' ``scale``
+        (one number: the same on both axes); positive and finite; give both
+        or neither.
+    ms_translate, pan_translate : float or (float, float)
         World position of pixel (0, 0), e.g. napari layers' ``translate``
-        (used with the scales).
+        (one number: the same on both axes); finite; only with the scales.
     normalization, weights, device
         Passed to each fusion (:func:`napari_gifnet.fuse`; baselines ignore
         weights and device).
@@ -191,9 +171,16 @@ def pansharpen(
     Raises
     ------
     ValueError
-        Unsupported shapes or dtypes, NaN or infinite values, only one of
-        the two scales, a multispectral image larger than the panchromatic
-        one, an unknown method or rescale rule.
+        Unsupported shapes or dtypes, empty images or no bands, NaN or
+        infinite values, an unknown method or rescale rule; scales or
+        translates that are not one or two finite numbers (scales: > 0),
+        only one of the two scales, translates without scales. And a
+        multispectral grid that does not fit the panchromatic one: without
+        scales, bands larger than the panchromatic image or of another aspect
+        ratio (one common resolution ratio, integer or not, within one
+        multispectral pixel per axis); with scales, a panchromatic pixel
+        centre outside the multispectral extent widened by one
+        multispectral pixel. A wrong ``band_axis`` shows up this way.
     """
     from .baselines import fuse_with
     from .inputs import as_array
@@ -205,6 +192,18 @@ def pansharpen(
         raise ValueError(f"unknown rescale {rescale!r}; valid: {', '.join(RESCALES)}")
     if (ms_scale is None) != (pan_scale is None):
         raise ValueError("give both ms_scale and pan_scale, or neither")
+    translates = (
+        pair_arg(ms_translate, "ms_translate", positive=False),
+        pair_arg(pan_translate, "pan_translate", positive=False),
+    )
+    scales = None
+    if ms_scale is not None and pan_scale is not None:
+        scales = (pair_arg(ms_scale, "ms_scale", positive=True),
+                  pair_arg(pan_scale, "pan_scale", positive=True))  # fmt: skip
+    elif translates != ((0.0, 0.0), (0.0, 0.0)):
+        raise ValueError(
+            "ms_translate and pan_translate need the pixel sizes (ms_scale, pan_scale)"
+        )
     ms_arr, pan_arr = as_array(ms, "ms"), as_array(pan, "pan")
     if pan_arr.ndim == 3 and pan_arr.shape[-1] in (3, 4):
         pan_shape = pan_arr.shape[:2]
@@ -218,26 +217,46 @@ def pansharpen(
             f"the multispectral image must be (bands, H, W), (H, W, bands) or (H, W), "
             f"got shape {ms_arr.shape}"
         )
+    for name, arr in (("multispectral", ms_arr), ("panchromatic", pan_arr)):
+        if arr.dtype.kind not in "buif":
+            raise ValueError(
+                f"the {name} image must be bool, integer or float data, not {arr.dtype}"
+            )
     axis = 0 if single else _band_axis(ms_arr.shape, band_axis)
-    bands = [ms_arr] if single else [np.take(ms_arr, i, axis=axis) for i in range(ms_arr.shape[axis])]
-    ms_shape = bands[0].shape
-    if ms_scale is None and (ms_shape[0] > pan_shape[0] or ms_shape[1] > pan_shape[1]):
+    if not single and ms_arr.shape[axis] == 0:
         raise ValueError(
-            f"the multispectral bands ({ms_shape[0]} x {ms_shape[1]}) are larger than the "
-            f"panchromatic image ({pan_shape[0]} x {pan_shape[1]}); pass the pixel sizes "
-            "(ms_scale, pan_scale) or swap the inputs"
+            f"the multispectral image {ms_arr.shape} has no bands along axis "
+            f"{0 if axis == 0 else -1}"
         )
+    hw = [n for i, n in enumerate(ms_arr.shape) if single or i != axis]
+    ms_shape, pan_hw = (int(hw[0]), int(hw[1])), (int(pan_shape[0]), int(pan_shape[1]))
+    if 0 in ms_shape or 0 in pan_hw:
+        raise ValueError(f"empty image: multispectral {ms_arr.shape}, panchromatic {pan_arr.shape}")
+    hint = ""
+    if not single:
+        other = -1 if axis == 0 else 0
+        how = "given" if band_axis is not None else "chosen as the shorter end axis"
+        hint = (
+            f"; the bands were taken along axis {0 if axis == 0 else -1} ({how}) of the "
+            f"multispectral image {ms_arr.shape}: pass band_axis={other} if they lie there"
+        )
+    check_grid(ms_shape, pan_hw, scales, translates, hint)
     for name, arr in (("ms", ms_arr), ("pan", pan_arr)):
-        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ValueError(f"the {name} image holds NaN or infinite values")
-    resampled = ms_shape != tuple(pan_shape) or ms_scale is not None
+    bands = (
+        [ms_arr] if single else [np.take(ms_arr, i, axis=axis) for i in range(ms_arr.shape[axis])]
+    )
+    resampled = ms_shape != pan_hw or scales is not None
     n = len(bands)
     outputs, lumas, ranges, band_meta = [], [], [], []
     for i, band in enumerate(bands):
+        span = (float(band.min()), float(band.max()))  # the original band's range
         if resampled:
             band = resample_band(
-                band, tuple(pan_shape), src_scale=ms_scale, dst_scale=pan_scale,
-                src_translate=ms_translate, dst_translate=pan_translate,
+                band, pan_hw, src_scale=None if scales is None else scales[0],
+                dst_scale=None if scales is None else scales[1],
+                src_translate=translates[0], dst_translate=translates[1],
             )  # fmt: skip
 
         def report(done: int, total: int, i: int = i) -> None:
@@ -249,9 +268,9 @@ def pansharpen(
             opts.update(weights=weights, device=device)
         res = fuse_with(method, band, pan_arr, **opts)
         luma = res.luma
-        outputs.append(_rescale(luma, band, rescale, res.metadata["inputs"]["a"]))
+        outputs.append(_rescale(luma, band, span, rescale, res.metadata["inputs"]["a"]))
         lumas.append(luma)
-        ranges.append((float(band.min()), float(band.max())))
+        ranges.append(span)
         band_meta.append(res.metadata)
     image = outputs[0] if single else np.stack(outputs, axis=axis)
     elapsed = time.perf_counter() - start
@@ -265,10 +284,17 @@ def pansharpen(
         "output_shape": list(image.shape),
         "dtype": str(image.dtype),
         "resampled": {
-            "from": list(ms_shape), "to": list(pan_shape), "order": 3,
-            "ms_scale": None if ms_scale is None else list(ms_scale),
-            "pan_scale": None if pan_scale is None else list(pan_scale),
-        } if resampled else None,
+            "from": list(ms_shape),
+            "to": list(pan_hw),
+            "order": 3,
+            "clipped_to_band_range": True,
+            "ms_scale": None if scales is None else list(scales[0]),
+            "pan_scale": None if scales is None else list(scales[1]),
+            "ms_translate": None if scales is None else list(translates[0]),
+            "pan_translate": None if scales is None else list(translates[1]),
+        }
+        if resampled
+        else None,
         "rescale": rescale,
         "band_ranges": ranges,
         **{k: first[k] for k in ("weights_sha256", "device") if k in first},
