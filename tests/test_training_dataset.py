@@ -11,7 +11,7 @@ import tifffile
 import torch
 from scipy import ndimage as ndi
 
-from napari_gifnet.training.dataset import RGBJointDataset, focus_pair, list_pairs
+from napari_gifnet.training.dataset import MIN_CROP, RGBJointDataset, focus_pair, list_pairs
 from napari_gifnet.training.synthetic import write_synthetic_pairs
 
 
@@ -38,13 +38,16 @@ def test_missing_folders_and_unmatched_names(tmp_path: Path) -> None:
 def test_size_mismatch_and_crop_too_large(tmp_path: Path) -> None:
     root = _folder(tmp_path, n=2, size=48)
     assert [p.name for p in list_pairs(root, crop=48)] == ["scene000", "scene001"]
+    assert RGBJointDataset(root, crop=MIN_CROP).crop == MIN_CROP
     with pytest.raises(ValueError, match="smaller than the 64 x 64 crop"):
         RGBJointDataset(root, crop=64)
     iio.imwrite(root / "first" / "scene001.png", np.zeros((40, 48), np.uint8))
     with pytest.raises(ValueError, match=r"'scene001': the images differ in size \(scene001.png is 48 x 40"):
         list_pairs(root)
-    with pytest.raises(ValueError, match="crop must be an integer of at least 16"):
-        RGBJointDataset(root, crop=8)
+    for bad in (8, MIN_CROP - 1, 32.5, "32"):
+        with pytest.raises(ValueError, match=f"crop must be an integer of at least {MIN_CROP}, got"):
+            RGBJointDataset(root, crop=bad)  # type: ignore[arg-type]
+
 
 
 def test_any_bit_depth_and_colour(tmp_path: Path) -> None:
@@ -110,3 +113,15 @@ def test_samples_are_deterministic_and_aligned(tmp_path: Path) -> None:
     # Batches: every index once per epoch, in a seeded order.
     assert sorted(ds.order(0)) == [0, 1, 2] and ds.batches_per_epoch(2) == 2
     assert ds.batch(0, 0, 2).shape == (4, 2, 1, 32, 32) and ds.batch(0, 1, 2).shape == (4, 1, 1, 32, 32)
+
+
+def test_check_images_names_an_unusable_file(tmp_path: Path) -> None:
+    root = _folder(tmp_path, n=3, size=40)
+    # A grey + alpha PNG passes the header checks but cannot be decoded as grey or RGB.
+    iio.imwrite(root / "second" / "scene002.png", np.zeros((40, 40, 2), np.uint8))
+    ds = RGBJointDataset(root, crop=32)
+    with pytest.raises(ValueError, match=r"cannot use .*scene002\.png for training"):
+        ds.check_images()
+    ok = RGBJointDataset(_folder(tmp_path / "ok", n=2, size=40), crop=32)
+    ok.check_images()
+    assert ok._cache is not None and sorted(ok._cache) == [0, 1]  # decoded once, kept

@@ -89,11 +89,22 @@ def test_same_seed_same_curve_and_exact_resume(tmp_path: Path) -> None:
     a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads(resumed.metadata.read_text())["initial_weights"]["resumed_from_step"] == 2
+    # The resumed CSV log: integer steps and epochs throughout (rows carried over
+    # included), and the very text of the uninterrupted run's log but the timings.
+    logs = []
+    for result in (whole, resumed):
+        with result.log.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r["step"]) for r in rows] == [1, 2, 3]
+        assert [int(r["epoch"]) for r in rows] == [0, 0, 1]
+        logs.append([{k: v for k, v in r.items() if k != "seconds"} for r in rows])
+    assert logs[0] == logs[1]
+    assert [type(r["step"]) for r in resumed.rows] == [int] * 3
     # Another seed gives another curve.
     other = _train(_config(pairs, tmp_path / "c" / "run.pth", batch_size=2, max_steps=1, seed=1))
     assert _losses(other.rows)[0] != _losses(whole.rows)[0]
     with pytest.raises(ValueError, match="cannot resume with a different crop"):
-        _train(_config(pairs, tmp_path / "b" / "run.pth", batch_size=2, crop=16, max_steps=4, resume=True))
+        _train(_config(pairs, tmp_path / "b" / "run.pth", batch_size=2, crop=40, max_steps=4, resume=True))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         _train(_config(pairs, tmp_path / "d" / "run.pth", max_steps=1, resume=True))
 
@@ -130,5 +141,5 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "trained 1 steps" in capsys.readouterr().out
     for name in ("run.pth", "run.train.pt", "run.log.csv", "run.loss.png", "run.train.json"):
         assert (out.parent / name).is_file(), name
-    assert main(["train", *common, "--crop", "24", "--batch-size", "2", "--max-steps", "2", "--resume"]) == 1
+    assert main(["train", *common, "--crop", "36", "--batch-size", "2", "--max-steps", "2", "--resume"]) == 1
     assert "cannot resume with a different crop" in capsys.readouterr().err

@@ -7,7 +7,8 @@ Modules (imported on demand, so ``napari-gifnet --help`` stays fast):
 * :mod:`.msssim`: differentiable (MS-)SSIM;
 * :mod:`.features`: the DenseNet-121 feature extractor and its weights search;
 * :mod:`.dataset`: the "RGB joint dataset" built from a folder of aligned pairs;
-* :mod:`.loop`: :func:`~napari_gifnet.training.loop.train` (checkpoints, resume, logs);
+* :mod:`.loop`: :func:`~napari_gifnet.training.loop.train` (the loop, resume);
+* :mod:`.runfiles`: the run's files (output checks, checkpoints, resume state, logs);
 * :mod:`.synthetic`: small synthetic training folders;
 * :mod:`.cli`: the ``napari-gifnet train`` subcommand.
 

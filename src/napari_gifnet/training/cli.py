@@ -13,7 +13,9 @@ from), with matching file names; PNG, JPEG or TIFF, any bit depth.
 Written next to OUT (e.g. run.pth): run.pth (the weights, loadable wherever
 the published checkpoint is: --weights run.pth), run.train.pt (optimiser state
 for --resume), run.log.csv (loss terms per step), run.loss.png (loss curves),
-run.train.json (settings and provenance).
+run.train.json (settings and provenance). They are written together at each
+checkpoint; OUT's folder is checked (writable, OUT not a directory) and every
+image is decoded once before training starts.
 
 DenseNet-121 weights for the information-weighted loss: --densenet-weights,
 else GIFNET_DENSENET_WEIGHTS, else timm's hub, else a randomly initialised
@@ -59,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
                         help="pairs per batch (default 8)")
     parser.add_argument("--crop", type=_positive_int, default=128, metavar="N",
-                        help="side of the random square crops (default 128, at least 16)")
+                        help="side of the random square crops (default 128, at least 29: "
+                        "DenseNet-121 of the multimodal loss needs it)")
     parser.add_argument("--lr", type=_positive_float, default=1e-3, metavar="X",
                         help="Adam learning rate (default 1e-3, the published one; try 1e-4 "
                         "to fine-tune)")
@@ -80,8 +83,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``napari-gifnet train``; returns the exit status."""
+    from ..cli import UsageError
+    from .dataset import MIN_CROP
     from .loop import TrainConfig, train
 
+    if args.crop < MIN_CROP:
+        raise UsageError(f"argument --crop: invalid value {args.crop}: at least {MIN_CROP} is needed "
+                         f"(DenseNet-121, which weighs the multimodal loss, needs "
+                         f"{MIN_CROP} x {MIN_CROP} px crops)")  # fmt: skip
     init = args.init.strip()
     config = TrainConfig(
         pairs=args.pairs, out=args.out, init=init.lower() if init.lower() in ("published", "scratch")

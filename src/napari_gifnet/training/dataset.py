@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,13 @@ import torch
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: Images are cached in memory while their total size stays below this (bytes).
 CACHE_LIMIT = 1 << 30
+#: Smallest crop side training can use. The information-weighted loss runs the
+#: crops through DenseNet-121, whose stem (7 x 7 convolution, stride 2, then a
+#: 3 x 3 max pool, stride 2) maps a side ``n`` to ``ceil(ceil(n / 2) / 2)`` and
+#: whose three transitions halve it again (2 x 2 average pools, rounding down):
+#: a whole pixel must survive the third transition, so ``ceil(ceil(n / 2) / 2)
+#: >= 8``, i.e. ``n >= 29``. (MS-SSIM adapts its scales to any size.)
+MIN_CROP = 29
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,19 @@ def list_pairs(root: str | Path, crop: int | None = None) -> list[PairFiles]:
     return pairs
 
 
+def check_crop(crop: object) -> None:
+    """Raise ValueError unless ``crop`` is an integer of at least :data:`MIN_CROP`."""
+    try:
+        ok = int(crop) == crop and int(crop) >= MIN_CROP  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"crop must be an integer of at least {MIN_CROP}, got {crop!r} (DenseNet-121, which "
+            f"weighs the multimodal loss, needs crops of at least {MIN_CROP} x {MIN_CROP} px)"
+        )
+
+
 def load_grey(path: Path) -> np.ndarray:
     """A file as a float32 (H, W) luma in [0, 1] (the engine's "auto" rule)."""
     from .. import io
@@ -194,7 +215,7 @@ class RGBJointDataset(torch.utils.data.Dataset):
     root : path
         Folder with ``first/`` and ``second/`` (see the module docstring).
     crop : int, default 128
-        Side of the square crops (at least 16).
+        Side of the square crops (at least :data:`MIN_CROP`).
     seed : int, default 0
         Seed of all random choices.
     max_sigma : float, default 4.0
@@ -210,8 +231,7 @@ class RGBJointDataset(torch.utils.data.Dataset):
         self, root: str | Path, crop: int = 128, seed: int = 0, max_sigma: float = 4.0,
         flips: bool = True,
     ) -> None:  # fmt: skip
-        if int(crop) != crop or crop < 16:
-            raise ValueError(f"crop must be an integer of at least 16, got {crop}")
+        check_crop(crop)
         self.pairs = list_pairs(root, int(crop))
         self.crop, self.seed, self.max_sigma, self.flips = int(crop), int(seed), max_sigma, flips
         self.epoch = 0
@@ -254,6 +274,25 @@ class RGBJointDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.sample(index, self.epoch)
+
+    def check_images(self, progress: bool = False) -> None:
+        """Decode every pair once, so unreadable images fail before training.
+
+        The images are kept in the cache when it holds them, so checking
+        costs no extra reading then.
+
+        Raises
+        ------
+        ValueError
+            Naming the first file that cannot be used.
+        """
+        indices: Any = range(len(self))
+        if progress:
+            from tqdm.auto import tqdm
+
+            indices = tqdm(indices, unit="pair", desc="checking images", dynamic_ncols=True)
+        for index in indices:
+            self._images(index)
 
     def order(self, epoch: int) -> np.ndarray:
         """The shuffled sample order of an epoch."""

@@ -13,7 +13,15 @@ the checkpoint ``OUT`` (say ``run.pth``):
 * ``run.log.csv``: one row per step with every loss term;
 * ``run.loss.png``: the loss curves (at the end);
 * ``run.train.json``: the configuration and provenance (initial weights,
-  DenseNet-121 weights source, versions).
+  DenseNet-121 weights source, versions, steps done).
+
+Before any work, :func:`train` checks the settings (the crop at least
+:data:`~napari_gifnet.training.dataset.MIN_CROP`), that these files can be
+written (:func:`~napari_gifnet.training.runfiles.check_outputs`), the state
+of a run to resume, and decodes every image of the folder once. Nothing is
+written before the first checkpoint: the weights, state, log and metadata are
+written together every ``checkpoint_every`` steps, at the end and on
+Ctrl-C.
 
 A "step" is one batch, i.e. two optimiser steps. Runs are deterministic for a
 given seed on a given device and thread count (the samples depend only on
@@ -23,10 +31,8 @@ run continues with the very losses of an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,19 +42,27 @@ from typing import Any
 import torch
 
 from ..network import GIFNet
-from .dataset import RGBJointDataset
+from .dataset import RGBJointDataset, check_crop
 from .features import resolve_densenet
 from .forward import multimodal_step, photographic_step
 from .losses import information_weights, multimodal_loss, photographic_loss
+from .runfiles import (
+    LOG_COLUMNS,
+    RESUME_FIXED,
+    check_outputs,
+    load_state,
+    output_paths,
+    plot_log,
+    read_log,
+    save_checkpoint,
+    save_state,
+    write_log,
+)
 
-#: Columns of the CSV log, in order.
-LOG_COLUMNS: tuple[str, ...] = (
-    "step", "epoch", "total",
-    "s1_total", "s1_fusion", "s1_common", "s1_ms_ssim", "s1_rec_mse", "w_ir", "w_vis", "g_ir", "g_vis",
-    "s2_total", "s2_fusion", "s2_common", "s2_ms_ssim", "s2_rec_mse", "seconds",
-)  # fmt: skip
-#: Settings a resumed run must share with the run it continues.
-_RESUME_FIXED = ("crop", "batch_size", "seed", "lr")
+__all__ = [
+    "LOG_COLUMNS", "TrainConfig", "TrainResult", "initial_model", "output_paths", "plot_log",
+    "save_checkpoint", "train", "train_step",
+]  # fmt: skip
 
 
 @dataclass
@@ -92,16 +106,6 @@ class TrainResult:
     rows: list[dict[str, float]] = field(default_factory=list)
 
 
-def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
-    """The files of a run, derived from the checkpoint path."""
-    p = Path(out)
-    stem = p.with_suffix("") if p.suffix else p
-    return {
-        "checkpoint": p, "state": Path(f"{stem}.train.pt"), "log": Path(f"{stem}.log.csv"),
-        "plot": Path(f"{stem}.loss.png"), "metadata": Path(f"{stem}.train.json"),
-    }  # fmt: skip
-
-
 def _check(config: TrainConfig) -> None:
     for name in ("batch_size", "checkpoint_every"):
         value = getattr(config, name)
@@ -113,6 +117,7 @@ def _check(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"the learning rate must be a positive number, got {config.lr}")
+    check_crop(config.crop)
 
 
 def initial_model(init: str, seed: int) -> tuple[GIFNet, dict[str, Any]]:
@@ -129,62 +134,6 @@ def initial_model(init: str, seed: int) -> tuple[GIFNet, dict[str, Any]]:
     validate_state_dict(state, model, str(info.path))
     model.load_state_dict(state, strict=True)
     return model, {"init": init, "path": str(info.path), "source": info.source, "sha256": info.sha256}
-
-
-def save_checkpoint(model: GIFNet, path: Path) -> None:
-    """Write the weights as a plain, contiguous CPU ``state_dict`` (atomically)."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _save_state(path: Path, optimizer: torch.optim.Optimizer, step: int, config: TrainConfig) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"optimizer": optimizer.state_dict(), "step": step,
-                "config": {k: getattr(config, k) for k in _RESUME_FIXED}}, tmp)  # fmt: skip
-    os.replace(tmp, path)
-
-
-def _read_log(path: Path, upto: int) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    return [r for r in rows if r["step"] <= upto]
-
-
-def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: repr(r[k]) if isinstance(r[k], float) else r[k] for k in LOG_COLUMNS}
-                         for r in rows)  # fmt: skip
-
-
-def plot_log(rows: list[dict[str, float]], path: Path) -> Path:
-    """Plot the loss curves of a log to a PNG file."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
-    steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for key, label in (("total", "total (both steps)"), ("s1_fusion", "step 1: weighted MSE"),
-                       ("s1_common", "step 1: common (1 - MS-SSIM + MSE)"),
-                       ("s2_fusion", "step 2: MSE to the reference"),
-                       ("s2_common", "step 2: common")):  # fmt: skip
-        ax.plot(steps, [r[key] for r in rows], label=label, lw=1.2)
-    ax.set_yscale("log")
-    ax.set_xlabel("step (batch; two optimiser steps each)")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def _batch_tensors(batch: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
@@ -235,47 +184,54 @@ def train(config: TrainConfig) -> TrainResult:
     Raises
     ------
     FileNotFoundError, ValueError
-        For a bad training folder or setting, or a missing/incompatible run to
-        resume (each with a one-line message).
+        For a bad training folder, image or setting, an output path that
+        cannot be written, or a missing, unreadable or incompatible run to
+        resume (each with a one-line message naming the file).
     """
     from ..devices import resolve_device
 
     _check(config)
     paths = output_paths(config.out)
-    dataset = RGBJointDataset(config.pairs, config.crop, config.seed)
-    device = resolve_device(config.device)
-    model, init_info = initial_model(config.init, config.seed)
-    optimizer_state, start = None, 0
+    check_outputs(paths)  # before any work: a bad --out fails now, not at the first checkpoint
+    saved = None
     if config.resume:
         if not paths["state"].is_file() or not paths["checkpoint"].is_file():
             raise FileNotFoundError(f"nothing to resume: {paths['state']} or {paths['checkpoint']} is missing")
-        saved = torch.load(paths["state"], map_location="cpu", weights_only=True)
-        changed = [k for k in _RESUME_FIXED if saved["config"].get(k) != getattr(config, k)]
+        saved = load_state(paths["state"])
+        changed = [k for k in RESUME_FIXED if saved["config"][k] != getattr(config, k)]
         if changed:
             used = ", ".join(f"{k}={saved['config'][k]}" for k in changed)
             raise ValueError(f"cannot resume with a different {', '.join(changed)} (the run used {used})")
+    dataset = RGBJointDataset(config.pairs, config.crop, config.seed)
+    dataset.check_images(progress=config.progress)  # unreadable images fail before training
+    device = resolve_device(config.device)
+    start = 0
+    if saved is None:
+        model, init_info = initial_model(config.init, config.seed)
+    else:
         model, init_info = initial_model(str(paths["checkpoint"]), config.seed)
-        init_info["resumed_from_step"] = start = int(saved["step"])
-        optimizer_state = saved["optimizer"]
+        init_info["resumed_from_step"] = start = saved["step"]
     model = model.to(device).train()
     if device.type == "cpu":  # about 2.5x faster convolutions, forward and backward
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+    if saved is not None:
+        try:
+            optimizer.load_state_dict(saved["optimizer"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"cannot resume: the optimiser state in {paths['state']} does not fit "
+                             f"the network ({type(exc).__name__}: {exc})") from None  # fmt: skip
     extractor = resolve_densenet(config.densenet_weights, hub=config.densenet_hub).to(device)
     per_epoch = dataset.batches_per_epoch(config.batch_size)
     epochs = config.epochs if config.epochs is not None else (None if config.max_steps else 2)
     total = min(x for x in (config.max_steps, epochs * per_epoch if epochs else None) if x)
-    rows = _read_log(paths["log"], start) if config.resume else []
+    rows = read_log(paths["log"], start) if config.resume else []
     metadata = {
         "config": asdict(config), "initial_weights": init_info, "densenet": extractor.info.as_dict(),
         "pairs": len(dataset), "batches_per_epoch": per_epoch, "total_steps": total,
         "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "steps_done": start,
     }  # fmt: skip
-    paths["checkpoint"].parent.mkdir(parents=True, exist_ok=True)
-    paths["metadata"].write_text(json.dumps(metadata, indent=2, default=str))
     bar = _progress(config.progress, total, start)
     step = start
     try:
@@ -291,28 +247,35 @@ def train(config: TrainConfig) -> TrainResult:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['total']:.4f}", w_ir=f"{row['w_ir']:.2f}")
             if step % config.checkpoint_every == 0 or step == total:
-                _checkpoint(model, optimizer, step, config, paths, rows)
+                _checkpoint(model, optimizer, step, config, paths, rows, metadata)
     except KeyboardInterrupt:
         if rows and step > start:
-            _checkpoint(model, optimizer, step, config, paths, rows)
+            _checkpoint(model, optimizer, step, config, paths, rows, metadata)
         raise
     finally:
         if bar is not None:
             bar.close()
     if step == start:  # nothing left to do (a finished run resumed)
-        _write_log(paths["log"], rows)
+        _write_json(paths["metadata"], metadata)
+        write_log(paths["log"], rows)
     plot = plot_log(rows, paths["plot"]) if config.plot and rows else None
-    metadata["steps_done"] = step
-    paths["metadata"].write_text(json.dumps(metadata, indent=2, default=str))
     return TrainResult(paths["checkpoint"], paths["log"], plot, paths["metadata"], step, rows)
 
 
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str))
+
+
 def _checkpoint(model: GIFNet, optimizer: torch.optim.Optimizer, step: int, config: TrainConfig,
-                paths: dict[str, Path], rows: list[dict[str, float]]) -> None:  # fmt: skip
+                paths: dict[str, Path], rows: list[dict[str, float]],
+                metadata: dict[str, Any]) -> None:  # fmt: skip
+    """Write the checkpoint, the resume state, the log and the metadata (all of them)."""
     paths["checkpoint"].parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, paths["checkpoint"])
-    _save_state(paths["state"], optimizer, step, config)
-    _write_log(paths["log"], rows)
+    save_state(paths["state"], optimizer, step, asdict(config))
+    write_log(paths["log"], rows)
+    metadata["steps_done"] = step
+    _write_json(paths["metadata"], metadata)
 
 
 def _progress(enabled: bool, total: int, start: int) -> Any:

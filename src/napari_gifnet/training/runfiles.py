@@ -1,0 +1,224 @@
+"""The files of a training run: paths, up-front checks, checkpoints, state, log.
+
+A run writes, next to its checkpoint ``OUT`` (say ``run.pth``), the files
+named by :func:`output_paths`. :func:`check_outputs` tells, before any work,
+whether they can be written; :func:`load_state` reads a ``run.train.pt`` for
+``resume`` and names the file and the problem when it is not a training
+state; :func:`read_log` and :func:`write_log` keep the CSV log's types stable
+(``step`` and ``epoch`` integers, the rest floats) across a resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Columns of the CSV log, in order.
+LOG_COLUMNS: tuple[str, ...] = (
+    "step", "epoch", "total",
+    "s1_total", "s1_fusion", "s1_common", "s1_ms_ssim", "s1_rec_mse", "w_ir", "w_vis", "g_ir", "g_vis",
+    "s2_total", "s2_fusion", "s2_common", "s2_ms_ssim", "s2_rec_mse", "seconds",
+)  # fmt: skip
+#: Log columns holding integers (the rest are floats).
+INT_COLUMNS: frozenset[str] = frozenset({"step", "epoch"})
+#: Settings a resumed run must share with the run it continues.
+RESUME_FIXED: tuple[str, ...] = ("crop", "batch_size", "seed", "lr")
+
+
+def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
+    """The files of a run, derived from the checkpoint path."""
+    p = Path(out)
+    stem = p.with_suffix("") if p.suffix else p
+    return {
+        "checkpoint": p, "state": Path(f"{stem}.train.pt"), "log": Path(f"{stem}.log.csv"),
+        "plot": Path(f"{stem}.loss.png"), "metadata": Path(f"{stem}.train.json"),
+    }  # fmt: skip
+
+
+def check_outputs(paths: Mapping[str, Path]) -> None:
+    """Check, before any work, that a run's files can be written.
+
+    None of the files may be an existing directory, and the checkpoint's
+    folder must be a writable directory or, when it does not exist yet, be
+    creatable (its nearest existing ancestor a writable directory; it is
+    created with the first checkpoint). Writability is probed by creating and
+    removing a temporary file, so it also holds for read-only file systems
+    and for the superuser.
+
+    Raises
+    ------
+    ValueError
+        Naming the path and the problem.
+    """
+    for key, path in paths.items():
+        if path.is_dir():
+            what = "the checkpoint" if key == "checkpoint" else f"the run's {key} file"
+            hint = " (name a file, e.g. DIR/run.pth)" if key == "checkpoint" else ""
+            raise ValueError(f"cannot write {what} {path}: it is an existing directory{hint}")
+    folder = paths["checkpoint"].absolute().parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot write {paths['checkpoint']}: {existing} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".napari-gifnet-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValueError(f"cannot write {paths['checkpoint']}: {existing} is not writable "
+                         f"({reason})") from None  # fmt: skip
+
+
+def _save_atomically(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path) -> None:
+    """Write the weights as a plain, contiguous CPU ``state_dict`` (atomically)."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    _save_atomically(state, path)
+
+
+def save_state(path: Path, optimizer: torch.optim.Optimizer, step: int,
+               config: Mapping[str, Any]) -> None:  # fmt: skip
+    """Write the resume state: optimiser state, step, the settings of :data:`RESUME_FIXED`."""
+    _save_atomically({"optimizer": optimizer.state_dict(), "step": int(step),
+                      "config": {k: config[k] for k in RESUME_FIXED}}, path)  # fmt: skip
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read and check a resume state written by :func:`save_state`.
+
+    Returns
+    -------
+    dict
+        ``optimizer`` (an optimiser ``state_dict``), ``step`` (int) and
+        ``config`` (the settings of :data:`RESUME_FIXED`).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it cannot be read (corrupt or truncated) or is not a training
+        state (e.g. a copy of the weights); the message names the file.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing to resume: {path} is missing")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip, EOF and weights_only errors alike
+        raise ValueError(
+            f"cannot resume: {path} is not a readable training state (corrupt, truncated or "
+            f"another kind of file; {_load_error(exc)})"
+        ) from None
+    problem = _state_problem(obj)
+    if problem:
+        raise ValueError(f"cannot resume: {path} is not a training state written by "
+                         f"napari-gifnet train ({problem})")  # fmt: skip
+    return {"optimizer": obj["optimizer"], "step": int(obj["step"]), "config": dict(obj["config"])}
+
+
+def _load_error(exc: Exception) -> str:
+    """The gist of a ``torch.load`` error (without torch's advice on ``weights_only``)."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:  # the reason follows torch's generic advice
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0].split(". ")[0][:160] if lines else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _state_problem(obj: object) -> str:
+    """What is wrong with a loaded resume state ("" if nothing)."""
+    if not isinstance(obj, Mapping):
+        return f"it holds a {type(obj).__name__}, not a dictionary"
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return "it holds network weights, like the .pth checkpoint, not the optimiser state"
+    missing = [k for k in ("optimizer", "step", "config") if k not in obj]
+    if missing:
+        return f"no {', '.join(repr(k) for k in missing)} entry"
+    opt, step, config = obj["optimizer"], obj["step"], obj["config"]
+    if not (isinstance(opt, Mapping) and "state" in opt and "param_groups" in opt):
+        return "its 'optimizer' entry is not an optimiser state"
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"its step {step!r} is not a non-negative integer"
+    if not isinstance(config, Mapping) or any(k not in config for k in RESUME_FIXED):
+        return f"its 'config' entry lacks some of {', '.join(RESUME_FIXED)}"
+    return ""
+
+
+def read_log(path: Path, upto: int) -> list[dict[str, float]]:
+    """The rows of a CSV log up to step ``upto`` (``step``/``epoch`` as ints).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a training log (names the file and the problem).
+    """
+    if not path.is_file():
+        return []
+    rows: list[dict[str, float]] = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [k for k in LOG_COLUMNS if k not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"cannot resume: the log {path} lacks the column(s) {', '.join(missing)}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                parsed = {k: int(row[k]) if k in INT_COLUMNS else float(row[k]) for k in LOG_COLUMNS}
+            except (TypeError, ValueError):
+                raise ValueError(f"cannot resume: line {line} of the log {path} is not a row "
+                                 "of numbers") from None  # fmt: skip
+            if parsed["step"] <= upto:
+                rows.append(parsed)
+    return rows
+
+
+def write_log(path: Path, rows: list[dict[str, float]]) -> None:
+    """Write a CSV log: ``step``/``epoch`` as integers, floats in full precision."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: int(r[k]) if k in INT_COLUMNS else repr(float(r[k]))
+                             for k in LOG_COLUMNS})  # fmt: skip
+
+
+def plot_log(rows: list[dict[str, float]], path: Path) -> Path:
+    """Plot the loss curves of a log to a PNG file."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for key, label in (("total", "total (both steps)"), ("s1_fusion", "step 1: weighted MSE"),
+                       ("s1_common", "step 1: common (1 - MS-SSIM + MSE)"),
+                       ("s2_fusion", "step 2: MSE to the reference"),
+                       ("s2_common", "step 2: common")):  # fmt: skip
+        ax.plot(steps, [r[key] for r in rows], label=label, lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("step (batch; two optimiser steps each)")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
