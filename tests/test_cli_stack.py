@@ -122,6 +122,114 @@ def test_stack_errors_are_one_line(tmp_path, capsys, stack):
     _one_error_line(err, "unsupported extension")
 
 
+@pytest.fixture
+def no_fusion(monkeypatch):
+    """Make any call of fuse_stack fail: the command must refuse before fusing."""
+    import napari_gifnet.stack
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("fuse_stack was called")
+
+    monkeypatch.setattr(napari_gifnet.stack, "fuse_stack", refuse)
+
+
+def test_stack_keep_dtype_signed_and_float_need_tiff(tmp_path, capsys, stack, no_fusion):
+    signed = (stack.astype(np.int32) - 30000).astype(np.int16)
+    tifffile.imwrite(tmp_path / "s.tif", signed, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "f.tif", signed.astype(np.float32), photometric="minisblack")
+    for name, dtype in (("s.tif", "int16"), ("f.tif", "float32")):
+        for ext in (".png", ".jpg"):
+            out = tmp_path / f"o{ext}"
+            code, _, err = _run(capsys, "stack", str(tmp_path / name), "-o", str(out),
+                                "--keep-dtype", "--method", "focus")  # fmt: skip
+            assert code == 2
+            _one_error_line(err, f"the stack is {dtype}; with --keep-dtype that needs .tif")
+            assert not out.exists()
+
+
+def test_stack_keep_dtype_int16_tiff_keeps_signed_values(tmp_path, capsys, stack):
+    signed = (stack.astype(np.int32) - 30000).astype(np.int16)
+    tifffile.imwrite(tmp_path / "s.tif", signed, photometric="minisblack")
+    out = tmp_path / "o.tif"
+    code, _, err = _run(capsys, "stack", str(tmp_path / "s.tif"), "-o", str(out),
+                        "--keep-dtype", "--method", "focus", "-q")  # fmt: skip
+    assert code == 0, err
+    got = read_image(out)
+    expected = fuse_stack(signed, method="focus", keep_dtype=True)
+    assert got.dtype == np.int16 and got.min() < 0
+    np.testing.assert_array_equal(got, expected.image)
+    np.testing.assert_array_equal(got, np.take_along_axis(signed, expected.depth_map[None], 0)[0])
+
+
+def test_stack_uint16_outputs_checked_before_fusing(tmp_path, capsys, stack, no_fusion):
+    rgb = np.stack([stack, stack // 2, stack // 3], axis=-1)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    cases = [
+        ("rgb.tif", "o.png", ["--keep-dtype"], "needs .tif (16-bit PNG is grey only)"),
+        ("rgb.tif", "o.jpg", ["--keep-dtype"], "needs .tif"),
+        ("z.tif", "o.jpg", ["--keep-dtype"], "needs .tif or .png (JPEG is 8-bit)"),
+        ("z.tif", "o.tif", ["--depth-map", str(tmp_path / "d.jpg")], "--depth-map"),
+        ("z.tif", "o.tif", ["--depth-map", str(tmp_path / "o.tif")], "is also the -o output"),
+        ("z.tif", "o.tif", ["--confidence", str(tmp_path / "c.png")], "use one of .tif"),
+        ("z.tif", "z.tif", [], "is also an input file"),
+    ]
+    for source, out, extra, match in cases:
+        code, _, err = _run(capsys, "stack", str(tmp_path / source), "-o", str(tmp_path / out),
+                            "--method", "focus", *extra)  # fmt: skip
+        assert code == 2, (source, out, extra)
+        _one_error_line(err, match)
+        assert not (tmp_path / "o.tif").exists() and not (tmp_path / "o.png").exists()
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "z.tif"), stack)
+
+
+def test_stack_uint16_grey_png_is_16_bit_and_depth_png(tmp_path, capsys, stack):
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    out, depth = tmp_path / "o.png", tmp_path / "d.png"
+    code, _, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(out), "--keep-dtype",
+                        "--method", "focus", "--depth-map", str(depth), "-q")  # fmt: skip
+    assert code == 0, err
+    expected = fuse_stack(stack, method="focus", keep_dtype=True)
+    got = read_image(out)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, expected.image)
+    np.testing.assert_array_equal(read_image(depth), expected.depth_map)
+
+
+def test_stack_folder_of_mixed_dtypes_or_shapes_is_refused(tmp_path, capsys, stack, no_fusion):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_image(folder / "a.png", (stack[0] // 257).astype(np.uint8))
+    write_image(folder / "b.tif", stack[1])
+    write_image(folder / "c.tif", stack[2])
+    out = tmp_path / "o.tif"
+    code, _, err = _run(capsys, "stack", str(folder), "-o", str(out))
+    assert code == 1
+    _one_error_line(err, "differ in dtype (uint8: a.png; uint16: b.tif, c.tif)")
+    code, _, err = _run(capsys, "stack", *(str(folder / n) for n in ("b.tif", "a.png")),
+                        "-o", str(out))  # fmt: skip
+    assert code == 1
+    _one_error_line(err, "uint16: b.tif; uint8: a.png")
+    write_image(folder / "a.png", (stack[0, :, :40] // 257).astype(np.uint8))
+    write_image(folder / "a.tif", stack[0, :, :40])
+    (folder / "a.png").unlink()
+    code, _, err = _run(capsys, "stack", str(folder), "-o", str(out))
+    assert code == 1
+    _one_error_line(err, "b.tif has shape (40, 48), the first file a.tif (40, 40)")
+    assert not out.exists()
+
+
+def test_stack_folder_or_files_refuse_another_axis(tmp_path, capsys, stack, no_fusion):
+    folder = tmp_path / "planes"
+    folder.mkdir()
+    for i, plane in enumerate(stack):
+        write_image(folder / f"p{i}.tif", plane)
+    for inputs in ([str(folder)], [str(folder / f"p{i}.tif") for i in range(3)]):
+        code, _, err = _run(capsys, "stack", *inputs, "-o", str(tmp_path / "o.tif"), "--axis", "1")
+        assert code == 2
+        _one_error_line(err, "--axis 1: a folder or a list of files is stacked along axis 0")
+
+
 def test_pansharpen_band_files_and_multiband_file(tmp_path, capsys, reference_dir):
     folder = reference_dir / "pairs" / "Remote"
     ms = tifffile.imread(folder / "ms_4band.tif")[:64, :48]

@@ -293,3 +293,78 @@ def test_tiff_stack_other_layouts_fall_back(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(b"")
     with pytest.raises(ValueError, match="unsupported extension"):
         open_tiff_stack(tmp_path / "a.png")
+
+
+# -- image_info: shape and dtype from the header -------------------------------
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """One small file per layout read_image handles, written with Pillow and tifffile."""
+    import tifffile
+    from PIL import Image
+
+    rgb = RNG.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    grey = rgb[..., 0]
+    saves = {
+        "l.png": Image.fromarray(grey),
+        "rgb.png": Image.fromarray(rgb),
+        "rgba.png": Image.fromarray(np.dstack([rgb, grey])),
+        "la.png": Image.fromarray(grey).convert("LA"),
+        "palette.png": Image.fromarray(rgb).convert("P"),
+        "one.png": Image.fromarray(grey > 128),
+        "grey16.png": Image.fromarray(grey.astype(np.uint16) * 257),
+        "rgb.jpg": Image.fromarray(rgb),
+        "grey.jpeg": Image.fromarray(grey),
+        "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+    }
+    for name, image in saves.items():
+        image.save(folder / name)
+    tiffs = {
+        "stack.tif": RNG.random((3, 7, 9)).astype(np.float32),
+        "rgb.tif": rgb,
+        "signed.tiff": RNG.integers(-5, 5, (7, 9)).astype(np.int16),
+        "bool.tif": grey > 100,
+    }
+    for name, data in tiffs.items():
+        tifffile.imwrite(folder / name, data, photometric="rgb" if data.ndim == 3 and
+                         data.shape[-1] == 3 else "minisblack")  # fmt: skip
+    return sorted(folder.iterdir())
+
+
+def test_image_info_matches_read_image_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import ImageFile
+
+    from napari_gifnet.io import image_info
+
+    files = _image_files(tmp_path)
+    expected = {p.name: read_image(p) for p in files}
+
+    def no_decoding(*_args, **_kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_decoding)
+    monkeypatch.setattr(tifffile.TiffFile, "asarray", no_decoding)
+    for path in files:
+        shape, dtype = image_info(path)
+        arr = expected[path.name]
+        assert (shape, dtype) == (arr.shape, arr.dtype), path.name
+
+
+def test_image_info_errors(tmp_path: Path) -> None:
+    from napari_gifnet.io import image_info
+
+    with pytest.raises(FileNotFoundError, match="not found"):
+        image_info(tmp_path / "none.png")
+    (tmp_path / "x.bmp").write_bytes(b"BM")
+    with pytest.raises(ValueError, match="unsupported extension"):
+        image_info(tmp_path / "x.bmp")
+    for name in ("broken.png", "broken.tif", "broken.jpg"):
+        (tmp_path / name).write_bytes(b"this is not an image")
+        with pytest.raises(ValueError, match=f"cannot read .*{name}: not a valid"):
+            image_info(tmp_path / name)
+    (tmp_path / "d.tif").mkdir()
+    with pytest.raises(ValueError, match="not a file"):
+        image_info(tmp_path / "d.tif")

@@ -84,6 +84,107 @@ def test_keep_dtype_returns_input_pixels_for_selection():
     assert auto.image.dtype == np.uint16 and auto.metadata["normalization"]["rule"] == "percentile"
 
 
+def _bright_spot_stack(rgb: bool = False) -> np.ndarray:
+    """uint16 planes of 1000-2000 (64 x 64) with a 2 x 2 spot of 60000 in every plane.
+
+    The spot is under 0.1 % of the pixels, so it lies above the 99.9th percentile
+    that ``normalization="auto"`` maps to 1.
+    """
+    stack, _, _ = _two_region_stack(4)
+    stack = np.pad(stack, ((0, 0), (8, 8), (0, 0)), mode="reflect")  # 64 x 64
+    s16 = (1000 + np.rint(stack / 255.0 * 1000)).astype(np.uint16)
+    s16[:, 20:22, 10:12] = 60000
+    if rgb:
+        s16 = np.stack([s16, s16 // 2 + 100, s16 // 3 + 200], axis=-1)
+    s16.setflags(write=False)
+    return s16
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_keep_dtype_selection_returns_the_planes_own_values(rgb):
+    s16 = _bright_spot_stack(rgb)
+    before = s16.copy()
+    for kwargs in ({"method": "focus"}, {"method": "laplacian", "select": True}):
+        r = fuse_stack(s16, keep_dtype=True, **kwargs)
+        assert r.metadata["normalization"]["rule"] == "percentile"
+        assert r.metadata["normalization"]["range"][1] < 60000  # the spot is out of range
+        depth = r.depth_map[None, ..., None] if rgb else r.depth_map[None]
+        picked = np.take_along_axis(s16, depth, axis=0)[0]
+        assert r.image.dtype == np.uint16
+        np.testing.assert_array_equal(r.image, picked)
+        assert r.image.max() == 60000
+        # float output: the same pixels, normalised on the range (and clipped to [0, 1])
+        f = fuse_stack(s16, **kwargs)
+        lo, hi = f.metadata["normalization"]["range"]
+        np.testing.assert_array_equal(f.depth_map, r.depth_map)
+        expected = np.clip((picked.astype(np.float32) - lo) / (hi - lo), 0, 1)
+        np.testing.assert_allclose(f.image, expected, atol=1e-6)
+        assert f.image.dtype == np.float32
+    np.testing.assert_array_equal(s16, before)
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_keep_dtype_blend_restores_values_outside_the_range(rgb):
+    s16 = _bright_spot_stack(rgb)
+    r = fuse_stack(s16, method="laplacian", keep_dtype=True)
+    f = fuse_stack(s16, method="laplacian")
+    lo, hi = r.metadata["normalization"]["range"]
+    assert r.image.dtype == np.uint16 and hi < 60000
+    assert (r.image[20:22, 10:12] == s16[0, 20:22, 10:12]).all()  # 60000 and its colour
+    np.testing.assert_array_equal(r.depth_map, f.depth_map)
+    depth = r.depth_map[None, ..., None] if rgb else r.depth_map[None]
+    picked = np.take_along_axis(s16, depth, axis=0)[0]
+    outside = (picked < lo) | (picked > hi)  # the spot, and a few pixels below the range
+    outside = outside.any(axis=-1) if rgb else outside  # whole pixels are restored
+    assert outside[20:22, 10:12].all() and r.metadata["restored_out_of_range"] == outside.sum()
+    np.testing.assert_array_equal(r.image[outside], picked[outside])
+    back = np.rint(f.image.astype(np.float64) * (hi - lo) + lo)
+    np.testing.assert_array_equal(r.image[~outside], back[~outside])  # the blend elsewhere
+    np.testing.assert_array_equal(r.luma, f.luma)
+
+
+def test_keep_dtype_blend_with_a_fixed_range_restores_what_it_misses():
+    s16 = _bright_spot_stack()
+    fixed = fuse_stack(s16, method="mean", keep_dtype=True, normalization=(1200, 1800))
+    picked = np.take_along_axis(s16, fixed.depth_map[None], axis=0)[0]
+    outside = (picked < 1200) | (picked > 1800)
+    assert fixed.metadata["restored_out_of_range"] == outside.sum() >= 4
+    np.testing.assert_array_equal(fixed.image[outside], picked[outside])
+    assert fixed.image.max() == 60000
+    assert 1200 <= fixed.image[~outside].min() and fixed.image[~outside].max() <= 1800
+
+
+def test_keep_dtype_selection_with_alignment_keeps_unmoved_planes_exact():
+    s16 = np.array(_bright_spot_stack()[:3])
+    s16[1] = np.roll(s16[1], 2, axis=1)  # plane 1 moved by 2 px, the others stay
+    r = fuse_stack(s16, method="focus", keep_dtype=True, align=True, reference=0)
+    assert r.shifts[1].any() and not r.shifts[0].any() and not r.shifts[2].any()
+    assert r.image.dtype == np.uint16 and r.image.max() == 60000
+    picked = np.take_along_axis(s16, r.depth_map[None], axis=0)[0]
+    still = r.depth_map != 1
+    np.testing.assert_array_equal(r.image[still], picked[still])
+    assert s16.min() <= r.image.min() and r.image.max() <= s16.max()
+
+
+def test_best_plane_update_returns_where_the_plane_won():
+    best = BestPlane((1, 3), larger_is_better=True)
+    np.testing.assert_array_equal(best.update(0, np.array([[1.0, 2.0, 0.0]])), [[1, 1, 1]])
+    np.testing.assert_array_equal(best.update(1, np.array([[3.0, 2.0, -1.0]])), [[1, 0, 0]])
+
+
+def test_lists_of_nested_python_lists_and_integer_axes():
+    stack, _, _ = _two_region_stack()
+    ref = fuse_stack(stack, method="focus")
+    nested = fuse_stack([p.tolist() for p in stack], method="focus", normalization=(0, 255))
+    assert nested.metadata["input_dtype"] == np.asarray([1]).dtype.name
+    np.testing.assert_array_equal(nested.depth_map, ref.depth_map)
+    np.testing.assert_array_equal(nested.image, ref.image)
+    moved = np.moveaxis(stack, 0, 2)
+    for axis in (np.int64(2), np.int32(-1), 2):
+        np.testing.assert_array_equal(fuse_stack(moved, axis=axis, method="focus").image,
+                                      ref.image)
+
+
 class _CountingStack:
     """An array-like that records every index it is asked for."""
 
@@ -145,6 +246,17 @@ def test_inputs_are_not_modified():
         (np.zeros((3, 8, 8)), {"normalization": "weird"}, "unknown normalization"),
         (np.zeros((3, 8, 8)), {"align": "rotation"}, "unknown align option"),
         ([np.zeros((8, 8)), np.zeros((8, 9))], {}, "differ in shape"),
+        ([[[0, 1], [2]], [[0, 1], [2, 3]]], {}, "not a rectangular array"),
+        (np.zeros((3, 0, 8)), {}, "empty"),
+        (np.zeros((3, 8, 0, 3)), {}, "empty"),
+        ([np.zeros((0, 8)), np.zeros((0, 8))], {}, "empty"),
+        (np.zeros((3, 8, 8)), {"axis": 1.5}, "integer"),
+        (np.zeros((3, 8, 8)), {"axis": True}, "integer"),
+        (np.zeros((3, 8, 8)), {"axis": "0"}, "integer"),
+        (np.zeros((3, 8, 8)), {"method": "mean", "pair_options": {"normalization": "minmax"}},
+         "normalization"),
+        (np.zeros((3, 8, 8)), {"method": "mean", "pair_options": {"progress": print}},
+         "progress"),
     ],
 )
 def test_bad_input_gives_a_clear_value_error(data, kwargs, match):

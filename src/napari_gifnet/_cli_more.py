@@ -51,40 +51,24 @@ def _check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
         raise UsageError(f"--device: {exc}") from None
 
 
-class _FileStack:
-    """Planes read from image files on demand: ``stack[(i,)]`` reads file ``i``."""
-
-    def __init__(self, files: list[Path]) -> None:
-        from . import io
-
-        self.files = files
-        first = io.read_image(files[0])
-        self.shape = (len(files), *first.shape)
-        self.dtype = first.dtype
-
-    def __getitem__(self, index: Any) -> Any:
-        from . import io
-
-        i = index[0] if isinstance(index, tuple) else index
-        plane = io.read_image(self.files[i])
-        if plane.shape != self.shape[1:]:
-            raise ValueError(
-                f"{self.files[i]} has shape {plane.shape}, the first plane {self.shape[1:]}"
-            )
-        return plane
-
-
 def _read_stack(inputs: list[str], axis: int = 0) -> Any:
     from . import io
+    from ._stack_planes import FileStack
 
     paths = [Path(p) for p in inputs]
-    if len(paths) == 1 and paths[0].is_dir():
+    folder = len(paths) == 1 and paths[0].is_dir()
+    if (folder or len(paths) > 1) and axis != 0:
+        raise UsageError(
+            f"--axis {axis}: a folder or a list of files is stacked along axis 0 "
+            "(one file per plane); --axis is for a multi-dimensional TIFF"
+        )
+    if folder:
         files = sorted(
             p for p in paths[0].iterdir() if p.suffix.lower() in io.READ_EXTENSIONS
         )
         if len(files) < 2:
             raise ValueError(f"{paths[0]}: a stack folder needs at least 2 image files")
-        return _FileStack(files)
+        return FileStack(files)
     if len(paths) == 1:
         if paths[0].suffix.lower() in (".tif", ".tiff"):
             stack = io.open_tiff_stack(paths[0])  # page by page where possible
@@ -96,16 +80,75 @@ def _read_stack(inputs: list[str], axis: int = 0) -> Any:
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"image file not found: {p}")
-    return _FileStack(paths)
+    return FileStack(paths)
+
+
+#: Suffixes of the formats that hold any dtype.
+_TIFF = (".tif", ".tiff")
+
+
+def _check_stack_outputs(
+    outputs: dict[str, Path], dtype: Any, rgb: bool, keep_dtype: bool, inputs: list[Path]
+) -> None:
+    """Refuse, before fusing, outputs whose format cannot hold what goes there.
+
+    ``outputs`` maps an option name (``-o``, ``--depth-map``, ``--confidence``)
+    to its path; ``dtype`` and ``rgb`` describe the stack's planes. The rules
+    (see :func:`_write_plane`): float32 output (no ``--keep-dtype``) goes
+    anywhere; with ``--keep-dtype`` uint8 and bool go anywhere, uint16 to
+    .tif or grey .png, any other dtype (signed, 32/64-bit, float) to .tif
+    only. The depth map (uint16 plane indices) goes to .tif or .png (JPEG is
+    8-bit and lossy); the confidence map (float32) to .tif. No two outputs
+    may name the same file, and none may name one of the ``inputs``.
+    """
+    import numpy as np
+
+    seen: dict[Path, str] = {p.absolute(): "an input file" for p in inputs}
+    for option, path in outputs.items():
+        key = path.absolute()
+        if key in seen:
+            raise UsageError(f"{option} {path} is also {seen[key]}")
+        seen[key] = f"the {option} output"
+    ext = outputs["-o"].suffix.lower()
+    dtype = np.dtype(dtype)
+    if keep_dtype and ext not in _TIFF and dtype.kind != "b" and dtype != np.uint8:
+        if dtype != np.uint16:
+            raise UsageError(
+                f"-o {outputs['-o']}: the stack is {dtype}; with --keep-dtype that needs "
+                ".tif (PNG and JPEG hold unsigned 8- or 16-bit data only)"
+            )
+        if ext != ".png" or rgb:
+            raise UsageError(
+                f"-o {outputs['-o']}: a uint16 {'RGB' if rgb else 'grey'} stack with "
+                f"--keep-dtype needs .tif{'' if rgb else ' or .png'} "
+                f"({'16-bit PNG is grey only' if rgb else 'JPEG is 8-bit'})"
+            )
+    depth = outputs.get("--depth-map")
+    if depth is not None and depth.suffix.lower() not in (*_TIFF, ".png"):
+        raise UsageError(
+            f"--depth-map {depth}: use .tif or .png (16-bit plane indices; JPEG is 8-bit "
+            "and lossy)"
+        )
 
 
 def _write_plane(path: Path, image: Any, metadata: dict[str, Any]) -> None:
+    """Write an output checked by :func:`_check_stack_outputs`.
+
+    TIFF: as it is (any dtype). PNG: uint8 as 8-bit, bool as 0/255, uint16
+    and float grey as 16-bit (float: [0, 1] scaled to 0-65535), float RGB as
+    8-bit. JPEG: 8-bit (float scaled by 255).
+    """
+    import numpy as np
+
     from . import io
 
-    wide = getattr(image, "dtype", None) is not None and image.dtype.itemsize > 1
+    if path.suffix.lower() in _TIFF:
+        io.write_image(path, image, metadata)
+        return
+    if image.dtype.kind == "b":
+        image = image.astype(np.uint8) * np.uint8(255)
+    wide = image.dtype == np.uint16 or image.dtype.kind == "f"
     bits = 16 if path.suffix.lower() == ".png" and wide and image.ndim == 2 else 8
-    if image.dtype.kind in "iu" and image.dtype not in ("uint8", "uint16"):
-        image = image.astype("float32")
     io.write_image(path, image, metadata, bit_depth=bits)
 
 
@@ -119,9 +162,11 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUT",
         help="all-in-focus image (.tif: float32 in [0, 1] or the input dtype with "
-        "--keep-dtype, with JSON metadata; .png/.jpg: 8-bit)",
+        "--keep-dtype, with JSON metadata; .png: 16-bit grey or 8-bit RGB; .jpg: 8-bit; "
+        "--keep-dtype with data other than uint8/uint16 needs .tif)",
     )
-    parser.add_argument("--axis", type=int, default=0, help="focus axis of a TIFF (default 0)")
+    parser.add_argument("--axis", type=int, default=0,
+                        help="focus axis of a TIFF (default 0; a folder or files: 0 only)")
     parser.add_argument(
         "--method", default="default",
         help="gifnet, focus, or a baseline (laplacian, guided, dwt, mertens, mean, max); "
@@ -136,7 +181,8 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align-scale", action="store_true",
                         help="align the planes first for translation and focus breathing "
                         "(a magnification change between planes); implies --align")
-    parser.add_argument("--depth-map", metavar="PATH", help="also write the depth (plane index) map")
+    parser.add_argument("--depth-map", metavar="PATH",
+                        help="also write the depth (plane index) map (.tif or 16-bit .png)")
     parser.add_argument("--confidence", metavar="PATH", help="also write the confidence map (.tif)")
     parser.add_argument("--keep-dtype", action="store_true",
                         help="write the input dtype (e.g. 16-bit) instead of float32")
@@ -146,17 +192,24 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_stack(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ._stack_planes import Planes
     from .stack import DEFAULT_METHOD, DEFAULT_STRATEGY, fuse_stack
 
     output = _check_output(args.output)
     depth_path = _check_output(args.depth_map) if args.depth_map else None
-    conf_path = _check_output(args.confidence, (".tif", ".tiff")) if args.confidence else None
+    conf_path = _check_output(args.confidence, _TIFF) if args.confidence else None
     method = DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
     _check_device(args, method)
     align = "scale" if args.align_scale else bool(args.align)
     stack = _read_stack(args.inputs, args.axis)
     progress = _Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
     try:
+        layout = Planes(stack, args.axis)  # shape and dtype only: nothing is read yet
+        outputs = {"-o": output, "--depth-map": depth_path, "--confidence": conf_path}
+        _check_stack_outputs(
+            {k: v for k, v in outputs.items() if v is not None}, layout.dtype, layout.rgb,
+            args.keep_dtype, getattr(stack, "files", [Path(p) for p in args.inputs]),
+        )  # fmt: skip
         result = fuse_stack(
             stack, args.axis, method, strategy=args.strategy or DEFAULT_STRATEGY,
             select=args.select, align=align, keep_dtype=args.keep_dtype,

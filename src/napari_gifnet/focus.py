@@ -80,14 +80,23 @@ class BestPlane:
         self.index = np.zeros(shape, dtype=np.int32)
         self.count = 0
 
-    def update(self, i: int, score: np.ndarray) -> None:
-        """Offer plane ``i`` with its per-pixel ``score``."""
+    def update(self, i: int, score: np.ndarray) -> np.ndarray:
+        """Offer plane ``i`` with its per-pixel ``score``.
+
+        Returns
+        -------
+        numpy.ndarray
+            bool (H, W): the pixels where plane ``i`` is now the best (ties
+            keep the earlier plane), so a caller can carry per-pixel values of
+            the best plane along.
+        """
         s = self.sign * np.asarray(score, dtype=np.float32)
         better = s > self.best
         self.second = np.where(better, self.best, np.maximum(self.second, s))
         self.best = np.where(better, s, self.best)
         self.index[better] = i
         self.count += 1
+        return better
 
     def confidence(self) -> np.ndarray:
         """Normalised margin between the best and second-best score, in [0, 1].

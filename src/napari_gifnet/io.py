@@ -85,12 +85,7 @@ def read_image(path: PathLike) -> np.ndarray:
         If the extension is unsupported, the path is not a file, or the file
         cannot be decoded.
     """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"image file not found: {p}")
-    ext = _extension(p, READ_EXTENSIONS, "read")
-    if not p.is_file():
-        raise ValueError(f"cannot read {p}: not a file")
+    p, ext = _readable(path)
     try:
         if ext in _TIFF:
             import tifffile
@@ -104,8 +99,73 @@ def read_image(path: PathLike) -> np.ndarray:
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
-        kind = "TIFF" if ext in _TIFF else ext[1:].upper().replace("JPG", "JPEG")
-        raise ValueError(f"cannot read {p}: not a valid {kind} file ({exc})") from exc
+        raise _not_valid(p, ext, exc) from exc
+
+
+def _readable(path: PathLike) -> tuple[Path, str]:
+    """``(path, extension)`` of an existing readable file, else the error read_image raises."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"image file not found: {p}")
+    ext = _extension(p, READ_EXTENSIONS, "read")
+    if not p.is_file():
+        raise ValueError(f"cannot read {p}: not a file")
+    return p, ext
+
+
+def _not_valid(p: Path, ext: str, exc: Exception) -> ValueError:
+    kind = "TIFF" if ext in _TIFF else ext[1:].upper().replace("JPG", "JPEG")
+    return ValueError(f"cannot read {p}: not a valid {kind} file ({exc})")
+
+
+def _pillow_info(p: Path) -> tuple[tuple[int, ...], np.dtype]:
+    from PIL import Image
+
+    with Image.open(p) as im:
+        mode = im.palette.mode if im.mode == "P" and im.palette is not None else im.mode
+        if im.format == "PNG" and mode == "I":  # read as uint16 (imageio's pillow plugin)
+            mode = "I;16"
+        shape: tuple[int, ...] = (im.height, im.width)
+        frames = int(getattr(im, "n_frames", 1))
+        if getattr(im, "custom_mimetype", None) == "image/apng":
+            shape = (frames, *shape)  # imageio reads every frame of an animated PNG
+    dummy = np.asarray(Image.new(mode, (1, 1)))  # how numpy sees this mode
+    return (*shape, *dummy.shape[2:]), dummy.dtype
+
+
+def image_info(path: PathLike) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype that :func:`read_image` would return, from the header only.
+
+    Parameters
+    ----------
+    path
+        A ``.png``, ``.jpg``/``.jpeg`` or ``.tif``/``.tiff`` file.
+
+    Returns
+    -------
+    tuple
+        ``(shape, dtype)``: TIFF, those of the first series (tifffile);
+        PNG/JPEG, from the Pillow mode and size (palette images as their
+        palette's mode, 16-bit grey PNG as uint16), no pixels decoded.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`read_image` (a header that cannot be parsed: ValueError).
+    """
+    p, ext = _readable(path)
+    try:
+        if ext in _TIFF:
+            import tifffile
+
+            with tifffile.TiffFile(p) as tif:
+                series = tif.series[0]
+                return tuple(int(s) for s in series.shape), np.dtype(series.dtype)
+        return _pillow_info(p)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
+        raise _not_valid(p, ext, exc) from exc
 
 
 def _json_default(value: Any) -> Any:

@@ -20,6 +20,14 @@ highest 99.9th percentile over the planes, unless ``normalization`` says
 otherwise). Memory holds O(1) full-size planes besides the output (the tree:
 O(log N)).
 
+Output values (``keep_dtype``): selection (``"focus"`` or ``select=True``)
+copies each pixel's value from its plane as stored (float32 on the [0, 1]
+range otherwise). A pairwise blend is computed on the normalised planes
+(clipped to the range) and mapped back linearly; pixels whose value in the
+plane the depth map names lies outside the range (any channel), which the
+fusion saw clipped, are restored from that plane, so highlights and outliers
+beyond the 0.1-99.9 percentiles keep their values.
+
 Depth map: ``method="focus"`` reports the (filtered) index it selected by.
 Pairwise methods report, per pixel, the plane locally most similar to the
 fused result (smallest Gaussian-windowed mean squared difference of the lumas,
@@ -38,7 +46,8 @@ import numpy as np
 from scipy import ndimage
 
 from . import __version__
-from .alignment import align_mode, apply_transform, estimate_alignment
+from ._stack_planes import Planes
+from .alignment import align_mode, estimate_alignment
 from .focus import BestPlane, dissimilarity, focus_measure, luma_of
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_STRATEGY", "STRATEGIES", "StackResult", "fuse_stack"]
@@ -50,6 +59,8 @@ STRATEGIES = ("sequential", "tree")
 DEFAULT_METHOD = "focus"
 DEFAULT_STRATEGY = "tree"
 _DEPTH_FILTER = 5
+#: fuse_stack's own options, which ``pair_options`` may not set.
+_RESERVED_PAIR_OPTIONS = frozenset({"normalization", "progress"})
 Progress = Callable[[int, int], Any]
 
 
@@ -61,7 +72,8 @@ class StackResult:
     ----------
     image
         The all-in-focus image, (H, W) or (H, W, 3): float32 in [0, 1], or
-        the input dtype on the input's scale with ``keep_dtype=True``.
+        the input dtype on the input's scale with ``keep_dtype=True`` (see
+        :func:`fuse_stack` for how values outside the range are kept).
     depth_map
         int32 (H, W): the index (along the focus axis) of the plane each
         pixel came from.
@@ -97,108 +109,6 @@ class StackResult:
             self.scales = np.ones(len(self.shifts))
 
 
-class _Planes:
-    """Reads plane ``i`` of a stack along ``axis``, validated and normalised."""
-
-    def __init__(self, stack: Any, axis: int) -> None:
-        if isinstance(stack, (list, tuple)):
-            if axis != 0:
-                raise ValueError("a list of planes is stacked along axis 0 only")
-            self.data, self.seq = list(stack), True
-            shapes = {tuple(np.shape(p)) for p in self.data}
-            if len(shapes) > 1:
-                raise ValueError(f"the planes differ in shape: {sorted(shapes)}")
-            shape = (len(self.data), *shapes.pop()) if self.data else (0,)
-            self.dtype = np.result_type(*self.data) if self.data else np.dtype(float)
-        else:
-            if type(stack).__module__.startswith("torch"):
-                stack = stack.detach().cpu().numpy()
-            if not hasattr(stack, "shape") or not hasattr(stack, "dtype"):
-                stack = np.asarray(stack)
-            self.data, self.seq = stack, False
-            shape, self.dtype = tuple(int(s) for s in stack.shape), np.dtype(stack.dtype)
-        ndim = len(shape)
-        if ndim not in (3, 4):
-            raise ValueError(
-                f"a focus stack must be 3-D (Z, H, W) or 4-D (Z, H, W, 3), got shape {shape}"
-            )
-        if not -ndim <= axis < ndim or (ndim == 4 and axis % ndim == 3):
-            raise ValueError(f"axis {axis} is not a focus axis of a stack of shape {shape}")
-        self.axis = axis % ndim
-        self.n = shape[self.axis]
-        plane = shape[: self.axis] + shape[self.axis + 1 :]
-        if len(plane) == 3 and plane[-1] != 3:
-            raise ValueError(
-                f"the planes have shape {plane}: 4-D stacks need RGB planes (H, W, 3) "
-                "with the colour axis last"
-            )
-        if self.n < 2:
-            raise ValueError(f"a focus stack needs at least 2 planes, got {self.n}")
-        if self.dtype.kind not in "buif":
-            raise ValueError(f"unsupported stack dtype {self.dtype}")
-        self.plane_shape, self.rgb = plane, len(plane) == 3
-        self.lo, self.hi, self.rule = 0.0, 1.0, "dtype"
-        self.shifts, self.scales = np.zeros((self.n, 2)), np.ones(self.n)
-
-    def raw(self, i: int) -> np.ndarray:
-        if self.seq:
-            return np.asarray(self.data[i])
-        index = (slice(None),) * self.axis + (i,)
-        return np.asarray(self.data[index])
-
-    def unit(self, i: int) -> np.ndarray:
-        """Plane ``i`` as float32 in [0, 1], shifted (and rescaled) when aligned."""
-        x = self.raw(i).astype(np.float32)
-        if not np.isfinite(x).all():
-            raise ValueError(f"plane {i} holds NaN or infinite values")
-        x = np.clip((x - self.lo) / (self.hi - self.lo), 0.0, 1.0) if self.hi > self.lo else x * 0
-        aligned = apply_transform(x, self.shifts[i], self.scales[i])
-        return aligned.astype(np.float32, copy=False)
-
-    def needs_pass(self, normalization: Any) -> bool:
-        """Whether the range comes from the data (a pass over the planes)."""
-        if isinstance(normalization, (tuple, list)) or normalization == "dtype":
-            return False
-        return not (normalization == "auto" and (self.dtype.kind == "b" or self.dtype == np.uint8))
-
-    def set_range(self, normalization: Any, step: Callable[[], None]) -> None:
-        if isinstance(normalization, (tuple, list)):
-            lo, hi = (float(v) for v in normalization)
-            if not lo < hi:
-                raise ValueError(f"normalization range must have lo < hi, got {normalization}")
-            self.lo, self.hi, self.rule = lo, hi, "fixed"
-            return
-        if normalization not in ("auto", "dtype", "minmax", "percentile"):
-            raise ValueError(
-                f"unknown normalization {normalization!r}; valid: auto, dtype, minmax, "
-                "percentile or (lo, hi)"
-            )
-        kind = self.dtype.kind
-        if not self.needs_pass(normalization):
-            info = np.iinfo(self.dtype) if kind in "ui" else None
-            self.lo, self.hi = (float(info.min), float(info.max)) if info else (0.0, 1.0)
-            self.rule = "dtype"
-            return
-        los, his, mins, maxs = [], [], [], []
-        for i in range(self.n):  # one range for all planes, read one at a time
-            x = self.raw(i)
-            if not np.isfinite(x).all():
-                raise ValueError(f"plane {i} holds NaN or infinite values")
-            x = x.astype(np.float64).ravel()[:: max(1, x.size // 1_000_000)]
-            lo, hi = np.percentile(x, [0.1, 99.9])
-            los.append(lo), his.append(hi), mins.append(x.min()), maxs.append(x.max())
-            step()
-        mn, mx = float(min(mins)), float(max(maxs))
-        if normalization == "auto" and kind == "f" and mn >= 0.0 and mx <= 1.0:
-            self.lo, self.hi, self.rule = 0.0, 1.0, "unchanged"
-        elif normalization == "minmax":
-            self.lo, self.hi, self.rule = mn, mx, "minmax"
-        else:
-            self.lo, self.hi, self.rule = float(min(los)), float(max(his)), "percentile"
-            if not self.lo < self.hi:
-                self.lo, self.hi, self.rule = mn, mx, "minmax"
-
-
 def _pair_function(method: str, options: Mapping[str, Any]) -> Callable:
     from .baselines import fuse_with
     from .layers import method_key
@@ -218,17 +128,58 @@ def _pair_function(method: str, options: Mapping[str, Any]) -> Callable:
     return pair
 
 
-def _to_output(image: np.ndarray, planes: _Planes, keep_dtype: bool) -> np.ndarray:
-    if not keep_dtype:
-        return image.astype(np.float32, copy=False)
-    out = image.astype(np.float64) * (planes.hi - planes.lo) + planes.lo
-    dtype = planes.dtype
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Values on the input's scale -> ``dtype`` (integers rounded and clipped to the dtype)."""
+    if values.dtype == dtype:
+        return values
     if dtype.kind == "b":
-        return out >= 0.5
+        return values >= 0.5
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(dtype)
-    return out.astype(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def _native_buffer(planes: Planes) -> np.ndarray:
+    """Zeros for values on the input's scale: the input dtype (exact) or float64 (aligned)."""
+    return np.zeros(planes.plane_shape, np.float64 if planes.aligned else planes.dtype)
+
+
+def _outside(planes: Planes, values: np.ndarray) -> np.ndarray:
+    """(H, W) mask of the pixels (any channel) outside the normalisation range."""
+    out = ~planes.covers(values)
+    return out.any(axis=-1) if out.ndim == 3 else out
+
+
+def _select(
+    planes: Planes, depth: np.ndarray, keep_dtype: bool, step: Callable[[], None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copy each pixel from the plane ``depth`` names: (float32 normalised, output image)."""
+    fused = np.zeros(planes.plane_shape, np.float32)
+    native = _native_buffer(planes) if keep_dtype else None
+    for i in range(planes.n):
+        mask = depth == i
+        if mask.any():
+            x = planes.raw(i)
+            fused[mask] = planes.unit(i, x)[mask]
+            if native is not None:
+                native[mask] = planes.native(i, x)[mask]
+        step()
+    return fused, (fused if native is None else _cast(native, planes.dtype))
+
+
+def _map_back(fused: np.ndarray, planes: Planes, carry: np.ndarray) -> tuple[np.ndarray, int]:
+    """A blend in [0, 1] back on the input's scale, out-of-range pixels restored.
+
+    Returns the image in the input dtype and the number of pixels taken from
+    ``carry`` (the depth-map plane's own values) because that value lies
+    outside the normalisation range the fusion saw clipped.
+    """
+    image = _cast(fused.astype(np.float64) * (planes.hi - planes.lo) + planes.lo, planes.dtype)
+    outside = _outside(planes, carry)
+    if outside.any():
+        image[outside] = _cast(carry, planes.dtype)[outside]
+    return image, int(outside.sum())
 
 
 def fuse_stack(
@@ -256,7 +207,8 @@ def fuse_stack(
         elsewhere, see ``axis``): a numpy or dask array (read plane by plane),
         or a list of equally shaped 2-D / RGB planes. Never modified.
     axis : int
-        The focus axis (not the colour axis).
+        The focus axis (not the colour axis): an integer (numpy integers
+        too; not a bool).
     method : str
         ``"gifnet"``, a classical baseline of
         :data:`napari_gifnet.baselines.BASELINES` (folded pairwise like
@@ -282,15 +234,23 @@ def fuse_stack(
         by the widest 0.1-99.9 percentile range over the planes.
     keep_dtype : bool
         Return the image in the input dtype on the input's scale (e.g. a
-        uint16 stack gives a uint16 image, the range mapped back), instead of
-        float32 in [0, 1].
+        uint16 stack gives a uint16 image) instead of float32 in [0, 1].
+        Selection (``"focus"``, ``select=True``): each pixel is its plane's
+        value as stored (aligned planes: resampled, then rounded). Pairwise
+        blends: the fused [0, 1] result mapped back linearly from the
+        normalisation range; where the value of the plane the depth map names
+        lies outside that range (which the fusion saw clipped), that value is
+        kept instead (counted in ``metadata["restored_out_of_range"]``). The
+        float32 output (``keep_dtype=False``) stays clipped to the range.
     weights, device
         For GIFNet (see :func:`napari_gifnet.fuse`); ignored otherwise.
     progress : callable, optional
         ``progress(done, total)`` in plane reads (and between the bands of a
         GIFNet fusion); an exception raised by it stops the fusion.
     pair_options : mapping, optional
-        More keyword arguments for each pairwise fusion.
+        More keyword arguments for each pairwise fusion (``weights`` and
+        ``device`` here override the arguments above); ``normalization`` and
+        ``progress`` are fuse_stack's own and refused.
 
     Returns
     -------
@@ -301,9 +261,10 @@ def fuse_stack(
     Raises
     ------
     ValueError
-        A stack that is not 3-D / 4-D RGB, fewer than 2 planes, a bad axis,
-        NaN or infinite values, an unknown method, strategy, normalisation or
-        ``align`` value.
+        A stack that is not 3-D / 4-D RGB, fewer than 2 planes, empty planes,
+        planes of different shapes, a bad or non-integer axis, NaN or infinite
+        values, an unknown method, strategy, normalisation or ``align`` value,
+        or ``pair_options`` setting ``normalization`` or ``progress``.
     """
     start = time.perf_counter()
     method = str(method).strip().lower()
@@ -320,7 +281,13 @@ def fuse_stack(
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     mode = align_mode(align)
-    planes = _Planes(stack, int(axis))
+    reserved = sorted(set(pair_options or {}) & _RESERVED_PAIR_OPTIONS)
+    if reserved:
+        raise ValueError(
+            f"pair_options cannot set {', '.join(map(repr, reserved))}: the stack is "
+            "normalised once (use fuse_stack's normalization=) and progress is fuse_stack's"
+        )
+    planes = Planes(stack, axis)
     n = planes.n
     select = method == "focus" or bool(select)
     needs_range = planes.needs_pass(normalization)
@@ -345,6 +312,7 @@ def fuse_stack(
         )  # fmt: skip
     shape2d = planes.plane_shape[:2]
     pair_meta: dict[str, Any] = {}
+    carry = None  # keep_dtype blends: per pixel, the input-scale value of the best plane so far
     if method == "focus":
         best = BestPlane(shape2d, larger_is_better=True)
         for i in range(n):
@@ -357,20 +325,23 @@ def fuse_stack(
         pair_meta = dict(pair.metadata)
         fused_luma = luma_of(fused)
         best = BestPlane(shape2d, larger_is_better=False)
+        carry = _native_buffer(planes) if keep_dtype and not select else None
         for i in range(n):
-            best.update(i, dissimilarity(luma_of(planes.unit(i)), fused_luma))
+            x = planes.raw(i)
+            won = best.update(i, dissimilarity(luma_of(planes.unit(i, x)), fused_luma))
+            if carry is not None and won.any():
+                carry[won] = planes.native(i, x)[won]
             step()
     depth, confidence = best.index, best.confidence()
+    restored = None
     if select:
         depth = ndimage.median_filter(depth, size=_DEPTH_FILTER, mode="nearest")
-        fused = np.zeros(planes.plane_shape, np.float32)
-        for i in range(n):
-            mask = depth == i
-            if mask.any():
-                fused[mask] = planes.unit(i)[mask]
-            step()
+        fused, image = _select(planes, depth, keep_dtype, step)
+    elif carry is not None:
+        image, restored = _map_back(fused, planes, carry)
+    else:
+        image = fused.astype(np.float32, copy=False)
     luma = luma_of(fused)
-    image = _to_output(fused, planes, keep_dtype)
     elapsed = time.perf_counter() - start
     metadata = {
         "method": "focus selection" if method == "focus" else method,
@@ -390,6 +361,7 @@ def fuse_stack(
                       "argmin of the local squared difference to the fused luma (sigma 2 px)")
         + (", 5 x 5 median" if select else ""),
         "selected": select,
+        "restored_out_of_range": restored,
         "pair_metadata": {
             k: pair_meta[k] for k in ("method", "weights_sha256", "device") if k in pair_meta
         },
