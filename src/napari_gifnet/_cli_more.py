@@ -54,6 +54,7 @@ def _check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
 def _read_stack(inputs: list[str], axis: int = 0) -> Any:
     from . import io
     from ._stack_planes import FileStack
+    from .tiff_stack import TiffPlanes, open_tiff_stack
 
     paths = [Path(p) for p in inputs]
     folder = len(paths) == 1 and paths[0].is_dir()
@@ -71,8 +72,8 @@ def _read_stack(inputs: list[str], axis: int = 0) -> Any:
         return FileStack(files)
     if len(paths) == 1:
         if paths[0].suffix.lower() in (".tif", ".tiff"):
-            stack = io.open_tiff_stack(paths[0])  # page by page where possible
-            if isinstance(stack, io.TiffPlanes) and axis not in (0, -stack.ndim):
+            stack = open_tiff_stack(paths[0])  # page by page where possible
+            if isinstance(stack, TiffPlanes) and axis not in (0, -stack.ndim):
                 stack.close()  # the focus axis is not the page axis
                 return io.read_image(paths[0])
             return stack
