@@ -189,6 +189,7 @@ def test_rgba_alpha_is_dropped_with_a_warning(medical, weights: Path) -> None:
     [
         RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate"),
         torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        MemoryError("Unable to allocate 1.2 GiB for an array with shape (98, 4096, 800)"),
     ],
 )
 def test_out_of_memory_retries_with_smaller_tiles_on_disk(
@@ -196,22 +197,35 @@ def test_out_of_memory_retries_with_smaller_tiles_on_disk(
 ) -> None:
     from napari_gifnet import engine, streaming
 
-    calls: list[tuple[object, str]] = []
+    calls: list[tuple[object, object, str]] = []
     real = streaming.fuse_streamed
 
-    def flaky(model, a, b, *, tile_size=None, storage="auto", **kw):
-        calls.append((tile_size, storage))
+    def flaky(model, a, b, *, tile_size=None, tile_pixels=None, storage="auto", **kw):
+        calls.append((tile_size, tile_pixels, storage))
         if len(calls) <= 2:
             raise error
-        return real(model, a, b, tile_size=tile_size, storage=storage, **kw)
+        return real(model, a, b, tile_size=None, storage="memory", **kw)  # fast: one tile
 
     monkeypatch.setattr(engine, "fuse_streamed", flaky)
     result = _fuse(*medical, weights)
-    assert calls[0] == (None, "memory")  # "auto" resolved: the small image fits in memory
-    assert calls[1:] == [(256, "disk"), (128, "recompute")]
-    assert result.metadata["storage"] == "recompute" and result.metadata["tile_size"] == 128
+    # "auto" resolved: the small image fits in memory, in one automatic 64 x 96 tile
+    assert calls[0][0] is None and calls[0][2] == "memory"
+    # then a quarter of the pixels each time: 32 x 32 on disk, 16 x 16 recomputed
+    assert [(c[0], c[2]) for c in calls[1:]] == [(32, "disk"), (16, "recompute")]
+    meta = result.metadata
+    assert (meta["storage"], meta["tile_size"], meta["tile_shape"]) == ("recompute", 16, [16, 16])
+    assert meta["tile_pixels"] == 256 and meta["out_of_memory_retries"] == 2
     monkeypatch.setattr(engine, "fuse_streamed", real)
     np.testing.assert_allclose(result.luma, _fuse(*medical, weights).luma, atol=2e-6)
+
+
+def test_the_tiles_used_are_recorded(medical, weights: Path) -> None:
+    meta = _fuse(*medical, weights, tile_size=np.int64(40)).metadata
+    assert (meta["tile_size"], meta["tile_shape"], meta["tile_pixels"]) == (40, [40, 40], 1600)
+    assert type(meta["tile_size"]) is int and meta["out_of_memory_retries"] == 0
+    json.dumps(meta)
+    meta = _fuse(*medical, weights).metadata  # automatic: one tile for this small image
+    assert (meta["tile_size"], meta["tile_shape"], meta["tile_pixels"]) == (None, [64, 96], 6144)
 
 
 def test_out_of_memory_everywhere_is_a_clear_memory_error(

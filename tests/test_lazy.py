@@ -174,3 +174,71 @@ def test_a_local_cluster_gives_the_local_result(stack, eager, reference_weights:
     # worker processes may run torch with other thread counts: float32 rounding
     np.testing.assert_allclose(remote, local, rtol=0, atol=2e-6)
     np.testing.assert_allclose(remote, eager, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("normalization", "message"),
+    [
+        ("bogus", r"unknown normalization 'bogus'; valid choices are"),
+        ((1, 0), r"invalid normalization range \(1, 0\); valid choices are"),
+        ((0, float("nan")), r"invalid normalization range"),
+        (("a", "b"), r"invalid normalization \('a', 'b'\)"),
+    ],
+)
+def test_lazy_options_are_checked_up_front_like_eager_ones(
+    reference_weights: Path, monkeypatch: pytest.MonkeyPatch, normalization, message: str
+) -> None:
+    a = np.random.default_rng(4).random((16, 16), np.float32)
+    with pytest.raises(ValueError, match=message):  # the eager message...
+        fuse(a, a, weights=reference_weights, device="cpu", normalization=normalization)
+
+    def no_graph(*args, **kwargs):
+        raise AssertionError("a task was built")
+
+    monkeypatch.setattr(dask, "delayed", no_graph)
+    x = da.from_array(a, chunks=8)
+    with pytest.raises(ValueError, match=message):  # ...and the same, before any task
+        fuse(x, x, weights=reference_weights, device="cpu", normalization=normalization)
+    with pytest.raises(ValueError, match=message):
+        fuse_dask(x, x, weights=reference_weights, device="cpu", normalization=normalization)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"chunk": 64.0}, "chunk must be an integer"),
+        ({"chunk": True}, "chunk must be an integer"),
+        ({"chunk": 63}, "chunk must be at least 64 pixels, not 63"),
+        ({"tile_pixels": 0}, "tile_pixels must be at least 64 pixels, not 0"),
+        ({"tile_pixels": "big"}, "tile_pixels must be an integer"),
+    ],
+)
+def test_bad_chunk_and_tile_options_are_refused(reference_weights: Path, options, message) -> None:
+    x = da.zeros((40, 40), chunks=20)
+    with pytest.raises(ValueError, match=message):
+        fuse_dask(x, x, weights=reference_weights, device="cpu", **options)
+    image = fuse_dask(x, x, weights=reference_weights, device="cpu", chunk=np.int64(64),
+                      tile_pixels=np.int32(4096))  # fmt: skip
+    assert image.chunks == ((40,), (40,))
+
+
+@pytest.mark.parametrize("shape", [(0, 40, 40), (2, 0, 40, 40), (0, 40, 40, 3)])
+def test_an_empty_stack_is_a_clear_error(reference_weights: Path, shape: tuple[int, ...]) -> None:
+    x = da.zeros(shape, dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"the inputs hold no plane to fuse: a is \((\d+, )?0, "):
+        fuse(x, x, weights=reference_weights, device="cpu")
+    with pytest.raises(ValueError, match="no plane to fuse"):
+        fuse_dask(x, x, weights=reference_weights, device="cpu")
+
+
+def test_as_dask_gives_one_chunk_per_plane() -> None:
+    rgb = np.zeros((2, 30, 40, 3), np.uint8)
+    assert lazy.as_dask(rgb).chunks == ((1, 1), (30,), (40,), (3,))
+    assert lazy.as_dask(rgb[0]).chunks == ((30,), (40,), (3,))
+    assert lazy.as_dask(np.zeros((30, 40, 4))).chunks == ((30,), (40,), (4,))
+    grey = np.zeros((3, 30, 40), np.uint16)
+    assert lazy.as_dask(grey).chunks == ((1, 1, 1), (30,), (40,))
+    assert lazy.as_dask(grey[0]).chunks == ((30,), (40,))
+    # a grey stack whose planes are 3 pixels wide: say so
+    assert lazy.as_dask(np.zeros((5, 30, 3)), rgb=False).chunks == ((1,) * 5, (30,), (3,))
+    np.testing.assert_array_equal(lazy.as_dask(rgb).compute(), rgb)

@@ -56,10 +56,18 @@ def test_tile_sizes_below_one_window_are_refused(bad: int) -> None:
         tile_shape(100, 100, tile_size=bad)
 
 
-@pytest.mark.parametrize("bad", [8.5, "64", True])
+@pytest.mark.parametrize("bad", [8.5, "64", True, np.True_, np.float64(16.0), 16.0])
 def test_tile_size_must_be_an_integer(bad: object) -> None:
     with pytest.raises(ValueError, match="tile_size must be an integer"):
         tile_shape(100, 100, tile_size=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [np.int64(61), np.int32(61), np.uint16(61), np.intp(61)])
+def test_numpy_integer_tile_sizes_are_accepted(size: object) -> None:
+    shape = tile_shape(100, 300, tile_size=size)  # type: ignore[arg-type]
+    assert shape == TileShape(56, 56) and type(shape.rows) is int
+    with pytest.raises(ValueError, match="tile_size 7 is too small"):
+        tile_shape(100, 100, tile_size=np.int64(7))  # type: ignore[arg-type]
 
 
 def test_automatic_tiles_are_bands_when_wide_enough_else_squares() -> None:

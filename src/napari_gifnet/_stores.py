@@ -3,15 +3,22 @@
 The network's normalisations need statistics of whole maps before the next
 pass can start, so a handful of 98-channel maps must outlive a band. A
 :class:`MemoryStore` keeps one as a tensor; a :class:`DiskStore` keeps it in
-an unlinked scratch file and reads and writes rectangles with ``pread`` and
-``pwrite`` (one call per row, or one for full-width rows), so the process's resident memory stays bounded whatever the image
-size (the operating system's page cache still speeds it up when RAM allows).
+an anonymous scratch file and reads and writes rectangles (one call per row,
+or one for full-width rows), so the process's resident memory stays bounded
+whatever the image size (the operating system's page cache still speeds it
+up when RAM allows).
+
+Scratch files live in the folder named by ``NAPARI_GIFNET_SCRATCH`` (default:
+the system's temporary folder); a folder that cannot be used is a
+:class:`ScratchError` naming it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import threading
 
 import numpy as np
 import torch
@@ -19,6 +26,53 @@ import torch
 #: Environment variable naming the folder for scratch files (default: the
 #: system's temporary folder).
 SCRATCH_ENV = "NAPARI_GIFNET_SCRATCH"
+#: Whether positional reads and writes (``preadv``, ``pwrite``: POSIX) are
+#: available; elsewhere (Windows) a :class:`DiskStore` seeks under a lock.
+POSITIONAL_IO = hasattr(os, "preadv") and hasattr(os, "pwrite")
+
+
+class ScratchError(OSError):
+    """The scratch folder cannot be used, or has too little space."""
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes in the largest decimal unit that keeps it at least 1:
+    ``"512 B"``, ``"3.1 kB"``, ``"42.0 MB"``, ``"1.3 GB"``..."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def scratch_folder() -> str:
+    """The folder for scratch files: ``NAPARI_GIFNET_SCRATCH`` or the
+    system's temporary folder.
+
+    Raises
+    ------
+    ScratchError
+        ``NAPARI_GIFNET_SCRATCH`` names something that is not a folder.
+    """
+    folder = os.environ.get(SCRATCH_ENV)
+    if not folder:
+        return tempfile.gettempdir()
+    if not os.path.isdir(folder):
+        what = "does not exist" if not os.path.exists(folder) else "is not a folder"
+        raise ScratchError(
+            f"the scratch folder {folder!r} ({SCRATCH_ENV}) {what}: point {SCRATCH_ENV} "
+            "at an existing folder, unset it, or use storage='memory'"
+        )
+    return folder
+
+
+def _scratch_problem(folder: str, exc: OSError) -> ScratchError:
+    named = f" ({SCRATCH_ENV})" if os.environ.get(SCRATCH_ENV) else ""
+    reason = exc.strerror or str(exc)
+    return ScratchError(
+        f"the scratch folder {folder!r}{named} cannot be used: {reason}; point {SCRATCH_ENV} "
+        "at a writable folder or use storage='memory'"
+    )
 
 
 class MemoryStore:
@@ -60,16 +114,34 @@ class MemoryStore:
 
 
 class DiskStore:
-    """A (1, C, H, W) float32 map in an anonymous scratch file, row-major."""
+    """A (1, C, H, W) float32 map in an anonymous scratch file, row-major.
+
+    The file is a :func:`tempfile.TemporaryFile`: on POSIX systems it has no
+    name (it vanishes with the descriptor, even on a crash); elsewhere it is
+    deleted when closed. Rectangles are read and written with ``preadv`` and
+    ``pwrite`` where they exist (:data:`POSITIONAL_IO`), else by seeking and
+    reading or writing under a lock.
+
+    Raises
+    ------
+    ScratchError
+        The scratch folder cannot be used (see :func:`scratch_folder`).
+    """
 
     def __init__(self, channels: int, height: int, width: int, device: torch.device) -> None:
         self.channels, self.height, self.width, self.device = channels, height, width, device
         self.row_bytes = channels * width * 4
-        folder = os.environ.get(SCRATCH_ENV) or tempfile.gettempdir()
-        fd, path = tempfile.mkstemp(prefix="napari-gifnet-", suffix=".scratch", dir=folder)
-        os.unlink(path)  # the file vanishes with the descriptor, even on a crash
-        self.fd: int | None = fd
-        os.ftruncate(fd, self.row_bytes * height)
+        folder = scratch_folder()
+        try:
+            self.file = tempfile.TemporaryFile(
+                prefix="napari-gifnet-", suffix=".scratch", dir=folder, buffering=0
+            )
+        except OSError as exc:
+            raise _scratch_problem(folder, exc) from exc
+        self.fd: int | None = self.file.fileno()
+        self.positional = POSITIONAL_IO
+        self._lock = threading.Lock()
+        self.file.truncate(self.row_bytes * height)
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         """Rows ``start`` to ``stop``, read from the file (channels-last)."""
@@ -77,16 +149,33 @@ class DiskStore:
 
     def _read(self, buf: np.ndarray, offset: int) -> None:
         view, done = memoryview(buf).cast("B"), 0
-        while done < len(view):
-            got = os.preadv(self.fd, [view[done:]], offset + done)
-            if got <= 0:
-                raise OSError(f"scratch file read {done} of {len(view)} bytes")
-            done += got
+        if not self.positional:
+            with self._lock:
+                self.file.seek(offset)
+                while done < len(view):
+                    got = self.file.readinto(view[done:])
+                    if not got:
+                        break
+                    done += got
+        else:
+            while done < len(view):
+                got = os.preadv(self.fd, [view[done:]], offset + done)
+                if got <= 0:
+                    break
+                done += got
+        if done < len(view):
+            raise OSError(f"scratch file read {done} of {len(view)} bytes")
 
     def _write(self, buf: np.ndarray, offset: int) -> None:
         view, done = memoryview(buf).cast("B"), 0
-        while done < len(view):
-            done += os.pwrite(self.fd, view[done:], offset + done)
+        if self.positional:
+            while done < len(view):
+                done += os.pwrite(self.fd, view[done:], offset + done)
+            return
+        with self._lock:
+            self.file.seek(offset)
+            while done < len(view):
+                done += self.file.write(view[done:]) or 0
 
     def region(self, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
         """Rows ``rows[0]:rows[1]``, columns ``cols[0]:cols[1]``, read from the
@@ -112,16 +201,26 @@ class DiskStore:
             self._write(nhwc[i], (start + i) * self.row_bytes + col * pixel)
 
     def close(self) -> None:
+        """Close (and so delete) the scratch file; idempotent."""
         if self.fd is not None:
-            os.close(self.fd)
             self.fd = None
+            self.file.close()
 
     def __del__(self) -> None:
-        self.close()
+        if getattr(self, "fd", None) is not None:
+            self.close()
 
 
 def scratch_free_bytes() -> int:
-    """Free space in the scratch folder."""
-    folder = os.environ.get(SCRATCH_ENV) or tempfile.gettempdir()
-    st = os.statvfs(folder)
-    return st.f_bavail * st.f_frsize
+    """Free space in the scratch folder (:func:`scratch_folder`).
+
+    Raises
+    ------
+    ScratchError
+        The folder cannot be used.
+    """
+    folder = scratch_folder()
+    try:
+        return int(shutil.disk_usage(folder).free)
+    except OSError as exc:
+        raise _scratch_problem(folder, exc) from exc

@@ -10,9 +10,11 @@ through the reflections whole-map evaluation uses (:func:`conv_region`).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,10 +51,11 @@ def tile_shape(
     height, width
         The map's extent.
     tile_size
-        The tile edge in pixels, rounded down to a multiple of 8 (the
-        attention window); a tile edge that covers an extent takes all of it,
-        so a ``tile_size`` at least the image size means whole-image
-        evaluation. None: chosen from ``tile_pixels``.
+        The tile edge in pixels (any integer type, NumPy's included; not a
+        bool or a float), rounded down to a multiple of 8 (the attention
+        window); a tile edge that covers an extent takes all of it, so a
+        ``tile_size`` at least the image size means whole-image evaluation.
+        None: chosen from ``tile_pixels``.
     tile_pixels
         About how many pixels a tile may hold when ``tile_size`` is None:
         full-width bands while they are at least 32 rows high, else square
@@ -64,8 +67,9 @@ def tile_shape(
         ``tile_size`` below 8 or not an integer.
     """
     if tile_size is not None:
-        if isinstance(tile_size, bool) or not isinstance(tile_size, int):
+        if isinstance(tile_size, (bool, np.bool_)) or not isinstance(tile_size, numbers.Integral):
             raise ValueError(f"tile_size must be an integer number of pixels, not {tile_size!r}")
+        tile_size = int(tile_size)
         if tile_size < MIN_TILE:
             raise ValueError(f"tile_size {tile_size} is too small: the smallest tile is {MIN_TILE} pixels")
         edge = tile_size // WINDOW * WINDOW
@@ -75,6 +79,17 @@ def tile_shape(
         return TileShape(min(rows, height), width)
     side = max(MIN_TILE, math.isqrt(max(tile_pixels, 1)) // WINDOW * WINDOW)
     return TileShape(min(height, side), min(width, side))
+
+
+def smaller_tile(shape: TileShape, height: int, width: int) -> int:
+    """A tile edge whose tiles of a ``height`` x ``width`` map hold at most a
+    quarter of the pixels of ``shape``'s (square tiles, or bands across the
+    short side of a thin map), rounded down to the window grid, at least 8.
+    Only at that floor can they be as big as ``shape``."""
+    target = shape.rows * shape.cols // 4
+    short = min(height, width)
+    edge = math.isqrt(target) if short * short >= target else target // max(short, 1)
+    return max(MIN_TILE, edge // WINDOW * WINDOW)
 
 
 def tiles(height: int, width: int, shift: int, shape: TileShape) -> Iterator[tuple[Range, Range]]:

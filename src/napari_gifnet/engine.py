@@ -8,6 +8,7 @@ the same validation, normalisation, colour handling and provenance.
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -17,21 +18,36 @@ import torch
 
 from . import __version__
 from ._memory import reuse_heap
-from ._tiles import tile_shape
+from ._stores import ScratchError
+from ._tiles import TileShape, smaller_tile, tile_shape
 from .colour import apply_colour
 from .devices import resolve_device
 from .inputs import prepare_pair
 from .preprocess import Normalization
-from .streaming import STORAGE, Progress, fuse_streamed, resolve_storage
+from .streaming import (
+    STORAGE,
+    Progress,
+    auto_tile_pixels,
+    check_scratch,
+    fuse_streamed,
+    padded_size,
+    plan_tiles,
+    resolve_storage,
+)
 from .weights import load_model
 
 #: Images smaller than this on a side are padded (symmetrically) for the
 #: network's reflect paddings and cropped back afterwards.
 MIN_SIDE = 5
 _PADDED_SIDE = 8
-#: Tile edges of the retries after running out of memory (the first with the
-#: maps on disk, the second with the embeddings recomputed).
-_RETRY_TILES = ((256, "disk"), (128, "recompute"))
+#: The storages of the retries after running out of memory, by the storage
+#: of the first try: the maps go to disk, then the embeddings are recomputed.
+#: Each retry's tiles hold at most a quarter of the pixels of the last try's.
+_RETRY_STORAGES = {
+    "memory": ("disk", "recompute"),
+    "disk": ("disk", "recompute"),
+    "recompute": ("recompute", "recompute"),
+}
 
 
 @dataclass
@@ -58,7 +74,11 @@ class FusionResult:
         Wall time of the whole call, in seconds.
     metadata
         Provenance: method, package version, weights file and sha256, device,
-        size, the normalisation of each input, the colour handling.
+        size, the normalisation of each input, the colour handling, and how
+        the network was evaluated: ``storage``, ``tile_size`` (the tile edge
+        asked for, None when sized automatically), ``tile_shape`` and
+        ``tile_pixels`` (the output tiles actually used) and
+        ``out_of_memory_retries``.
     """
 
     image: np.ndarray
@@ -123,6 +143,74 @@ def _fuse_lazy(
     return FusionResult(image=image, luma=luma, device=str(dev), elapsed=elapsed, metadata=metadata)
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed (torch, on any device, or NumPy)."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    message = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("allocate" in message or "out of memory" in message)
+
+
+class MonotonicProgress:
+    """Relays ``(done, total)`` from successive tries of one fusion so that
+    neither ``done`` nor ``done / total`` ever goes down.
+
+    The first try is relayed as it is. A retry (announced by :meth:`restart`)
+    continues from what was shown: its ``(d, t)`` is shown as
+    ``(offset + d, offset + t)``, ``offset`` being large enough that the bar
+    starts no lower than it was (so the remaining part of the bar stands for
+    the retry). Every tile is still relayed, so a callback that raises still
+    stops a retry at once.
+    """
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.done, self.total = 0, 0
+        self.offset: int | None = 0
+
+    def restart(self) -> None:
+        """The next report starts a new try."""
+        self.offset = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.offset is None:  # first report of a retry: start where the bar is
+            shown, of = self.done, self.total
+            self.offset = shown if shown >= of else max(shown, -(-shown * total // (of - shown)))
+        if self.total and self.done >= self.total:  # the bar was full: keep it full
+            done, total = self.done, self.total
+        else:
+            done, total = self.offset + done, self.offset + total
+        self.done, self.total = done, total
+        if self.progress is not None:
+            self.progress(done, total)
+
+
+def _retry(
+    storage: str, tile: TileShape, size: tuple[int, int], options: list[str]
+) -> tuple[tuple[str, int] | None, list[str]]:
+    """The next try after running out of memory with ``storage`` and
+    ``tile``: ((storage, tile edge) or None when no retry is left, why the
+    retries passed over were skipped). ``options`` (the retries' storages,
+    consumed) are skipped when their scratch files cannot fit, or when they
+    would repeat the failed try."""
+    h, w = size
+    edge = smaller_tile(tile, h, w)
+    smaller = tile_shape(h, w, tile_size=edge)
+    skipped = []
+    while options:
+        candidate = options.pop(0)
+        if candidate == storage and smaller.rows * smaller.cols >= tile.rows * tile.cols:
+            skipped.append(f"{candidate!r} with tiles no smaller than {tile.describe()}")
+            continue
+        try:
+            check_scratch(candidate, *padded_size(h, w))
+        except ScratchError as exc:
+            skipped.append(str(exc))
+            continue
+        return (candidate, edge), skipped
+    return None, skipped
+
+
 def _check_options(storage: str, tile_size: int | None) -> None:
     """Refuse bad options before any work (and before loading weights)."""
     if storage not in STORAGE:
@@ -178,7 +266,10 @@ def fuse(
     progress
         Called as ``progress(done, total)`` after each tile of the
         computation. An exception raised by it stops the fusion between
-        tiles and propagates (this is how the napari widget cancels).
+        tiles and propagates (this is how the napari widget cancels). A
+        retry after running out of memory continues the count (neither
+        ``done`` nor ``done / total`` goes down; see
+        :class:`MonotonicProgress`).
     storage
         Where the three feature maps that must outlive a pass are kept:
         ``"memory"``, ``"disk"`` (scratch files in ``NAPARI_GIFNET_SCRATCH``
@@ -186,8 +277,9 @@ def fuse(
         the size), ``"recompute"`` (a third of the scratch space, more time)
         or ``"auto"`` (memory when it fits comfortably). Same values in all.
     tile_size
-        The tile edge in pixels (rounded down to a multiple of 8, at least
-        8); a tile covering the image is whole-image inference. None: full-
+        The tile edge in pixels (any integer type; rounded down to a multiple
+        of 8, at least 8); a tile covering the image is whole-image
+        inference. None: full-
         width bands or square tiles sized from the memory available (system
         memory on the CPU, free device memory on a GPU). Every tile size gives
         the same values (tiles read their neighbourhood and use whole-image
@@ -207,8 +299,15 @@ def fuse(
         unavailable device.
     napari_gifnet.weights.WeightsUnavailableError
         No checkpoint could be found or downloaded.
+    OSError
+        A ``"disk"`` or ``"recompute"`` storage (asked for, or chosen by
+        ``"auto"``) whose scratch folder cannot be used or is too small (a
+        :class:`~napari_gifnet._stores.ScratchError` naming the folder).
     MemoryError
-        The image does not fit in memory on the chosen device.
+        The image does not fit in memory on the chosen device. Running out
+        of memory (a torch out-of-memory error, or a ``MemoryError`` from
+        NumPy) is first retried in smaller tiles with the maps on disk, then
+        recomputed, skipping retries whose scratch files cannot fit.
     """
     start = time.perf_counter()
     _check_options(storage, tile_size)
@@ -222,13 +321,17 @@ def fuse(
     model, info = load_model(weights, device=str(dev))
     (pa, size), (pb, _) = _pad_small(luma_a), _pad_small(luma_b)
     h, w = size
+    run_size = pa.shape  # the size the network runs on (small images padded)
     features: dict[str, torch.Tensor] | None = {} if return_features else None
-    tries = [(tile_size, resolve_storage(storage, h, w, dev))]
-    # on running out of memory: smaller tiles, maps on disk, then recomputed
-    for edge, fallback in _RETRY_TILES:
-        if storage in ("auto", "memory", "disk") or fallback == storage:
-            tries.append((edge if tile_size is None else min(tile_size, edge), fallback))
-    for attempt, (tile_now, storage_now) in enumerate(tries, start=1):
+    storage_now = resolve_storage(storage, *run_size, dev)
+    tile_now = None if tile_size is None else int(tile_size)
+    pixels = None
+    if tile_now is None:
+        pixels = auto_tile_pixels(*padded_size(*run_size), dev, storage_now)
+    options = list(_RETRY_STORAGES[storage_now])  # on running out of memory
+    report, retries, failures = MonotonicProgress(progress), 0, []
+    while True:
+        shape = plan_tiles(*run_size, dev, storage_now, tile_size=tile_now, tile_pixels=pixels)
         try:
             with torch.inference_mode(), reuse_heap():
                 out = fuse_streamed(
@@ -236,9 +339,10 @@ def fuse(
                     _to_tensor(pa, dev),
                     _to_tensor(pb, dev),
                     tile_size=tile_now,
+                    tile_pixels=pixels,
                     storage=storage_now,
                     features=features,
-                    progress=progress,
+                    progress=report,
                 )
                 luma = out[0, 0, :h, :w].float().cpu().numpy()
                 feats = {
@@ -246,24 +350,26 @@ def fuse(
                     for k, v in (features or {}).items()
                 }
             break
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
-            message = str(exc)
-            if not (
-                isinstance(exc, torch.OutOfMemoryError)
-                or "allocate" in message
-                or "out of memory" in message.lower()
-            ):
+        except (RuntimeError, MemoryError) as exc:
+            if not _is_out_of_memory(exc):
                 raise
             out = None  # drop what the failed try held before the next one
             if features is not None:
                 features.clear()
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-            if attempt == len(tries):
+            failures.append(f"{storage_now!r} in {shape.describe()} tiles: {exc}")
+            nxt, skipped = _retry(storage_now, shape, run_size, options)
+            failures.extend(f"skipped {why}" for why in skipped)
+            if nxt is None:
                 raise MemoryError(
                     f"a {h} x {w} fusion does not fit in the memory of {dev}, even in small "
-                    f"tiles with scratch storage: {message}"
+                    f"tiles with scratch storage; tried {'; '.join(failures)}"
                 ) from exc
+            storage_now, tile_now = nxt
+            traceback.clear_frames(exc.__traceback__)  # free the failed try's maps now
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        pixels, retries = None, retries + 1
+        report.restart()
     image = luma if plan is None else apply_colour(luma, plan)
     elapsed = time.perf_counter() - start
     metadata = {
@@ -272,6 +378,9 @@ def fuse(
         "width": w,
         "storage": storage_now,
         "tile_size": tile_now,
+        "tile_shape": [shape.rows, shape.cols],
+        "tile_pixels": shape.rows * shape.cols,
+        "out_of_memory_retries": retries,
         **pair.provenance(normalization),
         "elapsed_s": round(elapsed, 4),
     }

@@ -20,6 +20,7 @@ including a ``dask.distributed`` cluster.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from itertools import product
 from os import PathLike
@@ -29,7 +30,7 @@ import numpy as np
 
 from .engine import MIN_SIDE
 from .inputs import plane_shape
-from .preprocess import Normalization
+from .preprocess import Normalization, _check_normalization
 from .streaming import REGION_HALO
 
 #: Default edge of an output chunk, in pixels.
@@ -46,9 +47,14 @@ def is_lazy(x: Any) -> bool:
     return type(x).__module__.split(".")[0] in ("dask", "zarr")
 
 
-def as_dask(x: Any) -> Any:
+def as_dask(x: Any, rgb: bool | None = None) -> Any:
     """``x`` as a Dask array (zarr arrays keep their chunks; others: one chunk
-    per plane)."""
+    per plane, (H, W) or (H, W, C)).
+
+    ``rgb`` says whether the last axis holds colour channels; None: when it
+    has 3 or 4 entries and there are at least 3 axes (as :func:`fuse_dask`
+    decides).
+    """
     import dask.array as da
 
     if is_dask(x):
@@ -56,7 +62,9 @@ def as_dask(x: Any) -> Any:
     if hasattr(x, "chunks") and not isinstance(x, np.ndarray):
         return da.from_array(x, chunks=x.chunks)
     shape = np.shape(x)
-    return da.from_array(x, chunks=(1,) * max(len(shape) - 2, 0) + tuple(shape[-2:]))
+    colour = (len(shape) >= 3 and shape[-1] in (3, 4)) if rgb is None else bool(rgb)
+    plane = min(len(shape), 3 if colour else 2)
+    return da.from_array(x, chunks=(1,) * (len(shape) - plane) + tuple(shape[len(shape) - plane :]))
 
 
 def _chunk_rule(meta: dict[str, Any]) -> Any:
@@ -147,6 +155,15 @@ def _fuse_small(plane_a: np.ndarray, plane_b: np.ndarray, weights: str, device: 
                 normalization=normalization).image  # fmt: skip
 
 
+def _pixels(name: str, value: Any, least: int) -> int:
+    """``value`` as an int of at least ``least`` pixels, or a ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer number of pixels, not {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be at least {least} pixels, not {value}")
+    return int(value)
+
+
 def _edges(extent: int, step: int) -> list[tuple[int, int]]:
     return [(s, min(s + step, extent)) for s in range(0, extent, step)]
 
@@ -196,7 +213,11 @@ def fuse_dask(
     Raises
     ------
     ValueError
-        Shapes that differ, a plane that is not 2-D, a chunk under 64.
+        Shapes that differ, a plane that is not 2-D, no plane at all (an
+        empty leading axis), a chunk under 64 or a ``tile_pixels`` under 64
+        (or either not an integer), an unknown normalisation (the messages
+        of the eager :func:`napari_gifnet.fuse`). All are raised here, before
+        any task is built.
     """
     import dask
     import dask.array as da
@@ -204,10 +225,10 @@ def fuse_dask(
     from .devices import resolve_device
     from .weights import load_model
 
+    _check_normalization(normalization)  # the eager path's ValueError, before any task
+    chunk, tile_pixels = _pixels("chunk", chunk, 64), _pixels("tile_pixels", tile_pixels, 64)
     a = a if is_dask(a) else da.from_array(np.asarray(a), chunks=-1)
     b = b if is_dask(b) else da.from_array(np.asarray(b), chunks=-1)
-    if chunk < 64:
-        raise ValueError(f"chunk must be at least 64 pixels, not {chunk}")
     flags = rgb if isinstance(rgb, tuple) else (rgb, rgb)
     colour = [
         (x.ndim >= 3 and x.shape[-1] in (3, 4)) if f is None else bool(f)
@@ -222,6 +243,11 @@ def fuse_dask(
         )
     if len(plane_shape(np.empty(plane_a, np.uint8))) != 2 or min(plane_a[:2], default=0) < 1:
         raise ValueError(f"each plane must be an (H, W) or (H, W, 3|4) image, got {plane_a}")
+    if 0 in lead_a:
+        raise ValueError(
+            f"the inputs hold no plane to fuse: a is {a.shape}, b is {b.shape} (an empty "
+            "leading axis)"
+        )
     dev = str(resolve_device(device))
     _, info = load_model(weights, device=dev)
     path = str(info.path)

@@ -31,7 +31,14 @@ import torch
 
 from ._passes import NetStats, Pieces, Stats
 from ._regions import CHANNELS, RunningMoments
-from ._stores import SCRATCH_ENV, DiskStore, MemoryStore, scratch_free_bytes
+from ._stores import (
+    SCRATCH_ENV,
+    DiskStore,
+    MemoryStore,
+    ScratchError,
+    human_bytes,
+    scratch_free_bytes,
+)
 from ._tiles import Range, TileShape, count_tiles, tile_shape, tiles
 from .network import BRANCH_MULTIPLE, GIFNet
 
@@ -65,11 +72,20 @@ def choose_storage(height: int, width: int, device: torch.device) -> str:
     """``"memory"`` when the four 98-channel maps memory storage keeps (both
     embeddings, the gated stream and S) take under half the available memory,
     else ``"disk"`` when its three maps fit in 80% of the scratch folder, else
-    ``"recompute"`` (one map on disk)."""
+    ``"recompute"`` (one map on disk). The scratch folder is only consulted
+    when memory does not fit (a :class:`~napari_gifnet._stores.ScratchError`
+    then names a folder that cannot be used)."""
     one_map = CHANNELS * height * width * 4
     if 4 * one_map <= 0.5 * _available_memory(device):
         return "memory"
     return "disk" if 3 * one_map <= 0.8 * scratch_free_bytes() else "recompute"
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """``height`` x ``width`` rounded up to the branch's grid (the extent of
+    the maps that are stored)."""
+    m = BRANCH_MULTIPLE
+    return -(-height // m) * m, -(-width // m) * m
 
 
 def resolve_storage(storage: str, height: int, width: int, device: torch.device) -> str:
@@ -79,20 +95,31 @@ def resolve_storage(storage: str, height: int, width: int, device: torch.device)
         raise ValueError(f"unknown storage {storage!r}: use one of {', '.join(STORAGE)}")
     if storage != "auto":
         return storage
-    m = BRANCH_MULTIPLE
-    return choose_storage(-(-height // m) * m, -(-width // m) * m, device)
+    return choose_storage(*padded_size(height, width), device)
 
 
-def _check_scratch(storage: str, height: int, width: int) -> None:
-    """Refuse, before any work, a storage whose scratch files cannot fit."""
+def check_scratch(storage: str, height: int, width: int) -> None:
+    """Refuse, before any work, a storage whose scratch files cannot fit in
+    maps of ``height`` x ``width``; ``"memory"`` never touches the scratch
+    folder.
+
+    Raises
+    ------
+    napari_gifnet._stores.ScratchError
+        The scratch folder cannot be used, or has too little free space
+        (the message names both sizes).
+    """
     maps = {"disk": 3, "recompute": 1}.get(storage, 0)
+    if not maps:
+        return
     need = maps * CHANNELS * height * width * 4
     free = scratch_free_bytes()
     if need > free:
-        raise OSError(
-            f"storage={storage!r} needs {need / 1e9:.1f} GB of scratch space for a "
-            f"{height} x {width} image but the scratch folder has {free / 1e9:.1f} GB free; "
-            f"point {SCRATCH_ENV} at a bigger folder or use storage='recompute'"
+        hint = "" if storage == "recompute" else " or use storage='recompute'"
+        raise ScratchError(
+            f"storage={storage!r} needs {human_bytes(need)} of scratch space for a "
+            f"{height} x {width} image but the scratch folder has {human_bytes(free)} free; "
+            f"point {SCRATCH_ENV} at a bigger folder{hint}"
         )
 
 
@@ -115,6 +142,23 @@ def auto_tile_pixels(height: int, width: int, device: torch.device, storage: str
     budget = int(0.25 * max(available, 0) / TILE_BYTES_PER_PIXEL)
     cap = _GPU_TILE_PIXELS if device.type != "cpu" else _CPU_TILE_PIXELS.get(storage, 1 << 16)
     return max(_MIN_TILE_PIXELS, min(cap, budget))
+
+
+def plan_tiles(
+    height: int,
+    width: int,
+    device: torch.device,
+    storage: str,
+    *,
+    tile_size: int | None = None,
+    tile_pixels: int | None = None,
+) -> TileShape:
+    """The tiles :func:`fuse_streamed` uses on a ``height`` x ``width`` map:
+    ``tile_size`` when given, else about ``tile_pixels`` pixels (None: from
+    :func:`auto_tile_pixels`)."""
+    if tile_size is None and tile_pixels is None:
+        tile_pixels = auto_tile_pixels(height, width, device, storage)
+    return tile_shape(height, width, tile_size=tile_size, tile_pixels=tile_pixels or 1)
 
 
 class _Ticker:
@@ -172,8 +216,9 @@ def fuse_streamed(
     ------
     ValueError
         A batch of several pairs, an unknown storage, a tile size below 8.
-    OSError
-        The scratch folder has too little space for the chosen storage.
+    napari_gifnet._stores.ScratchError
+        An ``OSError``: the scratch folder cannot be used or has too little
+        space for the chosen storage (never raised for ``"memory"``).
     """
     if a.shape[0] != 1:
         raise ValueError("fuse_streamed works on one image pair at a time")
@@ -184,11 +229,11 @@ def fuse_streamed(
     dev = a.device
     if storage == "auto":
         storage = choose_storage(hp, wp, dev)
-    _check_scratch(storage, hp, wp)
-    if tile_pixels is None:
+    check_scratch(storage, hp, wp)
+    if tile_size is None and tile_pixels is None:
         tile_pixels = auto_tile_pixels(hp, wp, dev, storage)
-    shape = tile_shape(hp, wp, tile_size=tile_size, tile_pixels=tile_pixels)
-    out_shape = tile_shape(h, w, tile_size=tile_size, tile_pixels=tile_pixels)
+    shape = plan_tiles(hp, wp, dev, storage, tile_size=tile_size, tile_pixels=tile_pixels)
+    out_shape = plan_tiles(h, w, dev, storage, tile_size=tile_size, tile_pixels=tile_pixels)
     shift0 = net.block0.shift
     tick = _Ticker(
         count_tiles(hp, wp, 0, shape) + count_tiles(hp, wp, shift0, shape)
