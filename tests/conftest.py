@@ -87,3 +87,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiff_page_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make whole-file TIFF reads fail; the list records the pages read one by one."""
+    import tifffile
+
+    pages_read: list[int] = []
+    real = tifffile.TiffPage.asarray
+
+    def page_asarray(self, *args, **kwargs):
+        pages_read.append(self.index)
+        return real(self, *args, **kwargs)
+
+    def whole(*_args, **_kwargs):
+        raise AssertionError("the whole file was read")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", page_asarray)
+    monkeypatch.setattr(tifffile.TiffFile, "asarray", whole)
+    monkeypatch.setattr(tifffile, "imread", whole)
+    return pages_read
+
+
+@pytest.fixture
+def no_timm_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never wait for timm's hub; no DenseNet weights from the environment."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("GIFNET_DENSENET_WEIGHTS", raising=False)

@@ -8,30 +8,10 @@ import numpy as np
 import pytest
 
 
-def _forbid_whole_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Make whole-file reads fail; count the pages read one by one."""
-    import tifffile
-
-    pages_read: list[int] = []
-    real = tifffile.TiffPage.asarray
-
-    def page_asarray(self, *args, **kwargs):
-        pages_read.append(self.index)
-        return real(self, *args, **kwargs)
-
-    def whole(*_args, **_kwargs):
-        raise AssertionError("the whole file was read")
-
-    monkeypatch.setattr(tifffile.TiffPage, "asarray", page_asarray)
-    monkeypatch.setattr(tifffile.TiffFile, "asarray", whole)
-    monkeypatch.setattr(tifffile, "imread", whole)
-    return pages_read
-
-
 @pytest.mark.parametrize("compression", [None, "zlib"])
 @pytest.mark.parametrize("shape", [(5, 12, 9), (4, 10, 7, 3)])
 def test_tiff_stack_is_read_page_by_page(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str | None, shape: tuple
+    tmp_path: Path, tiff_page_reads: list[int], compression: str | None, shape: tuple
 ) -> None:
     import tifffile
 
@@ -40,12 +20,11 @@ def test_tiff_stack_is_read_page_by_page(
     data = np.random.default_rng(3).integers(0, 65535, shape, dtype=np.uint16)
     photometric = "rgb" if len(shape) == 4 else "minisblack"
     tifffile.imwrite(tmp_path / "z.tif", data, photometric=photometric, compression=compression)
-    pages_read = _forbid_whole_reads(monkeypatch)
     with open_tiff_stack(tmp_path / "z.tif") as planes:
         assert isinstance(planes, TiffPlanes)
         assert planes.shape == shape and planes.dtype == np.uint16 and len(planes) == shape[0]
         np.testing.assert_array_equal(planes[(3,)], data[3])
-        assert pages_read == [3]  # one page, nothing else
+        assert tiff_page_reads == [3]  # one page, nothing else
         np.testing.assert_array_equal(planes[-1], data[-1])
         with pytest.raises(IndexError, match="out of range"):
             planes[shape[0]]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -15,34 +14,21 @@ import torch
 from napari_gifnet.cli import main
 from napari_gifnet.training.dataset import MIN_CROP, RGBJointDataset
 from napari_gifnet.training.features import fallback_densenet, information
-from napari_gifnet.training.loop import TrainConfig, TrainResult, train
+from napari_gifnet.training.loop import TrainConfig
 from napari_gifnet.training.runfiles import check_outputs, output_paths, save_checkpoint
 from napari_gifnet.training.synthetic import write_synthetic_pairs
+from training_config import train_config, train_quietly
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_timm_hub")
 
 RUN_FILES = ("run.pth", "run.train.pt", "run.log.csv", "run.loss.png", "run.train.json")
 
 
-@pytest.fixture(autouse=True)
-def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never wait for timm's hub; no DenseNet weights from the environment."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("GIFNET_DENSENET_WEIGHTS", raising=False)
-
-
 def _config(pairs: Path, out: Path, **kw: object) -> TrainConfig:
-    base: dict[str, object] = {"init": "scratch", "batch_size": 1, "crop": 32, "seed": 0,
-                               "device": "cpu", "progress": False, "densenet_hub": False,
-                               "plot": False, "max_steps": 1}  # fmt: skip
-    base.update(kw)
-    return TrainConfig(str(pairs), str(out), **base)  # type: ignore[arg-type]
+    return train_config(pairs, out, **{"max_steps": 1, **kw})
 
 
-def _train(config: TrainConfig) -> TrainResult:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the DenseNet fallback warning
-        return train(config)
+_train = train_quietly
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

@@ -14,32 +14,18 @@ import torch
 from napari_gifnet import fuse
 from napari_gifnet.cli import main
 from napari_gifnet.network import GIFNet
-from napari_gifnet.training.loop import LOG_COLUMNS, TrainConfig, TrainResult, train
+from napari_gifnet.training.loop import LOG_COLUMNS
 from napari_gifnet.training.synthetic import write_synthetic_pairs
 from napari_gifnet.weights import clear_model_cache, load_checkpoint, load_model
+from training_config import train_config, train_quietly
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never wait for timm's hub; no DenseNet weights from the environment."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("GIFNET_DENSENET_WEIGHTS", raising=False)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_timm_hub")
 
 
-def _config(pairs: Path, out: Path, **kw: object) -> TrainConfig:
-    base: dict[str, object] = {"init": "scratch", "batch_size": 1, "crop": 32, "seed": 0,
-                               "device": "cpu", "progress": False, "densenet_hub": False,
-                               "plot": False}  # fmt: skip
-    base.update(kw)
-    return TrainConfig(str(pairs), str(out), **base)  # type: ignore[arg-type]
+_config = train_config
 
 
-def _train(config: TrainConfig) -> TrainResult:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the DenseNet fallback warning
-        return train(config)
+_train = train_quietly
 
 
 def _losses(rows: list[dict[str, float]]) -> list[list[float]]:
