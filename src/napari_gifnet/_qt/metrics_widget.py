@@ -14,7 +14,8 @@ viewer's current position (``viewer.dims.current_step``, mapped into each
 layer's data coordinates), which needs a 2-D view of the last two axes;
 otherwise the widget refuses with a message. Errors (different sizes, data
 the metrics cannot take, ...) are napari notifications; the widget stays
-usable.
+usable. The Qt-free part (:func:`displayed_plane`, :func:`metrics_job`) lives
+in :mod:`napari_gifnet._qt._metrics_worker` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -45,90 +43,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..metrics import METRICS, fusion_metrics
+from ..metrics import METRICS
+from ._metrics_worker import MetricsOutcome, _Source, displayed_plane, metrics_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
-    from napari.layers import Image
     from napari.qt.threading import FunctionWorker
 
 __all__ = ["MetricsWidget", "displayed_plane", "metrics_job"]
 
 #: Role holding a cell's exact value (float) or a row's layer name.
 VALUE_ROLE = Qt.ItemDataRole.UserRole
-
-
-def displayed_plane(layer: Image, viewer: napari.viewer.Viewer) -> tuple[Any, tuple[int, ...]]:
-    """The data and leading index of the 2-D plane of ``layer`` the viewer shows.
-
-    Returns ``(data, index)``: ``data`` the layer's array (level 0 if
-    multiscale) and ``index`` a tuple over its leading axes (empty for a
-    2-D grey or RGB layer); ``np.asarray(data[index])`` is the plane. Reads
-    no pixels.
-
-    Raises
-    ------
-    ValueError
-        An nD layer while the viewer does not show a 2-D view of the last
-        two axes, or a position outside the layer.
-    """
-    data = layer.data[0] if layer.multiscale else layer.data
-    spatial = data.ndim - (1 if layer.rgb else 0)
-    if spatial < 2:
-        raise ValueError(f"{layer.name!r} has shape {tuple(data.shape)}: not an image")
-    if spatial == 2:
-        return data, ()
-    dims = viewer.dims
-    if dims.ndisplay != 2 or tuple(dims.displayed) != (dims.ndim - 2, dims.ndim - 1):
-        raise ValueError(
-            f"{layer.name!r} has {spatial} dimensions: show a 2-D view of its last two axes "
-            "(Y, X) to compute metrics on the displayed plane"
-        )
-    world = list(dims.point)  # the world position of dims.current_step
-    coords = np.asarray(layer.world_to_data(world), dtype=float)[: spatial - 2]
-    index = tuple(round(float(c)) for c in coords)
-    lead = tuple(int(s) for s in data.shape[: spatial - 2])
-    if any(not 0 <= i < n for i, n in zip(index, lead)):
-        raise ValueError(
-            f"the current position {index} is outside {layer.name!r} (leading shape {lead})"
-        )
-    return data, index
-
-
-@dataclass(frozen=True)
-class _Source:
-    """One layer's plane to read in the worker."""
-
-    name: str
-    data: Any
-    index: tuple[int, ...]
-
-    def read(self) -> np.ndarray:
-        return np.asarray(self.data[self.index] if self.index else self.data)
-
-
-@dataclass
-class MetricsOutcome:
-    """What :func:`metrics_job` returns (errors are returned, never raised)."""
-
-    rows: dict[str, dict[str, float]] = field(default_factory=dict)
-    error: BaseException | None = None
-    thread_id: int = 0  #: ``threading.get_ident()`` of the thread that computed
-
-
-def metrics_job(first: _Source, second: _Source, fused: list[_Source]) -> MetricsOutcome:
-    """Worker body: :func:`fusion_metrics` of each fused plane against the inputs."""
-    out = MetricsOutcome(thread_id=threading.get_ident())
-    try:
-        a, b = first.read(), second.read()
-        for src in fused:
-            try:
-                out.rows[src.name] = fusion_metrics(src.read(), a, b)
-            except ValueError as exc:
-                raise ValueError(f"{src.name!r}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
-        out.error = exc
-    return out
 
 
 def _format(value: float) -> str:
