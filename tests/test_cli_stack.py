@@ -1,4 +1,8 @@
-"""Tests of the ``stack``, ``pansharpen`` and ``enhance`` commands (napari_gifnet.cli)."""
+"""Tests of the ``stack``, ``pansharpen`` and ``enhance`` commands (napari_gifnet.cli).
+
+Also that every command, ``fuse`` included, refuses an impossible output
+before fusing.
+"""
 
 from __future__ import annotations
 
@@ -206,6 +210,63 @@ def test_stack_folder_or_files_refuse_another_axis(tmp_path, capsys, stack, no_f
         code, _, err = _run(capsys, "stack", *inputs, "-o", str(tmp_path / "o.tif"), "--axis", "1")
         assert code == 2
         _one_error_line(err, "--axis 1: a folder or a list of files is stacked along axis 0")
+
+
+def test_stack_depth_map_and_keep_dtype_messages(tmp_path, capsys, stack, no_fusion):
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    code, _, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(tmp_path / "o.tif"),
+                        "--depth-map", str(tmp_path / "d.jpg"))  # fmt: skip
+    assert code == 2
+    _one_error_line(err, "a depth map (uint16 plane indices) needs .tif or .png (JPEG is 8-bit)")
+    code, _, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(tmp_path / "o.jpg"),
+                        "--keep-dtype")  # fmt: skip
+    assert code == 2
+    _one_error_line(err, "the stack is uint16; with --keep-dtype that needs .tif or .png")
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "function"),
+    [
+        ("stack", "napari_gifnet.stack", "fuse_stack"),
+        ("pansharpen", "napari_gifnet.pansharpen", "pansharpen"),
+        ("enhance", "napari_gifnet.enhance", "enhance"),
+        ("fuse", "napari_gifnet.engine", "fuse"),
+    ],
+)
+def test_every_command_refuses_an_impossible_output_before_fusing(
+    tmp_path, capsys, monkeypatch, command, module, function
+):
+    import importlib
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError(f"{function} was called")
+
+    monkeypatch.setattr(importlib.import_module(module), function, refuse)
+    grey = np.zeros((32, 32), np.uint16)
+    inputs = []
+    for name in ("a.tif", "b.tif", "c.tif"):
+        tifffile.imwrite(tmp_path / name, grey)
+        inputs.append(str(tmp_path / name))
+    inputs = inputs[:1] if command == "enhance" else inputs[:2] if command == "fuse" else inputs
+    outputs = [("o.bmp", 2, "unsupported extension '.bmp'"),
+               ("none/o.tif", 1, "output folder does not exist")]  # fmt: skip
+    if command == "pansharpen":
+        outputs.append(("o.png", 2, "use one of .tif, .tiff"))  # bands: TIFF only
+    for out, status, match in outputs:
+        code, _, err = _run(capsys, command, *inputs, "-o", str(tmp_path / out), "--device", "cpu")
+        assert code == status, (command, out, err)
+        _one_error_line(err, match)
+        assert not (tmp_path / out).exists()
+
+
+def test_pansharpen_pixel_sizes_are_checked_by_pair_arg(tmp_path, capsys):
+    for value in ("0", "1,2,3", "a,b", "nan"):
+        code, _, err = _run(capsys, "pansharpen", "ms.tif", "pan.tif", "-o", "x.tif",
+                            "--ms-scale", value, "--pan-scale", "1")  # fmt: skip
+        assert code == 2
+        last = err.strip().splitlines()[-1]
+        assert f"argument --ms-scale: invalid value {value!r}: the pixel size (S or SY,SX) " \
+            "must be a positive finite number or a (y, x) pair of them" in last, last
 
 
 def test_pansharpen_band_files_and_multiband_file(tmp_path, capsys, reference_dir):

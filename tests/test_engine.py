@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from napari_gifnet import FusionResult, fuse
+from napari_gifnet._tiles import TileShape
 from napari_gifnet.colour import rgb_to_ycbcr
 from napari_gifnet.preprocess import published_luma_uint8
 from napari_gifnet.weights import OFFICIAL_SHA256
@@ -197,11 +198,11 @@ def test_out_of_memory_retries_with_smaller_tiles_on_disk(
 ) -> None:
     from napari_gifnet import engine, streaming
 
-    calls: list[tuple[object, object, str]] = []
+    calls: list[streaming.StreamPlan] = []
     real = streaming.fuse_streamed
 
-    def flaky(model, a, b, *, tile_size=None, tile_pixels=None, storage="auto", **kw):
-        calls.append((tile_size, tile_pixels, storage))
+    def flaky(model, a, b, *, plan, **kw):
+        calls.append(plan)
         if len(calls) <= 2:
             raise error
         return real(model, a, b, tile_size=None, storage="memory", **kw)  # fast: one tile
@@ -209,12 +210,14 @@ def test_out_of_memory_retries_with_smaller_tiles_on_disk(
     monkeypatch.setattr(engine, "fuse_streamed", flaky)
     result = _fuse(*medical, weights)
     # "auto" resolved: the small image fits in memory, in one automatic 64 x 96 tile
-    assert calls[0][0] is None and calls[0][2] == "memory"
+    assert (calls[0].tile_size, calls[0].storage, calls[0].out) == (None, "memory", TileShape(64, 96))
     # then a quarter of the pixels each time: 32 x 32 on disk, 16 x 16 recomputed
-    assert [(c[0], c[2]) for c in calls[1:]] == [(32, "disk"), (16, "recompute")]
+    assert [(c.tile_size, c.storage) for c in calls[1:]] == [(32, "disk"), (16, "recompute")]
     meta = result.metadata
-    assert (meta["storage"], meta["tile_size"], meta["tile_shape"]) == ("recompute", 16, [16, 16])
+    # tile_size: what was asked for (automatic); the tiles used: the last retry's
+    assert (meta["storage"], meta["tile_size"], meta["tile_shape"]) == ("recompute", None, [16, 16])
     assert meta["tile_pixels"] == 256 and meta["out_of_memory_retries"] == 2
+    assert meta["retry_tile_size"] == 16
     monkeypatch.setattr(engine, "fuse_streamed", real)
     np.testing.assert_allclose(result.luma, _fuse(*medical, weights).luma, atol=2e-6)
 
@@ -223,9 +226,47 @@ def test_the_tiles_used_are_recorded(medical, weights: Path) -> None:
     meta = _fuse(*medical, weights, tile_size=np.int64(40)).metadata
     assert (meta["tile_size"], meta["tile_shape"], meta["tile_pixels"]) == (40, [40, 40], 1600)
     assert type(meta["tile_size"]) is int and meta["out_of_memory_retries"] == 0
+    assert meta["retry_tile_size"] is None
     json.dumps(meta)
     meta = _fuse(*medical, weights).metadata  # automatic: one tile for this small image
     assert (meta["tile_size"], meta["tile_shape"], meta["tile_pixels"]) == (None, [64, 96], 6144)
+
+
+def test_a_retry_keeps_the_tile_size_asked_for(
+    medical, weights: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from napari_gifnet import engine, streaming
+
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+
+    real, tries = streaming.fuse_streamed, []
+
+    def once(model, a, b, *, plan, **kw):
+        tries.append(plan)
+        if len(tries) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, a, b, plan=plan, **kw)
+
+    monkeypatch.setattr(engine, "fuse_streamed", once)
+    meta = _fuse(*medical, weights, tile_size=48, storage="memory").metadata
+    assert [(p.storage, p.tile_size) for p in tries] == [("memory", 48), ("disk", 24)]
+    assert (meta["tile_size"], meta["retry_tile_size"], meta["tile_shape"]) == (48, 24, [24, 24])
+    assert (meta["storage"], meta["out_of_memory_retries"]) == ("disk", 1)
+
+
+def test_a_storage_that_cannot_fit_is_refused_before_any_work(
+    medical, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_gifnet import engine, streaming
+    from napari_gifnet._stores import ScratchError
+
+    monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 999)
+    ran: list[object] = []
+    monkeypatch.setattr(engine, "fuse_streamed", lambda *a, **k: ran.append(k))
+    for storage in ("disk", "recompute"):
+        with pytest.raises(ScratchError, match=rf"storage='{storage}' needs .* has 999 B free"):
+            _fuse(*medical, weights, storage=storage)
+    assert ran == []
 
 
 def test_out_of_memory_everywhere_is_a_clear_memory_error(

@@ -419,3 +419,34 @@ def test_zarr_stacks_give_a_lazy_layer(make_napari_viewer, qtbot, reference_dir,
     expected = fuse(np.flipud(a), np.flipud(b), weights=reference_weights, device="cpu").image
     np.testing.assert_allclose(np.asarray(fused.data[2]), expected, rtol=0, atol=1e-5)
     assert calls  # the other planes stay lazy
+
+
+def test_shown_index_clips_where_the_metrics_plane_refuses():
+    from napari.components import ViewerModel
+
+    from napari_gifnet._qt._metrics_worker import displayed_index, displayed_plane
+    from napari_gifnet._qt.fusion_widget import shown_index
+
+    viewer = ViewerModel()
+    small = viewer.add_image(np.zeros((3, 8, 8), np.float32), name="small", translate=(1, 0, 0))
+    viewer.add_image(np.zeros((6, 8, 8), np.float32), name="big")
+    viewer.dims.set_current_step(0, 2)  # world z 2: plane 1 of "small"
+    assert shown_index(viewer, small, (3,)) == (1,) == displayed_index(small, viewer, (3,))
+    assert displayed_plane(small, viewer)[1] == (1,)
+    viewer.dims.set_current_step(0, 5)  # beyond "small"'s last plane
+    assert shown_index(viewer, small, (3,)) == (2,)  # the nearest plane
+    with pytest.raises(ValueError, match=r"position \(4,\) is outside 'small' \(leading shape \(3,\)\)"):
+        displayed_plane(small, viewer)
+    viewer.dims.set_current_step(0, 0)  # before its first plane
+    assert shown_index(viewer, small, (3,)) == (0,)
+    with pytest.raises(ValueError, match="outside 'small'"):
+        displayed_index(small, viewer, (3,))
+
+    class Broken:
+        name = "broken"
+
+        def world_to_data(self, point):
+            raise RuntimeError("no transform")
+
+    assert shown_index(viewer, Broken(), (3,)) is None  # unknown: the layer stays lazy
+    assert shown_index(viewer, small, (3, 8, 8, 2)) is None  # more leading axes than it has

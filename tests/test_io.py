@@ -195,6 +195,92 @@ def test_write_rejects(
     assert not (tmp_path / name).exists()
 
 
+# -- check_writable: the rules write_image follows, checked up front ----------
+
+
+_DTYPES = [np.bool_, np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64]
+_SHAPES = [(4, 5), (4, 5, 3), (4, 5, 4), (4, 5, 2)]
+
+
+@pytest.mark.parametrize("ext", [".tif", ".png", ".jpg"])
+@pytest.mark.parametrize("bit_depth", [8, 16, None])
+def test_check_writable_agrees_with_write_image(tmp_path: Path, ext: str, bit_depth) -> None:
+    from napari_gifnet.io import check_writable
+
+    for dtype in _DTYPES:
+        for shape in _SHAPES:
+            path = tmp_path / f"{np.dtype(dtype).name}-{len(shape)}-{shape[-1]}{ext}"
+            image = np.zeros(shape, dtype)
+            try:
+                bits = check_writable(path, dtype, shape, bit_depth=bit_depth)
+            except ValueError as exc:
+                with pytest.raises(ValueError) as written:
+                    write_image(path, image, bit_depth=bit_depth)
+                assert str(written.value) == str(exc)
+                assert not path.exists()
+                continue
+            write_image(path, image, bit_depth=bit_depth)
+            back = read_image(path)
+            assert back.shape == shape
+            if ext == ".tif" and dtype is np.bool_ and len(shape) == 3:
+                assert back.dtype == np.uint8  # TIFF has no 1-bit colour: written as 0/255
+            if ext == ".png":
+                assert back.dtype == (np.uint16 if bits == 16 else np.uint8), path.name
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype", "shape", "needs"),
+    [
+        ("x.png", np.uint16, (4, 5, 3), "needs .tif (16-bit PNG is grey only)"),
+        ("x.jpg", np.uint16, (4, 5), "needs .tif or .png (JPEG is 8-bit)"),
+        ("x.jpg", np.uint16, (4, 5, 3), "needs .tif (JPEG is 8-bit, 16-bit PNG is grey only)"),
+        ("x.png", np.int16, (4, 5),
+         "needs .tif (PNG and JPEG hold unsigned 8- or 16-bit data only)"),
+        ("x.jpg", np.float32, (4, 5), "needs .tif (PNG and JPEG hold unsigned 8- or 16-bit data, "
+         "or floats in [0, 1])"),
+    ],
+)  # fmt: skip
+def test_check_writable_says_which_format_holds_the_data(name, dtype, shape, needs) -> None:
+    from napari_gifnet.io import FormatError, check_writable
+
+    with pytest.raises(FormatError) as info:
+        check_writable(name, dtype, shape, bit_depth=None, unit_floats=False)
+    assert info.value.needs == needs and str(info.value).endswith(needs)
+    assert check_writable("x.tif", dtype, shape, bit_depth=None, unit_floats=False) == 8
+
+
+def test_check_writable_picks_the_bit_depth(tmp_path: Path) -> None:
+    from napari_gifnet.io import check_writable
+
+    assert check_writable("x.png", np.uint16, (4, 5), bit_depth=None) == 16
+    assert check_writable("x.png", np.float32, (4, 5), bit_depth=None) == 16
+    assert check_writable("x.png", np.float32, (4, 5, 3), bit_depth=None) == 8
+    assert check_writable("x.png", np.bool_, (4, 5), bit_depth=None) == 8
+    assert check_writable("x.jpg", np.float32, bit_depth=None) == 8
+    assert check_writable("x.png", "float32") == 8  # the shape not known yet: extension only
+    with pytest.raises(ValueError, match="unsupported extension"):
+        check_writable("x.bmp", "float32")
+    image = np.array([[0.0, 0.5, 1.0]], np.float32)
+    write_image(tmp_path / "f.png", image, bit_depth=None)
+    np.testing.assert_array_equal(read_image(tmp_path / "f.png"), [[0, 32768, 65535]])
+    mask = np.array([[True, False]])
+    write_image(tmp_path / "b.png", mask)  # bool: 0 and 255
+    np.testing.assert_array_equal(read_image(tmp_path / "b.png"), [[255, 0]])
+    write_image(tmp_path / "b.tif", mask)  # TIFF: as it is
+    assert read_image(tmp_path / "b.tif").dtype == np.bool_
+
+
+def test_memory_errors_pass_through_the_decoder_errors(tmp_path: Path, monkeypatch) -> None:
+    write_image(tmp_path / "x.tif", _grey_u8())
+
+    def out_of_memory(*_args, **_kwargs):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(tifffile, "imread", out_of_memory)
+    with pytest.raises(MemoryError, match="no room"):
+        read_image(tmp_path / "x.tif")
+
+
 def test_write_features_rejects_bad_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="plain file name"):
         write_features(tmp_path, {"../evil": np.zeros((2, 3, 3), np.float32)})

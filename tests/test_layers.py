@@ -301,6 +301,36 @@ def test_dask_layer_gives_a_lazy_result_computed_per_plane(medical, reference_we
                                rtol=0, atol=1e-5)  # fmt: skip
 
 
+def test_grey_stack_three_pixels_wide_is_not_taken_for_colour(
+    medical, reference_weights, monkeypatch
+):
+    da = pytest.importorskip("dask.array")
+    from napari_gifnet import lazy
+
+    real, inputs = lazy.fuse_dask, []
+
+    def spy(a, b, **kwargs):
+        inputs.append((a.chunks, b.chunks, kwargs["rgb"]))
+        return real(a, b, **kwargs)
+
+    monkeypatch.setattr(lazy, "fuse_dask", spy)
+    a, b = (x[:, :3] for x in medical)  # (H, 3) grey planes: the layers say they are not RGB
+    stack_a, stack_b = np.stack([a, np.flipud(a), a // 2]), np.stack([b, np.flipud(b), b // 2])
+    v = ViewerModel()
+    v.add_image(da.from_array(stack_a, chunks=(1, H, 3)), name="a", rgb=False,
+                contrast_limits=(0, 255))  # fmt: skip
+    v.add_image(stack_b, name="b", rgb=False)  # NumPy: wrapped one chunk per plane
+    fused = fuse_layers(v, "a", "b", weights=reference_weights)[0]
+    per_plane = ((1, 1, 1), (H,), (3,))
+    assert inputs == [(per_plane, per_plane, (False, False))]
+    assert fused.metadata["lazy"] is True and not fused.rgb
+    assert fused.data.shape == (3, H, 3) and fused.data.chunks[0] == (1, 1, 1)
+    np.testing.assert_allclose(
+        np.asarray(fused.data[1]), fuse(np.flipud(a), np.flipud(b), weights=reference_weights).image,
+        rtol=0, atol=1e-5,
+    )  # fmt: skip
+
+
 def test_dask_layer_with_features_is_fused_plane_by_plane_now(medical, reference_weights):
     da = pytest.importorskip("dask.array")
     a, b = medical

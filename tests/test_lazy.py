@@ -242,3 +242,22 @@ def test_as_dask_gives_one_chunk_per_plane() -> None:
     # a grey stack whose planes are 3 pixels wide: say so
     assert lazy.as_dask(np.zeros((5, 30, 3)), rgb=False).chunks == ((1,) * 5, (30,), (3,))
     np.testing.assert_array_equal(lazy.as_dask(rgb).compute(), rgb)
+
+
+def test_one_colour_rule_for_as_dask_fuse_dask_and_fuse() -> None:
+    assert lazy.is_colour((30, 40, 3)) and lazy.is_colour((2, 30, 40, 4))
+    assert not lazy.is_colour((30, 40)) and not lazy.is_colour((40, 3))  # 2-D: grey
+    assert not lazy.is_colour((5, 30, 40))
+    assert not lazy.is_colour((5, 30, 3), rgb=False) and lazy.is_colour((30, 40, 5), rgb=True)
+
+
+def test_a_grey_stack_three_pixels_wide_keeps_one_chunk_per_plane(reference_weights: Path) -> None:
+    rng = np.random.default_rng(3)
+    a, b = (rng.random((3, 20, 3)).astype(np.float32) for _ in range(2))
+    assert lazy.as_dask(a).chunks == ((3,), (20,), (3,))  # guessed: one colour image
+    image = fuse_dask(lazy.as_dask(a, rgb=False), lazy.as_dask(b, rgb=False), rgb=False,
+                      weights=reference_weights, device="cpu")  # fmt: skip
+    assert image.shape == (3, 20, 3) and image.chunks[0] == (1, 1, 1)
+    for z in range(3):
+        expected = fuse(a[z], b[z], weights=reference_weights, device="cpu").image
+        np.testing.assert_allclose(image[z].compute(), expected, rtol=0, atol=1e-5)

@@ -296,3 +296,20 @@ def test_a_multispectral_grid_that_misses_the_panchromatic_one_is_refused(pan32,
     ms = np.zeros((3, 16, 16), np.uint16)
     with pytest.raises(ValueError, match="do not cover the panchromatic"):
         pansharpen(ms, pan32, method="mean", **kwargs)
+
+
+def test_cast_to_dtype_rounds_clips_and_thresholds():
+    from napari_gifnet._dtype_cast import cast_to_dtype
+
+    values = np.array([-3.0, 0.49, 0.5, 1.5, 2.5, 300.0])
+    np.testing.assert_array_equal(cast_to_dtype(values, np.uint8), [0, 0, 0, 2, 2, 255])
+    np.testing.assert_array_equal(cast_to_dtype(values, np.int8), [-3, 0, 0, 2, 2, 127])
+    np.testing.assert_array_equal(cast_to_dtype(values, bool), values >= 0.5)
+    assert cast_to_dtype(values, np.float64) is values  # already the dtype: as it is
+    assert cast_to_dtype(values, np.float16).dtype == np.float16
+    # within: float32, and never outside lo..hi through float32 rounding
+    lo, hi = 0.1, 0.30000000000000004
+    out = cast_to_dtype(np.array([0.0, 0.2, 1.0]), np.float32, within=(lo, hi))
+    assert out.dtype == np.float32 and float(out.min()) >= lo and float(out.max()) <= hi
+    np.testing.assert_array_equal(cast_to_dtype(values, np.uint8, within=(0, 9)),
+                                  cast_to_dtype(values, np.uint8))  # fmt: skip

@@ -36,10 +36,9 @@ class Recorder:
         self.fail, self.ticks, self.error = fail, ticks, error
         self.tries: list[tuple[str, TileShape]] = []
 
-    def __call__(self, model, a, b, *, tile_size=None, tile_pixels=None, storage="auto",
-                 features=None, progress=None) -> torch.Tensor:  # fmt: skip
-        h, w = a.shape[-2:]
-        self.tries.append((storage, tile_shape(h, w, tile_size=tile_size, tile_pixels=tile_pixels)))
+    def __call__(self, model, a, b, *, plan, features=None, progress=None) -> torch.Tensor:
+        assert plan.size == tuple(a.shape[-2:])
+        self.tries.append((plan.storage, plan.out))
         total = 10 * len(self.tries)  # each try has its own total
         for done in range(1, (self.ticks if len(self.tries) <= self.fail else total) + 1):
             if progress is not None:

@@ -52,8 +52,11 @@ def test_tiff_stack_other_layouts_fall_back(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a valid TIFF"):
         open_tiff_stack(tmp_path / "bad.tif")
     (tmp_path / "a.png").write_bytes(b"")
-    with pytest.raises(ValueError, match="unsupported extension"):
+    with pytest.raises(ValueError, match="cannot read a stack from .*unsupported extension"):
         open_tiff_stack(tmp_path / "a.png")
+    (tmp_path / "folder.tif").mkdir()
+    with pytest.raises(ValueError, match="not a file"):
+        open_tiff_stack(tmp_path / "folder.tif")
 
 
 # -- image_info: shape and dtype from the header -------------------------------

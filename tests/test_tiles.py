@@ -19,11 +19,12 @@ from napari_gifnet._tiles import (
     TileShape,
     conv_region,
     count_tiles,
+    pixel_count,
     tile_shape,
     tiles,
 )
 from napari_gifnet.network import GIFNet
-from napari_gifnet.streaming import fuse_streamed
+from napari_gifnet.streaming import StreamPlan, fuse_streamed, plan_stream
 from napari_gifnet.weights import load_model
 from reference_cases import CASES
 
@@ -68,6 +69,38 @@ def test_numpy_integer_tile_sizes_are_accepted(size: object) -> None:
     assert shape == TileShape(56, 56) and type(shape.rows) is int
     with pytest.raises(ValueError, match="tile_size 7 is too small"):
         tile_shape(100, 100, tile_size=np.int64(7))  # type: ignore[arg-type]
+
+
+def test_one_integer_rule_for_tile_sizes_and_lazy_options() -> None:
+    assert pixel_count("chunk", np.uint16(64), 64) == 64
+    assert type(pixel_count("chunk", np.int64(70), 64)) is int
+    for bad in (64.0, True, np.True_, "64", None):
+        with pytest.raises(ValueError, match=r"chunk must be an integer number of pixels, not"):
+            pixel_count("chunk", bad, 64)
+    with pytest.raises(ValueError, match="^chunk must be at least 64 pixels, not 63$"):
+        pixel_count("chunk", 63, 64)
+    with pytest.raises(ValueError, match="^edge 3 is too small, 8$"):
+        pixel_count("edge", np.int8(3), 8, "{name} {value} is too small, {minimum}")
+
+
+def test_a_stream_plan_tiles_the_padded_grid_and_the_output() -> None:
+    cpu = torch.device("cpu")
+    plan = plan_stream(50, 70, cpu, "memory", tile_size=np.int64(40))
+    assert plan == StreamPlan((50, 70), "memory", 40, TileShape(40, 40), TileShape(40, 40))
+    assert type(plan.tile_size) is int
+    plan = plan_stream(50, 70, cpu, "memory", tile_pixels=40 * 72)
+    assert (plan.grid, plan.out) == (TileShape(40, 72), TileShape(40, 70))  # grid: 52 x 72
+    with pytest.raises(ValueError, match="unknown storage 'cloud'"):
+        plan_stream(50, 70, cpu, "cloud")
+    with pytest.raises(ValueError, match="tile_size 4 is too small"):
+        plan_stream(50, 70, cpu, "memory", tile_size=4)
+
+
+def test_fuse_streamed_refuses_a_plan_for_another_size(model: GIFNet) -> None:
+    a, b = _pair(24, 32, 0)
+    plan = plan_stream(24, 40, torch.device("cpu"), "memory", tile_size=16)
+    with torch.inference_mode(), pytest.raises(ValueError, match=r"plan is for a \(24, 40\) pair"):
+        fuse_streamed(model, a, b, plan=plan)
 
 
 def test_automatic_tiles_are_bands_when_wide_enough_else_squares() -> None:

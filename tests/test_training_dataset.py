@@ -115,6 +115,19 @@ def test_samples_are_deterministic_and_aligned(tmp_path: Path) -> None:
     assert ds.batch(0, 0, 2).shape == (4, 2, 1, 32, 32) and ds.batch(0, 1, 2).shape == (4, 1, 1, 32, 32)
 
 
+def test_headers_refuse_a_stack_and_a_broken_file(tmp_path: Path) -> None:
+    root = _folder(tmp_path, n=2, size=40)
+    (root / "second" / "scene001.png").unlink()
+    tifffile.imwrite(root / "second" / "scene001.tif", np.zeros((3, 40, 40), np.uint8),
+                     photometric="minisblack")
+    stack = r"scene001\.tif: shape \(3, 40, 40\) is not a grey or RGB"
+    with pytest.raises(ValueError, match=stack):
+        list_pairs(root)
+    (root / "second" / "scene001.tif").write_bytes(b"not a tiff")
+    with pytest.raises(ValueError, match=r"cannot read .*scene001\.tif: not a valid TIFF"):
+        list_pairs(root)
+
+
 def test_check_images_names_an_unusable_file(tmp_path: Path) -> None:
     root = _folder(tmp_path, n=3, size=40)
     # A grey + alpha PNG passes the header checks but cannot be decoded as grey or RGB.

@@ -8,7 +8,6 @@ fusion (:mod:`napari_gifnet.pansharpen`) and single-image enhancement
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,23 @@ def _add_common_gifnet(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_output(path: str, allowed: tuple[str, ...] | None = None) -> Path:
+    """An output path whose format holds a float32 grey or RGB image, in an existing folder.
+
+    That is what ``enhance`` writes, and any format holds it once the
+    extension is known: :func:`napari_gifnet.io.check_writable` refuses the
+    others. ``stack`` checks its outputs' dtypes once the stack is open
+    (:func:`_check_stack_outputs`).
+    """
+    import numpy as np
+
     from . import io
 
     output = Path(path)
     try:
-        ext = io.output_format(output)
+        io.check_writable(output, np.float32)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if allowed is not None and ext not in allowed:
+    if allowed is not None and output.suffix.lower() not in allowed:
         raise UsageError(f"{output}: use one of {', '.join(allowed)}")
     parent = output.absolute().parent
     if not parent.is_dir():
@@ -71,7 +79,7 @@ def _read_stack(inputs: list[str], axis: int = 0) -> Any:
             raise ValueError(f"{paths[0]}: a stack folder needs at least 2 image files")
         return FileStack(files)
     if len(paths) == 1:
-        if paths[0].suffix.lower() in (".tif", ".tiff"):
+        if paths[0].suffix.lower() in io.TIFF_EXTENSIONS:
             stack = open_tiff_stack(paths[0])  # page by page where possible
             if isinstance(stack, TiffPlanes) and axis not in (0, -stack.ndim):
                 stack.close()  # the focus axis is not the page axis
@@ -84,25 +92,24 @@ def _read_stack(inputs: list[str], axis: int = 0) -> Any:
     return FileStack(paths)
 
 
-#: Suffixes of the formats that hold any dtype.
-_TIFF = (".tif", ".tiff")
-
-
 def _check_stack_outputs(
-    outputs: dict[str, Path], dtype: Any, rgb: bool, keep_dtype: bool, inputs: list[Path]
+    outputs: dict[str, Path], layout: Any, keep_dtype: bool, inputs: list[Path]
 ) -> None:
     """Refuse, before fusing, outputs whose format cannot hold what goes there.
 
     ``outputs`` maps an option name (``-o``, ``--depth-map``, ``--confidence``)
-    to its path; ``dtype`` and ``rgb`` describe the stack's planes. The rules
-    (see :func:`_write_plane`): float32 output (no ``--keep-dtype``) goes
-    anywhere; with ``--keep-dtype`` uint8 and bool go anywhere, uint16 to
-    .tif or grey .png, any other dtype (signed, 32/64-bit, float) to .tif
-    only. The depth map (uint16 plane indices) goes to .tif or .png (JPEG is
-    8-bit and lossy); the confidence map (float32) to .tif. No two outputs
-    may name the same file, and none may name one of the ``inputs``.
+    to its path; ``layout`` (a :class:`~napari_gifnet._stack_planes.Planes`)
+    gives the planes' dtype and shape. What each format holds is
+    :func:`napari_gifnet.io.check_writable`'s rule, with the bit depth
+    ``write_image(..., bit_depth=None)`` picks: ``-o`` gets float32 in [0, 1]
+    or, with ``--keep-dtype``, the stack's dtype on its own scale; the depth
+    map gets uint16 plane indices (the confidence map, float32, goes to .tif,
+    checked by :func:`_check_output`). No two outputs may name the same file,
+    and none may name one of the ``inputs``.
     """
     import numpy as np
+
+    from . import io
 
     seen: dict[Path, str] = {p.absolute(): "an input file" for p in inputs}
     for option, path in outputs.items():
@@ -110,47 +117,22 @@ def _check_stack_outputs(
         if key in seen:
             raise UsageError(f"{option} {path} is also {seen[key]}")
         seen[key] = f"the {option} output"
-    ext = outputs["-o"].suffix.lower()
-    dtype = np.dtype(dtype)
-    if keep_dtype and ext not in _TIFF and dtype.kind != "b" and dtype != np.uint8:
-        if dtype != np.uint16:
-            raise UsageError(
-                f"-o {outputs['-o']}: the stack is {dtype}; with --keep-dtype that needs "
-                ".tif (PNG and JPEG hold unsigned 8- or 16-bit data only)"
-            )
-        if ext != ".png" or rgb:
-            raise UsageError(
-                f"-o {outputs['-o']}: a uint16 {'RGB' if rgb else 'grey'} stack with "
-                f"--keep-dtype needs .tif{'' if rgb else ' or .png'} "
-                f"({'16-bit PNG is grey only' if rgb else 'JPEG is 8-bit'})"
-            )
-    depth = outputs.get("--depth-map")
-    if depth is not None and depth.suffix.lower() not in (*_TIFF, ".png"):
+    output, dtype = outputs["-o"], layout.dtype if keep_dtype else np.float32
+    try:
+        io.check_writable(output, dtype, layout.plane_shape, bit_depth=None,
+                          unit_floats=not keep_dtype)  # fmt: skip
+    except io.FormatError as exc:  # float32 in [0, 1] goes anywhere: --keep-dtype is on
+        stack = f"{layout.dtype}{' RGB' if layout.rgb else ''}"
         raise UsageError(
-            f"--depth-map {depth}: use .tif or .png (16-bit plane indices; JPEG is 8-bit "
-            "and lossy)"
-        )
-
-
-def _write_plane(path: Path, image: Any, metadata: dict[str, Any]) -> None:
-    """Write an output checked by :func:`_check_stack_outputs`.
-
-    TIFF: as it is (any dtype). PNG: uint8 as 8-bit, bool as 0/255, uint16
-    and float grey as 16-bit (float: [0, 1] scaled to 0-65535), float RGB as
-    8-bit. JPEG: 8-bit (float scaled by 255).
-    """
-    import numpy as np
-
-    from . import io
-
-    if path.suffix.lower() in _TIFF:
-        io.write_image(path, image, metadata)
-        return
-    if image.dtype.kind == "b":
-        image = image.astype(np.uint8) * np.uint8(255)
-    wide = image.dtype == np.uint16 or image.dtype.kind == "f"
-    bits = 16 if path.suffix.lower() == ".png" and wide and image.ndim == 2 else 8
-    io.write_image(path, image, metadata, bit_depth=bits)
+            f"-o {output}: the stack is {stack}; with --keep-dtype that {exc.needs}"
+        ) from None
+    depth = outputs.get("--depth-map")
+    if depth is not None:
+        try:
+            io.check_writable(depth, np.uint16, layout.plane_shape[:2], bit_depth=None)
+        except io.FormatError as exc:
+            what = "a depth map (uint16 plane indices)"
+            raise UsageError(f"--depth-map {depth}: {what} {exc.needs}") from None
 
 
 def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,12 +175,13 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_stack(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from . import io
     from ._stack_planes import Planes
     from .stack import DEFAULT_METHOD, DEFAULT_STRATEGY, fuse_stack
 
     output = _check_output(args.output)
     depth_path = _check_output(args.depth_map) if args.depth_map else None
-    conf_path = _check_output(args.confidence, _TIFF) if args.confidence else None
+    conf_path = _check_output(args.confidence, io.TIFF_EXTENSIONS) if args.confidence else None
     method = DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
     _check_device(args, method)
     align = "scale" if args.align_scale else bool(args.align)
@@ -208,8 +191,8 @@ def _run_stack(args: argparse.Namespace) -> int:
         layout = Planes(stack, args.axis)  # shape and dtype only: nothing is read yet
         outputs = {"-o": output, "--depth-map": depth_path, "--confidence": conf_path}
         _check_stack_outputs(
-            {k: v for k, v in outputs.items() if v is not None}, layout.dtype, layout.rgb,
-            args.keep_dtype, getattr(stack, "files", [Path(p) for p in args.inputs]),
+            {k: v for k, v in outputs.items() if v is not None}, layout, args.keep_dtype,
+            getattr(stack, "files", [Path(p) for p in args.inputs]),
         )  # fmt: skip
         result = fuse_stack(
             stack, args.axis, method, strategy=args.strategy or DEFAULT_STRATEGY,
@@ -221,11 +204,11 @@ def _run_stack(args: argparse.Namespace) -> int:
         if hasattr(stack, "close"):
             stack.close()
     metadata = {**result.metadata, "input_files": [str(p) for p in args.inputs]}
-    _write_plane(output, result.image, metadata)
+    io.write_image(output, result.image, metadata, bit_depth=None)  # as checked above
     if depth_path is not None:
-        _write_plane(depth_path, result.depth_map.astype(np.uint16), metadata)
+        io.write_image(depth_path, result.depth_map.astype(np.uint16), metadata, bit_depth=None)
     if conf_path is not None:
-        _write_plane(conf_path, result.confidence, metadata)
+        io.write_image(conf_path, result.confidence, metadata)
     if not args.quiet:
         shifts = ""
         if align:
@@ -242,15 +225,19 @@ def _run_stack(args: argparse.Namespace) -> int:
 
 
 def _pair_of_floats(text: str) -> tuple[float, float]:
+    """``S`` or ``SY,SX``: a pixel size, checked by :func:`~napari_gifnet._pan_grid.pair_arg`."""
+    from ._pan_grid import pair_arg
+
+    value: Any = text  # not numbers: pair_arg refuses the text
     try:
-        values = [float(v) for v in text.split(",")]
+        numbers = [float(v) for v in text.split(",")]
+        value = numbers[0] if len(numbers) == 1 else numbers
     except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use S or SY,SX (positive)")
-    return values[0], values[1]
+        pass
+    try:
+        return pair_arg(value, "the pixel size (S or SY,SX)", positive=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {exc}") from None
 
 
 def _add_pansharpen_arguments(parser: argparse.ArgumentParser) -> None:
@@ -282,7 +269,7 @@ def _run_pansharpen(args: argparse.Namespace) -> int:
 
     if len(args.inputs) < 2:
         raise UsageError("give the multispectral file(s), then the panchromatic file")
-    output = _check_output(args.output, (".tif", ".tiff"))
+    output = _check_output(args.output, io.TIFF_EXTENSIONS)  # bands: TIFF only
     method = args.method.strip().lower()
     _check_device(args, method)
     *ms_files, pan_file = args.inputs

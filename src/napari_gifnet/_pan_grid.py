@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ._dtype_cast import cast_to_dtype
+
 
 def pair_arg(value: Any, name: str, *, positive: bool) -> tuple[float, float]:
     """Validate a (y, x) pair of finite numbers (a single number: the same on both axes).
@@ -43,18 +45,6 @@ def pair_arg(value: Any, name: str, *, positive: bool) -> tuple[float, float]:
     if positive and not (y > 0 and x > 0):
         raise ValueError(f"{usage}, not {value!r} (pixel sizes must be > 0)")
     return y, x
-
-
-def float32_within(out: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``out`` as float32, clipped to the float32 values inside ``lo..hi`` (when there are any)."""
-    lo32, hi32 = np.float32(lo), np.float32(hi)
-    if float(lo32) < lo:
-        lo32 = np.nextafter(lo32, np.float32(np.inf))
-    if float(hi32) > hi:
-        hi32 = np.nextafter(hi32, np.float32(-np.inf))
-    if lo32 > hi32:  # no float32 inside lo..hi: the nearest one
-        lo32 = hi32 = np.float32(lo)
-    return np.clip(out.astype(np.float32), lo32, hi32)
 
 
 def _extent(translate: float, scale: float, n: int) -> str:
@@ -185,8 +175,5 @@ def resample_band(
     src = band.astype(np.float64)
     lo, hi = float(src.min()), float(src.max())
     out = np.clip(ndimage.map_coordinates(src, grid, order=3, mode="nearest"), lo, hi)
-    if band.dtype.kind == "b":
-        return out >= 0.5
-    if band.dtype.kind in "ui":
-        return np.rint(out).astype(band.dtype)  # lo, hi are integers: stays within them
-    return float32_within(out, lo, hi)
+    dtype = np.float32 if band.dtype.kind == "f" else band.dtype  # float bands: float32
+    return cast_to_dtype(out, dtype, within=(lo, hi))

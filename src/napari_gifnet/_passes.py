@@ -24,6 +24,13 @@ from .network import BRANCH_MULTIPLE, GIFNet
 Stats = tuple[torch.Tensor, torch.Tensor]
 
 
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """``height`` x ``width`` rounded up to the branch's grid (the extent of
+    the maps that are stored)."""
+    m = BRANCH_MULTIPLE
+    return -(-height // m) * m, -(-width // m) * m
+
+
 class Store(Protocol):
     """What the stages read maps from (see :mod:`napari_gifnet._stores`)."""
 
@@ -82,8 +89,7 @@ class Pieces:
     ) -> None:
         self.model, self.a, self.b, self.origin = model, a, b, origin
         self.h, self.w = size if size is not None else tuple(a.shape[-2:])
-        m = BRANCH_MULTIPLE
-        self.hp, self.wp = -(-self.h // m) * m, -(-self.w // m) * m
+        self.hp, self.wp = padded_size(self.h, self.w)
         self.block0, self.block1 = model.branch.layer1.blocks
         #: Where S is kept once computed (None: recomputed when needed).
         self.s_store = None

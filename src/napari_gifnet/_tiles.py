@@ -13,6 +13,7 @@ import math
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,26 @@ MIN_TILE = WINDOW
 _MIN_BAND_ROWS = 32
 
 Range = tuple[int, int]
+
+
+def pixel_count(
+    name: str,
+    value: Any,
+    minimum: int,
+    too_small: str = "{name} must be at least {minimum} pixels, not {value}",
+) -> int:
+    """``value`` as an int of at least ``minimum`` pixels.
+
+    Any integer type is accepted (NumPy's included); a bool or a float is
+    not. Raises a ValueError naming ``name``: ``too_small`` (formatted with
+    ``name``, ``minimum`` and ``value``) is its message for a value under
+    ``minimum``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer number of pixels, not {value!r}")
+    if value < minimum:
+        raise ValueError(too_small.format(name=name, minimum=minimum, value=value))
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -67,12 +88,8 @@ def tile_shape(
         ``tile_size`` below 8 or not an integer.
     """
     if tile_size is not None:
-        if isinstance(tile_size, (bool, np.bool_)) or not isinstance(tile_size, numbers.Integral):
-            raise ValueError(f"tile_size must be an integer number of pixels, not {tile_size!r}")
-        tile_size = int(tile_size)
-        if tile_size < MIN_TILE:
-            raise ValueError(f"tile_size {tile_size} is too small: the smallest tile is {MIN_TILE} pixels")
-        edge = tile_size // WINDOW * WINDOW
+        too_small = "{name} {value} is too small: the smallest tile is {minimum} pixels"
+        edge = pixel_count("tile_size", tile_size, MIN_TILE, too_small) // WINDOW * WINDOW
         return TileShape(min(height, edge), min(width, edge))
     rows = tile_pixels // max(width, 1) // WINDOW * WINDOW
     if rows >= _MIN_BAND_ROWS or rows >= height:

@@ -147,7 +147,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     try:
-        io.output_format(output)
+        io.check_writable(output, "float32")  # every format holds a float32 grey or RGB image
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     parent = output.absolute().parent

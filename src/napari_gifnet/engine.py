@@ -19,21 +19,12 @@ import torch
 from . import __version__
 from ._memory import reuse_heap
 from ._stores import ScratchError
-from ._tiles import TileShape, smaller_tile, tile_shape
+from ._tiles import smaller_tile, tile_shape
 from .colour import apply_colour
 from .devices import resolve_device
 from .inputs import prepare_pair
 from .preprocess import Normalization
-from .streaming import (
-    STORAGE,
-    Progress,
-    auto_tile_pixels,
-    check_scratch,
-    fuse_streamed,
-    padded_size,
-    plan_tiles,
-    resolve_storage,
-)
+from .streaming import STORAGE, Progress, StreamPlan, fuse_streamed, plan_stream
 from .weights import load_model
 
 #: Images smaller than this on a side are padded (symmetrically) for the
@@ -75,10 +66,12 @@ class FusionResult:
     metadata
         Provenance: method, package version, weights file and sha256, device,
         size, the normalisation of each input, the colour handling, and how
-        the network was evaluated: ``storage``, ``tile_size`` (the tile edge
-        asked for, None when sized automatically), ``tile_shape`` and
-        ``tile_pixels`` (the output tiles actually used) and
-        ``out_of_memory_retries``.
+        the network was evaluated: ``storage`` (the one used),
+        ``tile_size`` (the tile edge the caller asked for, None when sized
+        automatically), ``tile_shape`` and ``tile_pixels`` (the output tiles
+        actually used, by the last retry if any), ``out_of_memory_retries``
+        and ``retry_tile_size`` (the tile edge of the last retry; None
+        without one).
     """
 
     image: np.ndarray
@@ -123,13 +116,13 @@ def _fuse_lazy(
     a: Any, b: Any, weights: Any, device: Any, normalization: Normalization, start: float
 ) -> FusionResult:
     """:func:`fuse` for Dask inputs: a lazy result (see :mod:`napari_gifnet.lazy`)."""
-    from .lazy import fuse_dask
+    from .lazy import fuse_dask, is_colour
     from .weights import load_model as _load
 
     dev = resolve_device(device)
     image = fuse_dask(a, b, weights=weights, device=str(dev), normalization=normalization)
     _, info = _load(weights, device=str(dev))
-    colour = any(np.ndim(x) >= 3 and np.shape(x)[-1] in (3, 4) for x in (a, b))
+    colour = any(is_colour(np.shape(x)) for x in (a, b))
     # colour results: the BT.601 luma of the image (the network output except
     # where a colour channel clipped)
     luma = image @ np.asarray([0.299, 0.587, 0.114], np.float32) if colour else image
@@ -186,28 +179,27 @@ class MonotonicProgress:
 
 
 def _retry(
-    storage: str, tile: TileShape, size: tuple[int, int], options: list[str]
-) -> tuple[tuple[str, int] | None, list[str]]:
-    """The next try after running out of memory with ``storage`` and
-    ``tile``: ((storage, tile edge) or None when no retry is left, why the
-    retries passed over were skipped). ``options`` (the retries' storages,
-    consumed) are skipped when their scratch files cannot fit, or when they
-    would repeat the failed try."""
-    h, w = size
+    failed: StreamPlan, device: torch.device, options: list[str]
+) -> tuple[StreamPlan | None, list[str]]:
+    """The plan of the next try after running out of memory with ``failed``
+    (None when no retry is left), and why the retries passed over were
+    skipped. ``options`` (the retries' storages, consumed) are skipped when
+    they would repeat the failed try, or when their scratch files cannot fit
+    (:func:`~napari_gifnet.streaming.plan_stream` refuses them)."""
+    h, w = failed.size
+    tile = failed.out
     edge = smaller_tile(tile, h, w)
-    smaller = tile_shape(h, w, tile_size=edge)
+    smaller = tile_shape(h, w, tile_size=edge)  # the retry's output tiles
     skipped = []
     while options:
         candidate = options.pop(0)
-        if candidate == storage and smaller.rows * smaller.cols >= tile.rows * tile.cols:
+        if candidate == failed.storage and smaller.rows * smaller.cols >= tile.rows * tile.cols:
             skipped.append(f"{candidate!r} with tiles no smaller than {tile.describe()}")
             continue
         try:
-            check_scratch(candidate, *padded_size(h, w))
+            return plan_stream(h, w, device, candidate, tile_size=edge), skipped
         except ScratchError as exc:
             skipped.append(str(exc))
-            continue
-        return (candidate, edge), skipped
     return None, skipped
 
 
@@ -316,31 +308,25 @@ def fuse(
             raise ValueError("return_features is not available for Dask inputs (lazy fusion)")
         return _fuse_lazy(a, b, weights, device, normalization, start)
     pair = prepare_pair(a, b, normalization)
-    luma_a, luma_b, plan = pair.luma_a, pair.luma_b, pair.plan
+    luma_a, luma_b, colour = pair.luma_a, pair.luma_b, pair.plan
     dev = resolve_device(device)
     model, info = load_model(weights, device=str(dev))
     (pa, size), (pb, _) = _pad_small(luma_a), _pad_small(luma_b)
     h, w = size
     run_size = pa.shape  # the size the network runs on (small images padded)
     features: dict[str, torch.Tensor] | None = {} if return_features else None
-    storage_now = resolve_storage(storage, *run_size, dev)
-    tile_now = None if tile_size is None else int(tile_size)
-    pixels = None
-    if tile_now is None:
-        pixels = auto_tile_pixels(*padded_size(*run_size), dev, storage_now)
-    options = list(_RETRY_STORAGES[storage_now])  # on running out of memory
+    # storage and tiles, once per try; a storage that cannot fit is refused here
+    plan = plan_stream(*run_size, dev, storage, tile_size=tile_size)
+    options = list(_RETRY_STORAGES[plan.storage])  # on running out of memory
     report, retries, failures = MonotonicProgress(progress), 0, []
     while True:
-        shape = plan_tiles(*run_size, dev, storage_now, tile_size=tile_now, tile_pixels=pixels)
         try:
             with torch.inference_mode(), reuse_heap():
                 out = fuse_streamed(
                     model,
                     _to_tensor(pa, dev),
                     _to_tensor(pb, dev),
-                    tile_size=tile_now,
-                    tile_pixels=pixels,
-                    storage=storage_now,
+                    plan=plan,
                     features=features,
                     progress=report,
                 )
@@ -356,31 +342,32 @@ def fuse(
             out = None  # drop what the failed try held before the next one
             if features is not None:
                 features.clear()
-            failures.append(f"{storage_now!r} in {shape.describe()} tiles: {exc}")
-            nxt, skipped = _retry(storage_now, shape, run_size, options)
+            failures.append(f"{plan.storage!r} in {plan.out.describe()} tiles: {exc}")
+            nxt, skipped = _retry(plan, dev, options)
             failures.extend(f"skipped {why}" for why in skipped)
             if nxt is None:
                 raise MemoryError(
                     f"a {h} x {w} fusion does not fit in the memory of {dev}, even in small "
                     f"tiles with scratch storage; tried {'; '.join(failures)}"
                 ) from exc
-            storage_now, tile_now = nxt
+            plan = nxt
             traceback.clear_frames(exc.__traceback__)  # free the failed try's maps now
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-        pixels, retries = None, retries + 1
+        retries += 1
         report.restart()
-    image = luma if plan is None else apply_colour(luma, plan)
+    image = luma if colour is None else apply_colour(luma, colour)
     elapsed = time.perf_counter() - start
     metadata = {
         **_origin(info, dev),
         "height": h,
         "width": w,
-        "storage": storage_now,
-        "tile_size": tile_now,
-        "tile_shape": [shape.rows, shape.cols],
-        "tile_pixels": shape.rows * shape.cols,
+        "storage": plan.storage,
+        "tile_size": None if tile_size is None else int(tile_size),
+        "tile_shape": [plan.out.rows, plan.out.cols],
+        "tile_pixels": plan.out.rows * plan.out.cols,
         "out_of_memory_retries": retries,
+        "retry_tile_size": plan.tile_size if retries else None,
         **pair.provenance(normalization),
         "elapsed_s": round(elapsed, 4),
     }

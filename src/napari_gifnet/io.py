@@ -8,48 +8,33 @@ Formats are chosen by file extension (case-insensitive):
   provenance metadata is stored as JSON in the ImageDescription tag and read
   back with :func:`read_tiff_metadata`.
 
+What each format can hold is checked by :func:`check_writable` (the rules
+live in ``napari_gifnet._formats``), which :func:`write_image` calls and the
+commands call before computing an output.
+
 No torch import happens here, so the command line stays quick to start.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-PathLike = Union[str, "os.PathLike[str]"]
+from ._formats import READ_EXTENSIONS, TIFF_EXTENSIONS, PathLike, _extension, check_writable
 
-#: Extensions :func:`read_image` accepts.
-READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-#: Extensions :func:`write_image` accepts.
-WRITE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+# The rest of the format rules, part of this module's interface:
+from ._formats import WRITE_EXTENSIONS as WRITE_EXTENSIONS
+from ._formats import FormatError as FormatError
+from ._formats import output_format as output_format
+
 #: JPEG quality used by :func:`write_image`.
 JPEG_QUALITY = 95
-
-_TIFF = (".tif", ".tiff")
-
-
-def _extension(path: Path, allowed: tuple[str, ...], action: str) -> str:
-    ext = path.suffix.lower()
-    if ext not in allowed:
-        raise ValueError(
-            f"cannot {action} {path}: unsupported extension {ext or '(none)'!r}; "
-            f"supported: {', '.join(allowed)}"
-        )
-    return ext
-
-
-def output_format(path: PathLike) -> str:
-    """Return the lower-case extension of ``path``.
-
-    Raises ValueError if it is not one of :data:`WRITE_EXTENSIONS`.
-    """
-    return _extension(Path(path), WRITE_EXTENSIONS, "write")
 
 
 def _warn_if_png_truncated(path: Path) -> None:
@@ -86,8 +71,8 @@ def read_image(path: PathLike) -> np.ndarray:
         cannot be decoded.
     """
     p, ext = _readable(path)
-    try:
-        if ext in _TIFF:
+    with _decoding(p, ext):
+        if ext in TIFF_EXTENSIONS:
             import tifffile
 
             return np.asarray(tifffile.imread(p))
@@ -96,26 +81,44 @@ def read_image(path: PathLike) -> np.ndarray:
         if ext == ".png":
             _warn_if_png_truncated(p)
         return np.asarray(iio.imread(p, plugin="pillow"))
-    except (MemoryError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
-        raise _not_valid(p, ext, exc) from exc
 
 
-def _readable(path: PathLike) -> tuple[Path, str]:
-    """``(path, extension)`` of an existing readable file, else the error read_image raises."""
+def _readable(
+    path: PathLike, allowed: tuple[str, ...] = READ_EXTENSIONS, action: str = "read"
+) -> tuple[Path, str]:
+    """``(path, extension)`` of an existing file with an ``allowed`` extension.
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is at ``path``.
+    ValueError
+        If the extension is not ``allowed`` (the message says "cannot
+        ``action``") or the path is not a file.
+    """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"image file not found: {p}")
-    ext = _extension(p, READ_EXTENSIONS, "read")
+    ext = _extension(p, allowed, action)
     if not p.is_file():
         raise ValueError(f"cannot read {p}: not a file")
     return p, ext
 
 
-def _not_valid(p: Path, ext: str, exc: Exception) -> ValueError:
-    kind = "TIFF" if ext in _TIFF else ext[1:].upper().replace("JPG", "JPEG")
-    return ValueError(f"cannot read {p}: not a valid {kind} file ({exc})")
+@contextmanager
+def _decoding(p: Path, ext: str) -> Iterator[None]:
+    """Report any failure of the decoder in the block as one ValueError.
+
+    The message reads ``cannot read P: not a valid TIFF file (<reason>)``
+    (PNG, JPEG after the extension); a MemoryError is passed on as it is.
+    """
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
+        kind = "TIFF" if ext in TIFF_EXTENSIONS else ext[1:].upper().replace("JPG", "JPEG")
+        raise ValueError(f"cannot read {p}: not a valid {kind} file ({exc})") from exc
 
 
 def _pillow_info(p: Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -136,36 +139,21 @@ def _pillow_info(p: Path) -> tuple[tuple[int, ...], np.dtype]:
 def image_info(path: PathLike) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype that :func:`read_image` would return, from the header only.
 
-    Parameters
-    ----------
-    path
-        A ``.png``, ``.jpg``/``.jpeg`` or ``.tif``/``.tiff`` file.
-
-    Returns
-    -------
-    tuple
-        ``(shape, dtype)``: TIFF, those of the first series (tifffile);
-        PNG/JPEG, from the Pillow mode and size (palette images as their
-        palette's mode, 16-bit grey PNG as uint16), no pixels decoded.
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        As :func:`read_image` (a header that cannot be parsed: ValueError).
+    Returns ``(shape, dtype)``: for TIFF those of the first series
+    (tifffile); for PNG and JPEG from the Pillow mode and size (palette
+    images as their palette's mode, 16-bit grey PNG as uint16). No pixels
+    are decoded. Raises as :func:`read_image` does (a header that cannot be
+    parsed: ValueError).
     """
     p, ext = _readable(path)
-    try:
-        if ext in _TIFF:
+    with _decoding(p, ext):
+        if ext in TIFF_EXTENSIONS:
             import tifffile
 
             with tifffile.TiffFile(p) as tif:
                 series = tif.series[0]
                 return tuple(int(s) for s in series.shape), np.dtype(series.dtype)
         return _pillow_info(p)
-    except (MemoryError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
-        raise _not_valid(p, ext, exc) from exc
 
 
 def _json_default(value: Any) -> Any:
@@ -194,6 +182,8 @@ def _write_tiff(
     import tifffile
 
     extrasamples = ("unassalpha",) if alpha else None
+    if data.dtype == bool and photometric == "rgb":  # TIFF has no 1-bit colour: 0/255
+        data = data.astype(np.uint8) * np.uint8(255)
     description = _description(metadata, data.shape)
     tifffile.imwrite(
         path, data, photometric=photometric, extrasamples=extrasamples,
@@ -202,19 +192,20 @@ def _write_tiff(
 
 
 def _to_integer(image: np.ndarray, bits: int, path: Path) -> np.ndarray:
-    """Float in [0, 1] -> uint8/uint16, clipped and rounded to nearest."""
-    dtype = np.uint8 if bits == 8 else np.uint16
+    """Data that :func:`check_writable` accepts -> uint8/uint16.
+
+    Floats in [0, 1] are clipped, scaled and rounded to nearest; bool becomes
+    0 / top value; the unsigned type of ``bits`` stays as it is.
+    """
+    dtype = np.dtype(np.uint8 if bits == 8 else np.uint16)
     if image.dtype == dtype:
         return image
-    if image.dtype.kind != "f":
-        raise ValueError(
-            f"cannot write {path}: a {bits}-bit image needs floats in [0, 1] or "
-            f"{np.dtype(dtype).name} data, got {image.dtype}"
-        )
+    top = np.iinfo(dtype).max
+    if image.dtype.kind == "b":
+        return image.astype(dtype) * dtype.type(top)
     if not np.all(np.isfinite(image)):
         raise ValueError(f"cannot write {path}: the image contains NaN or infinite values")
-    top = float(np.iinfo(dtype).max)
-    return np.rint(np.clip(image, 0.0, 1.0) * top).astype(dtype)
+    return np.rint(np.clip(image, 0.0, 1.0) * float(top)).astype(dtype)
 
 
 def write_image(
@@ -222,7 +213,7 @@ def write_image(
     image: np.ndarray,
     metadata: Mapping[str, Any] | None = None,
     *,
-    bit_depth: int = 8,
+    bit_depth: int | None = 8,
 ) -> Path:
     """Write an image; the format follows the extension.
 
@@ -230,14 +221,14 @@ def write_image(
     ----------
     path
         Output file. ``.tif``/``.tiff``: the array is written unchanged (a
-        float32 fusion stays float32) with ``metadata`` as JSON in the
-        ImageDescription. ``.png``: 8-bit, or 16-bit with ``bit_depth=16``
-        (grey only: Pillow cannot write 16-bit colour PNG). ``.jpg``/``.jpeg``:
-        8-bit, quality :data:`JPEG_QUALITY`, grey or RGB. For PNG and JPEG,
-        float data are clipped to [0, 1], scaled by 255 (or 65535) and rounded
-        to the nearest integer (``numpy.rint``: halves to even); uint8 (uint16
-        for 16-bit) data are written as they are. PNG and JPEG drop
-        ``metadata``.
+        float32 fusion stays float32; bool colour, which TIFF cannot hold, as
+        uint8 0/255) with ``metadata`` as JSON in the ImageDescription. ``.png``: 8-bit, or 16-bit (grey only: Pillow
+        cannot write 16-bit colour PNG). ``.jpg``/``.jpeg``: 8-bit, quality
+        :data:`JPEG_QUALITY`, grey or RGB. For PNG and JPEG, float data are
+        clipped to [0, 1], scaled by 255 (or 65535) and rounded to the nearest
+        integer (``numpy.rint``: halves to even); bool data become 0 and 255
+        (or 65535); uint8 (uint16 for 16-bit) data are written as they are.
+        PNG and JPEG drop ``metadata``. The rules are :func:`check_writable`'s.
     image
         (H, W), (H, W, 3) or (H, W, 4) array; never modified.
     metadata
@@ -245,7 +236,8 @@ def write_image(
         converted); TIFF only. It is stored as tifffile's "shaped" JSON
         (``{"shape": [...], **metadata}``), so the key ``"shape"`` is reserved.
     bit_depth
-        8 or 16; PNG only.
+        8 or 16 (PNG only), or None: 16 for grey PNG of uint16 or float data,
+        else 8.
 
     Returns
     -------
@@ -255,31 +247,22 @@ def write_image(
     Raises
     ------
     ValueError
-        Unsupported extension, shape, dtype or bit depth, or NaN values.
+        Unsupported extension, shape, dtype or bit depth (see
+        :func:`check_writable`), or NaN values.
     OSError
         If the file cannot be written.
     """
     p = Path(path)
-    ext = output_format(p)
     arr = np.asarray(image)
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
-        raise ValueError(
-            f"cannot write {p}: expected an (H, W), (H, W, 3) or (H, W, 4) image, "
-            f"got shape {arr.shape}"
-        )
-    if bit_depth not in (8, 16) or (bit_depth == 16 and ext != ".png"):
-        raise ValueError(f"cannot write {p}: bit_depth {bit_depth!r}; 16 is for .png, else 8")
-    if ext in _TIFF:
+    bits = check_writable(p, arr.dtype, arr.shape, bit_depth=bit_depth)
+    ext = p.suffix.lower()
+    if ext in TIFF_EXTENSIONS:
         alpha = arr.ndim == 3 and arr.shape[-1] == 4
         _write_tiff(p, arr, metadata, "minisblack" if arr.ndim == 2 else "rgb", alpha)
         return p
-    if ext == ".png" and bit_depth == 16 and arr.ndim == 3:
-        raise ValueError(f"cannot write {p}: 16-bit PNG is for grey images only; use .tif")
-    if ext != ".png" and arr.ndim == 3 and arr.shape[-1] == 4:
-        raise ValueError(f"cannot write {p}: JPEG has no alpha channel; use .png or .tif")
     import imageio.v3 as iio
 
-    data = _to_integer(arr, bit_depth, p)
+    data = _to_integer(arr, bits, p)
     options: dict[str, Any] = {"quality": JPEG_QUALITY} if ext != ".png" else {}
     iio.imwrite(p, data, plugin="pillow", extension=ext, **options)
     return p

@@ -195,9 +195,10 @@ def _lazy_output(
     if plan.method != "gifnet":
         raise ValueError(f"lazy fusion is only for GIFNet, not {method_label(plan.method)}")
     start = time.perf_counter()
+    first, second = plan.first, plan.second  # the layers say which axis is colour
     image = fuse_dask(
-        as_dask(plan.first.data), as_dask(plan.second.data), weights=weights, device=device,
-        normalization=normalization, rgb=(plan.first.rgb, plan.second.rgb),
+        as_dask(first.data, first.rgb), as_dask(second.data, second.rgb), weights=weights,
+        device=device, normalization=normalization, rgb=(first.rgb, second.rgb),
     )  # fmt: skip
     from .devices import resolve_device
 

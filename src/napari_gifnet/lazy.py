@@ -20,7 +20,6 @@ including a ``dask.distributed`` cluster.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from itertools import product
 from os import PathLike
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._tiles import pixel_count
 from .engine import MIN_SIDE
 from .inputs import plane_shape
 from .preprocess import Normalization, _check_normalization
@@ -47,13 +47,22 @@ def is_lazy(x: Any) -> bool:
     return type(x).__module__.split(".")[0] in ("dask", "zarr")
 
 
+def is_colour(shape: tuple[int, ...], rgb: bool | None = None) -> bool:
+    """Whether the last axis of an array of ``shape`` holds colour channels.
+
+    ``rgb`` when given; None: when that axis has 3 or 4 entries and there are
+    at least 3 axes. The rule of :func:`as_dask` and :func:`fuse_dask`.
+    """
+    return (len(shape) >= 3 and shape[-1] in (3, 4)) if rgb is None else bool(rgb)
+
+
 def as_dask(x: Any, rgb: bool | None = None) -> Any:
     """``x`` as a Dask array (zarr arrays keep their chunks; others: one chunk
     per plane, (H, W) or (H, W, C)).
 
-    ``rgb`` says whether the last axis holds colour channels; None: when it
-    has 3 or 4 entries and there are at least 3 axes (as :func:`fuse_dask`
-    decides).
+    ``rgb`` says whether the last axis holds colour channels (None: guessed
+    by :func:`is_colour`), so that a grey stack whose planes are 3 or 4
+    pixels wide still gets one chunk per plane.
     """
     import dask.array as da
 
@@ -62,8 +71,7 @@ def as_dask(x: Any, rgb: bool | None = None) -> Any:
     if hasattr(x, "chunks") and not isinstance(x, np.ndarray):
         return da.from_array(x, chunks=x.chunks)
     shape = np.shape(x)
-    colour = (len(shape) >= 3 and shape[-1] in (3, 4)) if rgb is None else bool(rgb)
-    plane = min(len(shape), 3 if colour else 2)
+    plane = min(len(shape), 3 if is_colour(shape, rgb) else 2)
     return da.from_array(x, chunks=(1,) * (len(shape) - plane) + tuple(shape[len(shape) - plane :]))
 
 
@@ -155,15 +163,6 @@ def _fuse_small(plane_a: np.ndarray, plane_b: np.ndarray, weights: str, device: 
                 normalization=normalization).image  # fmt: skip
 
 
-def _pixels(name: str, value: Any, least: int) -> int:
-    """``value`` as an int of at least ``least`` pixels, or a ValueError naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer number of pixels, not {value!r}")
-    if value < least:
-        raise ValueError(f"{name} must be at least {least} pixels, not {value}")
-    return int(value)
-
-
 def _edges(extent: int, step: int) -> list[tuple[int, int]]:
     return [(s, min(s + step, extent)) for s in range(0, extent, step)]
 
@@ -198,7 +197,7 @@ def fuse_dask(
     rgb
         Whether the last axis holds colour channels (one flag, or one per
         input). None: when it has 3 or 4 entries and there are at least 3
-        axes.
+        axes (:func:`is_colour`).
     chunk
         Edge of the output chunks in pixels (at least 64).
     tile_pixels
@@ -226,14 +225,11 @@ def fuse_dask(
     from .weights import load_model
 
     _check_normalization(normalization)  # the eager path's ValueError, before any task
-    chunk, tile_pixels = _pixels("chunk", chunk, 64), _pixels("tile_pixels", tile_pixels, 64)
+    chunk, tile_pixels = pixel_count("chunk", chunk, 64), pixel_count("tile_pixels", tile_pixels, 64)
     a = a if is_dask(a) else da.from_array(np.asarray(a), chunks=-1)
     b = b if is_dask(b) else da.from_array(np.asarray(b), chunks=-1)
     flags = rgb if isinstance(rgb, tuple) else (rgb, rgb)
-    colour = [
-        (x.ndim >= 3 and x.shape[-1] in (3, 4)) if f is None else bool(f)
-        for x, f in zip((a, b), flags)
-    ]
+    colour = [is_colour(x.shape, f) for x, f in zip((a, b), flags)]
     lead_a = a.shape[: a.ndim - 2 - colour[0]]
     lead_b = b.shape[: b.ndim - 2 - colour[1]]
     plane_a, plane_b = a.shape[len(lead_a) :], b.shape[len(lead_b) :]

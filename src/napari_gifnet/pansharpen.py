@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._pan_grid import check_grid, float32_within, pair_arg, resample_band
+from ._dtype_cast import cast_to_dtype
+from ._pan_grid import check_grid, pair_arg, resample_band
 
 __all__ = ["PansharpenResult", "pansharpen", "resample_band"]
 
@@ -105,14 +106,8 @@ def _rescale(
     else:
         n_lo, n_hi = meta.get("range", (0.0, 1.0))
         out = n_lo + luma.astype(np.float64) * (n_hi - n_lo)
-    if band.dtype.kind in "ui":
-        info = np.iinfo(band.dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(band.dtype)
-    if band.dtype.kind == "b":
-        return out >= 0.5
-    if rescale == "range":
-        return float32_within(out, lo, hi)
-    return out.astype(np.float32)
+    dtype = np.float32 if band.dtype.kind == "f" else band.dtype  # float bands: float32
+    return cast_to_dtype(out, dtype, within=span if rescale == "range" else None)
 
 
 def pansharpen(

@@ -46,6 +46,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import __version__
+from ._dtype_cast import cast_to_dtype
 from ._stack_planes import Planes
 from .alignment import align_mode, estimate_alignment
 from .focus import BestPlane, dissimilarity, focus_measure, luma_of
@@ -128,18 +129,6 @@ def _pair_function(method: str, options: Mapping[str, Any]) -> Callable:
     return pair
 
 
-def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Values on the input's scale -> ``dtype`` (integers rounded and clipped to the dtype)."""
-    if values.dtype == dtype:
-        return values
-    if dtype.kind == "b":
-        return values >= 0.5
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype)
-
-
 def _native_buffer(planes: Planes) -> np.ndarray:
     """Zeros for values on the input's scale: the input dtype (exact) or float64 (aligned)."""
     return np.zeros(planes.plane_shape, np.float64 if planes.aligned else planes.dtype)
@@ -165,7 +154,7 @@ def _select(
             if native is not None:
                 native[mask] = planes.native(i, x)[mask]
         step()
-    return fused, (fused if native is None else _cast(native, planes.dtype))
+    return fused, (fused if native is None else cast_to_dtype(native, planes.dtype))
 
 
 def _map_back(fused: np.ndarray, planes: Planes, carry: np.ndarray) -> tuple[np.ndarray, int]:
@@ -175,10 +164,11 @@ def _map_back(fused: np.ndarray, planes: Planes, carry: np.ndarray) -> tuple[np.
     ``carry`` (the depth-map plane's own values) because that value lies
     outside the normalisation range the fusion saw clipped.
     """
-    image = _cast(fused.astype(np.float64) * (planes.hi - planes.lo) + planes.lo, planes.dtype)
+    values = fused.astype(np.float64) * (planes.hi - planes.lo) + planes.lo
+    image = cast_to_dtype(values, planes.dtype)
     outside = _outside(planes, carry)
     if outside.any():
-        image[outside] = _cast(carry, planes.dtype)[outside]
+        image[outside] = cast_to_dtype(carry, planes.dtype)[outside]
     return image, int(outside.sum())
 
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from ._passes import NetStats, Pieces, Stats
+from ._passes import NetStats, Pieces, Stats, padded_size
 from ._regions import CHANNELS, RunningMoments
 from ._stores import (
     SCRATCH_ENV,
@@ -40,7 +41,7 @@ from ._stores import (
     scratch_free_bytes,
 )
 from ._tiles import Range, TileShape, count_tiles, tile_shape, tiles
-from .network import BRANCH_MULTIPLE, GIFNet
+from .network import GIFNet
 
 #: Called after each tile with (tiles done, tiles in all).
 Progress = Callable[[int, int], None]
@@ -79,13 +80,6 @@ def choose_storage(height: int, width: int, device: torch.device) -> str:
     if 4 * one_map <= 0.5 * _available_memory(device):
         return "memory"
     return "disk" if 3 * one_map <= 0.8 * scratch_free_bytes() else "recompute"
-
-
-def padded_size(height: int, width: int) -> tuple[int, int]:
-    """``height`` x ``width`` rounded up to the branch's grid (the extent of
-    the maps that are stored)."""
-    m = BRANCH_MULTIPLE
-    return -(-height // m) * m, -(-width // m) * m
 
 
 def resolve_storage(storage: str, height: int, width: int, device: torch.device) -> str:
@@ -144,21 +138,53 @@ def auto_tile_pixels(height: int, width: int, device: torch.device, storage: str
     return max(_MIN_TILE_PIXELS, min(cap, budget))
 
 
-def plan_tiles(
+@dataclass(frozen=True)
+class StreamPlan:
+    """How :func:`fuse_streamed` evaluates a pair (from :func:`plan_stream`)."""
+
+    size: tuple[int, int]  #: (H, W) of the pair
+    storage: str  #: ``"memory"``, ``"disk"`` or ``"recompute"`` (``"auto"`` resolved)
+    tile_size: int | None  #: the tile edge asked for (None: sized by pixels)
+    grid: TileShape  #: the tiles of the first two passes, on the padded grid
+    out: TileShape  #: the output tiles (the last pass)
+
+
+def plan_stream(
     height: int,
     width: int,
     device: torch.device,
-    storage: str,
+    storage: str = "auto",
     *,
     tile_size: int | None = None,
     tile_pixels: int | None = None,
-) -> TileShape:
-    """The tiles :func:`fuse_streamed` uses on a ``height`` x ``width`` map:
-    ``tile_size`` when given, else about ``tile_pixels`` pixels (None: from
-    :func:`auto_tile_pixels`)."""
+) -> StreamPlan:
+    """The storage and tiles :func:`fuse_streamed` uses on a ``height`` x
+    ``width`` pair: ``storage`` (``"auto"``: :func:`resolve_storage`), tiles
+    of edge ``tile_size`` when given, else of about ``tile_pixels`` pixels
+    (None: from :func:`auto_tile_pixels`).
+
+    Refuses, before any work, a storage whose scratch files cannot fit
+    (:func:`check_scratch`).
+
+    Raises
+    ------
+    ValueError
+        An unknown storage, a tile size below 8 or not an integer.
+    napari_gifnet._stores.ScratchError
+        The scratch folder cannot be used or is too small for ``storage``.
+    """
+    hp, wp = padded_size(height, width)
+    storage = resolve_storage(storage, height, width, device)
+    check_scratch(storage, hp, wp)
     if tile_size is None and tile_pixels is None:
-        tile_pixels = auto_tile_pixels(height, width, device, storage)
-    return tile_shape(height, width, tile_size=tile_size, tile_pixels=tile_pixels or 1)
+        tile_pixels = auto_tile_pixels(hp, wp, device, storage)
+
+    def shape(h: int, w: int) -> TileShape:
+        return tile_shape(h, w, tile_size=tile_size, tile_pixels=tile_pixels or 1)
+
+    grid = shape(hp, wp)  # also refuses a bad tile size
+    edge = None if tile_size is None else int(tile_size)
+    return StreamPlan((height, width), storage, edge, grid, shape(height, width))
 
 
 class _Ticker:
@@ -183,6 +209,7 @@ def fuse_streamed(
     storage: str = "auto",
     features: dict[str, torch.Tensor] | None = None,
     progress: Progress | None = None,
+    plan: StreamPlan | None = None,
 ) -> torch.Tensor:
     """Fuse two (1, 1, H, W) images tile by tile; returns (1, 1, H, W).
 
@@ -211,29 +238,31 @@ def fuse_streamed(
         ``branch`` as (1, 98, H, W) maps (held in memory), or None.
     progress
         Called after each tile with (done, total) over all passes.
+    plan
+        The storage and tiles, already planned by :func:`plan_stream` for
+        this pair (its scratch space checked); ``tile_size``,
+        ``tile_pixels`` and ``storage`` are then not used. None: planned
+        here from them.
 
     Raises
     ------
     ValueError
-        A batch of several pairs, an unknown storage, a tile size below 8.
+        A batch of several pairs, an unknown storage, a tile size below 8, a
+        ``plan`` for another size.
     napari_gifnet._stores.ScratchError
         An ``OSError``: the scratch folder cannot be used or has too little
         space for the chosen storage (never raised for ``"memory"``).
     """
     if a.shape[0] != 1:
         raise ValueError("fuse_streamed works on one image pair at a time")
-    if storage not in STORAGE:
-        raise ValueError(f"unknown storage {storage!r}: use one of {', '.join(STORAGE)}")
     net = Pieces(model, a, b)
     h, w, hp, wp = net.h, net.w, net.hp, net.wp
     dev = a.device
-    if storage == "auto":
-        storage = choose_storage(hp, wp, dev)
-    check_scratch(storage, hp, wp)
-    if tile_size is None and tile_pixels is None:
-        tile_pixels = auto_tile_pixels(hp, wp, dev, storage)
-    shape = plan_tiles(hp, wp, dev, storage, tile_size=tile_size, tile_pixels=tile_pixels)
-    out_shape = plan_tiles(h, w, dev, storage, tile_size=tile_size, tile_pixels=tile_pixels)
+    if plan is None:
+        plan = plan_stream(h, w, dev, storage, tile_size=tile_size, tile_pixels=tile_pixels)
+    elif plan.size != (h, w):
+        raise ValueError(f"the plan is for a {plan.size} pair, not {(h, w)}")
+    storage, shape, out_shape = plan.storage, plan.grid, plan.out
     shift0 = net.block0.shift
     tick = _Ticker(
         count_tiles(hp, wp, 0, shape) + count_tiles(hp, wp, shift0, shape)

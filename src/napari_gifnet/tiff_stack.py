@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .io import _TIFF, PathLike, _extension, read_image
+from .io import TIFF_EXTENSIONS, PathLike, _decoding, _readable, read_image
 
 __all__ = ["TiffPlanes", "open_tiff_stack"]
 
@@ -78,16 +77,11 @@ def open_tiff_stack(path: PathLike) -> TiffPlanes | np.ndarray:
     FileNotFoundError, ValueError
         As :func:`read_image`.
     """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"image file not found: {p}")
-    _extension(p, _TIFF, "read a stack from")
+    p, ext = _readable(path, TIFF_EXTENSIONS, "read a stack from")
     import tifffile
 
-    try:
+    with _decoding(p, ext):
         handle = tifffile.TiffFile(p)
-    except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
-        raise ValueError(f"cannot read {p}: not a valid TIFF file ({exc})") from exc
     series = handle.series[0]
     shape = tuple(series.shape)
     pages = series.pages

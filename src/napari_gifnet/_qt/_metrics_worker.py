@@ -1,7 +1,8 @@
 """What the "Fusion metrics" widget computes, without Qt widgets.
 
 :func:`displayed_plane` finds the 2-D plane of a layer that the viewer shows
-(GUI thread, reads no pixels); :func:`metrics_job`, the body of the widget's
+(GUI thread, reads no pixels; :func:`displayed_index` also serves the fusion
+widget); :func:`metrics_job`, the body of the widget's
 ``thread_worker``, reads those planes and computes
 :func:`napari_gifnet.metrics.fusion_metrics` for each fused layer, returning a
 :class:`MetricsOutcome`. Re-exported by
@@ -22,7 +23,36 @@ if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.layers import Image
 
-__all__ = ["MetricsOutcome", "displayed_plane", "metrics_job"]
+__all__ = ["MetricsOutcome", "displayed_index", "displayed_plane", "metrics_job"]
+
+
+def displayed_index(
+    layer: Any, viewer: Any, leading: tuple[int, ...], *, clip: bool = False
+) -> tuple[int, ...]:
+    """The index along ``layer``'s ``leading`` axes of the viewer's current position.
+
+    The viewer's world position (``viewer.dims.point``) mapped to ``layer``'s
+    data coordinates, rounded. A position outside the layer raises a
+    ValueError, or with ``clip`` is moved to the nearest plane. Reads no
+    pixels.
+
+    Raises
+    ------
+    ValueError
+        The layer has fewer dimensions than ``leading`` names, or (without
+        ``clip``) the position is outside it.
+    """
+    coords = np.asarray(layer.world_to_data(list(viewer.dims.point)), dtype=float)
+    if len(coords) < len(leading):
+        raise ValueError(f"{layer.name!r} has no position along {len(leading)} leading axes")
+    index = tuple(round(float(c)) for c in coords[: len(leading)])
+    if clip:
+        return tuple(min(max(i, 0), n - 1) for i, n in zip(index, leading))
+    if any(not 0 <= i < n for i, n in zip(index, leading)):
+        raise ValueError(
+            f"the current position {index} is outside {layer.name!r} (leading shape {leading})"
+        )
+    return index
 
 
 def displayed_plane(layer: Image, viewer: napari.viewer.Viewer) -> tuple[Any, tuple[int, ...]]:
@@ -51,15 +81,8 @@ def displayed_plane(layer: Image, viewer: napari.viewer.Viewer) -> tuple[Any, tu
             f"{layer.name!r} has {spatial} dimensions: show a 2-D view of its last two axes "
             "(Y, X) to compute metrics on the displayed plane"
         )
-    world = list(dims.point)  # the world position of dims.current_step
-    coords = np.asarray(layer.world_to_data(world), dtype=float)[: spatial - 2]
-    index = tuple(round(float(c)) for c in coords)
     lead = tuple(int(s) for s in data.shape[: spatial - 2])
-    if any(not 0 <= i < n for i, n in zip(index, lead)):
-        raise ValueError(
-            f"the current position {index} is outside {layer.name!r} (leading shape {lead})"
-        )
-    return data, index
+    return data, displayed_index(layer, viewer, lead)
 
 
 @dataclass(frozen=True)

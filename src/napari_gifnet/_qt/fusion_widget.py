@@ -23,7 +23,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
 from qtpy.QtCore import Qt
 
@@ -90,17 +89,17 @@ def _fusion_job(
 def shown_index(viewer: Any, layer: Any, leading: tuple[int, ...]) -> tuple[int, ...] | None:
     """The leading index of ``layer``'s plane the viewer shows now (None if unknown).
 
-    A lazy fusion computes that plane in the worker, so adding the layer does
-    not make the GUI thread compute it.
+    :func:`~napari_gifnet._qt._metrics_worker.displayed_index`, a position
+    outside the layer moved to its nearest plane. A lazy fusion computes that
+    plane in the worker, so adding the layer does not make the GUI thread
+    compute it.
     """
+    from ._metrics_worker import displayed_index  # at run time: not on widget import
+
     try:
-        coords = np.asarray(layer.world_to_data(viewer.dims.point), dtype=float)
+        return displayed_index(layer, viewer, leading, clip=True)
     except Exception:  # noqa: BLE001 - only an optimisation; the layer stays lazy
         return None
-    if len(coords) < len(leading):
-        return None
-    index = np.rint(coords[: len(leading)]).astype(int)
-    return tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(index, leading))
 
 
 def describe_error(exc: BaseException, method: str = "gifnet") -> str:

@@ -84,13 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``napari-gifnet train``; returns the exit status."""
     from ..cli import UsageError
-    from .dataset import MIN_CROP
+    from .dataset import CROP_REASON, MIN_CROP, check_crop
     from .loop import TrainConfig, train
 
-    if args.crop < MIN_CROP:
-        raise UsageError(f"argument --crop: invalid value {args.crop}: at least {MIN_CROP} is needed "
-                         f"(DenseNet-121, which weighs the multimodal loss, needs "
-                         f"{MIN_CROP} x {MIN_CROP} px crops)")  # fmt: skip
+    try:  # here, not as an argparse type: usage errors of a run print one line
+        check_crop(args.crop)
+    except ValueError:
+        raise UsageError(f"argument --crop: invalid value {args.crop}: at least {MIN_CROP} is "
+                         f"needed ({CROP_REASON})") from None  # fmt: skip
     init = args.init.strip()
     config = TrainConfig(
         pairs=args.pairs, out=args.out, init=init.lower() if init.lower() in ("published", "scratch")

@@ -31,8 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Image file extensions the dataset reads.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+from ..io import READ_EXTENSIONS
+
+#: Image file extensions the dataset reads (those of :func:`napari_gifnet.io.read_image`).
+IMAGE_EXTENSIONS: tuple[str, ...] = READ_EXTENSIONS
 #: Images are cached in memory while their total size stays below this (bytes).
 CACHE_LIMIT = 1 << 30
 #: Smallest crop side training can use. The information-weighted loss runs the
@@ -66,24 +68,19 @@ def _images(folder: Path) -> dict[str, Path]:
 
 
 def image_shape(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header."""
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
+    """(H, W) of an image file, read from its header (:func:`napari_gifnet.io.image_info`).
 
-            with tifffile.TiffFile(path) as tif:
-                shape = tuple(tif.series[0].shape)
-            if len(shape) == 3 and shape[-1] in (3, 4):
-                return int(shape[0]), int(shape[1])
-            if len(shape) != 2:
-                raise ValueError(f"shape {shape} is not a grey or RGB image")
-            return int(shape[0]), int(shape[1])
-        from PIL import Image
+    A header check only: one image, grey or with a channel axis (at most 4
+    channels), not a stack. Whether the channels make a grey or RGB image
+    (a grey + alpha PNG does not) shows when it is decoded
+    (:meth:`RGBJointDataset.check_images`).
+    """
+    from .. import io
 
-        with Image.open(path) as im:
-            return int(im.height), int(im.width)
-    except (OSError, ValueError, IndexError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
+    shape, _ = io.image_info(path)  # ValueError "cannot read PATH: ..." for a broken header
+    if len(shape) == 2 or (len(shape) == 3 and shape[-1] <= 4):
+        return int(shape[0]), int(shape[1])
+    raise ValueError(f"cannot read {path}: shape {shape} is not a grey or RGB image")
 
 
 def list_pairs(root: str | Path, crop: int | None = None) -> list[PairFiles]:
@@ -147,6 +144,14 @@ def list_pairs(root: str | Path, crop: int | None = None) -> list[PairFiles]:
     return pairs
 
 
+#: Why crops below :data:`MIN_CROP` are refused (ends the messages of :func:`check_crop`
+#: and of ``napari-gifnet train --crop``).
+CROP_REASON = (
+    f"DenseNet-121, which weighs the multimodal loss, needs crops of at least "
+    f"{MIN_CROP} x {MIN_CROP} px"
+)
+
+
 def check_crop(crop: object) -> None:
     """Raise ValueError unless ``crop`` is an integer of at least :data:`MIN_CROP`."""
     try:
@@ -154,10 +159,8 @@ def check_crop(crop: object) -> None:
     except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
-        raise ValueError(
-            f"crop must be an integer of at least {MIN_CROP}, got {crop!r} (DenseNet-121, which "
-            f"weighs the multimodal loss, needs crops of at least {MIN_CROP} x {MIN_CROP} px)"
-        )
+        raise ValueError(f"crop must be an integer of at least {MIN_CROP}, got {crop!r} "
+                         f"({CROP_REASON})")  # fmt: skip
 
 
 def load_grey(path: Path) -> np.ndarray:
@@ -276,10 +279,14 @@ class RGBJointDataset(torch.utils.data.Dataset):
         return self.sample(index, self.epoch)
 
     def check_images(self, progress: bool = False) -> None:
-        """Decode every pair once, so unreadable images fail before training.
+        """Decode every pair once, so unusable images fail before training.
 
-        The images are kept in the cache when it holds them, so checking
-        costs no extra reading then.
+        The headers (:func:`list_pairs`) cannot tell, e.g., a grey + alpha
+        PNG from a usable image; decoding can. The images are kept in the
+        cache when it holds them (decoded folder up to :data:`CACHE_LIMIT`),
+        so checking costs no extra reading then; past it, this is one extra
+        pass over the folder, which training decodes again as it draws
+        samples.
 
         Raises
         ------

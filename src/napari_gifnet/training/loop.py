@@ -194,7 +194,7 @@ def train(config: TrainConfig) -> TrainResult:
     paths = output_paths(config.out)
     check_outputs(paths)  # before any work: a bad --out fails now, not at the first checkpoint
     saved = None
-    if config.resume:
+    if config.resume:  # the one existence check of both files (load_state has none)
         if not paths["state"].is_file() or not paths["checkpoint"].is_file():
             raise FileNotFoundError(f"nothing to resume: {paths['state']} or {paths['checkpoint']} is missing")
         saved = load_state(paths["state"])

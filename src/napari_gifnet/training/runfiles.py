@@ -110,14 +110,12 @@ def load_state(path: Path) -> dict[str, Any]:
 
     Raises
     ------
-    FileNotFoundError
-        If the file does not exist.
     ValueError
-        If it cannot be read (corrupt or truncated) or is not a training
-        state (e.g. a copy of the weights); the message names the file.
+        If it cannot be read (missing, corrupt or truncated) or is not a
+        training state (e.g. a copy of the weights); the message names the
+        file. :func:`~napari_gifnet.training.loop.train` checks first that
+        the state and the checkpoint exist (FileNotFoundError).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"nothing to resume: {path} is missing")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip, EOF and weights_only errors alike
