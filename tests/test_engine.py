@@ -257,10 +257,10 @@ def test_a_retry_keeps_the_tile_size_asked_for(
 def test_a_storage_that_cannot_fit_is_refused_before_any_work(
     medical, weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from napari_gifnet import engine, streaming
+    from napari_gifnet import _stream_plan, engine
     from napari_gifnet._stores import ScratchError
 
-    monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 999)
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 999)
     ran: list[object] = []
     monkeypatch.setattr(engine, "fuse_streamed", lambda *a, **k: ran.append(k))
     for storage in ("disk", "recompute"):

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_gifnet import engine, fuse, streaming
+from napari_gifnet import _stream_plan, engine, fuse
 from napari_gifnet._regions import CHANNELS
 from napari_gifnet._stores import DiskStore
 from napari_gifnet._tiles import TileShape, smaller_tile, tile_shape
@@ -108,7 +108,7 @@ def test_a_retry_whose_scratch_files_cannot_fit_is_skipped(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     one_map = CHANNELS * 64 * 96 * 4  # 2.4 MB
-    monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 2 * one_map)  # disk needs 3
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 2 * one_map)  # disk needs 3
     fake = Recorder(fail=1)
     monkeypatch.setattr(engine, "fuse_streamed", fake)
     result = _fuse(pair, reference_weights, storage="memory")
@@ -121,7 +121,7 @@ def test_a_retry_whose_scratch_files_cannot_fit_is_skipped(
 def test_no_room_anywhere_is_a_clear_memory_error_in_human_sizes(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 300_000)
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 300_000)
     fake = Recorder(fail=99)
     monkeypatch.setattr(engine, "fuse_streamed", fake)
     with pytest.raises(MemoryError) as info:

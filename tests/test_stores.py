@@ -47,29 +47,29 @@ def test_fuse_gives_the_same_values_with_every_storage(
 
 
 def test_auto_storage_follows_free_memory_and_scratch_space(monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_gifnet import streaming
+    from napari_gifnet import _stream_plan, streaming
 
     cpu = torch.device("cpu")
     one_map = 98 * 100 * 100 * 4
-    monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 10 * one_map)
-    monkeypatch.setattr(streaming, "_available_memory", lambda device: 10 * one_map)
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 10 * one_map)
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 10 * one_map)
     assert streaming.choose_storage(100, 100, cpu) == "memory"  # 3 maps <= 40% of 10
-    monkeypatch.setattr(streaming, "_available_memory", lambda device: 5 * one_map)
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 5 * one_map)
     assert streaming.choose_storage(100, 100, cpu) == "disk"  # 3 maps <= 80% of 10
-    monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 3 * one_map)
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 3 * one_map)
     assert streaming.choose_storage(100, 100, cpu) == "recompute"
 
 
 def test_auto_tile_size_follows_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_gifnet import streaming
+    from napari_gifnet import _stream_plan, streaming
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    per_pixel = streaming.TILE_BYTES_PER_PIXEL
-    monkeypatch.setattr(streaming, "_available_memory", lambda device: 256 << 30)
+    per_pixel = _stream_plan.TILE_BYTES_PER_PIXEL
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 256 << 30)
     assert streaming.auto_tile_pixels(1000, 1000, cpu, "disk") == 1 << 16  # the CPU cap
     assert streaming.auto_tile_pixels(1000, 1000, gpu, "disk") == 1 << 22  # the GPU cap
     # a quarter of what is left once the stored maps are counted
-    monkeypatch.setattr(streaming, "_available_memory", lambda device: 4 * per_pixel * 5000)
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 4 * per_pixel * 5000)
     assert streaming.auto_tile_pixels(1000, 1000, gpu, "disk") == 5000
     assert streaming.auto_tile_pixels(1000, 1000, gpu, "memory") == 1 << 12  # the floor
 
@@ -86,10 +86,10 @@ def test_sizes_are_printed_in_the_unit_that_fits() -> None:
 
 
 def test_scratch_space_messages_use_human_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_gifnet import streaming
+    from napari_gifnet import _stream_plan, streaming
     from napari_gifnet._stores import ScratchError
 
-    monkeypatch.setattr(streaming, "scratch_free_bytes", lambda: 123_456)
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 123_456)
     with pytest.raises(ScratchError, match=r"needs 2\.4 MB of scratch space .* has 123\.5 kB free"):
         streaming.check_scratch("recompute", 64, 96)
     with pytest.raises(OSError, match=r"needs 7\.2 MB .*storage='recompute'"):
@@ -97,14 +97,14 @@ def test_scratch_space_messages_use_human_sizes(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_memory_storage_never_touches_the_scratch_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_gifnet import streaming
+    from napari_gifnet import _stream_plan, streaming
 
     def broken() -> int:
         raise AssertionError("the scratch folder was consulted")
 
-    monkeypatch.setattr(streaming, "scratch_free_bytes", broken)
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", broken)
     streaming.check_scratch("memory", 10_000, 10_000)
-    monkeypatch.setattr(streaming, "_available_memory", lambda device: 1 << 40)
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 1 << 40)
     assert streaming.choose_storage(100, 100, torch.device("cpu")) == "memory"
 
 
