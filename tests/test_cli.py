@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_run import one_error_line, run_cli
 from napari_gifnet import cli
-from napari_gifnet.cli import main
 from napari_gifnet.io import read_image, read_tiff_metadata, write_image
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -46,18 +46,7 @@ def pngs(tmp_path: Path, medical: tuple[np.ndarray, np.ndarray]) -> tuple[str, s
     return str(a), str(b)
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str, match: str) -> None:
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("napari-gifnet: error: ")
-    assert match in lines[0], lines[0]
+_run, _one_error_line = run_cli, one_error_line
 
 
 def _env() -> dict[str, str]:

@@ -12,22 +12,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gifnet.cli import main
+from cli_run import one_error_line, run_cli
 from napari_gifnet.io import read_image, read_tiff_metadata, write_image
 from napari_gifnet.stack import fuse_stack
 
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str, match: str) -> None:
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("napari-gifnet: error: "), err
-    assert match in lines[0], lines[0]
+_run, _one_error_line = run_cli, one_error_line
 
 
 @pytest.fixture

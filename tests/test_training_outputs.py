@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_run import one_error_line
 from napari_gifnet.cli import main
 from napari_gifnet.training.dataset import MIN_CROP, RGBJointDataset
 from napari_gifnet.training.features import fallback_densenet, information
@@ -32,9 +33,7 @@ _train = train_quietly
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("napari-gifnet: error: ") and "\n" not in err, err
-    return err
+    return one_error_line(capsys.readouterr().err)
 
 
 # -- the crop minimum ---------------------------------------------------------
