@@ -156,7 +156,7 @@ def test_stack_uint16_outputs_checked_before_fusing(tmp_path, capsys, stack, no_
         ("z.tif", "o.tif", ["--depth-map", str(tmp_path / "d.jpg")], "--depth-map"),
         ("z.tif", "o.tif", ["--depth-map", str(tmp_path / "o.tif")], "is also the -o output"),
         ("z.tif", "o.tif", ["--confidence", str(tmp_path / "c.png")], "use one of .tif"),
-        ("z.tif", "z.tif", [], "is also an input file"),
+        ("z.tif", "z.tif", [], "is an input"),
     ]
     for source, out, extra, match in cases:
         code, _, err = _run(capsys, "stack", str(tmp_path / source), "-o", str(tmp_path / out),

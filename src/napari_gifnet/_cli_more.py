@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import Subcommand, UsageError, _Progress
+from .cli import Subcommand, UsageError, _not_an_input, _Progress, check_output, check_single_image
 
 
 def _add_common_gifnet(parser: argparse.ArgumentParser) -> None:
@@ -23,29 +23,34 @@ def _add_common_gifnet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
-def _check_output(path: str, allowed: tuple[str, ...] | None = None) -> Path:
-    """An output path whose format holds a float32 grey or RGB image, in an existing folder.
+def _check_output(
+    path: str, inputs: list[str], allowed: tuple[str, ...] | None = None, option: str = "-o"
+) -> Path:
+    """An output path whose format holds a float32 grey or RGB image, in an existing folder,
+    that is none of the ``inputs`` (:func:`napari_gifnet.cli.check_output`).
 
     That is what ``enhance`` writes, and any format holds it once the
     extension is known: :func:`napari_gifnet.io.check_writable` refuses the
     others. ``stack`` checks its outputs' dtypes once the stack is open
     (:func:`_check_stack_outputs`).
     """
-    import numpy as np
-
-    from . import io
-
-    output = Path(path)
-    try:
-        io.check_writable(output, np.float32)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    output = check_output(path, inputs, option)
     if allowed is not None and output.suffix.lower() not in allowed:
         raise UsageError(f"{output}: use one of {', '.join(allowed)}")
-    parent = output.absolute().parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {parent}")
     return output
+
+
+def _input_files(inputs: list[str]) -> list[str]:
+    """The files named by ``inputs``, a folder standing for the images in it."""
+    from . import io
+
+    files: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(str(f) for f in sorted(p.iterdir()) if f.suffix.lower() in io.READ_EXTENSIONS)
+        files.append(item)
+    return files
 
 
 def _check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
@@ -110,13 +115,7 @@ def _check_stack_outputs(
     import numpy as np
 
     from . import io
-
-    seen: dict[Path, str] = {p.absolute(): "an input file" for p in inputs}
-    for option, path in outputs.items():
-        key = path.absolute()
-        if key in seen:
-            raise UsageError(f"{option} {path} is also {seen[key]}")
-        seen[key] = f"the {option} output"
+    _not_an_input(outputs, inputs)  # resolved: "..", symbolic and hard links name one file
     output, dtype = outputs["-o"], layout.dtype if keep_dtype else np.float32
     try:
         io.check_writable(output, dtype, layout.plane_shape, bit_depth=None,
@@ -179,9 +178,12 @@ def _run_stack(args: argparse.Namespace) -> int:
     from ._stack_planes import Planes
     from .stack import DEFAULT_METHOD, DEFAULT_STRATEGY, fuse_stack
 
-    output = _check_output(args.output)
-    depth_path = _check_output(args.depth_map) if args.depth_map else None
-    conf_path = _check_output(args.confidence, io.TIFF_EXTENSIONS) if args.confidence else None
+    inputs = _input_files(args.inputs)
+    output = _check_output(args.output, inputs)
+    depth_path = _check_output(args.depth_map, inputs, option="--depth-map") if args.depth_map \
+        else None
+    conf_path = _check_output(args.confidence, inputs, io.TIFF_EXTENSIONS, "--confidence") \
+        if args.confidence else None
     method = DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
     _check_device(args, method)
     align = "scale" if args.align_scale else bool(args.align)
@@ -269,7 +271,7 @@ def _run_pansharpen(args: argparse.Namespace) -> int:
 
     if len(args.inputs) < 2:
         raise UsageError("give the multispectral file(s), then the panchromatic file")
-    output = _check_output(args.output, io.TIFF_EXTENSIONS)  # bands: TIFF only
+    output = _check_output(args.output, args.inputs, io.TIFF_EXTENSIONS)  # bands: TIFF only
     method = args.method.strip().lower()
     _check_device(args, method)
     *ms_files, pan_file = args.inputs
@@ -293,10 +295,8 @@ def _run_pansharpen(args: argparse.Namespace) -> int:
         )  # fmt: skip
     finally:
         progress.close()
-    import tifffile
-
     metadata = {**result.metadata, "input_files": {"ms": ms_files, "pan": str(pan_file)}}
-    tifffile.imwrite(output, result.image, photometric="minisblack", metadata=metadata)
+    io.write_tiff(output, result.image, metadata)
     if not args.quiet:
         print(
             f"pansharpened {result.metadata['bands']} band(s) -> {output}: "
@@ -320,8 +320,9 @@ def _add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_enhance(args: argparse.Namespace) -> int:
     from . import io
 
-    output = _check_output(args.output)
+    output = _check_output(args.output, [args.image])
     _check_device(args)
+    check_single_image(args.image)
     image = io.read_image(args.image)
     from .enhance import enhance
 

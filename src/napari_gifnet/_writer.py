@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import io
+from .safe_files import atomic_write
 
 #: Extensions the writer accepts; another suffix gets ``.tif`` appended.
 EXTENSIONS = (".tif", ".tiff")
@@ -154,14 +155,15 @@ def write_fused_tiff(path: str, data: Any, meta: dict) -> list[str]:
     if resolution is not None:
         options["resolution"], options["resolutionunit"] = resolution
     out.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(
-        out, arr,
-        photometric="rgb" if rgb else "minisblack",
-        extrasamples=("unassalpha",) if rgb and arr.shape[-1] == 4 else None,
-        description=io._description(description, arr.shape),
-        metadata=None,
-        **options,
-    )
+    with atomic_write(out) as fh:  # no partial file, an existing one kept on failure
+        tifffile.imwrite(
+            fh, arr,
+            photometric="rgb" if rgb else "minisblack",
+            extrasamples=("unassalpha",) if rgb and arr.shape[-1] == 4 else None,
+            description=io._description(description, arr.shape),
+            metadata=None,
+            **options,
+        )
     return [str(out)]
 
 

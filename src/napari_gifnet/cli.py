@@ -6,7 +6,7 @@ so new ones are added by writing an ``add_arguments(parser)`` and a
 
 Exit status: 0 success, 1 an error during the run (missing or unreadable
 file, unusable inputs, weights unavailable, out of memory), 2 an invalid
-command line, 130 interrupted. Expected errors print one line
+command line, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Expected errors print one line
 ``napari-gifnet: error: <message>`` on stderr (followed, for the weights, by
 indented instructions), never a traceback.
 
@@ -20,7 +20,8 @@ import argparse
 import math
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +35,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: Exit status after Ctrl-C.
 EXIT_INTERRUPTED = 130
+#: Exit status after SIGTERM.
+EXIT_TERMINATED = 143
 
 #: Errors reported as one line instead of a traceback (WeightsUnavailableError
 #: is a RuntimeError, CheckpointError a ValueError).
@@ -129,7 +132,8 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--normalization", type=_normalization, default="auto",
         metavar="{auto,dtype,minmax,percentile,LO,HI}",
-        help="how non-uint8 inputs are mapped to [0, 1] (default: auto)",
+        help="how non-uint8 inputs are mapped to [0, 1] (default: auto); a range may "
+        "start below zero: --normalization -1000,3000 or --normalization=-1000,3000",
     )
     parser.add_argument(
         "--storage", choices=("auto", "memory", "disk", "recompute"), default="auto",
@@ -142,17 +146,55 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
-def _run_fuse(args: argparse.Namespace) -> int:
+def check_output(path: str, inputs: Sequence[str], option: str = "-o") -> Path:
+    """An output path checked before any work: a format that holds a float32 grey or
+    RGB image (every format does, once the extension is known), not a directory,
+    in an existing folder, and not one of the ``inputs`` (:mod:`napari_gifnet.safe_files`).
+    """
     from . import io
+    from .safe_files import check_output_file
 
-    output = Path(args.output)
+    output = Path(path)
     try:
-        io.check_writable(output, "float32")  # every format holds a float32 grey or RGB image
+        io.check_writable(output, "float32")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    parent = output.absolute().parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {parent}")
+    check_output_file(output, option)
+    _not_an_input({option: output}, inputs)
+    return output
+
+
+def _not_an_input(outputs: dict[str, Any], inputs: Sequence[str]) -> None:
+    """:func:`napari_gifnet.safe_files.check_outputs`, as a usage error (exit status 2)."""
+    from .safe_files import OutputIsInputError, check_outputs
+
+    try:
+        check_outputs(outputs, inputs)
+    except OutputIsInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def check_single_image(path: str) -> None:
+    """Refuse, from the header, a file that holds a stack rather than one image."""
+    from . import io
+
+    shape, _ = io.image_info(path)
+    colour = len(shape) == 3 and shape[-1] in (3, 4)
+    if len(shape) > 2 and not colour:
+        raise ValueError(
+            f"{path} holds a stack (shape {tuple(shape)}), not one image: `{PROG} fuse` fuses "
+            f"two images; for a focus stack use `{PROG} stack {path} -o OUT`"
+        )
+
+
+def _run_fuse(args: argparse.Namespace) -> int:
+    from . import io
+    from .safe_files import check_output_folder
+
+    output = check_output(args.output, [args.a, args.b])
+    if args.features:
+        check_output_folder(args.features, "--features")
+        _not_an_input({"--features": args.features}, [args.a, args.b])
     if args.tile_size is not None and args.tile_size < 8:
         raise UsageError(f"--tile-size {args.tile_size} is too small: the smallest tile is 8")
     from .devices import resolve_device  # imports torch
@@ -161,6 +203,8 @@ def _run_fuse(args: argparse.Namespace) -> int:
         resolve_device(args.device)
     except ValueError as exc:
         raise UsageError(f"--device: {exc}") from None
+    for path in (args.a, args.b):
+        check_single_image(path)
     a, b = io.read_image(args.a), io.read_image(args.b)
 
     from .engine import fuse
@@ -259,7 +303,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             f"valid: {', '.join(valid)}"
         )
     from . import evaluation
+    from .safe_files import check_output_folder
 
+    check_output_folder(args.out, "--out")  # before any work
     if args.multifocus_set is not None:
         try:
             pairs = evaluation.generate_multifocus_set(args.multifocus_set, args.size)
@@ -274,7 +320,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             resolve_device(args.device)
         except ValueError as exc:
             raise UsageError(f"--device: {exc}") from None
-    out = Path(args.out)
+    from .safe_files import atomic_write_text, check_output_folder
+
+    out = check_output_folder(args.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
 
     def progress(done: int, total: int, label: str) -> None:
@@ -289,7 +337,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     )
     evaluation.to_csv(rows, out / "metrics.csv")
     table = evaluation.to_markdown(rows)
-    (out / "metrics.md").write_text(table, encoding="utf-8")
+    atomic_write_text(out / "metrics.md", table)
     if not args.quiet:
         print(evaluation.to_markdown(rows, per_pair=False), end="")
         print(f"wrote {out / 'metrics.csv'} and {out / 'metrics.md'}")
@@ -338,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="GIFNet image fusion (Cheng et al., CVPR 2025) from the command line.",
         epilog="exit status: 0 success, 1 error during the run, 2 invalid command line,\n"
-        "130 interrupted",
+        "130 interrupted, 143 terminated",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -359,11 +407,59 @@ def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     if isinstance(exc, KeyError):  # str() of a KeyError is its repr
         text = str(exc.args[0]) if exc.args else ""
+    elif isinstance(exc, OSError) and exc.filename is None and exc.strerror:
+        text = exc.strerror  # "cannot write PATH: no space left on device", without "[Errno 28]"
     return text or type(exc).__name__
 
 
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+#: Options whose value may be a range starting with a minus sign (``-1000,3000``).
+_RANGE_OPTIONS = ("--normalization",)
+
+
+def _join_negative_ranges(argv: Sequence[str]) -> list[str]:
+    """``--normalization -1,1`` -> ``--normalization=-1,1`` (argparse takes ``-1,1``
+    for an option otherwise)."""
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        nxt = items[i + 1] if i + 1 < len(items) else None
+        if item in _RANGE_OPTIONS and nxt is not None and nxt.startswith("-") and "," in nxt:
+            out.append(f"{item}={nxt}")
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: files being written are cleaned up."""
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While running a command in the main thread, SIGTERM raises :class:`_Terminated`."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -376,20 +472,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(None if argv is None else list(argv))
+        args = parser.parse_args(_join_negative_ranges(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
     if args.command is None:
         parser.print_usage(sys.stderr)
         _error(f"a command is required: {', '.join(COMMANDS)}")
         return EXIT_USAGE
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _terminate_as_interrupt():
         warnings.showwarning = _show_warning
         try:
             return COMMANDS[args.command].run(args)
-        except KeyboardInterrupt:
-            print(f"\n{PROG}: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as exc:
+            print(f"\n{PROG}: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
         except UsageError as exc:
             _error(_describe(exc))
             return EXIT_USAGE

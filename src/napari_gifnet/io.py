@@ -18,6 +18,7 @@ No torch import happens here, so the command line stays quick to start.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from ._formats import READ_EXTENSIONS, TIFF_EXTENSIONS, PathLike, _extension, ch
 from ._formats import WRITE_EXTENSIONS as WRITE_EXTENSIONS
 from ._formats import FormatError as FormatError
 from ._formats import output_format as output_format
+from .safe_files import atomic_write, check_output_folder
 
 #: JPEG quality used by :func:`write_image`.
 JPEG_QUALITY = 95
@@ -105,20 +107,70 @@ def _readable(
     return p, ext
 
 
+class _Collect(logging.Handler):
+    """Keeps the log records of a decoder instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[_Collect]:
+    """Collect the records of logger ``name`` in the block instead of printing them."""
+    logger = logging.getLogger(name)
+    collect, propagate = _Collect(), logger.propagate
+    logger.addHandler(collect)
+    logger.propagate = False
+    try:
+        yield collect
+    finally:
+        logger.removeHandler(collect)
+        logger.propagate = propagate
+
+
+def _bomb(exc: BaseException) -> BaseException | None:
+    """Pillow's DecompressionBombError in the chain of ``exc``, if any."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return None
+        if type(current).__name__ == "DecompressionBombError":
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 @contextmanager
 def _decoding(p: Path, ext: str) -> Iterator[None]:
     """Report any failure of the decoder in the block as one ValueError.
 
     The message reads ``cannot read P: not a valid TIFF file (<reason>)``
     (PNG, JPEG after the extension); a MemoryError is passed on as it is.
+    tifffile's log lines are held back: after a failure they are dropped
+    (the error says what is wrong), after a success each becomes a warning
+    naming the file.
     """
-    try:
-        yield
-    except MemoryError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
-        kind = "TIFF" if ext in TIFF_EXTENSIONS else ext[1:].upper().replace("JPG", "JPEG")
-        raise ValueError(f"cannot read {p}: not a valid {kind} file ({exc})") from exc
+    with _quiet_logger("tifffile") as log:
+        try:
+            yield
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
+            kind = "TIFF" if ext in TIFF_EXTENSIONS else ext[1:].upper().replace("JPG", "JPEG")
+            bomb = _bomb(exc)
+            if bomb is not None:
+                raise ValueError(
+                    f"cannot read {p}: the {kind} declares too many pixels for a safe read, "
+                    f"a possible decompression bomb ({bomb}); if the file is genuine, "
+                    "convert it to TIFF"
+                ) from exc
+            raise ValueError(f"cannot read {p}: not a valid {kind} file ({exc})") from exc
+    for message in log.messages:
+        warnings.warn(f"{p}: {message}", UserWarning, stacklevel=3)
 
 
 def _pillow_info(p: Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -185,10 +237,11 @@ def _write_tiff(
     if data.dtype == bool and photometric == "rgb":  # TIFF has no 1-bit colour: 0/255
         data = data.astype(np.uint8) * np.uint8(255)
     description = _description(metadata, data.shape)
-    tifffile.imwrite(
-        path, data, photometric=photometric, extrasamples=extrasamples,
-        description=description, metadata=None,
-    )
+    with atomic_write(path) as fh:
+        tifffile.imwrite(
+            fh, data, photometric=photometric, extrasamples=extrasamples,
+            description=description, metadata=None,
+        )
 
 
 def _to_integer(image: np.ndarray, bits: int, path: Path) -> np.ndarray:
@@ -250,7 +303,10 @@ def write_image(
         Unsupported extension, shape, dtype or bit depth (see
         :func:`check_writable`), or NaN values.
     OSError
-        If the file cannot be written.
+        If the file cannot be written ("cannot write PATH: no space left on
+        device" for a full disk). The file is written atomically
+        (:func:`napari_gifnet.safe_files.atomic_write`): a failed or
+        interrupted write leaves no partial file and an existing one intact.
     """
     p = Path(path)
     arr = np.asarray(image)
@@ -264,7 +320,30 @@ def write_image(
 
     data = _to_integer(arr, bits, p)
     options: dict[str, Any] = {"quality": JPEG_QUALITY} if ext != ".png" else {}
-    iio.imwrite(p, data, plugin="pillow", extension=ext, **options)
+    with atomic_write(p) as fh:  # our own file object: a failed write raises here
+        iio.imwrite(fh, data, plugin="pillow", extension=ext, **options)
+    return p
+
+
+def write_tiff(
+    path: PathLike, data: np.ndarray, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write an array of any shape and dtype to a grey (minisblack) TIFF, atomically.
+
+    For multiband or stacked results (e.g. pansharpened bands), which
+    :func:`write_image` does not take. ``metadata`` is stored as in
+    :func:`write_image` and read back by :func:`read_tiff_metadata`.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a ``.tif``/``.tiff`` file.
+    OSError
+        If the file cannot be written (no partial file is left).
+    """
+    p = Path(path)
+    _extension(p, TIFF_EXTENSIONS, "write")
+    _write_tiff(p, np.asarray(data), metadata, "minisblack")
     return p
 
 
@@ -294,9 +373,12 @@ def write_features(
     Raises
     ------
     ValueError
-        A name that is not a plain file name, or an array that is not 3-D.
+        A name that is not a plain file name, an array that is not 3-D, or a
+        ``directory`` that is a file (or under one).
+    OSError
+        If a file cannot be written; each is written atomically.
     """
-    folder = Path(directory)
+    folder = check_output_folder(directory, "the features folder")
     for name, arr in features.items():
         if not name or Path(name).name != name or name in (".", ".."):
             raise ValueError(f"feature name {name!r} is not a plain file name")

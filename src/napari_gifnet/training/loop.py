@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,7 @@ from typing import Any
 import torch
 
 from ..network import GIFNet
+from ..safe_files import atomic_write_text
 from .dataset import RGBJointDataset, check_crop
 from .features import resolve_densenet
 from .forward import multimodal_step, photographic_step
@@ -166,6 +168,18 @@ def train_step(
     return row
 
 
+def _init_files(config: TrainConfig) -> list[str]:
+    """The checkpoint files a new run reads (``--init FILE``, or ``GIFNET_WEIGHTS``)."""
+    if config.resume or config.init == "scratch":
+        return []
+    if config.init == "published":
+        from ..weights import WEIGHTS_ENV
+
+        env = os.environ.get(WEIGHTS_ENV, "").strip()
+        return [env] if env else []
+    return [config.init]
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train or fine-tune GIFNet on a folder of aligned pairs.
 
@@ -192,7 +206,9 @@ def train(config: TrainConfig) -> TrainResult:
 
     _check(config)
     paths = output_paths(config.out)
-    check_outputs(paths)  # before any work: a bad --out fails now, not at the first checkpoint
+    # before any work: a bad --out fails now, not at the first checkpoint; a run
+    # never writes over the checkpoint it starts from (a resume continues its own)
+    check_outputs(paths, _init_files(config))
     saved = None
     if config.resume:  # the one existence check of both files (load_state has none)
         if not paths["state"].is_file() or not paths["checkpoint"].is_file():
@@ -263,7 +279,7 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str))
+    atomic_write_text(path, json.dumps(data, indent=2, default=str))
 
 
 def _checkpoint(model: GIFNet, optimizer: torch.optim.Optimizer, step: int, config: TrainConfig,

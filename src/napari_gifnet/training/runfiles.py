@@ -11,13 +11,17 @@ state; :func:`read_log` and :func:`write_log` keep the CSV log's types stable
 from __future__ import annotations
 
 import csv
+import io
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..safe_files import atomic_write, atomic_write_text
+from ..safe_files import check_outputs as check_not_inputs
 
 #: Columns of the CSV log, in order.
 LOG_COLUMNS: tuple[str, ...] = (
@@ -41,10 +45,11 @@ def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
     }  # fmt: skip
 
 
-def check_outputs(paths: Mapping[str, Path]) -> None:
+def check_outputs(paths: Mapping[str, Path], inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
     """Check, before any work, that a run's files can be written.
 
-    None of the files may be an existing directory, and the checkpoint's
+    None of the files may be one of ``inputs`` (e.g. the ``--init``
+    checkpoint, after resolving links) or an existing directory, and the checkpoint's
     folder must be a writable directory or, when it does not exist yet, be
     creatable (its nearest existing ancestor a writable directory; it is
     created with the first checkpoint). Writability is probed by creating and
@@ -56,6 +61,8 @@ def check_outputs(paths: Mapping[str, Path]) -> None:
     ValueError
         Naming the path and the problem.
     """
+    check_not_inputs({f"the run's {key} file" if key != "checkpoint" else "--out": path
+                      for key, path in paths.items()}, inputs)  # fmt: skip
     for key, path in paths.items():
         if path.is_dir():
             what = "the checkpoint" if key == "checkpoint" else f"the run's {key} file"
@@ -78,12 +85,8 @@ def check_outputs(paths: Mapping[str, Path]) -> None:
 
 
 def _save_atomically(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as fh:
+        torch.save(obj, fh)
 
 
 def save_checkpoint(model: torch.nn.Module, path: Path) -> None:
@@ -188,13 +191,14 @@ def read_log(path: Path, upto: int) -> list[dict[str, float]]:
 
 
 def write_log(path: Path, rows: list[dict[str, float]]) -> None:
-    """Write a CSV log: ``step``/``epoch`` as integers, floats in full precision."""
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: int(r[k]) if k in INT_COLUMNS else repr(float(r[k]))
-                             for k in LOG_COLUMNS})  # fmt: skip
+    """Write a CSV log: ``step``/``epoch`` as integers, floats in full precision (atomically)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=LOG_COLUMNS)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: int(r[k]) if k in INT_COLUMNS else repr(float(r[k]))
+                         for k in LOG_COLUMNS})  # fmt: skip
+    atomic_write_text(path, text.getvalue())
 
 
 def plot_log(rows: list[dict[str, float]], path: Path) -> Path:
@@ -217,6 +221,9 @@ def plot_log(rows: list[dict[str, float]], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as fh:
+            fig.savefig(fh, format="png")
+    finally:
+        plt.close(fig)
     return path
