@@ -350,15 +350,37 @@ def test_corrupt_download_is_rejected_and_not_cached(mirror: _Server) -> None:
     assert [p.name for p in folder.iterdir()] == ["pet_1.png"]  # the good file only
 
 
-def test_corrupt_cached_file_is_replaced(mirror: _Server) -> None:
+def test_foreign_cached_file_is_moved_aside_not_deleted(mirror: _Server) -> None:
     published_samples.load_published("published_mfif")
     cached = sorted((published_samples.samples_cache_dir() / "MFIF").iterdir())
-    cached[0].write_bytes(b"truncated")
-    published_samples.load_published("published_mfif")
+    cached[0].write_bytes(b"not the published bytes")
+    with pytest.warns(UserWarning, match="moved to .*foreign-"):
+        published_samples.load_published("published_mfif")
     assert len(mirror.requests) == 3
     entry = published_samples.PUBLISHED["published_mfif"].files
     digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in cached}
     assert digests == {e.sha256 for e in entry}
+    foreign = hashlib.sha256(b"not the published bytes").hexdigest()[:12]
+    aside = cached[0].with_name(f"{cached[0].name}.foreign-{foreign}")
+    assert aside.read_bytes() == b"not the published bytes"
+
+
+def test_foreign_cached_file_is_kept_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    url = f"http://127.0.0.1:{closed.server_address[1]}/base"
+    closed.server_close()  # nothing listens there now
+    monkeypatch.setenv("NAPARI_GIFNET_SAMPLES_URL", url)
+    monkeypatch.setenv("NAPARI_GIFNET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    mine = tmp_path / "cache" / "samples" / "NIR-VIS" / "nir_1.jpg"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own picture")
+    with pytest.raises(published_samples.SampleDownloadError, match="left as it is"):
+        _sample_data.published_nir()
+    assert mine.read_bytes() == b"my own picture"
+    assert sorted(p.name for p in mine.parent.iterdir()) == ["nir_1.jpg"]
 
 
 def test_offline_error_names_file_url_and_destination(

@@ -10,13 +10,14 @@ relative paths); the pins stay.
 
 from __future__ import annotations
 
-import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .downloads import fetch_pinned
 from .samples import Sample, _layer
 
 OFFICIAL_BASE_URL = "https://github.com/AWCXV/GIFNet/raw/main/"
@@ -118,10 +119,6 @@ def samples_cache_dir() -> Path:
     return cache_dir() / "samples"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _cache_path(sample: PublishedSample, entry: PublishedFile) -> Path:
     parts = Path(entry.path).parts  # images/<task>/<modality>/<file>
     return samples_cache_dir() / sample.task / f"{parts[-2]}_{parts[-1]}"
@@ -130,32 +127,27 @@ def _cache_path(sample: PublishedSample, entry: PublishedFile) -> Path:
 def fetch_published_file(sample: PublishedSample, entry: PublishedFile) -> Path:
     """Return the cached file, downloading it (sha256 checked) if needed.
 
-    A cached file whose sha256 is wrong is deleted; a download whose sha256
-    is wrong is discarded (never cached).
+    A download whose sha256 is wrong is discarded (never cached). A cached
+    file whose sha256 is wrong is never deleted: once a verified copy has
+    been downloaded it is moved aside (:func:`napari_gifnet.downloads.fetch_pinned`),
+    with a warning naming where it went.
 
     Raises
     ------
     SampleDownloadError
         Naming the file, its URL, its pin and where to put it by hand.
     """
-    import pooch
-
     target = _cache_path(sample, entry)
-    if target.is_file():
-        if _sha256(target) == entry.sha256:
-            return target
-        target.unlink(missing_ok=True)
     url = samples_base_url() + entry.path
     try:
-        fetched = pooch.retrieve(
-            url, known_hash=f"sha256:{entry.sha256}", fname=target.name, path=target.parent,
-            downloader=pooch.HTTPDownloader(progressbar=False, timeout=_TIMEOUT_S),
-        )
+        fetched = fetch_pinned(url, entry.sha256, target, timeout=_TIMEOUT_S)
     except (ValueError, OSError) as exc:  # hash mismatch; requests' errors are OSErrors
         if isinstance(exc, ValueError) and "hash" in str(exc).lower():
             reason = "the downloaded file does not have the pinned sha256 (discarded)"
         else:
             reason = f"the download failed ({type(exc).__name__}: {exc})"
+        if target.is_file():
+            reason += f"; {target} there has another sha256 and was left as it is"
         official = "" if url.startswith(OFFICIAL_BASE_URL) else (
             f" (official: {OFFICIAL_BASE_URL}{entry.path})")
         raise SampleDownloadError(
@@ -166,7 +158,10 @@ def fetch_published_file(sample: PublishedSample, entry: PublishedFile) -> Path:
             f"Download it by hand and save it there, or set {SAMPLES_URL_ENV} to the base URL "
             f"of a mirror holding the same relative path ({entry.path})."
         ) from exc
-    return Path(fetched)
+    if fetched.moved_aside is not None:
+        warnings.warn(f"{target} had another sha256 than the published file; it was moved to "
+                      f"{fetched.moved_aside}", UserWarning, stacklevel=2)  # fmt: skip
+    return fetched.path
 
 
 def load_published(key: str) -> Sample:

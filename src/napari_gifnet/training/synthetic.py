@@ -53,7 +53,7 @@ def write_synthetic_pairs(root: str | Path, n: int = 4, size: int = 96, seed: in
     Path
         ``root``.
     """
-    import imageio.v3 as iio
+    from ..io import write_image  # atomic, like every file the project writes
 
     base = Path(root)
     for sub in ("first", "second"):
@@ -61,6 +61,6 @@ def write_synthetic_pairs(root: str | Path, n: int = 4, size: int = 96, seed: in
     rng = np.random.default_rng(seed)
     for i in range(int(n)):
         ir, vis = synthetic_pair(int(size), rng)
-        iio.imwrite(base / "first" / f"scene{i:03d}.png", ir)
-        iio.imwrite(base / "second" / f"scene{i:03d}.png", vis)
+        write_image(base / "first" / f"scene{i:03d}.png", ir)
+        write_image(base / "second" / f"scene{i:03d}.png", vis)
     return base
