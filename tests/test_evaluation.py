@@ -57,6 +57,123 @@ def test_truths_mapping_and_errors(scenes):
         ev.evaluate_pairs([], ["mean"])
 
 
+def _even(x):
+    """Even grey levels, so that the mean of two of them is a whole grey level too."""
+    return (x & 0xFE).astype(np.uint8)
+
+
+def test_each_row_scores_the_fused_image_against_both_inputs(scenes, reference_weights):
+    """A row is fusion_metrics(fused, a, b), with a and b the pair's own two images.
+
+    The expected values are computed here from the definitions of the methods
+    (mean and max of the grey levels) and from the engine's output, not with
+    the evaluation code: a row scored against (a, a) or (b, b) fails.
+    """
+    from napari_gifnet.engine import fuse
+    from napari_gifnet.metrics import fusion_metrics
+
+    pairs = [(name, _even(near), _even(far)) for name, near, far, _ in scenes]
+    rows = ev.evaluate_pairs(pairs, ["mean", "max", "gifnet"], weights=reference_weights,
+                             device="cpu")
+    assert [(r["pair"], r["method"]) for r in rows] == [
+        (p[0], m) for p in pairs for m in ("mean", "max", "gifnet")
+    ]
+    for (name, a, b), by_method in zip(pairs, (rows[i : i + 3] for i in range(0, 9, 3))):
+        wide_a, wide_b = a.astype(np.int64), b.astype(np.int64)
+        fused = {
+            "mean": ((wide_a + wide_b) // 2).astype(np.uint8),
+            "max": np.maximum(a, b),
+            "gifnet": fuse(a, b, weights=reference_weights, device="cpu").luma,
+        }
+        for row in by_method:
+            expected = fusion_metrics(fused[row["method"]], a, b)
+            got = {m: row[m] for m in expected}
+            assert got == pytest.approx(expected, rel=1e-9, abs=1e-12, nan_ok=True), (
+                name, row["method"]
+            )
+            # which tells the two inputs apart: scored against one input twice, it differs
+            for twice in ((a, a), (b, b)):
+                same = fusion_metrics(fused[row["method"]], *twice)
+                assert got != pytest.approx(same, rel=1e-6, nan_ok=True), (name, row["method"])
+
+
+def test_a_pair_of_two_sizes_is_refused_with_its_name(scenes):
+    name, near, far, _ = scenes[0]
+    with pytest.raises(ValueError) as info:
+        ev.evaluate_pairs([(name, near, far[:40])], ["mean"])
+    assert str(info.value) == (
+        f"pair {name!r}: a is 64 x 64 but b is 40 x 64; the two images of a pair must have "
+        "the same height and width"
+    )
+
+
+@pytest.mark.parametrize("layout", ["first-second", "subfolders"])
+def test_a_folder_pair_of_two_sizes_names_the_pair_and_both_files(tmp_path, layout):
+    if layout == "first-second":
+        fa, fb = tmp_path / "first" / "s1.png", tmp_path / "second" / "s1.png"
+        name = "s1"
+    else:
+        fa, fb = tmp_path / "scene" / "a_ir.png", tmp_path / "scene" / "b_vis.png"
+        name = "scene"
+    for f, image in ((fa, _small(1)), (fb, _small(2)[:32])):
+        f.parent.mkdir(exist_ok=True)
+        write_image(f, image)
+    with pytest.raises(ValueError) as info:
+        ev.load_pair_folder(tmp_path)
+    assert str(info.value) == (
+        f"pair {name!r}: {fa} is 40 x 48 but {fb} is 32 x 48; the two images of a pair must "
+        "have the same height and width"
+    )
+
+
+def test_a_truth_of_another_size_names_its_file(tmp_path):
+    for sub, image in (("first", _small(1)), ("second", _small(2)), ("truth", _small(3)[:, :40])):
+        (tmp_path / sub).mkdir()
+        write_image(tmp_path / sub / "s.png", image)
+    with pytest.raises(ValueError, match=r"pair 's': the truth .*truth/s\.png is 40 x 40 but"):
+        ev.load_pair_folder(tmp_path)
+
+
+def test_cli_evaluate_names_the_files_of_a_pair_of_two_sizes(tmp_path, capsys):
+    pairs = tmp_path / "pairs"
+    for sub, image in (("first", _small(1)), ("second", _small(2)[:32])):
+        (pairs / sub).mkdir(parents=True)
+        write_image(pairs / sub / "p.png", image)
+    assert main(["evaluate", str(pairs), "--methods", "mean", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"napari-gifnet: error: pair 'p': {pairs / 'first' / 'p.png'} is 40 x 48 but "
+        f"{pairs / 'second' / 'p.png'} is 32 x 48; the two images of a pair must have the "
+        "same height and width"
+    )
+
+
+def test_csv_is_written_completely_or_not_at_all(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    path = tmp_path / "m.csv"
+    path.write_text("the previous table\n", encoding="utf-8")
+    bad = [_row("p", "x"), {**_row("q", "x"), "EN": "not a number"}]
+    with pytest.raises(ValueError):
+        ev.to_csv(bad, path)
+    assert path.read_text(encoding="utf-8") == "the previous table\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="no space left on device") as info:
+        ev.to_csv([_row("p", "x")], path)
+    assert str(path) in str(info.value)
+    assert path.read_text(encoding="utf-8") == "the previous table\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
+    monkeypatch.undo()
+    assert ev.read_csv(ev.to_csv([_row("p", "x")], path)) == [_row("p", "x")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]
+
+
 def _row(pair, method, **scores):
     base = {m: 0.0 for m in METRICS}
     return {"pair": pair, "method": method, "height": 8, "width": 8, **base, **scores,

@@ -23,6 +23,8 @@ from napari_gifnet.presets import PRESETS, get_preset
 
 H, W = 64, 96
 DONE_MS = 240_000
+#: Largest gap (s) allowed between two GUI timer ticks while a fusion computes.
+MAX_GUI_GAP_S = 1.0
 #: reference case used for each task preset
 CASES = {
     "ivif": "IVIF",
@@ -102,6 +104,15 @@ def test_presets_set_labels_hint_and_normalisation(setup):
     assert "over-exposed" in widget.first.label and widget.normalization.value == "dtype"
     widget.task.value = "custom"
     assert widget.first.label == "first input"
+    # every task: the first picker names the preset's first input, the second its second
+    # (the presets themselves are pinned by hand in tests/test_presets.py)
+    for key, preset in PRESETS.items():
+        widget.task.value = key
+        if key != "custom":
+            assert widget.first.label == f"first input ({preset.first})", key
+            assert widget.second.label == f"second input ({preset.second})", key
+        assert widget.hint.value == preset.hint and widget.hint.tooltip == preset.note, key
+        assert widget.normalization.value == preset.normalization, key
 
 
 @pytest.mark.parametrize("task", list(PRESETS))
@@ -290,10 +301,12 @@ def test_gui_stays_responsive_during_a_1024_fusion(
 ):
     """The event loop keeps running while the network computes off the GUI thread.
 
-    The property checked is structural, not a speed: while the worker computes
-    (seconds on a CPU) the GUI timer keeps firing, so no gap between ticks comes
-    near the computation's length. Adding the finished layers happens on the GUI
-    thread by design and is only reported (and bounded loosely).
+    While the worker computes (24-36 s on a 2-core CPU) a 50 ms GUI timer keeps
+    firing: the largest gap between its ticks must stay under a fixed 1 s
+    (measured: 106-168 ms; ``benchmarks/bench_gui_responsiveness.py`` prints
+    the figures), whatever the computation's length, so a freeze of seconds
+    fails however long the fusion takes. Adding the finished layers happens on
+    the GUI thread by design and is only reported (and bounded loosely).
     """
 
     from qtpy.QtCore import QTimer
@@ -341,8 +354,10 @@ def test_gui_stays_responsive_during_a_1024_fusion(
             f"(adding the layers) {finish_gap * 1000:.0f} ms"
         )
     assert viewer.layers["big a + big b (GIFNet)"].data.shape == (1024, 1024)
-    # A computation on the GUI thread would leave one gap as long as the fusion.
-    assert gaps.max() <= max(1.0, 0.25 * compute_s), f"GUI froze {gaps.max():.2f} s"
+    # A computation on the GUI thread would leave one gap as long as the fusion;
+    # the bound is fixed, not a share of the computation (which would let a
+    # several-second freeze of a 30 s fusion pass).
+    assert gaps.max() <= MAX_GUI_GAP_S, f"GUI froze {gaps.max():.2f} s while computing"
     assert len(computing) >= 0.5 * compute_s / 0.05, "the GUI timer stalled while computing"
     assert finish_gap <= 3.0, f"adding the layers froze the GUI for {finish_gap:.2f} s"
 

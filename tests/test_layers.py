@@ -260,6 +260,29 @@ def test_clear_errors(medical):
         prepare_fusion(v.layers["stack3"], v.layers["stack2"])
 
 
+def test_an_array_instead_of_a_layer_is_named_by_type_and_shape_not_dumped(medical):
+    a, b = medical
+    v = ViewerModel()
+    v.add_image(a, name="a")
+    data = np.arange(64 * 64, dtype=np.float64).reshape(64, 64) + 0.123
+    with pytest.raises(TypeError) as info:
+        fuse_layers(v, data, data)
+    message = str(info.value)
+    assert message == (
+        "the first layer must be a layer name or an Image layer, got numpy.ndarray of shape "
+        "(64, 64) (add an array with viewer.add_image first)"
+    )
+    assert len(message) < 200 and "0.123" not in message and "[" not in message
+    with pytest.raises(TypeError) as info:
+        fuse_layers(v, "a", b.tolist())  # no shape: the type alone
+    assert str(info.value).startswith(
+        "the second layer must be a layer name or an Image layer, got list (add"
+    )
+    assert len(str(info.value)) < 200
+    with pytest.raises(TypeError, match="the second input 'mask' is a Labels, not an image layer"):
+        fuse_layers(v, "a", v.add_labels(np.zeros((H, W), np.uint8), name="mask"))
+
+
 class _Recorder:
     """An array-like that records every read."""
 
@@ -436,3 +459,12 @@ def test_iter_fusion_method_overrides_the_plan(viewer):
     with pytest.raises(ValueError, match="unknown fusion method"):
         fuse_layers(viewer, "PET", "MRI", method="median")
     assert len(viewer.layers) == 2
+
+
+def test_prepare_fusion_names_an_array_by_type_and_shape_not_contents() -> None:
+    data = np.full((64, 64), 0.123456, np.float32)
+    with pytest.raises(TypeError) as info:
+        prepare_fusion(data, data)
+    message = str(info.value)
+    assert "ndarray of shape (64, 64)" in message and "0.123" not in message
+    assert len(message) < 200

@@ -94,6 +94,35 @@ def test_bad_input_gives_a_clear_value_error(ms, pan, kwargs, match):
         pansharpen(ms, pan, **{"method": "mean", **kwargs})
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"band_axis": "0"}, "band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not '0'"),
+        ({"band_axis": 1}, "band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not 1"),
+        ({"band_axis": 0.0}, "band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not 0.0"),
+        ({"band_axis": True}, "band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not True"),
+        ({"rescale": "0"}, "unknown rescale '0'; valid: range, moments, none"),
+        ({"method": "0"}, "unknown fusion method '0'; valid: "),
+        ({"ms_scale": "2", "pan_scale": 1}, "positive finite number or a (y, x) pair of them, "
+                                            "not '2'"),
+        ({"ms_scale": 2, "pan_scale": 1, "pan_translate": "1"}, "not '1'"),
+    ],
+)
+def test_argument_errors_show_the_repr_of_what_was_given(kwargs, message):
+    # a string that looks like a number must read as a string, quotes and all
+    with pytest.raises(ValueError) as info:
+        pansharpen(np.zeros((3, 8, 8)), np.zeros((16, 16)), **{"method": "mean", **kwargs})
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("which", "ms_nan"), [("multispectral", True), ("panchromatic", False)])
+def test_nan_message_names_the_image_as_the_other_messages_do(which, ms_nan):
+    ms, pan = np.zeros((3, 8, 8)), np.zeros((8, 8))
+    (ms if ms_nan else pan)[0, 0] = np.nan
+    with pytest.raises(ValueError, match=f"^the {which} image holds NaN or infinite values$"):
+        pansharpen(ms, pan, method="mean")
+
+
 # -- the reviewer's findings: band ranges, scale arguments, band axis ----------
 
 

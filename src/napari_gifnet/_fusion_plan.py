@@ -91,8 +91,13 @@ def _capture(layer: Any, which: str) -> LayerInput:
     from napari.layers import Image
 
     if not isinstance(layer, Image):
-        name, kind = getattr(layer, "name", layer), type(layer).__name__
-        raise TypeError(f"the {which} input {name!r} is a {kind}, not an image layer")
+        kind = type(layer).__name__
+        name = getattr(layer, "name", None)
+        what = f"{name!r} is a {kind}" if isinstance(name, str) else f"is a {kind}"
+        shape = getattr(layer, "shape", None)
+        if name is None and isinstance(shape, tuple):
+            what += f" of shape {shape}"  # an array: named by type and shape, never dumped
+        raise TypeError(f"the {which} input {what}, not an image layer")
     data = layer.data[0] if layer.multiscale else layer.data
     shape, rgb = tuple(int(s) for s in data.shape), bool(layer.rgb)
     spatial = shape[:-1] if rgb else shape

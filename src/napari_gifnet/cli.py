@@ -111,7 +111,7 @@ class _Progress:
 
 def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "a", metavar="A", help="first input (infrared, PET/SPECT, NIR, near focus, ...)"
+        "a", metavar="A", help="first input (infrared, PET/SPECT/CT, NIR, near focus, ...)"
     )
     parser.add_argument(
         "b", metavar="B", help="second input (visible, MRI, far focus, panchromatic, ...)"

@@ -22,6 +22,7 @@ import csv
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 from . import io, samples
 from .metrics import METRICS, REFERENCE_METRICS, fusion_metrics, reference_metrics
 from .preprocess import to_luma_unit
+from .safe_files import atomic_write_text
 
 __all__ = [
     "COLUMNS",
@@ -122,8 +124,16 @@ def evaluate_pairs(
             raise ValueError("each pair must be (name, a, b) or (name, a, b, truth)")
         name, a, b = str(pair[0]), pair[1], pair[2]
         truth = pair[3] if len(pair) == 4 and pair[3] is not None else truths.get(name)
-        luma_a = to_luma_unit(a, name="a")[0]
-        luma_b = to_luma_unit(b, name="b")[0]
+        try:
+            luma_a = to_luma_unit(a, name="a")[0]
+            luma_b = to_luma_unit(b, name="b")[0]
+        except ValueError as exc:
+            raise ValueError(f"pair {name!r}: {exc}") from exc
+        if luma_a.shape != luma_b.shape:
+            raise ValueError(
+                f"pair {name!r}: a is {_size(luma_a.shape)} but b is {_size(luma_b.shape)}; "
+                "the two images of a pair must have the same height and width"
+            )
         for method in methods:
             if progress is not None:
                 progress(done, total, f"{name} / {method}")
@@ -149,6 +159,28 @@ def evaluate_pairs(
 
 
 # --------------------------------------------------------------------------- folders
+def _size(shape: Sequence[int]) -> str:
+    """``"H x W"`` of an image shape (grey or with channels)."""
+    return f"{shape[0]} x {shape[1]}"
+
+
+def _read_pair(name: str, fa: Path, fb: Path, ft: Path | None) -> Pair:
+    """Read one pair's files; ValueError naming the pair and the files on a size mismatch."""
+    a, b = io.read_image(fa), io.read_image(fb)
+    t = io.read_image(ft) if ft is not None else None
+    if a.shape[:2] != b.shape[:2]:
+        raise ValueError(
+            f"pair {name!r}: {fa} is {_size(a.shape)} but {fb} is {_size(b.shape)}; "
+            "the two images of a pair must have the same height and width"
+        )
+    if t is not None and t.shape[:2] != a.shape[:2]:
+        raise ValueError(
+            f"pair {name!r}: the truth {ft} is {_size(t.shape)} but {fa} and {fb} are "
+            f"{_size(a.shape)}; the truth must have the pair's height and width"
+        )
+    return (name, a, b, t)
+
+
 def _images(folder: Path, prefix: str = "") -> list[Path]:
     return sorted(
         p for p in folder.iterdir()
@@ -181,7 +213,8 @@ def load_pair_folder(path: str | Path) -> list[Pair]:
     FileNotFoundError
         ``path`` is not a folder.
     ValueError
-        No pair found.
+        No pair found, or the images of a pair (or its truth) differ in
+        height and width (the message names the pair and its files).
     """
     root = Path(path)
     if not root.is_dir():
@@ -193,13 +226,12 @@ def load_pair_folder(path: str | Path) -> list[Pair]:
         truth = {p.stem: p for p in _images(truth_dir)} if truth_dir.is_dir() else {}
         for p in _images(root / "first"):
             if p.stem in second:
-                t = io.read_image(truth[p.stem]) if p.stem in truth else None
-                pairs.append((p.stem, io.read_image(p), io.read_image(second[p.stem]), t))
+                pairs.append(_read_pair(p.stem, p, second[p.stem], truth.get(p.stem)))
     else:
         for sub in sorted(d for d in root.iterdir() if d.is_dir()):
             a_files, b_files = _images(sub, "a_"), _images(sub, "b_")
             t_files = _images(sub, "truth_")
-            t = io.read_image(t_files[0]) if t_files else None
+            ft = t_files[0] if t_files else None
             for fa in a_files:
                 for fb in b_files:
                     name = sub.name
@@ -207,7 +239,7 @@ def load_pair_folder(path: str | Path) -> list[Pair]:
                         name += "-" + fa.stem[2:]
                     if len(b_files) > 1:
                         name += "-" + fb.stem[2:]
-                    pairs.append((name, io.read_image(fa), io.read_image(fb), t))
+                    pairs.append(_read_pair(name, fa, fb, ft))
     if not pairs:
         raise ValueError(
             f"no image pairs found in {root}: expected first/ + second/ with matching file "
@@ -290,15 +322,27 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write the rows as CSV (columns of :data:`COLUMNS` present; blanks for missing)."""
+    """Write the rows as CSV (columns of :data:`COLUMNS` present; blanks for missing).
+
+    The file is written atomically (:func:`napari_gifnet.safe_files.atomic_write`):
+    complete or not at all, an existing file at ``path`` stays as it was when
+    anything fails.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written ("no space left on device" for a
+        full disk), naming ``path``.
+    """
     path = Path(path)
     cols = _columns(rows)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=cols, restval="")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({c: (repr(float(r[c])) if c in r and c not in _TEXT + _INT else r.get(c, ""))
-                             for c in cols})
+    text = StringIO()
+    writer = csv.DictWriter(text, fieldnames=cols, restval="")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({c: (repr(float(r[c])) if c in r and c not in _TEXT + _INT else r.get(c, ""))
+                         for c in cols})
+    atomic_write_text(path, text.getvalue())
     return path
 
 

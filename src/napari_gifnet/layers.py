@@ -234,9 +234,37 @@ def run_fusion(plan: FusionPlan, **options: Any) -> FusionOutput:
             return stop.value
 
 
-def _layer(viewer: napari.Viewer, layer: Any) -> Any:
+def _type_name(value: Any) -> str:
+    """``"numpy.ndarray"``, ``"int"``: a value's type, for messages (never its contents)."""
+    kind = type(value)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def _layer(viewer: napari.Viewer, layer: Any, which: str) -> Any:
+    """The layer named ``layer`` in ``viewer``, or ``layer`` itself when it is a layer.
+
+    Raises
+    ------
+    TypeError
+        Neither a name nor a napari layer (the message gives the type and any
+        shape, never the data).
+    ValueError
+        No layer of that name.
+    """
+    from napari.layers import Layer
+
+    if isinstance(layer, Layer):
+        return layer  # an Image layer, or another kind refused by prepare_fusion
     if not isinstance(layer, str):
-        return layer
+        try:
+            of = f" of shape {tuple(int(n) for n in layer.shape)}"
+        except (AttributeError, TypeError, ValueError):  # no shape, or not one of sizes
+            of = ""
+        raise TypeError(
+            f"the {which} layer must be a layer name or an Image layer, got "
+            f"{_type_name(layer)}{of} (add an array with viewer.add_image first)"
+        )
     if layer not in viewer.layers:
         names = ", ".join(repr(ly.name) for ly in viewer.layers) or "none"
         raise ValueError(f"no layer named {layer!r} in the viewer (layers: {names})")
@@ -275,7 +303,9 @@ def fuse_layers(
     list of napari.layers.Image
         The fused layer, then any feature layers.
     """
-    plan = prepare_fusion(_layer(viewer, first), _layer(viewer, second), method)
+    plan = prepare_fusion(
+        _layer(viewer, first, "first"), _layer(viewer, second, "second"), method
+    )
     output = run_fusion(
         plan,
         weights=weights,

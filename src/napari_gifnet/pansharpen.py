@@ -82,9 +82,10 @@ class PansharpenResult:
 
 def _band_axis(shape: tuple[int, ...], band_axis: int | None) -> int:
     if band_axis is not None:
-        if isinstance(band_axis, (bool, np.bool_)) or band_axis not in (0, -1, 2):
+        integer = isinstance(band_axis, (int, np.integer)) and not isinstance(band_axis, bool)
+        if not integer or band_axis not in (0, -1, 2):
             raise ValueError(
-                f"band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not {band_axis}"
+                f"band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not {band_axis!r}"
             )
         return 0 if band_axis == 0 else 2
     return 0 if shape[0] <= shape[2] else 2
@@ -236,7 +237,7 @@ def pansharpen(
             f"multispectral image {ms_arr.shape}: pass band_axis={other} if they lie there"
         )
     check_grid(ms_shape, pan_hw, scales, translates, hint)
-    for name, arr in (("ms", ms_arr), ("pan", pan_arr)):
+    for name, arr in (("multispectral", ms_arr), ("panchromatic", pan_arr)):
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise ValueError(f"the {name} image holds NaN or infinite values")
     bands = (

@@ -7,7 +7,7 @@ it never changes how the network runs.
 
 >>> from napari_gifnet.presets import get_preset
 >>> get_preset("medical").first
-'PET / SPECT'
+'PET / SPECT / CT'
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ PRESETS: dict[str, TaskPreset] = {
     for p in (
         TaskPreset("ivif", "Infrared + visible", "infrared", "visible", "auto", _AUTO_NOTE),
         TaskPreset(
-            "medical", "Medical (PET/SPECT + MRI)", "PET / SPECT", "MRI", "auto", _AUTO_NOTE
+            "medical", "Medical (PET/SPECT/CT + MRI)", "PET / SPECT / CT", "MRI", "auto",
+            _AUTO_NOTE,
         ),
         TaskPreset("nir", "NIR + visible", "near-infrared", "visible", "auto", _AUTO_NOTE),
         TaskPreset("mfif", "Multi-focus", "near-focus", "far-focus", "dtype", _SAME_SENSOR_NOTE),
