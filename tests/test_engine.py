@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +285,59 @@ def test_out_of_memory_everywhere_is_a_clear_memory_error(
     monkeypatch.setattr(engine, "fuse_streamed", lambda *a, **k: (_ for _ in ()).throw(other))
     with pytest.raises(RuntimeError, match="something else"):
         _fuse(*medical, weights)
+
+
+# ---- nothing silently wrong --------------------------------------------------------
+
+
+def test_a_non_finite_network_output_is_an_error_naming_the_weights(
+    weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+
+    from napari_gifnet import engine
+    from napari_gifnet.weights import load_model
+
+    model, info = load_model(weights)
+    broken = copy.deepcopy(model)  # NaN weights that bypass the checkpoint check
+    next(broken.parameters()).data.fill_(float("nan"))
+    monkeypatch.setattr(engine, "load_model", lambda *_a, **_k: (broken, info))
+    rng = np.random.default_rng(4)
+    a, b = (rng.integers(0, 256, (24, 20), dtype=np.uint8) for _ in range(2))
+    with pytest.raises(engine.NonFiniteResultError) as exc:
+        _fuse(a, b, weights)
+    message = str(exc.value)
+    assert isinstance(exc.value, ValueError)
+    assert "NaN or infinite" in message and str(info.path) in message
+    assert "damaged weights" in message and "inputs with non-finite values" in message
+
+
+def test_huge_float64_range_gives_a_finite_image(weights: Path) -> None:
+    a = np.tile(np.array([[-1.7e308, 1.7e308]]), (16, 8))
+    b = np.linspace(0, 1, 256).reshape(16, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = _fuse(a, b, weights)
+    assert np.isfinite(result.image).all()
+    assert (0 <= result.image).all() and (result.image <= 1).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float8_e4m3fn])
+def test_float_tensors_numpy_lacks_fuse_like_float32_ones(weights: Path, dtype: torch.dtype) -> None:
+    rng = np.random.default_rng(5)
+    a = torch.from_numpy(rng.random((24, 28), dtype=np.float32)).to(dtype)
+    b = torch.from_numpy(rng.random((24, 28, 3), dtype=np.float32)).to(dtype)
+    result = _fuse(a, b, weights)
+    expected = _fuse(a.float(), b.float(), weights)  # the same values, exactly, in float32
+    np.testing.assert_array_equal(result.image, expected.image)
+    np.testing.assert_array_equal(result.luma, expected.luma)
+
+
+@pytest.mark.parametrize("first", [3, 4])
+def test_a_channel_first_array_gets_a_hint(weights: Path, first: int) -> None:
+    a = np.zeros((first, 20, 30), np.uint8)
+    b = np.zeros((20, 30), np.uint8)
+    with pytest.raises(ValueError, match=r"input 'a' .*looks channel-first.*np\.moveaxis\(x, 0, -1\)"):
+        _fuse(a, b, weights)
+    with pytest.raises(ValueError, match=r"input 'b' .*looks channel-first"):
+        _fuse(b, a, weights)

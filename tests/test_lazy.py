@@ -261,3 +261,43 @@ def test_a_grey_stack_three_pixels_wide_keeps_one_chunk_per_plane(reference_weig
     for z in range(3):
         expected = fuse(a[z], b[z], weights=reference_weights, device="cpu").image
         np.testing.assert_allclose(image[z].compute(), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("colour", ["rgb", "grey"])
+def test_lazy_luma_equals_eager_luma(reference_weights: Path, colour: str) -> None:
+    rng = np.random.default_rng(3)
+    a = (rng.random((90, 100)) * 255).astype(np.uint8)
+    b = (rng.random((90, 100)) * 255).astype(np.uint8)
+    if colour == "rgb":  # channels that differ strongly: a swapped luma weight shows
+        ramp = np.linspace(0, 255, 100, dtype=np.float64)[None, :].repeat(90, 0)
+        b = np.stack([ramp, 255 - ramp, (rng.random((90, 100)) * 40)], axis=-1).astype(np.uint8)
+    lazy_result = fuse(da.from_array(a, chunks=(45, 50)), da.from_array(b, chunks=(45, 50, *b.shape[2:])),
+                       weights=reference_weights, device="cpu")  # fmt: skip
+    eager_result = fuse(a, b, weights=reference_weights, device="cpu")
+    assert lazy_result.luma.shape == eager_result.luma.shape == (90, 100)
+    np.testing.assert_allclose(lazy_result.luma.compute(), eager_result.luma, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(lazy_result.image.compute(), eager_result.image, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        np.ones((32, 32), np.complex64),
+        np.array([["a"] * 32] * 32),
+        np.full((32, 32), np.datetime64("2024-01-01")),
+        np.full((32, 32), None, dtype=object),
+    ],
+    ids=["complex", "str", "datetime", "object"],
+)
+def test_unfusable_dtypes_are_refused_when_the_graph_is_built(
+    reference_weights: Path, data: np.ndarray
+) -> None:
+    good = np.zeros((32, 32), np.float32)
+    for pair in ((data, good), (good, data)):
+        with pytest.raises((ValueError, TypeError)) as eager:
+            fuse(*pair, weights=reference_weights, device="cpu")
+        lazy_pair = [da.from_array(x, chunks=16) if x is data else x for x in pair]
+        for lazy_fuse in (fuse, fuse_dask):
+            with pytest.raises(type(eager.value)) as exc:  # here, not only at .compute()
+                lazy_fuse(*lazy_pair, weights=reference_weights, device="cpu")
+            assert str(exc.value) == str(eager.value)

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_gifnet.inputs import as_array, check_dtype
 from napari_gifnet.preprocess import published_luma_uint8, to_luma_unit, to_rgb_unit
-
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
 
 
 def _rgb(r, g, b, dtype=np.uint8):
@@ -71,15 +70,13 @@ def test_published_luma_rejects_other_dtypes():
         published_luma_uint8(np.zeros((2, 2, 3), dtype=np.uint16))
 
 
-def test_matches_published_input_of_medical_case():
+def test_matches_published_input_of_medical_case(reference_dir: Path):
+    # reference_dir skips when the material is missing, or fails with GIFNET_REQUIRE_REFERENCE=1
     pil = pytest.importorskip("PIL.Image")
-    index = REFERENCE / "official" / "index.json"
-    if not index.exists():
-        pytest.skip("reference material not available")
-    case = json.loads(index.read_text())["Medical"]
+    case = json.loads((reference_dir / "official" / "index.json").read_text())["Medical"]
     assert case["a_is_rgb"] and case["file_a"].endswith(".png")  # lossless: exact decode
-    rgb = np.asarray(pil.open(REFERENCE / case["file_a"]).convert("RGB"))
-    expected = np.load(REFERENCE / "official" / "Medical.npz")["input_a"]
+    rgb = np.asarray(pil.open(reference_dir / case["file_a"]).convert("RGB"))
+    expected = np.load(reference_dir / "official" / "Medical.npz")["input_a"]
     np.testing.assert_array_equal(published_luma_uint8(rgb), expected)
     luma, _ = to_luma_unit(rgb)
     np.testing.assert_array_equal(luma, expected.astype(np.float32) / np.float32(255))
@@ -327,3 +324,61 @@ def test_to_rgb_unit_shares_luma_range():
     assert rgb.min() == 0 and rgb.max() == 1
     expected = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
     np.testing.assert_allclose(luma, expected, atol=1e-6)
+
+
+# --- nothing silently wrong ----------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("rule", ["auto", "minmax", "percentile", (-1.7e308, 1.7e308)])
+def test_a_range_beyond_float64_scales_without_overflow(rule):
+    img = np.array([[-1.7e308, 1.7e308], [0.0, -1e308]])
+    luma, meta = to_luma_unit(img, normalization=rule, name="a")
+    assert np.isfinite(luma).all() and luma.min() == 0.0 and luma.max() == 1.0
+    assert luma[1, 0] == pytest.approx(0.5, abs=0.01)
+    assert all(np.isfinite(v) for v in meta["range"])
+    rgb = to_rgb_unit(np.dstack([img, img[::-1], img.T]), rule, name="a")
+    assert np.isfinite(rgb).all() and (0 <= rgb).all() and (rgb <= 1).all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_values_far_outside_a_fixed_range_clip_without_warnings():
+    img = np.array([[-1.7e308, 1.7e308], [-5e307, 0.0]])  # 1.7e308 - -1e308 overflows
+    luma, _ = to_luma_unit(img, normalization=(-1e308, 0.0))
+    assert luma.tolist() == [[0.0, 1.0], [0.5, 1.0]]
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_channel_first_gets_a_hint(channels):
+    img = np.zeros((channels, 20, 30), dtype=np.uint8)
+    with pytest.raises(
+        ValueError, match=r"input 'a' .*looks channel-first; RGB images are \(H, W, 3\): use "
+        r"np\.moveaxis\(x, 0, -1\)"
+    ):
+        to_luma_unit(img, name="a")
+    with pytest.raises(ValueError, match="stack of planes") as exc:  # other stacks: no hint
+        to_luma_unit(np.zeros((5, 20, 30), dtype=np.uint8), name="a")
+    assert "channel-first" not in str(exc.value)
+
+
+def test_bfloat16_tensors_are_read_as_float32():
+    torch = pytest.importorskip("torch")
+    t = torch.tensor([[0.5, 0.25], [1.0, 0.0078125]], dtype=torch.bfloat16)
+    arr = as_array(t, "a")
+    assert arr.dtype == np.float32
+    np.testing.assert_array_equal(arr, t.float().numpy())
+    luma, _ = to_luma_unit(arr, name="a")
+    np.testing.assert_array_equal(luma, to_luma_unit(t.float().numpy(), name="a")[0])
+
+
+@pytest.mark.parametrize(
+    "dtype, error", [(np.complex64, ValueError), ("<U1", ValueError), ("M8[D]", ValueError),
+                     (object, TypeError)],
+)  # fmt: skip
+def test_check_dtype_gives_the_messages_of_the_eager_path(dtype, error):
+    with pytest.raises(error) as eager:
+        to_luma_unit(as_array(np.zeros((4, 5)).astype(dtype), "a"), name="a")
+    with pytest.raises(error) as early:
+        check_dtype(np.dtype(dtype), (4, 5), "a")
+    assert str(early.value) == str(eager.value)
+    check_dtype(np.dtype(np.float16), (4, 5), "a")  # fusable: nothing raised

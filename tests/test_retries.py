@@ -213,3 +213,32 @@ def test_monotonic_progress_relays_the_first_try_unchanged() -> None:
         report(d, 10)
     assert seen[1] == (31, 40) and seen[-1] == (40, 40)
     _assert_monotonic(seen)
+
+
+# ---- the caller's exceptions are not the engine's -----------------------------------
+
+
+@pytest.mark.parametrize("error", [MemoryError("mine"), torch.OutOfMemoryError("mine: allocate")])
+def test_a_memory_error_from_the_progress_callback_is_not_retried(
+    pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    real, tries = engine.fuse_streamed, []
+
+    def spy(*args, **kwargs):
+        tries.append(kwargs["plan"].storage)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "fuse_streamed", spy)
+    calls: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append((done, total))
+        if done == 2:
+            raise error
+
+    with pytest.raises(type(error)) as info:
+        _fuse(pair, reference_weights, progress=progress, storage="memory", tile_size=16)
+    assert info.value is error and str(info.value).startswith("mine")  # unchanged
+    assert info.value.__context__ is None and info.value.__cause__ is None
+    assert tries == ["memory"]  # one try, no retry
+    assert [d for d, _ in calls] == [1, 2]  # called exactly until it raised

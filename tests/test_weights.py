@@ -178,25 +178,75 @@ def test_corrupt_download_rejected_and_not_cached(
     assert not _isolated.exists() or list(_isolated.iterdir()) == []
 
 
-def test_wrong_cached_file_is_replaced(
+FOREIGN = b"a fine-tuned checkpoint of the user's, put in the cache by hand"
+FOREIGN_SHA = hashlib.sha256(FOREIGN).hexdigest()
+
+
+def test_wrong_cached_file_is_moved_aside_after_a_verified_download(
     server: _Server, monkeypatch: pytest.MonkeyPatch, _isolated: Path, reference_weights: Path
 ) -> None:
     _isolated.mkdir()
-    (_isolated / W.CACHE_FILENAME).write_bytes(b"not the checkpoint")
+    (_isolated / W.CACHE_FILENAME).write_bytes(FOREIGN)
+    aside = _isolated / f"{W.CACHE_FILENAME}.foreign-{FOREIGN_SHA[:12]}"
     shutil.copyfile(reference_weights, server.root / W.CACHE_FILENAME)
     monkeypatch.setenv(W.URL_ENV, server.url())
 
-    info = W.resolve_weights()
-    assert info.source == "download"
+    with pytest.warns(UserWarning, match="moved to .*foreign-" + FOREIGN_SHA[:12]) as record:
+        info = W.resolve_weights()
+    assert str(aside) in str(record[0].message)
+    assert (info.source, info.path) == ("download", _isolated / W.CACHE_FILENAME)
     assert _sha256(info.path) == W.OFFICIAL_SHA256
+    assert aside.read_bytes() == FOREIGN  # kept byte for byte
+    assert sorted(p.name for p in _isolated.iterdir()) == sorted([W.CACHE_FILENAME, aside.name])
 
 
-def test_wrong_cached_file_is_not_used_offline(_isolated: Path) -> None:
+def test_an_earlier_foreign_file_is_not_overwritten(
+    server: _Server, monkeypatch: pytest.MonkeyPatch, _isolated: Path, reference_weights: Path
+) -> None:
     _isolated.mkdir()
-    (_isolated / W.CACHE_FILENAME).write_bytes(b"not the checkpoint")
-    with pytest.raises(W.WeightsUnavailableError):
+    (_isolated / W.CACHE_FILENAME).write_bytes(FOREIGN)
+    earlier = _isolated / f"{W.CACHE_FILENAME}.foreign-{FOREIGN_SHA[:12]}"
+    earlier.write_bytes(b"moved aside before")
+    shutil.copyfile(reference_weights, server.root / W.CACHE_FILENAME)
+    monkeypatch.setenv(W.URL_ENV, server.url())
+
+    with pytest.warns(UserWarning, match="moved to"):
         W.resolve_weights()
-    assert not (_isolated / W.CACHE_FILENAME).exists()
+    assert earlier.read_bytes() == b"moved aside before"
+    moved = [p for p in _isolated.iterdir() if p.read_bytes() == FOREIGN]
+    assert len(moved) == 1 and moved[0].name.startswith(earlier.name)
+    assert _sha256(_isolated / W.CACHE_FILENAME) == W.OFFICIAL_SHA256
+
+
+def test_wrong_cached_file_is_kept_when_the_download_is_corrupt(
+    server: _Server, monkeypatch: pytest.MonkeyPatch, _isolated: Path, reference_weights: Path
+) -> None:
+    _isolated.mkdir()
+    (_isolated / W.CACHE_FILENAME).write_bytes(FOREIGN)
+    data = bytearray(reference_weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (server.root / W.CACHE_FILENAME).write_bytes(bytes(data))
+    monkeypatch.setenv(W.URL_ENV, server.url())
+
+    with pytest.raises(W.WeightsUnavailableError, match="expected sha256"):
+        W.resolve_weights()
+    assert server.requests
+    assert [p.name for p in _isolated.iterdir()] == [W.CACHE_FILENAME]
+    assert (_isolated / W.CACHE_FILENAME).read_bytes() == FOREIGN
+
+
+@pytest.mark.parametrize("download", [True, False])
+def test_wrong_cached_file_is_kept_and_named_offline(_isolated: Path, download: bool) -> None:
+    _isolated.mkdir()
+    target = _isolated / W.CACHE_FILENAME
+    target.write_bytes(FOREIGN)
+    with pytest.raises(W.WeightsUnavailableError) as exc:
+        W.resolve_weights(download=download)
+    assert [p.name for p in _isolated.iterdir()] == [W.CACHE_FILENAME]
+    assert target.read_bytes() == FOREIGN  # untouched
+    message = str(exc.value)
+    assert f"the cache holds {target}, a file with another sha256 ({FOREIGN_SHA})" in message
+    assert "weights=" in message and W.WEIGHTS_ENV in message and "move it away" in message
 
 
 def test_offline_error_says_what_where_and_hash(_isolated: Path) -> None:
@@ -268,6 +318,22 @@ def test_load_checkpoint_rejects_truncated(tmp_path: Path, reference_weights: Pa
     _assert_clean_checkpoint_error(exc, truncated)
 
 
+def test_load_checkpoint_never_passes_on_torchs_weights_only_advice(tmp_path: Path) -> None:
+    import fractions
+
+    path = tmp_path / "objects.pth"
+    torch.save({"a": torch.ones(1), "b": fractions.Fraction(1, 3)}, path)  # a non-tensor global
+    with pytest.raises(W.CheckpointError) as exc:
+        W.load_checkpoint(path)
+    _assert_clean_checkpoint_error(exc, path)
+    message = str(exc.value)
+    assert "weights_only" not in message and "can still be loaded" not in message
+    assert message.startswith(f"{path} is not a GIFNet checkpoint: ")
+    assert "fractions.Fraction" in message
+    assert message.endswith(W.CHECKPOINT_HINT)
+    assert "A GIFNet checkpoint is a PyTorch state_dict of tensors" in message
+
+
 def test_load_checkpoint_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         W.load_checkpoint(tmp_path / "missing.pth")
@@ -335,6 +401,62 @@ def test_validate_names_extra_key(model_and_state: tuple[GIFNet, dict[str, torch
     bad["extra.head.weight"] = torch.zeros(3)
     with pytest.raises(W.CheckpointError, match=r"unexpected key 'extra\.head\.weight'"):
         W.validate_state_dict(bad, model)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_validate_refuses_non_finite_tensors(
+    model_and_state: tuple[GIFNet, dict[str, torch.Tensor]], value: float
+) -> None:
+    model, state = model_and_state
+    key = next(k for k, v in state.items() if v.dim() == 4)
+    bad = dict(state)
+    bad[key] = bad[key].clone()
+    bad[key].view(-1)[:3] = value
+    with pytest.raises(W.CheckpointError) as exc:
+        W.validate_state_dict(bad, model, "my.pth")
+    message = str(exc.value)
+    assert message.startswith("my.pth is not a usable GIFNet checkpoint")
+    assert f"{key!r} holds 3 non-finite value(s)" in message
+
+
+def _largest_tensor_data(path: Path) -> tuple[int, int]:
+    """Offset and size of the largest tensor's bytes in a (stored, zip) checkpoint."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entry = max(archive.infolist(), key=lambda e: e.file_size)
+    assert entry.compress_type == zipfile.ZIP_STORED
+    with open(path, "rb") as fh:
+        fh.seek(entry.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", fh.read(4))
+    return entry.header_offset + 30 + name_len + extra_len, entry.file_size
+
+
+def test_load_model_refuses_bytes_damaged_in_the_middle(tmp_path: Path, reference_weights: Path) -> None:
+    start, size = _largest_tensor_data(reference_weights)
+    data = bytearray(reference_weights.read_bytes())
+    middle = start + size // 2 // 4 * 4  # float32-aligned inside the tensor's data
+    data[middle : middle + 64] = b"\xff" * 64  # 16 NaN float32 values
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(W.CheckpointError) as exc:
+        W.load_model(damaged)
+    message = str(exc.value)
+    assert str(damaged) in message and "16 non-finite value(s)" in message
+
+
+def test_load_model_refuses_a_nan_checkpoint(tmp_path: Path, reference_weights: Path) -> None:
+    state = torch.load(reference_weights, map_location="cpu", weights_only=True)
+    key = next(iter(state))
+    state[key] = torch.full_like(state[key], float("nan"))
+    path = tmp_path / "nan.pth"
+    torch.save(state, path)
+    with pytest.raises(W.CheckpointError, match="non-finite") as exc:
+        W.load_model(path)
+    assert str(path) in str(exc.value) and repr(key.removeprefix("module.")) in str(exc.value)
+    text = W.describe_weights_search(path)
+    assert f"Found: ERROR: {path} is not a usable GIFNet checkpoint" in text
 
 
 # -------------------------------------------------------------------- model
@@ -406,7 +528,33 @@ def test_describe_finds_cache_and_env(
     assert f"Found: {_isolated / W.CACHE_FILENAME} (cache)" in text
 
     env = tmp_path / "env.pth"
-    env.write_bytes(b"x")
+    shutil.copyfile(reference_weights, env)
     monkeypatch.setenv(W.WEIGHTS_ENV, str(env))
     text = W.describe_weights_search()
     assert f"Found: {env} (environment)" in text
+
+
+def test_describe_checks_a_named_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"these are not weights\n")
+    monkeypatch.setenv(W.WEIGHTS_ENV, str(garbage))
+    text = W.describe_weights_search()
+    assert f"Found: ERROR: {garbage} is not a GIFNet checkpoint: " in text
+    assert f"Found: {garbage} (environment)" not in text
+
+    other = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(4, 1, 3, 3)}, other)
+    text = W.describe_weights_search(other)
+    assert f"Found: ERROR: {other} is not a GIFNet checkpoint: missing key" in text
+
+
+def test_describe_names_a_foreign_cached_file_and_keeps_it(_isolated: Path) -> None:
+    _isolated.mkdir()
+    target = _isolated / W.CACHE_FILENAME
+    target.write_bytes(FOREIGN)
+    text = W.describe_weights_search()
+    assert "will be replaced" not in text
+    assert f"the cache holds {target}, a file with another sha256 ({FOREIGN_SHA})" in text
+    assert W.WEIGHTS_ENV in text and "move it away" in text
+    assert f"{W.CACHE_FILENAME}.foreign-{FOREIGN_SHA[:12]}" in text
+    assert target.read_bytes() == FOREIGN

@@ -82,6 +82,56 @@ class FusionResult:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+class NonFiniteResultError(ValueError):
+    """The network gave NaN or infinite values (damaged weights or inputs)."""
+
+
+def check_finite_result(luma: np.ndarray, weights: Any) -> None:
+    """Refuse a fused luma holding NaN or inf, naming the weights file.
+
+    Parameters
+    ----------
+    luma : numpy.ndarray
+        The network output.
+    weights
+        The checkpoint file that produced it (named in the message).
+
+    Raises
+    ------
+    NonFiniteResultError
+        If any value of ``luma`` is NaN or infinite.
+    """
+    bad = int(luma.size - np.count_nonzero(np.isfinite(luma)))
+    if bad:
+        raise NonFiniteResultError(
+            f"the fused image contains {bad:,} NaN or infinite value(s) (weights {weights}); "
+            "the likely cause is non-finite or damaged weights, or inputs with non-finite values"
+        )
+
+
+class _CallbackRaised(BaseException):
+    """Carries an exception raised by the caller's progress callback past the
+    out-of-memory retries (only the engine's own allocations are retried)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _guarded(progress: Progress | None) -> Progress | None:
+    """``progress`` with whatever it raises wrapped in :class:`_CallbackRaised`."""
+    if progress is None:
+        return None
+
+    def call(done: int, total: int) -> None:
+        try:
+            progress(done, total)
+        except BaseException as exc:  # noqa: BLE001 - unwrapped, unchanged, by fuse()
+            raise _CallbackRaised(exc) from None
+
+    return call
+
+
 def _pad_small(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     h, w = x.shape
     ph = _PADDED_SIDE - h if h < MIN_SIDE else 0
@@ -116,16 +166,14 @@ def _fuse_lazy(
     a: Any, b: Any, weights: Any, device: Any, normalization: Normalization, start: float
 ) -> FusionResult:
     """:func:`fuse` for Dask inputs: a lazy result (see :mod:`napari_gifnet.lazy`)."""
-    from .lazy import fuse_dask, is_colour
+    from .lazy import fuse_dask_with_luma
     from .weights import load_model as _load
 
     dev = resolve_device(device)
-    image = fuse_dask(a, b, weights=weights, device=str(dev), normalization=normalization)
+    image, luma = fuse_dask_with_luma(
+        a, b, weights=weights, device=str(dev), normalization=normalization
+    )  # luma: the network output, as the eager result's (chunks computed once for both)
     _, info = _load(weights, device=str(dev))
-    colour = any(is_colour(np.shape(x)) for x in (a, b))
-    # colour results: the BT.601 luma of the image (the network output except
-    # where a colour channel clipped)
-    luma = image @ np.asarray([0.299, 0.587, 0.114], np.float32) if colour else image
     elapsed = time.perf_counter() - start
     metadata = {
         **_origin(info, dev),
@@ -258,7 +306,8 @@ def fuse(
     progress
         Called as ``progress(done, total)`` after each tile of the
         computation. An exception raised by it stops the fusion between
-        tiles and propagates (this is how the napari widget cancels). A
+        tiles and propagates unchanged, never retried, even a
+        ``MemoryError`` (this is how the napari widget cancels). A
         retry after running out of memory continues the count (neither
         ``done`` nor ``done / total`` goes down; see
         :class:`MonotonicProgress`).
@@ -288,7 +337,8 @@ def fuse(
     ValueError
         Shapes that differ, unsupported shapes or dtypes, NaN or infinite
         values, an unknown normalisation or storage, a tile size below 8, an
-        unavailable device.
+        unavailable device; a fused image with NaN or infinite values
+        (:class:`NonFiniteResultError`, naming the weights file).
     napari_gifnet.weights.WeightsUnavailableError
         No checkpoint could be found or downloaded.
     OSError
@@ -318,7 +368,8 @@ def fuse(
     # storage and tiles, once per try; a storage that cannot fit is refused here
     plan = plan_stream(*run_size, dev, storage, tile_size=tile_size)
     options = list(_RETRY_STORAGES[plan.storage])  # on running out of memory
-    report, retries, failures = MonotonicProgress(progress), 0, []
+    report, retries, failures = MonotonicProgress(_guarded(progress)), 0, []
+    raised: BaseException | None = None  # by the progress callback: passed on unchanged
     while True:
         try:
             with torch.inference_mode(), reuse_heap():
@@ -335,6 +386,9 @@ def fuse(
                     k: np.ascontiguousarray(v[0, :, :h, :w].float().cpu().numpy())
                     for k, v in (features or {}).items()
                 }
+            break
+        except _CallbackRaised as carrier:
+            raised = carrier.error
             break
         except (RuntimeError, MemoryError) as exc:
             if not _is_out_of_memory(exc):
@@ -356,6 +410,9 @@ def fuse(
             torch.cuda.empty_cache()
         retries += 1
         report.restart()
+    if raised is not None:
+        raise raised  # outside the handler, so it carries no trace of the carrier
+    check_finite_result(luma, info.path)
     image = luma if colour is None else apply_colour(luma, colour)
     elapsed = time.perf_counter() - start
     metadata = {

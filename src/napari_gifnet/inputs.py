@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .colour import ColourPlan, plan_colour
-from .preprocess import Normalization, to_luma_unit, to_rgb_unit
+from .preprocess import Normalization, to_luma_unit, to_rgb_unit, unsupported_dtype_message
 
 
 @dataclass
@@ -41,10 +41,39 @@ class PreparedPair:
         }
 
 
+def check_dtype(dtype: Any, shape: tuple[int, ...], name: str) -> None:
+    """Refuse a data type that cannot be fused, as :func:`prepare_pair` does.
+
+    Raises
+    ------
+    TypeError
+        Object data.
+    ValueError
+        Any other data type but bool, integer or float (complex, text, dates...).
+    """
+    dt = np.dtype(dtype)
+    if dt.kind == "O":
+        raise TypeError(f"input {name} is not a numeric image (dtype object)")
+    if dt.kind not in "buif":
+        raise ValueError(unsupported_dtype_message(name, shape, dt))
+
+
 def as_array(x: Any, name: str) -> np.ndarray:
-    """Read an input (numpy array, array-like or torch tensor) as a numpy array."""
+    """Read an input (numpy array, array-like or torch tensor) as a numpy array.
+
+    Torch floating types numpy lacks (bfloat16, float8) become float32,
+    which holds their values exactly.
+    """
     if type(x).__module__.startswith("torch"):
-        x = x.detach().cpu().numpy()
+        import torch
+
+        x = x.detach().cpu()
+        if x.is_floating_point() and x.dtype not in (torch.float16, torch.float32, torch.float64):
+            x = x.float()
+        try:
+            x = x.numpy()
+        except TypeError as exc:  # a torch dtype numpy cannot hold
+            raise TypeError(f"input {name} (torch dtype {x.dtype}) cannot be read: {exc}") from None
     try:
         arr = np.asarray(x)
     except Exception as exc:  # noqa: BLE001 - anything numpy cannot read

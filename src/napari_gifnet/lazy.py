@@ -29,7 +29,7 @@ import numpy as np
 
 from ._tiles import pixel_count
 from .engine import MIN_SIDE
-from .inputs import plane_shape
+from .inputs import check_dtype, plane_shape
 from .preprocess import Normalization, _check_normalization
 from .streaming import REGION_HALO
 
@@ -122,12 +122,14 @@ def _fuse_chunk(
     weights: str,
     device: str,
     tile_pixels: int,
+    with_luma: bool = False,
 ) -> np.ndarray:
-    """The fused chunk ``rows`` x ``cols`` from input windows starting at ``origin``."""
+    """The fused chunk ``rows`` x ``cols`` from input windows starting at ``origin``
+    (colour with ``with_luma``: R, G, B and the network output, (h, w, 4))."""
     import torch
 
     from .colour import apply_colour, plan_colour
-    from .engine import _to_tensor
+    from .engine import _to_tensor, check_finite_result
     from .preprocess import to_luma_unit, to_rgb_unit
     from .streaming import fuse_region
     from .weights import load_model
@@ -146,21 +148,28 @@ def _fuse_chunk(
             rows, cols, size=size, origin=origin, tile_pixels=tile_pixels,
         )  # fmt: skip
     luma = out[0, 0].float().cpu().numpy()
+    check_finite_result(luma, weights)
     r = slice(rows[0] - origin[0], rows[1] - origin[0])
     c = slice(cols[0] - origin[1], cols[1] - origin[1])
     plan = plan_colour(
         None if rgb_a is None else rgb_a[r, c], None if rgb_b is None else rgb_b[r, c]
     )
-    return luma if plan is None else apply_colour(luma, plan)
+    if plan is None:
+        return luma
+    image = apply_colour(luma, plan)
+    return np.concatenate([image, luma[..., None]], axis=-1) if with_luma else image
 
 
 def _fuse_small(plane_a: np.ndarray, plane_b: np.ndarray, weights: str, device: str,
-                normalization: Normalization) -> np.ndarray:
-    """Planes under 5 pixels on a side: the engine pads them; one chunk."""
+                normalization: Normalization, with_luma: bool = False) -> np.ndarray:
+    """Planes under 5 pixels on a side: the engine pads them; one chunk (colour with
+    ``with_luma``: R, G, B and the network output)."""
     from .engine import fuse
 
-    return fuse(plane_a, plane_b, weights=weights, device=device,
-                normalization=normalization).image  # fmt: skip
+    result = fuse(plane_a, plane_b, weights=weights, device=device, normalization=normalization)
+    if with_luma and result.image.ndim == 3:
+        return np.concatenate([result.image, result.luma[..., None]], axis=-1)
+    return result.image
 
 
 def _edges(extent: int, step: int) -> list[tuple[int, int]]:
@@ -214,9 +223,53 @@ def fuse_dask(
     ValueError
         Shapes that differ, a plane that is not 2-D, no plane at all (an
         empty leading axis), a chunk under 64 or a ``tile_pixels`` under 64
-        (or either not an integer), an unknown normalisation (the messages
-        of the eager :func:`napari_gifnet.fuse`). All are raised here, before
-        any task is built.
+        (or either not an integer), an unknown normalisation, a data type
+        that cannot be fused (complex, text, dates...; the messages of the
+        eager :func:`napari_gifnet.fuse`). All are raised here, before any
+        task is built.
+    TypeError
+        Object data (as the eager :func:`napari_gifnet.fuse`).
+    """
+    image, _ = fuse_dask_with_luma(
+        a, b, weights=weights, device=device, normalization=normalization, rgb=rgb, chunk=chunk,
+        tile_pixels=tile_pixels, with_luma=False,
+    )  # fmt: skip
+    return image
+
+
+def fuse_dask_with_luma(
+    a: Any,
+    b: Any,
+    *,
+    weights: str | PathLike | None = None,
+    device: str = "auto",
+    normalization: Normalization = "auto",
+    rgb: bool | tuple[bool, bool] | None = None,
+    chunk: int = CHUNK,
+    tile_pixels: int = 1 << 16,
+    with_luma: bool = True,
+) -> tuple[Any, Any]:
+    """:func:`fuse_dask`, also returning the lazy network output (the luma).
+
+    Parameters
+    ----------
+    a, b, weights, device, normalization, rgb, chunk, tile_pixels
+        As for :func:`fuse_dask`.
+    with_luma
+        Build the luma too: for colour results each chunk task then returns
+        R, G, B and the luma, so computing both computes each chunk once.
+
+    Returns
+    -------
+    (dask.array.Array, dask.array.Array or None)
+        The fused image, as :func:`fuse_dask` returns it, and the network
+        output (..., H, W), equal to ``fuse(plane_a, plane_b).luma`` plane by
+        plane (None without ``with_luma``).
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`fuse_dask`.
     """
     import dask
     import dask.array as da
@@ -228,6 +281,8 @@ def fuse_dask(
     chunk, tile_pixels = pixel_count("chunk", chunk, 64), pixel_count("tile_pixels", tile_pixels, 64)
     a = a if is_dask(a) else da.from_array(np.asarray(a), chunks=-1)
     b = b if is_dask(b) else da.from_array(np.asarray(b), chunks=-1)
+    check_dtype(a.dtype, a.shape, "a")  # the eager path's errors, not only at compute()
+    check_dtype(b.dtype, b.shape, "b")
     flags = rgb if isinstance(rgb, tuple) else (rgb, rgb)
     colour = [is_colour(x.shape, f) for x, f in zip((a, b), flags)]
     lead_a = a.shape[: a.ndim - 2 - colour[0]]
@@ -248,13 +303,13 @@ def fuse_dask(
     _, info = load_model(weights, device=dev)
     path = str(info.path)
     h, w = plane_a[:2]
-    tail = (3,) if any(colour) else ()
+    tail = ((4,) if with_luma else (3,)) if any(colour) else ()
 
     planes = []
     for index in product(*(range(n) for n in lead_a)):
         pa, pb = a[index], b[index]
         if h < MIN_SIDE or w < MIN_SIDE:
-            task = dask.delayed(_fuse_small)(pa, pb, path, dev, normalization)
+            task = dask.delayed(_fuse_small)(pa, pb, path, dev, normalization, with_luma)
             planes.append(da.from_delayed(task, (h, w, *tail), np.float32))
             continue
         stats = dask.delayed(_plane_statistics, pure=True)(pa, pb, path, dev, normalization, tile_pixels)
@@ -266,15 +321,16 @@ def fuse_dask(
                 c0, c1 = max(cols[0] - REGION_HALO, 0), min(cols[1] + REGION_HALO, w)
                 task = dask.delayed(_fuse_chunk, pure=True)(
                     pa[r0:r1, c0:c1], pb[r0:r1, c0:c1], stats, (r0, c0), rows, cols, (h, w),
-                    path, dev, tile_pixels,
+                    path, dev, tile_pixels, with_luma,
                 )  # fmt: skip
                 shape = (rows[1] - rows[0], cols[1] - cols[0], *tail)
                 blocks.append(da.from_delayed(task, shape, np.float32))
             rows_of_blocks.append(blocks)
         planes.append(da.concatenate([da.concatenate(r, axis=1) for r in rows_of_blocks], axis=0))
-    if not lead_a:
-        return planes[0]
-    return da.stack(planes).reshape(*lead_a, h, w, *tail)
+    out = planes[0] if not lead_a else da.stack(planes).reshape(*lead_a, h, w, *tail)
+    if not any(colour):
+        return out, (out if with_luma else None)
+    return (out[..., :3], out[..., 3]) if with_luma else (out, None)
 
 
 def compute_plane(

@@ -92,6 +92,30 @@ def _check_normalization(normalization: Any) -> str | tuple[float, float]:
     return (lo, hi)
 
 
+def unsupported_dtype_message(name: str, shape: tuple[int, ...], dtype: Any) -> str:
+    """The message for an input whose data type cannot be fused."""
+    return (
+        f"input {name!r} (shape {tuple(shape)}, dtype {dtype}) has an unsupported data type; "
+        "expected bool, integer or float data"
+    )
+
+
+def _shape_hint(shape: tuple[int, ...]) -> str:
+    """A hint for a shape that is not (H, W), (H, W, 3) or (H, W, 4)."""
+    if len(shape) < 3:
+        return ""
+    stack = (
+        "for a stack of planes, pass Dask arrays to fuse() or use "
+        "napari_gifnet.lazy.fuse_dask, which fuse plane by plane"
+    )
+    if len(shape) == 3 and shape[0] in (3, 4):
+        return (
+            " (it looks channel-first; RGB images are (H, W, 3): use "
+            f"np.moveaxis(x, 0, -1); {stack})"
+        )
+    return f" ({stack})"
+
+
 def _validate(image: Any, name: str, warn_alpha: bool) -> tuple[np.ndarray, bool, bool]:
     """Check an input array; return (array without alpha, is_rgb, alpha_dropped).
 
@@ -100,19 +124,11 @@ def _validate(image: Any, name: str, warn_alpha: bool) -> tuple[np.ndarray, bool
     arr = np.asarray(image)
     what = f"{name!r} (shape {arr.shape}, dtype {arr.dtype})"
     if arr.dtype.kind not in "buif":
-        raise ValueError(
-            f"input {what} has an unsupported data type; expected bool, integer or float data"
-        )
+        raise ValueError(unsupported_dtype_message(name, arr.shape, arr.dtype))
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
         raise ValueError(
             f"input {what} has an unsupported shape; expected (H, W) grey, "
-            "(H, W, 3) RGB or (H, W, 4) RGBA"
-            + (
-                " (for a stack of planes, pass Dask arrays to fuse() or use "
-                "napari_gifnet.lazy.fuse_dask, which fuse plane by plane)"
-                if arr.ndim >= 3
-                else ""
-            )
+            "(H, W, 3) RGB or (H, W, 4) RGBA" + _shape_hint(arr.shape)
         )
     if arr.size == 0:
         raise ValueError(f"input {what} is empty")
@@ -154,7 +170,10 @@ def _resolve(arr: np.ndarray, rule: str | tuple[float, float]) -> tuple[str, flo
     if rule == "dtype":
         return "dtype", *_dtype_range(arr.dtype)
     if rule == "percentile" and kind != "b":
-        lo, hi = np.percentile(arr, PERCENTILES)
+        if np.isfinite(float(arr.max()) - float(arr.min())):
+            lo, hi = np.percentile(arr, PERCENTILES)
+        else:  # a range beyond float64 (values near +-1.7e308): interpolate on halves
+            lo, hi = 2.0 * np.percentile(arr.astype(np.float64) / 2.0, PERCENTILES)
         if lo < hi:
             return "percentile", float(lo), float(hi)
     # minmax, bool data under percentile, or a degenerate percentile range
@@ -162,12 +181,24 @@ def _resolve(arr: np.ndarray, rule: str | tuple[float, float]) -> tuple[str, flo
 
 
 def _scale(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Map ``lo..hi`` to 0..1 in float64, clipped; zeros when ``lo == hi``."""
+    """Map ``lo..hi`` to 0..1 in float64, clipped; zeros when ``lo == hi``.
+
+    A range wider than float64 holds (``hi - lo`` overflows, e.g. values near
+    +-1.7e308) is scaled as ``(x/2 - lo/2) / (hi/2 - lo/2)``, which stays
+    finite; every other range exactly as ``(x - lo) / (hi - lo)``.
+    """
     x = arr.astype(np.float64)  # always a new array: the input is untouched
     if hi <= lo:
         return np.zeros_like(x)
-    x -= lo
-    x /= hi - lo
+    span = hi - lo
+    with np.errstate(over="ignore"):  # x - lo beyond float64 is +-inf: clipped to 0 or 1
+        if np.isfinite(span):
+            x -= lo
+            x /= span
+        else:
+            x /= 2.0
+            x -= lo / 2.0
+            x /= hi / 2.0 - lo / 2.0
     return np.clip(x, 0.0, 1.0, out=x)
 
 

@@ -10,6 +10,12 @@ The weights are looked for, in order, in:
 4. a download of the published checkpoint into that directory, sha256 pinned
    (``NAPARI_GIFNET_WEIGHTS_URL`` may name a mirror; the pin stays).
 
+A ``gifnet-official.pth`` in the cache with another sha256 (say a fine-tuned
+file put there by hand) is never used and never deleted: only once a
+download has been verified is it moved aside, to
+``gifnet-official.pth.foreign-<first 12 hex digits of its sha256>``, with a
+warning naming it.
+
 Files named explicitly (1, 2) are not pinned, so fine-tuned checkpoints load
 too; every checkpoint is checked key by key and shape by shape against
 :class:`~napari_gifnet.network.GIFNet` before use.
@@ -17,9 +23,11 @@ too; every checkpoint is checked key by key and shape by shape against
 
 from __future__ import annotations
 
-import hashlib
 import os
+import pickle
+import re
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +37,7 @@ from typing import Literal, Union
 import pooch
 import torch
 
+from .downloads import aside_name, fetch_pinned, sha256_of
 from .network import GIFNet
 
 #: Public URL of the published checkpoint (Cheng et al., CVPR 2025).
@@ -48,6 +57,12 @@ URL_ENV = "NAPARI_GIFNET_WEIGHTS_URL"
 
 PathLike = Union[str, "os.PathLike[str]"]
 Source = Literal["argument", "environment", "cache", "download"]
+
+#: What a checkpoint is, for the messages about files that are not one.
+CHECKPOINT_HINT = (
+    "A GIFNet checkpoint is a PyTorch state_dict of tensors (the published Final.model, "
+    "or a file written by napari-gifnet train)."
+)
 
 _MODEL_CACHE_SIZE = 3
 _DOWNLOAD_TIMEOUT_S = 60
@@ -103,11 +118,7 @@ def file_sha256(path: PathLike) -> str:
     key = (str(p), st.st_mtime_ns, st.st_size)
     digest = _digest_cache.get(key)
     if digest is None:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = sha256_of(p)
         if len(_digest_cache) >= 32:
             _digest_cache.clear()
         _digest_cache[key] = digest
@@ -123,10 +134,23 @@ def _explicit_file(value: PathLike, where: str) -> Path:
     return p
 
 
-def _unavailable(reason: str, target: Path, url: str) -> WeightsUnavailableError:
+def _foreign_note(target: Path, sha256: str) -> str:
+    """What to do about a cached file that is not the published checkpoint."""
+    return (
+        f"the cache holds {target}, a file with another sha256 ({sha256}), kept untouched: "
+        f"if it is yours (e.g. fine-tuned), pass it with weights= or {WEIGHTS_ENV}; "
+        f"otherwise move it away"
+    )
+
+
+def _unavailable(
+    reason: str, target: Path, url: str, foreign: str | None = None
+) -> WeightsUnavailableError:
     official = f" (official: {OFFICIAL_URL})" if url != OFFICIAL_URL else ""
+    note = f"Note: {_foreign_note(target, foreign)}.\n" if foreign else ""
     return WeightsUnavailableError(
         f"The GIFNet weights are not available: {reason}\n"
+        f"{note}"
         f"Download the published checkpoint by hand:\n"
         f"  from:    {url}{official}\n"
         f"  sha256:  {OFFICIAL_SHA256} ({OFFICIAL_SIZE:,} bytes)\n"
@@ -168,32 +192,33 @@ def resolve_weights(weights: PathLike | None = None, *, download: bool = True) -
 
     directory = cache_dir()
     target = directory / CACHE_FILENAME
+    foreign: str | None = None  # sha256 of a cached file that is not the published one
     if target.is_file():
-        if file_sha256(target) == OFFICIAL_SHA256:
+        foreign = file_sha256(target)
+        if foreign == OFFICIAL_SHA256:
             return WeightsInfo(target, "cache", OFFICIAL_SHA256)
-        try:  # corrupt or foreign: never used; removed (else pooch overwrites it)
-            target.unlink()
-        except OSError:
-            pass
     url = weights_url()
     if not download:
-        raise _unavailable("not in the cache and downloading is off.", target, url)
-    try:  # pooch streams to a temp file beside the target and moves it if the hash matches
-        fetched = pooch.retrieve(
-            url,
-            known_hash=f"sha256:{OFFICIAL_SHA256}",
-            fname=CACHE_FILENAME,
-            path=directory,
-            downloader=pooch.HTTPDownloader(progressbar=False, timeout=_DOWNLOAD_TIMEOUT_S),
-        )
+        raise _unavailable("not in the cache and downloading is off.", target, url, foreign)
+    # pooch streams to a temp file beside its target, checks the sha256 and only then
+    # moves it there; a foreign file stays untouched until a verified copy exists
+    try:
+        fetched = fetch_pinned(url, OFFICIAL_SHA256, target, timeout=_DOWNLOAD_TIMEOUT_S)
     except (ValueError, OSError) as exc:  # hash mismatch (temp file deleted), bad URL,
         # and (OSError subclasses) requests' connection, timeout and HTTP errors
         if isinstance(exc, ValueError) and "hash" in str(exc).lower():
             reason = f"the file from {url} does not have the expected sha256 ({exc})."
         else:
             reason = f"downloading failed ({type(exc).__name__}: {exc})."
-        raise _unavailable(reason, target, url) from exc
-    p = Path(fetched).absolute()
+        raise _unavailable(reason, target, url, foreign) from exc
+    if fetched.moved_aside is not None:
+        warnings.warn(
+            f"{target} had another sha256 ({foreign}) than the published GIFNet checkpoint; "
+            f"it was moved to {fetched.moved_aside} and the verified download put in its place",
+            UserWarning,
+            stacklevel=2,
+        )
+    p = fetched.path.absolute()
     return WeightsInfo(p, "download", file_sha256(p))
 
 
@@ -229,10 +254,8 @@ def load_checkpoint(path: PathLike) -> dict[str, torch.Tensor]:
     except (FileNotFoundError, PermissionError):
         raise
     except Exception as exc:  # pickle, zip, EOF and weights_only errors alike
-        detail = (str(exc).splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"{p} is not a readable PyTorch checkpoint (truncated, corrupt or another "
-            f"kind of file; {type(exc).__name__}: {detail})."
+            f"{p} is not a GIFNet checkpoint: {_load_failure(exc)}. {CHECKPOINT_HINT}"
         ) from None
     for _ in range(2):
         if isinstance(obj, Mapping):
@@ -255,10 +278,35 @@ def load_checkpoint(path: PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def _load_failure(exc: Exception) -> str:
+    """Why ``torch.load`` failed, in short, without torch's advice on ``weights_only``
+    (loading a file with ``weights_only=False`` runs any code it holds)."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in text.lower():
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return f"it holds Python objects other than tensors{what}, which are never loaded"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    safe = [line for line in lines if "weights_only" not in line.replace(" ", "_").lower()]
+    kind = type(exc).__name__ + (f": {safe[0][:160]}" if safe else "")
+    return f"it cannot be read (truncated, corrupt or another kind of file; {kind})"
+
+
+def _non_finite(state: Mapping[str, torch.Tensor]) -> tuple[str, int] | None:
+    """The first floating tensor of ``state`` holding NaN or inf, and how many."""
+    for key, value in state.items():
+        if value.is_floating_point() or value.is_complex():
+            bad = int(value.numel() - torch.isfinite(value).sum().item())
+            if bad:
+                return key, bad
+    return None
+
+
 def validate_state_dict(
     state: Mapping[str, torch.Tensor], model: torch.nn.Module, name: str = "the checkpoint"
 ) -> None:
-    """Check the keys and shapes of ``state`` exactly against ``model.state_dict()``.
+    """Check the keys and shapes of ``state`` exactly against ``model.state_dict()``,
+    and that every floating tensor is finite.
 
     Parameters
     ----------
@@ -273,7 +321,8 @@ def validate_state_dict(
     ------
     CheckpointError
         Naming the first missing key, shape mismatch (with both shapes) or
-        unexpected key, and counting the other differences.
+        unexpected key, and counting the other differences; or naming the
+        first tensor with NaN or infinite values and counting them.
     """
     expected = model.state_dict()
     problems: list[str] = []
@@ -289,6 +338,12 @@ def validate_state_dict(
     if problems:
         more = f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""
         raise CheckpointError(f"{name} is not a GIFNet checkpoint: {problems[0]}{more}.")
+    bad = _non_finite(state)
+    if bad is not None:
+        raise CheckpointError(
+            f"{name} is not a usable GIFNet checkpoint: {bad[0]!r} holds {bad[1]:,} non-finite "
+            f"value(s) (NaN or inf); the file is damaged or the training diverged."
+        )
 
 
 def clear_model_cache() -> None:
@@ -346,7 +401,9 @@ def describe_weights_search(weights: PathLike | None = None) -> str:
     """Explain, step by step, where the weights are looked for and what is found.
 
     Nothing is downloaded; a cached file is hashed to tell whether it would
-    be used.
+    be used, and a file named by ``weights`` or ``GIFNET_WEIGHTS`` is read and
+    checked against :class:`GIFNet` (``Found: ERROR: ...`` when it is not a
+    usable checkpoint).
 
     Parameters
     ----------
@@ -373,14 +430,26 @@ def describe_weights_search(weights: PathLike | None = None) -> str:
         lines.append(f"  {label}: {p} ({state})")
         if found is None:
             found = f"{p} ({source})" if p.is_file() else f"ERROR: {p} is not a file"
+            if p.is_file():
+                try:  # cheap: 3.4 MB of tensors
+                    validate_state_dict(load_checkpoint(p), GIFNet(), str(p))
+                except (CheckpointError, OSError) as exc:
+                    found = f"ERROR: {exc}"
     directory = cache_dir()
     target = directory / CACHE_FILENAME
     origin = f"from {CACHE_ENV}" if os.environ.get(CACHE_ENV, "").strip() else "default"
     lines.append(f"  3. cache directory ({origin}): {directory}")
     if target.is_file():
-        ok = file_sha256(target) == OFFICIAL_SHA256
-        verdict = "sha256 OK" if ok else "sha256 WRONG, will be replaced"
+        digest = file_sha256(target)
+        ok = digest == OFFICIAL_SHA256
+        verdict = "sha256 OK" if ok else "sha256 WRONG, not used"
         lines.append(f"     {CACHE_FILENAME}: present, {target.stat().st_size:,} bytes, {verdict}")
+        if not ok:
+            lines.append(f"     note: {_foreign_note(target, digest)}")
+            lines.append(
+                f"     (a verified download first moves it aside to "
+                f"{aside_name(target, digest).name})"
+            )
         if found is None and ok:
             found = f"{target} (cache)"
     else:
