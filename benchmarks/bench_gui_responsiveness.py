@@ -64,7 +64,7 @@ def measure(
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
 
-    from napari_gifnet._qt.fusion_widget import FusionWidget
+    from napari_gifnet.plugin._qt.fusion_widget import FusionWidget
 
     viewer = napari.Viewer(show=True)
     try:

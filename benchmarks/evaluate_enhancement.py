@@ -1,4 +1,4 @@
-"""Measure single-image enhancement (napari_gifnet.enhance) and print a Markdown table.
+"""Measure single-image enhancement (napari_gifnet.workflows.enhancement) and print a Markdown table.
 
 Usage (from the repository root)::
 
@@ -9,8 +9,8 @@ Takes both grey inputs (``input_a``, ``input_b``: the images the network saw)
 of six published reference cases in ``../shared/reference/official`` (IVIF,
 MEIF, MFIF, Medical, NIR-VIS, Remote-band1), downscales any image whose
 longest side exceeds ``--size`` (anti-aliased, back to uint8), and reports EN,
-SD, AG and EI (:func:`napari_gifnet.metrics.fusion_metrics`, 0-255 scale) of
-the image before and after :func:`napari_gifnet.enhance.enhance` with each
+SD, AG and EI (:func:`napari_gifnet.metrics.fusion.fusion_metrics`, 0-255 scale) of
+the image before and after :func:`napari_gifnet.workflows.enhancement.enhance` with each
 variant. Only the metric values are printed; nothing is copied.
 """
 
@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_gifnet.enhance import VARIANTS, enhance
-from napari_gifnet.metrics import fusion_metrics
+from napari_gifnet.workflows.enhancement import VARIANTS, enhance
+from napari_gifnet.metrics.fusion import fusion_metrics
 
 CASES = ("IVIF", "MEIF", "MFIF", "Medical", "NIR-VIS", "Remote-band1")
 METRICS = ("EN", "SD", "AG", "EI")

@@ -28,7 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_gifnet import __version__, evaluation
+from napari_gifnet import __version__
+from napari_gifnet.metrics import evaluation
 
 METHODS = ["gifnet", "mean", "max", "laplacian", "dwt", "guided", "mertens"]
 

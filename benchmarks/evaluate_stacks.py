@@ -6,16 +6,16 @@ Usage (from the repository root)::
         PYTHONPATH=src python benchmarks/evaluate_stacks.py --device cpu
 
 Stacks are rendered from an all-in-focus grey image and a depth map with
-:func:`napari_gifnet.samples.defocus` (Gaussian blur of sigma ``max_sigma`` x
+:func:`napari_gifnet.data.synthetic.defocus` (Gaussian blur of sigma ``max_sigma`` x
 |nearness - focus|): three scenes from bundled scikit-image images (central
 square, ``--size`` pixels) with a smooth random nearness (Gaussian-filtered
 noise scaled to [0, 1]) and the motorcycle focus stack of
-:func:`napari_gifnet.samples.focus_stack` (its stereo disparity as nearness).
+:func:`napari_gifnet.data.synthetic.focus_stack` (its stereo disparity as nearness).
 Plane ``i`` focuses nearness ``focus_i`` (evenly spaced); the true depth
 index of a pixel is the plane whose focus is nearest its nearness.
 
 Per method: PSNR and SSIM of the fused luma against the truth (0-255 scale,
-:mod:`napari_gifnet.metrics`), the depth map's mean absolute index error
+:mod:`napari_gifnet.metrics.fusion`), the depth map's mean absolute index error
 (MAE, in planes) and the fraction of pixels with the exact index. The table
 replaces the part of ``docs/stacks.md`` between the ``benchmark`` markers.
 """
@@ -33,9 +33,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_gifnet import __version__, samples
-from napari_gifnet.metrics import psnr, ssim
-from napari_gifnet.stack import fuse_stack
+from napari_gifnet import __version__
+from napari_gifnet.data import synthetic as samples
+from napari_gifnet.metrics.fusion import psnr, ssim
+from napari_gifnet.workflows.focus_stack import fuse_stack
 
 #: (label, method, strategy, select)
 CONFIGS = [
@@ -69,7 +70,7 @@ def render(grey: np.ndarray, nearness: np.ndarray, planes: int, max_sigma: float
 def scenes(size: int, planes: int, max_sigma: float, seed: int = 0):
     from scipy import ndimage as ndi
 
-    from napari_gifnet.evaluation import scene_grey
+    from napari_gifnet.metrics.evaluation import scene_grey
 
     rng = np.random.default_rng(seed)
     for source in SOURCES:

@@ -1,6 +1,6 @@
 """Fine-tune the published GIFNet on generated multi-focus data; PSNR before/after.
 
-1. Held-out test pairs: :func:`napari_gifnet.evaluation.generate_multifocus_set`
+1. Held-out test pairs: :func:`napari_gifnet.metrics.evaluation.generate_multifocus_set`
    (camera, astronaut, coffee, chelsea; depth-layered Gaussian defocus, with
    the sharp image as ground truth).
 2. Training folder (in a temporary directory): other bundled scikit-image
@@ -38,7 +38,7 @@ def _write_training_folder(root: Path, size: int, first: str) -> Path:
     from scipy import ndimage as ndi
     from skimage import data, transform
 
-    from napari_gifnet.evaluation import MULTIFOCUS_SOURCES
+    from napari_gifnet.metrics.evaluation import MULTIFOCUS_SOURCES
 
     held_out = set(MULTIFOCUS_SOURCES[:4])
     for sub in ("first", "second"):
@@ -76,9 +76,9 @@ def _scores(weights: str, scenes: list, device: str) -> list[tuple[str, float, f
 def main() -> None:
     import torch
 
-    from napari_gifnet.evaluation import generate_multifocus_set
+    from napari_gifnet.metrics.evaluation import generate_multifocus_set
     from napari_gifnet.training.loop import TrainConfig, train
-    from napari_gifnet.weights import resolve_weights
+    from napari_gifnet.model.weights import resolve_weights
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)

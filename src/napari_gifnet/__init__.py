@@ -3,16 +3,34 @@
 >>> from napari_gifnet import fuse
 >>> result = fuse(infrared, visible)        # doctest: +SKIP
 >>> result.image.shape                      # doctest: +SKIP
+
+The public names are loaded lazily (lazy-loader): ``import napari_gifnet``
+(e.g. by napari's plugin discovery) imports neither torch nor napari; the
+first use of a name imports its module. The package's folders are its
+layers (see README, "How the code is organised").
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+import lazy_loader as _lazy
+
 try:
     __version__ = version("napari-gifnet")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
+
+#: Where each public name is defined (module under the package -> names).
+_PUBLIC = {
+    "engine.fusion": ["FusionResult", "fuse"],
+    "plugin.layer_fusion": ["fuse_layers"],
+    "workflows.focus_stack": ["fuse_stack"],
+    "workflows.pansharpening": ["pansharpen"],
+    "workflows.enhancement": ["enhance"],
+}
+
+__getattr__, __dir__, _ = _lazy.attach(__name__, submod_attrs=_PUBLIC)
 
 __all__ = [
     "FusionResult",
@@ -23,29 +41,3 @@ __all__ = [
     "fuse_stack",
     "pansharpen",
 ]
-
-
-def __getattr__(name: str):
-    # torch is imported only when the engine is first used, so that
-    # ``import napari_gifnet`` (e.g. by napari's plugin discovery) stays fast.
-    if name in ("fuse", "FusionResult"):
-        from . import engine
-
-        return getattr(engine, name)
-    if name == "fuse_layers":
-        from .layers import fuse_layers
-
-        return fuse_layers
-    if name == "fuse_stack":
-        from .stack import fuse_stack
-
-        return fuse_stack
-    if name == "pansharpen":
-        from .pansharpen import pansharpen
-
-        return pansharpen
-    if name == "enhance":
-        from .enhance import enhance
-
-        return enhance
-    raise AttributeError(f"module 'napari_gifnet' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m napari_gifnet``: the ``napari-gifnet`` command line."""
 
-from napari_gifnet.cli import main
+from .cli.main import main
 
 raise SystemExit(main())

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io import READ_EXTENSIONS
+from ..io.images import READ_EXTENSIONS
 
-#: Image file extensions the dataset reads (those of :func:`napari_gifnet.io.read_image`).
+#: Image file extensions the dataset reads (those of :func:`napari_gifnet.io.images.read_image`).
 IMAGE_EXTENSIONS: tuple[str, ...] = READ_EXTENSIONS
 #: Images are cached in memory while their total size stays below this (bytes).
 CACHE_LIMIT = 1 << 30
@@ -68,14 +68,14 @@ def _images(folder: Path) -> dict[str, Path]:
 
 
 def image_shape(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header (:func:`napari_gifnet.io.image_info`).
+    """(H, W) of an image file, read from its header (:func:`napari_gifnet.io.images.image_info`).
 
     A header check only: one image, grey or with a channel axis (at most 4
     channels), not a stack. Whether the channels make a grey or RGB image
     (a grey + alpha PNG does not) shows when it is decoded
     (:meth:`RGBJointDataset.check_images`).
     """
-    from .. import io
+    from ..io import images as io
 
     shape, _ = io.image_info(path)  # ValueError "cannot read PATH: ..." for a broken header
     if len(shape) == 2 or (len(shape) == 3 and shape[-1] <= 4):
@@ -165,8 +165,8 @@ def check_crop(crop: object) -> None:
 
 def load_grey(path: Path) -> np.ndarray:
     """A file as a float32 (H, W) luma in [0, 1] (the engine's "auto" rule)."""
-    from .. import io
-    from ..preprocess import to_luma_unit
+    from ..engine.preprocess import to_luma_unit
+    from ..io import images as io
 
     image = io.read_image(path)
     try:

@@ -11,7 +11,7 @@ architecture description, section "Training"):
   gradients; ``MM += weights[0] * DP`` after block 0 and the branch output is
   the MM stream after block 1;
 * the **photographic step** (:func:`photographic_step`, "tag 2"): the
-  inference path of :meth:`napari_gifnet.network.TaskBranch.forward`, with
+  inference path of :meth:`napari_gifnet.model.network.TaskBranch.forward`, with
   the focus pair's shared features carrying gradients and the MM stream's
   attention sub-module run without gradients.
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .._regions import CHANNELS, block_axis, gather_tokens, merge_tokens, split_heads
-from ..network import BRANCH_MULTIPLE, GIFNet, TransformerBlock, pad_to_multiple
+from ..model.network import BRANCH_MULTIPLE, GIFNet, TransformerBlock, pad_to_multiple
+from ..model.windows import CHANNELS, block_axis, gather_tokens, merge_tokens, split_heads
 
 Stats = tuple[torch.Tensor, torch.Tensor]
 

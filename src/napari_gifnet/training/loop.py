@@ -6,7 +6,7 @@ and a photographic step, see :mod:`napari_gifnet.training.forward`) on an
 the checkpoint ``OUT`` (say ``run.pth``):
 
 * ``run.pth``: the network's weights, a plain ``state_dict`` with exactly the
-  published checkpoint's keys (loads with :func:`napari_gifnet.weights.load_model`,
+  published checkpoint's keys (loads with :func:`napari_gifnet.model.weights.load_model`,
   ``fuse(..., weights=...)`` and the plugin's weights field), rewritten every
   ``checkpoint_every`` steps and at the end;
 * ``run.train.pt``: the optimiser state and step counter, for ``resume``;
@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
-from ..network import GIFNet
-from ..safe_files import atomic_write_text
+from ..model.network import GIFNet
+from ..util.safe_files import atomic_write_text
 from .dataset import RGBJointDataset, check_crop
 from .features import resolve_densenet
 from .forward import multimodal_step, photographic_step
@@ -128,7 +128,7 @@ def initial_model(init: str, seed: int) -> tuple[GIFNet, dict[str, Any]]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return GIFNet(), {"init": "scratch", "seed": seed}
-    from ..weights import load_checkpoint, resolve_weights, validate_state_dict
+    from ..model.weights import load_checkpoint, resolve_weights, validate_state_dict
 
     info = resolve_weights(None if init == "published" else init)
     state = load_checkpoint(info.path)
@@ -173,7 +173,7 @@ def _init_files(config: TrainConfig) -> list[str]:
     if config.resume or config.init == "scratch":
         return []
     if config.init == "published":
-        from ..weights import WEIGHTS_ENV
+        from ..model.weights import WEIGHTS_ENV
 
         env = os.environ.get(WEIGHTS_ENV, "").strip()
         return [env] if env else []
@@ -202,7 +202,7 @@ def train(config: TrainConfig) -> TrainResult:
         cannot be written, or a missing, unreadable or incompatible run to
         resume (each with a one-line message naming the file).
     """
-    from ..devices import resolve_device
+    from ..engine.devices import resolve_device
 
     _check(config)
     paths = output_paths(config.out)

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from ..safe_files import atomic_write, atomic_write_text
-from ..safe_files import check_outputs as check_not_inputs
+from ..util.safe_files import atomic_write, atomic_write_text
+from ..util.safe_files import check_outputs as check_not_inputs
 
 #: Columns of the CSV log, in order.
 LOG_COLUMNS: tuple[str, ...] = (

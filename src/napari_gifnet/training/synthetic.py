@@ -53,7 +53,7 @@ def write_synthetic_pairs(root: str | Path, n: int = 4, size: int = 96, seed: in
     Path
         ``root``.
     """
-    from ..io import write_image  # atomic, like every file the project writes
+    from ..io.images import write_image  # atomic, like every file the project writes
 
     base = Path(root)
     for sub in ("first", "second"):

@@ -1,5 +1,0 @@
-"""Qt parts of napari-gifnet: the dock widget (:mod:`.fusion_widget`).
-
-Nothing here imports torch at import time; the fusion itself lives in the
-Qt-free :mod:`napari_gifnet.layers` and :mod:`napari_gifnet.engine`.
-"""

@@ -1,0 +1,153 @@
+"""What every command shares: exit codes, the usage error, the subcommand record,
+the progress line and the checks made before any work (outputs, inputs, device)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+PROG = "napari-gifnet"
+
+#: Exit status for errors during a run.
+EXIT_ERROR = 1
+
+#: Exit status for an invalid command line.
+EXIT_USAGE = 2
+
+#: Exit status after Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+#: Exit status after SIGTERM.
+EXIT_TERMINATED = 143
+
+#: Errors reported as one line instead of a traceback (WeightsUnavailableError
+#: is a RuntimeError, CheckpointError a ValueError).
+EXPECTED_ERRORS = (FileNotFoundError, ValueError, RuntimeError, MemoryError, OSError)
+
+
+class UsageError(Exception):
+    """An invalid command line found by a subcommand (exit status 2)."""
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``napari-gifnet`` subcommand.
+
+    Attributes
+    ----------
+    help
+        One-line description shown by ``napari-gifnet --help``.
+    add_arguments
+        Adds the subcommand's arguments to its parser.
+    run
+        Does the work and returns the exit status; raises :class:`UsageError`
+        or one of :data:`EXPECTED_ERRORS` on failure.
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+class Progress:
+    """``progress(done, total)`` callback printing a percentage on a terminal."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream, self.enabled, self.last = stream, enabled, -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = int(100 * done / total) if total > 0 else 100
+        if self.enabled and percent != self.last:
+            self.stream.write(f"\rfusing: {percent:3d}%")
+            self.stream.flush()
+            self.last = percent
+
+    def close(self) -> None:
+        if self.enabled and self.last >= 0:
+            self.stream.write("\r" + " " * len("fusing: 100%") + "\r")
+            self.stream.flush()
+            self.last = -1
+
+def check_output(path: str, inputs: Sequence[str], option: str = "-o") -> Path:
+    """An output path checked before any work: a format that holds a float32 grey or
+    RGB image (every format does, once the extension is known), not a directory,
+    in an existing folder, and not one of the ``inputs`` (:mod:`napari_gifnet.util.safe_files`).
+    """
+    from ..io import images as io
+    from ..util.safe_files import check_output_file
+
+    output = Path(path)
+    try:
+        io.check_writable(output, "float32")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    check_output_file(output, option)
+    not_an_input({option: output}, inputs)
+    return output
+
+def not_an_input(outputs: dict[str, Any], inputs: Sequence[str]) -> None:
+    """:func:`napari_gifnet.util.safe_files.check_outputs`, as a usage error (exit status 2)."""
+    from ..util.safe_files import OutputIsInputError, check_outputs
+
+    try:
+        check_outputs(outputs, inputs)
+    except OutputIsInputError as exc:
+        raise UsageError(str(exc)) from None
+
+def check_single_image(path: str) -> None:
+    """Refuse, from the header, a file that holds a stack rather than one image."""
+    from ..io import images as io
+
+    shape, _ = io.image_info(path)
+    colour = len(shape) == 3 and shape[-1] in (3, 4)
+    if len(shape) > 2 and not colour:
+        raise ValueError(
+            f"{path} holds a stack (shape {tuple(shape)}), not one image: `{PROG} fuse` fuses "
+            f"two images; for a focus stack use `{PROG} stack {path} -o OUT`"
+        )
+
+def add_common_gifnet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", metavar="W", help="GIFNet checkpoint file (default: search)")
+    parser.add_argument(
+        "--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+def check_output_of(
+    path: str, inputs: list[str], allowed: tuple[str, ...] | None = None, option: str = "-o"
+) -> Path:
+    """An output path whose format holds a float32 grey or RGB image, in an existing folder,
+    that is none of the ``inputs`` (:func:`napari_gifnet.cli.main.check_output`).
+
+    That is what ``enhance`` writes, and any format holds it once the
+    extension is known: :func:`napari_gifnet.io.images.check_writable` refuses the
+    others. ``stack`` checks its outputs' dtypes once the stack is open
+    (:func:`_check_stack_outputs`).
+    """
+    output = check_output(path, inputs, option)
+    if allowed is not None and output.suffix.lower() not in allowed:
+        raise UsageError(f"{output}: use one of {', '.join(allowed)}")
+    return output
+
+def input_files(inputs: list[str]) -> list[str]:
+    """The files named by ``inputs``, a folder standing for the images in it."""
+    from ..io import images as io
+
+    files: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(str(f) for f in sorted(p.iterdir()) if f.suffix.lower() in io.READ_EXTENSIONS)
+        files.append(item)
+    return files
+
+def check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
+    if method != "gifnet":
+        return
+    from ..engine.devices import resolve_device  # imports torch
+
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from None

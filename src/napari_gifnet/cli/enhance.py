@@ -1,0 +1,53 @@
+"""``napari-gifnet enhance``: enhance one image by fusing it with itself."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import (
+    Progress,
+    Subcommand,
+    add_common_gifnet,
+    check_device,
+    check_output_of,
+    check_single_image,
+)
+
+
+def _add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..workflows.enhancement import VARIANTS
+
+    parser.add_argument("image", metavar="IMAGE", help="the image to enhance")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="enhanced image (.tif float32 with metadata, .png, .jpg)")
+    parser.add_argument("--variant", choices=VARIANTS, default="self",
+                        help="self: the image as both inputs; exposure: x**gamma + x")
+    parser.add_argument("--gamma", type=float, default=0.5, help="exposure variant (default 0.5)")
+    add_common_gifnet(parser)
+
+def _run_enhance(args: argparse.Namespace) -> int:
+    from ..io import images as io
+
+    output = check_output_of(args.output, [args.image])
+    check_device(args)
+    check_single_image(args.image)
+    image = io.read_image(args.image)
+    from ..workflows.enhancement import enhance
+
+    progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
+    try:
+        result = enhance(image, variant=args.variant, gamma=args.gamma, weights=args.weights,
+                         device=args.device, progress=progress)
+    finally:
+        progress.close()
+    io.write_image(output, result.image, {**result.metadata, "input_file": str(args.image)})
+    if not args.quiet:
+        print(f"enhanced {args.image} -> {output} ({args.variant}), {result.elapsed:.1f} s")
+    return 0
+
+
+#: The subcommand.
+COMMAND = Subcommand(
+    "enhance one image by fusing it with itself", _add_enhance_arguments, _run_enhance
+)

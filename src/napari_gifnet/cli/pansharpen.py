@@ -1,0 +1,101 @@
+"""``napari-gifnet pansharpen``: fuse every multispectral band with a panchromatic image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .common import (
+    Progress,
+    Subcommand,
+    UsageError,
+    add_common_gifnet,
+    check_device,
+    check_output_of,
+)
+
+
+def _pair_of_floats(text: str) -> tuple[float, float]:
+    """``S`` or ``SY,SX``: a pixel size, checked by :func:`~napari_gifnet.workflows.pan_grid.pair_arg`."""
+    from ..workflows.pan_grid import pair_arg
+
+    value: Any = text  # not numbers: pair_arg refuses the text
+    try:
+        numbers = [float(v) for v in text.split(",")]
+        value = numbers[0] if len(numbers) == 1 else numbers
+    except ValueError:
+        pass
+    try:
+        return pair_arg(value, "the pixel size (S or SY,SX)", positive=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: {exc}") from None
+
+def _add_pansharpen_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..workflows.pansharpening import RESCALES
+
+    parser.add_argument(
+        "inputs", nargs="+", metavar="FILE",
+        help="MS PAN: a multiband file (bands first or last) or several single-band files, "
+        "then the panchromatic file",
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="pansharpened image, .tif (multiband, with JSON metadata)")
+    parser.add_argument("--band-axis", type=int, choices=(0, -1), default=None,
+                        help="band axis of a multiband file (default: the shorter end axis)")
+    parser.add_argument("--method", default="gifnet", help="gifnet (default) or a baseline")
+    parser.add_argument("--rescale", choices=RESCALES, default="range",
+                        help="how each fused band returns to its band's values (default range)")
+    parser.add_argument("--ms-scale", type=_pair_of_floats, metavar="S",
+                        help="multispectral pixel size (S or SY,SX); with --pan-scale")
+    parser.add_argument("--pan-scale", type=_pair_of_floats, metavar="S",
+                        help="panchromatic pixel size (S or SY,SX); with --ms-scale")
+    add_common_gifnet(parser)
+
+def _run_pansharpen(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..io import images as io
+
+    if len(args.inputs) < 2:
+        raise UsageError("give the multispectral file(s), then the panchromatic file")
+    output = check_output_of(args.output, args.inputs, io.TIFF_EXTENSIONS)  # bands: TIFF only
+    method = args.method.strip().lower()
+    check_device(args, method)
+    *ms_files, pan_file = args.inputs
+    pan = io.read_image(pan_file)
+    bands = [io.read_image(p) for p in ms_files]
+    if len(bands) > 1:
+        shapes = {b.shape for b in bands}
+        if len(shapes) > 1 or bands[0].ndim != 2:
+            raise ValueError(f"single-band files must be 2-D and equal in shape, got {shapes}")
+        ms, band_axis = np.stack(bands), 0
+    else:
+        ms, band_axis = bands[0], args.band_axis
+    from ..workflows.pansharpening import pansharpen
+
+    progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
+    try:
+        result = pansharpen(
+            ms, pan, band_axis=band_axis, method=method, rescale=args.rescale,
+            ms_scale=args.ms_scale, pan_scale=args.pan_scale, weights=args.weights,
+            device=args.device, progress=progress,
+        )  # fmt: skip
+    finally:
+        progress.close()
+    metadata = {**result.metadata, "input_files": {"ms": ms_files, "pan": str(pan_file)}}
+    io.write_tiff(output, result.image, metadata)
+    if not args.quiet:
+        print(
+            f"pansharpened {result.metadata['bands']} band(s) -> {output}: "
+            f"shape {tuple(result.image.shape)}, {result.image.dtype}, {result.elapsed:.1f} s"
+        )
+    return 0
+
+
+#: The subcommand.
+COMMAND = Subcommand(
+    "fuse every multispectral band with a panchromatic image",
+    _add_pansharpen_arguments,
+    _run_pansharpen,
+)

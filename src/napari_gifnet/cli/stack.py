@@ -1,0 +1,186 @@
+"""``napari-gifnet stack``: fuse a focus stack into an all-in-focus image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    Progress,
+    Subcommand,
+    UsageError,
+    add_common_gifnet,
+    check_device,
+    check_output_of,
+    input_files,
+    not_an_input,
+)
+
+
+def _read_stack(inputs: list[str], axis: int = 0) -> Any:
+    from ..io import images as io
+    from ..io.tiff_stack import TiffPlanes, open_tiff_stack
+    from ..workflows.planes import FileStack
+
+    paths = [Path(p) for p in inputs]
+    folder = len(paths) == 1 and paths[0].is_dir()
+    if (folder or len(paths) > 1) and axis != 0:
+        raise UsageError(
+            f"--axis {axis}: a folder or a list of files is stacked along axis 0 "
+            "(one file per plane); --axis is for a multi-dimensional TIFF"
+        )
+    if folder:
+        files = sorted(
+            p for p in paths[0].iterdir() if p.suffix.lower() in io.READ_EXTENSIONS
+        )
+        if len(files) < 2:
+            raise ValueError(f"{paths[0]}: a stack folder needs at least 2 image files")
+        return FileStack(files)
+    if len(paths) == 1:
+        if paths[0].suffix.lower() in io.TIFF_EXTENSIONS:
+            stack = open_tiff_stack(paths[0])  # page by page where possible
+            if isinstance(stack, TiffPlanes) and axis not in (0, -stack.ndim):
+                stack.close()  # the focus axis is not the page axis
+                return io.read_image(paths[0])
+            return stack
+        return io.read_image(paths[0])
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"image file not found: {p}")
+    return FileStack(paths)
+
+def _check_stack_outputs(
+    outputs: dict[str, Path], layout: Any, keep_dtype: bool, inputs: list[Path]
+) -> None:
+    """Refuse, before fusing, outputs whose format cannot hold what goes there.
+
+    ``outputs`` maps an option name (``-o``, ``--depth-map``, ``--confidence``)
+    to its path; ``layout`` (a :class:`~napari_gifnet.workflows.planes.Planes`)
+    gives the planes' dtype and shape. What each format holds is
+    :func:`napari_gifnet.io.images.check_writable`'s rule, with the bit depth
+    ``write_image(..., bit_depth=None)`` picks: ``-o`` gets float32 in [0, 1]
+    or, with ``--keep-dtype``, the stack's dtype on its own scale; the depth
+    map gets uint16 plane indices (the confidence map, float32, goes to .tif,
+    checked by :func:`_check_output`). No two outputs may name the same file,
+    and none may name one of the ``inputs``.
+    """
+    import numpy as np
+
+    from ..io import images as io
+    not_an_input(outputs, inputs)  # resolved: "..", symbolic and hard links name one file
+    output, dtype = outputs["-o"], layout.dtype if keep_dtype else np.float32
+    try:
+        io.check_writable(output, dtype, layout.plane_shape, bit_depth=None,
+                          unit_floats=not keep_dtype)  # fmt: skip
+    except io.FormatError as exc:  # float32 in [0, 1] goes anywhere: --keep-dtype is on
+        stack = f"{layout.dtype}{' RGB' if layout.rgb else ''}"
+        raise UsageError(
+            f"-o {output}: the stack is {stack}; with --keep-dtype that {exc.needs}"
+        ) from None
+    depth = outputs.get("--depth-map")
+    if depth is not None:
+        try:
+            io.check_writable(depth, np.uint16, layout.plane_shape[:2], bit_depth=None)
+        except io.FormatError as exc:
+            what = "a depth map (uint16 plane indices)"
+            raise UsageError(f"--depth-map {depth}: {what} {exc.needs}") from None
+
+def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..workflows.focus_stack import STRATEGIES
+
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="a multi-page TIFF, a folder of images (sorted by name) or several image files",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUT",
+        help="all-in-focus image (.tif: float32 in [0, 1] or the input dtype with "
+        "--keep-dtype, with JSON metadata; .png: 16-bit grey or 8-bit RGB; .jpg: 8-bit; "
+        "--keep-dtype with data other than uint8/uint16 needs .tif)",
+    )
+    parser.add_argument("--axis", type=int, default=0,
+                        help="focus axis of a TIFF (default 0; a folder or files: 0 only)")
+    parser.add_argument(
+        "--method", default="default",
+        help="gifnet, focus, or a baseline (laplacian, guided, dwt, mertens, mean, max); "
+        "default: the benchmark winner (see docs/stacks.md)",
+    )
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None,
+                        help="pair folding for pairwise methods (default: tree)")
+    parser.add_argument("--select", action="store_true",
+                        help="copy pixels from the plane of the depth map")
+    parser.add_argument("--align", action="store_true",
+                        help="align the planes first (translation, phase correlation)")
+    parser.add_argument("--align-scale", action="store_true",
+                        help="align the planes first for translation and focus breathing "
+                        "(a magnification change between planes); implies --align")
+    parser.add_argument("--depth-map", metavar="PATH",
+                        help="also write the depth (plane index) map (.tif or 16-bit .png)")
+    parser.add_argument("--confidence", metavar="PATH", help="also write the confidence map (.tif)")
+    parser.add_argument("--keep-dtype", action="store_true",
+                        help="write the input dtype (e.g. 16-bit) instead of float32")
+    add_common_gifnet(parser)
+
+def _run_stack(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..io import images as io
+    from ..workflows.focus_stack import DEFAULT_METHOD, DEFAULT_STRATEGY, fuse_stack
+    from ..workflows.planes import Planes
+
+    inputs = input_files(args.inputs)
+    output = check_output_of(args.output, inputs)
+    depth_path = check_output_of(args.depth_map, inputs, option="--depth-map") if args.depth_map \
+        else None
+    conf_path = check_output_of(args.confidence, inputs, io.TIFF_EXTENSIONS, "--confidence") \
+        if args.confidence else None
+    method = DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
+    check_device(args, method)
+    align = "scale" if args.align_scale else bool(args.align)
+    stack = _read_stack(args.inputs, args.axis)
+    progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
+    try:
+        layout = Planes(stack, args.axis)  # shape and dtype only: nothing is read yet
+        outputs = {"-o": output, "--depth-map": depth_path, "--confidence": conf_path}
+        _check_stack_outputs(
+            {k: v for k, v in outputs.items() if v is not None}, layout, args.keep_dtype,
+            getattr(stack, "files", [Path(p) for p in args.inputs]),
+        )  # fmt: skip
+        result = fuse_stack(
+            stack, args.axis, method, strategy=args.strategy or DEFAULT_STRATEGY,
+            select=args.select, align=align, keep_dtype=args.keep_dtype,
+            weights=args.weights, device=args.device, progress=progress,
+        )  # fmt: skip
+    finally:
+        progress.close()
+        if hasattr(stack, "close"):
+            stack.close()
+    metadata = {**result.metadata, "input_files": [str(p) for p in args.inputs]}
+    io.write_image(output, result.image, metadata, bit_depth=None)  # as checked above
+    if depth_path is not None:
+        io.write_image(depth_path, result.depth_map.astype(np.uint16), metadata, bit_depth=None)
+    if conf_path is not None:
+        io.write_image(conf_path, result.confidence, metadata)
+    if not args.quiet:
+        shifts = ""
+        if align:
+            worst = float(np.abs(result.shifts).max())
+            shifts = f"; aligned, largest shift {worst:.2f} px"
+            if align == "scale":
+                shifts += f", scales {result.scales.min():.4f}-{result.scales.max():.4f}"
+        print(
+            f"fused {result.metadata['planes']} planes -> {output}: "
+            f"{result.luma.shape[0]} x {result.luma.shape[1]}, {result.metadata['method']}"
+            f"{shifts}, {result.elapsed:.1f} s"
+        )
+    return 0
+
+
+#: The subcommand.
+COMMAND = Subcommand(
+    "fuse a focus stack into an all-in-focus image (+ depth map)",
+    _add_stack_arguments,
+    _run_stack,
+)

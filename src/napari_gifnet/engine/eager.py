@@ -1,0 +1,124 @@
+"""Eager fusion of two numpy images: prepare, plan the tiles, run the network over
+them (retrying in smaller tiles when memory runs out), check, colour, result."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..model.weights import load_model
+from ._memory import reuse_heap
+from .colour import apply_colour
+from .devices import resolve_device
+from .inputs import prepare_pair
+from .preprocess import Normalization
+from .result import FusionResult, check_finite_result, pad_small, provenance, to_tensor
+from .retry import (
+    RETRY_STORAGES,
+    CallbackRaised,
+    MonotonicProgress,
+    guarded,
+    is_out_of_memory,
+    next_try,
+)
+from .tiled.plan import plan_stream
+from .tiled.run import Progress, fuse_streamed
+
+
+def fuse_arrays(
+    a: Any,
+    b: Any,
+    *,
+    weights: str | PathLike | None = None,
+    device: str | torch.device | None = "auto",
+    return_features: bool = False,
+    normalization: Normalization = "auto",
+    progress: Progress | None = None,
+    storage: str = "auto",
+    tile_size: int | None = None,
+    start: float | None = None,
+) -> FusionResult:
+    """:func:`~napari_gifnet.engine.fusion.fuse` for numpy inputs (options already checked).
+
+    ``start`` is the ``time.perf_counter()`` the call began at (now if None).
+    """
+    start = time.perf_counter() if start is None else start
+    pair = prepare_pair(a, b, normalization)
+    luma_a, luma_b, colour = pair.luma_a, pair.luma_b, pair.plan
+    dev = resolve_device(device)
+    model, info = load_model(weights, device=str(dev))
+    (pa, size), (pb, _) = pad_small(luma_a), pad_small(luma_b)
+    h, w = size
+    run_size = pa.shape  # the size the network runs on (small images padded)
+    features: dict[str, torch.Tensor] | None = {} if return_features else None
+    # storage and tiles, once per try; a storage that cannot fit is refused here
+    plan = plan_stream(*run_size, dev, storage, tile_size=tile_size)
+    options = list(RETRY_STORAGES[plan.storage])  # on running out of memory
+    report, retries, failures = MonotonicProgress(guarded(progress)), 0, []
+    raised: BaseException | None = None  # by the progress callback: passed on unchanged
+    while True:
+        try:
+            with torch.inference_mode(), reuse_heap():
+                out = fuse_streamed(
+                    model,
+                    to_tensor(pa, dev),
+                    to_tensor(pb, dev),
+                    plan=plan,
+                    features=features,
+                    progress=report,
+                )
+                luma = out[0, 0, :h, :w].float().cpu().numpy()
+                feats = {
+                    k: np.ascontiguousarray(v[0, :, :h, :w].float().cpu().numpy())
+                    for k, v in (features or {}).items()
+                }
+            break
+        except CallbackRaised as carrier:
+            raised = carrier.error
+            break
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            out = None  # drop what the failed try held before the next one
+            if features is not None:
+                features.clear()
+            failures.append(f"{plan.storage!r} in {plan.out.describe()} tiles: {exc}")
+            nxt, skipped = next_try(plan, dev, options)
+            failures.extend(f"skipped {why}" for why in skipped)
+            if nxt is None:
+                raise MemoryError(
+                    f"a {h} x {w} fusion does not fit in the memory of {dev}, even in small "
+                    f"tiles with scratch storage; tried {'; '.join(failures)}"
+                ) from exc
+            plan = nxt
+            traceback.clear_frames(exc.__traceback__)  # free the failed try's maps now
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        retries += 1
+        report.restart()
+    if raised is not None:
+        raise raised  # outside the handler, so it carries no trace of the carrier
+    check_finite_result(luma, info.path)
+    image = luma if colour is None else apply_colour(luma, colour)
+    elapsed = time.perf_counter() - start
+    metadata = {
+        **provenance(info, dev),
+        "height": h,
+        "width": w,
+        "storage": plan.storage,
+        "tile_size": None if tile_size is None else int(tile_size),
+        "tile_shape": [plan.out.rows, plan.out.cols],
+        "tile_pixels": plan.out.rows * plan.out.cols,
+        "out_of_memory_retries": retries,
+        "retry_tile_size": plan.tile_size if retries else None,
+        **pair.provenance(normalization),
+        "elapsed_s": round(elapsed, 4),
+    }
+    return FusionResult(
+        image=image, luma=luma, features=feats, device=str(dev), elapsed=elapsed, metadata=metadata
+    )

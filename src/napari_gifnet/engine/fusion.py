@@ -1,0 +1,165 @@
+"""The public fusion entry point: :func:`fuse`.
+
+Everything that fuses two images (the napari widget, the console helper, the
+command line and the benchmarks) goes through :func:`fuse`, so they all get
+the same validation, normalisation, colour handling and provenance.
+"""
+
+from __future__ import annotations
+
+import time
+from os import PathLike
+from typing import Any
+
+import torch
+
+from .eager import fuse_arrays
+from .preprocess import Normalization
+from .result import FusionResult, NonFiniteResultError
+from .retry import MonotonicProgress
+from .tiled.grid import tile_shape
+from .tiled.plan import STORAGE
+from .tiled.run import Progress
+
+__all__ = ["FusionResult", "MonotonicProgress", "NonFiniteResultError", "fuse"]
+
+
+def _is_dask(x: Any) -> bool:
+    return type(x).__module__.startswith("dask.")
+
+
+def _fuse_lazy(
+    a: Any, b: Any, weights: Any, device: Any, normalization: Normalization, start: float
+) -> FusionResult:
+    """:func:`fuse` for Dask inputs: a lazy result (see :mod:`napari_gifnet.engine.lazy`)."""
+    from ..model.weights import load_model as _load
+    from .devices import resolve_device
+    from .lazy import fuse_dask_with_luma
+    from .result import provenance
+
+    dev = resolve_device(device)
+    image, luma = fuse_dask_with_luma(
+        a, b, weights=weights, device=str(dev), normalization=normalization
+    )  # luma: the network output, as the eager result's (chunks computed once for both)
+    _, info = _load(weights, device=str(dev))
+    elapsed = time.perf_counter() - start
+    metadata = {
+        **provenance(info, dev),
+        "lazy": True,
+        "shape": tuple(image.shape),
+        "normalization": normalization if isinstance(normalization, str) else list(normalization),
+    }
+    return FusionResult(image=image, luma=luma, device=str(dev), elapsed=elapsed, metadata=metadata)
+
+
+def _check_options(storage: str, tile_size: int | None) -> None:
+    """Refuse bad options before any work (and before loading weights)."""
+    if storage not in STORAGE:
+        raise ValueError(f"unknown storage {storage!r}: use one of {', '.join(STORAGE)}")
+    if tile_size is not None:
+        tile_shape(8, 8, tile_size=tile_size)  # raises a ValueError naming the problem
+
+
+def fuse(
+    a: Any,
+    b: Any,
+    *,
+    weights: str | PathLike | None = None,
+    device: str | torch.device | None = "auto",
+    return_features: bool = False,
+    normalization: Normalization = "auto",
+    progress: Progress | None = None,
+    storage: str = "auto",
+    tile_size: int | None = None,
+) -> FusionResult:
+    """Fuse two registered images of the same scene with GIFNet.
+
+    Parameters
+    ----------
+    a, b
+        The first and second input: arrays of shape (H, W) (grey), (H, W, 3)
+        (RGB) or (H, W, 4) (RGBA: alpha is dropped with a warning), of dtype
+        uint8, uint16, another integer type, bool or float. Order matters: the
+        first is infrared / PET or SPECT / near-infrared / near-focus /
+        over-exposed / multispectral band, the second visible / MRI / visible /
+        far-focus / under-exposed / panchromatic. Inputs are never modified.
+        Dask arrays (e.g. from zarr), with any leading axes (..., H, W[, 3]),
+        give a lazy result: ``image`` and ``luma`` are Dask arrays computed
+        chunk by chunk, each plane's statistics pass included (see
+        :func:`napari_gifnet.engine.lazy.fuse_dask`); ``progress``, ``storage`` and
+        ``tile_size`` do not apply and ``return_features`` is refused.
+    weights
+        Path of a GIFNet checkpoint. None uses ``GIFNET_WEIGHTS``, then the
+        user cache, then downloads the published checkpoint (see
+        :mod:`napari_gifnet.model.weights`).
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"mps"``.
+    return_features
+        Also return the intermediate feature maps (see :class:`FusionResult`).
+    normalization
+        How non-uint8 inputs are mapped to [0, 1] (uint8 is always divided by
+        255, as the published model expects): ``"auto"`` (integers other than
+        uint8: robust 0.1-99.9 percentile range; floats already in [0, 1]:
+        unchanged; other floats: percentile range), ``"dtype"`` (the dtype's
+        full range), ``"minmax"``, ``"percentile"`` or a fixed ``(lo, hi)``
+        range. Recorded per input in ``result.metadata``.
+    progress
+        Called as ``progress(done, total)`` after each tile of the
+        computation. An exception raised by it stops the fusion between
+        tiles and propagates unchanged, never retried, even a
+        ``MemoryError`` (this is how the napari widget cancels). A
+        retry after running out of memory continues the count (neither
+        ``done`` nor ``done / total`` goes down; see
+        :class:`MonotonicProgress`).
+    storage
+        Where the three feature maps that must outlive a pass are kept:
+        ``"memory"``, ``"disk"`` (scratch files in ``NAPARI_GIFNET_SCRATCH``
+        or the temporary folder; resident memory stays about 1.3 GB whatever
+        the size), ``"recompute"`` (a third of the scratch space, more time)
+        or ``"auto"`` (memory when it fits comfortably). Same values in all.
+    tile_size
+        The tile edge in pixels (any integer type; rounded down to a multiple
+        of 8, at least 8); a tile covering the image is whole-image
+        inference. None: full-
+        width bands or square tiles sized from the memory available (system
+        memory on the CPU, free device memory on a GPU). Every tile size gives
+        the same values (tiles read their neighbourhood and use whole-image
+        normalisation statistics).
+
+    Returns
+    -------
+    FusionResult
+        ``image`` (grey or RGB, float32 in [0, 1]), ``luma``, ``features``,
+        ``device``, ``elapsed`` and ``metadata``.
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ, unsupported shapes or dtypes, NaN or infinite
+        values, an unknown normalisation or storage, a tile size below 8, an
+        unavailable device; a fused image with NaN or infinite values
+        (:class:`NonFiniteResultError`, naming the weights file).
+    napari_gifnet.model.weights.WeightsUnavailableError
+        No checkpoint could be found or downloaded.
+    OSError
+        A ``"disk"`` or ``"recompute"`` storage (asked for, or chosen by
+        ``"auto"``) whose scratch folder cannot be used or is too small (a
+        :class:`~napari_gifnet.engine.tiled.stores.ScratchError` naming the folder).
+    MemoryError
+        The image does not fit in memory on the chosen device. Running out
+        of memory (a torch out-of-memory error, or a ``MemoryError`` from
+        NumPy) is first retried in smaller tiles with the maps on disk, then
+        recomputed, skipping retries whose scratch files cannot fit.
+    """
+    start = time.perf_counter()
+    _check_options(storage, tile_size)
+    if _is_dask(a) or _is_dask(b):
+        if return_features:
+            raise ValueError("return_features is not available for Dask inputs (lazy fusion)")
+        return _fuse_lazy(a, b, weights, device, normalization, start)
+    return fuse_arrays(
+        a, b, weights=weights, device=device, return_features=return_features,
+        normalization=normalization, progress=progress, storage=storage, tile_size=tile_size,
+        start=start,
+    )  # fmt: skip

@@ -1,0 +1,340 @@
+"""Turn one input image into the grey [0, 1] luma that GIFNet fuses.
+
+GIFNet fuses two grey images with values in [0, 1]. This module checks one
+input array and converts it, and reports what it did in a metadata dict.
+
+Accepted inputs
+---------------
+* Shape ``(H, W)`` (grey), ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA: the
+  alpha channel is dropped, with a ``UserWarning`` naming the input).
+* Data types bool, unsigned and signed integers, float16/32/64.
+* Anything else (other shapes, an empty array, complex, object or text data)
+  is refused with a ``ValueError`` naming the input, its shape and dtype.
+  NaN or infinite values are refused with a ``ValueError`` giving their count.
+* The input array is never modified; read-only arrays and views are fine.
+
+Normalisation (the ``normalization`` option)
+--------------------------------------------
+Each rule picks a range ``(lo, hi)`` that is mapped linearly to [0, 1];
+values outside it are clipped.
+
+``"dtype"``
+    The full range of the data type: 0..255 for uint8, 0..65535 for uint16,
+    0..max for other unsigned integers, min..max for signed integers (e.g.
+    -32768..32767 for int16), 0..1 for bool. Float data is assumed to be in
+    [0, 1] already and is clipped to it.
+``"minmax"``
+    The image's own minimum..maximum.
+``"percentile"``
+    A robust range: the image's 0.1th..99.9th percentiles, so that a few hot
+    or dead pixels do not set the contrast. If these two are equal (an image
+    that is almost entirely one value) the minimum..maximum is used instead.
+``(lo, hi)``
+    A fixed range given as two finite numbers with ``lo < hi``.
+``"auto"`` (the default)
+    uint8 and bool -> ``"dtype"`` (uint8 is divided by 255, exactly as the
+    published GIFNet runs); uint16 and all other integers -> ``"percentile"``
+    (12-bit microscopy data divided by 65535 would be nearly black); float
+    data whose values all lie in [0, 1] -> unchanged; other float data ->
+    ``"percentile"``.
+
+A constant image (``lo == hi`` under ``"minmax"`` or ``"percentile"``) becomes
+all zeros (black); nothing is divided by zero and ``metadata["constant"]`` is
+True.
+
+RGB inputs
+----------
+uint8 RGB with the ``"dtype"`` rule (also what ``"auto"`` picks) follows the
+published pipeline exactly: ``Y = 0.299 R + 0.587 G + 0.114 B`` computed in
+float64 from the uint8 values, clipped to [0, 255], truncated (not rounded)
+to uint8, then divided by 255 (see :func:`published_luma_uint8`). Every other
+RGB input is first normalised (one range for all three channels, so colours
+keep their balance; percentiles and min/max are taken over all channels),
+then its luma is computed with the same BT.601 weights in float, without
+truncation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, Union
+
+import numpy as np
+
+#: The named normalisation rules; a ``(lo, hi)`` pair is also accepted.
+NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile")
+#: Percentiles used by the ``"percentile"`` rule.
+PERCENTILES = (0.1, 99.9)
+#: BT.601 luma weights for R, G, B.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+Normalization = Union[str, Sequence[float]]
+
+_VALID_TEXT = (
+    "valid choices are 'auto', 'dtype', 'minmax', 'percentile' "
+    "or a (lo, hi) pair of finite numbers with lo < hi"
+)
+
+
+def _check_normalization(normalization: Any) -> str | tuple[float, float]:
+    """Return a named rule or a validated ``(lo, hi)`` pair."""
+    if isinstance(normalization, str):
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {normalization!r}; {_VALID_TEXT}")
+        return normalization
+    try:
+        lo, hi = (float(v) for v in normalization)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid normalization {normalization!r}; {_VALID_TEXT}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"invalid normalization range {normalization!r}; {_VALID_TEXT}")
+    return (lo, hi)
+
+
+def unsupported_dtype_message(name: str, shape: tuple[int, ...], dtype: Any) -> str:
+    """The message for an input whose data type cannot be fused."""
+    return (
+        f"input {name!r} (shape {tuple(shape)}, dtype {dtype}) has an unsupported data type; "
+        "expected bool, integer or float data"
+    )
+
+
+def _shape_hint(shape: tuple[int, ...]) -> str:
+    """A hint for a shape that is not (H, W), (H, W, 3) or (H, W, 4)."""
+    if len(shape) < 3:
+        return ""
+    stack = (
+        "for a stack of planes, pass Dask arrays to fuse() or use "
+        "napari_gifnet.engine.lazy.fuse_dask, which fuse plane by plane"
+    )
+    if len(shape) == 3 and shape[0] in (3, 4):
+        return (
+            " (it looks channel-first; RGB images are (H, W, 3): use "
+            f"np.moveaxis(x, 0, -1); {stack})"
+        )
+    return f" ({stack})"
+
+
+def _validate(image: Any, name: str, warn_alpha: bool) -> tuple[np.ndarray, bool, bool]:
+    """Check an input array; return (array without alpha, is_rgb, alpha_dropped).
+
+    The returned array may be a view of the caller's data: never write to it.
+    """
+    arr = np.asarray(image)
+    what = f"{name!r} (shape {arr.shape}, dtype {arr.dtype})"
+    if arr.dtype.kind not in "buif":
+        raise ValueError(unsupported_dtype_message(name, arr.shape, arr.dtype))
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(
+            f"input {what} has an unsupported shape; expected (H, W) grey, "
+            "(H, W, 3) RGB or (H, W, 4) RGBA" + _shape_hint(arr.shape)
+        )
+    if arr.size == 0:
+        raise ValueError(f"input {what} is empty")
+    if arr.dtype.kind == "f":
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise ValueError(f"input {what} contains {bad} non-finite value(s) (NaN or inf)")
+    rgb = arr.ndim == 3
+    alpha = rgb and arr.shape[2] == 4
+    if alpha:
+        arr = arr[..., :3]
+        if warn_alpha:
+            warnings.warn(
+                f"input {name!r} is RGBA; its alpha channel is ignored", UserWarning, stacklevel=3
+            )
+    return arr, rgb, alpha
+
+
+def _dtype_range(dtype: np.dtype) -> tuple[float, float]:
+    """The range the ``"dtype"`` rule maps to [0, 1]."""
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    return 0.0, 1.0  # bool, and float data assumed to be in [0, 1]
+
+
+def _resolve(arr: np.ndarray, rule: str | tuple[float, float]) -> tuple[str, float, float]:
+    """Pick the rule actually used and its range ``(lo, hi)`` for ``arr``."""
+    if isinstance(rule, tuple):
+        return "fixed", rule[0], rule[1]
+    kind = arr.dtype.kind
+    if rule == "auto":
+        if kind == "b" or arr.dtype == np.uint8:
+            rule = "dtype"
+        elif kind == "f" and float(arr.min()) >= 0.0 and float(arr.max()) <= 1.0:
+            return "unchanged", 0.0, 1.0
+        else:
+            rule = "percentile"
+    if rule == "dtype":
+        return "dtype", *_dtype_range(arr.dtype)
+    if rule == "percentile" and kind != "b":
+        if np.isfinite(float(arr.max()) - float(arr.min())):
+            lo, hi = np.percentile(arr, PERCENTILES)
+        else:  # a range beyond float64 (values near +-1.7e308): interpolate on halves
+            lo, hi = 2.0 * np.percentile(arr.astype(np.float64) / 2.0, PERCENTILES)
+        if lo < hi:
+            return "percentile", float(lo), float(hi)
+    # minmax, bool data under percentile, or a degenerate percentile range
+    return "minmax", float(arr.min()), float(arr.max())
+
+
+def _scale(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map ``lo..hi`` to 0..1 in float64, clipped; zeros when ``lo == hi``.
+
+    A range wider than float64 holds (``hi - lo`` overflows, e.g. values near
+    +-1.7e308) is scaled as ``(x/2 - lo/2) / (hi/2 - lo/2)``, which stays
+    finite; every other range exactly as ``(x - lo) / (hi - lo)``.
+    """
+    x = arr.astype(np.float64)  # always a new array: the input is untouched
+    if hi <= lo:
+        return np.zeros_like(x)
+    span = hi - lo
+    with np.errstate(over="ignore"):  # x - lo beyond float64 is +-inf: clipped to 0 or 1
+        if np.isfinite(span):
+            x -= lo
+            x /= span
+        else:
+            x /= 2.0
+            x -= lo / 2.0
+            x /= hi / 2.0 - lo / 2.0
+    return np.clip(x, 0.0, 1.0, out=x)
+
+
+def published_luma_uint8(rgb_uint8: np.ndarray) -> np.ndarray:
+    """Luma of a uint8 RGB image exactly as the published GIFNet runs made it.
+
+    ``Y = 0.299 R + 0.587 G + 0.114 B`` is computed in float64 from the uint8
+    values, clipped to [0, 255] and truncated (not rounded) to uint8. For
+    example pure red (255, 0, 0) gives 76.245 -> 76, pure green 149.685 -> 149.
+
+    Parameters
+    ----------
+    rgb_uint8 : numpy.ndarray
+        uint8 array of shape (H, W, 3); a fourth (alpha) channel is ignored.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 array of shape (H, W).
+    """
+    arr = np.asarray(rgb_uint8)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(
+            f"expected a uint8 (H, W, 3) array, got shape {arr.shape} and dtype {arr.dtype}"
+        )
+    r, g, b = (arr[..., i].astype(np.float64) for i in range(3))
+    y = LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
+    return np.clip(y, 0.0, 255.0).astype(np.uint8)
+
+
+def to_luma_unit(
+    image: Any, *, normalization: Normalization = "auto", name: str = "input"
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Check one input image and convert it to a float32 (H, W) luma in [0, 1].
+
+    Parameters
+    ----------
+    image : array_like
+        Grey ``(H, W)``, RGB ``(H, W, 3)`` or RGBA ``(H, W, 4)`` data of type
+        bool, integer or float. RGBA: the alpha channel is dropped with a
+        ``UserWarning``. The array is never modified.
+    normalization : {"auto", "dtype", "minmax", "percentile"} or (lo, hi)
+        How values are mapped to [0, 1]; values outside the chosen range are
+        clipped.
+
+        * ``"dtype"``: the data type's full range (uint8 / 255, uint16 /
+          65535, signed integers from their min..max, bool 0..1); float data
+          is taken to be in [0, 1] and clipped.
+        * ``"minmax"``: the image's minimum..maximum.
+        * ``"percentile"``: the image's 0.1th..99.9th percentiles (its
+          minimum..maximum if those are equal).
+        * ``(lo, hi)``: a fixed range, ``lo < hi``.
+        * ``"auto"``: uint8 and bool -> ``"dtype"``; uint16 and other
+          integers -> ``"percentile"``; float data already within [0, 1] ->
+          unchanged; other float data -> ``"percentile"``.
+
+        A constant image under ``"minmax"`` or ``"percentile"`` becomes all
+        zeros. uint8 RGB under ``"dtype"`` (or ``"auto"``) gives the
+        published luma: BT.601 ``0.299 R + 0.587 G + 0.114 B`` truncated to
+        uint8, then / 255 (:func:`published_luma_uint8`). Other RGB data is
+        normalised with one range for all channels, then its luma is
+        computed with the same weights in float, without truncation.
+    name : str
+        Name of the input, used in warnings and error messages.
+
+    Returns
+    -------
+    luma : numpy.ndarray
+        float32, shape (H, W), values in [0, 1], a new C-contiguous array.
+    metadata : dict
+        ``name``, ``shape`` and ``dtype`` (of the input), ``rgb`` (bool),
+        ``alpha_dropped`` (bool), ``normalization`` (the rule actually
+        used: ``"dtype"``, ``"minmax"``, ``"percentile"``, ``"fixed"`` or
+        ``"unchanged"``; ``"minmax"`` also where ``"percentile"`` fell back
+        to it), ``requested`` (the option as given), ``range``
+        (the ``(lo, hi)`` mapped to [0, 1]), ``constant`` (True when
+        ``lo == hi``) and ``published_uint8`` (True when the exact published
+        uint8 path was used).
+
+    Raises
+    ------
+    ValueError
+        For an unsupported shape or data type, an empty array, NaN or
+        infinite values, or an invalid ``normalization``.
+    """
+    rule = _check_normalization(normalization)
+    shape, dtype = np.shape(image), np.asarray(image).dtype
+    arr, rgb, alpha = _validate(image, name, warn_alpha=True)
+    used, lo, hi = _resolve(arr, rule)
+    published = arr.dtype == np.uint8 and used == "dtype"
+    if published and rgb:
+        luma = published_luma_uint8(arr).astype(np.float32) / np.float32(255)
+    elif published:
+        luma = arr.astype(np.float32) / np.float32(255)
+    else:
+        x = _scale(arr, lo, hi)
+        if rgb:
+            w = LUMA_WEIGHTS
+            x = w[0] * x[..., 0] + w[1] * x[..., 1] + w[2] * x[..., 2]
+        luma = x.astype(np.float32)
+    meta: dict[str, Any] = dict(
+        name=name, shape=tuple(shape), dtype=str(dtype), rgb=rgb, alpha_dropped=alpha,
+        normalization=used, requested=normalization, range=(lo, hi), constant=lo == hi,
+        published_uint8=bool(published),
+    )  # fmt: skip
+    return np.ascontiguousarray(luma), meta
+
+
+def to_rgb_unit(
+    image: Any, normalization: Normalization = "auto", *, name: str = "input"
+) -> np.ndarray | None:
+    """Convert a colour input to float32 RGB in [0, 1]; ``None`` for grey input.
+
+    The same validation and normalisation rules as :func:`to_luma_unit` are
+    used (one range for all three channels), so the two agree on the range.
+    uint8 under ``"dtype"``/``"auto"`` is divided by 255 (no luma truncation
+    is involved here). An alpha channel is dropped silently:
+    :func:`to_luma_unit` is the one that warns about it.
+
+    Parameters
+    ----------
+    image : array_like
+        ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` data.
+    normalization : {"auto", "dtype", "minmax", "percentile"} or (lo, hi)
+        As for :func:`to_luma_unit`.
+    name : str
+        Name of the input, used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        float32 array of shape (H, W, 3), or ``None`` when ``image`` is grey.
+    """
+    rule = _check_normalization(normalization)
+    arr, rgb, _ = _validate(image, name, warn_alpha=False)
+    if not rgb:
+        return None
+    _, lo, hi = _resolve(arr, rule)
+    return np.ascontiguousarray(_scale(arr, lo, hi).astype(np.float32))

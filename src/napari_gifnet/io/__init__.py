@@ -1,0 +1,31 @@
+"""Image files: reading, writing (atomically) and the formats' rules; no torch.
+
+``images`` reads and writes PNG, JPEG and TIFF (provenance as JSON in the
+TIFF description), ``formats`` says what each format can hold, and
+``tiff_stack`` opens a multi-page TIFF page by page.
+"""
+
+from .formats import (
+    READ_EXTENSIONS,
+    TIFF_EXTENSIONS,
+    WRITE_EXTENSIONS,
+    FormatError,
+    check_writable,
+    output_format,
+)
+from .images import (
+    JPEG_QUALITY,
+    image_info,
+    read_image,
+    read_tiff_metadata,
+    write_features,
+    write_image,
+    write_tiff,
+)
+from .tiff_stack import TiffPlanes, open_tiff_stack
+
+__all__ = [
+    "JPEG_QUALITY", "READ_EXTENSIONS", "TIFF_EXTENSIONS", "WRITE_EXTENSIONS", "FormatError",
+    "TiffPlanes", "check_writable", "image_info", "open_tiff_stack", "output_format",
+    "read_image", "read_tiff_metadata", "write_features", "write_image", "write_tiff",
+]  # fmt: skip

@@ -1,0 +1,414 @@
+"""Reading input images and writing fused images and feature maps.
+
+Formats are chosen by file extension (case-insensitive):
+
+* ``.png``, ``.jpg``, ``.jpeg``: read and written with :mod:`imageio.v3`
+  (Pillow); the stored dtype (uint8, or uint16 for 16-bit PNG) is kept.
+* ``.tif``, ``.tiff``: read and written with :mod:`tifffile`, any dtype; the
+  provenance metadata is stored as JSON in the ImageDescription tag and read
+  back with :func:`read_tiff_metadata`.
+
+What each format can hold is checked by :func:`check_writable` (the rules
+live in ``napari_gifnet.io.formats``), which :func:`write_image` calls and the
+commands call before computing an output.
+
+No torch import happens here, so the command line stays quick to start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..util.safe_files import atomic_write, check_output_folder
+from .formats import READ_EXTENSIONS, TIFF_EXTENSIONS, PathLike, _extension, check_writable
+
+# The rest of the format rules, part of this module's interface:
+from .formats import WRITE_EXTENSIONS as WRITE_EXTENSIONS
+from .formats import FormatError as FormatError
+from .formats import output_format as output_format
+
+#: JPEG quality used by :func:`write_image`.
+JPEG_QUALITY = 95
+
+
+def _warn_if_png_truncated(path: Path) -> None:
+    # Pillow decodes 16-bit colour PNGs (RGB, RGBA, grey+alpha) to 8 bits.
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 4, 6):
+        message = f"{path} is a 16-bit colour PNG, read with 8 bits per channel (Pillow)"
+        warnings.warn(message + "; save it as TIFF to keep 16 bits", UserWarning, stacklevel=3)
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as stored.
+
+    Parameters
+    ----------
+    path
+        A ``.png``, ``.jpg``/``.jpeg`` or ``.tif``/``.tiff`` file.
+
+    Returns
+    -------
+    numpy.ndarray
+        PNG/JPEG: uint8 (or uint16 for 16-bit grey PNG), shape (H, W),
+        (H, W, 3) or (H, W, 4); palette images are expanded to RGB(A).
+        TIFF: the first series as stored, any dtype and shape (a multi-page
+        file gives a stack); :func:`napari_gifnet.engine.fusion.fuse` validates it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the extension is unsupported, the path is not a file, or the file
+        cannot be decoded.
+    """
+    p, ext = _readable(path)
+    with _decoding(p, ext):
+        if ext in TIFF_EXTENSIONS:
+            import tifffile
+
+            return np.asarray(tifffile.imread(p))
+        import imageio.v3 as iio
+
+        if ext == ".png":
+            _warn_if_png_truncated(p)
+        return np.asarray(iio.imread(p, plugin="pillow"))
+
+
+def _readable(
+    path: PathLike, allowed: tuple[str, ...] = READ_EXTENSIONS, action: str = "read"
+) -> tuple[Path, str]:
+    """``(path, extension)`` of an existing file with an ``allowed`` extension.
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is at ``path``.
+    ValueError
+        If the extension is not ``allowed`` (the message says "cannot
+        ``action``") or the path is not a file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"image file not found: {p}")
+    ext = _extension(p, allowed, action)
+    if not p.is_file():
+        raise ValueError(f"cannot read {p}: not a file")
+    return p, ext
+
+
+class _Collect(logging.Handler):
+    """Keeps the log records of a decoder instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[_Collect]:
+    """Collect the records of logger ``name`` in the block instead of printing them."""
+    logger = logging.getLogger(name)
+    collect, propagate = _Collect(), logger.propagate
+    logger.addHandler(collect)
+    logger.propagate = False
+    try:
+        yield collect
+    finally:
+        logger.removeHandler(collect)
+        logger.propagate = propagate
+
+
+def _bomb(exc: BaseException) -> BaseException | None:
+    """Pillow's DecompressionBombError in the chain of ``exc``, if any."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return None
+        if type(current).__name__ == "DecompressionBombError":
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@contextmanager
+def _decoding(p: Path, ext: str) -> Iterator[None]:
+    """Report any failure of the decoder in the block as one ValueError.
+
+    The message reads ``cannot read P: not a valid TIFF file (<reason>)``
+    (PNG, JPEG after the extension); a MemoryError is passed on as it is.
+    tifffile's log lines are held back: after a failure they are dropped
+    (the error says what is wrong), after a success each becomes a warning
+    naming the file.
+    """
+    with _quiet_logger("tifffile") as log:
+        try:
+            yield
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
+            kind = "TIFF" if ext in TIFF_EXTENSIONS else ext[1:].upper().replace("JPG", "JPEG")
+            bomb = _bomb(exc)
+            if bomb is not None:
+                raise ValueError(
+                    f"cannot read {p}: the {kind} declares too many pixels for a safe read, "
+                    f"a possible decompression bomb ({bomb}); if the file is genuine, "
+                    "convert it to TIFF"
+                ) from exc
+            raise ValueError(f"cannot read {p}: not a valid {kind} file ({exc})") from exc
+    for message in log.messages:
+        warnings.warn(f"{p}: {message}", UserWarning, stacklevel=3)
+
+
+def _pillow_info(p: Path) -> tuple[tuple[int, ...], np.dtype]:
+    from PIL import Image
+
+    with Image.open(p) as im:
+        mode = im.palette.mode if im.mode == "P" and im.palette is not None else im.mode
+        if im.format == "PNG" and mode == "I":  # read as uint16 (imageio's pillow plugin)
+            mode = "I;16"
+        shape: tuple[int, ...] = (im.height, im.width)
+        frames = int(getattr(im, "n_frames", 1))
+        if getattr(im, "custom_mimetype", None) == "image/apng":
+            shape = (frames, *shape)  # imageio reads every frame of an animated PNG
+    dummy = np.asarray(Image.new(mode, (1, 1)))  # how numpy sees this mode
+    return (*shape, *dummy.shape[2:]), dummy.dtype
+
+
+def image_info(path: PathLike) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype that :func:`read_image` would return, from the header only.
+
+    Returns ``(shape, dtype)``: for TIFF those of the first series
+    (tifffile); for PNG and JPEG from the Pillow mode and size (palette
+    images as their palette's mode, 16-bit grey PNG as uint16). No pixels
+    are decoded. Raises as :func:`read_image` does (a header that cannot be
+    parsed: ValueError).
+    """
+    p, ext = _readable(path)
+    with _decoding(p, ext):
+        if ext in TIFF_EXTENSIONS:
+            import tifffile
+
+            with tifffile.TiffFile(p) as tif:
+                series = tif.series[0]
+                return tuple(int(s) for s in series.shape), np.dtype(series.dtype)
+        return _pillow_info(p)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _description(metadata: Mapping[str, Any] | None, shape: tuple[int, ...]) -> str | None:
+    # tifffile parses any JSON description holding '"shape":' as its own "shaped"
+    # metadata, whose top-level "shape" must be the array's: so it comes first.
+    if metadata is None:
+        return None
+    if "shape" in metadata:
+        raise ValueError("the metadata key 'shape' is reserved (tifffile stores the shape there)")
+    body = json.loads(json.dumps(dict(metadata), default=_json_default))
+    return json.dumps({"shape": list(shape), **body})
+
+
+def _write_tiff(
+    path: Path, data: np.ndarray, metadata: Mapping[str, Any] | None, photometric: str,
+    alpha: bool = False,
+) -> None:
+    import tifffile
+
+    extrasamples = ("unassalpha",) if alpha else None
+    if data.dtype == bool and photometric == "rgb":  # TIFF has no 1-bit colour: 0/255
+        data = data.astype(np.uint8) * np.uint8(255)
+    description = _description(metadata, data.shape)
+    with atomic_write(path) as fh:
+        tifffile.imwrite(
+            fh, data, photometric=photometric, extrasamples=extrasamples,
+            description=description, metadata=None,
+        )
+
+
+def _to_integer(image: np.ndarray, bits: int, path: Path) -> np.ndarray:
+    """Data that :func:`check_writable` accepts -> uint8/uint16.
+
+    Floats in [0, 1] are clipped, scaled and rounded to nearest; bool becomes
+    0 / top value; the unsigned type of ``bits`` stays as it is.
+    """
+    dtype = np.dtype(np.uint8 if bits == 8 else np.uint16)
+    if image.dtype == dtype:
+        return image
+    top = np.iinfo(dtype).max
+    if image.dtype.kind == "b":
+        return image.astype(dtype) * dtype.type(top)
+    if not np.all(np.isfinite(image)):
+        raise ValueError(f"cannot write {path}: the image contains NaN or infinite values")
+    return np.rint(np.clip(image, 0.0, 1.0) * float(top)).astype(dtype)
+
+
+def write_image(
+    path: PathLike,
+    image: np.ndarray,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    bit_depth: int | None = 8,
+) -> Path:
+    """Write an image; the format follows the extension.
+
+    Parameters
+    ----------
+    path
+        Output file. ``.tif``/``.tiff``: the array is written unchanged (a
+        float32 fusion stays float32; bool colour, which TIFF cannot hold, as
+        uint8 0/255) with ``metadata`` as JSON in the ImageDescription. ``.png``: 8-bit, or 16-bit (grey only: Pillow
+        cannot write 16-bit colour PNG). ``.jpg``/``.jpeg``: 8-bit, quality
+        :data:`JPEG_QUALITY`, grey or RGB. For PNG and JPEG, float data are
+        clipped to [0, 1], scaled by 255 (or 65535) and rounded to the nearest
+        integer (``numpy.rint``: halves to even); bool data become 0 and 255
+        (or 65535); uint8 (uint16 for 16-bit) data are written as they are.
+        PNG and JPEG drop ``metadata``. The rules are :func:`check_writable`'s.
+    image
+        (H, W), (H, W, 3) or (H, W, 4) array; never modified.
+    metadata
+        JSON-serialisable mapping (numpy scalars and other objects are
+        converted); TIFF only. It is stored as tifffile's "shaped" JSON
+        (``{"shape": [...], **metadata}``), so the key ``"shape"`` is reserved.
+    bit_depth
+        8 or 16 (PNG only), or None: 16 for grey PNG of uint16 or float data,
+        else 8.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        Unsupported extension, shape, dtype or bit depth (see
+        :func:`check_writable`), or NaN values.
+    OSError
+        If the file cannot be written ("cannot write PATH: no space left on
+        device" for a full disk). The file is written atomically
+        (:func:`napari_gifnet.util.safe_files.atomic_write`): a failed or
+        interrupted write leaves no partial file and an existing one intact.
+    """
+    p = Path(path)
+    arr = np.asarray(image)
+    bits = check_writable(p, arr.dtype, arr.shape, bit_depth=bit_depth)
+    ext = p.suffix.lower()
+    if ext in TIFF_EXTENSIONS:
+        alpha = arr.ndim == 3 and arr.shape[-1] == 4
+        _write_tiff(p, arr, metadata, "minisblack" if arr.ndim == 2 else "rgb", alpha)
+        return p
+    import imageio.v3 as iio
+
+    data = _to_integer(arr, bits, p)
+    options: dict[str, Any] = {"quality": JPEG_QUALITY} if ext != ".png" else {}
+    with atomic_write(p) as fh:  # our own file object: a failed write raises here
+        iio.imwrite(fh, data, plugin="pillow", extension=ext, **options)
+    return p
+
+
+def write_tiff(
+    path: PathLike, data: np.ndarray, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write an array of any shape and dtype to a grey (minisblack) TIFF, atomically.
+
+    For multiband or stacked results (e.g. pansharpened bands), which
+    :func:`write_image` does not take. ``metadata`` is stored as in
+    :func:`write_image` and read back by :func:`read_tiff_metadata`.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a ``.tif``/``.tiff`` file.
+    OSError
+        If the file cannot be written (no partial file is left).
+    """
+    p = Path(path)
+    _extension(p, TIFF_EXTENSIONS, "write")
+    _write_tiff(p, np.asarray(data), metadata, "minisblack")
+    return p
+
+
+def write_features(
+    directory: PathLike,
+    features: Mapping[str, np.ndarray],
+    metadata: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Write each feature map as a float32 TIFF stack ``<directory>/<name>.tif``.
+
+    Parameters
+    ----------
+    directory
+        Output folder; created (with parents) if needed.
+    features
+        Name -> array of shape (C, H, W), e.g. ``FusionResult.features``
+        (C = 98). Names must be plain file names.
+    metadata
+        Provenance stored as JSON in every file, with ``"feature"`` (the name)
+        and ``"axes": "CYX"`` added.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in the order of ``features``.
+
+    Raises
+    ------
+    ValueError
+        A name that is not a plain file name, an array that is not 3-D, or a
+        ``directory`` that is a file (or under one).
+    OSError
+        If a file cannot be written; each is written atomically.
+    """
+    folder = check_output_folder(directory, "the features folder")
+    for name, arr in features.items():
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"feature name {name!r} is not a plain file name")
+        if np.ndim(arr) != 3:
+            raise ValueError(f"feature {name!r} must be (C, H, W), got shape {np.shape(arr)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, arr in features.items():
+        meta = {**(metadata or {}), "feature": name, "axes": "CYX"}
+        out = folder / f"{name}.tif"
+        _write_tiff(out, np.asarray(arr, dtype=np.float32), meta, "minisblack")
+        written.append(out)
+    return written
+
+
+def read_tiff_metadata(path: PathLike) -> dict[str, Any]:
+    """Return the JSON metadata that :func:`write_image` stored in a TIFF.
+
+    The ``"shape"`` entry tifffile needs is left out. Returns an empty dict
+    when the file has no JSON ImageDescription.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(Path(path)) as tif:
+        text = tif.pages[0].description
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    value.pop("shape", None)
+    return value

@@ -1,0 +1,2 @@
+"""The fusion methods: one registry (``registry``), the classical baselines
+(``classical``) and the task presets (``presets``)."""

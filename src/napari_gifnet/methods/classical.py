@@ -1,0 +1,402 @@
+"""Classical image fusion baselines, called like :func:`napari_gifnet.fuse`.
+
+Each baseline takes the inputs of the GIFNet engine (grey or RGB, any dtype,
+the same ``normalization`` option), fuses the two lumas, gives an RGB result
+the chroma of the colour input(s) as the engine does, and returns the
+engine's :class:`~napari_gifnet.engine.fusion.FusionResult` (no ``features``, device
+``"cpu"``). Inputs are never modified.
+
+Methods (keys of :data:`BASELINES`):
+
+``"mean"``, ``"max"``
+    Per-pixel average and maximum of the two lumas.
+``"laplacian"``
+    Laplacian pyramid fusion: per level, the detail coefficient of larger
+    magnitude; the coarsest (Gaussian) level averaged. The pyramid uses the
+    5-tap binomial kernel ``[1, 4, 6, 4, 1] / 16`` (mirrored borders) to blur
+    before taking every second pixel, and zero insertion plus the same blur
+    to expand (an odd side is cropped from the doubled size, as OpenCV's
+    ``pyrUp``); reconstruction is exact (:func:`laplacian_pyramid`,
+    :func:`reconstruct_laplacian`).
+``"dwt"``
+    Discrete wavelet fusion (PyWavelets; default ``'db2'``, 3 levels,
+    symmetric extension): larger-magnitude detail coefficients, averaged
+    approximation.
+``"guided"``
+    Guided filtering fusion (Li, Kang & Hu, IEEE TIP 22(7), 2013): base =
+    31 x 31 mean filter, detail = image - base; saliency = Gaussian-smoothed
+    (11 x 11, sigma 5) absolute 3 x 3 Laplacian; binary maps of the larger
+    saliency (ties: both) refined by :func:`guided_filter` with the source
+    as guide, (r1 = 45, eps1 = 0.3) for the base and (r2 = 7, eps2 = 1e-6)
+    for the detail weights, clipped at 0 and normalised to sum to 1.
+``"mertens"``
+    Exposure fusion (Mertens, Kautz & Van Reeth 2007), our own code:
+    weights = contrast (absolute Laplacian of the luma) x saturation (standard
+    deviation of the RGB channels; 1 for a grey input) x well-exposedness
+    (``exp(-(v - 0.5)^2 / (2 * 0.2^2))``, multiplied over the RGB channels of
+    a colour input), plus 1e-12, normalised; the lumas are blended in a
+    full-depth Laplacian pyramid with Gaussian pyramids of the weights (the
+    scheme of OpenCV's ``MergeMertens``, not its exact numbers).
+
+:func:`fuse_with` dispatches by name, ``"gifnet"`` included.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from functools import partial
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import ndimage
+
+from .. import __version__
+from ..engine.colour import apply_colour
+from ..engine.inputs import prepare_pair
+from ..engine.preprocess import Normalization
+
+if TYPE_CHECKING:
+    from ..engine.fusion import FusionResult
+
+Progress = Callable[[int, int], Any]
+_BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+
+# --------------------------------------------------------------------------- shared driver
+def _run(
+    method: str,
+    fuse_luma: Callable[..., np.ndarray],
+    a: Any,
+    b: Any,
+    normalization: Normalization,
+    progress: Progress | None,
+    params: dict[str, Any],
+) -> FusionResult:
+    """Validate and normalise like the engine, fuse the lumas, add colour."""
+    from ..engine.fusion import FusionResult  # imports torch: only when a baseline runs
+
+    start = time.perf_counter()
+    pair = prepare_pair(a, b, normalization)
+    plan = pair.plan
+    fused = fuse_luma(
+        pair.luma_a.astype(np.float64), pair.luma_b.astype(np.float64), pair.rgb_a, pair.rgb_b
+    )
+    luma = np.ascontiguousarray(np.clip(fused, 0.0, 1.0), dtype=np.float32)
+    image = luma if plan is None else apply_colour(luma, plan)
+    if progress is not None:
+        progress(1, 1)
+    elapsed = time.perf_counter() - start
+    h, w = luma.shape
+    metadata = {
+        "method": method,
+        "parameters": params,
+        "napari_gifnet_version": __version__,
+        "device": "cpu",
+        "height": h,
+        "width": w,
+        **pair.provenance(normalization),
+        "elapsed_s": round(elapsed, 4),
+    }
+    return FusionResult(image=image, luma=luma, device="cpu", elapsed=elapsed, metadata=metadata)
+
+
+def _pick_abs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per element, the coefficient of larger magnitude (``x`` on ties)."""
+    return np.where(np.abs(x) >= np.abs(y), x, y)
+
+
+# --------------------------------------------------------------------------- pyramids
+def _blur(x: np.ndarray, gain: float = 1.0) -> np.ndarray:
+    k = _BINOMIAL * gain
+    return ndimage.correlate1d(
+        ndimage.correlate1d(x, k, axis=0, mode="mirror"), k, axis=1, mode="mirror"
+    )
+
+
+def _expand(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    # Upsample to twice the size, then crop an odd side: as OpenCV's pyrUp.
+    up = np.zeros((2 * x.shape[0], 2 * x.shape[1]))
+    up[::2, ::2] = x
+    return _blur(up, gain=2.0)[: shape[0], : shape[1]]  # gain 2 per axis: the zeros
+
+
+def _gaussian_pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
+    pyr = [np.asarray(image, dtype=np.float64)]
+    for _ in range(levels):
+        pyr.append(_blur(pyr[-1])[::2, ::2])
+    return pyr
+
+
+def _default_levels(shape: tuple[int, ...], cap: int = 6) -> int:
+    """Levels until the smallest side would drop below about 8 pixels."""
+    return int(max(0, min(cap, np.floor(np.log2(max(min(shape), 1))) - 3)))
+
+
+def laplacian_pyramid(image: np.ndarray, levels: int | None = None) -> list[np.ndarray]:
+    """Laplacian pyramid of a 2-D image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D array (any real dtype; computed in float64).
+    levels : int, optional
+        Number of detail levels; default: until the smallest side would drop
+        below about 8 pixels (at most 6).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``levels`` detail images (finest first), then the coarsest Gaussian
+        level. :func:`reconstruct_laplacian` inverts it exactly.
+    """
+    gauss = _gaussian_pyramid(
+        image, _default_levels(np.shape(image)) if levels is None else int(levels)
+    )
+    details = [g - _expand(g_next, g.shape) for g, g_next in pairwise(gauss)]
+    return details + [gauss[-1]]
+
+
+def reconstruct_laplacian(pyramid: list[np.ndarray]) -> np.ndarray:
+    """Collapse a pyramid from :func:`laplacian_pyramid` back to the image."""
+    out = np.asarray(pyramid[-1], dtype=np.float64)
+    for detail in reversed(pyramid[:-1]):
+        out = detail + _expand(out, detail.shape)
+    return out
+
+
+# --------------------------------------------------------------------------- guided filter
+def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
+    """Mean over the (2r+1)^2 window, truncated at the borders (cumulative sums)."""
+    out = np.asarray(x, dtype=np.float64)
+    for axis in (0, 1):
+        out = np.moveaxis(out, axis, 0)
+        n = out.shape[0]
+        csum = np.concatenate([np.zeros((1, *out.shape[1:])), np.cumsum(out, axis=0)])
+        hi, lo = np.minimum(np.arange(n) + r + 1, n), np.maximum(np.arange(n) - r, 0)
+        out = np.moveaxis((csum[hi] - csum[lo]) / (hi - lo)[:, None], 0, axis)
+    return out
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Grey guided filter (He, Sun & Tang 2010/2013) with box means.
+
+    Parameters
+    ----------
+    guide, src : numpy.ndarray
+        2-D arrays of the same shape: the guidance image and the image to
+        filter.
+    radius : int
+        Window radius: windows of (2 radius + 1)^2 pixels, truncated at the
+        borders.
+    eps : float
+        Regularisation (for data in [0, 1]).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the filtered ``src``.
+    """
+    guide = np.asarray(guide, dtype=np.float64)
+    src = np.asarray(src, dtype=np.float64)
+    mean_i, mean_p = _box_mean(guide, radius), _box_mean(src, radius)
+    var_i = _box_mean(guide * guide, radius) - mean_i * mean_i
+    cov_ip = _box_mean(guide * src, radius) - mean_i * mean_p
+    slope = cov_ip / (np.maximum(var_i, 0.0) + eps)
+    offset = mean_p - slope * mean_i
+    return _box_mean(slope, radius) * guide + _box_mean(offset, radius)
+
+
+def _normalised(wa: np.ndarray, wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    wa, wb = np.maximum(wa, 0.0), np.maximum(wb, 0.0)
+    total = wa + wb
+    ok = total > 1e-12
+    na = np.where(ok, wa / np.where(ok, total, 1.0), 0.5)
+    return na, 1.0 - na
+
+
+# --------------------------------------------------------------------------- luma rules
+def _mean_rule(x, y, *_):
+    return (x + y) / 2.0
+
+
+def _max_rule(x, y, *_):
+    return np.maximum(x, y)
+
+
+def _laplacian_rule(x, y, _ra, _rb, levels):
+    pa, pb = laplacian_pyramid(x, levels), laplacian_pyramid(y, levels)
+    fused = [_pick_abs(da, db) for da, db in zip(pa[:-1], pb[:-1])] + [(pa[-1] + pb[-1]) / 2]
+    return reconstruct_laplacian(fused)
+
+
+def _dwt_rule(x, y, _ra, _rb, wavelet, levels):
+    try:
+        import pywt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the 'dwt' baseline needs PyWavelets: pip install PyWavelets") from exc
+    level = min(int(levels), pywt.dwt_max_level(min(x.shape), pywt.Wavelet(wavelet).dec_len))
+    if level < 1:
+        return _mean_rule(x, y)
+    ca = pywt.wavedec2(x, wavelet, mode="symmetric", level=level)
+    cb = pywt.wavedec2(y, wavelet, mode="symmetric", level=level)
+    fused = [(ca[0] + cb[0]) / 2] + [
+        tuple(_pick_abs(da, db) for da, db in zip(la, lb)) for la, lb in zip(ca[1:], cb[1:])
+    ]
+    return pywt.waverec2(fused, wavelet, mode="symmetric")[: x.shape[0], : x.shape[1]]
+
+
+def _guided_rule(x, y, _ra, _rb, r1, eps1, r2, eps2):
+    lap = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+    sal = [
+        ndimage.gaussian_filter(
+            np.abs(ndimage.correlate(i, lap, mode="reflect")), 5.0, truncate=1.0, mode="reflect"
+        )
+        for i in (x, y)
+    ]
+    pa, pb = (sal[0] >= sal[1]).astype(np.float64), (sal[1] >= sal[0]).astype(np.float64)
+    wba, wbb = _normalised(guided_filter(x, pa, r1, eps1), guided_filter(y, pb, r1, eps1))
+    wda, wdb = _normalised(guided_filter(x, pa, r2, eps2), guided_filter(y, pb, r2, eps2))
+    base_a, base_b = _box_mean(x, 15), _box_mean(y, 15)  # 31 x 31 mean filter
+    return wba * base_a + wbb * base_b + wda * (x - base_a) + wdb * (y - base_b)
+
+
+def _mertens_weight(luma, rgb, contrast, saturation, exposure, sigma):
+    lap = np.abs(ndimage.laplace(luma, mode="mirror"))
+    channels = luma[..., None] if rgb is None else rgb.astype(np.float64)
+    well = np.prod(np.exp(-((channels - 0.5) ** 2) / (2.0 * sigma**2)), axis=-1)
+    sat = 1.0 if rgb is None else np.std(channels, axis=-1)
+    return lap**contrast * sat**saturation * well**exposure + 1e-12
+
+
+def _mertens_rule(x, y, ra, rb, contrast, saturation, exposure, sigma):
+    wa = _mertens_weight(x, ra, contrast, saturation, exposure, sigma)
+    wb = _mertens_weight(y, rb, contrast, saturation, exposure, sigma)
+    total = wa + wb
+    levels = int(np.log2(max(min(x.shape), 1)))
+    ga, gb = _gaussian_pyramid(wa / total, levels), _gaussian_pyramid(wb / total, levels)
+    la, lb = laplacian_pyramid(x, levels), laplacian_pyramid(y, levels)
+    return reconstruct_laplacian([p * u + q * v for p, u, q, v in zip(ga, la, gb, lb)])
+
+
+# --------------------------------------------------------------------------- public
+_DOC_ARGS = """
+    Parameters
+    ----------
+    a, b : array_like
+        The two inputs, as for :func:`napari_gifnet.fuse`: (H, W), (H, W, 3)
+        or (H, W, 4), bool, integer or float; never modified.
+    normalization : str or (lo, hi)
+        As for :func:`napari_gifnet.fuse`.
+    progress : callable, optional
+        Called once as ``progress(1, 1)`` when done.
+
+    Returns
+    -------
+    FusionResult
+        ``image`` (grey, or RGB with chroma as the engine gives it), ``luma``
+        (float32 in [0, 1]) and ``metadata`` (method, parameters, inputs).
+
+    Raises
+    ------
+    ValueError
+        Inputs of different height and width, or inputs the engine refuses.
+"""
+
+
+def _baseline(
+    name: str, rule: Callable[..., np.ndarray], summary: str, defaults: dict[str, Any] | None = None
+):
+    """Make the public ``fuse_<name>`` function of a luma fusion rule."""
+    defaults = defaults or {}
+
+    def fuse_baseline(
+        a: Any,
+        b: Any,
+        *,
+        normalization: Normalization = "auto",
+        progress: Progress | None = None,
+        **params: Any,
+    ) -> FusionResult:
+        unknown = set(params) - set(defaults)
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {sorted(unknown)}; valid: {sorted(defaults)}")
+        opts = {**defaults, **params}
+        return _run(name, partial(rule, **opts), a, b, normalization, progress, opts)
+
+    fuse_baseline.__name__ = fuse_baseline.__qualname__ = f"fuse_{name}"
+    sig = inspect.signature(fuse_baseline)
+    own = [
+        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()
+    ]
+    fuse_baseline.__signature__ = sig.replace(
+        parameters=[*list(sig.parameters.values())[:-1], *own]
+    )  # type: ignore[attr-defined]
+    keywords = "".join(f"\n    {k} : default {v!r}" for k, v in defaults.items())
+    fuse_baseline.__doc__ = f"{summary}\n{_DOC_ARGS}" + (
+        f"\n    Method parameters (keyword only){keywords}\n" if defaults else ""
+    )
+    return fuse_baseline
+
+
+fuse_mean = _baseline("mean", _mean_rule, "Fuse by the per-pixel mean of the two lumas.")
+fuse_max = _baseline("max", _max_rule, "Fuse by the per-pixel maximum of the two lumas.")
+fuse_laplacian = _baseline(
+    "laplacian", _laplacian_rule, "Laplacian pyramid fusion (max-abs details).", {"levels": None}
+)
+fuse_dwt = _baseline(
+    "dwt", _dwt_rule, "Wavelet fusion (max-abs details).", {"wavelet": "db2", "levels": 3}
+)
+fuse_guided = _baseline(
+    "guided", _guided_rule, "Guided filtering fusion (Li, Kang & Hu 2013).",
+    {"r1": 45, "eps1": 0.3, "r2": 7, "eps2": 1e-6},
+)  # fmt: skip
+fuse_mertens = _baseline(
+    "mertens", _mertens_rule, "Mertens exposure fusion of the lumas.",
+    {"contrast": 1.0, "saturation": 1.0, "exposure": 1.0, "sigma": 0.2},
+)  # fmt: skip
+
+#: The classical baselines by name.
+BASELINES: dict[str, Callable[..., FusionResult]] = {
+    "mean": fuse_mean,
+    "max": fuse_max,
+    "laplacian": fuse_laplacian,
+    "dwt": fuse_dwt,
+    "guided": fuse_guided,
+    "mertens": fuse_mertens,
+}
+
+
+def fuse_with(method: str, a: Any, b: Any, **kw: Any) -> FusionResult:
+    """Fuse with GIFNet (``"gifnet"``) or a baseline of :data:`BASELINES`, by name.
+
+    Parameters
+    ----------
+    method : str
+        ``"gifnet"`` or a key of :data:`BASELINES` (case-insensitive).
+    a, b : array_like
+        The two inputs.
+    **kw
+        Passed on: to :func:`napari_gifnet.fuse` for ``"gifnet"`` (weights,
+        device, ...), else to the baseline (normalization, progress and its
+        own parameters).
+
+    Returns
+    -------
+    FusionResult
+
+    Raises
+    ------
+    ValueError
+        An unknown method.
+    """
+    key = str(method).lower()
+    if key == "gifnet":
+        from ..engine.fusion import fuse
+
+        return fuse(a, b, **kw)
+    if key not in BASELINES:
+        raise ValueError(f"unknown fusion method {method!r}; valid: {['gifnet', *BASELINES]}")
+    return BASELINES[key](a, b, **kw)

@@ -1,0 +1,352 @@
+"""The "Fusion metrics" dock widget.
+
+Pick the two inputs and one or more fused image layers, press Compute: the
+reference-free metrics of :func:`napari_gifnet.metrics.fusion.fusion_metrics` are
+computed for every fused layer in a napari ``thread_worker`` (never on the
+GUI thread) and shown in a sortable table (rows: fused layers; columns: the
+metrics of :data:`napari_gifnet.metrics.fusion.METRICS`), the best value of each
+column in bold. "Copy as CSV" puts the table, in its current order and at
+full precision, on the clipboard.
+
+2-D layers (grey or RGB) are used whole. For layers with more dimensions the
+plane shown in the viewer is used: the leading axes are indexed at the
+viewer's current position (``viewer.dims.current_step``, mapped into each
+layer's data coordinates), which needs a 2-D view of the last two axes;
+otherwise the widget refuses with a message. Errors (different sizes, data
+the metrics cannot take, ...) are napari notifications; the widget stays
+usable. The Qt-free part (:func:`displayed_plane`, :func:`metrics_job`) lives
+in :mod:`napari_gifnet.plugin.layer_metrics` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...metrics.fusion import METRICS
+from ..layer_metrics import MetricsOutcome, MetricsSource, displayed_plane, metrics_job
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    from napari.qt.threading import FunctionWorker
+
+__all__ = ["MetricsWidget", "displayed_plane", "metrics_job"]
+
+#: Role holding a cell's exact value (float) or a row's layer name.
+VALUE_ROLE = Qt.ItemDataRole.UserRole
+
+
+def _format(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+class _NumberItem(QTableWidgetItem):
+    """A table cell that sorts by its exact value (NaN last when ascending)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(_format(value))
+        self.setData(VALUE_ROLE, float(value))
+        self.setFlags(self.flags() & ~Qt.ItemFlag.ItemIsEditable)
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        x, y = self.data(VALUE_ROLE), other.data(VALUE_ROLE)
+        if not isinstance(y, float):
+            return super().__lt__(other)
+        if math.isnan(x) or math.isnan(y):
+            return not math.isnan(x) and math.isnan(y)
+        return x < y
+
+
+class MetricsWidget(QWidget):
+    """Dock widget that compares fused image layers with reference-free metrics.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer whose image layers are compared.
+
+    Attributes
+    ----------
+    results : dict[str, dict[str, float]]
+        Layer name -> metric name -> value, of the last successful Compute.
+    last_outcome : MetricsOutcome or None
+        The last finished computation (its ``thread_id`` tells where it ran).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.first = QComboBox()
+        self.second = QComboBox()
+        self.fused = QListWidget()
+        self.fused.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
+        self.fused.setToolTip("Fused layers to compare (select one or more)")
+        self.compute_button = QPushButton("Compute")
+        self.copy_button = QPushButton("Copy as CSV")
+        self.copy_button.setEnabled(False)
+        self.table = QTableWidget(0, 1 + len(METRICS))
+        self.table.setHorizontalHeaderLabels(["layer", *METRICS])
+        for col, (name, (direction, text)) in enumerate(METRICS.items(), start=1):
+            self.table.horizontalHeaderItem(col).setToolTip(
+                f"{name}: {text} ({direction} is better)"
+            )
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSortingEnabled(True)
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("first input", self.first)
+        form.addRow("second input", self.second)
+        form.addRow("fused layers", self.fused)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.compute_button)
+        buttons.addWidget(self.copy_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table)
+        layout.addWidget(self.status)
+
+        self.results: dict[str, dict[str, float]] = {}
+        self.last_outcome: MetricsOutcome | None = None
+        self._pending: MetricsOutcome | None = None
+        self._worker: FunctionWorker | None = None
+        self._watched: set[Any] = set()
+        self._alive = True
+        self.compute_button.clicked.connect(self.compute)
+        self.copy_button.clicked.connect(self.copy_csv)
+        events = self.viewer.layers.events
+        for sig in (events.inserted, events.removed, events.moved, events.reordered):
+            sig.connect(self._refresh_layers)
+        self.destroyed.connect(self._teardown_callback())
+        self._refresh_layers()
+
+    # ----------------------------------------------------------- layer pickers
+    def _image_names(self) -> list[str]:
+        from napari.layers import Image
+
+        return [ly.name for ly in self.viewer.layers if isinstance(ly, Image)]
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        """Re-list image layers, keeping the choices that still exist."""
+        if not self._alive:
+            return
+        current = set(self.viewer.layers)
+        for layer in current - self._watched:
+            layer.events.name.connect(self._refresh_layers)
+        for layer in self._watched - current:
+            layer.events.name.disconnect(self._refresh_layers)
+        self._watched = current
+        names = self._image_names()
+        old_first, old_second = self.first.currentText(), self.second.currentText()
+        selected = set(self.selected_fused())
+        known = {self.fused.item(i).text() for i in range(self.fused.count())}
+        for combo, old, default in (
+            (self.first, old_first, 0),
+            (self.second, old_second, 1),
+        ):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if old in names:
+                combo.setCurrentText(old)
+            elif len(names) > default:
+                combo.setCurrentIndex(default)
+            combo.blockSignals(False)
+        self.fused.clear()
+        for name in names:
+            item = QListWidgetItem(name, self.fused)
+            new = name not in known
+            layer = self.viewer.layers[name]
+            item.setSelected(name in selected or (new and "method" in layer.metadata))
+
+    def _teardown_callback(self) -> Callable[..., None]:
+        """Disconnects from the viewer when the widget dies."""
+
+        def teardown(*_: Any) -> None:
+            self._alive = False
+            events = self.viewer.layers.events
+            for sig in (events.inserted, events.removed, events.moved, events.reordered):
+                sig.disconnect(self._refresh_layers)
+            for layer in self._watched:
+                layer.events.name.disconnect(self._refresh_layers)
+            self._watched = set()
+
+        return teardown
+
+    def selected_fused(self) -> list[str]:
+        """Names of the selected fused layers, in list order."""
+        return [
+            self.fused.item(i).text()
+            for i in range(self.fused.count())
+            if self.fused.item(i).isSelected()
+        ]
+
+    def set_inputs(self, first: str, second: str, fused: list[str]) -> None:
+        """Choose the inputs and the fused layers by name (for scripts and tests)."""
+        self.first.setCurrentText(first)
+        self.second.setCurrentText(second)
+        for i in range(self.fused.count()):
+            self.fused.item(i).setSelected(self.fused.item(i).text() in fused)
+
+    # ------------------------------------------------------------- computing
+    @property
+    def running(self) -> bool:
+        """Whether a computation is running."""
+        return self._worker is not None
+
+    def _source(self, name: str, what: str) -> MetricsSource:
+        from napari.layers import Image
+
+        if not name or name not in self.viewer.layers:
+            raise ValueError(f"choose the {what}")
+        layer = self.viewer.layers[name]
+        if not isinstance(layer, Image):
+            raise TypeError(f"the {what} {name!r} is not an image layer")
+        data, index = displayed_plane(layer, self.viewer)
+        return MetricsSource(name, data, index)
+
+    def compute(self) -> FunctionWorker | None:
+        """Start computing the metrics in a worker thread (None if refused)."""
+        from napari.qt.threading import create_worker
+
+        if self.running:
+            return None
+        try:
+            first = self._source(self.first.currentText(), "first input")
+            second = self._source(self.second.currentText(), "second input")
+            names = self.selected_fused()
+            if not names:
+                raise ValueError("select one or more fused layers")
+            fused = [self._source(n, "fused layer") for n in names]
+            shapes = {s.name: self._plane_hw(s) for s in (first, second, *fused)}
+            if len(set(shapes.values())) > 1:
+                sizes = ", ".join(f"{n!r} {h} x {w}" for n, (h, w) in shapes.items())
+                raise ValueError(f"the layers differ in size: {sizes}")
+        except (TypeError, ValueError) as exc:
+            self._fail(f"Cannot compute metrics: {exc}")
+            return None
+        worker = create_worker(metrics_job, first, second, fused, _ignore_errors=True)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(lambda exc: self._on_returned(MetricsOutcome(error=exc)))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._pending = None
+        self.compute_button.setEnabled(False)
+        self.status.setText(f"Computing metrics for {len(fused)} layer(s) ...")
+        worker.start()
+        return worker
+
+    @staticmethod
+    def _plane_hw(src: MetricsSource) -> tuple[int, int]:
+        shape = tuple(src.data.shape[len(src.index) :])
+        if len(shape) == 3 and shape[-1] in (3, 4):
+            shape = shape[:2]
+        return shape[-2], shape[-1]
+
+    def _on_returned(self, outcome: MetricsOutcome) -> None:
+        if self._pending is None:
+            self._pending = outcome
+
+    def _on_finished(self) -> None:
+        outcome = self._pending or MetricsOutcome(error=RuntimeError("the computation stopped"))
+        self._worker = None
+        if not self._alive:
+            return
+        self.compute_button.setEnabled(True)
+        self.last_outcome = outcome
+        if outcome.error is not None:
+            self._fail(f"Metrics failed: {outcome.error}")
+            return
+        self.results = outcome.rows
+        self._fill_table(outcome.rows)
+        self.status.setText(f"Metrics of {len(outcome.rows)} fused layer(s); best in bold.")
+
+    # ----------------------------------------------------------------- table
+    def _fill_table(self, rows: dict[str, dict[str, float]]) -> None:
+        table = self.table
+        table.setSortingEnabled(False)
+        table.clearContents()
+        table.setRowCount(len(rows))
+        best = self.best_values(rows)
+        for r, (name, values) in enumerate(rows.items()):
+            label = QTableWidgetItem(name)
+            label.setData(VALUE_ROLE, name)
+            label.setFlags(label.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            table.setItem(r, 0, label)
+            for c, metric in enumerate(METRICS, start=1):
+                value = float(values.get(metric, math.nan))
+                item = _NumberItem(value)
+                if metric in best and value == best[metric]:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                    item.setToolTip(f"best {metric}")
+                table.setItem(r, c, item)
+        table.setSortingEnabled(True)
+        table.resizeColumnsToContents()
+        self.copy_button.setEnabled(bool(rows))
+
+    @staticmethod
+    def best_values(rows: dict[str, dict[str, float]]) -> dict[str, float]:
+        """Per metric, the best finite value over the rows (by METRICS' direction)."""
+        best: dict[str, float] = {}
+        for metric, (direction, _) in METRICS.items():
+            vals = [v[metric] for v in rows.values() if metric in v and math.isfinite(v[metric])]
+            if vals:
+                best[metric] = max(vals) if direction == "higher" else min(vals)
+        return best
+
+    def table_rows(self) -> list[tuple[str, list[float]]]:
+        """The table as shown (current sort order): (layer name, values in METRICS order)."""
+        out = []
+        for r in range(self.table.rowCount()):
+            name = self.table.item(r, 0).data(VALUE_ROLE)
+            values = [self.table.item(r, c).data(VALUE_ROLE) for c in range(1, 1 + len(METRICS))]
+            out.append((name, values))
+        return out
+
+    def csv_text(self) -> str:
+        """The table as CSV (header ``layer,EN,...``), full precision, in display order."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["layer", *METRICS])
+        for name, values in self.table_rows():
+            writer.writerow([name, *(repr(float(v)) for v in values)])
+        return buf.getvalue()
+
+    def copy_csv(self) -> str:
+        """Put :meth:`csv_text` on the clipboard and return it."""
+        text = self.csv_text()
+        QApplication.clipboard().setText(text)
+        self.status.setText(f"Copied {self.table.rowCount()} row(s) as CSV.")
+        return text
+
+    def _fail(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.setText(message)
+        show_error(message)

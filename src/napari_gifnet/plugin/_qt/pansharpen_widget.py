@@ -1,0 +1,111 @@
+"""The "Pansharpen" dock widget: a multispectral layer + a panchromatic layer.
+
+Pick the multiband layer ((bands, Y, X) or (Y, X, bands)), the panchromatic
+layer, where the bands are, a method and how each band returns to its range;
+Run calls :func:`napari_gifnet.workflows.pansharpening.pansharpen` (the console function)
+in a napari worker thread, with the layers' scale and translate, so a
+multispectral layer at a coarser pixel size is upsampled onto the
+panchromatic grid first. The result is added as ``"<ms> pansharpened"`` in
+the multispectral layer's layout, on the panchromatic layer's grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox
+
+from .stack_widget import JobWidget, _gifnet_controls, _weights, put_layer
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+__all__ = ["PansharpenWidget"]
+
+_AXES = [("auto", None), ("first (bands, Y, X)", 0), ("last (Y, X, bands)", -1)]
+
+
+class PansharpenWidget(JobWidget):
+    """Dock widget: fuse every band of a multispectral layer with a panchromatic layer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        from ...workflows.pansharpening import RESCALES
+        from ..layer_fusion import method_choices
+
+        super().__init__(napari_viewer)
+        self.ms = ComboBox(label="multispectral", choices=self._image_choices)
+        self.pan = ComboBox(label="panchromatic", choices=self._image_choices)
+        self.band_axis = ComboBox(label="bands", choices=_AXES, value=None)
+        self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
+        self.rescale = ComboBox(label="band range", choices=list(RESCALES), value="range")
+        _gifnet_controls(self)
+        self._pickers = [self.ms, self.pan]
+        self.extend(
+            [
+                self.ms, self.pan, self.band_axis, self.method, self.rescale, self.device,
+                self.weights, self.buttons, self.status,
+            ]
+        )  # fmt: skip
+        self._refresh_layers()
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        super()._refresh_layers()
+        images = [layer for _, layer in self._image_choices()]
+        if len(images) > 1 and self.pan.value in (None, self.ms.value):
+            self.pan.value = next(ly for ly in images if ly is not self.ms.value)
+
+    def prepare(self) -> tuple[Callable, str]:
+        from ...workflows.pansharpening import band_axis_of, pansharpen
+
+        ms, pan = self.ms.value, self.pan.value
+        if ms is None or pan is None or ms is pan:
+            raise ValueError("choose a multispectral and a different panchromatic layer")
+        ms_data = np.asarray(ms.data[0] if ms.multiscale else ms.data)
+        pan_data = np.asarray(pan.data[0] if pan.multiscale else pan.data)
+        if ms_data.ndim != 3 or ms.rgb:
+            raise ValueError(
+                f"{ms.name!r} has shape {ms_data.shape}: the multispectral layer needs three "
+                "axes, (bands, Y, X) or (Y, X, bands), shown as a non-RGB layer"
+            )
+        axis = band_axis_of(ms_data.shape, self.band_axis.value)
+        yx = [1, 2] if axis == 0 else [0, 1]
+        ms_scale = tuple(float(ms.scale[i]) for i in yx)
+        ms_translate = tuple(float(ms.translate[i]) for i in yx)
+        pan_scale = tuple(float(s) for s in pan.scale[-2:])
+        pan_translate = tuple(float(t) for t in pan.translate[-2:])
+        band_scale = float(ms.scale[0 if axis == 0 else 2])
+        if axis == 0:
+            scale, translate = (band_scale, *pan_scale), (0.0, *pan_translate)
+        else:
+            scale, translate = (*pan_scale, band_scale), (*pan_translate, 0.0)
+        self._target = (ms.name, scale, translate)
+        options = {
+            "band_axis": axis, "method": self.method.value, "rescale": self.rescale.value,
+            "ms_scale": ms_scale, "pan_scale": pan_scale, "ms_translate": ms_translate,
+            "pan_translate": pan_translate, "weights": _weights(self),
+            "device": self.device.value,
+        }  # fmt: skip
+
+        def job(progress: Callable[[int, int], None]) -> Any:
+            return pansharpen(ms_data, pan_data, progress=progress, **options)
+
+        return job, f"Pansharpen: {ms.name} + {pan.name}"
+
+    def finish(self, value: Any) -> list[Any]:
+        name, scale, translate = self._target
+        lo, hi = float(value.band_ranges[:, 0].min()), float(value.band_ranges[:, 1].max())
+        meta = dict(value.metadata, source_layer=name)
+        return [
+            put_layer(
+                self.viewer, f"{name} pansharpened", value.image, rgb=False, colormap="gray",
+                contrast_limits=(lo, hi if hi > lo else lo + 1), scale=scale,
+                translate=translate, metadata=meta,
+            )
+        ]  # fmt: skip
+
+    def summary(self, value: Any) -> str:
+        meta = value.metadata
+        up = " (upsampled)" if meta.get("resampled") else ""
+        return f"Last run: {meta['bands']} bands{up}, {meta['method']}, {value.elapsed:.1f} s"

@@ -1,0 +1,304 @@
+"""Fusing napari image layers with GIFNet, without Qt.
+
+The dock widget and the console helper :func:`fuse_layers` share this code:
+
+1. :func:`prepare_fusion` (GUI thread, reads no pixels) checks two image
+   layers and plans the job: plane by plane over leading axes (Z, time), RGB
+   layers as colour, and resampling of the second layer onto the first's
+   grid when their world transforms differ in the last two axes.
+2. :func:`iter_fusion` (any thread) reads one plane of each layer at a time
+   (``np.asarray`` per plane, so dask data is never loaded whole), fuses it
+   with :func:`napari_gifnet.engine.fusion.fuse`, yields ``(planes done, planes)``
+   and returns a :class:`FusionOutput`; :func:`run_fusion` runs it through.
+3. :func:`add_fusion_layers` (GUI thread) adds or updates the layers.
+
+The planning step lives in :mod:`napari_gifnet.plugin.fusion_plan`, the method names
+in :mod:`napari_gifnet.methods.registry` and the layer output in
+:mod:`napari_gifnet.plugin.layer_output`; their names are re-exported here.
+napari, scipy and torch are imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import replace as _replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..methods.registry import GIFNET_ONLY_OPTIONS as GIFNET_ONLY_OPTIONS
+from ..methods.registry import METHOD_LABELS as METHOD_LABELS
+from ..methods.registry import method_choices, method_key, method_label, output_name
+from .fusion_plan import FusionPlan, LayerInput, prepare_fusion
+from .layer_output import FusionOutput, add_fusion_layers, pca_rgb, status_text
+from .resampling import Resampling
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    from napari.layers import Image
+
+__all__ = [
+    "FusionCancelled", "FusionOutput", "FusionPlan", "LayerInput", "Resampling",
+    "add_fusion_layers", "fuse_layers", "iter_fusion", "method_choices", "method_key",
+    "method_label", "output_name", "pca_rgb", "prepare_fusion", "run_fusion", "status_text",
+]  # fmt: skip
+
+#: Feature maps turned into layers, in order.
+FEATURE_KEYS = ("shared", "multimodal", "photographic")
+#: ``progress(done, total)``, counting bands over all planes.
+Progress = Callable[[int, int], None]
+
+
+class FusionCancelled(Exception):
+    """Raised by a progress callback to stop a fusion (the widget's Cancel)."""
+
+
+def iter_fusion(
+    plan: FusionPlan,
+    *,
+    weights: Any = None,
+    device: str = "auto",
+    normalization: Any = "auto",
+    features: bool = False,
+    progress: Progress | None = None,
+    task: str | None = None,
+    method: str | None = None,
+    lazy: bool | None = None,
+    show: tuple[int, ...] | None = None,
+) -> Generator[tuple[int, int], None, FusionOutput]:
+    """Fuse a planned pair plane by plane, yielding ``(planes done, planes)``.
+
+    The core of both the widget (in a napari ``thread_worker``) and
+    :func:`fuse_layers`. Each plane is read with ``np.asarray`` (the second
+    resampled when planned), normalised on its own and fused by
+    :func:`napari_gifnet.methods.classical.fuse_with` with the plan's method
+    (``method``, when given, replaces it): GIFNet gets ``weights``,
+    ``device``, ``normalization`` and ``features``; a baseline only
+    ``normalization`` (the GIFNet-only options are ignored). ``progress(done, total)`` counts
+    bands over all planes; an exception raised in it (e.g.
+    :class:`FusionCancelled`) stops the fusion. ``task`` is recorded in the
+    provenance. Returns a :class:`FusionOutput` (via ``StopIteration``).
+
+    ``lazy``: return the fused image as a Dask array computed chunk by chunk
+    when it is viewed or saved (:func:`napari_gifnet.engine.lazy.fuse_dask`), reading
+    no pixel here. None (default): lazily when a layer holds a Dask or zarr
+    array, the method is GIFNet, no feature layers are asked for and no
+    resampling is needed; otherwise plane by plane now.
+
+    ``show``: for a lazy result, the leading index of one plane to compute
+    now (progress then counts its Dask tasks), so that the plane a viewer
+    shows first is ready; the other planes stay lazy. Ignored otherwise.
+    """
+    from ..methods.classical import fuse_with
+
+    if method is not None and method_key(method) != plan.method:
+        plan = _replace(plan, method=method_key(method))
+    gifnet = plan.method == "gifnet"
+    features = bool(features) and gifnet
+    if lazy is None:
+        from ..engine.lazy import is_lazy
+
+        lazy = gifnet and not features and plan.resampling is None and (
+            is_lazy(plan.first.data) or is_lazy(plan.second.data)
+        )
+    if lazy:
+        yield 0, 1
+        output = _lazy_output(plan, weights, device, normalization, task)
+        if show is not None:
+            from ..engine.lazy import compute_plane
+
+            output.image, _ = compute_plane(output.image, show, progress)
+            output.metadata["computed_plane"] = list(show)
+        yield 1, 1
+        return output
+    start, n, lead = time.perf_counter(), plan.n_planes, plan.leading_shape
+    options: dict[str, Any] = {"normalization": normalization}
+    if gifnet:
+        options.update(weights=weights, device=device, return_features=features)
+    image: np.ndarray | None = None
+    feats: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {}
+    for i, idx in enumerate(plan.plane_indices()):
+        a, b = plan.first.read(idx), plan.second.read(idx)
+        if plan.resampling is not None:
+            b = plan.resampling.apply(b, plan.plane_shape)
+
+        def report(done: int, total: int, i: int = i) -> None:
+            if progress is not None:
+                progress(i * total + done, n * total)
+
+        res = fuse_with(plan.method, a, b, progress=report, **options)
+        if image is None:
+            image, meta = np.empty(lead + res.image.shape, np.float32), res.metadata
+        image[idx] = res.image
+        for key in FEATURE_KEYS if features else ():
+            f = res.features[key]
+            if key not in feats:  # channels first, so the leading axes align with the image's
+                feats[key] = np.empty((f.shape[0], *lead, *f.shape[1:]), np.float32)
+            feats[key][(slice(None), *idx)] = f
+        yield i + 1, n
+    assert image is not None
+    summaries = {key: pca_rgb(f) for key, f in feats.items()}
+    elapsed = time.perf_counter() - start
+    names = {"first": plan.first.name, "second": plan.second.name}
+    inputs = {
+        k: {**meta["inputs"][ab], "name": names[k]} for k, ab in (("first", "a"), ("second", "b"))
+    }
+    resampled = plan.resampling and {
+        "layer": plan.second.name,
+        "onto": plan.first.name,
+        "order": 1,
+        **{k: np.round(v, 9).tolist() for k, v in vars(plan.resampling).items()},
+    }
+    meta = {
+        **meta,
+        "method": method_label(plan.method),
+        "inputs": inputs,
+        "first_layer": plan.first.name,
+        "second_layer": plan.second.name,
+        "task": task,
+        "shape": list(image.shape),
+        "planes": n,
+        "normalized_per_plane": n > 1,
+        "resampled": resampled,
+        "features": list(feats),
+        "elapsed_s": round(elapsed, 4),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return FusionOutput(plan, image, feats, summaries, meta, str(meta["device"]), elapsed)
+
+
+def _lazy_output(
+    plan: FusionPlan, weights: Any, device: str, normalization: Any, task: str | None
+) -> FusionOutput:
+    """The lazy branch of :func:`iter_fusion`: a Dask graph, nothing computed."""
+    from ..engine.lazy import as_dask, fuse_dask
+    from ..engine.result import provenance
+    from ..model.weights import load_model
+
+    if plan.method != "gifnet":
+        raise ValueError(f"lazy fusion is only for GIFNet, not {method_label(plan.method)}")
+    start = time.perf_counter()
+    first, second = plan.first, plan.second  # the layers say which axis is colour
+    image = fuse_dask(
+        as_dask(first.data, first.rgb), as_dask(second.data, second.rgb), weights=weights,
+        device=device, normalization=normalization, rgb=(first.rgb, second.rgb),
+    )  # fmt: skip
+    from ..engine.devices import resolve_device
+
+    dev = str(resolve_device(device))
+    _, info = load_model(weights, device=dev)
+    meta = {
+        **provenance(info, dev),
+        "method": method_label(plan.method),
+        "lazy": True,
+        "inputs": {"first": {"name": plan.first.name}, "second": {"name": plan.second.name}},
+        "first_layer": plan.first.name,
+        "second_layer": plan.second.name,
+        "task": task,
+        "shape": list(image.shape),
+        "planes": plan.n_planes,
+        "normalization": normalization if isinstance(normalization, str) else list(normalization),
+        "normalized_per_plane": True,
+        "resampled": None,
+        "features": [],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    elapsed = time.perf_counter() - start
+    return FusionOutput(plan, image, {}, {}, meta, dev, elapsed)
+
+
+def run_fusion(plan: FusionPlan, **options: Any) -> FusionOutput:
+    """Run :func:`iter_fusion` (same options) to the end and return its output."""
+    gen = iter_fusion(plan, **options)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _type_name(value: Any) -> str:
+    """``"numpy.ndarray"``, ``"int"``: a value's type, for messages (never its contents)."""
+    kind = type(value)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def _layer(viewer: napari.Viewer, layer: Any, which: str) -> Any:
+    """The layer named ``layer`` in ``viewer``, or ``layer`` itself when it is a layer.
+
+    Raises
+    ------
+    TypeError
+        Neither a name nor a napari layer (the message gives the type and any
+        shape, never the data).
+    ValueError
+        No layer of that name.
+    """
+    from napari.layers import Layer
+
+    if isinstance(layer, Layer):
+        return layer  # an Image layer, or another kind refused by prepare_fusion
+    if not isinstance(layer, str):
+        try:
+            of = f" of shape {tuple(int(n) for n in layer.shape)}"
+        except (AttributeError, TypeError, ValueError):  # no shape, or not one of sizes
+            of = ""
+        raise TypeError(
+            f"the {which} layer must be a layer name or an Image layer, got "
+            f"{_type_name(layer)}{of} (add an array with viewer.add_image first)"
+        )
+    if layer not in viewer.layers:
+        names = ", ".join(repr(ly.name) for ly in viewer.layers) or "none"
+        raise ValueError(f"no layer named {layer!r} in the viewer (layers: {names})")
+    return viewer.layers[layer]
+
+
+def fuse_layers(
+    viewer: napari.Viewer,
+    first: str | Image,
+    second: str | Image,
+    *,
+    weights: Any = None,
+    device: str = "auto",
+    normalization: Any = "auto",
+    features: bool = False,
+    keep_previous: bool = False,
+    progress: Progress | None = None,
+    task: str | None = None,
+    method: str = "gifnet",
+) -> list[Image]:
+    """Fuse two image layers of ``viewer`` (names or layers) and add the result.
+
+    The dock widget's code path, run synchronously on the calling (GUI)
+    thread: :func:`prepare_fusion` (``method``: ``"gifnet"`` or a baseline of
+    :data:`napari_gifnet.methods.classical.BASELINES`, e.g. ``"laplacian"``; the
+    baselines ignore ``weights``, ``device`` and ``features``),
+    :func:`iter_fusion` (``weights``,
+    ``device``, ``normalization``, ``features``, ``progress``, ``task``;
+    raising in ``progress`` stops it) and :func:`add_fusion_layers`
+    (``keep_previous``).
+
+    >>> napari_gifnet.fuse_layers(viewer, "PET", "MRI", features=True)  # doctest: +SKIP
+
+    Returns
+    -------
+    list of napari.layers.Image
+        The fused layer, then any feature layers.
+    """
+    plan = prepare_fusion(
+        _layer(viewer, first, "first"), _layer(viewer, second, "second"), method
+    )
+    output = run_fusion(
+        plan,
+        weights=weights,
+        device=device,
+        normalization=normalization,
+        features=features,
+        progress=progress,
+        task=task,
+    )
+    return add_fusion_layers(viewer, output, keep_previous=keep_previous)

@@ -1,0 +1,121 @@
+"""What the "Fusion metrics" widget computes, without Qt widgets.
+
+:func:`displayed_plane` finds the 2-D plane of a layer that the viewer shows
+(GUI thread, reads no pixels; :func:`displayed_index` also serves the fusion
+widget); :func:`metrics_job`, the body of the widget's
+``thread_worker``, reads those planes and computes
+:func:`napari_gifnet.metrics.fusion.fusion_metrics` for each fused layer, returning a
+:class:`MetricsOutcome`. Re-exported by
+:mod:`napari_gifnet.plugin._qt.metrics_widget`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..metrics.fusion import fusion_metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    from napari.layers import Image
+
+__all__ = ["MetricsOutcome", "displayed_index", "displayed_plane", "metrics_job"]
+
+
+def displayed_index(
+    layer: Any, viewer: Any, leading: tuple[int, ...], *, clip: bool = False
+) -> tuple[int, ...]:
+    """The index along ``layer``'s ``leading`` axes of the viewer's current position.
+
+    The viewer's world position (``viewer.dims.point``) mapped to ``layer``'s
+    data coordinates, rounded. A position outside the layer raises a
+    ValueError, or with ``clip`` is moved to the nearest plane. Reads no
+    pixels.
+
+    Raises
+    ------
+    ValueError
+        The layer has fewer dimensions than ``leading`` names, or (without
+        ``clip``) the position is outside it.
+    """
+    coords = np.asarray(layer.world_to_data(list(viewer.dims.point)), dtype=float)
+    if len(coords) < len(leading):
+        raise ValueError(f"{layer.name!r} has no position along {len(leading)} leading axes")
+    index = tuple(round(float(c)) for c in coords[: len(leading)])
+    if clip:
+        return tuple(min(max(i, 0), n - 1) for i, n in zip(index, leading))
+    if any(not 0 <= i < n for i, n in zip(index, leading)):
+        raise ValueError(
+            f"the current position {index} is outside {layer.name!r} (leading shape {leading})"
+        )
+    return index
+
+
+def displayed_plane(layer: Image, viewer: napari.viewer.Viewer) -> tuple[Any, tuple[int, ...]]:
+    """The data and leading index of the 2-D plane of ``layer`` the viewer shows.
+
+    Returns ``(data, index)``: ``data`` the layer's array (level 0 if
+    multiscale) and ``index`` a tuple over its leading axes (empty for a
+    2-D grey or RGB layer); ``np.asarray(data[index])`` is the plane. Reads
+    no pixels.
+
+    Raises
+    ------
+    ValueError
+        An nD layer while the viewer does not show a 2-D view of the last
+        two axes, or a position outside the layer.
+    """
+    data = layer.data[0] if layer.multiscale else layer.data
+    spatial = data.ndim - (1 if layer.rgb else 0)
+    if spatial < 2:
+        raise ValueError(f"{layer.name!r} has shape {tuple(data.shape)}: not an image")
+    if spatial == 2:
+        return data, ()
+    dims = viewer.dims
+    if dims.ndisplay != 2 or tuple(dims.displayed) != (dims.ndim - 2, dims.ndim - 1):
+        raise ValueError(
+            f"{layer.name!r} has {spatial} dimensions: show a 2-D view of its last two axes "
+            "(Y, X) to compute metrics on the displayed plane"
+        )
+    lead = tuple(int(s) for s in data.shape[: spatial - 2])
+    return data, displayed_index(layer, viewer, lead)
+
+
+@dataclass(frozen=True)
+class MetricsSource:
+    """One layer's plane to read in the worker."""
+
+    name: str
+    data: Any
+    index: tuple[int, ...]
+
+    def read(self) -> np.ndarray:
+        return np.asarray(self.data[self.index] if self.index else self.data)
+
+
+@dataclass
+class MetricsOutcome:
+    """What :func:`metrics_job` returns (errors are returned, never raised)."""
+
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    error: BaseException | None = None
+    thread_id: int = 0  #: ``threading.get_ident()`` of the thread that computed
+
+
+def metrics_job(first: MetricsSource, second: MetricsSource, fused: list[MetricsSource]) -> MetricsOutcome:
+    """Worker body: :func:`fusion_metrics` of each fused plane against the inputs."""
+    out = MetricsOutcome(thread_id=threading.get_ident())
+    try:
+        a, b = first.read(), second.read()
+        for src in fused:
+            try:
+                out.rows[src.name] = fusion_metrics(src.read(), a, b)
+            except ValueError as exc:
+                raise ValueError(f"{src.name!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
+        out.error = exc
+    return out

@@ -1,0 +1,196 @@
+"""Scratch storage of the band-by-band evaluation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_gifnet import fuse
+from napari_gifnet.engine.tiled.stores import DiskStore, MemoryStore
+
+
+@pytest.mark.parametrize("kind", [MemoryStore, DiskStore])
+def test_rows_round_trip(kind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    store = kind(5, 20, 7, torch.device("cpu"))
+    data = torch.rand(1, 5, 20, 7)
+    store.write(0, data[:, :, :12])
+    store.write(12, data[:, :, 12:].contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(store.rows(3, 17), data[:, :, 3:17], rtol=0, atol=0)
+    if os.name == "posix":  # the scratch file is anonymous (elsewhere: deleted on close)
+        assert not list(tmp_path.iterdir())
+    store.close()
+    assert not list(tmp_path.iterdir())
+
+
+def test_fuse_gives_the_same_values_with_every_storage(
+    reference_dir: Path, reference_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    with np.load(reference_dir / "official" / "MFIF.npz") as d:
+        a, b = d["input_a"][:120, :200], d["input_b"][:120, :200]
+    results = {
+        storage: fuse(a, b, weights=reference_weights, device="cpu", storage=storage,
+                      return_features=True)
+        for storage in ("memory", "disk", "recompute")
+    }
+    ref = results["memory"]
+    for storage, result in results.items():
+        np.testing.assert_allclose(result.luma, ref.luma, rtol=0, atol=2e-6, err_msg=storage)
+        for name, feat in result.features.items():
+            np.testing.assert_allclose(feat, ref.features[name], rtol=2e-6, atol=1e-5, err_msg=name)
+    assert not list(tmp_path.iterdir())
+
+
+def test_auto_storage_follows_free_memory_and_scratch_space(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_gifnet.engine.tiled import plan as _stream_plan
+    from napari_gifnet.engine.tiled import run as streaming
+
+    cpu = torch.device("cpu")
+    one_map = 98 * 100 * 100 * 4
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 10 * one_map)
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 10 * one_map)
+    assert streaming.choose_storage(100, 100, cpu) == "memory"  # 3 maps <= 40% of 10
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 5 * one_map)
+    assert streaming.choose_storage(100, 100, cpu) == "disk"  # 3 maps <= 80% of 10
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 3 * one_map)
+    assert streaming.choose_storage(100, 100, cpu) == "recompute"
+
+
+def test_auto_tile_size_follows_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_gifnet.engine.tiled import plan as _stream_plan
+    from napari_gifnet.engine.tiled import run as streaming
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    per_pixel = _stream_plan.TILE_BYTES_PER_PIXEL
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 256 << 30)
+    assert streaming.auto_tile_pixels(1000, 1000, cpu, "disk") == 1 << 16  # the CPU cap
+    assert streaming.auto_tile_pixels(1000, 1000, gpu, "disk") == 1 << 22  # the GPU cap
+    # a quarter of what is left once the stored maps are counted
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 4 * per_pixel * 5000)
+    assert streaming.auto_tile_pixels(1000, 1000, gpu, "disk") == 5000
+    assert streaming.auto_tile_pixels(1000, 1000, gpu, "memory") == 1 << 12  # the floor
+
+
+# ---- the scratch folder ----------------------------------------------------------
+
+
+def test_sizes_are_printed_in_the_unit_that_fits() -> None:
+    from napari_gifnet.engine.tiled.stores import human_bytes
+
+    assert human_bytes(0) == "0 B" and human_bytes(999) == "999 B"
+    assert human_bytes(1536) == "1.5 kB" and human_bytes(2_408_448) == "2.4 MB"
+    assert human_bytes(3.2e9) == "3.2 GB" and human_bytes(5e12) == "5.0 TB"
+
+
+def test_scratch_space_messages_use_human_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_gifnet.engine.tiled import plan as _stream_plan
+    from napari_gifnet.engine.tiled import run as streaming
+    from napari_gifnet.engine.tiled.stores import ScratchError
+
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 123_456)
+    with pytest.raises(ScratchError, match=r"needs 2\.4 MB of scratch space .* has 123\.5 kB free"):
+        streaming.check_scratch("recompute", 64, 96)
+    with pytest.raises(OSError, match=r"needs 7\.2 MB .*storage='recompute'"):
+        streaming.check_scratch("disk", 64, 96)
+
+
+def test_memory_storage_never_touches_the_scratch_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_gifnet.engine.tiled import plan as _stream_plan
+    from napari_gifnet.engine.tiled import run as streaming
+
+    def broken() -> int:
+        raise AssertionError("the scratch folder was consulted")
+
+    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", broken)
+    streaming.check_scratch("memory", 10_000, 10_000)
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 1 << 40)
+    assert streaming.choose_storage(100, 100, torch.device("cpu")) == "memory"
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_bad_scratch_folder_is_named_only_when_scratch_is_needed(
+    reference_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    from napari_gifnet.engine.tiled.stores import ScratchError, scratch_free_bytes
+
+    bad = tmp_path / "nowhere"
+    if kind == "file":
+        bad.write_text("not a folder")
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(bad))
+    rng = np.random.default_rng(3)
+    a, b = rng.random((24, 32), np.float32), rng.random((24, 32), np.float32)
+    memory = fuse(a, b, weights=reference_weights, device="cpu", storage="memory")
+    auto = fuse(a, b, weights=reference_weights, device="cpu")  # small: auto chooses memory
+    assert memory.metadata["storage"] == auto.metadata["storage"] == "memory"
+    what = "does not exist" if kind == "missing" else "is not a folder"
+    for storage in ("disk", "recompute"):
+        with pytest.raises(ScratchError, match=rf"NAPARI_GIFNET_SCRATCH\) {what}") as info:
+            fuse(a, b, weights=reference_weights, device="cpu", storage=storage)
+        assert str(bad) in str(info.value)
+    with pytest.raises(ScratchError, match="NAPARI_GIFNET_SCRATCH"):
+        scratch_free_bytes()
+    with pytest.raises(ScratchError, match="NAPARI_GIFNET_SCRATCH"):
+        DiskStore(4, 4, 4, torch.device("cpu"))
+
+
+def test_a_scratch_folder_that_cannot_be_written_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from napari_gifnet.engine.tiled.stores import ScratchError
+
+    def refuse(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with pytest.raises(ScratchError, match="Permission denied") as info:
+        DiskStore(4, 4, 4, torch.device("cpu"))
+    assert str(tmp_path) in str(info.value) and "NAPARI_GIFNET_SCRATCH" in str(info.value)
+
+
+# ---- portable disk storage (no pread / pwrite) -----------------------------------
+
+
+def _exercise(store: DiskStore, data: torch.Tensor) -> list[torch.Tensor]:
+    store.write(0, data[:, :, :9])  # full-width rows: one call
+    store.write(9, data[:, :, 9:, :4], 0)  # partial rows: one call per row
+    store.write(9, data[:, :, 9:, 4:], 4)
+    return [store.rows(0, 20), store.region((3, 17), (2, 6)), store.region((19, 20), (6, 7))]
+
+
+def test_disk_store_without_positional_io_gives_the_same_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_gifnet.engine.tiled import stores as _stores
+
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    data = torch.rand(1, 5, 20, 7)
+    posix = DiskStore(5, 20, 7, torch.device("cpu"))
+    assert posix.positional
+    expected = _exercise(posix, data)
+    posix.close()
+
+    def unavailable(*args, **kwargs):
+        raise AssertionError("a positional read or write was used")
+
+    monkeypatch.setattr(_stores, "POSITIONAL_IO", False)
+    monkeypatch.setattr(os, "preadv", unavailable, raising=False)
+    monkeypatch.setattr(os, "pwrite", unavailable, raising=False)
+    portable = DiskStore(5, 20, 7, torch.device("cpu"))
+    assert not portable.positional
+    got = _exercise(portable, data)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=0, atol=0)
+    torch.testing.assert_close(got[0], data, rtol=0, atol=0)
+    with pytest.raises(OSError, match="scratch file read"):  # past the end of the file
+        portable._read(np.empty(8, np.float32), portable.row_bytes * 20)
+    portable.close()
+    portable.close()  # idempotent
+    assert not list(tmp_path.iterdir())

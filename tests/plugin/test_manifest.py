@@ -1,0 +1,184 @@
+"""The npe2 manifest: valid, the same file at the root and in the package, shipped in wheels."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "napari.yaml"
+IN_PACKAGE = ROOT / "src" / "napari_gifnet" / "napari.yaml"
+
+
+def _npe2() -> list[str]:
+    exe = Path(sys.executable).with_name("npe2")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "npe2"]
+
+
+def _widget_names() -> list[str]:
+    import npe2
+
+    widgets = npe2.PluginManifest.from_file(MANIFEST).contributions.widgets or []
+    names = [w.display_name for w in widgets]
+    assert "GIFNet fusion" in names
+    return names
+
+
+def test_root_manifest_is_the_package_manifest() -> None:
+    assert MANIFEST.is_file() and IN_PACKAGE.is_file()
+    assert IN_PACKAGE.resolve() == MANIFEST.resolve()  # a link, so they never drift
+
+
+def test_npe2_validate_with_imports() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [*_npe2(), "validate", str(MANIFEST), "--imports"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "valid" in out.stdout.lower()
+
+
+def test_every_command_resolves_to_a_callable() -> None:
+    import importlib
+
+    import npe2
+
+    manifest = npe2.PluginManifest.from_file(MANIFEST)
+    for command in manifest.contributions.commands or []:
+        module, _, attr = command.python_name.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), command.id
+
+
+def test_wheel_ships_the_manifest_and_npe2_discovers_it(tmp_path: Path) -> None:
+    """Build a wheel, unpack it into a fresh folder and let npe2 discover it there."""
+    dist = tmp_path / "dist"
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    (wheel,) = dist.glob("napari_gifnet-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = zf.read("napari_gifnet/napari.yaml").decode()
+        entry_points = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
+        assert "napari_gifnet:napari.yaml" in zf.read(entry_points).decode()
+    assert shipped == MANIFEST.read_text()  # the real file, not a dangling link
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    # A clean interpreter (no site hooks, so no editable install) that sees the
+    # unpacked wheel first and this environment's packages after it.
+    script = (
+        "import importlib.util, json, npe2\n"
+        "pm = npe2.PluginManager()\n"
+        "pm.discover()\n"
+        "c = pm.get_manifest('napari-gifnet').contributions\n"
+        "spec = importlib.util.find_spec('napari_gifnet')\n"
+        "print(json.dumps({'location': list(spec.submodule_search_locations),\n"
+        "  'widgets': [w.display_name for w in c.widgets or []],\n"
+        "  'samples': [s.key for s in c.sample_data or []],\n"
+        "  'writers': [w.command for w in c.writers or []]}))\n"
+    )
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]]),
+        "PATH": os.environ.get("PATH", ""),
+    }
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Path(found["location"][0]).is_relative_to(target)
+    assert found["widgets"] == _widget_names()
+    assert {"multifocus", "medical", "published_ivif"} <= set(found["samples"])
+    assert found["writers"] == ["napari-gifnet.write_tiff"]
+
+
+def test_installed_distribution_serves_the_repository_manifest() -> None:
+    """In an editable install (as CI makes), npe2 reads the manifest in src/."""
+    import importlib.metadata
+
+    import pytest
+
+    try:
+        importlib.metadata.distribution("napari-gifnet")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("napari-gifnet is not installed (running from the source tree)")
+    import npe2
+
+    manifest = npe2.PluginManifest.from_distribution("napari-gifnet")
+    assert manifest.name == "napari-gifnet"
+    widgets = [w.display_name for w in manifest.contributions.widgets or []]
+    assert widgets == _widget_names()
+    samples = {s.key for s in manifest.contributions.sample_data or []}
+    assert samples == {
+        s.key for s in npe2.PluginManifest.from_file(MANIFEST).contributions.sample_data
+    }
+
+
+def test_wheel_in_a_fresh_virtual_environment_declares_the_plugin(tmp_path: Path) -> None:
+    """A new venv holding nothing but the wheel: the napari.manifest entry point
+    leads to the packaged manifest, which lists the contributions."""
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-w", str(dist), str(ROOT)],
+        capture_output=True, text=True, check=True,
+    )
+    (wheel,) = dist.glob("napari_gifnet-*.whl")
+    venv = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    clean = {"PATH": os.environ.get("PATH", "")}  # nothing from this environment
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+         "--no-index", str(wheel)],
+        capture_output=True, text=True, env=clean, check=True,
+    )
+    script = (
+        "import importlib.metadata as md, importlib.util, json, pathlib\n"
+        "(ep,) = [e for e in md.entry_points(group='napari.manifest') if e.name == 'napari-gifnet']\n"
+        "module, _, name = ep.value.partition(':')\n"
+        "folder = importlib.util.find_spec(module).submodule_search_locations[0]\n"
+        "path = pathlib.Path(folder) / name\n"
+        "print(json.dumps({'path': str(path), 'text': path.read_text()}))\n"
+    )
+    out = subprocess.run(
+        [str(python), "-c", script], capture_output=True, text=True, env=clean, check=False
+    )
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    import json
+
+    found = json.loads(out.stdout)
+    assert Path(found["path"]).is_relative_to(venv)
+    assert found["text"] == MANIFEST.read_text()
+    assert "display_name: GIFNet fusion" in found["text"]
+    assert "command: napari-gifnet.write_tiff" in found["text"]

@@ -1,0 +1,204 @@
+"""Tests of the "Fusion metrics" dock widget (pytest-qt, napari viewer on Xvfb).
+
+Inputs are 64 x 64 crops of the reference Medical pair; fused layers come
+from :func:`napari_gifnet.fuse_layers` (mean baseline, max baseline, GIFNet
+with the published checkpoint).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication
+
+from napari_gifnet.metrics.fusion import METRICS, fusion_metrics
+from napari_gifnet.plugin.layer_fusion import fuse_layers
+
+H = W = 64
+DONE_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def medical(reference_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = np.load(reference_dir / "official" / "Medical.npz")
+    return d["input_a"][:H, :W].copy(), d["input_b"][:H, :W].copy()
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, medical):
+    v = make_napari_viewer()
+    v.add_image(medical[0], name="PET")
+    v.add_image(medical[1], name="MRI")
+    return v
+
+
+def _widget(viewer):
+    from napari_gifnet.plugin._qt.metrics_widget import MetricsWidget
+
+    widget = MetricsWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Fusion metrics")
+    return widget
+
+
+def _compute(qtbot, widget) -> None:
+    assert widget.compute() is not None
+    assert widget.running and not widget.compute_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    assert widget.compute_button.isEnabled()
+
+
+def _column(widget, metric: str) -> int:
+    return 1 + list(METRICS).index(metric)
+
+
+def _errors_since(count: int) -> list[str]:
+    return [str(n.message) for n in notification_manager.records[count:]]
+
+
+def test_table_matches_fusion_metrics_off_the_gui_thread(qtbot, viewer, medical, reference_weights):
+    fuse_layers(viewer, "PET", "MRI", method="mean")
+    fuse_layers(viewer, "PET", "MRI", method="max")
+    fuse_layers(viewer, "PET", "MRI", weights=reference_weights, device="cpu")
+    fused = ["PET + MRI (Mean)", "PET + MRI (Max)", "PET + MRI (GIFNet)"]
+    widget = _widget(viewer)
+    # fused layers (with a "method" in their metadata) are preselected
+    assert widget.selected_fused() == fused
+    assert (widget.first.currentText(), widget.second.currentText()) == ("PET", "MRI")
+    _compute(qtbot, widget)
+    assert widget.last_outcome.thread_id != threading.get_ident()
+    assert widget.table.rowCount() == 3
+    assert [widget.table.horizontalHeaderItem(c).text() for c in range(11)] == [
+        "layer",
+        *METRICS,
+    ]
+    rows = dict(widget.table_rows())
+    assert set(rows) == set(fused)
+    for name in fused:
+        expected = fusion_metrics(viewer.layers[name].data, *medical)
+        np.testing.assert_allclose(rows[name], list(expected.values()), rtol=0, atol=1e-9)
+        assert widget.results[name] == pytest.approx(expected, abs=1e-9)
+    assert "3 fused layer" in widget.status.text()
+
+
+def test_sorting_best_marking_and_csv(qtbot, viewer, medical):
+    for method in ("mean", "max", "laplacian"):
+        fuse_layers(viewer, "PET", "MRI", method=method)
+    widget = _widget(viewer)
+    _compute(qtbot, widget)
+    table = widget.table
+    assert table.isSortingEnabled()
+    col = _column(widget, "SD")
+    table.sortItems(col, Qt.SortOrder.AscendingOrder)
+    values = [v[list(METRICS).index("SD")] for _, v in widget.table_rows()]
+    assert values == sorted(values)
+    table.sortItems(col, Qt.SortOrder.DescendingOrder)
+    rows = widget.table_rows()
+    values = [v[list(METRICS).index("SD")] for _, v in rows]
+    assert values == sorted(values, reverse=True)
+    # each row keeps its own numbers when sorted
+    for name, vals in rows:
+        expected = fusion_metrics(viewer.layers[name].data, *medical)
+        np.testing.assert_allclose(vals, list(expected.values()), rtol=0, atol=1e-9)
+    # best per column (all metrics: higher is better) in bold, others not
+    for metric, (direction, _) in METRICS.items():
+        c = _column(widget, metric)
+        cells = [table.item(r, c) for r in range(table.rowCount())]
+        vals = [cell.data(Qt.ItemDataRole.UserRole) for cell in cells]
+        best = max(vals) if direction == "higher" else min(vals)
+        assert [cell.font().bold() for cell in cells] == [v == best for v in vals], metric
+    # CSV, in the displayed order, parses back to the same numbers
+    text = widget.copy_csv()
+    assert QApplication.clipboard().text() == text
+    parsed = list(csv.reader(io.StringIO(text)))
+    assert parsed[0] == ["layer", *METRICS]
+    assert [(r[0], [float(x) for x in r[1:]]) for r in parsed[1:]] == rows
+    widget.copy_button.click()
+    assert QApplication.clipboard().text() == text
+
+
+def test_shape_mismatch_is_a_notification_and_the_widget_recovers(qtbot, viewer, medical):
+    fuse_layers(viewer, "PET", "MRI", method="mean")
+    viewer.add_image(medical[0][:32, :40], name="small")
+    widget = _widget(viewer)
+    widget.set_inputs("PET", "MRI", ["PET + MRI (Mean)", "small"])
+    count = len(notification_manager.records)
+    assert widget.compute() is None
+    errors = _errors_since(count)
+    assert errors and "differ in size" in errors[-1] and "'small' 32 x 40" in errors[-1]
+    assert widget.compute_button.isEnabled() and "differ in size" in widget.status.text()
+    # an error inside the worker (float data outside [0, 1]) is reported the same way
+    viewer.add_image(np.full((H, W), 7.5, np.float32), name="bad")
+    widget.set_inputs("PET", "MRI", ["bad"])
+    count = len(notification_manager.records)
+    _compute(qtbot, widget)
+    errors = _errors_since(count)
+    assert errors and "Metrics failed" in errors[-1] and "'bad'" in errors[-1]
+    # nothing selected
+    widget.set_inputs("PET", "MRI", [])
+    assert widget.compute() is None and "select one or more" in widget.status.text()
+    # and it works again
+    widget.set_inputs("PET", "MRI", ["PET + MRI (Mean)"])
+    _compute(qtbot, widget)
+    assert widget.table.rowCount() == 1 and widget.last_outcome.error is None
+
+
+def test_nd_layers_use_the_displayed_plane(qtbot, make_napari_viewer, medical):
+    a, b = medical
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([a, b[::-1]]), name="A")
+    viewer.add_image(np.stack([b, a[:, ::-1]]), name="B")
+    fuse_layers(viewer, "A", "B", method="mean")
+    widget = _widget(viewer)
+    widget.set_inputs("A", "B", ["A + B (Mean)"])
+    fused = viewer.layers["A + B (Mean)"].data
+    for z in (1, 0):
+        viewer.dims.current_step = (z, 0, 0)
+        _compute(qtbot, widget)
+        expected = fusion_metrics(fused[z], viewer.layers["A"].data[z], viewer.layers["B"].data[z])
+        np.testing.assert_allclose(
+            widget.table_rows()[0][1], list(expected.values()), rtol=0, atol=1e-9
+        )
+    # a 3-D view has no single displayed plane: refused clearly
+    viewer.dims.ndisplay = 3
+    count = len(notification_manager.records)
+    assert widget.compute() is None
+    assert "2-D view" in _errors_since(count)[-1]
+    assert widget.compute_button.isEnabled()
+
+
+def test_lists_follow_the_layer_list(viewer, medical):
+    widget = _widget(viewer)
+
+    def names() -> list[str]:
+        return [widget.fused.item(i).text() for i in range(widget.fused.count())]
+
+    assert names() == ["PET", "MRI"] and widget.selected_fused() == []
+    viewer.add_labels(np.zeros((H, W), np.uint8), name="mask")  # not an image: not listed
+    fuse_layers(viewer, "PET", "MRI", method="mean")
+    assert names() == ["PET", "MRI", "PET + MRI (Mean)"]
+    assert widget.selected_fused() == ["PET + MRI (Mean)"]
+    viewer.layers["PET + MRI (Mean)"].name = "fused"
+    assert "fused" in names() and widget.selected_fused() == ["fused"]
+    viewer.layers.remove("MRI")
+    assert widget.second.findText("MRI") == -1
+
+
+def test_dock_opens_from_the_plugin_manifest(make_napari_viewer, gifnet_plugin):
+    from napari_gifnet.plugin._qt.metrics_widget import MetricsWidget
+
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget(gifnet_plugin, "Fusion metrics")
+    assert isinstance(widget, MetricsWidget)  # its viewer is napari's proxy of ``viewer``
+    viewer.add_image(np.zeros((H, W), np.float32), name="late")
+    assert widget.first.findText("late") == 0

@@ -1,0 +1,51 @@
+"""Tests of the "Pansharpen" dock widget (pytest-qt, napari viewer under Xvfb)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_gifnet.workflows.pansharpening import pansharpen
+
+
+@pytest.fixture
+def setup(make_napari_viewer, reference_dir: Path):
+    from napari_gifnet.plugin._qt.pansharpen_widget import PansharpenWidget
+
+    folder = reference_dir / "pairs" / "Remote"
+    ms = np.moveaxis(tifffile.imread(folder / "ms_4band.tif")[:64:2, :48:2], -1, 0)
+    pan = tifffile.imread(folder / "b_pan.tif")[:64, :48]
+    viewer = make_napari_viewer()
+    viewer.add_image(ms, name="MS", scale=(1, 2, 2), rgb=False)
+    viewer.add_image(pan, name="PAN")
+    widget = PansharpenWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Pansharpen")
+    return viewer, widget, ms, pan
+
+
+def test_pansharpen_upsamples_by_the_layer_scales(qtbot, setup):
+    viewer, widget, ms, pan = setup
+    assert widget.ms.value is viewer.layers["MS"] and widget.pan.value is viewer.layers["PAN"]
+    widget.method.value = "laplacian"
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    out = viewer.layers["MS pansharpened"]
+    expected = pansharpen(ms, pan, band_axis=0, method="laplacian", ms_scale=(2, 2),
+                          pan_scale=(1, 1))
+    assert out.data.shape == (4, 64, 48) and out.data.dtype == np.uint8
+    np.testing.assert_array_equal(out.data, expected.image)
+    assert tuple(out.scale) == (1, 1, 1)
+    assert "4 bands (upsampled)" in widget.status.value
+
+
+def test_same_layer_twice_is_refused(setup):
+    viewer, widget, *_ = setup
+    widget.pan.value = viewer.layers["MS"]
+    assert widget.run() is None
+    assert "different panchromatic" in widget.status.value

@@ -1,0 +1,99 @@
+"""Tests of the "Focus stack" dock widget (pytest-qt, napari viewer under Xvfb)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari.utils.notifications import notification_manager
+from scipy import ndimage
+
+from napari_gifnet.workflows.focus_stack import fuse_stack
+
+DONE_MS = 120_000
+
+
+def _stack() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    sharp = ndimage.gaussian_filter(rng.random((40, 48)), 1.0)
+    sharp = (sharp - sharp.min()) / (sharp.max() - sharp.min())
+    planes = [ndimage.gaussian_filter(sharp, s) for s in (0.0, 2.0, 3.0)]
+    planes[2][:, 24:] = sharp[:, 24:]
+    return np.rint(np.stack(planes) * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def setup(make_napari_viewer):
+    from napari_gifnet.plugin._qt.stack_widget import StackWidget
+
+    viewer = make_napari_viewer()
+    data = _stack()
+    viewer.add_image(data, name="zstack", scale=(3.0, 0.5, 0.25), translate=(0, 10, 20))
+    widget = StackWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Focus stack")
+    return viewer, widget, data
+
+
+def _run(qtbot, widget) -> None:
+    assert widget.run() is not None
+    assert widget.running and not widget.run_button.enabled
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_focus_stack_adds_three_layers(qtbot, setup):
+    viewer, widget, data = setup
+    assert widget.layer.value is viewer.layers["zstack"]
+    assert widget.method.value == "focus"  # the benchmark winner is the default
+    widget.align.value = True
+    _run(qtbot, widget)
+    expected = fuse_stack(data, method="focus", align=True)
+    aif, depth, conf = (viewer.layers[f"zstack {k}"] for k in ("all-in-focus", "depth",
+                                                                "confidence"))
+    np.testing.assert_array_equal(aif.data, expected.image)
+    np.testing.assert_array_equal(depth.data, expected.depth_map)
+    np.testing.assert_array_equal(conf.data, expected.confidence)
+    assert tuple(aif.scale) == (0.5, 0.25) and tuple(aif.translate) == (10, 20)
+    assert aif.metadata["method"] == "focus selection"
+    assert "3 planes" in widget.status.value
+    _run(qtbot, widget)  # a second run updates the same layers
+    assert len(viewer.layers) == 4
+
+
+def test_other_axis_and_a_baseline(qtbot, setup):
+    viewer, widget, data = setup
+    viewer.add_image(np.moveaxis(data, 0, 2), name="yxz", rgb=False)
+    widget.layer.value = viewer.layers["yxz"]
+    widget.axis.value = 2
+    widget.method.value = "laplacian"
+    widget.strategy.value = "sequential"
+    assert widget.strategy.enabled and not widget.device.enabled
+    _run(qtbot, widget)
+    expected = fuse_stack(data, method="laplacian", strategy="sequential")
+    np.testing.assert_allclose(viewer.layers["yxz all-in-focus"].data, expected.image, atol=1e-6)
+
+
+def test_a_2d_layer_is_refused_with_a_message(qtbot, setup):
+    viewer, widget, data = setup
+    viewer.add_image(data[0], name="flat")
+    widget.layer.value = viewer.layers["flat"]
+    count = len(notification_manager.records)
+    assert widget.run() is None
+    assert "three spatial axes" in widget.status.value
+    assert any("three spatial axes" in str(n.message)
+               for n in notification_manager.records[count:])
+
+
+def test_cancel_adds_nothing(qtbot, setup, reference_weights):
+    viewer, widget, _ = setup
+    widget.method.value = "gifnet"
+    widget.weights.value = str(reference_weights)
+    widget.device.value = "cpu"
+    assert widget.run() is not None
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    assert widget.status.value.startswith("Cancelled")
+    assert [ly.name for ly in viewer.layers] == ["zstack"]

@@ -1,0 +1,309 @@
+"""Tests of napari_gifnet.workflows.focus_stack.fuse_stack and napari_gifnet.workflows.focus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_gifnet.methods.classical import fuse_laplacian
+from napari_gifnet.workflows.focus import BestPlane
+from napari_gifnet.workflows.focus_stack import fuse_stack
+
+H, W = 48, 64
+
+
+def _texture(seed: int = 0, shape=(H, W)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(ndimage.gaussian_filter(rng.random(shape), 1.0) * 2 - 0.5, 0, 1)
+
+
+def _two_region_stack(planes: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 stack: left half sharp in plane 0, right half sharp in the last plane."""
+    sharp = _texture()
+    blur = ndimage.gaussian_filter(sharp, 3.0)
+    truth_depth = np.zeros((H, W), int)
+    truth_depth[:, W // 2 :] = planes - 1
+    stack = []
+    for i in range(planes):
+        plane = blur.copy()
+        plane[truth_depth == i] = sharp[truth_depth == i]
+        stack.append(plane)
+    return np.rint(np.stack(stack) * 255).astype(np.uint8), np.rint(sharp * 255), truth_depth
+
+
+def test_focus_selection_finds_the_sharp_plane():
+    stack, sharp, depth = _two_region_stack()
+    r = fuse_stack(stack, method="focus")
+    inner = np.s_[4:-4, 4 : W // 2 - 4], np.s_[4:-4, W // 2 + 4 : -4]
+    for region in inner:
+        assert np.array_equal(r.depth_map[region], depth[region])
+        np.testing.assert_allclose(r.image[region] * 255, sharp[region], atol=1e-3)
+    assert r.image.dtype == np.float32 and r.depth_map.shape == (H, W)
+    assert r.confidence.min() >= 0 and r.confidence.max() <= 1
+    assert r.confidence[inner[0]].mean() > 0.5
+
+
+def test_tree_of_means_is_the_mean_and_sequential_weights_halve():
+    rng = np.random.default_rng(1)
+    stack = rng.random((4, 16, 16)).astype(np.float32)
+    tree = fuse_stack(stack, method="mean", strategy="tree")
+    seq = fuse_stack(stack, method="mean", strategy="sequential")
+    np.testing.assert_allclose(tree.image, stack.mean(axis=0), atol=1e-6)
+    expected = stack[0] / 8 + stack[1] / 8 + stack[2] / 4 + stack[3] / 2
+    np.testing.assert_allclose(seq.image, expected, atol=1e-6)
+
+
+def test_two_planes_equal_the_pair_fusion():
+    stack, _, _ = _two_region_stack(2)
+    r = fuse_stack(stack, method="laplacian")
+    pair = fuse_laplacian(stack[0], stack[1])
+    np.testing.assert_allclose(r.image, pair.luma, atol=1e-6)
+
+
+def test_axis_and_layouts_agree():
+    stack, _, _ = _two_region_stack()
+    ref = fuse_stack(stack, method="focus")
+    moved = fuse_stack(np.moveaxis(stack, 0, 2), axis=2, method="focus")
+    listed = fuse_stack(list(stack), method="focus")
+    np.testing.assert_array_equal(moved.image, ref.image)
+    np.testing.assert_array_equal(listed.depth_map, ref.depth_map)
+    rgb = fuse_stack(np.repeat(stack[..., None], 3, axis=-1), method="focus")
+    assert rgb.image.shape == (H, W, 3)
+    np.testing.assert_allclose(rgb.luma, ref.luma, atol=1e-5)
+
+
+def test_keep_dtype_returns_input_pixels_for_selection():
+    stack, _, _ = _two_region_stack()
+    s16 = stack.astype(np.uint16) * 257
+    r = fuse_stack(s16, method="focus", keep_dtype=True, normalization="dtype")
+    assert r.image.dtype == np.uint16
+    picked = np.take_along_axis(s16, r.depth_map[None], axis=0)[0]
+    np.testing.assert_array_equal(r.image, picked)
+    auto = fuse_stack(s16, method="laplacian", keep_dtype=True)
+    assert auto.image.dtype == np.uint16 and auto.metadata["normalization"]["rule"] == "percentile"
+
+
+def _bright_spot_stack(rgb: bool = False) -> np.ndarray:
+    """uint16 planes of 1000-2000 (64 x 64) with a 2 x 2 spot of 60000 in every plane.
+
+    The spot is under 0.1 % of the pixels, so it lies above the 99.9th percentile
+    that ``normalization="auto"`` maps to 1.
+    """
+    stack, _, _ = _two_region_stack(4)
+    stack = np.pad(stack, ((0, 0), (8, 8), (0, 0)), mode="reflect")  # 64 x 64
+    s16 = (1000 + np.rint(stack / 255.0 * 1000)).astype(np.uint16)
+    s16[:, 20:22, 10:12] = 60000
+    if rgb:
+        s16 = np.stack([s16, s16 // 2 + 100, s16 // 3 + 200], axis=-1)
+    s16.setflags(write=False)
+    return s16
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_keep_dtype_selection_returns_the_planes_own_values(rgb):
+    s16 = _bright_spot_stack(rgb)
+    before = s16.copy()
+    for kwargs in ({"method": "focus"}, {"method": "laplacian", "select": True}):
+        r = fuse_stack(s16, keep_dtype=True, **kwargs)
+        assert r.metadata["normalization"]["rule"] == "percentile"
+        assert r.metadata["normalization"]["range"][1] < 60000  # the spot is out of range
+        depth = r.depth_map[None, ..., None] if rgb else r.depth_map[None]
+        picked = np.take_along_axis(s16, depth, axis=0)[0]
+        assert r.image.dtype == np.uint16
+        np.testing.assert_array_equal(r.image, picked)
+        assert r.image.max() == 60000
+        # float output: the same pixels, normalised on the range (and clipped to [0, 1])
+        f = fuse_stack(s16, **kwargs)
+        lo, hi = f.metadata["normalization"]["range"]
+        np.testing.assert_array_equal(f.depth_map, r.depth_map)
+        expected = np.clip((picked.astype(np.float32) - lo) / (hi - lo), 0, 1)
+        np.testing.assert_allclose(f.image, expected, atol=1e-6)
+        assert f.image.dtype == np.float32
+    np.testing.assert_array_equal(s16, before)
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_keep_dtype_blend_restores_values_outside_the_range(rgb):
+    s16 = _bright_spot_stack(rgb)
+    r = fuse_stack(s16, method="laplacian", keep_dtype=True)
+    f = fuse_stack(s16, method="laplacian")
+    lo, hi = r.metadata["normalization"]["range"]
+    assert r.image.dtype == np.uint16 and hi < 60000
+    assert (r.image[20:22, 10:12] == s16[0, 20:22, 10:12]).all()  # 60000 and its colour
+    np.testing.assert_array_equal(r.depth_map, f.depth_map)
+    depth = r.depth_map[None, ..., None] if rgb else r.depth_map[None]
+    picked = np.take_along_axis(s16, depth, axis=0)[0]
+    outside = (picked < lo) | (picked > hi)  # the spot, and a few pixels below the range
+    outside = outside.any(axis=-1) if rgb else outside  # whole pixels are restored
+    assert outside[20:22, 10:12].all() and r.metadata["restored_out_of_range"] == outside.sum()
+    np.testing.assert_array_equal(r.image[outside], picked[outside])
+    back = np.rint(f.image.astype(np.float64) * (hi - lo) + lo)
+    np.testing.assert_array_equal(r.image[~outside], back[~outside])  # the blend elsewhere
+    np.testing.assert_array_equal(r.luma, f.luma)
+
+
+def test_keep_dtype_blend_with_a_fixed_range_restores_what_it_misses():
+    s16 = _bright_spot_stack()
+    fixed = fuse_stack(s16, method="mean", keep_dtype=True, normalization=(1200, 1800))
+    picked = np.take_along_axis(s16, fixed.depth_map[None], axis=0)[0]
+    outside = (picked < 1200) | (picked > 1800)
+    assert fixed.metadata["restored_out_of_range"] == outside.sum() >= 4
+    np.testing.assert_array_equal(fixed.image[outside], picked[outside])
+    assert fixed.image.max() == 60000
+    assert 1200 <= fixed.image[~outside].min() and fixed.image[~outside].max() <= 1800
+
+
+def test_keep_dtype_selection_with_alignment_keeps_unmoved_planes_exact():
+    s16 = np.array(_bright_spot_stack()[:3])
+    s16[1] = np.roll(s16[1], 2, axis=1)  # plane 1 moved by 2 px, the others stay
+    r = fuse_stack(s16, method="focus", keep_dtype=True, align=True, reference=0)
+    assert r.shifts[1].any() and not r.shifts[0].any() and not r.shifts[2].any()
+    assert r.image.dtype == np.uint16 and r.image.max() == 60000
+    picked = np.take_along_axis(s16, r.depth_map[None], axis=0)[0]
+    still = r.depth_map != 1
+    np.testing.assert_array_equal(r.image[still], picked[still])
+    assert s16.min() <= r.image.min() and r.image.max() <= s16.max()
+
+
+def test_best_plane_update_returns_where_the_plane_won():
+    best = BestPlane((1, 3), larger_is_better=True)
+    np.testing.assert_array_equal(best.update(0, np.array([[1.0, 2.0, 0.0]])), [[1, 1, 1]])
+    np.testing.assert_array_equal(best.update(1, np.array([[3.0, 2.0, -1.0]])), [[1, 0, 0]])
+
+
+def test_lists_of_nested_python_lists_and_integer_axes():
+    stack, _, _ = _two_region_stack()
+    ref = fuse_stack(stack, method="focus")
+    nested = fuse_stack([p.tolist() for p in stack], method="focus", normalization=(0, 255))
+    assert nested.metadata["input_dtype"] == np.asarray([1]).dtype.name
+    np.testing.assert_array_equal(nested.depth_map, ref.depth_map)
+    np.testing.assert_array_equal(nested.image, ref.image)
+    moved = np.moveaxis(stack, 0, 2)
+    for axis in (np.int64(2), np.int32(-1), 2):
+        np.testing.assert_array_equal(fuse_stack(moved, axis=axis, method="focus").image,
+                                      ref.image)
+
+
+class _CountingStack:
+    """An array-like that records every index it is asked for."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.calls = data, data.shape, data.dtype, []
+
+    def __getitem__(self, index):
+        self.calls.append(index)
+        return self.data[index]
+
+
+def test_planes_are_read_one_at_a_time_and_dask_works():
+    stack, _, _ = _two_region_stack()
+    lazy = _CountingStack(stack)
+    r = fuse_stack(lazy, method="laplacian")
+    assert lazy.calls and all(c == (i,) for c in lazy.calls for i in [c[0]])
+    assert all(np.ndim(stack[c]) == 2 for c in lazy.calls)
+    da = pytest.importorskip("dask.array")
+    d = fuse_stack(da.from_array(stack, chunks=(1, H, W)), method="laplacian")
+    np.testing.assert_array_equal(d.image, r.image)
+
+
+def test_progress_counts_planes_and_cancel_stops():
+    stack, _, _ = _two_region_stack(4)
+    seen = []
+    fuse_stack(stack, method="laplacian", progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1][0] == seen[-1][1] == 8  # 4 planes fused + 4 read for the depth map
+
+    class Stop(Exception):
+        pass
+
+    def cancel(done, total):
+        if done >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fuse_stack(stack, method="laplacian", progress=cancel)
+
+
+def test_inputs_are_not_modified():
+    stack, _, _ = _two_region_stack()
+    stack.setflags(write=False)
+    before = stack.copy()
+    fuse_stack(stack, method="focus", align=True)
+    np.testing.assert_array_equal(stack, before)
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "match"),
+    [
+        (np.zeros((1, 8, 8)), {}, "at least 2 planes"),
+        (np.zeros((8, 8)), {}, "3-D"),
+        (np.zeros((3, 8, 8)), {"axis": 3}, "axis 3"),
+        (np.zeros((3, 8, 8, 3)), {"axis": 3}, "axis 3"),
+        (np.zeros((3, 8, 8, 5)), {}, "RGB planes"),
+        (np.full((3, 8, 8), np.nan), {}, "NaN"),
+        (np.zeros((3, 8, 8)), {"method": "magic"}, "unknown stack method"),
+        (np.zeros((3, 8, 8)), {"strategy": "random"}, "unknown strategy"),
+        (np.zeros((3, 8, 8)), {"normalization": "weird"}, "unknown normalization"),
+        (np.zeros((3, 8, 8)), {"align": "rotation"}, "unknown align option"),
+        ([np.zeros((8, 8)), np.zeros((8, 9))], {}, "differ in shape"),
+        ([[[0, 1], [2]], [[0, 1], [2, 3]]], {}, "not a rectangular array"),
+        (np.zeros((3, 0, 8)), {}, "empty"),
+        (np.zeros((3, 8, 0, 3)), {}, "empty"),
+        ([np.zeros((0, 8)), np.zeros((0, 8))], {}, "empty"),
+        (np.zeros((3, 8, 8)), {"axis": 1.5}, "integer"),
+        (np.zeros((3, 8, 8)), {"axis": True}, "integer"),
+        (np.zeros((3, 8, 8)), {"axis": "0"}, "integer"),
+        (np.zeros((3, 8, 8)), {"method": "mean", "pair_options": {"normalization": "minmax"}},
+         "normalization"),
+        (np.zeros((3, 8, 8)), {"method": "mean", "pair_options": {"progress": print}},
+         "progress"),
+    ],
+)
+def test_bad_input_gives_a_clear_value_error(data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fuse_stack(data, **{"method": "focus", **kwargs})
+
+
+def test_scale_alignment_undoes_focus_breathing_in_an_rgb_stack():
+    sharp = _texture(5, (96, 96))
+    c = (np.array(sharp.shape) - 1) / 2
+    zoom = 1.05  # plane 1 shows the scene 5 % larger, about the centre, and is blurred on the left
+    big = ndimage.affine_transform(sharp, np.full(2, 1 / zoom), offset=c - c / zoom, order=3)
+    planes = [sharp.copy(), big]
+    planes[0][:, 48:] = ndimage.gaussian_filter(sharp, 2.0)[:, 48:]
+    planes[1][:, :48] = ndimage.gaussian_filter(big, 2.0)[:, :48]
+    stack = np.repeat(np.stack(planes)[..., None], 3, axis=-1).astype(np.float32)
+    stack.setflags(write=False)
+    before = stack.copy()
+    scaled = fuse_stack(stack, method="focus", align="scale", reference=0)
+    shifted = fuse_stack(stack, method="focus", align=True, reference=0)
+    np.testing.assert_array_equal(stack, before)
+    assert abs(scaled.scales[1] / zoom - 1) < 0.005 and scaled.scales[0] == 1.0
+    assert scaled.image.shape == (96, 96, 3) and scaled.metadata["alignment"] == "scale"
+    inner = np.s_[12:-12, 12:-12]
+    err = [np.abs(r.luma - sharp)[inner].mean() for r in (scaled, shifted)]
+    assert err[0] < err[1] / 2
+
+
+def test_best_plane_confidence():
+    best = BestPlane((1, 3), larger_is_better=True)
+    best.update(0, np.array([[1.0, 2.0, 0.0]]))
+    best.update(1, np.array([[3.0, 2.0, 0.0]]))
+    np.testing.assert_array_equal(best.index, [[1, 0, 0]])
+    np.testing.assert_allclose(best.confidence(), [[2 / 3, 0.0, 0.0]])
+
+
+def test_gifnet_two_planes_match_fuse_and_tree_runs(reference_weights):
+    from napari_gifnet.engine.fusion import fuse
+
+    stack, _, _ = _two_region_stack(3)
+    r = fuse_stack(stack[:2], method="gifnet", weights=reference_weights, device="cpu")
+    pair = fuse(stack[0], stack[1], weights=reference_weights, device="cpu")
+    np.testing.assert_allclose(r.luma, pair.luma, atol=1e-5)
+    assert r.metadata["pair_metadata"]["method"] == "GIFNet"
+    tree = fuse_stack(
+        stack, method="gifnet", strategy="tree", select=True, weights=reference_weights,
+        device="cpu",
+    )
+    picked = np.take_along_axis(stack, tree.depth_map[None], axis=0)[0] / 255.0
+    np.testing.assert_allclose(tree.image, picked, atol=1e-6)
