@@ -282,19 +282,43 @@ class _Server:
         self.httpd.server_close()
 
 
+#: Where each reference file lives in the published repository (AWCXV/GIFNet, branch
+#: main), written out by hand from the table "Where each file lives in the published
+#: repository" of ../shared/reference/README.md (checked against the repository's
+#: tree), independently of the paths in the code, so that a wrong path is a 404.
+UPSTREAM = {
+    "weights/gifnet-official.pth": "model/Final.model",
+    "pairs/IVIF/a_infrared.jpg": "images/IVIF/ir/1.jpg",
+    "pairs/IVIF/b_visible.jpg": "images/IVIF/vis/1.jpg",
+    "pairs/MFIF/a_near_focus.jpg": "images/MFIF/ir/1.jpg",
+    "pairs/MFIF/b_far_focus.jpg": "images/MFIF/vis/1.jpg",
+    "pairs/MEIF/a_over_exposed.jpg": "images/MEIF/ir/1.jpg",
+    "pairs/MEIF/b_under_exposed.jpg": "images/MEIF/vis/1.jpg",
+    "pairs/Medical/a_pet.png": "images/Medical/pet/1.png",
+    "pairs/Medical/b_mri.png": "images/Medical/mri/1.png",
+    "pairs/NIR-VIS/a_nir.jpg": "images/NIR-VIS/nir/1.jpg",
+    "pairs/NIR-VIS/b_visible.jpg": "images/NIR-VIS/vis/1.jpg",
+    **{f"pairs/Remote/a_ms_band{i}.tif": f"images/Remote/MS_band{i}/1.tif" for i in range(1, 5)},
+    "pairs/Remote/b_pan.tif": "images/Remote/PAN/1.tif",
+    "pairs/Remote/ms_4band.tif": "images/Remote/MS/1.tif",
+}
+
+
+def _upstream_tree(reference_dir: Path, root: Path) -> Path:
+    """A folder laid out exactly like the published repository (the files of UPSTREAM)."""
+    for here, there in UPSTREAM.items():
+        target = root / there
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(reference_dir / here, target)
+    return root
+
+
 @pytest.fixture
 def mirror(
     reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[_Server]:
-    """Serve copies of the reference pairs, laid out as upstream, with an empty cache."""
-    by_hash = _reference_files(reference_dir)
-    root = tmp_path / "mirror"
-    for sample in published_samples.PUBLISHED.values():
-        for entry in sample.files:
-            target = root / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(by_hash[entry.sha256], target)
-    server = _Server(root)
+    """Serve the reference files laid out as upstream, with an empty cache."""
+    server = _Server(_upstream_tree(reference_dir, tmp_path / "mirror"))
     monkeypatch.setenv("NAPARI_GIFNET_SAMPLES_URL", server.url)
     monkeypatch.setenv("NAPARI_GIFNET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
@@ -433,3 +457,22 @@ def test_missing_file_on_the_mirror(mirror: _Server) -> None:
     with pytest.raises(published_samples.SampleDownloadError, match="404") as info:
         _sample_data.published_meif()
     assert "'over-exposed'" in str(info.value) and entry.path in str(info.value)
+
+
+def test_the_whole_download_table_resolves_on_an_upstream_shaped_server(
+    mirror: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every sample file and the checkpoint, by the code's own paths, from a server laid
+    out like the published repository: a wrong path is a 404 and fails here."""
+    from napari_gifnet.model import weights
+
+    base = published_samples.OFFICIAL_BASE_URL
+    assert weights.OFFICIAL_URL.startswith(base)
+    monkeypatch.setenv(weights.URL_ENV, mirror.url + weights.OFFICIAL_URL[len(base):])
+    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    info = weights.resolve_weights()
+    assert info.source == "download" and info.sha256 == weights.OFFICIAL_SHA256
+    for key in published_samples.PUBLISHED:
+        published_samples.load_published(key)
+    assert not [r for r in mirror.requests if r.lstrip("/") not in UPSTREAM.values()]
+    assert len(mirror.requests) == 1 + sum(len(s.files) for s in published_samples.PUBLISHED.values())

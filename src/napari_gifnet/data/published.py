@@ -60,12 +60,12 @@ def _pub(key: str, task: str, title: str, *files: tuple[str, str, str, int]) -> 
     return PublishedSample(key, task, title, entries)
 
 
-# Upstream layout: the README of AWCXV/GIFNet runs its test script on the folders
-# images/<task>/<modality>/ (IVIF ir|vis, MFIF nf|ff, MEIF oe|ue, Medical pet|mri,
-# NIR-VIS nir|vis, Remote MS_band1..4|PAN); a copy of an early snapshot of that
-# repository names the files in them "1.<ext>" (sure for Remote, assumed for the
-# others). Every pin below is the sha256 of the published file as used by the
-# reference outputs; a mirror (NAPARI_GIFNET_SAMPLES_URL) must hold these paths.
+# Upstream layout (AWCXV/GIFNet, branch main, checked against the repository's
+# tree): images/<task>/<modality>/1.<ext>, with IVIF ir|vis, MFIF ir|vis (near |
+# far focus), MEIF ir|vis (over- | under-exposed), Medical pet|mri, NIR-VIS
+# nir|vis, Remote MS_band1..4|PAN (the nf/ff/oe/ue folders the upstream README's
+# commands name do not exist). Every pin below is the sha256 of the published
+# file; a mirror (NAPARI_GIFNET_SAMPLES_URL) must hold these paths.
 PUBLISHED: dict[str, PublishedSample] = {s.key: s for s in (
     _pub("published_ivif", "IVIF", "Infrared + visible (published example)",
          ("infrared", "images/IVIF/ir/1.jpg",
@@ -78,14 +78,14 @@ PUBLISHED: dict[str, PublishedSample] = {s.key: s for s in (
          ("MRI", "images/Medical/mri/1.png",
           "a7bd2160767d6c66587e950a42e96168226e9e00033f3c287fc19d0e2b8f25a0", 27879)),
     _pub("published_mfif", "MFIF", "Near + far focus (published example)",
-         ("near focus", "images/MFIF/nf/1.jpg",
+         ("near focus", "images/MFIF/ir/1.jpg",
           "2f9fb95461f2297388eeece514544714cf4f7f1377e4b0bb6fae2901d43dd795", 30387),
-         ("far focus", "images/MFIF/ff/1.jpg",
+         ("far focus", "images/MFIF/vis/1.jpg",
           "d7329134ec2987840e1bd29de06383fc9dd796904d24d6d9e9d4d6dc63dfdac6", 33196)),
     _pub("published_meif", "MEIF", "Over + under exposed (published example)",
-         ("over-exposed", "images/MEIF/oe/1.jpg",
+         ("over-exposed", "images/MEIF/ir/1.jpg",
           "e6d4fb578308f29bf75e13e3bd04ca231e80957fc062a0b6880f695b335246ee", 146401),
-         ("under-exposed", "images/MEIF/ue/1.jpg",
+         ("under-exposed", "images/MEIF/vis/1.jpg",
           "732eb00668b6db3f5e9fcfbd7fc721b4463b7db1a8b8c07c4d77dd620021905e", 106085)),
     _pub("published_nir", "NIR-VIS", "Near-infrared + visible (published example)",
          ("near-infrared", "images/NIR-VIS/nir/1.jpg",
