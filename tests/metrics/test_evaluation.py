@@ -321,7 +321,7 @@ def test_cli_evaluate_multifocus(tmp_path, capsys):
     [
         (["{empty}"], 1, "no image pairs found"),
         (["{empty}/missing"], 1, "not found"),
-        (["{empty}", "--methods", "mean,bogus"], 2, "unknown method(s) bogus"),
+        (["{empty}", "--methods", "mean,bogus"], 2, "unknown fusion method 'bogus'"),
         ([], 2, "either PAIRS_DIR or --multifocus-set"),
         (["{empty}", "--multifocus-set", "2"], 2, "either PAIRS_DIR or --multifocus-set"),
         (["--multifocus-set", "99"], 2, "--multifocus-set"),

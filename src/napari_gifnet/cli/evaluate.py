@@ -7,7 +7,6 @@ import sys
 
 from .common import Subcommand, UsageError
 
-_DEFAULT_METHODS = "gifnet,mean,max,laplacian,dwt,guided,mertens"
 
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -23,8 +22,8 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", type=int, default=256, help="side of the generated scenes (default 256)"
     )
     parser.add_argument(
-        "--methods", default=_DEFAULT_METHODS,
-        help=f"comma-separated fusion methods (default {_DEFAULT_METHODS})",
+        "--methods", default=None,
+        help="comma-separated fusion methods (default: all, gifnet and every baseline)",
     )
     parser.add_argument(
         "--out", required=True, metavar="DIR",
@@ -37,18 +36,18 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ..methods.classical import BASELINES
+    from ..methods.registry import method_keys, method_names
 
     if (args.pairs is None) == (args.multifocus_set is None):
         raise UsageError("give either PAIRS_DIR or --multifocus-set N")
-    methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
-    valid = ["gifnet", *BASELINES]
-    unknown = [m for m in methods if m not in valid]
-    if not methods or unknown:
-        raise UsageError(
-            f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
-            f"valid: {', '.join(valid)}"
-        )
+    names = list(method_names()) if args.methods is None else [
+        m for m in args.methods.split(",") if m.strip()]
+    if not names:
+        raise UsageError(f"--methods: none given; valid: {', '.join(method_names())}")
+    try:
+        methods = method_keys(names)
+    except ValueError as exc:
+        raise UsageError(f"--methods: {exc}") from None
     from ..metrics import evaluation
     from ..util.safe_files import check_output_folder
 

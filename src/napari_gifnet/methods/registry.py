@@ -1,6 +1,8 @@
 """The fusion methods by name: canonical keys, display names and choices.
 
-:func:`method_key` checks a method name (``"gifnet"`` or a baseline of
+The one registry the API, the command line and the widgets take their
+method lists from: :func:`method_names` lists the keys, :func:`method_keys`
+/ :func:`method_key` check names (``"gifnet"`` or a baseline of
 :data:`napari_gifnet.methods.classical.BASELINES`), :func:`method_label` and
 :func:`method_choices` give display names, :func:`output_name` names a fused
 layer. No Qt, napari or torch; re-exported by :mod:`napari_gifnet.plugin.layer_fusion`.
@@ -8,9 +10,11 @@ layer. No Qt, napari or torch; re-exported by :mod:`napari_gifnet.plugin.layer_f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
-    "GIFNET_ONLY_OPTIONS", "METHOD_LABELS", "method_choices", "method_key", "method_label",
-    "output_name",
+    "GIFNET_ONLY_OPTIONS", "METHOD_LABELS", "method_choices", "method_key", "method_keys",
+    "method_label", "method_names", "output_name",
 ]  # fmt: skip
 
 #: Display names of the fusion methods, GIFNet first, then the baselines.
@@ -27,18 +31,37 @@ METHOD_LABELS: dict[str, str] = {
 GIFNET_ONLY_OPTIONS = ("weights", "device", "features")
 
 
-def method_key(method: str) -> str:
-    """The canonical (lower-case) key of a fusion method; ValueError if unknown.
-
-    ``"gifnet"`` or a key of :data:`napari_gifnet.methods.classical.BASELINES`
-    (case-insensitive; display names such as ``"GIFNet"`` work too).
-    """
+def method_names() -> tuple[str, ...]:
+    """Every fusion method's key: ``"gifnet"``, then the baselines of
+    :data:`napari_gifnet.methods.classical.BASELINES` (the CLI's and the widgets' choices)."""
     from .classical import BASELINES
 
-    key = str(method).strip().lower()
-    if key != "gifnet" and key not in BASELINES:
-        raise ValueError(f"unknown fusion method {method!r}; valid: {['gifnet', *BASELINES]}")
-    return key
+    return ("gifnet", *BASELINES)
+
+
+def method_keys(methods: Iterable[str]) -> list[str]:
+    """The canonical keys of several methods, checked (the one unknown-method check).
+
+    Names are case-insensitive; display names such as ``"GIFNet"`` work too.
+
+    Raises
+    ------
+    ValueError
+        ``unknown fusion method 'x'; valid: gifnet, mean, ...`` naming every
+        unknown one.
+    """
+    valid = method_names()
+    keys = [str(m).strip().lower() for m in methods]
+    unknown = [repr(m) for m, k in zip(methods, keys) if k not in valid]
+    if unknown:
+        raise ValueError(f"unknown fusion method {', '.join(unknown)}; valid: {', '.join(valid)}")
+    return keys
+
+
+def method_key(method: str) -> str:
+    """The canonical (lower-case) key of one fusion method; ValueError if unknown
+    (:func:`method_keys`)."""
+    return method_keys([method])[0]
 
 
 def method_label(method: str) -> str:
@@ -49,9 +72,7 @@ def method_label(method: str) -> str:
 
 def method_choices() -> list[tuple[str, str]]:
     """``(display name, key)`` of every method: GIFNet, then the baselines."""
-    from .classical import BASELINES
-
-    return [(method_label(k), k) for k in ("gifnet", *BASELINES)]
+    return [(method_label(k), k) for k in method_names()]
 
 
 def output_name(first: str, second: str, method: str = "gifnet") -> str:

@@ -105,18 +105,15 @@ def evaluate_pairs(
     ValueError
         No pairs, no methods, an unknown method, or unusable images.
     """
-    from ..methods.classical import BASELINES, fuse_with
+    from ..methods.classical import fuse_with
+    from ..methods.registry import method_keys
 
     pairs = list(pairs)
-    methods = [str(m).strip().lower() for m in methods]
     if not pairs:
         raise ValueError("no image pairs to evaluate")
+    methods = method_keys(methods)
     if not methods:
         raise ValueError("no fusion methods given")
-    valid = ["gifnet", *BASELINES]
-    unknown = [m for m in methods if m not in valid]
-    if unknown:
-        raise ValueError(f"unknown fusion method(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
     truths = dict(truths or {})
     rows: list[dict[str, Any]] = []
     total, done = len(pairs) * len(methods), 0

@@ -21,7 +21,7 @@ napari, scipy and torch are imported only inside functions.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import replace as _replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ import numpy as np
 from ..methods.registry import GIFNET_ONLY_OPTIONS as GIFNET_ONLY_OPTIONS
 from ..methods.registry import METHOD_LABELS as METHOD_LABELS
 from ..methods.registry import method_choices, method_key, method_label, output_name
+from ..util.progress import Cancelled, Progress
 from .fusion_plan import FusionPlan, LayerInput, prepare_fusion
 from .layer_output import FusionOutput, add_fusion_layers, pca_rgb, status_text
 from .resampling import Resampling
@@ -47,12 +48,8 @@ __all__ = [
 
 #: Feature maps turned into layers, in order.
 FEATURE_KEYS = ("shared", "multimodal", "photographic")
-#: ``progress(done, total)``, counting bands over all planes.
-Progress = Callable[[int, int], None]
-
-
-class FusionCancelled(Exception):
-    """Raised by a progress callback to stop a fusion (the widget's Cancel)."""
+#: The widget's Cancel, raised by a progress callback (the package's one cancellation).
+FusionCancelled = Cancelled
 
 
 def iter_fusion(

@@ -22,7 +22,6 @@ DenseNet-121 state_dict (timm or torchvision naming, classifier included);
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import socket
@@ -35,6 +34,8 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..util.downloads import sha256_of
 
 #: Environment variable naming a DenseNet-121 weights file.
 DENSENET_ENV = "GIFNET_DENSENET_WEIGHTS"
@@ -110,11 +111,7 @@ def _timm_features(pretrained: bool) -> nn.Module:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_of(path)
 
 
 _OLD_TORCHVISION_KEY = re.compile(

@@ -46,6 +46,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import __version__
+from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .alignment import align_mode, estimate_alignment
 from .focus import BestPlane, dissimilarity, focus_measure, luma_of
@@ -62,7 +63,6 @@ DEFAULT_STRATEGY = "tree"
 _DEPTH_FILTER = 5
 #: fuse_stack's own options, which ``pair_options`` may not set.
 _RESERVED_PAIR_OPTIONS = frozenset({"normalization", "progress"})
-Progress = Callable[[int, int], Any]
 
 
 @dataclass

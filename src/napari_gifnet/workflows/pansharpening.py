@@ -35,20 +35,20 @@ the input's layout.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .. import __version__
+from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .pan_grid import check_grid, pair_arg, resample_band
 
 __all__ = ["PansharpenResult", "pansharpen", "resample_band"]
 
 RESCALES = ("range", "moments", "none")
-Progress = Callable[[int, int], Any]
 
 
 @dataclass

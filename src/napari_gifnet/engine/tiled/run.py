@@ -32,6 +32,7 @@ import torch
 
 from ...model.network import GIFNet
 from ...model.windows import CHANNELS, RunningMoments
+from ...util.progress import Progress as _Progress
 from .grid import Range, TileShape, count_tiles, tile_shape, tiles
 from .plan import (
     STORAGE,
@@ -52,7 +53,7 @@ __all__ = [
 ]  # fmt: skip
 
 #: Called after each tile with (tiles done, tiles in all).
-Progress = Callable[[int, int], None]
+Progress = _Progress
 
 
 class _Ticker:
