@@ -194,3 +194,25 @@ def test_disk_store_without_positional_io_gives_the_same_values(
     portable.close()
     portable.close()  # idempotent
     assert not list(tmp_path.iterdir())
+
+
+def test_available_memory_comes_from_psutil_on_every_os(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a Linux-only file read with a 4 GB guess elsewhere: psutil's figure."""
+    import builtins
+    from types import SimpleNamespace
+
+    import psutil
+    import torch
+
+    from napari_gifnet.engine.tiled import plan as _stream_plan
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=7 << 30))
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc"):
+            raise OSError("no /proc here (not Linux)")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    assert _stream_plan._available_memory(torch.device("cpu")) == 7 << 30

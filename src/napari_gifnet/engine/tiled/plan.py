@@ -10,7 +10,6 @@ available (:func:`auto_tile_pixels`). Used by
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -26,20 +25,13 @@ STORAGE = ("auto", "memory", "disk", "recompute")
 
 def _available_memory(device: torch.device) -> int:
     """Memory a fusion may use: free device memory, or the system's available
-    memory (``MemAvailable``, which counts reclaimable page cache)."""
+    memory (psutil's ``available``, on every OS; on Linux that is
+    ``MemAvailable``, which counts reclaimable page cache)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # neither: assume 4 GB
-        return 4 << 30
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def choose_storage(height: int, width: int, device: torch.device) -> str:
