@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox
 
-from .stack_widget import JobWidget, _gifnet_controls, _weights, put_layer
+from ._job import JobWidget, gifnet_controls, put_layer, weights_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -33,7 +33,7 @@ class EnhanceWidget(JobWidget):
             value="self",
         )
         self.gamma = FloatSpinBox(label="gamma", value=0.5, min=0.05, max=0.95, step=0.05)
-        _gifnet_controls(self)
+        gifnet_controls(self)
         self._pickers = [self.image]
         self.extend(
             [self.image, self.variant, self.gamma, self.device, self.weights, self.buttons,
@@ -57,7 +57,7 @@ class EnhanceWidget(JobWidget):
         self._target = layer
         options = {
             "variant": self.variant.value, "gamma": float(self.gamma.value),
-            "weights": _weights(self), "device": self.device.value,
+            "weights": weights_of(self), "device": self.device.value,
         }  # fmt: skip
 
         def job(progress: Callable[[int, int], None]) -> Any:

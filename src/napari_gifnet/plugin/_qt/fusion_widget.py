@@ -18,19 +18,16 @@ between bands (a second or two) and adds nothing.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
-from qtpy.QtCore import Qt
+from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
 
 from ...engine.preprocess import NORMALIZATIONS
 from ...methods.presets import get_preset, preset_choices
+from ...util.progress import Progress
 from ..layer_fusion import (
     GIFNET_ONLY_OPTIONS,
-    FusionCancelled,
     FusionOutput,
     FusionPlan,
     add_fusion_layers,
@@ -40,50 +37,13 @@ from ..layer_fusion import (
     prepare_fusion,
     status_text,
 )
-from ._progress import ProgressRelay, advance_bar
+from ._job import JobWidget, gifnet_controls, weights_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.layers import Image
-    from napari.qt.threading import GeneratorWorker
 
 __all__ = ["FusionWidget", "describe_error"]
-
-_WEIGHT_FILTER = "Checkpoints (*.pth *.pt *.model *.ckpt);;All files (*)"
-
-
-@dataclass
-class _Outcome:
-    output: FusionOutput | None = None
-    error: BaseException | None = None
-    cancelled: bool = False
-
-
-def _fusion_job(
-    plan: FusionPlan,
-    options: dict[str, Any],
-    cancel: threading.Event,
-    report: Callable[[int, int], None],
-) -> Generator[tuple[int, int], None, _Outcome]:
-    """Worker body: :func:`iter_fusion`, with Cancel checked after each band.
-
-    Every exception is returned as an :class:`_Outcome`: napari's generator
-    workers would mistake a ``RuntimeError`` (e.g. missing weights) for a
-    deleted worker and drop it.
-    """
-
-    def progress(done: int, total: int) -> None:
-        if cancel.is_set():
-            raise FusionCancelled("cancelled")
-        report(done, total)
-
-    try:
-        output = yield from iter_fusion(plan, progress=progress, **options)
-    except FusionCancelled:
-        return _Outcome(cancelled=True)
-    except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
-        return _Outcome(error=exc)
-    return _Outcome(output=output, cancelled=cancel.is_set())
 
 
 def shown_index(viewer: Any, layer: Any, leading: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -117,7 +77,7 @@ def describe_error(exc: BaseException, method: str = "gifnet") -> str:
     return f"GIFNet fusion failed: {exc}"
 
 
-class FusionWidget(Container):
+class FusionWidget(JobWidget):
     """Dock widget that fuses two image layers of a napari viewer with GIFNet.
 
     Parameters
@@ -133,11 +93,10 @@ class FusionWidget(Container):
         The last successful run's output (arrays and provenance).
     """
 
-    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        from ...engine.devices import available_devices
+    refusal = "Cannot fuse these layers"
 
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(napari_viewer)
         self.task = ComboBox(label="task", choices=preset_choices(), value="ivif")
         self.hint = Label(label="")
         self.first = ComboBox(label="first input", choices=self._image_choices)
@@ -146,102 +105,31 @@ class FusionWidget(Container):
         self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
         self.method.tooltip = "GIFNet, or a classical baseline (ignores device and weights)"
         self.normalization = ComboBox(label="normalisation", choices=list(NORMALIZATIONS))
-        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
-        self.weights = FileEdit(label="weights", mode="r", filter=_WEIGHT_FILTER)
-        self.weights.tooltip = "GIFNet checkpoint file; empty: GIFNET_WEIGHTS, cache, download"
-        self.weights.line_edit.native.setPlaceholderText(
-            "default (GIFNET_WEIGHTS, cache, download)"
-        )
+        gifnet_controls(self)
         self.features = CheckBox(text="add feature layers")
         self.keep_previous = CheckBox(text="keep previous results")
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        buttons = Container(
-            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
-        )
-        buttons.margins = (0, 0, 0, 0)
-        self.status = Label(label="", value="Ready.")
-        self.status.native.setWordWrap(True)
         self.hint.native.setWordWrap(True)
+        self._pickers = [self.first, self.second]
         self.extend(
             [
-                self.task,
-                self.hint,
-                self.first,
-                self.second,
-                self.swap,
-                self.method,
-                self.normalization,
-                self.device,
-                self.weights,
-                self.features,
-                self.keep_previous,
-                buttons,
-                self.status,
+                self.task, self.hint, self.first, self.second, self.swap, self.method,
+                self.normalization, self.device, self.weights, self.features,
+                self.keep_previous, self.buttons, self.status,
             ]
-        )
+        )  # fmt: skip
         self.last_layers: list[Image] = []
-        self.last_output: FusionOutput | None = None
-        self.progress_bar: Any = None
-        self._worker: GeneratorWorker | None = None
-        self._cancel = threading.Event()
-        self._outcome: _Outcome | None = None
-        self._method = "gifnet"  # the running (or last) job's method
-        self._relay = ProgressRelay(self.native)
-        self._relay.progressed.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
+        self._plan: FusionPlan | None = None  # the running (or last) job's plan
         self.task.changed.connect(self._apply_preset)
         self.method.changed.connect(self._apply_method)
         self.swap.changed.connect(self.swap_inputs)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self._watched: set[Any] = set()
-        self._alive = True
-        events = self.viewer.layers.events
-        for sig in (events.inserted, events.removed, events.moved, events.reordered):
-            sig.connect(self._refresh_layers)
-        self.native.destroyed.connect(self._teardown_callback())
         self._apply_preset()
         self._apply_method()
         self._refresh_layers()
 
-    # ----------------------------------------------------------- layer pickers
-    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
-
-    def _refresh_layers(self, _event: Any = None) -> None:
-        """Re-list image layers (added, removed, moved or renamed ones)."""
-        if not self._alive:
-            return
-        current = set(self.viewer.layers)
-        for layer in current - self._watched:
-            layer.events.name.connect(self._refresh_layers)
-        for layer in self._watched - current:
-            layer.events.name.disconnect(self._refresh_layers)
-        self._watched = current
-        self.first.reset_choices()
-        self.second.reset_choices()
-        images = [layer for _, layer in self._image_choices()]
-        if self.first.value is None and images:
-            self.first.value = images[0]
-        if len(images) > 1 and self.second.value in (None, self.first.value):
-            self.second.value = next(ly for ly in images if ly != self.first.value)
-
-    def _teardown_callback(self) -> Callable[..., None]:
-        """Disconnects from the viewer and cancels any run when the widget dies."""
-
-        def teardown(*_: Any) -> None:
-            self._alive = False
-            self._cancel.set()
-            events = self.viewer.layers.events
-            for sig in (events.inserted, events.removed, events.moved, events.reordered):
-                sig.disconnect(self._refresh_layers)
-            for layer in self._watched:
-                layer.events.name.disconnect(self._refresh_layers)
-            self._watched = set()
-
-        return teardown
+    @property
+    def last_output(self) -> FusionOutput | None:
+        """The last successful run's output."""
+        return self.last_result
 
     def swap_inputs(self) -> None:
         """Exchange the first and the second input."""
@@ -264,116 +152,41 @@ class FusionWidget(Container):
             getattr(self, name).enabled = gifnet
 
     # ------------------------------------------------------------------ runs
-    @property
-    def running(self) -> bool:
-        """Whether a fusion is running."""
-        return self._worker is not None
-
     def options(self) -> dict[str, Any]:
         """The options :func:`iter_fusion` gets from the widget's controls."""
-        text = str(self.weights.line_edit.value).strip()
         return {
             "method": self.method.value,
-            "weights": text or None,
+            "weights": weights_of(self),
             "device": self.device.value,
             "normalization": self.normalization.value,
             "features": bool(self.features.value),
             "task": self.task.value,
         }
 
-    def run(self) -> GeneratorWorker | None:
-        """Start a fusion in a worker thread; returns the worker (None if refused)."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-
-        if self.running:
-            return None
+    def prepare(self) -> tuple[Callable, str] | None:
+        """Plan the fusion (GUI thread, no pixels read); the work is :func:`iter_fusion`."""
         first, second = self.first.value, self.second.value
         if first is None or second is None:
-            self._fail("Choose two image layers to fuse.")
+            self.fail("Choose two image layers to fuse.")
             return None
-        try:
-            plan = prepare_fusion(first, second, self.method.value)
-        except (TypeError, ValueError) as exc:
-            self._fail(f"Cannot fuse these layers: {exc}")
-            return None
-        self._cancel = threading.Event()
-        self._outcome = None
-        label = method_label(plan.method)
-        self.progress_bar = progress(total=0, desc=f"{label}: {plan.output_name}")
+        plan = prepare_fusion(first, second, self.method.value)
         options = {**self.options(), "show": shown_index(self.viewer, first, plan.leading_shape)}
-        worker = create_worker(
-            _fusion_job,
-            plan,
-            options,
-            self._cancel,
-            self._relay.progressed.emit,
-            _ignore_errors=True,
-        )
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda exc: self._on_returned(_Outcome(error=exc)))
-        worker.warned.connect(self._on_warned)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        where = f" on {self.device.value}" if plan.method == "gifnet" else ""
-        self._set_running(True, f"Running {label}{where}: {plan.output_name} ...")
-        self._method = plan.method
-        worker.start()
-        return worker
+        self._plan = plan
 
-    def cancel(self) -> None:
-        """Stop the running fusion (after the current band); adds no layer."""
-        if self._worker is not None:
-            self._cancel.set()
-            self._worker.quit()
-            self.status.value = "Cancelling ..."
+        def work(progress: Progress) -> Any:
+            return (yield from iter_fusion(plan, progress=progress, **options))
 
-    def _set_running(self, running: bool, text: str) -> None:
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
-        self.status.value = text
+        return work, f"{method_label(plan.method)}: {plan.output_name}"
 
-    def _on_progress(self, done: int, total: int) -> None:
-        if self.progress_bar is not None and self.running:
-            advance_bar(self.progress_bar, done, total)
+    def running_text(self, label: str) -> str:
+        where = f" on {self.device.value}" if self._plan.method == "gifnet" else ""
+        return f"Running {method_label(self._plan.method)}{where}: {self._plan.output_name} ..."
 
-    def _on_warned(self, args: tuple) -> None:
-        """Show the worker's user warnings (e.g. an ignored alpha channel)."""
-        from napari.utils.notifications import show_warning
+    def describe(self, exc: BaseException) -> str:
+        return describe_error(exc, self._plan.method if self._plan else "gifnet")
 
-        if isinstance(args[1], type) and issubclass(args[1], UserWarning):
-            show_warning(f"GIFNet: {args[0]}")
+    def finish(self, value: FusionOutput) -> list[Image]:
+        return add_fusion_layers(self.viewer, value, keep_previous=bool(self.keep_previous.value))
 
-    def _on_returned(self, outcome: _Outcome) -> None:
-        if self._outcome is None:
-            self._outcome = outcome
-
-    def _on_finished(self) -> None:
-        outcome = self._outcome or _Outcome(cancelled=True)  # aborted between planes
-        if self.progress_bar is not None:
-            self.progress_bar.close()
-            self.progress_bar = None
-        self._worker = None
-        if not self._alive:  # the widget was closed while the job ran
-            return
-        self._set_running(False, "Ready.")
-        if outcome.cancelled or self._cancel.is_set():
-            self.status.value = "Cancelled; no layer was added."
-        elif outcome.error is not None:
-            self._fail(describe_error(outcome.error, self._method))
-        elif outcome.output is not None:
-            try:
-                self.last_layers = add_fusion_layers(
-                    self.viewer, outcome.output, keep_previous=bool(self.keep_previous.value)
-                )
-            except Exception as exc:  # noqa: BLE001 - shown to the user
-                self._fail(f"Could not add the fused layer: {exc}")
-                return
-            self.last_output = outcome.output
-            self.status.value = status_text(outcome.output)
-
-    def _fail(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self.status.value = message
-        show_error(message)
+    def summary(self, value: FusionOutput) -> str:
+        return status_text(value)

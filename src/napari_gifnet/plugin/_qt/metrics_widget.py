@@ -23,8 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -44,11 +43,13 @@ from qtpy.QtWidgets import (
 )
 
 from ...metrics.fusion import METRICS
+from ...util.progress import Progress
 from ..layer_metrics import MetricsOutcome, MetricsSource, displayed_plane, metrics_job
+from ._job import JobRunner, LayerWatcher, image_layers
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
-    from napari.qt.threading import FunctionWorker
+    from napari.qt.threading import GeneratorWorker
 
 __all__ = ["MetricsWidget", "displayed_plane", "metrics_job"]
 
@@ -76,6 +77,14 @@ class _NumberItem(QTableWidgetItem):
         if math.isnan(x) or math.isnan(y):
             return not math.isnan(x) and math.isnan(y)
         return x < y
+
+
+class _Failed(Exception):
+    """:func:`metrics_job`'s returned error, raised so that the job runner reports it."""
+
+    def __init__(self, outcome: MetricsOutcome) -> None:
+        super().__init__(str(outcome.error))
+        self.outcome = outcome
 
 
 class MetricsWidget(QWidget):
@@ -132,35 +141,19 @@ class MetricsWidget(QWidget):
 
         self.results: dict[str, dict[str, float]] = {}
         self.last_outcome: MetricsOutcome | None = None
-        self._pending: MetricsOutcome | None = None
-        self._worker: FunctionWorker | None = None
-        self._watched: set[Any] = set()
-        self._alive = True
+        self.runner = JobRunner(
+            self, status=self.status, run_button=self.compute_button,
+            cancelled="Cancelled; the table was not changed.",
+        )  # fmt: skip
         self.compute_button.clicked.connect(self.compute)
         self.copy_button.clicked.connect(self.copy_csv)
-        events = self.viewer.layers.events
-        for sig in (events.inserted, events.removed, events.moved, events.reordered):
-            sig.connect(self._refresh_layers)
-        self.destroyed.connect(self._teardown_callback())
+        self.layer_watcher = LayerWatcher(self.viewer, self._refresh_layers, self)
         self._refresh_layers()
 
     # ----------------------------------------------------------- layer pickers
-    def _image_names(self) -> list[str]:
-        from napari.layers import Image
-
-        return [ly.name for ly in self.viewer.layers if isinstance(ly, Image)]
-
-    def _refresh_layers(self, _event: Any = None) -> None:
+    def _refresh_layers(self) -> None:
         """Re-list image layers, keeping the choices that still exist."""
-        if not self._alive:
-            return
-        current = set(self.viewer.layers)
-        for layer in current - self._watched:
-            layer.events.name.connect(self._refresh_layers)
-        for layer in self._watched - current:
-            layer.events.name.disconnect(self._refresh_layers)
-        self._watched = current
-        names = self._image_names()
+        names = [ly.name for ly in image_layers(self.viewer)]
         old_first, old_second = self.first.currentText(), self.second.currentText()
         selected = set(self.selected_fused())
         known = {self.fused.item(i).text() for i in range(self.fused.count())}
@@ -183,20 +176,6 @@ class MetricsWidget(QWidget):
             layer = self.viewer.layers[name]
             item.setSelected(name in selected or (new and "method" in layer.metadata))
 
-    def _teardown_callback(self) -> Callable[..., None]:
-        """Disconnects from the viewer when the widget dies."""
-
-        def teardown(*_: Any) -> None:
-            self._alive = False
-            events = self.viewer.layers.events
-            for sig in (events.inserted, events.removed, events.moved, events.reordered):
-                sig.disconnect(self._refresh_layers)
-            for layer in self._watched:
-                layer.events.name.disconnect(self._refresh_layers)
-            self._watched = set()
-
-        return teardown
-
     def selected_fused(self) -> list[str]:
         """Names of the selected fused layers, in list order."""
         return [
@@ -216,7 +195,7 @@ class MetricsWidget(QWidget):
     @property
     def running(self) -> bool:
         """Whether a computation is running."""
-        return self._worker is not None
+        return self.runner.running
 
     def _source(self, name: str, what: str) -> MetricsSource:
         from napari.layers import Image
@@ -229,10 +208,8 @@ class MetricsWidget(QWidget):
         data, index = displayed_plane(layer, self.viewer)
         return MetricsSource(name, data, index)
 
-    def compute(self) -> FunctionWorker | None:
+    def compute(self) -> GeneratorWorker | None:
         """Start computing the metrics in a worker thread (None if refused)."""
-        from napari.qt.threading import create_worker
-
         if self.running:
             return None
         try:
@@ -247,18 +224,19 @@ class MetricsWidget(QWidget):
                 sizes = ", ".join(f"{n!r} {h} x {w}" for n, (h, w) in shapes.items())
                 raise ValueError(f"the layers differ in size: {sizes}")
         except (TypeError, ValueError) as exc:
-            self._fail(f"Cannot compute metrics: {exc}")
+            self.runner.fail(f"Cannot compute metrics: {exc}")
             return None
-        worker = create_worker(metrics_job, first, second, fused, _ignore_errors=True)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda exc: self._on_returned(MetricsOutcome(error=exc)))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._pending = None
-        self.compute_button.setEnabled(False)
-        self.status.setText(f"Computing metrics for {len(fused)} layer(s) ...")
-        worker.start()
-        return worker
+
+        def work(_progress: Progress) -> MetricsOutcome:
+            outcome = metrics_job(first, second, fused)
+            if outcome.error is not None:  # returned, not raised: raised for the runner
+                raise _Failed(outcome)
+            return outcome
+
+        return self.runner.start(
+            work, f"Fusion metrics: {len(fused)} layer(s)", done=self._show,
+            describe=self._describe, running=f"Computing metrics for {len(fused)} layer(s) ...",
+        )  # fmt: skip
 
     @staticmethod
     def _plane_hw(src: MetricsSource) -> tuple[int, int]:
@@ -267,23 +245,15 @@ class MetricsWidget(QWidget):
             shape = shape[:2]
         return shape[-2], shape[-1]
 
-    def _on_returned(self, outcome: MetricsOutcome) -> None:
-        if self._pending is None:
-            self._pending = outcome
+    def _describe(self, exc: BaseException) -> str:
+        self.last_outcome = exc.outcome if isinstance(exc, _Failed) else MetricsOutcome(error=exc)
+        return f"Metrics failed: {self.last_outcome.error}"
 
-    def _on_finished(self) -> None:
-        outcome = self._pending or MetricsOutcome(error=RuntimeError("the computation stopped"))
-        self._worker = None
-        if not self._alive:
-            return
-        self.compute_button.setEnabled(True)
+    def _show(self, outcome: MetricsOutcome) -> str:
         self.last_outcome = outcome
-        if outcome.error is not None:
-            self._fail(f"Metrics failed: {outcome.error}")
-            return
         self.results = outcome.rows
         self._fill_table(outcome.rows)
-        self.status.setText(f"Metrics of {len(outcome.rows)} fused layer(s); best in bold.")
+        return f"Metrics of {len(outcome.rows)} fused layer(s); best in bold."
 
     # ----------------------------------------------------------------- table
     def _fill_table(self, rows: dict[str, dict[str, float]]) -> None:
@@ -344,9 +314,3 @@ class MetricsWidget(QWidget):
         QApplication.clipboard().setText(text)
         self.status.setText(f"Copied {self.table.rowCount()} row(s) as CSV.")
         return text
-
-    def _fail(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self.status.setText(message)
-        show_error(message)

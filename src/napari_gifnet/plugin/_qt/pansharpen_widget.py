@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox
 
-from .stack_widget import JobWidget, _gifnet_controls, _weights, put_layer
+from ._job import JobWidget, gifnet_controls, put_layer, weights_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -40,7 +40,7 @@ class PansharpenWidget(JobWidget):
         self.band_axis = ComboBox(label="bands", choices=_AXES, value=None)
         self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
         self.rescale = ComboBox(label="band range", choices=list(RESCALES), value="range")
-        _gifnet_controls(self)
+        gifnet_controls(self)
         self._pickers = [self.ms, self.pan]
         self.extend(
             [
@@ -49,12 +49,6 @@ class PansharpenWidget(JobWidget):
             ]
         )  # fmt: skip
         self._refresh_layers()
-
-    def _refresh_layers(self, _event: Any = None) -> None:
-        super()._refresh_layers()
-        images = [layer for _, layer in self._image_choices()]
-        if len(images) > 1 and self.pan.value in (None, self.ms.value):
-            self.pan.value = next(ly for ly in images if ly is not self.ms.value)
 
     def prepare(self) -> tuple[Callable, str]:
         from ...workflows.pansharpening import band_axis_of, pansharpen
@@ -84,7 +78,7 @@ class PansharpenWidget(JobWidget):
         options = {
             "band_axis": axis, "method": self.method.value, "rescale": self.rescale.value,
             "ms_scale": ms_scale, "pan_scale": pan_scale, "ms_translate": ms_translate,
-            "pan_translate": pan_translate, "weights": _weights(self),
+            "pan_translate": pan_translate, "weights": weights_of(self),
             "device": self.device.value,
         }  # fmt: skip
 

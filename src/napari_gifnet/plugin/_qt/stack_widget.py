@@ -9,22 +9,20 @@ calls, in a napari worker thread. It adds (or updates) three layers:
 pixel) and ``"<name> confidence"``, with the input's scale and translate
 minus the focus axis. Cancel stops between planes (or GIFNet bands).
 
-:class:`JobWidget` holds the worker, progress and cancel plumbing shared
-with the "Pansharpen" widget. torch is imported only when a job runs.
+:class:`~._job.JobWidget` (in :mod:`._job`) holds the worker, progress and
+cancel plumbing every job widget shares. torch is imported only when a job runs.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, SpinBox
-from qtpy.QtCore import Qt
+from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
-from ._progress import ProgressRelay, advance_bar
+from ...util.progress import Cancelled
+from ._job import JobWidget, gifnet_controls, put_layer, weights_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -32,32 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["JobCancelled", "JobWidget", "StackWidget", "put_layer"]
 
 
-class JobCancelled(Exception):
-    """Raised in a job's progress callback when Cancel was pressed."""
-
-
-@dataclass
-class _Outcome:
-    value: Any = None
-    error: BaseException | None = None
-    cancelled: bool = False
-
-
-def put_layer(viewer: napari.Viewer, name: str, data: np.ndarray, **kwargs: Any) -> Any:
-    """Update the image layer ``name`` in place, or add it (GUI thread)."""
-    from napari.layers import Image
-
-    old = next((ly for ly in viewer.layers if ly.name == name and isinstance(ly, Image)), None)
-    rgb = bool(kwargs.get("rgb", False))
-    if old is not None and old.rgb == rgb and old.data.ndim == data.ndim:
-        old.data = data
-        for key, value in kwargs.items():
-            if key not in ("rgb", "name"):
-                setattr(old, key, value)
-        return old
-    if old is not None:
-        viewer.layers.remove(old)
-    return viewer.add_image(data, name=name, **kwargs)
+#: Raised in a job's progress callback when Cancel was pressed (the package's one
+#: cancellation exception).
+JobCancelled = Cancelled
 
 
 def method_choices() -> list[tuple[str, str]]:
@@ -66,153 +41,6 @@ def method_choices() -> list[tuple[str, str]]:
 
     gifnet, *rest = pair_methods()
     return [gifnet, ("Focus selection", "focus"), *rest]
-
-
-class JobWidget(Container):
-    """Base of the job widgets: image-layer pickers, Run / Cancel, status, worker."""
-
-    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.buttons = Container(
-            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
-        )
-        self.buttons.margins = (0, 0, 0, 0)
-        self.status = Label(label="", value="Ready.")
-        self.status.native.setWordWrap(True)
-        self.last_layers: list[Any] = []
-        self.last_result: Any = None
-        self.progress_bar: Any = None
-        self._worker: Any = None
-        self._cancel = threading.Event()
-        self._outcome: _Outcome | None = None
-        self._relay = ProgressRelay(self.native)
-        self._relay.progressed.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self._pickers: list[ComboBox] = []
-        events = self.viewer.layers.events
-        for sig in (events.inserted, events.removed, events.moved, events.reordered):
-            sig.connect(self._refresh_layers)
-
-    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
-
-    def _refresh_layers(self, _event: Any = None) -> None:
-        for picker in self._pickers:
-            picker.reset_choices()
-
-    @property
-    def running(self) -> bool:
-        """Whether a job is running."""
-        return self._worker is not None
-
-    # subclasses: prepare() -> (job(progress) -> value, label); finish(value) -> layers
-    def prepare(self) -> tuple[Callable[[Callable[[int, int], None]], Any], str]:
-        raise NotImplementedError
-
-    def finish(self, value: Any) -> list[Any]:
-        raise NotImplementedError
-
-    def run(self) -> Any:
-        """Start the job in a worker thread; returns the worker (None if refused)."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-
-        if self.running:
-            return None
-        try:
-            job, label = self.prepare()
-        except (TypeError, ValueError) as exc:
-            self._fail(f"Cannot run: {exc}")
-            return None
-        self._cancel = cancel = threading.Event()
-        self._outcome = None
-        emit = self._relay.progressed.emit
-
-        def report(done: int, total: int) -> None:
-            if cancel.is_set():
-                raise JobCancelled("cancelled")
-            emit(done, total)
-
-        def body() -> _Outcome:
-            try:
-                return _Outcome(value=job(report))
-            except JobCancelled:
-                return _Outcome(cancelled=True)
-            except Exception as exc:  # noqa: BLE001 - shown as a notification
-                return _Outcome(error=exc)
-
-        self.progress_bar = progress(total=0, desc=label)
-        worker = create_worker(body, _ignore_errors=True)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda exc: self._on_returned(_Outcome(error=exc)))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.status.value = f"Running: {label} ..."
-        worker.start()
-        return worker
-
-    def cancel(self) -> None:
-        """Stop the running job at the next plane or band; adds no layer."""
-        if self._worker is not None:
-            self._cancel.set()
-            self.status.value = "Cancelling ..."
-
-    def _on_progress(self, done: int, total: int) -> None:
-        if self.progress_bar is not None and self.running:
-            advance_bar(self.progress_bar, done, total)
-
-    def _on_returned(self, outcome: _Outcome) -> None:
-        if self._outcome is None:
-            self._outcome = outcome
-
-    def _on_finished(self) -> None:
-        outcome = self._outcome or _Outcome(cancelled=True)
-        if self.progress_bar is not None:
-            self.progress_bar.close()
-            self.progress_bar = None
-        self._worker = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
-        self.status.value = "Ready."
-        if outcome.cancelled or self._cancel.is_set():
-            self.status.value = "Cancelled; no layer was added."
-        elif outcome.error is not None:
-            self._fail(f"Failed: {outcome.error}")
-        else:
-            try:
-                self.last_layers = self.finish(outcome.value)
-            except Exception as exc:  # noqa: BLE001 - shown to the user
-                self._fail(f"Could not add the result layers: {exc}")
-                return
-            self.last_result = outcome.value
-            self.status.value = self.summary(outcome.value)
-
-    def summary(self, value: Any) -> str:
-        return f"Done in {getattr(value, 'elapsed', 0.0):.1f} s."
-
-    def _fail(self, message: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self.status.value = message
-        show_error(message)
-
-
-def _gifnet_controls(widget: JobWidget) -> None:
-    from ...engine.devices import available_devices
-
-    widget.device = ComboBox(label="device", choices=["auto", *available_devices()])
-    widget.weights = FileEdit(label="weights", mode="r")
-    widget.weights.tooltip = "GIFNet checkpoint file; empty: GIFNET_WEIGHTS, cache, download"
-
-
-def _weights(widget: Any) -> str | None:
-    return str(widget.weights.line_edit.value).strip() or None
 
 
 class StackWidget(JobWidget):
@@ -230,7 +58,7 @@ class StackWidget(JobWidget):
         self.align = CheckBox(text="align planes (translation)")
         self.align_scale = CheckBox(text="also correct focus breathing (scale)")
         self.keep_dtype = CheckBox(text="keep the input dtype (e.g. 16-bit)")
-        _gifnet_controls(self)
+        gifnet_controls(self)
         self._pickers = [self.layer]
         self.extend(
             [
@@ -277,7 +105,7 @@ class StackWidget(JobWidget):
         options = {
             "method": self.method.value, "strategy": self.strategy.value,
             "select": bool(self.select.value), "align": self._align_option(),
-            "keep_dtype": bool(self.keep_dtype.value), "weights": _weights(self),
+            "keep_dtype": bool(self.keep_dtype.value), "weights": weights_of(self),
             "device": self.device.value,
         }  # fmt: skip
         keep = [i for i in range(spatial) if i != axis]

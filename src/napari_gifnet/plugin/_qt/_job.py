@@ -1,0 +1,460 @@
+"""The job machinery every dock widget shares.
+
+A widget is a form: it collects options, builds a *work* function that calls
+the console function (``iter_fusion``, ``fuse_stack``, ``pansharpen``,
+``enhance``, ``metrics_job``) with a ``progress`` callback, and hands it to a
+:class:`JobRunner`, which
+
+* runs it in a napari worker thread (a function, or a generator such as
+  ``iter_fusion``: the worker can then stop between its yields),
+* checks one cancellation :class:`threading.Event` in the progress callback
+  and raises :class:`napari_gifnet.util.progress.Cancelled` there (the
+  package's one cancellation exception),
+* relays ``(done, total)`` to the GUI thread onto a napari progress bar and
+  shows the job's user warnings as notifications,
+* captures the outcome (value, error or cancelled) and, when the worker has
+  finished, calls the job's ``done`` callback (puts the result layers or the
+  table; returns the status line), or shows "Cancelled; no layer was added.",
+  or an error notification with the job's message.
+
+:class:`LayerWatcher` keeps image-layer pickers in step with the viewer's
+layer list (added, removed, moved, renamed) and disconnects when the widget
+is destroyed; :func:`put_layer` adds or updates a result layer. The runner
+and the watcher work by composition in a magicgui ``Container`` and in a plain
+``QWidget`` (the metrics widget); :class:`JobWidget` is the magicgui form base
+of the fusion, focus-stack, pansharpen and enhance widgets.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from qtpy.QtCore import QObject, Qt, Signal
+
+from ...util.progress import Cancelled, Progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    from napari.layers import Image
+    from napari.qt.threading import GeneratorWorker
+
+__all__ = ["JobRunner", "JobWidget", "LayerWatcher", "Outcome", "image_layers", "put_layer"]
+
+#: What a job computes: ``work(progress) -> value``, or a generator returning it.
+Work = Callable[[Progress], Any]
+CANCELLED = "Cancelled; no layer was added."
+_WEIGHT_FILTER = "Checkpoints (*.pth *.pt *.model *.ckpt);;All files (*)"
+
+
+@dataclass
+class Outcome:
+    """How a job ended: its value, its error, or cancelled."""
+
+    value: Any = None
+    error: BaseException | None = None
+    cancelled: bool = False
+
+
+class ProgressRelay(QObject):
+    """Carries ``(done, total)`` from a worker thread to the GUI thread."""
+
+    progressed = Signal(int, int)
+
+
+def advance_bar(bar: Any, done: int, total: int) -> None:
+    """Set a napari ``progress`` bar to ``done`` of ``total`` (GUI thread)."""
+    if bar.total != total:
+        bar.total = total
+    bar.update(done - bar.n)
+
+
+def _body(work: Work, progress: Progress) -> Generator[Any, None, Outcome]:
+    """Worker body: ``work(progress)``, every exception returned as an :class:`Outcome`.
+
+    Always a generator (napari then makes a generator worker, which can stop
+    between yields); napari's workers would mistake a ``RuntimeError`` (e.g.
+    missing weights) for a deleted worker and drop it, hence nothing is raised.
+    """
+    try:
+        value = work(progress)
+        if inspect.isgenerator(value):
+            value = yield from value
+    except Cancelled:
+        return Outcome(cancelled=True)
+    except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
+        return Outcome(error=exc)
+    return Outcome(value=value)
+
+
+def _failed(exc: BaseException) -> str:
+    return f"Failed: {exc}"
+
+
+def _set_text(label: Any, text: str) -> None:
+    if hasattr(label, "setText"):  # a QLabel
+        label.setText(text)
+    else:  # a magicgui Label
+        label.value = text
+
+
+def _enable(button: Any, enabled: bool) -> None:
+    if button is None:
+        return
+    if hasattr(button, "setEnabled"):  # a QPushButton
+        button.setEnabled(enabled)
+    else:  # a magicgui PushButton
+        button.enabled = enabled
+
+
+def on_destroyed(native: QObject, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the Qt widget ``native`` is destroyed.
+
+    Through a closure: a bound method of a dying QObject would be disconnected
+    before the signal reaches it.
+    """
+    native.destroyed.connect(lambda *_: callback())
+
+
+class JobRunner:
+    """Runs a widget's jobs, one at a time, in a napari worker thread.
+
+    Parameters
+    ----------
+    parent
+        The widget's Qt widget (the progress relay's parent; when it is
+        destroyed, :meth:`close` is called).
+    status
+        The status line (a magicgui ``Label`` or a ``QLabel``).
+    run_button, cancel_button
+        Disabled / enabled while a job runs (magicgui or Qt buttons).
+    cancelled
+        The status line after a cancelled job.
+    """
+
+    def __init__(
+        self,
+        parent: QObject,
+        *,
+        status: Any,
+        run_button: Any,
+        cancel_button: Any = None,
+        cancelled: str = CANCELLED,
+    ) -> None:
+        self.status, self.run_button, self.cancel_button = status, run_button, cancel_button
+        self.cancelled_text = cancelled
+        self.progress_bar: Any = None
+        self.worker: GeneratorWorker | None = None
+        self.alive = True
+        self._cancel = threading.Event()
+        self._outcome: Outcome | None = None
+        self._done: Callable[[Any], str] = str
+        self._describe: Callable[[BaseException], str] = _failed
+        self._relay = ProgressRelay(parent)
+        self._relay.progressed.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
+        on_destroyed(parent, self.close)
+
+    @property
+    def running(self) -> bool:
+        """Whether a job is running."""
+        return self.worker is not None
+
+    def start(
+        self,
+        work: Work,
+        label: str,
+        *,
+        done: Callable[[Any], str],
+        describe: Callable[[BaseException], str] = _failed,
+        running: str | None = None,
+    ) -> GeneratorWorker | None:
+        """Run ``work(progress)`` in a worker thread; returns the worker (None if busy).
+
+        ``label`` names the progress bar; ``running`` is the status line
+        meanwhile (default ``"Running: <label> ..."``). On success ``done(value)``
+        runs on the GUI thread and returns the status line; on failure
+        ``describe(error)`` is the notification's message.
+        """
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        if self.running:
+            return None
+        self._cancel = cancel = threading.Event()
+        self._outcome = None
+        self._done, self._describe = done, describe
+        emit = self._relay.progressed.emit
+
+        def report(done: int, total: int) -> None:
+            if cancel.is_set():
+                raise Cancelled("cancelled")
+            emit(done, total)
+
+        self.progress_bar = progress(total=0, desc=label)
+        worker = create_worker(_body, work, report, _ignore_errors=True)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(lambda exc: self._on_returned(Outcome(error=exc)))
+        worker.warned.connect(self._on_warned)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_running(True, running or f"Running: {label} ...")
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop the running job at its next progress call or yield; it adds nothing."""
+        if self.worker is not None:
+            self._cancel.set()
+            self.worker.quit()
+            _set_text(self.status, "Cancelling ...")
+
+    def close(self) -> None:
+        """The widget is gone: cancel any job and update no more of the GUI."""
+        self.alive = False
+        self._cancel.set()
+
+    def fail(self, message: str) -> None:
+        """Show ``message`` in the status line and as an error notification."""
+        from napari.utils.notifications import show_error
+
+        _set_text(self.status, message)
+        show_error(message)
+
+    def _set_running(self, running: bool, text: str) -> None:
+        _enable(self.run_button, not running)
+        _enable(self.cancel_button, running)
+        _set_text(self.status, text)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if self.progress_bar is not None and self.running:
+            advance_bar(self.progress_bar, done, total)
+
+    @staticmethod
+    def _on_warned(args: tuple) -> None:
+        """Show the job's user warnings (e.g. an ignored alpha channel)."""
+        from napari.utils.notifications import show_warning
+
+        if isinstance(args[1], type) and issubclass(args[1], UserWarning):
+            show_warning(f"GIFNet: {args[0]}")
+
+    def _on_returned(self, outcome: Outcome) -> None:
+        if self._outcome is None:
+            self._outcome = outcome
+
+    def _on_finished(self) -> None:
+        outcome = self._outcome or Outcome(cancelled=True)  # stopped between yields
+        if self.progress_bar is not None:
+            self.progress_bar.close()
+            self.progress_bar = None
+        self.worker = None
+        if not self.alive:  # the widget was closed while the job ran
+            return
+        self._set_running(False, "Ready.")
+        if outcome.cancelled or self._cancel.is_set():
+            _set_text(self.status, self.cancelled_text)
+        elif outcome.error is not None:
+            self.fail(self._describe(outcome.error))
+        else:
+            try:
+                text = self._done(outcome.value)
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                self.fail(f"Could not add the result layers: {exc}")
+                return
+            _set_text(self.status, text)
+
+
+def image_layers(viewer: napari.Viewer) -> list[Image]:
+    """The viewer's image layers, in layer-list order."""
+    from napari.layers import Image
+
+    return [ly for ly in viewer.layers if isinstance(ly, Image)]
+
+
+class LayerWatcher:
+    """Calls ``refresh()`` when layers are added, removed, moved or renamed.
+
+    Disconnects from the viewer when ``native`` (the widget) is destroyed.
+    """
+
+    def __init__(self, viewer: napari.Viewer, refresh: Callable[[], None], native: QObject):
+        self.viewer, self._refresh = viewer, refresh
+        self._watched: set[Any] = set()
+        self.alive = True
+        for sig in self._list_events():
+            sig.connect(self.changed)
+        self._watch()
+        on_destroyed(native, self.close)
+
+    def _list_events(self) -> tuple[Any, ...]:
+        events = self.viewer.layers.events
+        return events.inserted, events.removed, events.moved, events.reordered
+
+    def _watch(self) -> None:
+        current = set(self.viewer.layers)
+        for layer in current - self._watched:
+            layer.events.name.connect(self.changed)
+        for layer in self._watched - current:
+            layer.events.name.disconnect(self.changed)
+        self._watched = current
+
+    def changed(self, _event: Any = None) -> None:
+        if self.alive:
+            self._watch()
+            self._refresh()
+
+    def close(self) -> None:
+        self.alive = False
+        for sig in self._list_events():
+            sig.disconnect(self.changed)
+        for layer in self._watched:
+            layer.events.name.disconnect(self.changed)
+        self._watched = set()
+
+
+def put_layer(viewer: napari.Viewer, name: str, data: np.ndarray, **kwargs: Any) -> Any:
+    """Update the image layer ``name`` in place, or add it (GUI thread)."""
+    from napari.layers import Image
+
+    old = next((ly for ly in viewer.layers if ly.name == name and isinstance(ly, Image)), None)
+    rgb = bool(kwargs.get("rgb", False))
+    if old is not None and old.rgb == rgb and old.data.ndim == data.ndim:
+        old.data = data
+        for key, value in kwargs.items():
+            if key not in ("rgb", "name"):
+                setattr(old, key, value)
+        return old
+    if old is not None:
+        viewer.layers.remove(old)
+    return viewer.add_image(data, name=name, **kwargs)
+
+
+def gifnet_controls(widget: Any) -> None:
+    """Add the GIFNet-only ``device`` and ``weights`` controls to ``widget``."""
+    from ...engine.devices import available_devices
+
+    widget.device = ComboBox(label="device", choices=["auto", *available_devices()])
+    widget.weights = FileEdit(label="weights", mode="r", filter=_WEIGHT_FILTER)
+    widget.weights.tooltip = "GIFNet checkpoint file; empty: GIFNET_WEIGHTS, cache, download"
+    widget.weights.line_edit.native.setPlaceholderText("default (GIFNET_WEIGHTS, cache, download)")
+
+
+def weights_of(widget: Any) -> str | None:
+    """The ``weights`` control's file, None when empty (the default search)."""
+    return str(widget.weights.line_edit.value).strip() or None
+
+
+class JobWidget(Container):
+    """Base of the magicgui job forms: image-layer pickers, Run / Cancel, status.
+
+    A subclass builds its controls, lists its pickers in ``_pickers`` (the
+    second and later ones default to a layer other than the first's) and
+    implements :meth:`prepare` (GUI thread: check the form, return the work
+    and its label, or raise ``ValueError`` / ``TypeError`` to refuse) and
+    :meth:`finish` (GUI thread: put the result layers); :meth:`summary`,
+    :meth:`describe` and :meth:`running_text` word the status line.
+    """
+
+    #: Prefix of the message when :meth:`prepare` refuses the form.
+    refusal = "Cannot run"
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.buttons = Container(
+            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
+        )
+        self.buttons.margins = (0, 0, 0, 0)
+        self.status = Label(label="", value="Ready.")
+        self.status.native.setWordWrap(True)
+        self.last_layers: list[Any] = []
+        self.last_result: Any = None
+        self._pickers: list[ComboBox] = []
+        self.runner = JobRunner(
+            self.native, status=self.status, run_button=self.run_button,
+            cancel_button=self.cancel_button,
+        )  # fmt: skip
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.layer_watcher = LayerWatcher(self.viewer, self._refresh_layers, self.native)
+
+    # ----------------------------------------------------------- layer pickers
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [(ly.name, ly) for ly in image_layers(self.viewer)]
+
+    def _refresh_layers(self) -> None:
+        """Re-list the image layers in every picker; later pickers avoid the first's."""
+        for picker in self._pickers:
+            picker.reset_choices()
+        images = image_layers(self.viewer)
+        if not self._pickers or not images:
+            return
+        first, *others = self._pickers
+        if first.value is None:
+            first.value = images[0]
+        for picker in others:
+            if len(images) > 1 and picker.value in (None, first.value):
+                picker.value = next(ly for ly in images if ly != first.value)
+
+    # ------------------------------------------------------------------ runs
+    @property
+    def running(self) -> bool:
+        """Whether a job is running."""
+        return self.runner.running
+
+    @property
+    def progress_bar(self) -> Any:
+        """The running job's napari progress bar (None when idle)."""
+        return self.runner.progress_bar
+
+    def prepare(self) -> tuple[Work, str] | None:
+        """The work and its label (GUI thread); None after :meth:`fail`."""
+        raise NotImplementedError
+
+    def finish(self, value: Any) -> list[Any]:
+        """Put the result layers (GUI thread); returns them."""
+        raise NotImplementedError
+
+    def summary(self, value: Any) -> str:
+        return f"Done in {getattr(value, 'elapsed', 0.0):.1f} s."
+
+    def describe(self, exc: BaseException) -> str:
+        """The one-line message of a failed job."""
+        return _failed(exc)
+
+    def running_text(self, label: str) -> str:
+        return f"Running: {label} ..."
+
+    def run(self) -> GeneratorWorker | None:
+        """Start the job in a worker thread; returns the worker (None if refused)."""
+        if self.running:
+            return None
+        try:
+            prepared = self.prepare()
+        except (TypeError, ValueError) as exc:
+            self.fail(f"{self.refusal}: {exc}")
+            return None
+        if prepared is None:
+            return None
+        work, label = prepared
+        return self.runner.start(
+            work, label, done=self._done, describe=self.describe, running=self.running_text(label)
+        )
+
+    def cancel(self) -> None:
+        """Stop the running job at the next plane or band; adds no layer."""
+        self.runner.cancel()
+
+    def fail(self, message: str) -> None:
+        self.runner.fail(message)
+
+    def _done(self, value: Any) -> str:
+        self.last_layers = self.finish(value)
+        self.last_result = value
+        return self.summary(value)
