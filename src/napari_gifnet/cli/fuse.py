@@ -1,4 +1,4 @@
-"""``napari-gifnet fuse``: fuse two registered images."""
+"""``napari-gifnet fuse``: fuse two registered images, an offline sample, or a batch."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import argparse
 import math
 import sys
 
-from .common import Progress, Subcommand, UsageError, check_output, check_single_image, not_an_input
+from .common import (
+    EXIT_ERROR,
+    EXPECTED_ERRORS,
+    Progress,
+    Subcommand,
+    UsageError,
+    check_output,
+    check_single_image,
+    not_an_input,
+)
 
 _NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile")
 
@@ -26,17 +35,51 @@ def _normalization(text: str) -> str | tuple[float, float]:
         f"invalid value {text!r}: use {', '.join(_NORMALIZATIONS)} or LO,HI (numbers, LO < HI)"
     )
 
+#: The offline samples ``--sample`` fuses (keys of napari_gifnet.data.synthetic.SAMPLES).
+PAIR_SAMPLES = ("multifocus", "medical", "exposure", "fluorescence")
+#: Output formats of a batch (``--pairs``): the file is OUTDIR/<pair name>.<format>.
+BATCH_FORMATS = ("tif", "png", "jpg")
+
+_EPILOG = """\
+inputs, one of:
+  A B                 two image files (PNG, JPEG, TIFF)
+  --sample NAME       an offline sample pair made on the fly (--list-samples)
+  --pairs DIR         a batch: DIR/first/ + DIR/second/ with matching file names;
+                      -o is then a folder, one OUT/<name>.<format> per pair;
+                      finished outputs are skipped on a re-run (--overwrite redoes them),
+                      a pair that fails is reported and the others go on (exit status 1)
+"""
+
+
 def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _EPILOG
     parser.add_argument(
-        "a", metavar="A", help="first input (infrared, PET/SPECT/CT, NIR, near focus, ...)"
+        "a", metavar="A", nargs="?",
+        help="first input (infrared, PET/SPECT/CT, NIR, near focus, over-exposed, ...)",
     )
     parser.add_argument(
-        "b", metavar="B", help="second input (visible, MRI, far focus, panchromatic, ...)"
+        "b", metavar="B", nargs="?",
+        help="second input (visible, MRI, far focus, under-exposed, panchromatic, ...)",
     )
     parser.add_argument(
-        "-o", "--output", required=True, metavar="OUT",
+        "-o", "--output", metavar="OUT",
         help="fused image; format from the extension: .tif/.tiff (float32 with JSON "
-        "metadata), .png (8-bit), .jpg/.jpeg (8-bit)",
+        "metadata), .png (8-bit), .jpg/.jpeg (8-bit); with --pairs, a folder",
+    )
+    parser.add_argument("--sample", choices=PAIR_SAMPLES, metavar="NAME",
+                        help=f"fuse an offline sample pair instead of files: {', '.join(PAIR_SAMPLES)}")
+    parser.add_argument("--list-samples", action="store_true",
+                        help="list the offline sample pairs and exit")
+    parser.add_argument("--pairs", metavar="DIR", help="fuse every pair of DIR/first + DIR/second")
+    parser.add_argument("--format", choices=BATCH_FORMATS, default="tif",
+                        help="output format of a --pairs batch (default tif)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --pairs: fuse again the pairs whose output exists")
+    parser.add_argument(
+        "--align", nargs="?", const="translation", choices=("translation", "scale"),
+        help="align the second input onto the first before fusing: translation (phase "
+        "correlation; the default of --align) or scale (also focus breathing)",
     )
     parser.add_argument("--weights", metavar="W", help="GIFNet checkpoint file (default: search)")
     parser.add_argument(
@@ -62,14 +105,60 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
-def _run_fuse(args: argparse.Namespace) -> int:
-    from ..io import images as io
-    from ..util.safe_files import check_output_folder
 
-    output = check_output(args.output, [args.a, args.b])
-    if args.features:
-        check_output_folder(args.features, "--features")
-        not_an_input({"--features": args.features}, [args.a, args.b])
+def _list_samples() -> int:
+    from ..data.synthetic import SAMPLES
+
+    for key in PAIR_SAMPLES:
+        sample = SAMPLES[key]()
+        first, second = _sample_inputs(sample)
+        print(f"{key:13s} {sample.title}: first {first[0]!r}, second {second[0]!r}")
+    return 0
+
+
+def _sample_inputs(sample: object) -> tuple[tuple[str, object], tuple[str, object]]:
+    """(name, data) of a sample's first and second inputs (by their metadata role)."""
+    by_role = {kw.get("metadata", {}).get("role"): (name, data)
+               for name, data, kw in sample.layers}  # type: ignore[attr-defined]  # fmt: skip
+    return by_role["first input"], by_role["second input"]
+
+
+def _check_sources(args: argparse.Namespace) -> str:
+    """Which input the command line names: "files", "sample" or "pairs" (usage errors)."""
+    given = [name for name, on in (("A B", args.a is not None), ("--sample", args.sample),
+                                   ("--pairs", args.pairs)) if on]  # fmt: skip
+    if len(given) != 1:
+        raise UsageError("give two input files A B, or --sample NAME, or --pairs DIR "
+                         f"(got {' and '.join(given) or 'none'})")  # fmt: skip
+    if args.a is not None and args.b is None:
+        raise UsageError("the second input B is missing")
+    if args.output is None:
+        raise UsageError("the following arguments are required: -o/--output")
+    if args.pairs and args.features:
+        raise UsageError("--features is for one pair, not a --pairs batch")
+    return {"A B": "files", "--sample": "sample", "--pairs": "pairs"}[given[0]]
+
+
+def _fuse_arrays(a: object, b: object, args: argparse.Namespace, progress: object) -> tuple:
+    """Align (with --align) and fuse one pair; returns (result, metadata extras)."""
+    from ..engine.fusion import fuse
+
+    extra: dict = {}
+    if args.align:
+        from ..workflows.pair_alignment import align_pair
+
+        b, alignment = align_pair(a, b, args.align)
+        extra["alignment"] = alignment.provenance()
+        extra["_align_text"] = alignment.describe()
+    result = fuse(
+        a, b, weights=args.weights, device=args.device, return_features=bool(args.features),
+        normalization=args.normalization, progress=progress, storage=args.storage,
+        tile_size=args.tile_size,
+    )  # fmt: skip
+    return result, extra
+
+
+def _check_run_options(args: argparse.Namespace) -> None:
     if args.tile_size is not None and args.tile_size < 8:
         raise UsageError(f"--tile-size {args.tile_size} is too small: the smallest tile is 8")
     from ..engine.devices import resolve_device  # imports torch
@@ -78,34 +167,49 @@ def _run_fuse(args: argparse.Namespace) -> int:
         resolve_device(args.device)
     except ValueError as exc:
         raise UsageError(f"--device: {exc}") from None
-    for path in (args.a, args.b):
-        check_single_image(path)
-    a, b = io.read_image(args.a), io.read_image(args.b)
 
-    from ..engine.fusion import fuse
 
+def _run_fuse(args: argparse.Namespace) -> int:
+    if args.list_samples:
+        return _list_samples()
+    source = _check_sources(args)
+    if source == "pairs":
+        return _run_batch(args)
+    from ..io import images as io
+    from ..util.safe_files import check_output_folder
+
+    inputs = [args.a, args.b] if source == "files" else []
+    output = check_output(args.output, inputs)
+    if args.features:
+        check_output_folder(args.features, "--features")
+        not_an_input({"--features": args.features}, inputs)
+    _check_run_options(args)
+    if source == "files":
+        for path in inputs:
+            check_single_image(path)
+        a, b = io.read_image(args.a), io.read_image(args.b)
+        names, described = {"a": str(args.a), "b": str(args.b)}, f"{args.a} + {args.b}"
+    else:
+        from ..data.synthetic import SAMPLES
+
+        (name_a, a), (name_b, b) = _sample_inputs(SAMPLES[args.sample]())
+        names = {"sample": args.sample, "a": name_a, "b": name_b}
+        described = f"sample {args.sample!r} ({name_a} + {name_b})"
     progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
     try:
-        result = fuse(
-            a,
-            b,
-            weights=args.weights,
-            device=args.device,
-            return_features=bool(args.features),
-            normalization=args.normalization,
-            progress=progress,
-            storage=args.storage,
-            tile_size=args.tile_size,
-        )
+        result, extra = _fuse_arrays(a, b, args, progress)
     finally:
         progress.close()
-    metadata = {**result.metadata, "input_files": {"a": str(args.a), "b": str(args.b)}}
+    align_text = extra.pop("_align_text", None)
+    metadata = {**result.metadata, **extra, "input_files": names}
     io.write_image(output, result.image, metadata)
     summary = (
-        f"fused {args.a} + {args.b} -> {args.output}: "
+        f"fused {described} -> {args.output}: "
         f"{result.luma.shape[0]} x {result.luma.shape[1]}, device {result.device}, "
         f"{result.elapsed:.1f} s"
     )
+    if align_text:
+        summary += f"; {align_text}"
     if args.features:
         written = io.write_features(args.features, result.features, metadata)
         summary += f"; features {', '.join(p.stem for p in written)} -> {args.features}"
@@ -114,5 +218,57 @@ def _run_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_batch(args: argparse.Namespace) -> int:
+    """``--pairs DIR -o OUTDIR``: every pair, one model load, failures reported by name."""
+    from ..io import images as io
+    from ..io.pairs import pair_folder
+    from ..util.safe_files import check_output_folder
+
+    folder = pair_folder(args.pairs)
+    outdir = check_output_folder(args.output, "-o")
+    ext = "." + args.format
+    inputs = [str(p) for _, a, b in folder.pairs for p in (a, b)]
+    jobs = [(name, a, b, outdir / f"{name}{ext}") for name, a, b in folder.pairs]
+    not_an_input({f"-o {outdir}/{name}{ext}": out for name, _, _, out in jobs}, inputs)
+    _check_run_options(args)
+    io.check_writable(outdir / f"x{ext}", "float32")
+    outdir.mkdir(parents=True, exist_ok=True)
+    failed = [(name, f"no partner in {side}/") for name, side in folder.unmatched]
+    todo = [job for job in jobs if args.overwrite or not job[3].exists()]
+    skipped = len(jobs) - len(todo)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(todo, unit="pair", desc="fusing", disable=args.quiet or not todo, file=sys.stderr,
+               dynamic_ncols=True)  # fmt: skip
+    done = 0
+    try:
+        for name, a_path, b_path, out in bar:
+            bar.set_postfix_str(name, refresh=False)
+            try:
+                check_single_image(str(a_path))
+                check_single_image(str(b_path))
+                a, b = io.read_image(a_path), io.read_image(b_path)
+                result, extra = _fuse_arrays(a, b, args, None)
+                extra.pop("_align_text", None)
+                metadata = {**result.metadata, **extra,
+                            "input_files": {"a": str(a_path), "b": str(b_path)}}  # fmt: skip
+                io.write_image(out, result.image, metadata)
+                done += 1
+            except EXPECTED_ERRORS as exc:
+                failed.append((name, str(exc).strip().splitlines()[0] if str(exc).strip()
+                               else type(exc).__name__))  # fmt: skip
+                bar.write(f"napari-gifnet: pair {name!r} failed: {failed[-1][1]}", file=sys.stderr)
+    finally:
+        bar.close()
+    if not args.quiet:
+        again = " (already written; --overwrite fuses them again)" if skipped else ""
+        print(f"fused {done} pair(s) from {folder.root} -> {outdir}, skipped {skipped}{again}, "
+              f"failed {len(failed)}")  # fmt: skip
+    for name, why in failed:
+        print(f"  failed: {name}: {why}", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
 #: The subcommand.
-COMMAND = Subcommand("fuse two registered images", _add_fuse_arguments, _run_fuse)
+COMMAND = Subcommand("fuse two registered images (or a sample, or a folder of pairs)",
+                     _add_fuse_arguments, _run_fuse)  # fmt: skip

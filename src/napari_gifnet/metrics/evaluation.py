@@ -31,6 +31,7 @@ import numpy as np
 from ..data import synthetic as samples
 from ..engine.preprocess import to_luma_unit
 from ..io import images as io
+from ..io.pairs import image_files, pair_folder
 from ..util.safe_files import atomic_write_text
 from .fusion import METRICS, REFERENCE_METRICS, fusion_metrics, reference_metrics
 
@@ -219,12 +220,10 @@ def load_pair_folder(path: str | Path) -> list[Pair]:
         raise FileNotFoundError(f"pairs folder not found: {root}")
     pairs: list[Pair] = []
     if (root / "first").is_dir() and (root / "second").is_dir():
-        second = {p.stem: p for p in _images(root / "second")}
         truth_dir = root / "truth"
-        truth = {p.stem: p for p in _images(truth_dir)} if truth_dir.is_dir() else {}
-        for p in _images(root / "first"):
-            if p.stem in second:
-                pairs.append(_read_pair(p.stem, p, second[p.stem], truth.get(p.stem)))
+        truth = image_files(truth_dir) if truth_dir.is_dir() else {}
+        for name, first, second in pair_folder(root).pairs:
+            pairs.append(_read_pair(name, first, second, truth.get(name)))
     else:
         for sub in sorted(d for d in root.iterdir() if d.is_dir()):
             a_files, b_files = _images(sub, "a_"), _images(sub, "b_")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..io.images import READ_EXTENSIONS
+from ..io.pairs import pair_folder
 
 #: Image file extensions the dataset reads (those of :func:`napari_gifnet.io.images.read_image`).
 IMAGE_EXTENSIONS: tuple[str, ...] = READ_EXTENSIONS
@@ -54,17 +55,6 @@ class PairFiles:
     first: Path
     second: Path
     shape: tuple[int, int]
-
-
-def _images(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
-            if p.stem in found:
-                raise ValueError(f"{folder} holds two images named {p.stem!r}: "
-                                 f"{found[p.stem].name} and {p.name}")
-            found[p.stem] = p
-    return found
 
 
 def image_shape(path: Path) -> tuple[int, int]:
@@ -106,41 +96,23 @@ def list_pairs(root: str | Path, crop: int | None = None) -> list[PairFiles]:
         For no images, file names without a partner, a pair whose images
         differ in size, or a pair smaller than the crop.
     """
-    base = Path(root)
-    if not base.is_dir():
-        raise FileNotFoundError(f"training folder not found: {base}")
-    folders = {}
-    for sub in ("first", "second"):
-        if not (base / sub).is_dir():
-            raise FileNotFoundError(
-                f"{base} has no '{sub}' folder: expected {base}/first/ (modality input) and "
-                f"{base}/second/ (reference image) holding images with matching file names"
-            )
-        folders[sub] = _images(base / sub)
-    first, second = folders["first"], folders["second"]
-    if not first or not second:
-        empty = "first" if not first else "second"
-        raise ValueError(f"{base / empty} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    unmatched = sorted(set(first) ^ set(second))
-    if unmatched:
-        where = ["second" if n in first else "first" for n in unmatched[:3]]
-        listed = ", ".join(f"{n!r} (missing in {w}/)" for n, w in zip(unmatched, where))
-        more = f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else ""
-        raise ValueError(f"{base}: {len(unmatched)} image(s) without a partner: {listed}{more}")
+    folder = pair_folder(root, "training folder")
+    if folder.unmatched:
+        raise ValueError(f"{folder.root}: {folder.describe_unmatched()}")
     pairs = []
-    for name in sorted(first):
-        sa, sb = image_shape(first[name]), image_shape(second[name])
+    for name, first, second in folder.pairs:
+        sa, sb = image_shape(first), image_shape(second)
         if sa != sb:
             raise ValueError(
-                f"pair {name!r}: the images differ in size ({first[name].name} is "
-                f"{sa[1]} x {sa[0]}, {second[name].name} is {sb[1]} x {sb[0]}); align them first"
+                f"pair {name!r}: the images differ in size ({first.name} is "
+                f"{sa[1]} x {sa[0]}, {second.name} is {sb[1]} x {sb[0]}); align them first"
             )
         if crop is not None and min(sa) < crop:
             raise ValueError(
                 f"pair {name!r} is {sa[1]} x {sa[0]}, smaller than the {crop} x {crop} crop: "
                 "use a smaller --crop or larger images"
             )
-        pairs.append(PairFiles(name, first[name], second[name], sa))
+        pairs.append(PairFiles(name, first, second, sa))
     return pairs
 
 
