@@ -468,3 +468,75 @@ def test_prepare_fusion_names_an_array_by_type_and_shape_not_contents() -> None:
     message = str(info.value)
     assert "ndarray of shape (64, 64)" in message and "0.123" not in message
     assert len(message) < 200
+
+
+def _dim_stack(medical):
+    """uint16 Z-stacks whose second plane is the first at half intensity."""
+    a, b = (x.astype(np.uint16) * 200 + 100 for x in medical)
+    return np.stack([a, a // 2]), np.stack([b, b // 2])
+
+
+def test_a_stack_is_normalised_with_one_range_per_layer(medical, reference_weights):
+    """No brightness flicker: a plane at half intensity comes out darker, not as bright."""
+    from napari_gifnet.workflows.planes import stack_range
+
+    stack_a, stack_b = _dim_stack(medical)
+    v = ViewerModel()
+    v.add_image(stack_a, name="a")
+    v.add_image(stack_b, name="b")
+    fused = fuse_layers(v, "a", "b", weights=reference_weights)[0]
+    meta = fused.metadata
+    assert meta["normalization_scope"] == "layer" and meta["normalized_per_plane"] is False
+    for key, stack in (("first", stack_a), ("second", stack_b)):
+        lo, hi, rule = stack_range(lambda i, s=stack: s[i], 2, stack.dtype, "auto")
+        assert meta["layer_normalization"][key]["range"] == [lo, hi] and rule == "percentile"
+    unit = lambda x, r: np.clip((x.astype(np.float32) - np.float32(r[0]))  # noqa: E731
+                                / np.float32(r[1] - r[0]), 0, 1)  # fmt: skip
+    ra, rb = (meta["layer_normalization"][k]["range"] for k in ("first", "second"))
+    for i in range(2):
+        expected = fuse(unit(stack_a[i], ra), unit(stack_b[i], rb), weights=reference_weights)
+        np.testing.assert_array_equal(fused.data[i], expected.image)
+    assert fused.data[1].mean() < 0.75 * fused.data[0].mean()
+    per_plane = fuse_layers(v, "a", "b", weights=reference_weights, per_plane=True,
+                            keep_previous=True)[0]  # fmt: skip
+    assert per_plane.metadata["normalization_scope"] == "plane"
+    assert per_plane.metadata["normalized_per_plane"] is True
+    assert per_plane.data[1].mean() > 0.9 * per_plane.data[0].mean()  # the flicker it avoids
+
+
+def test_a_lazy_stack_gets_the_same_layer_range(medical, reference_weights):
+    da = pytest.importorskip("dask.array")
+    stack_a, stack_b = _dim_stack(medical)
+    v = ViewerModel()
+    v.add_image(stack_a, name="a")
+    v.add_image(da.from_array(stack_b, chunks=(1, H, W)), name="b")
+    eager = fuse_layers(v, "a", "b", weights=reference_weights, keep_previous=True)
+    lazy_layer = eager[0]
+    assert lazy_layer.metadata["lazy"] is True
+    assert lazy_layer.metadata["normalization_scope"] == "layer"
+    v2 = ViewerModel()
+    v2.add_image(stack_a, name="a")
+    v2.add_image(stack_b, name="b")
+    now = fuse_layers(v2, "a", "b", weights=reference_weights)[0]
+    np.testing.assert_allclose(np.asarray(lazy_layer.data), now.data, rtol=0, atol=1e-5)
+
+
+def test_fuse_layers_aligns_the_second_layer_onto_the_first(medical, reference_weights):
+    from scipy import ndimage
+    from skimage import data
+
+    from napari_gifnet.workflows.pair_alignment import align_pair
+
+    a = data.camera()[160:288, 160:288]
+    b = np.clip(np.rint(ndimage.shift(a.astype(float), (2.0, -3.0), order=3, mode="nearest")),
+                0, 255).astype(np.uint8)  # fmt: skip
+    v = ViewerModel()
+    v.add_image(a, name="near")
+    v.add_image(b, name="far")
+    fused = fuse_layers(v, "near", "far", weights=reference_weights, align="translation")[0]
+    (entry,) = fused.metadata["alignment"]
+    assert entry["mode"] == "translation" and np.allclose(entry["shift"], (-2.0, 3.0), atol=0.2)
+    moved, _ = align_pair(a, b, "translation")
+    np.testing.assert_array_equal(fused.data, fuse(a, moved, weights=reference_weights).image)
+    with pytest.raises(ValueError, match="'sideways'"):
+        fuse_layers(v, "near", "far", weights=reference_weights, align="sideways")

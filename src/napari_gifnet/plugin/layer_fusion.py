@@ -64,12 +64,14 @@ def iter_fusion(
     method: str | None = None,
     lazy: bool | None = None,
     show: tuple[int, ...] | None = None,
+    per_plane: bool = False,
+    align: str | None = None,
 ) -> Generator[tuple[int, int], None, FusionOutput]:
     """Fuse a planned pair plane by plane, yielding ``(planes done, planes)``.
 
     The core of both the widget (in a napari ``thread_worker``) and
     :func:`fuse_layers`. Each plane is read with ``np.asarray`` (the second
-    resampled when planned), normalised on its own and fused by
+    resampled when planned), normalised and fused by
     :func:`napari_gifnet.methods.classical.fuse_with` with the plan's method
     (``method``, when given, replaces it): GIFNet gets ``weights``,
     ``device``, ``normalization`` and ``features``; a baseline only
@@ -77,6 +79,20 @@ def iter_fusion(
     bands over all planes; an exception raised in it (e.g.
     :class:`FusionCancelled`) stops the fusion. ``task`` is recorded in the
     provenance. Returns a :class:`FusionOutput` (via ``StopIteration``).
+
+    Normalisation of a layer with several planes (Z, T, ...): by default one
+    range for the whole layer, each input its own (the rule of
+    :func:`napari_gifnet.fuse_stack`: :func:`~napari_gifnet.workflows.planes.stack_range`,
+    a pass reading one plane at a time), so a dimmer plane stays dimmer and
+    intensities compare across planes. ``per_plane=True`` normalises every
+    plane on its own instead. ``metadata["normalization_scope"]`` says which
+    (``"layer"`` or ``"plane"``); ``normalized_per_plane`` is True only for
+    the latter.
+
+    ``align``: ``"translation"`` or ``"scale"`` moves each plane of the second
+    layer onto the first's before fusing
+    (:func:`napari_gifnet.workflows.pair_alignment.align_pair`), reported in
+    ``metadata["alignment"]`` (one entry per plane).
 
     ``lazy``: return the fused image as a Dask array computed chunk by chunk
     when it is viewed or saved (:func:`napari_gifnet.engine.lazy.fuse_dask`), reading
@@ -94,15 +110,22 @@ def iter_fusion(
         plan = _replace(plan, method=method_key(method))
     gifnet = plan.method == "gifnet"
     features = bool(features) and gifnet
+    if align is not None:
+        from ..workflows.alignment import align_mode
+
+        if align_mode(align) is None:
+            raise ValueError(f"align must be None, 'translation' or 'scale', not {align!r}")
     if lazy is None:
         from ..engine.lazy import is_lazy
 
-        lazy = gifnet and not features and plan.resampling is None and (
+        lazy = gifnet and not features and plan.resampling is None and align is None and (
             is_lazy(plan.first.data) or is_lazy(plan.second.data)
         )
+    scope = "plane" if per_plane or plan.n_planes == 1 else "layer"
+    ranges = _layer_ranges(plan, normalization) if scope == "layer" else None
     if lazy:
         yield 0, 1
-        output = _lazy_output(plan, weights, device, normalization, task)
+        output = _lazy_output(plan, weights, device, normalization, task, ranges)
         if show is not None:
             from ..engine.lazy import compute_plane
 
@@ -117,10 +140,20 @@ def iter_fusion(
     image: np.ndarray | None = None
     feats: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {}
+    alignments: list[dict[str, Any]] = []
+    if ranges is not None:
+        options["normalization"] = "auto"  # the planes come in [0, 1], the layer's range applied
     for i, idx in enumerate(plan.plane_indices()):
         a, b = plan.first.read(idx), plan.second.read(idx)
+        if ranges is not None:
+            a, b = _to_unit(a, ranges["first"]), _to_unit(b, ranges["second"])
         if plan.resampling is not None:
             b = plan.resampling.apply(b, plan.plane_shape)
+        if align is not None:
+            from ..workflows.pair_alignment import align_pair
+
+            b, moved = align_pair(a, b, align)
+            alignments.append({"plane": list(idx), **moved.provenance()})
 
         def report(done: int, total: int, i: int = i) -> None:
             if progress is not None:
@@ -158,7 +191,8 @@ def iter_fusion(
         "task": task,
         "shape": list(image.shape),
         "planes": n,
-        "normalized_per_plane": n > 1,
+        **_scope_metadata(scope, ranges, n),
+        "alignment": alignments or None,
         "resampled": resampled,
         "features": list(feats),
         "elapsed_s": round(elapsed, 4),
@@ -167,8 +201,44 @@ def iter_fusion(
     return FusionOutput(plan, image, feats, summaries, meta, str(meta["device"]), elapsed)
 
 
+def _layer_ranges(plan: FusionPlan, normalization: Any) -> dict[str, dict[str, Any]] | None:
+    """Each input layer's one normalisation range (None: the engine's per-image rule
+    already gives every plane the same range: uint8/bool, ``"dtype"`` or fixed)."""
+    from ..workflows.planes import stack_range
+
+    indices = list(plan.plane_indices())
+    out = {}
+    for key, layer in (("first", plan.first), ("second", plan.second)):
+        dtype = np.dtype(layer.data.dtype)
+        lo, hi, rule = stack_range(lambda i, layer=layer: layer.read(indices[i]), len(indices),
+                                   dtype, normalization)  # fmt: skip
+        out[key] = {"layer": layer.name, "rule": rule, "range": [lo, hi], "dtype": str(dtype)}
+    if all(r["rule"] in ("dtype", "fixed") for r in out.values()):
+        return None  # the engine maps every plane alike already
+    return out
+
+
+def _to_unit(plane: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """A plane mapped by its layer's range to float32 [0, 1] (clipped)."""
+    lo, hi = spec["range"]
+    x = np.asarray(plane, dtype=np.float32)
+    if x.ndim == 3 and x.shape[-1] == 4:
+        x = x[..., :3]  # alpha dropped, as the engine does
+    return np.clip((x - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0) if hi > lo else x * 0
+
+
+def _scope_metadata(scope: str, ranges: dict[str, Any] | None, planes: int) -> dict[str, Any]:
+    """``normalization_scope``, ``normalized_per_plane`` and the layers' ranges."""
+    meta: dict[str, Any] = {"normalization_scope": scope,
+                            "normalized_per_plane": scope == "plane" and planes > 1}  # fmt: skip
+    if ranges is not None:
+        meta["layer_normalization"] = ranges
+    return meta
+
+
 def _lazy_output(
-    plan: FusionPlan, weights: Any, device: str, normalization: Any, task: str | None
+    plan: FusionPlan, weights: Any, device: str, normalization: Any, task: str | None,
+    ranges: dict[str, dict[str, Any]] | None = None,
 ) -> FusionOutput:
     """The lazy branch of :func:`iter_fusion`: a Dask graph, nothing computed."""
     from ..engine.lazy import as_dask, fuse_dask
@@ -179,9 +249,14 @@ def _lazy_output(
         raise ValueError(f"lazy fusion is only for GIFNet, not {method_label(plan.method)}")
     start = time.perf_counter()
     first, second = plan.first, plan.second  # the layers say which axis is colour
+    a, b = as_dask(first.data, first.rgb), as_dask(second.data, second.rgb)
+    if ranges is not None:  # one range per layer, applied chunk by chunk
+        a = a.map_blocks(_to_unit, ranges["first"], dtype=np.float32)
+        b = b.map_blocks(_to_unit, ranges["second"], dtype=np.float32)
     image = fuse_dask(
-        as_dask(first.data, first.rgb), as_dask(second.data, second.rgb), weights=weights,
-        device=device, normalization=normalization, rgb=(first.rgb, second.rgb),
+        a, b, weights=weights, device=device,
+        normalization="auto" if ranges is not None else normalization,
+        rgb=(first.rgb, second.rgb),
     )  # fmt: skip
     from ..engine.devices import resolve_device
 
@@ -198,7 +273,8 @@ def _lazy_output(
         "shape": list(image.shape),
         "planes": plan.n_planes,
         "normalization": normalization if isinstance(normalization, str) else list(normalization),
-        "normalized_per_plane": True,
+        **_scope_metadata("plane" if ranges is None and plan.n_planes > 1 else "layer", ranges,
+                          plan.n_planes),  # fmt: skip
         "resampled": None,
         "features": [],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -267,6 +343,8 @@ def fuse_layers(
     progress: Progress | None = None,
     task: str | None = None,
     method: str = "gifnet",
+    per_plane: bool = False,
+    align: str | None = None,
 ) -> list[Image]:
     """Fuse two image layers of ``viewer`` (names or layers) and add the result.
 
@@ -275,9 +353,11 @@ def fuse_layers(
     :data:`napari_gifnet.methods.classical.BASELINES`, e.g. ``"laplacian"``; the
     baselines ignore ``weights``, ``device`` and ``features``),
     :func:`iter_fusion` (``weights``,
-    ``device``, ``normalization``, ``features``, ``progress``, ``task``;
-    raising in ``progress`` stops it) and :func:`add_fusion_layers`
-    (``keep_previous``).
+    ``device``, ``normalization``, ``features``, ``progress``, ``task``,
+    ``per_plane`` (normalise each plane of a Z/T stack on its own instead of
+    one range per layer), ``align`` (``"translation"`` or ``"scale"``: move
+    the second layer onto the first first); raising in ``progress`` stops it)
+    and :func:`add_fusion_layers` (``keep_previous``).
 
     >>> napari_gifnet.fuse_layers(viewer, "PET", "MRI", features=True)  # doctest: +SKIP
 
@@ -297,5 +377,7 @@ def fuse_layers(
         features=features,
         progress=progress,
         task=task,
+        per_plane=per_plane,
+        align=align,
     )
     return add_fusion_layers(viewer, output, keep_previous=keep_previous)

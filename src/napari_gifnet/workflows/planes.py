@@ -172,43 +172,8 @@ class Planes:
 
     def set_range(self, normalization: Any, step: Callable[[], None]) -> None:
         """Choose the one range mapped to [0, 1] for all planes (see ``fuse_stack``)."""
-        if isinstance(normalization, (tuple, list)):
-            lo, hi = (float(v) for v in normalization)
-            if not lo < hi:
-                raise ValueError(f"normalization range must have lo < hi, got {normalization}")
-            self.lo, self.hi, self.rule = lo, hi, "fixed"
-            return
-        if normalization not in ("auto", "dtype", "minmax", "percentile"):
-            raise ValueError(
-                f"unknown normalization {normalization!r}; valid: auto, dtype, minmax, "
-                "percentile or (lo, hi)"
-            )
-        kind = self.dtype.kind
-        if not self.needs_pass(normalization):
-            info = np.iinfo(self.dtype) if kind in "ui" else None
-            self.lo, self.hi = (float(info.min), float(info.max)) if info else (0.0, 1.0)
-            self.rule = "dtype"
-            return
-        los, his, mins, maxs = [], [], [], []
-        for i in range(self.n):  # one range for all planes, read one at a time
-            x = self.raw(i)
-            if not np.isfinite(x).all():
-                raise ValueError(f"plane {i} holds NaN or infinite values")
-            x = x.astype(np.float64).ravel()
-            mins.append(x.min()), maxs.append(x.max())  # of every pixel, not the sample
-            x = x[:: max(1, x.size // 1_000_000)]
-            lo, hi = np.percentile(x, [0.1, 99.9])
-            los.append(lo), his.append(hi)
-            step()
-        mn, mx = float(min(mins)), float(max(maxs))
-        if normalization == "auto" and kind == "f" and mn >= 0.0 and mx <= 1.0:
-            self.lo, self.hi, self.rule = 0.0, 1.0, "unchanged"
-        elif normalization == "minmax":
-            self.lo, self.hi, self.rule = mn, mx, "minmax"
-        else:
-            self.lo, self.hi, self.rule = float(min(los)), float(max(his)), "percentile"
-            if not self.lo < self.hi:
-                self.lo, self.hi, self.rule = mn, mx, "minmax"
+        self.lo, self.hi, self.rule = stack_range(self.raw, self.n, self.dtype, normalization,
+                                                  step)  # fmt: skip
 
 
 def _names(paths: list[Path], limit: int = 3) -> str:
@@ -274,3 +239,60 @@ class FileStack:
                 f"{self.shape[1:]} {self.dtype}"
             )
         return plane
+
+
+def stack_range(
+    read: Callable[[int], np.ndarray], n: int, dtype: Any, normalization: Any,
+    step: Callable[[], None] | None = None,
+) -> tuple[float, float, str]:
+    """The one range ``(lo, hi, rule)`` that maps every plane of a stack to [0, 1].
+
+    The rule of :func:`napari_gifnet.fuse_stack` (and of nD layers fused in
+    napari): a fixed ``(lo, hi)`` as given; ``"dtype"``, and ``"auto"`` for
+    uint8 and bool, the dtype's range (no pass over the data); otherwise one
+    pass over the planes, read one at a time by ``read(i)``: ``"auto"`` for
+    floats already in [0, 1] keeps them (``"unchanged"``), ``"minmax"`` the
+    extremes of every pixel, else the lowest 0.1th and the highest 99.9th
+    percentile of the planes (each from at most about a million samples;
+    ``"minmax"`` when those coincide). ``step()`` is called after each plane.
+
+    Raises
+    ------
+    ValueError
+        An unknown rule, a fixed range with lo >= hi, or a plane holding NaN
+        or infinite values.
+    """
+    if isinstance(normalization, (tuple, list)):
+        lo, hi = (float(v) for v in normalization)
+        if not lo < hi:
+            raise ValueError(f"normalization range must have lo < hi, got {normalization}")
+        return lo, hi, "fixed"
+    if normalization not in ("auto", "dtype", "minmax", "percentile"):
+        raise ValueError(
+            f"unknown normalization {normalization!r}; valid: auto, dtype, minmax, "
+            "percentile or (lo, hi)"
+        )
+    dtype = np.dtype(dtype)
+    kind = dtype.kind
+    if normalization == "dtype" or (normalization == "auto" and (kind == "b" or dtype == np.uint8)):
+        info = np.iinfo(dtype) if kind in "ui" else None
+        return (float(info.min), float(info.max), "dtype") if info else (0.0, 1.0, "dtype")
+    los, his, mins, maxs = [], [], [], []
+    for i in range(n):  # one range for all planes, read one at a time
+        x = np.asarray(read(i))
+        if not np.isfinite(x).all():
+            raise ValueError(f"plane {i} holds NaN or infinite values")
+        x = x.astype(np.float64).ravel()
+        mins.append(x.min()), maxs.append(x.max())  # of every pixel, not the sample
+        x = x[:: max(1, x.size // 1_000_000)]
+        lo, hi = np.percentile(x, [0.1, 99.9])
+        los.append(lo), his.append(hi)
+        if step is not None:
+            step()
+    mn, mx = float(min(mins)), float(max(maxs))
+    if normalization == "auto" and kind == "f" and mn >= 0.0 and mx <= 1.0:
+        return 0.0, 1.0, "unchanged"
+    if normalization == "minmax":
+        return mn, mx, "minmax"
+    lo, hi = float(min(los)), float(max(his))
+    return (lo, hi, "percentile") if lo < hi else (mn, mx, "minmax")
