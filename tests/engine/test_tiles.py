@@ -242,3 +242,29 @@ def test_progress_counts_tiles(model: GIFNet) -> None:
     assert [d for d, _ in seen] == list(range(1, total + 1))
     shape, shift = TileShape(16, 16), model.branch.layer1.blocks[0].shift
     assert total == 2 * count_tiles(40, 40, 0, shape) + count_tiles(40, 40, shift, shape)
+
+
+@settings(max_examples=200, deadline=None)
+@given(length=st.integers(2, 40), start=st.integers(-30, 40), size=st.integers(1, 60),
+       dim=st.sampled_from([2, 3]), channels_last=st.booleans())  # fmt: skip
+def test_take_reads_reflected_positions_as_index_select_does(
+    length: int, start: int, size: int, dim: int, channels_last: bool
+) -> None:
+    """``take`` joins runs of views instead of gathering: the same values, the same layout."""
+    from napari_gifnet.engine.tiled.grid import index_runs, take
+
+    start = max(start, -(length - 1))
+    stop = min(start + size, 2 * length - 1)
+    if stop <= start:
+        return
+    idx = reflect_indices(start, stop, length)
+    x = torch.randn(1, 3, length + 2, length + 3)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = take(x, idx, dim)
+    assert torch.equal(out, x.index_select(dim, idx))
+    runs = index_runs(idx)
+    assert sum(n for _, n, _ in runs) == idx.numel()
+    assert len(runs) <= 3 + 2 * (size // length + 1)  # reflections turn back at most that often
+    if channels_last and len(runs) > 1:
+        assert out.is_contiguous(memory_format=torch.channels_last)

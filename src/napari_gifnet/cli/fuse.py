@@ -103,6 +103,11 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
         "--tile-size", type=int, metavar="N",
         help="tile edge in pixels, at least 8 (default: from the free memory)",
     )
+    parser.add_argument(
+        "--precision", choices=("float32", "tf32", "bfloat16", "float16"), default="float32",
+        help="network arithmetic (default float32, exact; the others are faster on a GPU, "
+        "with the differences measured in docs/scaling.md)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -153,7 +158,7 @@ def _fuse_arrays(a: object, b: object, args: argparse.Namespace, progress: objec
     result = fuse(
         a, b, weights=args.weights, device=args.device, return_features=bool(args.features),
         normalization=args.normalization, progress=progress, storage=args.storage,
-        tile_size=args.tile_size,
+        tile_size=args.tile_size, precision=args.precision,
     )  # fmt: skip
     return result, extra
 

@@ -16,6 +16,7 @@ from ._memory import reuse_heap
 from .colour import apply_colour
 from .devices import resolve_device
 from .inputs import prepare_pair
+from .precision import precision_mode
 from .preprocess import Normalization
 from .result import FusionResult, check_finite_result, pad_small, provenance, to_tensor
 from .retry import (
@@ -41,6 +42,7 @@ def fuse_arrays(
     progress: Progress | None = None,
     storage: str = "auto",
     tile_size: int | None = None,
+    precision: str = "float32",
     start: float | None = None,
 ) -> FusionResult:
     """:func:`~napari_gifnet.engine.fusion.fuse` for numpy inputs (options already checked).
@@ -63,7 +65,7 @@ def fuse_arrays(
     raised: BaseException | None = None  # by the progress callback: passed on unchanged
     while True:
         try:
-            with torch.inference_mode(), reuse_heap():
+            with torch.inference_mode(), reuse_heap(), precision_mode(precision, dev):
                 out = fuse_streamed(
                     model,
                     to_tensor(pa, dev),
@@ -116,6 +118,7 @@ def fuse_arrays(
         "tile_pixels": plan.out.rows * plan.out.cols,
         "out_of_memory_retries": retries,
         "retry_tile_size": plan.tile_size if retries else None,
+        "precision": precision,
         **pair.provenance(normalization),
         "elapsed_s": round(elapsed, 4),
     }

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .eager import fuse_arrays
+from .precision import check_precision
 from .preprocess import Normalization
 from .result import FusionResult, NonFiniteResultError
 from .retry import MonotonicProgress
@@ -71,6 +72,7 @@ def fuse(
     progress: Progress | None = None,
     storage: str = "auto",
     tile_size: int | None = None,
+    precision: str = "float32",
 ) -> FusionResult:
     """Fuse two registered images of the same scene with GIFNet.
 
@@ -126,6 +128,11 @@ def fuse(
         memory on the CPU, free device memory on a GPU). Every tile size gives
         the same values (tiles read their neighbourhood and use whole-image
         normalisation statistics).
+    precision
+        ``"float32"`` (default: exact; on CUDA with TF32 off), ``"tf32"``,
+        ``"bfloat16"`` or ``"float16"`` (faster on a GPU, with the measured
+        differences of docs/scaling.md; see :mod:`napari_gifnet.engine.precision`).
+        Recorded in ``metadata["precision"]``.
 
     Returns
     -------
@@ -154,12 +161,15 @@ def fuse(
     """
     start = time.perf_counter()
     _check_options(storage, tile_size)
+    check_precision(precision)
     if _is_dask(a) or _is_dask(b):
         if return_features:
             raise ValueError("return_features is not available for Dask inputs (lazy fusion)")
+        if precision != "float32":
+            raise ValueError("precision is float32 for Dask inputs (lazy fusion)")
         return _fuse_lazy(a, b, weights, device, normalization, start)
     return fuse_arrays(
         a, b, weights=weights, device=device, return_features=return_features,
         normalization=normalization, progress=progress, storage=storage, tile_size=tile_size,
-        start=start,
+        precision=precision, start=start,
     )  # fmt: skip

@@ -1,0 +1,26 @@
+"""The prepared device checks stay runnable: benchmarks/gpu_check.py on the CPU, small."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_runs_from_the_source_tree_on_the_cpu(reference_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GIFNET_WEIGHTS")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu",
+         "--sizes", "0.004", "--cases", "Medical", "--precisions", "float32,bfloat16",
+         "--reference", str(reference_dir)],
+        capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "| Medical | 256 x 256 |" in out and "PASS (bound 1e-4)" in out
+    rows = [line for line in out.splitlines() if line.startswith("| float32 |")
+            or line.startswith("| bfloat16 |")]  # fmt: skip
+    assert len(rows) == 2 and "(needs CUDA: skipped)" in out
