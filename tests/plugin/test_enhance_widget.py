@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,35 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_gifnet.workflows.enhancement import enhance
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    """Each test's widgets remember their settings in a file of its own (never the user's)."""
+    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+def _recording_dask(array: np.ndarray, chunks, threads: list[str]):
+    """``array`` as a Dask array whose chunk function records the thread computing it.
+
+    With the synchronous scheduler a chunk is computed in the thread that asked
+    for it (the GUI thread, or the job's worker).
+    """
+    da = pytest.importorskip("dask.array")
+
+    def record(block: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return block
+
+    meta = np.empty((0,) * array.ndim, array.dtype)
+    return da.from_array(array, chunks=chunks).map_blocks(record, dtype=array.dtype, meta=meta)
+
+
+@pytest.fixture
+def synchronous_dask():
+    dask = pytest.importorskip("dask")
+    with dask.config.set(scheduler="synchronous"):
+        yield
 
 
 @pytest.fixture
@@ -47,3 +77,23 @@ def test_a_stack_is_refused_with_a_clear_message(setup):
     widget.image.value = viewer.layers["stack"]
     assert widget.run() is None
     assert "enhance works on one plane" in widget.status.value
+
+
+def test_a_dask_layer_is_read_in_the_worker_not_on_the_gui_thread(
+    qtbot, setup, synchronous_dask, reference_weights: Path
+):
+    viewer, widget, image = setup
+    threads: list[str] = []
+    viewer.add_image(_recording_dask(image, (32, 40), threads), name="MRI dask",
+                     contrast_limits=(0, 255))  # fmt: skip
+    widget.image.value = viewer.layers["MRI dask"]
+    threads.clear()  # napari may have drawn it: only Run counts
+    worker = widget.run()
+    assert worker is not None
+    assert threading.main_thread().name not in threads  # Run read nothing on the GUI thread
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert threading.main_thread().name not in threads, threads
+    assert len(threads) >= 4  # its four chunks, read in the worker
+    expected = enhance(image, weights=reference_weights, device="cpu")
+    np.testing.assert_allclose(viewer.layers["MRI dask enhanced"].data, expected.image, rtol=0,
+                               atol=1e-6)  # fmt: skip

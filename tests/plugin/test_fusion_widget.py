@@ -42,6 +42,12 @@ def _pair(reference_dir: Path, case: str = "Medical", shape=(H, W)) -> tuple[np.
     return d["input_a"][: shape[0], : shape[1]].copy(), d["input_b"][: shape[0], : shape[1]].copy()
 
 
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    """Each test's widgets remember their settings in a file of its own (never the user's)."""
+    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
+
+
 @pytest.fixture
 def setup(make_napari_viewer, reference_dir, reference_weights):
     """A viewer with the Medical crop as layers "PET" and "MRI" and the widget."""
@@ -465,3 +471,96 @@ def test_shown_index_clips_where_the_metrics_plane_refuses():
 
     assert shown_index(viewer, Broken(), (3,)) is None  # unknown: the layer stays lazy
     assert shown_index(viewer, small, (3, 8, 8, 2)) is None  # more leading axes than it has
+
+
+def _camera_pair(dy: int = 3, dx: int = -2) -> tuple[np.ndarray, np.ndarray]:
+    """128 x 128 crops of skimage's camera; the second is the first moved by (dy, dx)."""
+    skdata = pytest.importorskip("skimage.data")
+    cam = skdata.camera()
+    y, x = 200, 180
+    moved = cam[y - dy : y - dy + 128, x - dx : x - dx + 128]
+    return cam[y : y + 128, x : x + 128].copy(), moved.copy()
+
+
+def test_align_moves_the_second_layer_onto_the_first(qtbot, setup, reference_weights):
+    from napari.components import ViewerModel
+
+    from napari_gifnet import fuse_layers
+    from napari_gifnet.plugin._qt.fusion_widget import ALIGN_CHOICES
+
+    viewer, widget, _, _ = setup
+    assert widget.align.value is None and widget.options()["align"] is None  # off by default
+    assert [value for _, value in ALIGN_CHOICES] == list(widget.align.choices)
+    assert list(widget.align.choices) == [None, "translation", "scale"]
+    first, second = _camera_pair()
+    for v in (viewer, reference := ViewerModel()):
+        v.add_image(first, name="cam")
+        v.add_image(second, name="cam moved")
+    widget.first.value, widget.second.value = viewer.layers["cam"], viewer.layers["cam moved"]
+    widget.align.value = "translation"
+    assert widget.options()["align"] == "translation"
+    _run(qtbot, widget)
+    fused = viewer.layers["cam + cam moved (GIFNet)"]
+    expected = fuse_layers(
+        reference, "cam", "cam moved", align="translation", weights=reference_weights,
+        device="cpu", normalization=widget.normalization.value, task=widget.task.value,
+    )[0]  # fmt: skip
+    np.testing.assert_array_equal(fused.data, expected.data)
+    (entry,) = fused.metadata["alignment"]
+    dy, dx = entry["shift"]
+    assert abs(abs(dy) - 3) < 0.5 and abs(abs(dx) - 2) < 0.5, entry
+    assert f"aligned: shift ({dy:+.1f}, {dx:+.1f}) px" in widget.status.value
+    assert "scale" not in widget.status.value.split("aligned")[1]
+    # unaligned, the same pair fuses differently (the shift is really corrected)
+    widget.align.value = None
+    _run(qtbot, widget)
+    assert "aligned" not in widget.status.value
+    assert fused.metadata.get("alignment") is None
+    assert not np.array_equal(fused.data, expected.data)
+
+
+def test_alignment_text_reports_the_largest_shift_and_the_scales():
+    from napari_gifnet.plugin._qt.fusion_widget import alignment_text
+
+    assert alignment_text({"alignment": None}) == "" == alignment_text({})
+    planes = [
+        {"mode": "scale", "shift": [0.5, -0.25], "scale": 1.0},
+        {"mode": "scale", "shift": [1.24, -3.04], "scale": 1.0125},
+        {"mode": "scale", "shift": [-2.0, 0.0], "scale": 0.99},
+    ]
+    assert alignment_text({"alignment": planes}) == (
+        "aligned: largest shift (+1.2, -3.0) px, scales 0.9900-1.0125"
+    )
+    one = alignment_text({"alignment": planes[1:2]})
+    assert one == "aligned: shift (+1.2, -3.0) px, scale 1.0125"
+
+
+def _dim_stacks(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint16 Z-stacks whose second plane is the first at half intensity."""
+    a, b = (x.astype(np.uint16) * 200 + 100 for x in (a, b))
+    return np.stack([a, a // 2]), np.stack([b, b // 2])
+
+
+def test_a_stack_is_normalised_per_layer_unless_asked_per_plane(qtbot, setup):
+    viewer, widget, a, b = setup
+    stack_a, stack_b = _dim_stacks(a, b)
+    viewer.add_image(stack_a, name="za")
+    viewer.add_image(stack_b, name="zb")
+    widget.first.value, widget.second.value = viewer.layers["za"], viewer.layers["zb"]
+    assert widget.per_plane.value is False and widget.options()["per_plane"] is False
+    assert "one range per layer" in widget.per_plane.tooltip
+    _run(qtbot, widget)
+    fused = viewer.layers["za + zb (GIFNet)"]
+    assert fused.metadata["normalization_scope"] == "layer"
+    assert fused.data[1].mean() < 0.75 * fused.data[0].mean()  # darker, as the input
+    assert "normalised with one range per layer" in widget.status.value
+    widget.per_plane.value = True
+    assert widget.options()["per_plane"] is True
+    _run(qtbot, widget)
+    fused = viewer.layers["za + zb (GIFNet)"]
+    assert fused.metadata["normalization_scope"] == "plane"
+    assert fused.data[1].mean() > 0.9 * fused.data[0].mean()  # each plane stretched alike
+    assert "each plane normalised on its own" in widget.status.value
+    widget.first.value, widget.second.value = viewer.layers["PET"], viewer.layers["MRI"]
+    _run(qtbot, widget)  # one plane: nothing to say about planes
+    assert "normalised" not in widget.status.value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,35 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_gifnet.workflows.pansharpening import pansharpen
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    """Each test's widgets remember their settings in a file of its own (never the user's)."""
+    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+def _recording_dask(array: np.ndarray, chunks, threads: list[str]):
+    """``array`` as a Dask array whose chunk function records the thread computing it.
+
+    With the synchronous scheduler a chunk is computed in the thread that asked
+    for it (the GUI thread, or the job's worker).
+    """
+    da = pytest.importorskip("dask.array")
+
+    def record(block: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return block
+
+    meta = np.empty((0,) * array.ndim, array.dtype)
+    return da.from_array(array, chunks=chunks).map_blocks(record, dtype=array.dtype, meta=meta)
+
+
+@pytest.fixture
+def synchronous_dask():
+    dask = pytest.importorskip("dask")
+    with dask.config.set(scheduler="synchronous"):
+        yield
 
 
 @pytest.fixture
@@ -49,3 +79,24 @@ def test_same_layer_twice_is_refused(setup):
     widget.pan.value = viewer.layers["MS"]
     assert widget.run() is None
     assert "different panchromatic" in widget.status.value
+
+
+def test_dask_layers_are_read_in_the_worker_not_on_the_gui_thread(qtbot, setup, synchronous_dask):
+    viewer, widget, ms, pan = setup
+    threads: list[str] = []
+    viewer.add_image(_recording_dask(ms, (1, 16, 12), threads), name="MS dask", scale=(1, 2, 2),
+                     rgb=False, contrast_limits=(0, 255))  # fmt: skip
+    viewer.add_image(_recording_dask(pan, (32, 24), threads), name="PAN dask",
+                     contrast_limits=(0, 255))  # fmt: skip
+    widget.ms.value, widget.pan.value = viewer.layers["MS dask"], viewer.layers["PAN dask"]
+    widget.method.value = "laplacian"
+    threads.clear()  # napari may have drawn them: only Run counts
+    worker = widget.run()
+    assert worker is not None
+    assert threading.main_thread().name not in threads  # Run read nothing on the GUI thread
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert threading.main_thread().name not in threads, threads
+    assert len(threads) >= 16 + 4  # every chunk of both layers, read in the worker
+    expected = pansharpen(ms, pan, band_axis=0, method="laplacian", ms_scale=(2, 2),
+                          pan_scale=(1, 1))  # fmt: skip
+    np.testing.assert_array_equal(viewer.layers["MS dask pansharpened"].data, expected.image)

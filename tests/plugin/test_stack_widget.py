@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -23,6 +25,12 @@ def _stack() -> np.ndarray:
     planes = [ndimage.gaussian_filter(sharp, s) for s in (0.0, 2.0, 3.0)]
     planes[2][:, 24:] = sharp[:, 24:]
     return np.rint(np.stack(planes) * 255).astype(np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    """Each test's widgets remember their settings in a file of its own (never the user's)."""
+    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
 
 
 @pytest.fixture
@@ -97,3 +105,26 @@ def test_cancel_adds_nothing(qtbot, setup, reference_weights):
     qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
     assert widget.status.value.startswith("Cancelled")
     assert [ly.name for ly in viewer.layers] == ["zstack"]
+
+
+def test_a_dask_stack_is_read_in_the_worker_not_on_the_gui_thread(qtbot, setup):
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
+    viewer, widget, data = setup
+    threads: list[str] = []
+
+    def record(block):
+        threads.append(threading.current_thread().name)
+        return block
+
+    lazy = da.from_array(data, chunks=(1, 40, 48)).map_blocks(
+        record, dtype=data.dtype, meta=np.empty((0, 0, 0), data.dtype)
+    )
+    with dask.config.set(scheduler="synchronous"):  # a chunk computes in the asking thread
+        viewer.add_image(lazy, name="lazy stack", contrast_limits=(0, 255))
+        widget.layer.value = viewer.layers["lazy stack"]
+        threads.clear()
+        _run(qtbot, widget)
+    assert threads and threading.main_thread().name not in threads, threads
+    expected = fuse_stack(data, method="focus")
+    np.testing.assert_array_equal(viewer.layers["lazy stack all-in-focus"].data, expected.image)

@@ -125,7 +125,7 @@ def iter_fusion(
     ranges = _layer_ranges(plan, normalization) if scope == "layer" else None
     if lazy:
         yield 0, 1
-        output = _lazy_output(plan, weights, device, normalization, task, ranges)
+        output = _lazy_output(plan, weights, device, normalization, task, ranges, scope)
         if show is not None:
             from ..engine.lazy import compute_plane
 
@@ -238,7 +238,7 @@ def _scope_metadata(scope: str, ranges: dict[str, Any] | None, planes: int) -> d
 
 def _lazy_output(
     plan: FusionPlan, weights: Any, device: str, normalization: Any, task: str | None,
-    ranges: dict[str, dict[str, Any]] | None = None,
+    ranges: dict[str, dict[str, Any]] | None = None, scope: str = "plane",
 ) -> FusionOutput:
     """The lazy branch of :func:`iter_fusion`: a Dask graph, nothing computed."""
     from ..engine.lazy import as_dask, fuse_dask
@@ -273,8 +273,7 @@ def _lazy_output(
         "shape": list(image.shape),
         "planes": plan.n_planes,
         "normalization": normalization if isinstance(normalization, str) else list(normalization),
-        **_scope_metadata("plane" if ranges is None and plan.n_planes > 1 else "layer", ranges,
-                          plan.n_planes),  # fmt: skip
+        **_scope_metadata(scope, ranges, plan.n_planes),
         "resampled": None,
         "features": [],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -38,6 +38,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from qtpy.QtCore import QObject, Qt, Signal
 
 from ...util.progress import Cancelled, Progress
+from ._settings import WidgetSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -353,10 +354,13 @@ class JobWidget(Container):
 
     A subclass builds its controls, lists its pickers in ``_pickers`` (the
     second and later ones default to a layer other than the first's) and
-    implements :meth:`prepare` (GUI thread: check the form, return the work
-    and its label, or raise ``ValueError`` / ``TypeError`` to refuse) and
-    :meth:`finish` (GUI thread: put the result layers); :meth:`summary`,
-    :meth:`describe` and :meth:`running_text` word the status line.
+    implements :meth:`prepare` (GUI thread: check the form, read no pixels,
+    return the work and its label, or raise ``ValueError`` / ``TypeError`` to
+    refuse) and :meth:`finish` (GUI thread: put the result layers);
+    :meth:`summary`, :meth:`describe` and :meth:`running_text` word the
+    status line. It names the controls remembered across launches with
+    :meth:`remember` (:mod:`._settings`); the Reset button restores their
+    defaults.
     """
 
     #: Prefix of the message when :meth:`prepare` refuses the form.
@@ -367,9 +371,12 @@ class JobWidget(Container):
         self.viewer = napari_viewer
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.reset_button = PushButton(text="Reset")
+        self.reset_button.tooltip = "Restore the default settings (and forget the stored ones)"
         self.buttons = Container(
-            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
-        )
+            widgets=[self.run_button, self.cancel_button, self.reset_button], layout="horizontal",
+            labels=False,
+        )  # fmt: skip
         self.buttons.margins = (0, 0, 0, 0)
         self.status = Label(label="", value="Ready.")
         self.status.native.setWordWrap(True)
@@ -380,8 +387,10 @@ class JobWidget(Container):
             self.native, status=self.status, run_button=self.run_button,
             cancel_button=self.cancel_button,
         )  # fmt: skip
+        self.settings: WidgetSettings | None = None
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
+        self.reset_button.changed.connect(self.reset_settings)
         self.layer_watcher = LayerWatcher(self.viewer, self._refresh_layers, self.native)
 
     # ----------------------------------------------------------- layer pickers
@@ -401,6 +410,22 @@ class JobWidget(Container):
         for picker in others:
             if len(images) > 1 and picker.value in (None, first.value):
                 picker.value = next(ly for ly in images if ly != first.value)
+
+    # -------------------------------------------------------------- settings
+    def remember(self, group: str, *names: str) -> dict[str, Any]:
+        """Remember the controls ``names`` in the settings group ``group``.
+
+        Called at the end of a subclass's ``__init__``: their current values
+        are the defaults; the stored values are restored now (in this order)
+        and every change is stored. Returns the restored values.
+        """
+        self.settings = WidgetSettings(group, {name: getattr(self, name) for name in names})
+        return self.settings.restore()
+
+    def reset_settings(self) -> None:
+        """The Reset button: the remembered controls back to their defaults, nothing stored."""
+        if self.settings is not None:
+            self.settings.reset()
 
     # ------------------------------------------------------------------ runs
     @property

@@ -2,7 +2,9 @@
 
 Pick an image layer (grey or RGB, one plane) and a variant; Run calls
 :func:`napari_gifnet.workflows.enhancement.enhance` (the console function) in a napari
-worker thread and adds ``"<name> enhanced"`` with the layer's transforms.
+worker thread (which also reads the layer's pixels: a Dask layer is never
+computed on the GUI thread) and adds ``"<name> enhanced"`` with the layer's
+transforms. The options are remembered across launches.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class EnhanceWidget(JobWidget):
              self.status]
         )  # fmt: skip
         self._refresh_layers()
+        self.remember("enhance", "variant", "gamma", "device", "weights")
 
     def prepare(self) -> tuple[Callable, str]:
         from ...workflows.enhancement import enhance
@@ -47,11 +50,11 @@ class EnhanceWidget(JobWidget):
         layer = self.image.value
         if layer is None:
             raise ValueError("add an image layer to enhance")
-        data = np.asarray(layer.data[0] if layer.multiscale else layer.data)
+        data = layer.data[0] if layer.multiscale else layer.data  # read in the job
         plane_ndim = 3 if layer.rgb else 2
-        if data.ndim != plane_ndim:
+        if len(data.shape) != plane_ndim:
             raise ValueError(
-                f"{layer.name!r} has shape {data.shape}: enhance works on one plane "
+                f"{layer.name!r} has shape {tuple(data.shape)}: enhance works on one plane "
                 "(Y, X) or (Y, X, RGB)"
             )
         self._target = layer
@@ -61,7 +64,7 @@ class EnhanceWidget(JobWidget):
         }  # fmt: skip
 
         def job(progress: Callable[[int, int], None]) -> Any:
-            return enhance(data, progress=progress, **options)
+            return enhance(np.asarray(data), progress=progress, **options)  # worker thread
 
         return job, f"Enhance: {layer.name}"
 

@@ -2,10 +2,14 @@
 
 Two image-layer pickers (first / second input, labelled per task preset), a
 swap button, task, method (GIFNet, then the classical baselines of
-:data:`napari_gifnet.methods.classical.BASELINES`), normalisation, device, weights
-file, "add feature layers" and "keep previous results" options, Run /
-Cancel, and a status line. Device, weights and feature layers only apply to
-GIFNet: they are disabled while a baseline is chosen.
+:data:`napari_gifnet.methods.classical.BASELINES`), normalisation, "align second
+onto first" (off, translation, translation + scale), "normalise each plane on
+its own" (off by default: a Z/T stack gets one range per layer), device,
+weights file, "add feature layers" and "keep previous results" options, Run /
+Cancel / Reset, and a status line (which also reports the normalisation scope
+of a stack and the alignment found). Device, weights and feature layers only
+apply to GIFNet: they are disabled while a baseline is chosen. Every option
+but the layers is remembered from one launch to the next (:mod:`._settings`).
 
 The fusion runs in a napari ``thread_worker`` (a generator that yields once
 per plane), never on the GUI thread; band-by-band progress is relayed to a
@@ -18,6 +22,7 @@ between bands (a second or two) and adds nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +48,18 @@ if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.layers import Image
 
-__all__ = ["FusionWidget", "describe_error"]
+__all__ = ["ALIGN_CHOICES", "FusionWidget", "alignment_text", "describe_error", "scope_text"]
+
+#: The "align second onto first" choices: label -> ``iter_fusion``'s ``align``.
+ALIGN_CHOICES = [
+    ("off", None),
+    ("translation", "translation"),
+    ("translation + scale (focus breathing)", "scale"),
+]
+_PER_PLANE_TIP = (
+    "Off (default): a Z/T stack is normalised with one range per layer, over all its planes, "
+    "so brightness compares across planes (no flicker). On: each plane gets its own range."
+)
 
 
 def shown_index(viewer: Any, layer: Any, leading: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -77,6 +93,34 @@ def describe_error(exc: BaseException, method: str = "gifnet") -> str:
     return f"GIFNet fusion failed: {exc}"
 
 
+def alignment_text(metadata: dict[str, Any]) -> str:
+    """``"aligned: shift (+1.2, -3.0) px"`` from ``metadata["alignment"]`` ("" if not aligned).
+
+    For several planes, the largest shift (and the range of scales).
+    """
+    entries = metadata.get("alignment") or []
+    if not entries:
+        return ""
+    largest = max(entries, key=lambda e: math.hypot(*e["shift"]))
+    dy, dx = (float(v) for v in largest["shift"])
+    word = "largest shift" if len(entries) > 1 else "shift"
+    text = f"aligned: {word} ({dy:+.1f}, {dx:+.1f}) px"
+    if any(e.get("mode") == "scale" for e in entries):
+        scales = [float(e["scale"]) for e in entries]
+        lo, hi = min(scales), max(scales)
+        text += f", scale {lo:.4f}" if hi - lo < 5e-5 else f", scales {lo:.4f}-{hi:.4f}"
+    return text
+
+
+def scope_text(metadata: dict[str, Any]) -> str:
+    """How a stack was normalised ("" for one plane)."""
+    if int(metadata.get("planes") or 1) <= 1:
+        return ""
+    if metadata.get("normalization_scope") == "plane":
+        return "each plane normalised on its own"
+    return "normalised with one range per layer"
+
+
 class FusionWidget(JobWidget):
     """Dock widget that fuses two image layers of a napari viewer with GIFNet.
 
@@ -105,6 +149,13 @@ class FusionWidget(JobWidget):
         self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
         self.method.tooltip = "GIFNet, or a classical baseline (ignores device and weights)"
         self.normalization = ComboBox(label="normalisation", choices=list(NORMALIZATIONS))
+        self.align = ComboBox(label="align second onto first", choices=ALIGN_CHOICES, value=None)
+        self.align.tooltip = (
+            "Move the second input onto the first before fusing: a translation, or a "
+            "translation and a magnification (focus breathing); found per plane"
+        )
+        self.per_plane = CheckBox(text="normalise each plane on its own", value=False)
+        self.per_plane.tooltip = _PER_PLANE_TIP
         gifnet_controls(self)
         self.features = CheckBox(text="add feature layers")
         self.keep_previous = CheckBox(text="keep previous results")
@@ -113,8 +164,8 @@ class FusionWidget(JobWidget):
         self.extend(
             [
                 self.task, self.hint, self.first, self.second, self.swap, self.method,
-                self.normalization, self.device, self.weights, self.features,
-                self.keep_previous, self.buttons, self.status,
+                self.normalization, self.align, self.per_plane, self.device, self.weights,
+                self.features, self.keep_previous, self.buttons, self.status,
             ]
         )  # fmt: skip
         self.last_layers: list[Image] = []
@@ -125,6 +176,10 @@ class FusionWidget(JobWidget):
         self._apply_preset()
         self._apply_method()
         self._refresh_layers()
+        self.remember(
+            "fusion", "task", "normalization", "method", "align", "per_plane", "device",
+            "weights", "features", "keep_previous",
+        )  # fmt: skip
 
     @property
     def last_output(self) -> FusionOutput | None:
@@ -161,6 +216,8 @@ class FusionWidget(JobWidget):
             "normalization": self.normalization.value,
             "features": bool(self.features.value),
             "task": self.task.value,
+            "align": self.align.value,
+            "per_plane": bool(self.per_plane.value),
         }
 
     def prepare(self) -> tuple[Callable, str] | None:
@@ -189,4 +246,5 @@ class FusionWidget(JobWidget):
         return add_fusion_layers(self.viewer, value, keep_previous=bool(self.keep_previous.value))
 
     def summary(self, value: FusionOutput) -> str:
-        return status_text(value)
+        parts = [status_text(value), scope_text(value.metadata), alignment_text(value.metadata)]
+        return "; ".join(p for p in parts if p)

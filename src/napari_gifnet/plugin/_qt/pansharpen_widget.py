@@ -6,7 +6,9 @@ Run calls :func:`napari_gifnet.workflows.pansharpening.pansharpen` (the console 
 in a napari worker thread, with the layers' scale and translate, so a
 multispectral layer at a coarser pixel size is upsampled onto the
 panchromatic grid first. The result is added as ``"<ms> pansharpened"`` in
-the multispectral layer's layout, on the panchromatic layer's grid.
+the multispectral layer's layout, on the panchromatic layer's grid. The
+layers' pixels are read in the worker (a Dask layer is computed there, never
+on the GUI thread). The options are remembered across launches.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class PansharpenWidget(JobWidget):
             ]
         )  # fmt: skip
         self._refresh_layers()
+        self.remember("pansharpen", "band_axis", "method", "rescale", "device", "weights")
 
     def prepare(self) -> tuple[Callable, str]:
         from ...workflows.pansharpening import band_axis_of, pansharpen
@@ -56,14 +59,15 @@ class PansharpenWidget(JobWidget):
         ms, pan = self.ms.value, self.pan.value
         if ms is None or pan is None or ms is pan:
             raise ValueError("choose a multispectral and a different panchromatic layer")
-        ms_data = np.asarray(ms.data[0] if ms.multiscale else ms.data)
-        pan_data = np.asarray(pan.data[0] if pan.multiscale else pan.data)
-        if ms_data.ndim != 3 or ms.rgb:
+        # the arrays as they are (Dask, zarr, ...): their pixels are read in the job
+        ms_data = ms.data[0] if ms.multiscale else ms.data
+        pan_data = pan.data[0] if pan.multiscale else pan.data
+        if len(ms_data.shape) != 3 or ms.rgb:
             raise ValueError(
-                f"{ms.name!r} has shape {ms_data.shape}: the multispectral layer needs three "
+                f"{ms.name!r} has shape {tuple(ms_data.shape)}: the multispectral layer needs three "
                 "axes, (bands, Y, X) or (Y, X, bands), shown as a non-RGB layer"
             )
-        axis = band_axis_of(ms_data.shape, self.band_axis.value)
+        axis = band_axis_of(tuple(ms_data.shape), self.band_axis.value)
         yx = [1, 2] if axis == 0 else [0, 1]
         ms_scale = tuple(float(ms.scale[i]) for i in yx)
         ms_translate = tuple(float(ms.translate[i]) for i in yx)
@@ -83,7 +87,8 @@ class PansharpenWidget(JobWidget):
         }  # fmt: skip
 
         def job(progress: Callable[[int, int], None]) -> Any:
-            return pansharpen(ms_data, pan_data, progress=progress, **options)
+            ms_pixels, pan_pixels = np.asarray(ms_data), np.asarray(pan_data)  # worker thread
+            return pansharpen(ms_pixels, pan_pixels, progress=progress, **options)
 
         return job, f"Pansharpen: {ms.name} + {pan.name}"
 

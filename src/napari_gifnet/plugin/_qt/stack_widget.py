@@ -11,6 +11,7 @@ minus the focus axis. Cancel stops between planes (or GIFNet bands).
 
 :class:`~._job.JobWidget` (in :mod:`._job`) holds the worker, progress and
 cancel plumbing every job widget shares. torch is imported only when a job runs.
+The options (not the layer) are remembered across launches (:mod:`._settings`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class StackWidget(JobWidget):
         self.align.changed.connect(self._apply_align)
         self._apply_method()
         self._apply_align()
+        self.remember(
+            "focus_stack", "axis", "method", "strategy", "select", "align", "align_scale",
+            "keep_dtype", "device", "weights",
+        )  # fmt: skip
 
     def _apply_align(self, _value: Any = None) -> None:
         self.align_scale.enabled = bool(self.align.value)
