@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -12,6 +13,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "napari.yaml"
 IN_PACKAGE = ROOT / "src" / "napari_gifnet" / "napari.yaml"
+
+
+#: The napari menus (npe2 ``menus`` ids, napari >= 0.5) and the widget commands in each.
+MENUS = {
+    "napari/layers/filter": ["napari-gifnet.fusion_widget", "napari-gifnet.enhance_widget",
+                             "napari-gifnet.pansharpen_widget"],
+    "napari/layers/project": ["napari-gifnet.stack_widget"],
+    "napari/layers/measure": ["napari-gifnet.metrics_widget"],
+}
+#: The documents that name napari menus, checked against the real menu bar.
+DOCUMENTS = [ROOT / "README.md", *(ROOT / "docs" / f"{name}.md" for name in (
+    "walkthrough", "samples", "enhancement", "pansharpening", "stacks"))]
 
 
 def _npe2() -> list[str]:
@@ -45,6 +58,99 @@ def test_npe2_validate_with_imports() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "valid" in out.stdout.lower()
+
+
+def test_menus_put_the_widgets_under_layers() -> None:
+    import npe2
+
+    manifest = npe2.PluginManifest.from_file(MANIFEST)
+    menus = {key: [item.command for item in items]
+             for key, items in manifest.contributions.menus.items()}
+    assert menus == MENUS
+    widgets = {w.command for w in manifest.contributions.widgets or []}
+    assert {c for commands in MENUS.values() for c in commands} == widgets
+
+
+def test_menu_ids_are_napari_contributable_menus() -> None:
+    from napari._app_model.constants import MenuId
+    from napari._app_model.constants._menus import is_menu_contributable
+
+    assert {MenuId.LAYERS_FILTER, MenuId.LAYERS_PROJECT, MenuId.LAYERS_MEASURE} == set(MENUS)
+    assert all(is_menu_contributable(key) for key in MENUS)
+
+
+def test_reader_takes_tiffs_whatever_the_case(gifnet_plugin: str) -> None:
+    import npe2
+
+    manifest = npe2.PluginManifest.from_file(MANIFEST)
+    (reader,) = manifest.contributions.readers
+    assert reader.command == "napari-gifnet.read_tiff" and not reader.accepts_directories
+    assert set(reader.filename_patterns) == {"*.tif", "*.tiff"}
+    manager = npe2.PluginManager.instance()
+    for name in ("fused.tif", "FUSED.TIFF", "a.b.Tif"):
+        found = {r.command for r in manager.iter_compatible_readers([name])}
+        assert "napari-gifnet.read_tiff" in found, name
+    assert not {r.command for r in manager.iter_compatible_readers(["fused.png"])} & {
+        "napari-gifnet.read_tiff"}
+
+
+def _menubar_paths(viewer) -> set[tuple[str, ...]]:
+    """Every item of the window's menu bar as its path of titles (without '&')."""
+    paths: set[tuple[str, ...]] = set()
+
+    def walk(menu, path: tuple[str, ...]) -> None:
+        menu.aboutToShow.emit()  # plugin submenus fill themselves when shown
+        for action in menu.actions():
+            title = action.text().replace("&&", "\0").replace("&", "").replace("\0", "&")
+            if not title:
+                continue
+            paths.add((*path, title))
+            if action.menu() is not None:
+                walk(action.menu(), (*path, title))
+
+    for action in viewer.window._qt_window.menuBar().actions():
+        if action.menu() is not None:
+            title = action.text().replace("&", "")
+            paths.add((title,))
+            walk(action.menu(), (title,))
+    return paths
+
+
+def test_menu_items_appear_in_a_viewer(make_napari_viewer, gifnet_plugin: str) -> None:
+    """In napari's app-model menus and in the window's menu bar, under Layers and Plugins."""
+    from app_model.types import MenuItem
+    from napari._app_model import get_app_model
+
+    viewer = make_napari_viewer()
+    app = get_app_model()
+    for menu_id, commands in MENUS.items():
+        found = [item.command.id for item in app.menus.get_menu(menu_id)
+                 if isinstance(item, MenuItem)]
+        mine = [c for c in found if c.startswith("napari-gifnet.")]
+        assert sorted(mine) == sorted(commands), menu_id  # (in the widgets' order)
+    paths = _menubar_paths(viewer)
+    for shown in [
+        ("Layers", "Filter", "GIFNet fusion (GIFNet image fusion)"),
+        ("Layers", "Filter", "Enhance one image (GIFNet image fusion)"),
+        ("Layers", "Filter", "Pansharpen (GIFNet image fusion)"),
+        ("Layers", "Project", "Focus stack (GIFNet image fusion)"),
+        ("Layers", "Measure", "Fusion metrics (GIFNet image fusion)"),
+        ("Plugins", "GIFNet image fusion", "GIFNet fusion (GIFNet image fusion)"),
+        ("Plugins", "GIFNet image fusion", "Focus stack (GIFNet image fusion)"),
+        ("File", "Open Sample", "GIFNet image fusion"),
+        ("File", "Save Selected Layers..."),
+        ("File", "Open File(s)..."),
+    ]:
+        assert shown in paths, shown
+    # every menu path the documents name (in bold, "**File > ...**") is really there
+    named = set()
+    for document in DOCUMENTS:
+        for match in re.finditer(r"\*\*((?:File|View|Layers|Plugins|Window|Help) > [^*]+)\*\*",
+                                 document.read_text(encoding="utf-8")):
+            named.add((document.name, tuple(match.group(1).split(" > "))))
+    assert {d for d, _ in named} == {d.name for d in DOCUMENTS}
+    missing = [(d, " > ".join(p)) for d, p in sorted(named) if p not in paths]
+    assert not missing, missing
 
 
 def test_every_command_resolves_to_a_callable() -> None:
@@ -103,7 +209,8 @@ def test_wheel_ships_the_manifest_and_npe2_discovers_it(tmp_path: Path) -> None:
         "print(json.dumps({'location': list(spec.submodule_search_locations),\n"
         "  'widgets': [w.display_name for w in c.widgets or []],\n"
         "  'samples': [s.key for s in c.sample_data or []],\n"
-        "  'writers': [w.command for w in c.writers or []]}))\n"
+        "  'writers': [w.command for w in c.writers or []],\n"
+        "  'readers': [r.command for r in c.readers or []]}))\n"
     )
     env = {
         "PYTHONPATH": os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]]),
@@ -120,6 +227,7 @@ def test_wheel_ships_the_manifest_and_npe2_discovers_it(tmp_path: Path) -> None:
     assert found["widgets"] == _widget_names()
     assert {"multifocus", "medical", "published_ivif"} <= set(found["samples"])
     assert found["writers"] == ["napari-gifnet.write_tiff"]
+    assert found["readers"] == ["napari-gifnet.read_tiff"]
 
 
 def test_installed_distribution_serves_the_repository_manifest() -> None:
@@ -182,3 +290,4 @@ def test_wheel_in_a_fresh_virtual_environment_declares_the_plugin(tmp_path: Path
     assert found["text"] == MANIFEST.read_text()
     assert "display_name: GIFNet fusion" in found["text"]
     assert "command: napari-gifnet.write_tiff" in found["text"]
+    assert "command: napari-gifnet.read_tiff" in found["text"]

@@ -1,4 +1,4 @@
-"""The napari TIFF writer: pixels as they are, provenance as JSON, pixel size in tags."""
+"""The napari TIFF writer: ImageJ hyperstacks with calibration, provenance as JSON, plane by plane."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_gifnet import __version__
 from napari_gifnet.io import images as io
 from napari_gifnet.plugin.writer import (
     json_safe,
     layer_description,
+    plan_layout,
+    read_description,
     read_fused_tiff,
     write_fused_tiff,
 )
@@ -41,6 +44,16 @@ def _resolution(page: tifffile.TiffPage) -> tuple[float, float, int]:
     return xn / xd, yn / yd, int(page.tags["ResolutionUnit"].value)
 
 
+def _imagej(path: str | Path) -> tuple[dict, str, tuple[int, ...], tifffile.TiffPage]:
+    """(ImageJ metadata, series axes, series shape, first page) of an ImageJ file."""
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_imagej, "not an ImageJ hyperstack"
+        series = tif.series[0]
+        page = tif.pages[0]
+        page.tags  # noqa: B018 - read while the file is open
+        return dict(tif.imagej_metadata), series.axes, series.shape, page
+
+
 def test_json_safe_converts_nested_numpy() -> None:
     safe = json_safe(PROVENANCE)
     assert json.loads(json.dumps(safe)) == safe
@@ -50,7 +63,7 @@ def test_json_safe_converts_nested_numpy() -> None:
     assert json_safe(object).startswith("<class")
 
 
-def test_float32_round_trip(tmp_path: Path) -> None:
+def test_float32_round_trip_is_an_imagej_file(tmp_path: Path) -> None:
     data = np.random.default_rng(0).random((31, 47), dtype=np.float32)
     (written,) = write_fused_tiff(str(tmp_path / "fused.tif"), data, _meta())
     back, description = read_fused_tiff(written)
@@ -58,41 +71,186 @@ def test_float32_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(back, data)
     assert description == {
         "name": "fused", "scale": [0.5, 0.25], "translate": [10.0, -2.0],
-        "metadata": json_safe(PROVENANCE),
+        "metadata": json_safe(PROVENANCE), "dtype": "float32", "napari_gifnet_version": __version__,
     }
     assert description["metadata"]["inputs"]["b"]["shape"] == [4, 5]  # a nested "shape" is fine
-    assert io.read_tiff_metadata(written) == description
-    with tifffile.TiffFile(written) as tif:
-        page = tif.pages[0]
-        assert page.photometric == tifffile.PHOTOMETRIC.MINISBLACK
-        assert _resolution(page) == pytest.approx((4.0, 2.0, 1))  # pixels per unit, no unit
+    assert read_description(written) == description
+    ij, axes, shape, page = _imagej(written)
+    assert axes == "YX" and shape == (31, 47)
+    assert json.loads(ij["Info"]) == description  # the provenance, in ImageJ's Info
+    assert page.photometric == tifffile.PHOTOMETRIC.MINISBLACK
+    assert _resolution(page) == pytest.approx((4.0, 2.0, 1))  # 1 / pixel size, no unit
+    assert ij["xorigin"] == pytest.approx(8.0) and ij["yorigin"] == pytest.approx(-20.0)
+    assert "unit" not in ij  # pixels
 
 
-def test_rgb_and_rgba(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    for channels in (3, 4):
-        data = rng.integers(0, 256, (20, 30, channels), dtype=np.uint8)
-        (written,) = write_fused_tiff(str(tmp_path / f"rgb{channels}.tiff"), data,
-                                      _meta(rgb=True, scale=[1.0, 1.0]))
-        back, description = read_fused_tiff(written)
-        np.testing.assert_array_equal(back, data)
-        assert description["name"] == "fused"
-        with tifffile.TiffFile(written) as tif:
-            assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
-            assert tif.pages[0].shape == (20, 30, channels)
-
-
-def test_stack_uint16_and_metric_units(tmp_path: Path) -> None:
+def test_stack_calibration_for_imagej(tmp_path: Path) -> None:
+    """A Z stack in micrometres: Fiji reads axes, pixel size, unit, Z spacing and origin."""
     data = np.random.default_rng(2).integers(0, 4096, (3, 16, 18), dtype=np.uint16)
-    meta = _meta(scale=[2.0, 0.5, 0.25], translate=[0, 0, 0],
+    meta = _meta(scale=[2.0, 0.5, 0.25], translate=[4.0, 0, 0],
                  units=("micrometer", "micrometer", "micrometer"))
     (written,) = write_fused_tiff(str(tmp_path / "stack.tif"), data, meta)
     back, description = read_fused_tiff(written)
     assert back.dtype == np.uint16
     np.testing.assert_array_equal(back, data)
     assert description["units"] == ["micrometer"] * 3 and description["scale"] == [2.0, 0.5, 0.25]
-    with tifffile.TiffFile(written) as tif:  # 0.25 um pixels -> 40000 per cm
-        assert _resolution(tif.pages[0]) == pytest.approx((40000.0, 20000.0, 3))
+    ij, axes, shape, page = _imagej(written)
+    assert axes == "ZYX" and shape == (3, 16, 18)
+    assert ij["slices"] == 3 and ij["images"] == 3
+    assert ij["unit"] == "micron" and ij["spacing"] == pytest.approx(2.0)
+    assert ij["zorigin"] == pytest.approx(-2.0)
+    assert _resolution(page) == pytest.approx((4.0, 2.0, 1))  # pixels per micron
+
+
+def test_z_spacing_in_the_unit_of_x_and_a_time_axis(tmp_path: Path) -> None:
+    data = np.zeros((2, 3, 8, 9), np.float32)
+    meta = _meta(scale=[0.5, 500.0, 0.1, 0.1], translate=[0, 0, 0, 0],
+                 units=("second", "nanometer", "micrometer", "micrometer"),
+                 axis_labels=("t", "z", "y", "x"))
+    (written,) = write_fused_tiff(str(tmp_path / "tzyx.tif"), data, meta)
+    ij, axes, shape, page = _imagej(written)
+    assert axes == "TZYX" and shape == (2, 3, 8, 9)
+    assert ij["frames"] == 2 and ij["slices"] == 3
+    assert ij["spacing"] == pytest.approx(0.5)  # 500 nm in micron
+    assert ij["finterval"] == pytest.approx(0.5)  # seconds
+    assert _resolution(page) == pytest.approx((10.0, 10.0, 1))
+
+
+def test_leading_axes_from_labels_or_the_default() -> None:
+    assert plan_layout((4, 5, 6), np.float32).axes == "ZYX"
+    assert plan_layout((4, 5, 6), np.float32, axis_labels=["time", "y", "x"]).axes == "TYX"
+    assert plan_layout((2, 4, 5, 6), np.uint8, axis_labels=["c", "z", "y", "x"]).axes == "TZYX"
+    assert plan_layout((2, 3, 4, 5, 6), np.uint16).axes == "TZCYX"
+    assert plan_layout((2, 5, 6, 3), np.uint8, rgb=True).axes == "ZYXS"
+    assert plan_layout((2, 5, 6, 3), np.float32, rgb=True).axes == "ZCYX"
+    assert not plan_layout((2, 2, 2, 2, 5, 6), np.float32).imagej  # 4 leading axes
+    assert not plan_layout((2, 2, 2, 5, 6, 3), np.float32, rgb=True).imagej
+
+
+def test_rgb_is_imagej_rgb_and_other_colour_a_composite(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    cases = [(np.uint8, 3, "YXS", (20, 30, 3)), (np.uint8, 4, "CYX", (4, 20, 30)),
+             (np.float32, 3, "CYX", (3, 20, 30)), (np.uint16, 4, "CYX", (4, 20, 30))]
+    for dtype, channels, want_axes, want_shape in cases:
+        data = (rng.random((20, 30, channels)) * 200).astype(dtype)
+        path = tmp_path / f"rgb{channels}{np.dtype(dtype).name}.tiff"
+        (written,) = write_fused_tiff(str(path), data, _meta(rgb=True, scale=[1.0, 1.0]))
+        back, description = read_fused_tiff(written)
+        assert back.dtype == dtype
+        np.testing.assert_array_equal(back, data)  # channels last again
+        assert description["name"] == "fused" and description["rgb"] is True
+        assert "colormap" not in description
+        ij, axes, shape, page = _imagej(written)
+        assert (axes, shape) == (want_axes, want_shape)
+        if want_axes == "YXS":
+            assert page.photometric == tifffile.PHOTOMETRIC.RGB
+        else:
+            assert ij["mode"] == "composite" and ij["channels"] == channels
+            assert len(ij["LUTs"]) == channels and ij["LUTs"][0][0, 255] == 255  # red
+
+
+@pytest.mark.parametrize(
+    ("dtype", "stored"),
+    [(np.uint8, np.uint8), (np.uint16, np.uint16), (np.int16, np.int16),
+     (np.float32, np.float32), (bool, np.uint8), (np.int8, np.int16),
+     (np.float16, np.float32)],
+)
+def test_dtypes_imagej_holds_or_casts_exactly(tmp_path: Path, dtype, stored) -> None:
+    data = (np.random.default_rng(4).random((2, 6, 7)) * 100 - 40).astype(dtype)
+    (written,) = write_fused_tiff(str(tmp_path / "d.tif"), data, {"name": "d"})
+    back, description = read_fused_tiff(written)
+    assert back.dtype == np.dtype(dtype) and description["dtype"] == np.dtype(dtype).name
+    np.testing.assert_array_equal(back, data)
+    with tifffile.TiffFile(written) as tif:
+        assert tif.is_imagej and tif.series[0].dtype == stored
+        if dtype is bool:  # ImageJ's mask convention
+            assert set(np.unique(tif.asarray())) <= {0, 255}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.uint32, np.int64, np.uint64])
+def test_dtypes_imagej_cannot_hold_are_a_plain_tiff(tmp_path: Path, dtype) -> None:
+    data = (np.random.default_rng(5).random((3, 6, 7)) * 1e6).astype(dtype)
+    meta = _meta(scale=[1.0, 0.5, 0.25], translate=[0, 0, 0], units=["micrometer"] * 3)
+    (written,) = write_fused_tiff(str(tmp_path / "p.tif"), data, meta)
+    back, description = read_fused_tiff(written)
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, data)
+    assert io.read_tiff_metadata(written) == description  # JSON in the ImageDescription
+    assert description["name"] == "fused" and description["dtype"] == np.dtype(dtype).name
+    with tifffile.TiffFile(written) as tif:
+        assert not tif.is_imagej
+        assert _resolution(tif.pages[0]) == pytest.approx((40000.0, 20000.0, 3))  # per cm
+
+
+def test_six_dimensions_are_a_plain_tiff(tmp_path: Path) -> None:
+    data = np.arange(2 * 2 * 2 * 2 * 3 * 4, dtype=np.float32).reshape(2, 2, 2, 2, 3, 4)
+    (written,) = write_fused_tiff(str(tmp_path / "6d.tif"), data, {"name": "six"})
+    back, description = read_fused_tiff(written)
+    np.testing.assert_array_equal(back, data)
+    assert description["name"] == "six"
+    with tifffile.TiffFile(written) as tif:
+        assert not tif.is_imagej
+
+
+def test_colormap_is_kept_and_is_the_imagej_lut(tmp_path: Path) -> None:
+    colormap = {"name": "my reds", "colors": np.array([[0, 0, 0, 1], [1, 0, 0, 1]], np.float32),
+                "controls": np.array([0.0, 1.0], np.float32), "interpolation": "linear"}
+    data = np.random.default_rng(6).random((5, 6), dtype=np.float32)
+    (written,) = write_fused_tiff(str(tmp_path / "c.tif"), data, _meta(colormap=colormap))
+    _, description = read_fused_tiff(written)
+    assert description["colormap"] == {"name": "my reds", "colors": [[0, 0, 0, 1], [1, 0, 0, 1]],
+                                       "controls": [0.0, 1.0], "interpolation": "linear"}
+    ij, *_ = _imagej(written)
+    lut = np.asarray(ij["LUTs"]).reshape(3, 256)  # tifffile gives one LUT as (3, 256)
+    np.testing.assert_array_equal(lut[0], np.arange(256))
+    assert not lut[1:].any()
+
+
+class PlaneOnly:
+    """An array that hands out at most one YX plane per request (a large lazy layer)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.requests: list[tuple[int, ...]] = []  # the YX shape of each plane handed out
+
+    def __getitem__(self, key):
+        out = self._data[key]
+        if out.size:  # (dask asks for an empty slice to learn the type)
+            assert int(np.prod(out.shape[:-2])) == 1, f"asked for {out.shape}: several planes"
+            self.requests.append(out.shape[-2:])
+        return out
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole array was loaded")
+
+
+def test_large_lazy_data_is_written_plane_by_plane(tmp_path: Path) -> None:
+    data = np.random.default_rng(7).random((4, 3, 10, 12), dtype=np.float32)
+    lazy = PlaneOnly(data)
+    (written,) = write_fused_tiff(str(tmp_path / "lazy.tif"), lazy, {"name": "lazy"})
+    assert lazy.requests == [(10, 12)] * 12
+    back, _ = read_fused_tiff(written)
+    np.testing.assert_array_equal(back, data)
+
+
+def test_dask_layer_from_napari_is_computed_plane_by_plane(tmp_path: Path,
+                                                           gifnet_plugin: str) -> None:
+    import dask.array as da
+    from napari.components import ViewerModel
+
+    data = np.random.default_rng(8).random((5, 16, 20), dtype=np.float32)
+    source = PlaneOnly(data)
+    viewer = ViewerModel()
+    viewer.add_image(da.from_array(source, chunks=(1, 16, 20), asarray=False), name="lazy",
+                     scale=(3.0, 0.5, 0.5), units=("micrometer",) * 3)
+    before = len(source.requests)  # napari reads a plane for the view
+    path = tmp_path / "dask.tif"
+    viewer.layers.save(str(path), plugin=gifnet_plugin)
+    assert len(source.requests) - before == 5 and set(source.requests) == {(16, 20)}
+    back, description = read_fused_tiff(path)
+    np.testing.assert_array_equal(back, data)
+    ij, axes, *_ = _imagej(path)
+    assert axes == "ZYX" and ij["spacing"] == pytest.approx(3.0) and ij["unit"] == "micron"
 
 
 def test_other_suffix_multiscale_bool_and_empty_metadata(tmp_path: Path) -> None:
@@ -101,9 +259,11 @@ def test_other_suffix_multiscale_bool_and_empty_metadata(tmp_path: Path) -> None
     (written,) = write_fused_tiff(str(tmp_path / "mask.out"), levels, meta)
     assert written.endswith("mask.out.tif")
     back, description = read_fused_tiff(written)
-    assert back.dtype == np.uint8
-    np.testing.assert_array_equal(back, np.eye(8, dtype=np.uint8))
-    assert description == {"name": "mask", "metadata": {}}
+    assert back.dtype == bool
+    np.testing.assert_array_equal(back, np.eye(8, dtype=bool))
+    assert description == {"name": "mask", "metadata": {}, "dtype": "bool",
+                           "napari_gifnet_version": __version__}
+    np.testing.assert_array_equal(io.read_image(written), np.eye(8, dtype=np.uint8) * 255)
 
 
 def test_bad_data_is_refused(tmp_path: Path) -> None:
@@ -111,12 +271,32 @@ def test_bad_data_is_refused(tmp_path: Path) -> None:
         write_fused_tiff(str(tmp_path / "e.tif"), np.zeros((0, 3)), _meta())
     with pytest.raises(ValueError, match="3 or 4"):
         write_fused_tiff(str(tmp_path / "c.tif"), np.zeros((4, 4, 5)), _meta(rgb=True))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_failed_write_keeps_the_earlier_file(tmp_path: Path) -> None:
+    path = tmp_path / "keep.tif"
+    (written,) = write_fused_tiff(str(path), np.ones((4, 5), np.float32), {"name": "first"})
+
+    class Broken(PlaneOnly):
+        def __getitem__(self, key):
+            if key == (1,):
+                raise OSError("disk gone")
+            return super().__getitem__(key)
+
+    with pytest.raises(OSError, match="disk gone"):
+        write_fused_tiff(str(path), Broken(np.zeros((3, 4, 5), np.float32)), {"name": "second"})
+    back, description = read_fused_tiff(written)
+    assert description["name"] == "first" and back.shape == (4, 5)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.tif"]
 
 
 def test_layer_description_leaves_out_missing_keys() -> None:
     assert layer_description({}) == {"metadata": {}}
     units = layer_description({"units": ("pixel", "pixel"), "metadata": {"shape": 1}})
     assert units == {"units": ["pixel", "pixel"], "metadata": {"shape": 1}}
+    assert layer_description({"colormap": "magma", "rgb": False})["colormap"] == {"name": "magma"}
+    assert "colormap" not in layer_description({"colormap": "gray", "rgb": True})
 
 
 def test_save_from_napari_round_trip(tmp_path: Path, gifnet_plugin: str) -> None:
@@ -128,7 +308,7 @@ def test_save_from_napari_round_trip(tmp_path: Path, gifnet_plugin: str) -> None
     metadata = {"model": "GIFNet", "weights": {"sha256": "ab" * 32}, "elapsed": np.float64(1.5),
                 "inputs": ["infrared", "visible"]}
     viewer.add_image(data, name="GIFNet fused", scale=(0.5, 0.5), translate=(3, 4),
-                     metadata=metadata)
+                     metadata=metadata, colormap="magma", units="micrometer")
     path = tmp_path / "fused.tif"
     written = viewer.layers.save(str(path), plugin=gifnet_plugin)
     assert [Path(p) for p in written] == [path]
@@ -136,8 +316,12 @@ def test_save_from_napari_round_trip(tmp_path: Path, gifnet_plugin: str) -> None
     np.testing.assert_array_equal(back, data)
     assert back.dtype == np.float32
     assert description["metadata"] == json_safe(metadata)
-    assert description["name"] == "GIFNet fused"
+    assert description["name"] == "GIFNet fused" and description["colormap"]["name"] == "magma"
     assert description["scale"] == [0.5, 0.5] and description["translate"] == [3.0, 4.0]
+    assert description["units"] == ["micrometer", "micrometer"]
+    ij, axes, _, page = _imagej(path)
+    assert axes == "YX" and ij["unit"] == "micron"
+    assert _resolution(page) == pytest.approx((2.0, 2.0, 1))
     reopened = viewer.open(str(path), plugin="napari")[0]  # napari's own TIFF reader
     np.testing.assert_array_equal(np.asarray(reopened.data), data)
 
@@ -156,4 +340,7 @@ def test_save_rgb_sample_layer_from_napari(tmp_path: Path, gifnet_plugin: str) -
     np.testing.assert_array_equal(back, layer.data)
     assert description["metadata"] == layer.metadata
     with tifffile.TiffFile(path) as tif:
-        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+        if layer.data.dtype == np.uint8:
+            assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+        else:
+            assert tif.imagej_metadata["mode"] == "composite"

@@ -1,7 +1,30 @@
-"""Differentiable SSIM and multi-scale SSIM (Wang, Simoncelli and Bovik, 2003).
+"""Differentiable SSIM and multi-scale SSIM (Wang, Simoncelli and Bovik, 2003), two variants.
 
-The standard definition: an 11 x 11 Gaussian window (sigma 1.5) applied
-without padding ("valid"), ``K1 = 0.01``, ``K2 = 0.03``, five scales with the
+:func:`published_ms_ssim` is the variant GIFNet's published training code
+calls for its common loss (``msssim(rec, vis, normalize=True)``), the default
+of ``napari-gifnet train``; :func:`ms_ssim` is the standard definition
+(``napari-gifnet train --ssim standard``).
+
+**The published variant.** Always five levels (weights ``0.0448, 0.2856,
+0.3001, 0.2363, 0.1333``), both images average-pooled 2 x 2 between levels
+(sizes rounded down). At each level a single-scale SSIM with a square
+Gaussian window (sigma 1.5) of side ``s = min(11, H, W)`` of that level,
+centred on tap ``s // 2`` (half a pixel off centre for the even sides that
+small levels get) and normalised to sum 1, applied to each channel without
+padding; ``C1 = (0.01 L)**2``, ``C2 = (0.03 L)**2``, and ``cs`` and ``sim``
+are the means of the contrast-structure and SSIM maps over the whole batch.
+The data range ``L`` is decided at each level from the first image alone:
+``max_val`` 255 if its maximum exceeds 128, else 1; ``min_val`` -1 if its
+minimum is below -0.5, else 0; ``L = max_val - min_val`` (a tanh output
+reaching below -0.5 gets ``L = 2``). ``normalize=True`` maps every ``sim``
+and ``cs`` to ``(x + 1) / 2``, and the result is ``prod_{i=0..3} (cs_i **
+w_i * sim_4 ** w_4)``: the last level's ``sim_4 ** w_4`` multiplies each of
+the four factors (so it enters four times) and ``cs_4`` is unused. Nothing
+is clamped or renormalised.
+
+**The standard variant.** An 11 x 11 Gaussian window (sigma 1.5) applied
+without padding ("valid"), ``K1 = 0.01``, ``K2 = 0.03``, a fixed data range
+(1 in training), five scales with the
 weights ``0.0448, 0.2856, 0.3001, 0.2363, 0.1333`` and 2 x 2 average pooling
 between scales; MS-SSIM is the product of the contrast-structure terms of
 the first scales and the SSIM of the last, each raised to its weight.
@@ -152,3 +175,111 @@ def ms_ssim(
     if reduction != "mean":
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     return value.mean()
+
+
+# --------------------------------------------------------------------------- published
+#: Levels of the published variant (always five).
+PUBLISHED_LEVELS = len(MS_SSIM_WEIGHTS)
+#: Smallest side :func:`published_ms_ssim` accepts: one pixel at the fifth level.
+PUBLISHED_MIN_SIDE = 2 ** (PUBLISHED_LEVELS - 1)
+
+
+def published_window(size: int, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
+    """The published variant's square Gaussian window (float64, sums to 1).
+
+    The outer product of a normalised 1-D Gaussian of ``size`` taps centred
+    on tap ``size // 2`` (for even sizes half a pixel right of the middle).
+    """
+    x = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)
+
+
+def _published_range(x: torch.Tensor) -> torch.Tensor:
+    """``L`` of a level, from the first image alone (a 0-d tensor, no gradient)."""
+    x = x.detach()
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    max_val = torch.where(x.max() > 128, 255 * one, one)
+    min_val = torch.where(x.min() < -0.5, -one, 0 * one)
+    return max_val - min_val
+
+
+def published_ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sim, cs)`` of one level of the published variant (0-d tensors, before ``normalize``).
+
+    The means over all of N, C, H, W of the SSIM map and of the
+    contrast-structure map, with the window of :func:`published_window` of
+    side ``min(11, H, W)`` applied per channel without padding and ``L`` from
+    ``x`` (see the module docstring).
+    """
+    channels, (h, w) = x.shape[1], x.shape[-2:]
+    size = min(WINDOW_SIZE, h, w)
+    window = published_window(size).to(dtype=x.dtype, device=x.device)
+    window = window.expand(channels, 1, size, size)
+
+    def conv(a: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(a, window, groups=channels)
+
+    big_l = _published_range(x)
+    c1, c2 = (_K1 * big_l) ** 2, (_K2 * big_l) ** 2
+    mu1, mu2 = conv(x), conv(y)
+    sigma1_sq = conv(x * x) - mu1**2
+    sigma2_sq = conv(y * y) - mu2**2
+    sigma12 = conv(x * y) - mu1 * mu2
+    v1, v2 = 2 * sigma12 + c2, sigma1_sq + sigma2_sq + c2
+    ssim_map = (2 * mu1 * mu2 + c1) * v1 / ((mu1**2 + mu2**2 + c1) * v2)
+    return ssim_map.mean(), (v1 / v2).mean()
+
+
+def published_ms_ssim(x: torch.Tensor, y: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
+    """MS-SSIM as GIFNet's published training code computes it (differentiable).
+
+    See the module docstring for the definition: five levels always, the
+    data range ``L`` from ``x`` at each level, ``normalize`` mapping every
+    level's values to ``(v + 1) / 2``, and ``prod_{i<4} (cs_i ** w_i * sim_4
+    ** w_4)``. The order matters (``L`` comes from ``x``): training calls it
+    as ``published_ms_ssim(rec, vis)``.
+
+    Parameters
+    ----------
+    x, y : torch.Tensor
+        (N, C, H, W) floating-point images of one shape, H and W at least
+        :data:`PUBLISHED_MIN_SIDE` (16: one pixel at the fifth level).
+    normalize : bool, default True
+        Map ``sim`` and ``cs`` to ``(v + 1) / 2`` (what training uses).
+        Without it a negative ``cs`` gives NaN, as in the published code.
+
+    Returns
+    -------
+    torch.Tensor
+        A 0-d tensor; 1 for identical images.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, are not 4-D, or are too small, or the images
+        are not floating point.
+    """
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"published_ms_ssim needs two (N, C, H, W) tensors of one shape, got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")  # fmt: skip
+    if not (x.is_floating_point() and y.is_floating_point()):
+        raise ValueError(f"published_ms_ssim needs floating-point images, got {x.dtype} and {y.dtype}")
+    h, w = x.shape[-2:]
+    if min(h, w) < PUBLISHED_MIN_SIDE:
+        raise ValueError(f"published_ms_ssim needs images of at least {PUBLISHED_MIN_SIDE} x "
+                         f"{PUBLISHED_MIN_SIDE} px (five levels), got {h} x {w}")  # fmt: skip
+    sims, css = [], []
+    for level in range(PUBLISHED_LEVELS):
+        if level:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        sim, cs = published_ssim_terms(x, y)
+        sims.append(sim)
+        css.append(cs)
+    sim_t, cs_t = torch.stack(sims), torch.stack(css)
+    if normalize:
+        sim_t, cs_t = (sim_t + 1) / 2, (cs_t + 1) / 2
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=sim_t.dtype, device=sim_t.device)
+    last = sim_t[-1] ** weights[-1]
+    return torch.prod(cs_t[:-1] ** weights[:-1] * last)

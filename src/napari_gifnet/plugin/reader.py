@@ -1,0 +1,166 @@
+"""napari reader (npe2): the TIFFs napari-gifnet writes open again as they were saved.
+
+Two kinds of file are this plugin's, told apart by their JSON provenance
+(:func:`napari_gifnet.plugin.writer.read_description`: ImageJ's ``Info``
+entry or the ImageDescription):
+
+* the napari writer's (:func:`napari_gifnet.plugin.writer.write_fused_tiff`):
+  the layer comes back with its ``name``, ``scale``, ``translate``,
+  ``units``, ``axis_labels``, ``colormap``, ``rgb`` and ``metadata`` (the
+  provenance), and its pixels in their own shape and dtype;
+* the commands' (``napari-gifnet fuse/stack/enhance/pansharpen -o x.tif``,
+  ``fuse --features``): a JSON object holding ``"napari_gifnet_version"``;
+  the layer is named after the file and its ``metadata`` is that JSON.
+
+Any other TIFF (and anything that cannot be read as one) gets ``None``, so
+napari's other readers take it. The pixels are read into memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .writer import EXTENSIONS, LAYER_KEYS, VERSION_KEY, read_description, restore_layer_data
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def is_writer_description(description: Mapping[str, Any]) -> bool:
+    """The JSON is the napari writer's: a ``metadata`` object and only layer keys."""
+    return isinstance(description.get("metadata"), dict) and set(description) <= LAYER_KEYS
+
+
+def is_project_description(description: Mapping[str, Any]) -> bool:
+    """The JSON provenance was written by napari-gifnet (the writer or a command)."""
+    return VERSION_KEY in description or is_writer_description(description)
+
+
+def project_description(path: str | Path) -> dict[str, Any] | None:
+    """The provenance of a TIFF napari-gifnet wrote, or None for any other file."""
+    p = Path(path)
+    if p.suffix.lower() not in EXTENSIONS or not p.is_file():
+        return None
+    try:
+        description = read_description(p)
+    except Exception:  # noqa: BLE001 - not a TIFF this reader can take: let others try
+        return None
+    return description if is_project_description(description) else None
+
+
+def _units_known(units: Sequence[str]) -> bool:
+    try:
+        import pint
+    except ImportError:  # napari brings pint; without it, let napari decide
+        return True
+    registry = pint.get_application_registry()
+    try:
+        for unit in units:
+            registry.parse_expression(unit)
+    except Exception:  # noqa: BLE001 - pint raises several kinds for a bad name
+        return False
+    return True
+
+
+def _colormap(value: Any) -> Any:
+    """A napari colormap from the stored one: its name if napari's matches, else a Colormap."""
+    if not isinstance(value, Mapping) or not value.get("name"):
+        return None
+    from napari.utils.colormaps import AVAILABLE_COLORMAPS, Colormap
+
+    name = str(value["name"])
+    known = AVAILABLE_COLORMAPS.get(name)
+    if "colors" not in value:
+        return name if known is not None else None
+    colors = np.asarray(value["colors"], dtype=np.float64)
+    if known is not None and known.colors.shape == colors.shape and np.allclose(
+        known.colors, colors, atol=1e-5
+    ):
+        return name
+    try:
+        return Colormap(colors=colors, controls=value.get("controls"), name=name,
+                        interpolation=value.get("interpolation", "linear"))
+    except Exception:  # noqa: BLE001 - a colormap napari refuses: its default instead
+        return None
+
+
+def layer_kwargs(description: Mapping[str, Any], data: Any, path: str | Path,
+                 rgb: bool) -> dict[str, Any]:
+    """napari ``add_image`` keywords from a file's provenance.
+
+    Parameters
+    ----------
+    description : mapping
+        The file's JSON provenance.
+    data : array-like
+        The pixels as the layer will hold them (after :func:`restore_layer_data`).
+    path : path-like
+        The file (its stem names a command's output).
+    rgb : bool
+        The pixels are RGB(A) (last axis colour).
+
+    Returns
+    -------
+    dict
+        ``name``, ``metadata`` and, for the writer's files, ``scale``,
+        ``translate``, ``units``, ``axis_labels``, ``colormap`` where they
+        fit the data (entries of the wrong length are left out), and ``rgb``.
+    """
+    if not is_writer_description(description):  # a command's output: its JSON is provenance
+        return {"name": Path(path).stem, "metadata": dict(description), "rgb": rgb}
+    ndim = data.ndim - (1 if rgb else 0)
+    out: dict[str, Any] = {"name": description.get("name") or Path(path).stem,
+                           "metadata": dict(description.get("metadata") or {}), "rgb": rgb}
+    for key in ("scale", "translate", "units", "axis_labels"):
+        value = description.get(key)
+        if isinstance(value, list) and len(value) == ndim:
+            out[key] = tuple(value)
+    if "units" in out and not _units_known(out["units"]):
+        del out["units"]
+    if not rgb:
+        colormap = _colormap(description.get("colormap"))
+        if colormap is not None:
+            out["colormap"] = colormap
+    return out
+
+
+def read_layer(path: str | Path) -> LayerData:
+    """One file -> ``(data, kwargs, "image")`` (raises for a file that is not the project's)."""
+    import tifffile
+
+    description = project_description(path)
+    if description is None:
+        raise ValueError(f"{path} is not a TIFF written by napari-gifnet")
+    with tifffile.TiffFile(Path(path)) as tif:
+        series = tif.series[0]
+        stored, axes = series.asarray(), series.axes
+        photometric_rgb = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+    data = restore_layer_data(stored, description, axes)
+    rgb = bool(description.get("rgb", photometric_rgb)) and data.ndim >= 3 and (
+        data.shape[-1] in (3, 4))
+    return data, layer_kwargs(description, data, path, rgb), "image"
+
+
+def read_layers(paths: str | Path | Sequence[str | Path]) -> list[LayerData]:
+    """Each file -> one image layer (the reader function napari calls)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    return [read_layer(p) for p in paths]
+
+
+def get_reader(path: str | Sequence[str]) -> Callable[..., list[LayerData]] | None:
+    """npe2 reader: :func:`read_layers` for napari-gifnet's TIFFs, None for anything else.
+
+    Parameters
+    ----------
+    path : str or list of str
+        One path, or several (napari's "open as stack"): all must be this
+        plugin's files.
+    """
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    if not paths or any(project_description(p) is None for p in paths):
+        return None
+    return read_layers
