@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_gifnet.workflows.enhancement import VARIANTS, enhance
 from napari_gifnet.metrics.fusion import fusion_metrics
+from napari_gifnet.workflows.enhancement import VARIANTS, enhance
 
 CASES = ("IVIF", "MEIF", "MFIF", "Medical", "NIR-VIS", "Remote-band1")
 METRICS = ("EN", "SD", "AG", "EI")

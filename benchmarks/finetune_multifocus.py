@@ -77,8 +77,8 @@ def main() -> None:
     import torch
 
     from napari_gifnet.metrics.evaluation import generate_multifocus_set
-    from napari_gifnet.training.loop import TrainConfig, train
     from napari_gifnet.model.weights import resolve_weights
+    from napari_gifnet.training.loop import TrainConfig, train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
