@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from typing import Any
 
-from .common import Subcommand, UsageError
+from .common import PROG, Subcommand, UsageError
 
 _EPILOG = """\
 The folder holds DIR/first/ (the modality input: infrared, fluorescence, ...)
@@ -19,9 +21,14 @@ run.train.json (settings and provenance). They are written together at each
 checkpoint; OUT's folder is checked (writable, OUT not a directory) and every
 image is decoded once before training starts.
 
+The common loss uses the published training code's MS-SSIM (--ssim published,
+the default: 5 levels, data range from the reconstruction, (x + 1) / 2) or
+the standard one (--ssim standard: data range 1, fewer scales on small crops).
+
 DenseNet-121 weights for the information-weighted loss: --densenet-weights,
 else GIFNET_DENSENET_WEIGHTS, else timm's hub, else a randomly initialised
-DenseNet-121 (with a warning; recorded in run.train.json).
+DenseNet-121 (said in one note line at the start, recorded in run.train.json).
+Offline, pass a saved ImageNet DenseNet-121 state_dict with --densenet-weights.
 """
 
 
@@ -32,6 +39,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: a positive integer is needed")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: 0 or a positive integer is needed")
     return value
 
 
@@ -80,6 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local DenseNet-121 weights file (timm or torchvision state_dict)")
     parser.add_argument("--no-hub", action="store_true",
                         help="do not try timm's hub for the DenseNet-121 weights")
+    parser.add_argument("--ssim", choices=("published", "standard"), default="published",
+                        help="MS-SSIM of the common loss: the published training code's variant "
+                        "(default) or the standard definition (data range 1)")
+    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
+                        help="processes building the training samples (default min(2, CPUs), "
+                        "0 on one CPU; 0: in the training process); no value changes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -99,10 +122,10 @@ def run(args: argparse.Namespace) -> int:
         else init, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
         crop=args.crop, lr=args.lr, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, resume=args.resume,
-        densenet_weights=args.densenet_weights, densenet_hub=not args.no_hub,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        densenet_weights=args.densenet_weights, densenet_hub=not args.no_hub, ssim=args.ssim,
+        workers=args.workers, progress=not args.no_progress and sys.stderr.isatty(),
     )  # fmt: skip
-    result = train(config)
+    result = _train_with_notes(train, config)
     last = result.rows[-1] if result.rows else None
     summary = f"trained {result.steps} steps; weights: {result.checkpoint}; log: {result.log}"
     if last is not None:
@@ -111,6 +134,24 @@ def run(args: argparse.Namespace) -> int:
         summary += f"; curves: {result.plot}"
     print(summary)
     return 0
+
+
+def _train_with_notes(train: Any, config: Any) -> Any:
+    """``train(config)``, printing the DenseNet-121 fallback as one note line on stderr."""
+    from ..training.features import DenseNetFallbackWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DenseNetFallbackWarning)
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, DenseNetFallbackWarning):
+                print(f"{PROG} train: note: {message}", file=sys.stderr, flush=True)
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        return train(config)
 
 
 #: The subcommand (torch and timm are imported only when it runs).

@@ -18,12 +18,16 @@ all four. The reference crop is the all-in-focus truth of the focus pair.
 
 Everything random is drawn from ``numpy.random.default_rng([seed, epoch,
 index])``, so a sample depends only on (seed, epoch, index): runs repeat and
-resume exactly.
+resume exactly, and :func:`step_loader` may build the samples in any number
+of :class:`torch.utils.data.DataLoader` worker processes without changing a
+value.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +47,7 @@ CACHE_LIMIT = 1 << 30
 #: 3 x 3 max pool, stride 2) maps a side ``n`` to ``ceil(ceil(n / 2) / 2)`` and
 #: whose three transitions halve it again (2 x 2 average pools, rounding down):
 #: a whole pixel must survive the third transition, so ``ceil(ceil(n / 2) / 2)
-#: >= 8``, i.e. ``n >= 29``. (MS-SSIM adapts its scales to any size.)
+#: >= 8``, i.e. ``n >= 29``. (Both MS-SSIM variants fit: the published one needs 16.)
 MIN_CROP = 29
 
 
@@ -285,3 +289,75 @@ class RGBJointDataset(torch.utils.data.Dataset):
         """Batch ``position`` of ``epoch``: (4, N, 1, crop, crop) = ir, vis, near, far."""
         indices = self.order(epoch)[position * batch_size : (position + 1) * batch_size]
         return torch.stack([self.sample(int(i), epoch) for i in indices], dim=1)
+
+
+# --------------------------------------------------------------------------- loading
+def default_workers() -> int:
+    """Sample-building worker processes by default: ``min(2, os.cpu_count())``, 0 on one core."""
+    n = min(2, os.cpu_count() or 1)
+    return 0 if n == 1 else n
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    """The (epoch, index) keys of the batches of steps ``start`` .. ``total - 1``, in order."""
+
+    def __init__(self, dataset: RGBJointDataset, batch_size: int, start: int, total: int) -> None:
+        self.dataset, self.batch_size, self.start, self.total = dataset, batch_size, start, total
+
+    def __len__(self) -> int:
+        return max(self.total - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        per_epoch = self.dataset.batches_per_epoch(self.batch_size)
+        for step in range(self.start, self.total):
+            epoch, position = divmod(step, per_epoch)
+            order = self.dataset.order(epoch)
+            chosen = order[position * self.batch_size : (position + 1) * self.batch_size]
+            yield [(epoch, int(i)) for i in chosen]
+
+
+class _KeyedSamples(torch.utils.data.Dataset):
+    """``samples[(epoch, index)]`` is ``dataset.sample(index, epoch)``.
+
+    A sample that fails is returned as its exception, which :func:`_collate`
+    passes on and :func:`step_loader`'s caller raises: the one-line message of
+    the original error, not a worker's traceback.
+    """
+
+    def __init__(self, dataset: RGBJointDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor | Exception:
+        epoch, index = key
+        try:
+            return self.dataset.sample(index, epoch)
+        except Exception as exc:  # noqa: BLE001 - raised again in the main process
+            return exc
+
+
+def _collate(samples: Sequence[torch.Tensor | Exception]) -> torch.Tensor | Exception:
+    for item in samples:
+        if isinstance(item, Exception):
+            return item
+    return torch.stack(list(samples), dim=1)  # type: ignore[arg-type]
+
+
+def step_loader(
+    dataset: RGBJointDataset, batch_size: int, start: int, total: int, workers: int = 0
+) -> torch.utils.data.DataLoader:
+    """The batches of steps ``start`` .. ``total - 1``, built by ``workers`` processes.
+
+    Batch ``k`` is exactly ``dataset.batch(epoch, position, batch_size)``
+    with ``epoch, position = divmod(start + k, batches_per_epoch)``, whatever
+    the number of workers (0: in this process). An item is a (4, N, 1, crop,
+    crop) tensor, or the exception a sample raised (raise it).
+    """
+    if int(workers) != workers or workers < 0:
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
+    return torch.utils.data.DataLoader(
+        _KeyedSamples(dataset), batch_sampler=_StepBatches(dataset, batch_size, start, total),
+        num_workers=int(workers), collate_fn=_collate,
+    )  # fmt: skip

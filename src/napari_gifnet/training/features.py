@@ -12,8 +12,10 @@ model; its weights are looked for, in order, in:
 4. a **fallback**: a randomly initialised DenseNet-121 with a fixed seed.
    Random convolutional features still respond to edges and texture, so the
    weights stay meaningful, but they are not the published scheme's: a
-   warning is issued and the choice is recorded (``source ==
-   "fallback-random"``) in the training metadata and log.
+   :class:`DenseNetFallbackWarning` (one line, :func:`fallback_message`;
+   ``napari-gifnet train`` prints it as a note at the start) is issued and
+   the choice and its reason are recorded (``source == "fallback-random"``,
+   ``reason``) in the training metadata.
 
 A weights file may hold a timm ``features_only`` state_dict or a whole
 DenseNet-121 state_dict (timm or torchvision naming, classifier included);
@@ -64,11 +66,14 @@ class DenseNetInfo:
         The file path, hub id, or the fallback's seed.
     sha256 : str
         Digest of the weights file ("" for the hub and the fallback).
+    reason : str
+        For the fallback: why no pretrained weights were found ("" otherwise).
     """
 
     source: str
     detail: str
     sha256: str = ""
+    reason: str = ""
 
     @property
     def pretrained(self) -> bool:
@@ -76,9 +81,27 @@ class DenseNetInfo:
         return self.source != "fallback-random"
 
     def as_dict(self) -> dict[str, str | bool]:
-        """JSON-friendly form for logs and metadata."""
-        return {"source": self.source, "detail": self.detail, "sha256": self.sha256,
-                "pretrained": self.pretrained}  # fmt: skip
+        """JSON-friendly form for logs and metadata (``reason`` only for the fallback)."""
+        out: dict[str, str | bool] = {
+            "source": self.source, "detail": self.detail, "sha256": self.sha256,
+            "pretrained": self.pretrained,
+        }  # fmt: skip
+        if not self.pretrained:
+            out["reason"] = self.reason
+        return out
+
+
+class DenseNetFallbackWarning(UserWarning):
+    """No pretrained DenseNet-121 weights: the random fallback is in use."""
+
+
+def fallback_message(reason: str) -> str:
+    """The one-line notice of the random fallback (the warning's text)."""
+    return (
+        f"no ImageNet DenseNet-121 weights ({reason}); using a fixed, randomly initialised "
+        f"DenseNet-121 (seed {FALLBACK_SEED}), so the information weights are not the published "
+        f"ones; pass --densenet-weights FILE (or set {DENSENET_ENV})"
+    )
 
 
 class DenseNetFeatures(nn.Module):
@@ -197,7 +220,7 @@ def _hub_cached() -> Path | None:
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """Quick check that the hub answers (a timm download retries for a minute)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if _offline():
         return False
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
     try:
@@ -207,12 +230,16 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def fallback_densenet(seed: int = FALLBACK_SEED) -> DenseNetFeatures:
+def fallback_densenet(seed: int = FALLBACK_SEED, reason: str = "") -> DenseNetFeatures:
     """A randomly initialised DenseNet-121, the same for a given seed."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         body = _timm_features(pretrained=False)
-    return DenseNetFeatures(body, DenseNetInfo("fallback-random", f"seed={seed}"))
+    return DenseNetFeatures(body, DenseNetInfo("fallback-random", f"seed={seed}", reason=reason))
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def resolve_densenet(
@@ -227,41 +254,38 @@ def resolve_densenet(
     hub : bool, default True
         Try timm's hub (Hugging Face) when no file is given.
     warn : bool, default True
-        Issue a ``UserWarning`` when falling back to random weights.
+        Issue a :class:`DenseNetFallbackWarning` (a ``UserWarning``, one line)
+        when falling back to random weights.
 
     Returns
     -------
     DenseNetFeatures
-        The frozen extractor; ``.info`` says where its weights came from.
+        The frozen extractor; ``.info`` says where its weights came from
+        (and, for the fallback, why: ``.info.reason``).
     """
     if weights is not None and str(weights).strip():
         return load_densenet(weights, "file")
     env = os.environ.get(DENSENET_ENV, "").strip()
     if env:
         return load_densenet(env, "environment")
-    reason = "the hub was not tried"
+    reason = "offline: timm's hub not tried (--no-hub)"
     if hub:
         cached = _hub_cached()
         if cached is not None:
             return load_densenet(cached, "timm-hub")
-        if not _hub_reachable():
-            reason = "timm's hub (huggingface.co) is unreachable and not cached"
+        if _offline():
+            reason = "offline: HF_HUB_OFFLINE is set and the Hugging Face cache lacks them"
+        elif not _hub_reachable():
+            reason = "offline: timm's hub (huggingface.co) is unreachable and they are not cached"
         else:
             try:
                 body = _timm_features(pretrained=True)
                 return DenseNetFeatures(body, DenseNetInfo("timm-hub", HUB_ID))
             except Exception as exc:  # noqa: BLE001 - proxy, missing package, ...
-                reason = f"timm's hub failed ({type(exc).__name__})"
-    extractor = fallback_densenet()
+                reason = f"timm's hub failed: {type(exc).__name__}"
+    extractor = fallback_densenet(reason=reason)
     if warn:
-        warnings.warn(
-            f"no pretrained DenseNet-121 weights ({reason}; no --densenet-weights file or "
-            f"{DENSENET_ENV}): the information-weighted loss uses a randomly initialised "
-            f"DenseNet-121 (seed {FALLBACK_SEED}), not the ImageNet features of the published "
-            "scheme",
-            UserWarning,
-            stacklevel=2,
-        )
+        warnings.warn(fallback_message(reason), DenseNetFallbackWarning, stacklevel=2)
     return extractor
 
 

@@ -13,20 +13,26 @@ the checkpoint ``OUT`` (say ``run.pth``):
 * ``run.log.csv``: one row per step with every loss term;
 * ``run.loss.png``: the loss curves (at the end);
 * ``run.train.json``: the configuration and provenance (initial weights,
-  DenseNet-121 weights source, versions, steps done).
+  DenseNet-121 weights source and, for the random fallback, why; the
+  MS-SSIM variant of the common loss; versions, steps done).
 
 Before any work, :func:`train` checks the settings (the crop at least
 :data:`~napari_gifnet.training.dataset.MIN_CROP`), that these files can be
 written (:func:`~napari_gifnet.training.runfiles.check_outputs`), the state
-of a run to resume, and decodes every image of the folder once. Nothing is
+of a run to resume, finds the DenseNet-121 weights (a one-line
+:class:`~napari_gifnet.training.features.DenseNetFallbackWarning` when it
+must fall back to random ones) and decodes every image of the folder once.
+The samples are built by ``workers`` DataLoader processes
+(:func:`~napari_gifnet.training.dataset.step_loader`). Nothing is
 written before the first checkpoint: the weights, state, log and metadata are
 written together every ``checkpoint_every`` steps, at the end and on
 Ctrl-C.
 
 A "step" is one batch, i.e. two optimiser steps. Runs are deterministic for a
 given seed on a given device and thread count (the samples depend only on
-(seed, epoch, index), the fallback DenseNet has a fixed seed), and a resumed
-run continues with the very losses of an uninterrupted one.
+(seed, epoch, index), the fallback DenseNet has a fixed seed), whatever the
+number of workers, and a resumed run continues with the very losses of an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -44,12 +50,13 @@ import torch
 
 from ..model.network import GIFNet
 from ..util.safe_files import atomic_write_text
-from .dataset import RGBJointDataset, check_crop
+from .dataset import RGBJointDataset, check_crop, default_workers, step_loader
 from .features import resolve_densenet
 from .forward import multimodal_step, photographic_step
-from .losses import information_weights, multimodal_loss, photographic_loss
+from .losses import check_ssim, information_weights, multimodal_loss, photographic_loss
 from .runfiles import (
     LOG_COLUMNS,
+    RESUME_DEFAULTS,
     RESUME_FIXED,
     check_outputs,
     load_state,
@@ -76,6 +83,14 @@ class TrainConfig:
     checkpoint path. Without ``epochs`` and ``max_steps`` the run lasts 2
     epochs (the published schedule); with ``max_steps`` alone it stops after
     that many steps; with both, at whichever comes first.
+
+    ``ssim`` is the MS-SSIM of the common loss: ``"published"`` (the
+    published training code's variant,
+    :func:`~napari_gifnet.training.msssim.published_ms_ssim`) or
+    ``"standard"`` (:func:`~napari_gifnet.training.msssim.ms_ssim`, data
+    range 1). ``workers`` is the number of DataLoader processes building the
+    samples (None: :func:`~napari_gifnet.training.dataset.default_workers`;
+    0: in the training process); it changes no value.
     """
 
     pairs: str
@@ -92,6 +107,8 @@ class TrainConfig:
     resume: bool = False
     densenet_weights: str | None = None
     densenet_hub: bool = True
+    ssim: str = "published"
+    workers: int | None = None
     progress: bool = True
     plot: bool = True
 
@@ -108,6 +125,15 @@ class TrainResult:
     rows: list[dict[str, float]] = field(default_factory=list)
 
 
+#: What ``run.train.json`` says of each MS-SSIM variant (its ``ms_ssim`` entry).
+SSIM_DESCRIPTIONS: dict[str, str] = {
+    "published": "published: the published training code's msssim(rec, vis, normalize=True) "
+    "(5 levels, data range from rec, (x + 1) / 2, last SSIM in each factor)",
+    "standard": "standard: Wang et al. 2003 MS-SSIM, data range 1, fewer scales for small crops "
+    "(weights renormalised), clamped",
+}
+
+
 def _check(config: TrainConfig) -> None:
     for name in ("batch_size", "checkpoint_every"):
         value = getattr(config, name)
@@ -119,6 +145,9 @@ def _check(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"the learning rate must be a positive number, got {config.lr}")
+    if config.workers is not None and (int(config.workers) != config.workers or config.workers < 0):
+        raise ValueError(f"workers must be a non-negative integer, got {config.workers}")
+    check_ssim(config.ssim)
     check_crop(config.crop)
 
 
@@ -145,19 +174,23 @@ def _batch_tensors(batch: torch.Tensor, device: torch.device) -> list[torch.Tens
 
 def train_step(
     model: GIFNet, optimizer: torch.optim.Optimizer, extractor: torch.nn.Module, batch: torch.Tensor,
-    device: torch.device,
+    device: torch.device, ssim: str = "published",
 ) -> dict[str, float]:  # fmt: skip
-    """Both optimiser steps on one batch (4, N, 1, H, W); returns the logged terms."""
+    """Both optimiser steps on one batch (4, N, 1, H, W); returns the logged terms.
+
+    ``ssim``: the MS-SSIM variant of the common loss
+    (:data:`~napari_gifnet.training.losses.SSIM_VARIANTS`).
+    """
     ir, vis, near, far = _batch_tensors(batch, device)
     row: dict[str, float] = {}
     optimizer.zero_grad(set_to_none=True)
     w_ir, w_vis, weights = information_weights(extractor, ir, vis)
-    loss1 = multimodal_loss(multimodal_step(model, ir, vis, near, far), ir, vis, w_ir, w_vis)
+    loss1 = multimodal_loss(multimodal_step(model, ir, vis, near, far), ir, vis, w_ir, w_vis, ssim)
     loss1.total.backward()
     optimizer.step()
     # set_to_none: parameters a step does not train get no update from it.
     optimizer.zero_grad(set_to_none=True)
-    loss2 = photographic_loss(photographic_step(model, ir, vis, near, far), vis)
+    loss2 = photographic_loss(photographic_step(model, ir, vis, near, far), vis, ssim)
     loss2.total.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -214,11 +247,14 @@ def train(config: TrainConfig) -> TrainResult:
         if not paths["state"].is_file() or not paths["checkpoint"].is_file():
             raise FileNotFoundError(f"nothing to resume: {paths['state']} or {paths['checkpoint']} is missing")
         saved = load_state(paths["state"])
-        changed = [k for k in RESUME_FIXED if saved["config"][k] != getattr(config, k)]
+        fixed = (*RESUME_FIXED, *RESUME_DEFAULTS)
+        changed = [k for k in fixed if saved["config"][k] != getattr(config, k)]
         if changed:
             used = ", ".join(f"{k}={saved['config'][k]}" for k in changed)
             raise ValueError(f"cannot resume with a different {', '.join(changed)} (the run used {used})")
     dataset = RGBJointDataset(config.pairs, config.crop, config.seed)
+    # before decoding the images: a bad weights file fails, the fallback is told, at the start
+    extractor = resolve_densenet(config.densenet_weights, hub=config.densenet_hub)
     dataset.check_images(progress=config.progress)  # unreadable images fail before training
     device = resolve_device(config.device)
     start = 0
@@ -237,7 +273,8 @@ def train(config: TrainConfig) -> TrainResult:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(f"cannot resume: the optimiser state in {paths['state']} does not fit "
                              f"the network ({type(exc).__name__}: {exc})") from None  # fmt: skip
-    extractor = resolve_densenet(config.densenet_weights, hub=config.densenet_hub).to(device)
+    extractor = extractor.to(device)
+    workers = default_workers() if config.workers is None else int(config.workers)
     per_epoch = dataset.batches_per_epoch(config.batch_size)
     epochs = config.epochs if config.epochs is not None else (None if config.max_steps else 2)
     total = min(x for x in (config.max_steps, epochs * per_epoch if epochs else None) if x)
@@ -245,17 +282,23 @@ def train(config: TrainConfig) -> TrainResult:
     metadata = {
         "config": asdict(config), "initial_weights": init_info, "densenet": extractor.info.as_dict(),
         "pairs": len(dataset), "batches_per_epoch": per_epoch, "total_steps": total,
+        "ms_ssim": SSIM_DESCRIPTIONS[config.ssim], "workers": workers,
         "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
         "threads": torch.get_num_threads(), "steps_done": start,
     }  # fmt: skip
     bar = _progress(config.progress, total, start)
     step = start
+    # (no worker processes for a finished run resumed: nothing to build)
+    loader = step_loader(dataset, config.batch_size, start, total, workers if total > start else 0)
+    batches = iter(loader)
     try:
         while step < total:
-            epoch, position = divmod(step, per_epoch)
+            epoch = step // per_epoch
             t0 = time.perf_counter()
-            row = train_step(model, optimizer, extractor,
-                             dataset.batch(epoch, position, config.batch_size), device)  # fmt: skip
+            batch = next(batches)
+            if isinstance(batch, Exception):  # a sample failed (in a worker or not)
+                raise batch
+            row = train_step(model, optimizer, extractor, batch, device, config.ssim)
             step += 1
             row.update(step=step, epoch=epoch, seconds=time.perf_counter() - t0)
             rows.append(row)
@@ -269,6 +312,7 @@ def train(config: TrainConfig) -> TrainResult:
             _checkpoint(model, optimizer, step, config, paths, rows, metadata)
         raise
     finally:
+        del batches  # stops the worker processes now, not when the traceback goes
         if bar is not None:
             bar.close()
     if step == start:  # nothing left to do (a finished run resumed)

@@ -1,7 +1,10 @@
 """The losses of GIFNet's two training steps.
 
 * :func:`common_loss`: ``1 - MS-SSIM(rec, vis) + MSE(rec, vis)``, the
-  reconstruction decoder's loss in both steps;
+  reconstruction decoder's loss in both steps, with the published code's
+  MS-SSIM (:func:`~napari_gifnet.training.msssim.published_ms_ssim`, the
+  default) or the standard one (:func:`~napari_gifnet.training.msssim.ms_ssim`,
+  data range 1; ``ssim="standard"``);
 * :func:`information_weights`: ``softmax(g_ir, g_vis)`` of the DenseNet-121
   "information" of the two sources (one pair per batch, no gradients);
 * :func:`multimodal_loss`: ``w_ir MSE(fused, ir) + w_vis MSE(fused, vis)``
@@ -22,7 +25,10 @@ import torch.nn.functional as F
 
 from .features import DenseNetFeatures, information
 from .forward import StepOutput
-from .msssim import ms_ssim
+from .msssim import ms_ssim, published_ms_ssim
+
+#: The MS-SSIM variants of the common loss (``--ssim``); the first is the default.
+SSIM_VARIANTS: tuple[str, ...] = ("published", "standard")
 
 
 @dataclass
@@ -43,9 +49,24 @@ class LossTerms:
     terms: dict[str, float] = field(default_factory=dict)
 
 
-def common_loss(rec: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """``1 - MS-SSIM(rec, vis) + MSE(rec, vis)`` (data range 1) and its parts."""
-    sim = ms_ssim(rec, vis, data_range=1.0)
+def check_ssim(ssim: str) -> None:
+    """Raise ValueError unless ``ssim`` is one of :data:`SSIM_VARIANTS`."""
+    if ssim not in SSIM_VARIANTS:
+        raise ValueError(f"ssim must be one of {', '.join(SSIM_VARIANTS)}, got {ssim!r}")
+
+
+def common_loss(
+    rec: torch.Tensor, vis: torch.Tensor, ssim: str = "published"
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``1 - MS-SSIM(rec, vis) + MSE(rec, vis)`` and its parts.
+
+    ``ssim="published"`` (default): the published code's variant,
+    :func:`~napari_gifnet.training.msssim.published_ms_ssim` (its data range
+    from ``rec``); ``"standard"``: :func:`~napari_gifnet.training.msssim.ms_ssim`
+    with data range 1.
+    """
+    check_ssim(ssim)
+    sim = published_ms_ssim(rec, vis) if ssim == "published" else ms_ssim(rec, vis, data_range=1.0)
     mse = F.mse_loss(rec, vis)
     return 1 - sim + mse, {"ms_ssim": float(sim.detach()), "rec_mse": float(mse.detach())}
 
@@ -66,20 +87,21 @@ def information_weights(
 
 
 def multimodal_loss(
-    out: StepOutput, ir: torch.Tensor, vis: torch.Tensor, w_ir: torch.Tensor, w_vis: torch.Tensor
-) -> LossTerms:
+    out: StepOutput, ir: torch.Tensor, vis: torch.Tensor, w_ir: torch.Tensor, w_vis: torch.Tensor,
+    ssim: str = "published",
+) -> LossTerms:  # fmt: skip
     """Loss of the multimodal step: information-weighted MSE plus the common loss."""
     fusion = w_ir * F.mse_loss(out.fused, ir) + w_vis * F.mse_loss(out.fused, vis)
-    common, parts = common_loss(out.rec, vis)
+    common, parts = common_loss(out.rec, vis, ssim)
     total = fusion + common
     return LossTerms(total, {"total": float(total.detach()), "fusion": float(fusion.detach()),
                              "common": float(common.detach()), **parts})  # fmt: skip
 
 
-def photographic_loss(out: StepOutput, vis: torch.Tensor) -> LossTerms:
+def photographic_loss(out: StepOutput, vis: torch.Tensor, ssim: str = "published") -> LossTerms:
     """Loss of the photographic step: supervised MSE to ``vis`` plus the common loss."""
     fusion = F.mse_loss(out.fused, vis)
-    common, parts = common_loss(out.rec, vis)
+    common, parts = common_loss(out.rec, vis, ssim)
     total = fusion + common
     return LossTerms(total, {"total": float(total.detach()), "fusion": float(fusion.detach()),
                              "common": float(common.detach()), **parts})  # fmt: skip

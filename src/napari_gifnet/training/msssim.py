@@ -184,15 +184,18 @@ PUBLISHED_LEVELS = len(MS_SSIM_WEIGHTS)
 PUBLISHED_MIN_SIDE = 2 ** (PUBLISHED_LEVELS - 1)
 
 
-def published_window(size: int, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
-    """The published variant's square Gaussian window (float64, sums to 1).
-
-    The outer product of a normalised 1-D Gaussian of ``size`` taps centred
-    on tap ``size // 2`` (for even sizes half a pixel right of the middle).
-    """
+def published_taps(size: int, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
+    """The 1-D Gaussian of the published window: ``size`` taps centred on tap
+    ``size // 2`` (for even sizes half a pixel right of the middle), sum 1 (float64)."""
     x = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
+    return g / g.sum()
+
+
+def published_window(size: int, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
+    """The published variant's square Gaussian window (float64, sums to 1): the
+    outer product of :func:`published_taps` with itself."""
+    g = published_taps(size, sigma)
     return torch.outer(g, g)
 
 
@@ -215,18 +218,21 @@ def published_ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
     """
     channels, (h, w) = x.shape[1], x.shape[-2:]
     size = min(WINDOW_SIZE, h, w)
-    window = published_window(size).to(dtype=x.dtype, device=x.device)
-    window = window.expand(channels, 1, size, size)
-
-    def conv(a: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(a, window, groups=channels)
+    # The window is the outer product of its 1-D Gaussian: filtering the rows,
+    # then the columns, is the same valid 2-D correlation (to rounding), and
+    # the five maps x, y, x*x, y*y, x*y go through it in one grouped pass.
+    taps = published_taps(size).to(dtype=x.dtype, device=x.device)
+    maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)
+    groups = maps.shape[1]
+    maps = F.conv2d(maps, taps.view(1, 1, -1, 1).expand(groups, 1, -1, 1), groups=groups)
+    maps = F.conv2d(maps, taps.view(1, 1, 1, -1).expand(groups, 1, 1, -1), groups=groups)
+    mu1, mu2, xx, yy, xy = maps.split(channels, dim=1)
 
     big_l = _published_range(x)
     c1, c2 = (_K1 * big_l) ** 2, (_K2 * big_l) ** 2
-    mu1, mu2 = conv(x), conv(y)
-    sigma1_sq = conv(x * x) - mu1**2
-    sigma2_sq = conv(y * y) - mu2**2
-    sigma12 = conv(x * y) - mu1 * mu2
+    sigma1_sq = xx - mu1**2
+    sigma2_sq = yy - mu2**2
+    sigma12 = xy - mu1 * mu2
     v1, v2 = 2 * sigma12 + c2, sigma1_sq + sigma2_sq + c2
     ssim_map = (2 * mu1 * mu2 + c1) * v1 / ((mu1**2 + mu2**2 + c1) * v2)
     return ssim_map.mean(), (v1 / v2).mean()
@@ -265,7 +271,8 @@ def published_ms_ssim(x: torch.Tensor, y: torch.Tensor, *, normalize: bool = Tru
         raise ValueError(f"published_ms_ssim needs two (N, C, H, W) tensors of one shape, got "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")  # fmt: skip
     if not (x.is_floating_point() and y.is_floating_point()):
-        raise ValueError(f"published_ms_ssim needs floating-point images, got {x.dtype} and {y.dtype}")
+        raise ValueError(f"published_ms_ssim needs floating-point images, got {x.dtype} and "
+                         f"{y.dtype}")  # fmt: skip
     h, w = x.shape[-2:]
     if min(h, w) < PUBLISHED_MIN_SIDE:
         raise ValueError(f"published_ms_ssim needs images of at least {PUBLISHED_MIN_SIDE} x "

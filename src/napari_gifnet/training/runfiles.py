@@ -33,6 +33,9 @@ LOG_COLUMNS: tuple[str, ...] = (
 INT_COLUMNS: frozenset[str] = frozenset({"step", "epoch"})
 #: Settings a resumed run must share with the run it continues.
 RESUME_FIXED: tuple[str, ...] = ("crop", "batch_size", "seed", "lr")
+#: Settings a resumed run must also share, with the value a state written before
+#: they were recorded stands for (runs before ``--ssim`` used the standard MS-SSIM).
+RESUME_DEFAULTS: dict[str, Any] = {"ssim": "standard"}
 
 
 def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
@@ -97,9 +100,11 @@ def save_checkpoint(model: torch.nn.Module, path: Path) -> None:
 
 def save_state(path: Path, optimizer: torch.optim.Optimizer, step: int,
                config: Mapping[str, Any]) -> None:  # fmt: skip
-    """Write the resume state: optimiser state, step, the settings of :data:`RESUME_FIXED`."""
+    """Write the resume state: optimiser state, step, the settings of :data:`RESUME_FIXED`
+    and :data:`RESUME_DEFAULTS`."""
+    kept = (*RESUME_FIXED, *RESUME_DEFAULTS)
     _save_atomically({"optimizer": optimizer.state_dict(), "step": int(step),
-                      "config": {k: config[k] for k in RESUME_FIXED}}, path)  # fmt: skip
+                      "config": {k: config[k] for k in kept}}, path)  # fmt: skip
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -109,7 +114,8 @@ def load_state(path: Path) -> dict[str, Any]:
     -------
     dict
         ``optimizer`` (an optimiser ``state_dict``), ``step`` (int) and
-        ``config`` (the settings of :data:`RESUME_FIXED`).
+        ``config`` (the settings of :data:`RESUME_FIXED` and :data:`RESUME_DEFAULTS`,
+        the latter's defaults where an older state lacks them).
 
     Raises
     ------
@@ -130,7 +136,8 @@ def load_state(path: Path) -> dict[str, Any]:
     if problem:
         raise ValueError(f"cannot resume: {path} is not a training state written by "
                          f"napari-gifnet train ({problem})")  # fmt: skip
-    return {"optimizer": obj["optimizer"], "step": int(obj["step"]), "config": dict(obj["config"])}
+    config = {**RESUME_DEFAULTS, **obj["config"]}
+    return {"optimizer": obj["optimizer"], "step": int(obj["step"]), "config": config}
 
 
 def _load_error(exc: Exception) -> str:
