@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--out", default="", help="keep the run's files in this folder")
+    parser.add_argument("--ssim", choices=("published", "standard"), default="published",
+                        help="MS-SSIM of the common loss (default published, as train's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -105,7 +107,8 @@ def main() -> None:
         config = TrainConfig(str(folder), str(out_dir / "finetuned.pth"), init=published,
                              max_steps=args.steps, batch_size=args.batch_size, crop=args.crop,
                              lr=args.lr, seed=0, device=args.device, progress=False,
-                             densenet_hub=False, checkpoint_every=max(args.steps, 1))  # fmt: skip
+                             densenet_hub=False, checkpoint_every=max(args.steps, 1),
+                             ssim=args.ssim)  # fmt: skip
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -118,7 +121,7 @@ def main() -> None:
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, {len(TRAIN_SOURCES)} training "
           f"images ({args.size} px, first = {args.first}), {args.steps} steps of batch "
           f"{args.batch_size}, {args.crop} x {args.crop} crops, Adam lr {args.lr}, DenseNet-121: "
-          f"{densenet}")
+          f"{densenet}, MS-SSIM {args.ssim}")
     print(f"training {t_train:.0f} s ({t_train / max(len(rows), 1):.2f} s/step); one evaluation "
           f"pass {t_eval:.0f} s; total loss, mean of first 5 steps {first5:.4f}, last 5 {last5:.4f}\n")
     print("| held-out scene | PSNR published (dB) | PSNR fine-tuned (dB) | SSIM published | SSIM fine-tuned |")

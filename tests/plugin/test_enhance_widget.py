@@ -14,35 +14,6 @@ pytest.importorskip("pytestqt")
 from napari_gifnet.workflows.enhancement import enhance
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    """Each test's widgets remember their settings in a file of its own (never the user's)."""
-    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
-
-
-def _recording_dask(array: np.ndarray, chunks, threads: list[str]):
-    """``array`` as a Dask array whose chunk function records the thread computing it.
-
-    With the synchronous scheduler a chunk is computed in the thread that asked
-    for it (the GUI thread, or the job's worker).
-    """
-    da = pytest.importorskip("dask.array")
-
-    def record(block: np.ndarray) -> np.ndarray:
-        threads.append(threading.current_thread().name)
-        return block
-
-    meta = np.empty((0,) * array.ndim, array.dtype)
-    return da.from_array(array, chunks=chunks).map_blocks(record, dtype=array.dtype, meta=meta)
-
-
-@pytest.fixture
-def synchronous_dask():
-    dask = pytest.importorskip("dask")
-    with dask.config.set(scheduler="synchronous"):
-        yield
-
-
 @pytest.fixture
 def setup(make_napari_viewer, reference_dir: Path, reference_weights: Path):
     from napari_gifnet.plugin._qt.enhance_widget import EnhanceWidget
@@ -80,11 +51,11 @@ def test_a_stack_is_refused_with_a_clear_message(setup):
 
 
 def test_a_dask_layer_is_read_in_the_worker_not_on_the_gui_thread(
-    qtbot, setup, synchronous_dask, reference_weights: Path
+    qtbot, setup, synchronous_dask, recording_dask, reference_weights: Path
 ):
     viewer, widget, image = setup
     threads: list[str] = []
-    viewer.add_image(_recording_dask(image, (32, 40), threads), name="MRI dask",
+    viewer.add_image(recording_dask(image, (32, 40), threads), name="MRI dask",
                      contrast_limits=(0, 255))  # fmt: skip
     widget.image.value = viewer.layers["MRI dask"]
     threads.clear()  # napari may have drawn it: only Run counts

@@ -42,11 +42,6 @@ def _pair(reference_dir: Path, case: str = "Medical", shape=(H, W)) -> tuple[np.
     return d["input_a"][: shape[0], : shape[1]].copy(), d["input_b"][: shape[0], : shape[1]].copy()
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    """Each test's widgets remember their settings in a file of its own (never the user's)."""
-    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
-
 
 @pytest.fixture
 def setup(make_napari_viewer, reference_dir, reference_weights):

@@ -28,11 +28,6 @@ DONE_MS = 30_000
 N = 16
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    """Each test's widgets remember their settings in a file of its own (never the user's)."""
-    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
-
 
 def _viewer(make_napari_viewer):
     rng = np.random.default_rng(0)

@@ -15,35 +15,6 @@ pytest.importorskip("pytestqt")
 from napari_gifnet.workflows.pansharpening import pansharpen
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    """Each test's widgets remember their settings in a file of its own (never the user's)."""
-    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
-
-
-def _recording_dask(array: np.ndarray, chunks, threads: list[str]):
-    """``array`` as a Dask array whose chunk function records the thread computing it.
-
-    With the synchronous scheduler a chunk is computed in the thread that asked
-    for it (the GUI thread, or the job's worker).
-    """
-    da = pytest.importorskip("dask.array")
-
-    def record(block: np.ndarray) -> np.ndarray:
-        threads.append(threading.current_thread().name)
-        return block
-
-    meta = np.empty((0,) * array.ndim, array.dtype)
-    return da.from_array(array, chunks=chunks).map_blocks(record, dtype=array.dtype, meta=meta)
-
-
-@pytest.fixture
-def synchronous_dask():
-    dask = pytest.importorskip("dask")
-    with dask.config.set(scheduler="synchronous"):
-        yield
-
-
 @pytest.fixture
 def setup(make_napari_viewer, reference_dir: Path):
     from napari_gifnet.plugin._qt.pansharpen_widget import PansharpenWidget
@@ -81,12 +52,14 @@ def test_same_layer_twice_is_refused(setup):
     assert "different panchromatic" in widget.status.value
 
 
-def test_dask_layers_are_read_in_the_worker_not_on_the_gui_thread(qtbot, setup, synchronous_dask):
+def test_dask_layers_are_read_in_the_worker_not_on_the_gui_thread(
+    qtbot, setup, synchronous_dask, recording_dask
+):
     viewer, widget, ms, pan = setup
     threads: list[str] = []
-    viewer.add_image(_recording_dask(ms, (1, 16, 12), threads), name="MS dask", scale=(1, 2, 2),
+    viewer.add_image(recording_dask(ms, (1, 16, 12), threads), name="MS dask", scale=(1, 2, 2),
                      rgb=False, contrast_limits=(0, 255))  # fmt: skip
-    viewer.add_image(_recording_dask(pan, (32, 24), threads), name="PAN dask",
+    viewer.add_image(recording_dask(pan, (32, 24), threads), name="PAN dask",
                      contrast_limits=(0, 255))  # fmt: skip
     widget.ms.value, widget.pan.value = viewer.layers["MS dask"], viewer.layers["PAN dask"]
     widget.method.value = "laplacian"

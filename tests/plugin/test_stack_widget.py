@@ -27,11 +27,6 @@ def _stack() -> np.ndarray:
     return np.rint(np.stack(planes) * 255).astype(np.uint8)
 
 
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    """Each test's widgets remember their settings in a file of its own (never the user's)."""
-    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
-
 
 @pytest.fixture
 def setup(make_napari_viewer):
