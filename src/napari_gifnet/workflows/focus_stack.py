@@ -10,8 +10,14 @@ image by folding pairs:
   about log2(N) partial results in memory).
 
 ``method="focus"`` instead picks, per pixel, the plane of highest local focus
-energy (:func:`napari_gifnet.workflows.focus.focus_measure`), median-filters that index
-map (5 x 5) and copies each pixel from its plane.
+energy (:func:`napari_gifnet.workflows.focus.edge_focus`: a two-scale squared
+Laplacian of Gaussian near native resolution), cleans that index map with a
+median that only replaces unconfident decisions
+(:func:`napari_gifnet.workflows.focus.guarded_median`) and copies each pixel from its
+plane. With ``align``, focus is measured on each plane in its own frame and
+the focus map is moved (not the pixels, whose resampling would blur the moved
+planes and bias the decision towards the unmoved reference); the pixels
+copied are resampled with clamped cubic splines.
 
 Planes are read one at a time (``np.asarray`` of one index of the stack, so a
 dask array is never loaded whole) and normalised with **one range for the
@@ -28,7 +34,7 @@ plane the depth map names lies outside the range (any channel), which the
 fusion saw clipped, are restored from that plane, so highlights and outliers
 beyond the 0.1-99.9 percentiles keep their values.
 
-Depth map: ``method="focus"`` reports the (filtered) index it selected by.
+Depth map: ``method="focus"`` reports the (cleaned) index it selected by.
 Pairwise methods report, per pixel, the plane locally most similar to the
 fused result (smallest Gaussian-windowed mean squared difference of the lumas,
 sigma 2 px), read in a second pass. Confidence is the normalised margin
@@ -49,7 +55,7 @@ from .. import __version__
 from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .alignment import align_mode, estimate_alignment
-from .focus import BestPlane, dissimilarity, focus_measure, luma_of
+from .focus import BestPlane, dissimilarity, edge_focus, guarded_median, luma_of
 from .planes import Planes
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_STRATEGY", "STRATEGIES", "StackResult", "fuse_stack"]
@@ -208,7 +214,8 @@ def fuse_stack(
     select : bool
         Copy each pixel from the plane the (5 x 5 median-filtered) depth map
         names instead of keeping the pairwise result (always on for
-        ``"focus"``); the output then holds the planes' own values.
+        ``"focus"``, whose median only replaces unconfident decisions); the
+        output then holds the planes' own values.
     align : bool or {"translation", "scale"}
         Register every plane to the ``reference`` plane first (see
         :mod:`napari_gifnet.workflows.alignment`). ``True`` or ``"translation"``: by
@@ -226,7 +233,8 @@ def fuse_stack(
         Return the image in the input dtype on the input's scale (e.g. a
         uint16 stack gives a uint16 image) instead of float32 in [0, 1].
         Selection (``"focus"``, ``select=True``): each pixel is its plane's
-        value as stored (aligned planes: resampled, then rounded). Pairwise
+        value as stored (moved planes: resampled with cubic splines clamped to
+        the local range, then rounded). Pairwise
         blends: the fused [0, 1] result mapped back linearly from the
         normalisation range; where the value of the plane the depth map names
         lies outside that range (which the fusion saw clipped), that value is
@@ -305,8 +313,8 @@ def fuse_stack(
     carry = None  # keep_dtype blends: per pixel, the input-scale value of the best plane so far
     if method == "focus":
         best = BestPlane(shape2d, larger_is_better=True)
-        for i in range(n):
-            best.update(i, focus_measure(luma_of(planes.unit(i))))
+        for i in range(n):  # in the plane's own frame; the focus map is moved
+            best.update(i, planes.move(i, edge_focus(luma_of(planes.unit(i, own_frame=True)))))
             step()
     else:
         options = {"weights": weights, "device": device, **(pair_options or {})}
@@ -324,7 +332,10 @@ def fuse_stack(
             step()
     depth, confidence = best.index, best.confidence()
     restored = None
-    if select:
+    if method == "focus":
+        depth = guarded_median(depth, confidence, planes=n)
+        fused, image = _select(planes, depth, keep_dtype, step)
+    elif select:
         depth = ndimage.median_filter(depth, size=_DEPTH_FILTER, mode="nearest")
         fused, image = _select(planes, depth, keep_dtype, step)
     elif carry is not None:
@@ -347,9 +358,12 @@ def fuse_stack(
         "alignment": mode,
         "shifts": planes.shifts.round(4).tolist() if mode else None,
         "scales": planes.scales.round(6).tolist() if mode else None,
-        "depth_map": ("argmax of the focus measure" if method == "focus" else
-                      "argmin of the local squared difference to the fused luma (sigma 2 px)")
-        + (", 5 x 5 median" if select else ""),
+        "depth_map": (
+            "argmax of the two-scale focus measure, 5 x 5 median where confidence <= 0.4"
+            if method == "focus"
+            else "argmin of the local squared difference to the fused luma (sigma 2 px)"
+            + (", 5 x 5 median" if select else "")
+        ),
         "selected": select,
         "restored_out_of_range": restored,
         "pair_metadata": {

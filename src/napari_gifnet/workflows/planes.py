@@ -5,7 +5,10 @@ A focus stack is validated from its shape and dtype alone (nothing is read
 for an array-like stack), then read one plane at a time: :meth:`Planes.raw`
 (as stored), :meth:`Planes.native` (as stored, aligned when the planes are
 aligned) and :meth:`Planes.unit` (float32 in [0, 1] on the stack's one
-normalisation range, aligned).
+normalisation range, aligned). Aligned planes are resampled with cubic
+splines clamped to the local range (:func:`~napari_gifnet.workflows.alignment.resample`);
+:meth:`Planes.move` brings a per-pixel map computed in a plane's own frame
+(e.g. its focus measure) into the reference frame.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .alignment import apply_transform
+from .alignment import apply_transform, resample
 
 __all__ = ["FileStack", "Planes", "focus_axis"]
 
@@ -138,27 +141,52 @@ class Planes:
             raise ValueError(f"plane {i} has shape {plane.shape}, expected {self.plane_shape}")
         return plane
 
+    def moved(self, i: int) -> bool:
+        """Whether plane ``i`` is moved by the alignment."""
+        return bool(self.shifts[i].any() or self.scales[i] != 1.0)
+
     def native(self, i: int, raw: np.ndarray | None = None) -> np.ndarray:
         """Plane ``i`` on the input's scale: ``raw`` itself, or float64 when aligned.
 
         ``raw`` is plane ``i`` already read with :meth:`raw` (saves a read).
+        Moved planes are resampled cubically, clamped to the local range.
         """
         x = self.raw(i) if raw is None else raw
-        if not (self.shifts[i].any() or self.scales[i] != 1.0):
+        if not self.moved(i):
             return x
-        return apply_transform(x.astype(np.float64), self.shifts[i], self.scales[i])
+        return resample(x.astype(np.float64), self.shifts[i], self.scales[i])
 
-    def unit(self, i: int, raw: np.ndarray | None = None) -> np.ndarray:
+    def unit(
+        self, i: int, raw: np.ndarray | None = None, *, own_frame: bool = False
+    ) -> np.ndarray:
         """Plane ``i`` as float32 in [0, 1], shifted (and rescaled) when aligned.
 
         ``raw`` is plane ``i`` already read with :meth:`raw` (saves a read).
+        ``own_frame=True``: not moved (the plane as recorded). Moved planes
+        are resampled cubically, clamped to the local range (so within [0, 1]).
         """
-        x = (self.raw(i) if raw is None else raw).astype(np.float32)
-        if not np.isfinite(x).all():
-            raise ValueError(f"plane {i} holds NaN or infinite values")
-        x = np.clip((x - self.lo) / (self.hi - self.lo), 0.0, 1.0) if self.hi > self.lo else x * 0
-        aligned = apply_transform(x, self.shifts[i], self.scales[i])
-        return aligned.astype(np.float32, copy=False)
+        x = self.raw(i) if raw is None else raw
+        exact = self.rule == "dtype" and x.dtype.kind in "bu" and x.dtype.itemsize <= 2
+        x = x.astype(np.float32)
+        if exact:  # uint8 / uint16 / bool on their dtype's range: already within it
+            x /= np.float32(self.hi - self.lo)  # as below (lo = 0), without the clip
+        else:
+            if not np.isfinite(x).all():
+                raise ValueError(f"plane {i} holds NaN or infinite values")
+            x = (np.clip((x - self.lo) / (self.hi - self.lo), 0.0, 1.0) if self.hi > self.lo
+                 else x * 0)  # fmt: skip
+        if own_frame or not self.moved(i):
+            return x
+        return resample(x, self.shifts[i], self.scales[i]).astype(np.float32, copy=False)
+
+    def move(self, i: int, values: np.ndarray) -> np.ndarray:
+        """A map computed on plane ``i`` in its own frame, brought into the reference frame.
+
+        Linear interpolation (a focus map is smooth; it stays non-negative).
+        """
+        if not self.moved(i):
+            return values
+        return apply_transform(values, self.shifts[i], self.scales[i], order=1)
 
     def needs_pass(self, normalization: Any) -> bool:
         """Whether the range comes from the data (a pass over the planes)."""
