@@ -306,3 +306,48 @@ def test_enhance_command(tmp_path, capsys, reference_dir, reference_weights):
                         "--variant", "exposure", "--gamma", "3", "--device", "cpu")
     assert code == 1
     _one_error_line(err, "gamma")
+
+
+def test_a_folder_of_stacks_in_one_call(tmp_path, capsys, stack):
+    """--stacks: each TIFF and each folder of images is a stack; failures reported by name,
+    the others fused; a re-run skips finished outputs."""
+    root = tmp_path / "stacks"
+    (root / "planes").mkdir(parents=True)
+    tifffile.imwrite(root / "z1.tif", stack, photometric="minisblack")
+    for i, plane in enumerate(stack):
+        write_image(root / "planes" / f"p{i}.png", plane, bit_depth=None)
+    (root / "broken.tif").write_bytes(b"not a tiff at all")
+    (root / "notes.txt").write_text("not a stack")
+    out = tmp_path / "out"
+    argv = ["stack", "--stacks", str(root), "-o", str(out), "--method", "focus", "--maps"]
+    code, stdout, err = _run(capsys, *argv)
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == [
+        "planes.tif", "planes_confidence.tif", "planes_depth.tif",
+        "z1.tif", "z1_confidence.tif", "z1_depth.tif"]  # fmt: skip
+    assert "fused 2 stack(s)" in stdout and "failed 1" in stdout
+    assert "failed: broken: cannot read" in err and "Traceback" not in err
+    expected = fuse_stack(stack, 0, "focus")
+    np.testing.assert_array_equal(read_image(out / "z1.tif"), expected.image)
+    np.testing.assert_array_equal(read_image(out / "z1_depth.tif"), expected.depth_map)
+    np.testing.assert_array_equal(read_image(out / "planes.tif"), expected.image)
+    stamp = (out / "z1.tif").stat().st_mtime_ns
+    code, stdout, _ = _run(capsys, *argv)
+    assert code == 1 and "fused 0 stack(s)" in stdout and "skipped 2" in stdout
+    assert (out / "z1.tif").stat().st_mtime_ns == stamp
+    code, stdout, _ = _run(capsys, *argv, "--overwrite")
+    assert "fused 2 stack(s)" in stdout
+
+
+def test_stack_inputs_or_stacks_not_both(tmp_path, capsys, stack):
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    for argv, match in [
+        (["-o", str(tmp_path / "o.tif")], "give the stack as INPUT"),
+        ([str(tmp_path / "z.tif"), "--stacks", str(tmp_path), "-o", str(tmp_path / "o")],
+         "give the stack as INPUT"),
+        (["--stacks", str(tmp_path), "-o", str(tmp_path / "o"), "--depth-map", "d.tif"],
+         "--maps writes every stack's depth"),
+    ]:
+        code, _, err = _run(capsys, "stack", *argv, "--method", "focus")
+        assert code == 2
+        _one_error_line(err, match)

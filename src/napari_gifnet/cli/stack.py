@@ -91,9 +91,22 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     from ..workflows.focus_stack import STRATEGIES
 
     parser.add_argument(
-        "inputs", nargs="+", metavar="INPUT",
+        "inputs", nargs="*", metavar="INPUT",
         help="a multi-page TIFF, a folder of images (sorted by name) or several image files",
     )
+    parser.add_argument(
+        "--stacks", metavar="DIR",
+        help="instead of INPUT: every stack in DIR (each multi-page TIFF, and each sub-folder "
+        "of images, is one stack); -o is then a folder, one OUT/<name>.<format> per stack; "
+        "finished outputs are skipped on a re-run (--overwrite redoes them), a stack that "
+        "fails is reported and the others go on (exit status 1)",
+    )
+    parser.add_argument("--format", choices=("tif", "png", "jpg"), default="tif",
+                        help="output format of a --stacks batch (default tif)")
+    parser.add_argument("--maps", action="store_true",
+                        help="with --stacks: also write <name>_depth.tif and <name>_confidence.tif")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --stacks: fuse again the stacks whose output exists")
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUT",
         help="all-in-focus image (.tif: float32 in [0, 1] or the input dtype with "
@@ -127,42 +140,26 @@ def _run_stack(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..io import images as io
-    from ..workflows.focus_stack import DEFAULT_METHOD, DEFAULT_STRATEGY, fuse_stack
-    from ..workflows.planes import Planes
 
+    if bool(args.inputs) == bool(args.stacks):
+        raise UsageError("give the stack as INPUT (a TIFF, a folder or files), or --stacks DIR")
+    if args.stacks:
+        if args.depth_map or args.confidence:
+            raise UsageError("with --stacks, --maps writes every stack's depth and confidence")
+        return _run_batch(args)
     inputs = input_files(args.inputs)
     output = check_output_of(args.output, inputs)
     depth_path = check_output_of(args.depth_map, inputs, option="--depth-map") if args.depth_map \
         else None
     conf_path = check_output_of(args.confidence, inputs, io.TIFF_EXTENSIONS, "--confidence") \
         if args.confidence else None
-    method = DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
-    check_device(args, method)
-    align = "scale" if args.align_scale else bool(args.align)
-    stack = _read_stack(args.inputs, args.axis)
+    check_device(args, _method(args))
     progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
     try:
-        layout = Planes(stack, args.axis)  # shape and dtype only: nothing is read yet
-        outputs = {"-o": output, "--depth-map": depth_path, "--confidence": conf_path}
-        _check_stack_outputs(
-            {k: v for k, v in outputs.items() if v is not None}, layout, args.keep_dtype,
-            getattr(stack, "files", [Path(p) for p in args.inputs]),
-        )  # fmt: skip
-        result = fuse_stack(
-            stack, args.axis, method, strategy=args.strategy or DEFAULT_STRATEGY,
-            select=args.select, align=align, keep_dtype=args.keep_dtype,
-            weights=args.weights, device=args.device, progress=progress,
-        )  # fmt: skip
+        result = _fuse_one(args.inputs, output, depth_path, conf_path, args, progress)
     finally:
         progress.close()
-        if hasattr(stack, "close"):
-            stack.close()
-    metadata = {**result.metadata, "input_files": [str(p) for p in args.inputs]}
-    io.write_image(output, result.image, metadata, bit_depth=None)  # as checked above
-    if depth_path is not None:
-        io.write_image(depth_path, result.depth_map.astype(np.uint16), metadata, bit_depth=None)
-    if conf_path is not None:
-        io.write_image(conf_path, result.confidence, metadata)
+    align = _align(args)
     if not args.quiet:
         shifts = ""
         if align:
@@ -176,6 +173,115 @@ def _run_stack(args: argparse.Namespace) -> int:
             f"{shifts}, {result.elapsed:.1f} s"
         )
     return 0
+
+
+def _method(args: argparse.Namespace) -> str:
+    from ..workflows.focus_stack import DEFAULT_METHOD
+
+    return DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
+
+
+def _align(args: argparse.Namespace) -> str | bool:
+    return "scale" if args.align_scale else bool(args.align)
+
+
+def _fuse_one(inputs: list[str], output: Path, depth_path: Path | None, conf_path: Path | None,
+              args: argparse.Namespace, progress: Any) -> Any:  # fmt: skip
+    """Open one stack, check its outputs against it, fuse it and write the outputs."""
+    import numpy as np
+
+    from ..io import images as io
+    from ..workflows.focus_stack import DEFAULT_STRATEGY, fuse_stack
+    from ..workflows.planes import Planes
+
+    method, align = _method(args), _align(args)
+    stack = _read_stack(inputs, args.axis)
+    try:
+        layout = Planes(stack, args.axis)  # shape and dtype only: nothing is read yet
+        outputs = {"-o": output, "--depth-map": depth_path, "--confidence": conf_path}
+        _check_stack_outputs(
+            {k: v for k, v in outputs.items() if v is not None}, layout, args.keep_dtype,
+            getattr(stack, "files", [Path(p) for p in args.inputs]),
+        )  # fmt: skip
+        result = fuse_stack(
+            stack, args.axis, method, strategy=args.strategy or DEFAULT_STRATEGY,
+            select=args.select, align=align, keep_dtype=args.keep_dtype,
+            weights=args.weights, device=args.device, progress=progress,
+        )  # fmt: skip
+    finally:
+        if hasattr(stack, "close"):
+            stack.close()
+    metadata = {**result.metadata, "input_files": [str(p) for p in inputs]}
+    io.write_image(output, result.image, metadata, bit_depth=None)  # as checked above
+    if depth_path is not None:
+        io.write_image(depth_path, result.depth_map.astype(np.uint16), metadata, bit_depth=None)
+    if conf_path is not None:
+        io.write_image(conf_path, result.confidence, metadata)
+    return result
+
+
+def stacks_in(folder: Path) -> list[tuple[str, Path]]:
+    """The stacks of a ``--stacks`` folder: ``(name, path)`` of every TIFF file and every
+    sub-folder holding images, sorted by name."""
+    from ..io import images as io
+
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.suffix.lower() in io.TIFF_EXTENSIONS:
+            found.append((entry.stem, entry))
+        elif entry.is_dir() and any(p.suffix.lower() in io.READ_EXTENSIONS for p in entry.iterdir()):
+            found.append((entry.name, entry))
+    return found
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    """``--stacks DIR -o OUTDIR``: every stack, failures reported by name, finished skipped."""
+    from tqdm.auto import tqdm
+
+    from ..util.safe_files import check_output_folder
+    from .common import EXIT_ERROR, EXPECTED_ERRORS
+
+    folder = Path(args.stacks)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"stacks folder not found: {folder}")
+    stacks = stacks_in(folder)
+    if not stacks:
+        raise ValueError(f"{folder} holds no stacks (multi-page TIFF files or folders of images)")
+    outdir = check_output_folder(args.output, "-o")
+    ext = "." + args.format
+    jobs = []
+    for name, path in stacks:
+        out = outdir / f"{name}{ext}"
+        maps = (outdir / f"{name}_depth.tif", outdir / f"{name}_confidence.tif") if args.maps \
+            else (None, None)
+        files = input_files([str(path)])
+        not_an_input({"-o": out, "--maps depth": maps[0], "--maps confidence": maps[1]}, files)
+        jobs.append((name, path, out, *maps))
+    check_device(args, _method(args))
+    outdir.mkdir(parents=True, exist_ok=True)
+    todo = [job for job in jobs if args.overwrite or not job[2].exists()]
+    skipped, failed, done = len(jobs) - len(todo), [], 0
+    bar = tqdm(todo, unit="stack", desc="stacks", disable=args.quiet or not todo,
+               file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+    try:
+        for name, path, out, depth, conf in bar:
+            bar.set_postfix_str(name, refresh=False)
+            try:
+                _fuse_one([str(path)], out, depth, conf, args, None)
+                done += 1
+            except (UsageError, *EXPECTED_ERRORS) as exc:
+                text = str(exc).strip()
+                failed.append((name, text.splitlines()[0] if text else type(exc).__name__))
+                bar.write(f"napari-gifnet: stack {name!r} failed: {failed[-1][1]}", file=sys.stderr)
+    finally:
+        bar.close()
+    if not args.quiet:
+        again = " (already written; --overwrite fuses them again)" if skipped else ""
+        print(f"fused {done} stack(s) from {folder} -> {outdir}, skipped {skipped}{again}, "
+              f"failed {len(failed)}")  # fmt: skip
+    for name, why in failed:
+        print(f"  failed: {name}: {why}", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
 
 
 #: The subcommand.
