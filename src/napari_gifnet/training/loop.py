@@ -26,7 +26,8 @@ The samples are built by ``workers`` DataLoader processes
 (:func:`~napari_gifnet.training.dataset.step_loader`). Nothing is
 written before the first checkpoint: the weights, state, log and metadata are
 written together every ``checkpoint_every`` steps, at the end and on
-Ctrl-C.
+Ctrl-C (or a :class:`~napari_gifnet.util.progress.Cancelled` raised by the
+``progress`` callback: the napari widget's Cancel).
 
 A "step" is one batch, i.e. two optimiser steps. Runs are deterministic for a
 given seed on a given device and thread count (the samples depend only on
@@ -42,6 +43,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ from typing import Any
 import torch
 
 from ..model.network import GIFNet
+from ..util.progress import Cancelled, Progress
 from ..util.safe_files import atomic_write_text
 from .dataset import RGBJointDataset, check_crop, default_workers, step_loader
 from .features import resolve_densenet
@@ -213,7 +216,10 @@ def _init_files(config: TrainConfig) -> list[str]:
     return [config.init]
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(
+    config: TrainConfig, *, progress: Progress | None = None,
+    on_step: Callable[[dict[str, float]], Any] | None = None,
+) -> TrainResult:  # fmt: skip
     """Train or fine-tune GIFNet on a folder of aligned pairs.
 
     Parameters
@@ -221,6 +227,17 @@ def train(config: TrainConfig) -> TrainResult:
     config : TrainConfig
         The settings; ``config.out`` names the checkpoint (see the module
         docstring for the files written next to it).
+    progress : callable, optional
+        ``progress(done, total)``, in steps: once before the first step and
+        after every step. Raising :class:`~napari_gifnet.util.progress.Cancelled`
+        there stops the run as Ctrl-C does: the checkpoint, state, log and
+        metadata of the steps done are written (if any step was done in
+        this call), then the exception propagates. Any other exception
+        propagates at once.
+    on_step : callable, optional
+        ``on_step(row)`` after every step, before ``progress``, with a copy of
+        the step's log row (``step``, ``epoch``, ``total``, every loss term,
+        ...): e.g. for a live loss plot.
 
     Returns
     -------
@@ -234,6 +251,8 @@ def train(config: TrainConfig) -> TrainResult:
         For a bad training folder, image or setting, an output path that
         cannot be written, or a missing, unreadable or incompatible run to
         resume (each with a one-line message naming the file).
+    Cancelled
+        Raised by ``progress`` (after the steps done were saved).
     """
     from ..engine.devices import resolve_device
 
@@ -292,6 +311,8 @@ def train(config: TrainConfig) -> TrainResult:
     loader = step_loader(dataset, config.batch_size, start, total, workers if total > start else 0)
     batches = iter(loader)
     try:
+        if progress is not None:
+            progress(step, total)
         while step < total:
             epoch = step // per_epoch
             t0 = time.perf_counter()
@@ -305,9 +326,13 @@ def train(config: TrainConfig) -> TrainResult:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['total']:.4f}", w_ir=f"{row['w_ir']:.2f}")
+            if on_step is not None:
+                on_step(dict(row))
+            if progress is not None:
+                progress(step, total)  # a Cancelled here ends the run after this step
             if step % config.checkpoint_every == 0 or step == total:
                 _checkpoint(model, optimizer, step, config, paths, rows, metadata)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Cancelled):
         if rows and step > start:
             _checkpoint(model, optimizer, step, config, paths, rows, metadata)
         raise

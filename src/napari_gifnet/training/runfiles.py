@@ -209,14 +209,19 @@ def write_log(path: Path, rows: list[dict[str, float]]) -> None:
 
 
 def plot_log(rows: list[dict[str, float]], path: Path) -> Path:
-    """Plot the loss curves of a log to a PNG file."""
-    import matplotlib
+    """Plot the loss curves of a log to a PNG file.
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
+    Uses a bare :class:`matplotlib.figure.Figure` (no pyplot): safe in a worker
+    thread, and it leaves the backend and the figures of the process (napari's,
+    a notebook's) alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for key, label in (("total", "total (both steps)"), ("s1_fusion", "step 1: weighted MSE"),
                        ("s1_common", "step 1: common (1 - MS-SSIM + MSE)"),
                        ("s2_fusion", "step 2: MSE to the reference"),
@@ -228,9 +233,6 @@ def plot_log(rows: list[dict[str, float]], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    try:
-        with atomic_write(path) as fh:
-            fig.savefig(fh, format="png")
-    finally:
-        plt.close(fig)
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format="png")
     return path

@@ -5,7 +5,9 @@ swap button, task, method (GIFNet, then the classical baselines of
 :data:`napari_gifnet.methods.classical.BASELINES`), normalisation, "align second
 onto first" (off, translation, translation + scale), "normalise each plane on
 its own" (off by default: a Z/T stack gets one range per layer), device,
-weights file, "add feature layers" and "keep previous results" options, Run /
+weights file (which the *Fine-tune GIFNet* widget fills in with the checkpoint
+it trained, :meth:`FusionWidget.use_checkpoint`), "add feature layers" and
+"keep previous results" options, Run /
 Cancel / Reset, and a status line (which also reports the normalisation scope
 of a stack and the alignment found). Device, weights and feature layers only
 apply to GIFNet: they are disabled while a baseline is chosen. Every option
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
@@ -185,6 +188,12 @@ class FusionWidget(JobWidget):
     def last_output(self) -> FusionOutput | None:
         """The last successful run's output."""
         return self.last_result
+
+    def use_checkpoint(self, path: str | Path) -> None:
+        """Fuse with the checkpoint ``path`` from now on (from the *Fine-tune GIFNet* widget)."""
+        self.weights.value = str(path)
+        if not self.running:
+            self.status.value = f"Weights: {path}"
 
     def swap_inputs(self) -> None:
         """Exchange the first and the second input."""

@@ -1,0 +1,414 @@
+"""The "Fine-tune GIFNet" dock widget: train on your own pairs without leaving napari.
+
+The training data is a folder of pairs (``DIR/first`` + ``DIR/second``, what
+``napari-gifnet train --pairs DIR`` reads) or the current two image layers:
+these are written, plane by plane, as a tiny pairs folder in a temporary
+directory (removed afterwards), each plane as often as needed to fill a batch,
+so every batch holds ``batch size`` random crops of them. Then steps, batch
+size, crop, learning rate, the checkpoint to write, where to start (the
+published checkpoint, or the weights the docked *GIFNet fusion* widget uses)
+and the device.
+
+Run calls :func:`napari_gifnet.training.loop.train`, the code path of
+``napari-gifnet train``, in the shared job runner's worker thread
+(:class:`~._job.JobRunner`): a napari progress bar counts the steps and each
+step's losses (total, multimodal step, photographic step) are drawn in the
+dock's live loss plot (matplotlib), updated on the GUI thread. Cancel stops
+after the current step and keeps its checkpoint (with the state, the log and
+the metadata, as Ctrl-C does for the command). When the run ends, the new
+checkpoint goes into the *weights* field of the *GIFNet fusion* widget (which
+is opened when not docked); *Use checkpoint in GIFNet fusion* does the same
+for a cancelled run.
+
+The samples are built in the training thread (``workers=0``: no worker
+processes forked from napari). torch is imported only when a job runs.
+Where an LLVM is already loaded (Mesa's software OpenGL, what napari draws
+with without a GPU driver) and triton is not, :func:`keep_triton_out` stops
+torchvision (imported by timm for the DenseNet-121) from loading triton,
+whose own LLVM would crash napari (see docs/training.md, "Troubleshooting").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox
+from qtpy.QtCore import QObject, Qt, Signal
+
+from ...util.progress import Progress
+from ._job import JobWidget, on_destroyed
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+    from .fusion_widget import FusionWidget
+
+__all__ = [
+    "FinetuneWidget", "MIN_CROP", "find_fusion_widget", "keep_triton_out", "layer_pixels",
+    "write_layer_pairs",
+]  # fmt: skip
+
+#: The smallest crop (``napari_gifnet.training.dataset.MIN_CROP``, without importing torch).
+MIN_CROP = 29
+SOURCES = [("folder of pairs (first/ + second/)", "folder"), ("two image layers", "layers")]
+INITS = [("published checkpoint", "published"), ("GIFNet fusion widget's weights", "fusion")]
+_CHECKPOINTS = "Checkpoints (*.pth *.pt);;All files (*)"
+#: The loss curves drawn: log column -> legend.
+CURVES = {"total": "total", "s1_total": "multimodal step", "s2_total": "photographic step"}
+FUSION_NAME = "GIFNet fusion"
+
+
+class LossRelay(QObject):
+    """Carries each step's log row from the training thread to the GUI thread."""
+
+    logged = Signal(object)
+
+
+def find_fusion_widget(viewer: napari.Viewer, open_it: bool = False) -> FusionWidget | None:
+    """The *GIFNet fusion* widget docked in ``viewer`` (opened if ``open_it``), or None."""
+    from .fusion_widget import FusionWidget
+
+    window = getattr(viewer, "window", None)
+    docked = getattr(window, "dock_widgets", None)
+    for widget in (docked or {}).values():
+        if isinstance(widget, FusionWidget):
+            return widget
+    if not open_it or window is None:
+        return None
+    try:
+        _dock, widget = window.add_plugin_dock_widget("napari-gifnet", FUSION_NAME)
+    except Exception:  # noqa: BLE001 - e.g. the plugin is not registered; the caller says so
+        return None
+    return widget if isinstance(widget, FusionWidget) else None
+
+
+def keep_triton_out(maps: str | Path = "/proc/self/maps") -> bool:
+    """Make ``import triton`` fail in this process if an LLVM is loaded and triton is not.
+
+    triton's LLVM loaded after Mesa's (llvmpipe) crashes the process; torch
+    and torchvision do without triton (as with CPU-only torch builds). Only
+    where the process's memory map can be read (Linux); returns whether
+    triton was kept out.
+    """
+    if "triton" in sys.modules:
+        return False
+    try:
+        text = Path(maps).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    if "libLLVM" not in text:
+        return False
+    sys.modules["triton"] = None  # type: ignore[assignment]
+    return True
+
+
+def layer_pixels(layer: Any) -> tuple[Any, tuple[int, ...], tuple[int, int]]:
+    """A layer's full-resolution data (not read), its leading shape and its (H, W)."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    spatial = data.shape[:-1] if layer.rgb else data.shape
+    if len(spatial) < 2:
+        raise ValueError(f"{layer.name!r} is not an image (shape {tuple(data.shape)})")
+    return data, tuple(int(n) for n in spatial[:-2]), (int(spatial[-2]), int(spatial[-1]))
+
+
+def _plane(data: Any, index: tuple[int, ...], rgb: bool) -> np.ndarray:
+    plane = np.asarray(data[index])
+    if rgb and plane.shape[-1] == 4:  # the alpha channel is not an image
+        plane = plane[..., :3]
+    if plane.dtype == np.float64:
+        plane = plane.astype(np.float32)
+    return plane
+
+
+def write_layer_pairs(
+    root: str | Path, first: Any, second: Any, leading: tuple[int, ...], batch_size: int = 1,
+    rgb: tuple[bool, bool] = (False, False),
+) -> int:  # fmt: skip
+    """Write two aligned arrays as a pairs folder ``root/first`` + ``root/second`` (TIFF).
+
+    Each plane (index over ``leading``) is a pair, written as it is (the
+    training folder's "auto" normalisation applies, as for any file); each
+    pair is repeated (hard links where possible) until a batch of
+    ``batch_size`` can be filled, so a batch holds that many random crops.
+    Returns the number of pairs written.
+    """
+    from ...io.images import write_image
+
+    base = Path(root)
+    for sub in ("first", "second"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    planes = math.prod(leading)
+    copies = max(1, math.ceil(int(batch_size) / max(planes, 1)))
+    written = 0
+    for k, index in enumerate(np.ndindex(*leading)):
+        for sub, data, is_rgb in (("first", first, rgb[0]), ("second", second, rgb[1])):
+            path = write_image(base / sub / f"plane{k:05d}.tif", _plane(data, index, is_rgb))
+            for c in range(1, copies):
+                copy = path.with_name(f"plane{k:05d}-{c}.tif")
+                try:
+                    os.link(path, copy)
+                except OSError:
+                    shutil.copyfile(path, copy)
+        written += copies
+    return written
+
+
+class FinetuneWidget(JobWidget):
+    """Dock widget: fine-tune GIFNet on a pairs folder or two image layers.
+
+    Attributes
+    ----------
+    losses : list of dict
+        The log rows of the running (or last) run, one per step, as drawn.
+    last_result : TrainResult or None
+        The last finished run's result.
+    """
+
+    refusal = "Cannot fine-tune"
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        from ...engine.devices import available_devices
+
+        super().__init__(napari_viewer)
+        self.run_button.text = "Train"
+        self.source = ComboBox(label="training data", choices=SOURCES, value="folder")
+        self.pairs = FileEdit(label="pairs folder", mode="d")
+        self.pairs.tooltip = "A folder with first/ and second/ (as for napari-gifnet train --pairs)"
+        self.first = ComboBox(label="first (modality)", choices=self._image_choices)
+        self.second = ComboBox(label="second (reference)", choices=self._image_choices)
+        self.steps = SpinBox(label="steps", value=200, min=1, max=10_000_000)
+        self.steps.tooltip = "Batches to train on (two optimiser steps each)"
+        self.batch_size = SpinBox(label="batch size", value=4, min=1, max=1024)
+        self.crop = SpinBox(label="crop", value=128, min=MIN_CROP, max=8192)
+        self.crop.tooltip = f"Side of the random square crops (at least {MIN_CROP})"
+        self.lr = FloatSpinBox(label="learning rate", value=1e-4, min=1e-5, max=1.0, step=1e-5)
+        self.lr.tooltip = "Adam learning rate (1e-4 is safer for fine-tuning; 1e-3 published)"
+        self.init = ComboBox(label="start from", choices=INITS, value="published")
+        self.init.tooltip = (
+            "The published checkpoint, or the weights file of the GIFNet fusion widget "
+            "(its default when empty: the published checkpoint)"
+        )
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.out = FileEdit(label="output checkpoint", mode="w", filter=_CHECKPOINTS)
+        self.out.tooltip = (
+            "The checkpoint to write; its .train.pt, .log.csv, .loss.png and .train.json "
+            "are written next to it"
+        )
+        self.use_button = PushButton(text="Use checkpoint in GIFNet fusion")
+        self.use_button.tooltip = "Put the output checkpoint into the GIFNet fusion widget"
+        self._pickers = [self.first, self.second]
+        self.extend(
+            [
+                self.source, self.pairs, self.first, self.second, self.steps, self.batch_size,
+                self.crop, self.lr, self.init, self.device, self.out, self.buttons,
+                self.use_button, self.status,
+            ]
+        )  # fmt: skip
+        self.losses: list[dict[str, float]] = []
+        self.last_result: Any = None
+        self.handed_to: FusionWidget | None = None
+        self._total = 0
+        self._out = ""
+        self._cancelling = False
+        self._relay = LossRelay(self.native)
+        self._relay.logged.connect(self._on_row, Qt.ConnectionType.QueuedConnection)
+        self._alive = True
+        on_destroyed(self.native, self._closed)
+        self._make_plot()
+        self.source.changed.connect(self._apply_source)
+        self.use_button.changed.connect(self.use_checkpoint)
+        self._refresh_layers()
+        self.remember(
+            "finetune", "source", "steps", "batch_size", "crop", "lr", "init", "device", "out",
+        )  # fmt: skip
+        self._apply_source()
+
+    # ------------------------------------------------------------------ form
+    def _closed(self) -> None:
+        self._alive = False
+
+    def _apply_source(self, _value: Any = None) -> None:
+        layers = self.source.value == "layers"
+        self.pairs.enabled = not layers
+        self.first.enabled = self.second.enabled = layers
+
+    def _make_plot(self) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(4.0, 2.6), layout="tight")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(180)
+        self.axes = self.figure.add_subplot()
+        self.axes.set_xlabel("step")
+        self.axes.set_ylabel("loss")
+        self.loss_lines = {key: self.axes.plot([], [], label=name, lw=1.2)[0]
+                           for key, name in CURVES.items()}  # fmt: skip
+        self.axes.legend(fontsize="small")
+        self.native.layout().addWidget(self.canvas)
+
+    def _clear_plot(self) -> None:
+        self.losses = []
+        for line in self.loss_lines.values():
+            line.set_data([], [])
+        self.canvas.draw_idle()
+
+    def _on_row(self, row: dict[str, float]) -> None:
+        """A step's log row (GUI thread): extend the curves and the status line."""
+        if not self._alive:
+            return
+        self.losses.append(row)
+        steps = [r["step"] for r in self.losses]
+        for key, line in self.loss_lines.items():
+            line.set_data(steps, [r[key] for r in self.losses])
+        self.axes.relim()
+        self.axes.autoscale_view()
+        self.canvas.draw_idle()
+        step = int(row["step"])
+        self.runner.cancelled_text = (
+            f"Cancelled after step {step} of {self._total}; its checkpoint is kept: {self._out}"
+        )
+        if self.running and not self._cancelling:
+            self.status.value = f"Step {step} of {self._total}: loss {row['total']:.4f}"
+
+    def fusion_widget(self, open_it: bool = False) -> FusionWidget | None:
+        """The docked *GIFNet fusion* widget (opened if ``open_it``), or None."""
+        return find_fusion_widget(self.viewer, open_it)
+
+    def _init(self) -> str:
+        if self.init.value == "fusion":
+            from ._job import weights_of
+
+            fusion = self.fusion_widget()
+            path = weights_of(fusion) if fusion is not None else None
+            if path:
+                if not Path(path).expanduser().is_file():
+                    raise ValueError(f"the GIFNet fusion widget's weights file {path} "
+                                     "does not exist")  # fmt: skip
+                return str(Path(path).expanduser())
+        return "published"
+
+    # ------------------------------------------------------------------ runs
+    def prepare(self) -> tuple[Callable, str]:
+        out = str(self.out.line_edit.value).strip()
+        if not out:
+            raise ValueError("choose the output checkpoint file")
+        out = str(Path(out).expanduser())
+        crop, batch = int(self.crop.value), int(self.batch_size.value)
+        settings: dict[str, Any] = {
+            "out": out, "init": self._init(), "max_steps": int(self.steps.value),
+            "batch_size": batch, "crop": crop, "lr": float(self.lr.value),
+            "device": self.device.value, "progress": False, "workers": 0, "plot": True,
+        }  # fmt: skip
+        layers: dict[str, Any] | None = None
+        if self.source.value == "layers":
+            layers = self._layer_source(crop)
+            label = f"Fine-tune GIFNet: {layers['names'][0]} + {layers['names'][1]}"
+        else:
+            pairs = str(self.pairs.line_edit.value).strip()
+            if not pairs or not Path(pairs).expanduser().is_dir():
+                raise ValueError("choose a pairs folder (with first/ and second/)")
+            settings["pairs"] = str(Path(pairs).expanduser())
+            label = f"Fine-tune GIFNet: {Path(pairs).name}"
+        self._total, self._out = int(self.steps.value), out
+        self.runner.cancelled_text = "Cancelled before the first step; no checkpoint was written."
+        self._clear_plot()
+        self.handed_to = None
+        self._cancelling = False
+        emit = self._relay.logged.emit
+
+        def on_step(row: dict[str, float]) -> None:
+            try:
+                emit(row)
+            except RuntimeError:  # the widget is gone; Cancel follows at this step
+                pass
+
+        def work(progress: Progress) -> Any:
+            from ...training import loop
+
+            keep_triton_out()
+            folder = None
+            try:
+                if layers is not None:
+                    folder = tempfile.mkdtemp(prefix="napari-gifnet-pairs-")
+                    write_layer_pairs(folder, layers["first"], layers["second"],
+                                      layers["leading"], batch, layers["rgb"])  # fmt: skip
+                    settings["pairs"] = folder
+                config = loop.TrainConfig(**settings)
+                return loop.train(config, progress=progress, on_step=on_step)
+            finally:
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+
+        return work, label
+
+    def _layer_source(self, crop: int) -> dict[str, Any]:
+        """The two layers' data (not read) and layout, checked (GUI thread)."""
+        first, second = self.first.value, self.second.value
+        if first is None or second is None:
+            raise ValueError("choose two image layers")
+        if first is second:
+            raise ValueError("choose two different image layers")
+        a, lead_a, size_a = layer_pixels(first)
+        b, lead_b, size_b = layer_pixels(second)
+        if (lead_a, size_a) != (lead_b, size_b):
+            raise ValueError(
+                f"{first.name!r} has shape {(*lead_a, *size_a)} and {second.name!r} "
+                f"{(*lead_b, *size_b)}: a pair must be aligned images of one size "
+                "(resample one onto the other, or use a pairs folder)"
+            )
+        if min(size_a) < crop:
+            raise ValueError(f"the layers are {size_a[0]} x {size_a[1]} pixels, smaller than "
+                             f"the crop ({crop})")  # fmt: skip
+        return {"names": (first.name, second.name), "first": a, "second": b, "leading": lead_a,
+                "rgb": (bool(first.rgb), bool(second.rgb))}  # fmt: skip
+
+    def cancel(self) -> None:
+        """Stop after the current step; its checkpoint is written and kept."""
+        if self.running:
+            self._cancelling = True
+        super().cancel()
+
+    def finish(self, value: Any) -> list[Any]:
+        """The run ended: hand its checkpoint to the GIFNet fusion widget."""
+        self.handed_to = self._hand_over(value.checkpoint)
+        return []
+
+    def summary(self, value: Any) -> str:
+        text = f"Trained {value.steps} steps"
+        if value.rows:
+            text += f"; last loss {value.rows[-1]['total']:.4f}"
+        text += f"; checkpoint: {value.checkpoint}"
+        if self.handed_to is not None:
+            return text + " (now the GIFNet fusion widget's weights)"
+        return text + " (open GIFNet fusion and choose it as its weights)"
+
+    def describe(self, exc: BaseException) -> str:
+        return f"Fine-tuning failed: {exc}"
+
+    def _hand_over(self, path: str | Path) -> FusionWidget | None:
+        fusion = self.fusion_widget(open_it=True)
+        if fusion is not None:
+            fusion.use_checkpoint(path)
+        return fusion
+
+    def use_checkpoint(self) -> FusionWidget | None:
+        """The *Use checkpoint* button: the output checkpoint into the fusion widget."""
+        out = str(self.out.line_edit.value).strip()
+        if not out or not Path(out).expanduser().is_file():
+            self.fail(f"No checkpoint to use: {out or 'choose the output checkpoint'}")
+            return None
+        fusion = self._hand_over(Path(out).expanduser())
+        if fusion is None:
+            self.fail("Could not open the GIFNet fusion widget")
+            return None
+        self.status.value = f"GIFNet fusion now uses {Path(out).expanduser()}"
+        return fusion

@@ -1,0 +1,248 @@
+"""Tests of the "Fine-tune GIFNet" dock widget (pytest-qt, napari viewer under Xvfb).
+
+Tiny runs: 48 x 48 synthetic pairs, 32-pixel crops, batch 2, 2-3 steps, from
+the published checkpoint, with the offline random DenseNet-121 fallback.
+``napari_gifnet.training.loop.train`` is wrapped (not replaced) to record the
+thread its progress callback runs in and, for Cancel, to hold the run after
+its first step until Cancel has been pressed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari.utils.notifications import notification_manager
+
+from napari_gifnet import fuse
+from napari_gifnet.training.synthetic import synthetic_pair, write_synthetic_pairs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_timm_hub")
+
+DONE_MS = 300_000
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    """Each test's widgets remember their settings in a file of its own (never the user's)."""
+    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Wrap ``loop.train``: record the progress threads, the configs, an optional gate."""
+    from napari_gifnet.training import loop
+
+    real = loop.train
+    record: dict = {"threads": [], "configs": [], "files": [], "gate": None, "gate_at": None}
+
+    def train(config, *, progress=None, on_step=None):
+        record["configs"].append(config)
+        record["files"].append(sorted(p.name for p in (Path(config.pairs) / "first").iterdir()))
+
+        def watched(done, total):
+            record["threads"].append(threading.current_thread())
+            if record["gate"] is not None and done == record["gate_at"]:
+                assert record["gate"].wait(60)
+            return progress(done, total)
+
+        return real(config, progress=watched, on_step=on_step)
+
+    monkeypatch.setattr(loop, "train", train)
+    return record
+
+
+def _widget(viewer, tmp_path: Path, steps: int = 3):
+    from napari_gifnet.plugin._qt.finetune_widget import FinetuneWidget
+
+    widget = FinetuneWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Fine-tune GIFNet")
+    widget.steps.value, widget.batch_size.value, widget.crop.value = steps, 2, 32
+    widget.device.value = "cpu"
+    widget.out.value = str(tmp_path / "run" / "tuned.pth")
+    return widget
+
+
+def _pairs(tmp_path: Path) -> Path:
+    return write_synthetic_pairs(tmp_path / "pairs", n=4, size=48, seed=1)
+
+
+def _fuses(path: Path) -> None:
+    a, b = (np.random.default_rng(i).random((40, 36)).astype(np.float32) for i in (1, 2))
+    fused = fuse(a, b, weights=path)
+    assert fused.image.shape == (40, 36) and np.isfinite(fused.image).all()
+
+
+def _log_rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_folder_run_off_the_gui_thread_plots_and_hands_over(
+    qtbot, make_napari_viewer, reference_weights, tmp_path, spy
+):
+    from napari_gifnet.plugin._qt.fusion_widget import FusionWidget
+
+    viewer = make_napari_viewer()
+    fusion = FusionWidget(viewer)
+    viewer.window.add_dock_widget(fusion, name="GIFNet fusion")
+    widget = _widget(viewer, tmp_path)
+    widget.pairs.value = str(_pairs(tmp_path))
+    assert widget.run() is not None
+    assert widget.running and not widget.run_button.enabled and widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    result = widget.last_result
+    assert result is not None and result.steps == 3, widget.status.value
+    # the training ran in the worker thread, never on the GUI thread
+    assert spy["threads"] and threading.main_thread() not in spy["threads"]
+    (config,) = spy["configs"]
+    assert (config.max_steps, config.batch_size, config.crop, config.init) == (3, 2, 32, "published")
+    assert config.lr == pytest.approx(1e-4) and config.workers == 0 and not config.progress
+    # the live plot got every logged value, in order
+    totals = [r["total"] for r in result.rows]
+    assert [r["total"] for r in widget.losses] == totals
+    np.testing.assert_array_equal(widget.loss_lines["total"].get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(widget.loss_lines["total"].get_ydata(), totals)
+    np.testing.assert_allclose(widget.loss_lines["s2_total"].get_ydata(),
+                               [r["s2_total"] for r in result.rows])
+    assert [float(r["total"]) for r in _log_rows(result.log)] == pytest.approx(totals)
+    # the checkpoint is handed to the docked fusion widget, and it fuses
+    out = tmp_path / "run" / "tuned.pth"
+    assert result.checkpoint == out and out.is_file()
+    assert widget.handed_to is fusion and Path(str(fusion.weights.value)) == out
+    assert "GIFNet fusion widget's weights" in widget.status.value
+    meta = json.loads(result.metadata.read_text())
+    assert meta["initial_weights"]["init"] == "published" and meta["steps_done"] == 3
+    _fuses(out)
+    # "start from the fusion widget's weights": the checkpoint just made
+    widget.init.value = "fusion"
+    widget.out.value = str(tmp_path / "run" / "again.pth")
+    widget.steps.value = 1
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    assert spy["configs"][-1].init == str(out)
+    assert Path(str(fusion.weights.value)) == tmp_path / "run" / "again.pth"
+
+
+def test_cancel_after_the_first_step_keeps_its_checkpoint(
+    qtbot, make_napari_viewer, reference_weights, gifnet_plugin, tmp_path, spy
+):
+    from napari_gifnet.plugin._qt.finetune_widget import find_fusion_widget
+
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, tmp_path, steps=3)
+    widget.pairs.value = str(_pairs(tmp_path))
+    spy["gate"], spy["gate_at"] = threading.Event(), 1
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: len(widget.losses) == 1, timeout=DONE_MS)
+    widget.cancel()
+    spy["gate"].set()
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    out = tmp_path / "run" / "tuned.pth"
+    assert widget.status.value.startswith("Cancelled after step 1 of 3"), widget.status.value
+    assert str(out) in widget.status.value
+    assert widget.last_result is None and len(widget.losses) == 1
+    # the checkpoint of step 1, with its log and metadata (as Ctrl-C writes them)
+    assert out.is_file()
+    assert [int(r["step"]) for r in _log_rows(out.with_suffix(".log.csv"))] == [1]
+    assert json.loads(out.with_suffix(".train.json").read_text())["steps_done"] == 1
+    _fuses(out)
+    # nothing was handed over; the button does it (opening GIFNet fusion)
+    assert find_fusion_widget(viewer) is None
+    widget.use_button.changed.emit(True)
+    fusion = find_fusion_widget(viewer)
+    assert fusion is not None and Path(str(fusion.weights.value)) == out
+
+
+def test_two_layers_become_a_temporary_pairs_folder(
+    qtbot, make_napari_viewer, reference_weights, gifnet_plugin, tmp_path, spy
+):
+    from napari_gifnet.plugin._qt.finetune_widget import find_fusion_widget
+
+    viewer = make_napari_viewer()
+    ir, vis = synthetic_pair(48, np.random.default_rng(3))
+    viewer.add_image(ir, name="IR")
+    viewer.add_image(vis, name="VIS")
+    widget = _widget(viewer, tmp_path, steps=2)
+    widget.source.value = "layers"
+    assert widget.first.value is viewer.layers["IR"] and widget.second.value is viewer.layers["VIS"]
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    result = widget.last_result
+    assert result is not None and result.steps == 2, widget.status.value
+    (config,) = spy["configs"]
+    # one plane, written twice to fill a batch of 2 (two random crops), then removed
+    assert spy["files"] == [["plane00000-1.tif", "plane00000.tif"]]
+    assert not Path(config.pairs).exists()
+    assert threading.main_thread() not in spy["threads"]
+    # no fusion widget was docked: it is opened, with the new checkpoint
+    fusion = find_fusion_widget(viewer)
+    assert fusion is not None and widget.handed_to is fusion
+    assert Path(str(fusion.weights.value)) == tmp_path / "run" / "tuned.pth"
+    _fuses(result.checkpoint)
+
+
+def test_refusals_say_why(qtbot, make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((48, 48), np.uint8), name="A")
+    viewer.add_image(np.zeros((40, 48), np.uint8), name="B")
+    viewer.add_image(np.zeros((48, 48), np.uint8), name="C")
+    widget = _widget(viewer, tmp_path)
+
+    def refused(text: str) -> None:
+        count = len(notification_manager.records)
+        assert widget.run() is None and not widget.running
+        assert widget.status.value.startswith("Cannot fine-tune") and text in widget.status.value
+        assert any(text in str(n.message) for n in notification_manager.records[count:])
+
+    refused("choose a pairs folder")
+    widget.source.value = "layers"
+    widget.first.value, widget.second.value = viewer.layers["A"], viewer.layers["B"]
+    refused("one size")
+    widget.second.value = viewer.layers["C"]
+    widget.crop.value = 64
+    refused("smaller than the crop (64)")
+    widget.out.line_edit.value = ""
+    refused("choose the output checkpoint file")
+    assert not widget.use_checkpoint()
+
+
+def test_layer_pairs_fill_a_batch(tmp_path):
+    from napari_gifnet.plugin._qt.finetune_widget import MIN_CROP, write_layer_pairs
+    from napari_gifnet.training.dataset import MIN_CROP as DATASET_MIN_CROP
+    from napari_gifnet.training.dataset import RGBJointDataset
+
+    assert MIN_CROP == DATASET_MIN_CROP
+    stack = np.random.default_rng(0).random((3, 40, 40))
+    rgb = np.random.default_rng(1).integers(0, 255, (3, 40, 40, 4), dtype=np.uint8)
+    assert write_layer_pairs(tmp_path / "a", stack, rgb, (3,), 2, (False, True)) == 3
+    assert write_layer_pairs(tmp_path / "b", stack, rgb, (3,), 8, (False, True)) == 9
+    dataset = RGBJointDataset(tmp_path / "b", crop=32)
+    assert len(dataset) == 9
+    dataset.check_images()  # float32 and RGB (alpha dropped) TIFFs both decode
+
+
+def test_triton_is_kept_out_only_next_to_a_loaded_llvm(tmp_path, monkeypatch):
+    import sys
+
+    from napari_gifnet.plugin._qt.finetune_widget import keep_triton_out
+
+    with_llvm, without = tmp_path / "maps-llvm", tmp_path / "maps"
+    with_llvm.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libLLVM-15.so.1\n")
+    without.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libc.so.6\n")
+    monkeypatch.setitem(sys.modules, "triton", object())
+    assert not keep_triton_out(with_llvm)  # already loaded: nothing to do
+    monkeypatch.delitem(sys.modules, "triton")
+    assert not keep_triton_out(without) and "triton" not in sys.modules
+    assert not keep_triton_out(tmp_path / "missing")
+    assert keep_triton_out(with_llvm) and sys.modules["triton"] is None
+    with pytest.raises(ImportError):
+        import triton  # noqa: F401
