@@ -129,6 +129,9 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align-scale", action="store_true",
                         help="align the planes first for translation and focus breathing "
                         "(a magnification change between planes); implies --align")
+    parser.add_argument("--align-similarity", action="store_true",
+                        help="align the planes first for rotation, magnification and "
+                        "translation (hand-held stacks); implies --align")
     parser.add_argument("--depth-map", metavar="PATH",
                         help="also write the depth (plane index) map (.tif or 16-bit .png)")
     parser.add_argument("--confidence", metavar="PATH", help="also write the confidence map (.tif)")
@@ -143,6 +146,7 @@ def _run_stack(args: argparse.Namespace) -> int:
 
     if bool(args.inputs) == bool(args.stacks):
         raise UsageError("give the stack as INPUT (a TIFF, a folder or files), or --stacks DIR")
+    _align(args)  # conflicting alignment options: refused before anything is read
     if args.stacks:
         if args.depth_map or args.confidence:
             raise UsageError("with --stacks, --maps writes every stack's depth and confidence")
@@ -165,8 +169,11 @@ def _run_stack(args: argparse.Namespace) -> int:
         if align:
             worst = float(np.abs(result.shifts).max())
             shifts = f"; aligned, largest shift {worst:.2f} px"
-            if align == "scale":
+            if align in ("scale", "similarity"):
                 shifts += f", scales {result.scales.min():.4f}-{result.scales.max():.4f}"
+            if align == "similarity":
+                shifts += (f", rotations {result.rotations.min():.2f} to "
+                           f"{result.rotations.max():.2f} deg")  # fmt: skip
         print(
             f"fused {result.metadata['planes']} planes -> {output}: "
             f"{result.luma.shape[0]} x {result.luma.shape[1]}, {result.metadata['method']}"
@@ -182,6 +189,11 @@ def _method(args: argparse.Namespace) -> str:
 
 
 def _align(args: argparse.Namespace) -> str | bool:
+    if args.align_scale and args.align_similarity:
+        raise UsageError("give one of --align-scale and --align-similarity (similarity "
+                         "already includes the magnification)")  # fmt: skip
+    if args.align_similarity:
+        return "similarity"
     return "scale" if args.align_scale else bool(args.align)
 
 

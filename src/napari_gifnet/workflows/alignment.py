@@ -1,7 +1,7 @@
-"""Aligning the planes of a focus stack: translation, optionally scale (no torch).
+"""Aligning the planes of a focus stack: translation, optionally scale and rotation (no torch).
 
 Each plane's luma is registered to a reference plane (by default the middle
-one). Two modes (the ``align`` option of :func:`napari_gifnet.fuse_stack`):
+one). Three modes (the ``align`` option of :func:`napari_gifnet.fuse_stack`):
 
 ``"translation"`` (``align=True``)
     Phase correlation (:func:`skimage.registration.phase_cross_correlation`,
@@ -35,6 +35,24 @@ one). Two modes (the ``align`` option of :func:`napari_gifnet.fuse_stack`):
     in one resampling (:func:`scipy.ndimage.affine_transform`, nearest-edge
     filling).
 
+``"similarity"``
+    Rotation, magnification and translation, for hand-held stacks
+    (:func:`estimate_similarity`). A first guess of the angle and the
+    magnification comes from the Fourier magnitude spectra in log-polar
+    coordinates (Fourier-Mellin: a rotation of the plane rotates its
+    magnitude spectrum, a magnification shrinks it; both become shifts,
+    measured by phase correlation). A magnitude spectrum is point-symmetric,
+    so the angle is known only up to 180 degrees: both candidates are tried
+    and scored by the whitened cross-correlation peak (:class:`_PhasePeak`,
+    planes reduced to at most 96 px) together with a grid of small hand-held
+    motions (-8 to 8 degrees in 1 degree steps, magnifications 0.90 to 1.11
+    in 2 % steps), where the log-polar guess fails on planes sharp in
+    different places; the best is kept. The angle and the magnification are
+    then refined together by maximising that peak (Nelder-Mead, planes of at
+    most 384 px a side); no rotation or magnification is kept when it fits
+    better. Both planes are blurred alike (sigma 1.5 px) for this search. The translation is measured at full resolution with both undone,
+    and all three are applied in one resampling.
+
 Resampling: :func:`apply_transform` (and :func:`apply_shift`) interpolate
 linearly unless told ``order``; :func:`fuse_stack` moves pixels with
 :func:`resample` (cubic, clamped to the local range) and measures focus on
@@ -58,12 +76,13 @@ __all__ = [
     "estimate_scale",
     "estimate_shift",
     "estimate_shifts",
+    "estimate_similarity",
     "estimate_transform",
     "resample",
 ]
 
 #: The alignment modes; ``align=True`` means ``"translation"``.
-ALIGN_MODES = ("translation", "scale")
+ALIGN_MODES = ("translation", "scale", "similarity")
 #: Magnifications outside [1 / MAX_SCALE, MAX_SCALE] are not searched.
 MAX_SCALE = 1.25
 _SCALE_SIZE = 384  # the scale is estimated on planes of at most this many pixels a side
@@ -72,6 +91,11 @@ _WEIGHT_SIGMA = 0.15  # Gaussian weight (cycles / px) on the whitened cross-powe
 _COARSE_SIZE = 96  # the coarse search: planes of at most this many pixels a side
 _COARSE_STEP = 0.01  # the coarse search: scales exp(k * step)
 _TUKEY = ("tukey", 0.4)
+_POLAR_SIZE = 256  # the log-polar first guess: planes of at most this many pixels a side
+_POLAR_ANGLES = 720  # rows of the log-polar spectra (0.5 degree each)
+_SIM_BLUR = 1.5  # Gaussian blur (px of the reduced planes) before the rotation search
+_GRID_ANGLES = np.arange(-8.0, 8.5, 1.0)  # the coarse grid of small rotations (degrees)
+_GRID_SCALES = np.exp(np.arange(-5, 6) * 0.02)  # ... and magnifications (0.90 to 1.11)
 
 
 def align_mode(align: Any) -> str | None:
@@ -81,12 +105,13 @@ def align_mode(align: Any) -> str | None:
     ----------
     align : bool, None or str
         ``False`` / ``None``: no alignment; ``True`` or ``"translation"``:
-        translation only; ``"scale"``: magnification and translation.
+        translation only; ``"scale"``: magnification and translation;
+        ``"similarity"``: rotation, magnification and translation.
 
     Returns
     -------
     str or None
-        ``None``, ``"translation"`` or ``"scale"``.
+        ``None``, ``"translation"``, ``"scale"`` or ``"similarity"``.
 
     Raises
     ------
@@ -99,7 +124,7 @@ def align_mode(align: Any) -> str | None:
         return align.strip().lower()
     raise ValueError(
         f"unknown align option {align!r}; valid: False, True (= 'translation'), "
-        "'translation', 'scale'"
+        "'translation', 'scale', 'similarity'"
     )
 
 
@@ -113,6 +138,23 @@ def _unzoom(image: np.ndarray, scale: float, order: int = 1) -> np.ndarray:
     return ndimage.affine_transform(
         image, np.full(2, scale), offset=c * (1.0 - scale), order=order, mode="nearest"
     )
+
+
+def _matrix(scale: float, rotation: float) -> np.ndarray:
+    """``scale`` times the rotation by ``rotation`` degrees, in (row, col) coordinates.
+
+    Positive angles turn counter-clockwise on screen (rows pointing down), as
+    :func:`skimage.transform.rotate` does.
+    """
+    t = np.deg2rad(rotation)
+    return scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+
+
+def _undo(image: np.ndarray, scale: float, rotation: float, order: int = 1) -> np.ndarray:
+    """Undo a rotation and magnification about the centre of a 2-D image."""
+    c = _centre(image.shape)
+    m = _matrix(scale, rotation)
+    return ndimage.affine_transform(image, m, offset=c - m @ c, order=order, mode="nearest")
 
 
 def _reduce(image: np.ndarray, size: int) -> np.ndarray:
@@ -247,6 +289,112 @@ def estimate_scale(reference: np.ndarray, moving: np.ndarray) -> float:
     return float(best.x) if best.fun < cost(1.0) else 1.0
 
 
+def _square(image: np.ndarray) -> np.ndarray:
+    n = min(image.shape)
+    y0, x0 = (image.shape[0] - n) // 2, (image.shape[1] - n) // 2
+    return image[y0 : y0 + n, x0 : x0 + n]
+
+
+def _log_polar(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The log-polar Fourier magnitude of a square image, and its columns per unit log radius."""
+    from skimage.filters import window
+    from skimage.transform import warp_polar
+
+    n = image.shape[0]
+    x = ndimage.gaussian_filter(image, 1.0)
+    x = (x - x.mean()) * window("hann", x.shape)
+    mag = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(x))))
+    radius = n // 2
+    polar = warp_polar(mag, radius=radius, output_shape=(_POLAR_ANGLES, radius), scaling="log")
+    return polar, radius / np.log(radius)
+
+
+def _polar_guess(reference: np.ndarray, moving: np.ndarray) -> tuple[float, float]:
+    """First guess (rotation in (-90, 90] degrees, scale) from the log-polar magnitude spectra."""
+    from skimage.registration import phase_cross_correlation
+
+    ref, mov = _square(reference), _square(moving)
+    pr, k = _log_polar(ref)
+    pm, _ = _log_polar(mov)
+    n_r = pr.shape[1]
+    lo, hi = int(np.ceil(k * np.log(3.0))), int(k * np.log(0.7 * n_r))  # an annulus of radii
+    band = np.s_[:, lo:hi]
+    (d_angle, d_radius), _e, _p = phase_cross_correlation(
+        pr[band], pm[band], upsample_factor=10, normalization="phase"
+    )
+    rotation = float(d_angle) * 360.0 / _POLAR_ANGLES
+    rotation = (rotation + 90.0) % 180.0 - 90.0  # the magnitude spectrum repeats every 180
+    scale = float(np.exp(float(d_radius) / k))
+    return rotation, float(np.clip(scale, 1 / MAX_SCALE, MAX_SCALE))
+
+
+def _wrap(angle: float) -> float:
+    """An angle in degrees brought into (-180, 180]."""
+    return float(-((-angle + 180.0) % 360.0 - 180.0))
+
+
+def estimate_similarity(reference: np.ndarray, moving: np.ndarray, *,
+                        upsample_factor: int = 20) -> tuple[np.ndarray, float, float]:  # fmt: skip
+    """The shift, magnification and rotation that bring ``moving`` onto ``reference``.
+
+    Parameters
+    ----------
+    reference, moving : numpy.ndarray
+        2-D float images of the same shape.
+    upsample_factor : int
+        As for :func:`estimate_shift`.
+
+    Returns
+    -------
+    shift : numpy.ndarray
+        float64 (2,) (dy, dx), applied after the rotation and magnification
+        are undone.
+    scale : float
+        The magnification of ``moving`` (> 1: it shows the scene larger),
+        within [1 / MAX_SCALE, MAX_SCALE].
+    rotation : float
+        Degrees in (-180, 180] by which ``moving`` shows the scene turned
+        counter-clockwise about the centre;
+        ``apply_transform(moving, shift, scale, rotation)`` lines up with
+        ``reference``. 0 and 1 where the planes have no structure or no
+        rotation and magnification fit better.
+    """
+    from scipy.optimize import minimize
+
+    reference = np.asarray(reference, np.float64)
+    moving = np.asarray(moving, np.float64)
+    ref, mov = _reduce(reference, _SCALE_SIZE), _reduce(moving, _SCALE_SIZE)
+    if ref.std() == 0 or mov.std() == 0 or min(ref.shape) < 16:
+        return estimate_shift(reference, moving, upsample_factor=upsample_factor), 1.0, 0.0
+    # the same blur on both: planes sharp in different places agree better
+    ref, mov = ndimage.gaussian_filter(ref, _SIM_BLUR), ndimage.gaussian_filter(mov, _SIM_BLUR)
+    angle, scale = _polar_guess(_reduce(ref, _POLAR_SIZE), _reduce(mov, _POLAR_SIZE))
+    small_ref, small_mov = _reduce(ref, _COARSE_SIZE), _reduce(mov, _COARSE_SIZE)
+    peak = _PhasePeak(small_ref, small_mov)  # |spectrum| (the weights): about the same for all
+    # the log-polar guess and its 180-degree twin, and a grid of small hand-held motions
+    # (the log-polar guess fails where the planes are sharp in different places)
+    candidates = [(angle, scale), (_wrap(angle + 180.0), scale)]
+    candidates += [(float(a), float(z)) for a in _GRID_ANGLES for z in _GRID_SCALES]
+    angle, scale = max(candidates, key=lambda c: peak(_undo(small_mov, c[1], c[0])))
+    peak = _PhasePeak(ref, _undo(mov, scale, angle))
+
+    def cost(p: np.ndarray) -> float:  # p: (degrees, 100 log scale)
+        s = float(np.clip(np.exp(p[1] / 100.0), 1 / MAX_SCALE, MAX_SCALE))
+        return -peak(_undo(mov, s, float(p[0]), order=3))
+
+    start = np.array([angle, 100.0 * np.log(scale)])
+    simplex = np.array([start, start + [0.5, 0.0], start + [0.0, 0.5]])
+    best = minimize(cost, start, method="Nelder-Mead",
+                    options={"initial_simplex": simplex, "xatol": 2e-3, "fatol": 1e-7})  # fmt: skip
+    if best.fun < cost(np.zeros(2)):
+        angle = _wrap(float(best.x[0]))
+        scale = float(np.clip(np.exp(best.x[1] / 100.0), 1 / MAX_SCALE, MAX_SCALE))
+    else:
+        angle, scale = 0.0, 1.0
+    undone = _undo(moving, scale, angle) if (angle, scale) != (0.0, 1.0) else moving
+    return estimate_shift(reference, undone, upsample_factor=upsample_factor), scale, angle
+
+
 def estimate_transform(
     reference: np.ndarray,
     moving: np.ndarray,
@@ -276,6 +424,10 @@ def estimate_transform(
     mode = align_mode(mode)
     if mode is None:
         raise ValueError("estimate_transform needs mode 'translation' or 'scale'")
+    if mode == "similarity":
+        raise ValueError(
+            "estimate_transform returns no rotation: use estimate_similarity for 'similarity'"
+        )
     moving = np.asarray(moving, np.float64)
     scale = estimate_scale(reference, moving) if mode == "scale" else 1.0
     if scale != 1.0:
@@ -291,7 +443,8 @@ def estimate_alignment(
     mode: Any = "translation",
     upsample_factor: int = 20,
     progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    with_rotations: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Shifts and scales of every plane onto a reference plane, one plane read at a time.
 
     Parameters
@@ -302,12 +455,15 @@ def estimate_alignment(
         Number of planes.
     reference : int, optional
         Index of the reference plane; default the middle one (``n_planes // 2``).
-    mode : {"translation", "scale"} or True
+    mode : {"translation", "scale", "similarity"} or True
         What is estimated (see :func:`align_mode`).
     upsample_factor : int
         As for :func:`estimate_shift`.
     progress : callable, optional
         Called with the plane index after each plane.
+    with_rotations : bool
+        Also return the rotations (needed to apply a ``"similarity"``
+        alignment).
 
     Returns
     -------
@@ -315,23 +471,32 @@ def estimate_alignment(
         float64 (n_planes, 2) of (dy, dx); the reference's row is zero.
     scales : numpy.ndarray
         float64 (n_planes,) magnifications; all 1.0 for ``"translation"``.
+    rotations : numpy.ndarray
+        Only with ``with_rotations=True``: float64 (n_planes,) degrees (see
+        :func:`estimate_similarity`); all 0.0 but for ``"similarity"``.
     """
     mode = align_mode(mode)
     if mode is None:
-        raise ValueError("estimate_alignment needs mode 'translation' or 'scale'")
+        raise ValueError("estimate_alignment needs mode 'translation', 'scale' or 'similarity'")
+    if mode == "similarity" and not with_rotations:
+        raise ValueError("a 'similarity' alignment needs with_rotations=True (it rotates)")
     ref_index = n_planes // 2 if reference is None else int(reference)
     if not 0 <= ref_index < n_planes:
         raise ValueError(f"reference plane {reference} is outside 0..{n_planes - 1}")
     ref = read_luma(ref_index)
-    shifts, scales = np.zeros((n_planes, 2)), np.ones(n_planes)
+    shifts, scales, rotations = np.zeros((n_planes, 2)), np.ones(n_planes), np.zeros(n_planes)
     for i in range(n_planes):
-        if i != ref_index:
+        if i != ref_index and mode == "similarity":
+            shifts[i], scales[i], rotations[i] = estimate_similarity(
+                ref, read_luma(i), upsample_factor=upsample_factor
+            )
+        elif i != ref_index:
             shifts[i], scales[i] = estimate_transform(
                 ref, read_luma(i), mode=mode, upsample_factor=upsample_factor
             )
         if progress is not None:
             progress(i)
-    return shifts, scales
+    return (shifts, scales, rotations) if with_rotations else (shifts, scales)
 
 
 def estimate_shifts(
@@ -349,9 +514,11 @@ def estimate_shifts(
 
 
 def apply_transform(
-    plane: np.ndarray, shift: np.ndarray, scale: float = 1.0, *, order: int = 1
-) -> np.ndarray:
-    """Undo a magnification about the centre, then shift by (dy, dx), in one resampling.
+    plane: np.ndarray, shift: np.ndarray, scale: float = 1.0, rotation: float = 0.0, *,
+    order: int = 1,
+) -> np.ndarray:  # fmt: skip
+    """Undo a magnification (and rotation) about the centre, then shift by (dy, dx), in one
+    resampling.
 
     Parameters
     ----------
@@ -360,7 +527,11 @@ def apply_transform(
     shift : numpy.ndarray
         (dy, dx) as estimated by :func:`estimate_transform`.
     scale : float
-        The plane's magnification (1: translation only, :func:`apply_shift`).
+        The plane's magnification (1 and no rotation: translation only,
+        :func:`apply_shift`).
+    rotation : float
+        Degrees the plane shows the scene turned counter-clockwise (see
+        :func:`estimate_similarity`); 0: none.
     order : int
         Spline order of the interpolation (1: linear, the default; 3: cubic,
         see :func:`resample`).
@@ -370,12 +541,21 @@ def apply_transform(
     numpy.ndarray
         Edges repeated; ``plane`` itself when there is nothing to do.
     """
-    scale = float(scale)
-    if scale == 1.0:
+    scale, rotation = float(scale), float(rotation)
+    if not np.isfinite(rotation):
+        raise ValueError(f"rotation must be a finite number of degrees, got {rotation}")
+    if scale == 1.0 and rotation == 0.0:
         return apply_shift(plane, shift, order=order)
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale}")
     shift = np.asarray(shift, dtype=np.float64)
+    if rotation != 0.0:
+        m = _matrix(scale, rotation)
+        offset = _centre(plane.shape) - m @ (_centre(plane.shape) + shift)
+        if plane.ndim == 2:
+            return ndimage.affine_transform(plane, m, offset=offset, order=order, mode="nearest")
+        return np.stack([ndimage.affine_transform(c, m, offset=offset, order=order, mode="nearest")
+                         for c in np.moveaxis(plane, -1, 0)], axis=-1)  # fmt: skip
     offset = _centre(plane.shape) * (1.0 - scale) - scale * shift
     if plane.ndim == 2:
         return ndimage.affine_transform(
@@ -397,7 +577,9 @@ def apply_shift(plane: np.ndarray, shift: np.ndarray, *, order: int = 1) -> np.n
     return ndimage.shift(plane, full, order=order, mode="nearest")
 
 
-def resample(plane: np.ndarray, shift: np.ndarray, scale: float = 1.0) -> np.ndarray:
+def resample(
+    plane: np.ndarray, shift: np.ndarray, scale: float = 1.0, rotation: float = 0.0
+) -> np.ndarray:
     """:func:`apply_transform` with cubic splines, clamped to the local value range.
 
     Linear interpolation is a blur of up to a quarter of the local contrast at
@@ -414,10 +596,11 @@ def resample(plane: np.ndarray, shift: np.ndarray, scale: float = 1.0) -> np.nda
         nothing to do.
     """
     shift = np.asarray(shift, dtype=np.float64)
-    if float(scale) == 1.0 and not shift.any():
+    if float(scale) == 1.0 and float(rotation) == 0.0 and not shift.any():
         return plane
     size = (3, 3, 1)[: plane.ndim] if plane.ndim == 3 else 3
-    cubic = apply_transform(plane, shift, scale, order=3)
-    lo = apply_transform(ndimage.minimum_filter(plane, size=size, mode="nearest"), shift, scale)
-    hi = apply_transform(ndimage.maximum_filter(plane, size=size, mode="nearest"), shift, scale)
+    t = (shift, scale, rotation)
+    cubic = apply_transform(plane, *t, order=3)
+    lo = apply_transform(ndimage.minimum_filter(plane, size=size, mode="nearest"), *t)
+    hi = apply_transform(ndimage.maximum_filter(plane, size=size, mode="nearest"), *t)
     return np.clip(cubic, lo, hi)

@@ -99,7 +99,11 @@ class StackResult:
         Wall time in seconds.
     scales
         float64 (N,): each plane's magnification relative to the reference,
-        undone by ``align="scale"`` (ones otherwise).
+        undone by ``align="scale"`` or ``"similarity"`` (ones otherwise).
+    rotations
+        float64 (N,): degrees each plane shows the scene turned
+        counter-clockwise relative to the reference, undone by
+        ``align="similarity"`` (zeros otherwise).
     """
 
     image: np.ndarray
@@ -110,10 +114,13 @@ class StackResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     elapsed: float = 0.0
     scales: np.ndarray | None = None
+    rotations: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.scales is None:
             self.scales = np.ones(len(self.shifts))
+        if self.rotations is None:
+            self.rotations = np.zeros(len(self.shifts))
 
 
 def _pair_function(method: str, options: Mapping[str, Any]) -> Callable:
@@ -216,13 +223,16 @@ def fuse_stack(
         names instead of keeping the pairwise result (always on for
         ``"focus"``, whose median only replaces unconfident decisions); the
         output then holds the planes' own values.
-    align : bool or {"translation", "scale"}
+    align : bool or {"translation", "scale", "similarity"}
         Register every plane to the ``reference`` plane first (see
         :mod:`napari_gifnet.workflows.alignment`). ``True`` or ``"translation"``: by
         translation (phase correlation); ``"scale"``: also corrects focus
         breathing (a magnification change about the image centre), applying
-        both in one resampling. The shifts are in ``result.shifts``, the
-        magnifications in ``result.scales`` (1 for translation).
+        both in one resampling; ``"similarity"``: rotation, magnification
+        and translation (hand-held stacks). The shifts are in
+        ``result.shifts``, the magnifications in ``result.scales`` (1 for
+        translation), the rotations in degrees in ``result.rotations`` (0
+        but for ``"similarity"``).
     reference : int, optional
         Reference plane for ``align``; default the middle one.
     normalization : {"auto", "dtype", "minmax", "percentile"} or (lo, hi)
@@ -254,7 +264,7 @@ def fuse_stack(
     -------
     StackResult
         ``image``, ``depth_map``, ``confidence``, ``shifts``, ``luma``,
-        ``metadata``, ``elapsed``, ``scales``.
+        ``metadata``, ``elapsed``, ``scales``, ``rotations``.
 
     Raises
     ------
@@ -304,9 +314,9 @@ def fuse_stack(
 
     planes.set_range(normalization, step)
     if mode is not None:
-        planes.shifts, planes.scales = estimate_alignment(
+        planes.shifts, planes.scales, planes.rotations = estimate_alignment(
             lambda i: luma_of(planes.unit(i)), n, reference, mode=mode,
-            progress=lambda _i: step(),
+            progress=lambda _i: step(), with_rotations=True,
         )  # fmt: skip
     shape2d = planes.plane_shape[:2]
     pair_meta: dict[str, Any] = {}
@@ -358,6 +368,7 @@ def fuse_stack(
         "alignment": mode,
         "shifts": planes.shifts.round(4).tolist() if mode else None,
         "scales": planes.scales.round(6).tolist() if mode else None,
+        "rotations": planes.rotations.round(4).tolist() if mode else None,
         "depth_map": (
             "argmax of the two-scale focus measure, 5 x 5 median where confidence <= 0.4"
             if method == "focus"
@@ -373,7 +384,7 @@ def fuse_stack(
     }
     return StackResult(
         image, depth, confidence, planes.shifts.copy(), luma, metadata, elapsed,
-        planes.scales.copy(),
+        planes.scales.copy(), planes.rotations.copy(),
     )  # fmt: skip
 
 

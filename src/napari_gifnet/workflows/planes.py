@@ -70,8 +70,9 @@ class Planes:
         The normalisation range mapped to [0, 1] (:meth:`set_range`).
     rule : str
         How the range was chosen: dtype, unchanged, minmax, percentile, fixed.
-    shifts, scales : numpy.ndarray
-        The alignment applied by :meth:`unit` and :meth:`native`.
+    shifts, scales, rotations : numpy.ndarray
+        The alignment applied by :meth:`unit` and :meth:`native` (rotations
+        in degrees, see :func:`~napari_gifnet.workflows.alignment.estimate_similarity`).
 
     Raises
     ------
@@ -124,11 +125,12 @@ class Planes:
         self.plane_shape, self.rgb = plane, len(plane) == 3
         self.lo, self.hi, self.rule = 0.0, 1.0, "dtype"
         self.shifts, self.scales = np.zeros((self.n, 2)), np.ones(self.n)
+        self.rotations = np.zeros(self.n)
 
     @property
     def aligned(self) -> bool:
-        """Whether any plane is moved (a nonzero shift or a scale other than 1)."""
-        return bool(self.shifts.any() or (self.scales != 1.0).any())
+        """Whether any plane is moved (a nonzero shift or rotation, or a scale other than 1)."""
+        return bool(self.shifts.any() or (self.scales != 1.0).any() or self.rotations.any())
 
     def raw(self, i: int) -> np.ndarray:
         """Plane ``i`` as stored (its own dtype; never aligned)."""
@@ -143,7 +145,7 @@ class Planes:
 
     def moved(self, i: int) -> bool:
         """Whether plane ``i`` is moved by the alignment."""
-        return bool(self.shifts[i].any() or self.scales[i] != 1.0)
+        return bool(self.shifts[i].any() or self.scales[i] != 1.0 or self.rotations[i] != 0.0)
 
     def native(self, i: int, raw: np.ndarray | None = None) -> np.ndarray:
         """Plane ``i`` on the input's scale: ``raw`` itself, or float64 when aligned.
@@ -154,12 +156,12 @@ class Planes:
         x = self.raw(i) if raw is None else raw
         if not self.moved(i):
             return x
-        return resample(x.astype(np.float64), self.shifts[i], self.scales[i])
+        return resample(x.astype(np.float64), *self._transform(i))
 
     def unit(
         self, i: int, raw: np.ndarray | None = None, *, own_frame: bool = False
     ) -> np.ndarray:
-        """Plane ``i`` as float32 in [0, 1], shifted (and rescaled) when aligned.
+        """Plane ``i`` as float32 in [0, 1], shifted (rescaled, rotated) when aligned.
 
         ``raw`` is plane ``i`` already read with :meth:`raw` (saves a read).
         ``own_frame=True``: not moved (the plane as recorded). Moved planes
@@ -177,7 +179,7 @@ class Planes:
                  else x * 0)  # fmt: skip
         if own_frame or not self.moved(i):
             return x
-        return resample(x, self.shifts[i], self.scales[i]).astype(np.float32, copy=False)
+        return resample(x, *self._transform(i)).astype(np.float32, copy=False)
 
     def move(self, i: int, values: np.ndarray) -> np.ndarray:
         """A map computed on plane ``i`` in its own frame, brought into the reference frame.
@@ -186,7 +188,10 @@ class Planes:
         """
         if not self.moved(i):
             return values
-        return apply_transform(values, self.shifts[i], self.scales[i], order=1)
+        return apply_transform(values, *self._transform(i), order=1)
+
+    def _transform(self, i: int) -> tuple[np.ndarray, float, float]:
+        return self.shifts[i], self.scales[i], self.rotations[i]
 
     def needs_pass(self, normalization: Any) -> bool:
         """Whether the range comes from the data (a pass over the planes)."""
