@@ -55,7 +55,7 @@ from .. import __version__
 from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .alignment import align_mode, estimate_alignment
-from .focus import BestPlane, dissimilarity, edge_focus, guarded_median, luma_of
+from .focus import BestPlane, dissimilarity, edge_focus, edge_focus_torch, guarded_median, luma_of
 from .planes import Planes
 
 __all__ = ["DEFAULT_METHOD", "DEFAULT_STRATEGY", "STRATEGIES", "StackResult", "fuse_stack"]
@@ -183,6 +183,24 @@ def _map_back(fused: np.ndarray, planes: Planes, carry: np.ndarray) -> tuple[np.
     if outside.any():
         image[outside] = cast_to_dtype(carry, planes.dtype)[outside]
     return image, int(outside.sum())
+
+
+def _focus_device(device: Any) -> Any:
+    """Where the focus score runs: a CUDA device (torch) when ``device`` asks for one
+    (or is ``"auto"`` and one is present), else None (NumPy on the CPU, faster there)."""
+    if device is None or str(device) == "cpu":
+        return None
+    if str(device) == "auto":
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is a dependency
+            return None
+        if not torch.cuda.is_available():
+            return None
+    from ..engine.devices import resolve_device
+
+    dev = resolve_device(device)
+    return dev if dev.type == "cuda" else None
 
 
 def fuse_stack(
@@ -321,10 +339,14 @@ def fuse_stack(
     shape2d = planes.plane_shape[:2]
     pair_meta: dict[str, Any] = {}
     carry = None  # keep_dtype blends: per pixel, the input-scale value of the best plane so far
+    focus_device = _focus_device(device) if method == "focus" else None
     if method == "focus":
         best = BestPlane(shape2d, larger_is_better=True)
         for i in range(n):  # in the plane's own frame; the focus map is moved
-            best.update(i, planes.move(i, edge_focus(luma_of(planes.unit(i, own_frame=True)))))
+            luma_i = luma_of(planes.unit(i, own_frame=True))
+            score = edge_focus(luma_i) if focus_device is None else \
+                edge_focus_torch(luma_i, focus_device).cpu().numpy()
+            best.update(i, planes.move(i, score))
             step()
     else:
         options = {"weights": weights, "device": device, **(pair_options or {})}
@@ -357,6 +379,8 @@ def fuse_stack(
     metadata = {
         "method": "focus selection" if method == "focus" else method,
         "strategy": None if method == "focus" else strategy,
+        "focus_device": (str(focus_device) if focus_device is not None else "cpu (numpy)")
+        if method == "focus" else None,
         "napari_gifnet_version": __version__,
         "planes": n,
         "axis": planes.axis,
