@@ -151,3 +151,54 @@ def check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
         resolve_device(args.device)
     except ValueError as exc:
         raise UsageError(f"--device: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One item of a batch (``fuse --pairs``, ``stack --stacks``): its name, its main
+    output (a re-run skips it when that exists) and the work that writes it."""
+
+    name: str
+    output: Path
+    run: Callable[[], None]
+
+
+def run_batch(
+    jobs: Sequence[BatchJob], *, kind: str, source: Path, outdir: Path, overwrite: bool,
+    quiet: bool, failed: Sequence[tuple[str, str]] = (),
+) -> int:
+    """Run a batch: finished outputs skipped unless ``overwrite``, a tqdm bar, a job that
+    fails (one of :data:`EXPECTED_ERRORS` or a :class:`UsageError`) reported by name
+    while the others go on, a summary; returns :data:`EXIT_ERROR` if anything failed.
+
+    ``kind`` names an item in the messages (``"pair"``, ``"stack"``); ``failed``
+    holds items refused before the batch (name, why).
+    """
+    import sys
+
+    from tqdm.auto import tqdm
+
+    failures = list(failed)
+    todo = [job for job in jobs if overwrite or not job.output.exists()]
+    skipped, done = len(jobs) - len(todo), 0
+    bar = tqdm(todo, unit=kind, desc=f"{kind}s", disable=quiet or not todo, file=sys.stderr,
+               dynamic_ncols=True)  # fmt: skip
+    try:
+        for job in bar:
+            bar.set_postfix_str(job.name, refresh=False)
+            try:
+                job.run()
+                done += 1
+            except (UsageError, *EXPECTED_ERRORS) as exc:
+                text = str(exc).strip()
+                failures.append((job.name, text.splitlines()[0] if text else type(exc).__name__))
+                bar.write(f"{PROG}: {kind} {job.name!r} failed: {failures[-1][1]}", file=sys.stderr)
+    finally:
+        bar.close()
+    if not quiet:
+        again = " (already written; --overwrite fuses them again)" if skipped else ""
+        print(f"fused {done} {kind}(s) from {source} -> {outdir}, skipped {skipped}{again}, "
+              f"failed {len(failures)}")  # fmt: skip
+    for name, why in failures:
+        print(f"  failed: {name}: {why}", file=sys.stderr)
+    return EXIT_ERROR if failures else 0

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from .common import (
-    EXIT_ERROR,
-    EXPECTED_ERRORS,
+    BatchJob,
     Progress,
     Subcommand,
     UsageError,
     check_output,
     check_single_image,
     not_an_input,
+    run_batch,
 )
 
 _NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile")
@@ -145,22 +146,24 @@ def _check_sources(args: argparse.Namespace) -> str:
 
 
 def _fuse_arrays(a: object, b: object, args: argparse.Namespace, progress: object) -> tuple:
-    """Align (with --align) and fuse one pair; returns (result, metadata extras)."""
+    """Align (with --align) and fuse one pair; returns (result, metadata extras, the
+    alignment's one-line description or None)."""
     from ..engine.fusion import fuse
 
     extra: dict = {}
+    described = None
     if args.align:
         from ..workflows.pair_alignment import align_pair
 
         b, alignment = align_pair(a, b, args.align)
         extra["alignment"] = alignment.provenance()
-        extra["_align_text"] = alignment.describe()
+        described = alignment.describe()
     result = fuse(
         a, b, weights=args.weights, device=args.device, return_features=bool(args.features),
         normalization=args.normalization, progress=progress, storage=args.storage,
         tile_size=args.tile_size, precision=args.precision,
     )  # fmt: skip
-    return result, extra
+    return result, extra, described
 
 
 def _check_run_options(args: argparse.Namespace) -> None:
@@ -202,10 +205,9 @@ def _run_fuse(args: argparse.Namespace) -> int:
         described = f"sample {args.sample!r} ({name_a} + {name_b})"
     progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
     try:
-        result, extra = _fuse_arrays(a, b, args, progress)
+        result, extra, align_text = _fuse_arrays(a, b, args, progress)
     finally:
         progress.close()
-    align_text = extra.pop("_align_text", None)
     metadata = {**result.metadata, **extra, "input_files": names}
     io.write_image(output, result.image, metadata)
     summary = (
@@ -238,40 +240,24 @@ def _run_batch(args: argparse.Namespace) -> int:
     _check_run_options(args)
     io.check_writable(outdir / f"x{ext}", "float32")
     outdir.mkdir(parents=True, exist_ok=True)
-    failed = [(name, f"no partner in {side}/") for name, side in folder.unmatched]
-    todo = [job for job in jobs if args.overwrite or not job[3].exists()]
-    skipped = len(jobs) - len(todo)
-    from tqdm.auto import tqdm
 
-    bar = tqdm(todo, unit="pair", desc="fusing", disable=args.quiet or not todo, file=sys.stderr,
-               dynamic_ncols=True)  # fmt: skip
-    done = 0
-    try:
-        for name, a_path, b_path, out in bar:
-            bar.set_postfix_str(name, refresh=False)
-            try:
-                check_single_image(str(a_path))
-                check_single_image(str(b_path))
-                a, b = io.read_image(a_path), io.read_image(b_path)
-                result, extra = _fuse_arrays(a, b, args, None)
-                extra.pop("_align_text", None)
-                metadata = {**result.metadata, **extra,
-                            "input_files": {"a": str(a_path), "b": str(b_path)}}  # fmt: skip
-                io.write_image(out, result.image, metadata)
-                done += 1
-            except EXPECTED_ERRORS as exc:
-                failed.append((name, str(exc).strip().splitlines()[0] if str(exc).strip()
-                               else type(exc).__name__))  # fmt: skip
-                bar.write(f"napari-gifnet: pair {name!r} failed: {failed[-1][1]}", file=sys.stderr)
-    finally:
-        bar.close()
-    if not args.quiet:
-        again = " (already written; --overwrite fuses them again)" if skipped else ""
-        print(f"fused {done} pair(s) from {folder.root} -> {outdir}, skipped {skipped}{again}, "
-              f"failed {len(failed)}")  # fmt: skip
-    for name, why in failed:
-        print(f"  failed: {name}: {why}", file=sys.stderr)
-    return EXIT_ERROR if failed else 0
+    def job(name: str, a_path: Path, b_path: Path, out: Path) -> BatchJob:
+        def run() -> None:
+            check_single_image(str(a_path))
+            check_single_image(str(b_path))
+            a, b = io.read_image(a_path), io.read_image(b_path)
+            result, extra, _ = _fuse_arrays(a, b, args, None)
+            metadata = {**result.metadata, **extra,
+                        "input_files": {"a": str(a_path), "b": str(b_path)}}  # fmt: skip
+            io.write_image(out, result.image, metadata)
+
+        return BatchJob(name, out, run)
+
+    return run_batch(
+        [job(*item) for item in jobs], kind="pair", source=folder.root, outdir=outdir,
+        overwrite=args.overwrite, quiet=args.quiet,
+        failed=[(name, f"no partner in {side}/") for name, side in folder.unmatched],
+    )  # fmt: skip
 
 
 #: The subcommand.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    BatchJob,
     Progress,
     Subcommand,
     UsageError,
@@ -16,6 +17,7 @@ from .common import (
     check_output_of,
     input_files,
     not_an_input,
+    run_batch,
 )
 
 
@@ -248,10 +250,7 @@ def stacks_in(folder: Path) -> list[tuple[str, Path]]:
 
 def _run_batch(args: argparse.Namespace) -> int:
     """``--stacks DIR -o OUTDIR``: every stack, failures reported by name, finished skipped."""
-    from tqdm.auto import tqdm
-
     from ..util.safe_files import check_output_folder
-    from .common import EXIT_ERROR, EXPECTED_ERRORS
 
     folder = Path(args.stacks)
     if not folder.is_dir():
@@ -271,29 +270,12 @@ def _run_batch(args: argparse.Namespace) -> int:
         jobs.append((name, path, out, *maps))
     check_device(args, _method(args))
     outdir.mkdir(parents=True, exist_ok=True)
-    todo = [job for job in jobs if args.overwrite or not job[2].exists()]
-    skipped, failed, done = len(jobs) - len(todo), [], 0
-    bar = tqdm(todo, unit="stack", desc="stacks", disable=args.quiet or not todo,
-               file=sys.stderr, dynamic_ncols=True)  # fmt: skip
-    try:
-        for name, path, out, depth, conf in bar:
-            bar.set_postfix_str(name, refresh=False)
-            try:
-                _fuse_one([str(path)], out, depth, conf, args, None)
-                done += 1
-            except (UsageError, *EXPECTED_ERRORS) as exc:
-                text = str(exc).strip()
-                failed.append((name, text.splitlines()[0] if text else type(exc).__name__))
-                bar.write(f"napari-gifnet: stack {name!r} failed: {failed[-1][1]}", file=sys.stderr)
-    finally:
-        bar.close()
-    if not args.quiet:
-        again = " (already written; --overwrite fuses them again)" if skipped else ""
-        print(f"fused {done} stack(s) from {folder} -> {outdir}, skipped {skipped}{again}, "
-              f"failed {len(failed)}")  # fmt: skip
-    for name, why in failed:
-        print(f"  failed: {name}: {why}", file=sys.stderr)
-    return EXIT_ERROR if failed else 0
+
+    def job(name: str, path: Path, out: Path, depth: Path | None, conf: Path | None) -> BatchJob:
+        return BatchJob(name, out, lambda: _fuse_one([str(path)], out, depth, conf, args, None))
+
+    return run_batch([job(*item) for item in jobs], kind="stack", source=folder, outdir=outdir,
+                     overwrite=args.overwrite, quiet=args.quiet)  # fmt: skip
 
 
 #: The subcommand.
