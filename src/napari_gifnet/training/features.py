@@ -133,9 +133,6 @@ def _timm_features(pretrained: bool) -> nn.Module:
     return timm.create_model("densenet121", features_only=True, pretrained=pretrained)
 
 
-def _sha256(path: Path) -> str:
-    return sha256_of(path)
-
 
 _OLD_TORCHVISION_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
@@ -202,7 +199,7 @@ def load_densenet(path: str | os.PathLike[str], source: str = "file") -> DenseNe
             f"({len(missing)} missing, {len(wrong)} of the wrong shape)"
         )
     body.load_state_dict(state, strict=True)
-    return DenseNetFeatures(body, DenseNetInfo(source, str(p.absolute()), _sha256(p)))
+    return DenseNetFeatures(body, DenseNetInfo(source, str(p.absolute()), sha256_of(p)))
 
 
 def _hub_cached() -> Path | None:
