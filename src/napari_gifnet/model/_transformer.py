@@ -22,6 +22,7 @@ from .windows import (
     gather_image,
     gather_tokens,
     merge_tokens,
+    moments,
     split_heads,
 )
 
@@ -43,9 +44,18 @@ class RLN(nn.Module):
         self.meta2 = nn.Conv2d(1, channels, 1)
 
     def statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample mean and standard deviation over C, H and W."""
-        var, mu = torch.var_mean(x, dim=(1, 2, 3), correction=0, keepdim=True)
-        return mu, torch.sqrt(var + self.eps)
+        """Per-sample mean and standard deviation over C, H and W.
+
+        Differentiable (``torch.var_mean``) when ``x`` needs a gradient, else
+        the faster :func:`~napari_gifnet.model.windows.moments` (the same
+        values to float32 rounding).
+        """
+        if x.requires_grad and torch.is_grad_enabled():
+            var, mu = torch.var_mean(x, dim=(1, 2, 3), correction=0, keepdim=True)
+            return mu, torch.sqrt(var + self.eps)
+        n, mean, m2 = moments(x)
+        shape = (-1, 1, 1, 1)
+        return mean.to(x.dtype).view(shape), torch.sqrt(m2 / n + self.eps).to(x.dtype).view(shape)
 
 
 def relative_positions(window: int = WINDOW) -> torch.Tensor:

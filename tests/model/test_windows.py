@@ -1,0 +1,63 @@
+"""The region helpers' statistics: fast moments that equal a float64 reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_gifnet.model import windows
+from napari_gifnet.model.windows import RunningMoments, moments
+
+
+def _maps() -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    base = torch.randn(2, 98, 70, 90, generator=gen)
+    return {
+        "nchw": base * 3 + 1.5,
+        "channels-last": (base * 0.01 + 5.0).contiguous(memory_format=torch.channels_last),
+        "view": (base * 100 - 3)[:, :, 5:61, 7:80],
+        "offset much larger than spread": base * 1e-3 + 1e3,
+    }
+
+
+@pytest.mark.parametrize("name", list(_maps()))
+def test_moments_equal_a_float64_computation(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(windows, "_MOMENT_CHUNK", 5000)  # many chunks, a ragged last one
+    x = _maps()[name]
+    var64, mean64 = torch.var_mean(x.double(), dim=(1, 2, 3), correction=0)
+    n, mean, m2 = moments(x)
+    assert n == x[0].numel()
+    assert mean.dtype == m2.dtype == torch.float64 and mean.shape == (2,)
+    torch.testing.assert_close(mean, mean64, rtol=1e-7, atol=0)
+    torch.testing.assert_close(m2 / n, var64, rtol=1e-6, atol=0)
+
+
+def test_moments_of_half_precision_maps_do_not_overflow() -> None:
+    x = torch.full((1, 98, 64, 64), 60.0, dtype=torch.float16)
+    x[:, :, ::2] = 62.0
+    n, mean, m2 = moments(x)
+    assert mean.item() == pytest.approx(61.0) and (m2 / n).item() == pytest.approx(1.0)
+
+
+def test_running_moments_of_pieces_equal_the_whole() -> None:
+    x = _maps()["nchw"]
+    running = RunningMoments()
+    for rows in ((0, 13), (13, 40), (40, 70)):
+        running.add(x[:, :, rows[0] : rows[1]])
+    mean, std = running.statistics()
+    var64, mean64 = torch.var_mean(x.double(), dim=(1, 2, 3), correction=0)
+    torch.testing.assert_close(mean.flatten().double(), mean64, rtol=1e-6, atol=0)
+    torch.testing.assert_close(std.flatten().double(), (var64 + 1e-5).sqrt(), rtol=1e-6, atol=0)
+
+
+def test_the_rln_statistics_stay_differentiable() -> None:
+    from napari_gifnet.model.network import RLN
+
+    x = _maps()["nchw"].requires_grad_()
+    mu, sigma = RLN().statistics(x)
+    (mu.sum() + sigma.sum()).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    with torch.no_grad():
+        fast = RLN().statistics(x)
+    torch.testing.assert_close(fast[0], mu.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast[1], sigma.detach(), rtol=1e-5, atol=1e-6)
