@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._rowwise import block_tail, linear_rows, project_map
 from .windows import (
     CHANNELS,
     HEADS,
@@ -25,6 +26,18 @@ from .windows import (
     moments,
     split_heads,
 )
+
+
+def _cache_friendly(x: torch.Tensor) -> bool:
+    """Whether :meth:`TransformerBlock.region` takes the CPU path for ``x``:
+    one float32 sample on the CPU, no gradients, no autocast."""
+    return (
+        x.shape[0] == 1
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+    )
 
 
 class RLN(nn.Module):
@@ -89,7 +102,9 @@ class _Attention(nn.Module):
             setattr(
                 self,
                 "conv" + suffix,
-                nn.Conv2d(CHANNELS, CHANNELS, 5, padding=2, groups=CHANNELS, padding_mode="reflect"),
+                nn.Conv2d(
+                    CHANNELS, CHANNELS, 5, padding=2, groups=CHANNELS, padding_mode="reflect"
+                ),
             )
             setattr(self, "proj" + suffix, nn.Conv2d(CHANNELS, CHANNELS, 1))
         self.attn = PositionBias()
@@ -193,6 +208,8 @@ class TransformerBlock(nn.Module):
         cols.size) and the query tokens used.
         """
         n = x.shape[0]
+        if _cache_friendly(x):
+            return self._region_cpu(x, stream, stats, rows, cols, query)
         tokens = gather_tokens(x, rows.windows, cols.windows)
         if query is None:
             qkv = self._project_tokens(tokens, n, self._projection(stream, stats, slice(None)))
@@ -204,7 +221,10 @@ class TransformerBlock(nn.Module):
             )
             k, v = kv.split(CHANNELS, dim=-1)
         attn = F.scaled_dot_product_attention(
-            split_heads(q), split_heads(k), split_heads(v), attn_mask=self.attn.attn().to(x.dtype)[None]
+            split_heads(q),
+            split_heads(k),
+            split_heads(v),
+            attn_mask=self.attn.attn().to(x.dtype)[None],
         )
         del tokens, k, v
         # The depthwise convolution reads V in image layout.
@@ -230,6 +250,57 @@ class TransformerBlock(nn.Module):
         mlp = self._part("mlp", stream).mlp
         y = mlp[2](F.relu_(mlp[0](out)))
         y += out
+        return y, q
+
+    def _region_cpu(
+        self,
+        x: torch.Tensor,
+        stream: str,
+        stats: tuple[torch.Tensor, torch.Tensor],
+        rows: BlockAxis,
+        cols: BlockAxis,
+        query: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`region` for one sample on the CPU, without gradients.
+
+        The same arithmetic, arranged for the cache (see
+        :mod:`napari_gifnet.model._rowwise`): V is projected once in image
+        layout, and everything after the attention runs band by band.
+        """
+        weight, _, bias = self._projection(stream, stats, slice(None))
+        v_img = project_map(x, weight[2 * CHANNELS :], bias[2 * CHANNELS :])
+        v = gather_tokens(v_img, rows.windows, cols.windows)
+        tokens = gather_tokens(x, rows.windows, cols.windows)
+        if query is None:
+            q, k = linear_rows(
+                tokens.flatten(0, 1), weight[: 2 * CHANNELS], bias[: 2 * CHANNELS]
+            ).split(CHANNELS, dim=-1)
+            q, k = q.view_as(tokens), k.view_as(tokens)
+        else:
+            q = query
+            k = linear_rows(
+                tokens.flatten(0, 1), weight[CHANNELS : 2 * CHANNELS], bias[CHANNELS : 2 * CHANNELS]
+            ).view_as(tokens)
+        del tokens
+        attn = F.scaled_dot_product_attention(
+            split_heads(q),
+            split_heads(k),
+            split_heads(v),
+            attn_mask=self.attn.attn().to(x.dtype)[None],
+        )
+        del k, v
+        v_img = gather_image(v_img, rows.depthwise, cols.depthwise)
+        dw = self._part("conv", stream)
+        mixed = F.conv2d(v_img, dw.weight, dw.bias, groups=CHANNELS)
+        del v_img
+        norm, proj = self._part("norm1", stream), self._part("proj", stream)
+        mu, sigma = stats
+        rescale, rebias = norm.meta1(sigma).flatten(), norm.meta2(mu).flatten()
+        residual = x[:, :, rows.out : rows.out + rows.size, cols.out : cols.out + cols.size]
+        proj_folded = (proj.weight.flatten(1) * rescale[:, None], proj.bias * rescale + rebias)
+        mlp = self._part("mlp", stream).mlp
+        mlp_weights = (mlp[0].weight.flatten(1), mlp[0].bias, mlp[2].weight.flatten(1), mlp[2].bias)
+        y = block_tail(mixed, attn, rows, cols, residual, proj_folded, mlp_weights)
         return y, q
 
     def forward(
