@@ -61,3 +61,29 @@ def test_the_rln_statistics_stay_differentiable() -> None:
         fast = RLN().statistics(x)
     torch.testing.assert_close(fast[0], mu.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast[1], sigma.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "rows, cols",
+    [
+        ((0, 16), (8, 32)),  # consecutive: the view path
+        ((-4, 12), (0, 24)),  # reflected rows
+        ((0, 16), (20, 44)),  # reflected columns (past the right edge)
+    ],
+)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gather_tokens_partitions_windows_in_row_major_order(rows, cols, channels_last) -> None:
+    x = torch.randn(2, 5, 24, 40)[:, :, :, :36]  # a view, as the stores give
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    r = windows.reflect_indices(*rows, x.shape[2])
+    c = windows.reflect_indices(*cols, x.shape[3])
+    tokens = windows.gather_tokens(x, r, c)
+    nh, nw = r.numel() // 8, c.numel() // 8
+    assert tokens.shape == (2 * nh * nw, 64, 5)
+    for s in range(2):
+        for i in range(nh):
+            for j in range(nw):
+                window = x[s][:, r[8 * i : 8 * i + 8]][:, :, c[8 * j : 8 * j + 8]]  # (C, 8, 8)
+                expected = window.permute(1, 2, 0).reshape(64, 5)
+                assert torch.equal(tokens[(s * nh + i) * nw + j], expected)

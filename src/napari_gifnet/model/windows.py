@@ -80,8 +80,24 @@ def gather_tokens(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> to
     n, c = t.shape[:2]
     nh, nw = rows.numel() // WINDOW, cols.numel() // WINDOW
     nhwc = t.permute(0, 2, 3, 1)
-    win = nhwc[:, rows.view(nh, 1, WINDOW, 1).to(t.device), cols.view(1, nw, 1, WINDOW).to(t.device)]
+    r0, c0 = _first_of_run(rows), _first_of_run(cols)
+    if r0 is not None and c0 is not None:
+        # no reflection: the windows are a view of the map, partitioned by one copy
+        win = nhwc[:, r0 : r0 + nh * WINDOW, c0 : c0 + nw * WINDOW]
+        win = win.unflatten(1, (nh, WINDOW)).unflatten(3, (nw, WINDOW)).permute(0, 1, 3, 2, 4, 5)
+    else:
+        win = nhwc[:, rows.view(nh, 1, WINDOW, 1).to(t.device), cols.view(1, nw, 1, WINDOW).to(t.device)]
     return win.reshape(n * nh * nw, WINDOW * WINDOW, c)
+
+
+def _first_of_run(idx: torch.Tensor) -> int | None:
+    """``idx[0]`` when ``idx`` is consecutive positions (``a, a+1, ...``), else None."""
+    if idx.numel() == 0:
+        return None
+    first = int(idx[0])
+    if int(idx[-1]) - first != idx.numel() - 1:
+        return None
+    return first if bool((idx.diff() == 1).all()) else None
 
 
 def gather_image(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
