@@ -20,12 +20,15 @@ It prints, as Markdown tables for docs/scaling.md:
    precision (float32, tf32, bfloat16, float16), the peak GPU memory and the
    tile size the engine chose, and each precision's max |difference| from
    float32 on the reference cases;
-3. a forced CUDA out-of-memory retry (``torch.cuda.set_per_process_memory_fraction``
+3. a stack of ``--stack`` planes fused plane by plane and in batches sized
+   from the free memory (:mod:`napari_gifnet.engine.batch`): planes per
+   second, and the largest difference between the two;
+4. a forced CUDA out-of-memory retry (``torch.cuda.set_per_process_memory_fraction``
    caps the process at ``--cap`` of the GPU with tiles too large for it):
    the retries and the storage that finally fit, and that the values did
    not change.
 
-``--device cpu --sizes 0.02 --cases Medical`` runs the same code on the CPU in
+``--device cpu --sizes 0.02 --cases Medical --stack 4,64`` runs the same code on the CPU in
 about a minute (how it is tested where no GPU is lent); the retry step needs CUDA.
 """
 
@@ -50,6 +53,7 @@ except ImportError:  # pragma: no cover - only on a bare machine
 import numpy as np
 import torch
 
+from napari_gifnet.engine.batch import batch_size, fuse_planes
 from napari_gifnet.engine.fusion import fuse
 from napari_gifnet.engine.precision import PRECISIONS
 
@@ -125,6 +129,29 @@ def speed(weights: Path, device: torch.device, sizes: list[float], lumas: dict,
                   f"{elapsed:.2f} | {peak:.2f} | {tile} ({result.metadata['storage']}) | {diff} |")
 
 
+def stack_batches(weights: Path, device: torch.device, planes: int, side: int) -> None:
+    print("\n### A stack of planes of one size, batched\n")
+    rng = np.random.default_rng(2)
+    a, b = _pair(side * side / 1e6, seed=2)
+    shifts = rng.integers(0, side, planes)
+    sa = np.stack([np.roll(a, int(s), axis=1) for s in shifts])
+    sb = np.stack([np.roll(b, int(s), axis=1) for s in shifts])
+    size = batch_size(side, side, planes, device)
+    rows = []
+    for label, batch in (("plane by plane", 1), (f"batches of {size} (from free memory)", None)):
+        fuse_planes(sa[:2], sb[:2], weights=weights, device=str(device), batch=batch)  # warm up
+        _sync(device)
+        start = time.perf_counter()
+        results = fuse_planes(sa, sb, weights=weights, device=str(device), batch=batch)
+        _sync(device)
+        rows.append((label, time.perf_counter() - start, np.stack([r.luma for r in results])))
+    print(f"| {planes} planes of {side} x {side} | time (s) | planes/s | MP/s |\n| --- | --- | --- | --- |")
+    for label, elapsed, _ in rows:
+        print(f"| {label} | {elapsed:.2f} | {planes / elapsed:.3g} | "
+              f"{planes * side * side / 1e6 / elapsed:.3g} |")
+    print(f"\nmax abs diff, batched vs plane by plane: {np.abs(rows[0][2] - rows[1][2]).max():.2e}")
+
+
 def forced_retry(weights: Path, device: torch.device, cap: float) -> None:
     print("\n### Out-of-memory retry, forced\n")
     if device.type != "cuda":
@@ -156,6 +183,7 @@ def main() -> None:
     parser.add_argument("--precisions", default=",".join(PRECISIONS),
                         help="precisions to time (default all)")
     parser.add_argument("--cap", type=float, default=0.02, help="memory fraction for the retry")
+    parser.add_argument("--stack", default="32,1024", help="planes,side of the batched stack")
     args = parser.parse_args()
     device = torch.device(args.device)
     ref = _reference(args.reference)
@@ -166,6 +194,8 @@ def main() -> None:
     lumas = parity(ref, weights, device, [c for c in args.cases.split(",") if c])
     speed(weights, device, [float(s) for s in args.sizes.split(",")], lumas,
           [p for p in args.precisions.split(",") if p])
+    planes, side = (int(v) for v in args.stack.split(","))
+    stack_batches(weights, device, planes, side)
     forced_retry(weights, device, args.cap)
 
 

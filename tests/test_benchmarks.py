@@ -14,7 +14,7 @@ def test_gpu_check_runs_from_the_source_tree_on_the_cpu(reference_dir: Path) -> 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GIFNET_WEIGHTS")}
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu",
-         "--sizes", "0.004", "--cases", "Medical", "--precisions", "float32,bfloat16",
+         "--sizes", "0.004", "--cases", "Medical", "--precisions", "float32,bfloat16", "--stack", "3,64",
          "--reference", str(reference_dir)],
         capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
     )  # fmt: skip
@@ -24,3 +24,4 @@ def test_gpu_check_runs_from_the_source_tree_on_the_cpu(reference_dir: Path) -> 
     rows = [line for line in out.splitlines() if line.startswith("| float32 |")
             or line.startswith("| bfloat16 |")]  # fmt: skip
     assert len(rows) == 2 and "(needs CUDA: skipped)" in out
+    assert "| 3 planes of 64 x 64 |" in out and "| batches of 1 (from free memory) |" in out

@@ -152,6 +152,38 @@ def test_stack_is_fused_plane_by_plane(medical, reference_weights):
     assert fused.metadata["planes"] == 3
 
 
+def test_stack_planes_go_through_the_network_in_batches_where_a_gpu_allows(
+    medical, reference_weights, monkeypatch
+):
+    import napari_gifnet.engine.batch as batch_module
+
+    asked: list[tuple[int, int, int, str]] = []
+
+    def three_at_a_time(height, width, planes, device, free_bytes=None):
+        asked.append((height, width, planes, device.type))
+        return 3  # as a GPU with room for three planes would say
+
+    monkeypatch.setattr(batch_module, "batch_size", three_at_a_time)
+    a, b = medical
+    stack_a = np.stack([a, np.flipud(a), a[:, ::-1], a // 2, np.roll(a, 9, axis=1)])
+    stack_b = np.stack([b, np.flipud(b), b[:, ::-1], b, np.roll(b, 9, axis=1)])
+    v = ViewerModel()
+    v.add_image(stack_a, name="a")
+    v.add_image(stack_b, name="b")
+    seen: list[tuple[int, int]] = []
+    fused = fuse_layers(
+        v, "a", "b", weights=reference_weights, device="cpu", progress=lambda d, t: seen.append((d, t))
+    )[0]
+    assert asked == [(H, W, 5, "cpu")]
+    assert seen == [(3, 5), (5, 5)]
+    monkeypatch.undo()
+    alone = fuse_layers(v, "a", "b", weights=reference_weights, device="cpu")[0]
+    assert fused.data.shape == alone.data.shape == (5, H, W)
+    np.testing.assert_allclose(fused.data, alone.data, atol=2e-5, rtol=0)
+    # the layer's one range is kept: the dim plane stays dim
+    assert fused.data[3].mean() < fused.data[0].mean()
+
+
 def test_stack_feature_layers_align_with_the_stack(medical, reference_weights):
     a, b = (x[:32, :48] for x in medical)
     v = ViewerModel()

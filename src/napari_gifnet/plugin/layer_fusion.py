@@ -143,7 +143,8 @@ def iter_fusion(
     alignments: list[dict[str, Any]] = []
     if ranges is not None:
         options["normalization"] = "auto"  # the planes come in [0, 1], the layer's range applied
-    for i, idx in enumerate(plan.plane_indices()):
+
+    def read_pair(idx: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         a, b = plan.first.read(idx), plan.second.read(idx)
         if ranges is not None:
             a, b = _to_unit(a, ranges["first"]), _to_unit(b, ranges["second"])
@@ -154,21 +155,39 @@ def iter_fusion(
 
             b, moved = align_pair(a, b, align)
             alignments.append({"plane": list(idx), **moved.provenance()})
+        return a, b
 
-        def report(done: int, total: int, i: int = i) -> None:
+    indices = list(plan.plane_indices())
+    group = _planes_per_pass(plan, gifnet and not features, device, n)
+    for first in range(0, n, group):
+        chunk = indices[first : first + group]
+        pairs = [read_pair(idx) for idx in chunk]
+        if group == 1:
+
+            def report(done: int, total: int, i: int = first) -> None:
+                if progress is not None:
+                    progress(i * total + done, n * total)
+
+            results = [fuse_with(plan.method, *pairs[0], progress=report, **options)]
+        else:
+            from ..engine.batch import fuse_planes
+
+            results = fuse_planes(
+                [p[0] for p in pairs], [p[1] for p in pairs], weights=weights,
+                device=device, normalization=options["normalization"], batch=group,
+            )  # fmt: skip
             if progress is not None:
-                progress(i * total + done, n * total)
-
-        res = fuse_with(plan.method, a, b, progress=report, **options)
-        if image is None:
-            image, meta = np.empty(lead + res.image.shape, np.float32), res.metadata
-        image[idx] = res.image
-        for key in FEATURE_KEYS if features else ():
-            f = res.features[key]
-            if key not in feats:  # channels first, so the leading axes align with the image's
-                feats[key] = np.empty((f.shape[0], *lead, *f.shape[1:]), np.float32)
-            feats[key][(slice(None), *idx)] = f
-        yield i + 1, n
+                progress(first + len(chunk), n)
+        for i, (idx, res) in enumerate(zip(chunk, results), start=first):
+            if image is None:
+                image, meta = np.empty(lead + res.image.shape, np.float32), res.metadata
+            image[idx] = res.image
+            for key in FEATURE_KEYS if features else ():
+                f = res.features[key]
+                if key not in feats:  # channels first, so the leading axes align with the image's
+                    feats[key] = np.empty((f.shape[0], *lead, *f.shape[1:]), np.float32)
+                feats[key][(slice(None), *idx)] = f
+            yield i + 1, n
     assert image is not None
     summaries = {key: pca_rgb(f) for key, f in feats.items()}
     elapsed = time.perf_counter() - start
@@ -199,6 +218,18 @@ def iter_fusion(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return FusionOutput(plan, image, feats, summaries, meta, str(meta["device"]), elapsed)
+
+
+def _planes_per_pass(plan: FusionPlan, batchable: bool, device: str, planes: int) -> int:
+    """How many planes go through the network together: a GPU batch for
+    GIFNet without feature layers (:func:`napari_gifnet.engine.batch.batch_size`),
+    else 1."""
+    if not batchable or planes <= 1:
+        return 1
+    from ..engine.batch import batch_size
+    from ..engine.devices import resolve_device
+
+    return batch_size(*plan.plane_shape[:2], planes, resolve_device(device))
 
 
 def _layer_ranges(plan: FusionPlan, normalization: Any) -> dict[str, dict[str, Any]] | None:
