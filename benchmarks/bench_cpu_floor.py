@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from napari_gifnet.engine.fusion import fuse
 from napari_gifnet.model.weights import load_model
@@ -46,15 +47,106 @@ def matmul_rate(repeats: int, n: int = 2048) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def flops_per_pixel(weights: str | None, side: int = 128) -> float:
-    """The network's FLOPs per pixel, counted on a ``side`` x ``side`` input."""
+def _attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of an attention call: torch's counter knows the CUDA kernels only."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+class OperationClasses(TorchDispatchMode):
+    """Counts the FLOPs of each kind of operation the network runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops: dict[str, float] = {}
+
+    def _add(self, kind: str, flops: float) -> None:
+        self.flops[kind] = self.flops.get(kind, 0.0) + flops
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func.overloadpacket.__name__
+        if name in ("conv2d", "convolution"):
+            weight = args[1]
+            groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
+            if name == "convolution":
+                groups = args[8]
+            kind = ("depthwise 5x5" if groups > 1 else
+                    "3x3 convolutions" if weight.shape[-1] == 3 else "1x1 products")
+            self._add(kind, 2 * weight[0].numel() * out.numel())
+        elif name in ("mm", "addmm", "linear", "matmul"):
+            a, b = (args[1], args[2]) if name == "addmm" else (args[0], args[1])
+            inner = a.shape[-1]
+            self._add("1x1 products", 2 * inner * out.numel())
+        elif name.startswith("scaled_dot_product") or name.startswith("_scaled_dot_product"):
+            q, k = args[:2]
+            self._add("attention", 2 * 2 * q.numel() * k.shape[-2])
+        return out
+
+
+def flops_per_pixel(weights: str | None, side: int = 128) -> tuple[float, float, dict[str, float]]:
+    """The network's FLOPs per pixel, counted on a ``side`` x ``side`` input.
+
+    Returns (what this engine's path runs, the published path's: the same
+    plus the multimodal stream of block 1, whose output feeds nothing, by
+    operation kind for this engine's path).
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     model, _ = load_model(weights, device="cpu")
     x = torch.rand(1, 1, side, side)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    cpu_attention = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    mapping = {cpu_attention: _attention_flops}
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         model(x, x)
-    return counter.get_total_flops() / side**2
+    ours = counter.get_total_flops() / side**2
+    block1 = model.branch.layer1.blocks[1]
+    maps = torch.rand(1, 98, side, side)
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=mapping) as extra:
+        block1(maps, "mm")
+    with torch.inference_mode(), OperationClasses() as kinds:
+        model(x, x)
+    return ours, ours + extra.get_total_flops() / side**2, {
+        k: v / side**2 for k, v in kinds.flops.items()
+    }
+
+
+def _best(fn, repeats: int = 5) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def attainable_rates(rows: int = 256, cols: int = 520) -> dict[str, float]:
+    """GFLOP/s this machine reaches on each kind of operation, alone, at a tile's size."""
+    import torch.nn.functional as F
+
+    c, px = 98, rows * cols
+    x = torch.randn(1, c, rows, cols).contiguous(memory_format=torch.channels_last)
+    w3, wd = torch.randn(c, c, 3, 3), torch.randn(c, 1, 5, 5)
+    flat, w1 = torch.randn(px, c), torch.randn(c, 2 * c)
+    out = torch.empty(4096, 2 * c)
+
+    def products() -> None:
+        for s in range(0, px, 4096):
+            torch.mm(flat[s : s + 4096], w1, out=out[: min(4096, px - s)])
+
+    q = torch.randn(px // 64, 2, 64, 49)
+    bias = torch.randn(1, 2, 64, 64)
+    with torch.inference_mode():
+        return {
+            "3x3 convolutions": 2 * 9 * c * c * px / _best(lambda: F.conv2d(x, w3, padding=1)) / 1e9,
+            "1x1 products": 2 * c * 2 * c * px / _best(products) / 1e9,
+            "depthwise 5x5": 2 * 25 * c * px / _best(lambda: F.conv2d(x, wd, padding=2, groups=c)) / 1e9,
+            "attention": 2 * 2 * px * 64 * c
+            / _best(lambda: F.scaled_dot_product_attention(q, q, q, attn_mask=bias)) / 1e9,
+        }
 
 
 def main() -> None:
@@ -70,9 +162,11 @@ def main() -> None:
     h, w = a.shape[:2]
     print(f"case {args.case}: {h} x {w} = {h * w / 1e6:.2f} MP, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    per_pixel = flops_per_pixel(args.weights)
+    per_pixel, published, kinds = flops_per_pixel(args.weights)
     total = per_pixel * h * w
-    print(f"network: {per_pixel / 1e6:.3f} MFLOP per pixel (counted), {total / 1e12:.3f} TFLOP")
+    print(f"network: {per_pixel / 1e6:.3f} MFLOP per pixel (counted, attention included), "
+          f"{total / 1e12:.3f} TFLOP; the published path (which also runs block 1's "
+          f"multimodal stream) {published / 1e6:.3f} MFLOP per pixel")
     rates = [matmul_rate(args.matmuls)]
     fuse(a[:64, :64], b[:64, :64], weights=args.weights, device="cpu")  # load, warm up
     times = []
@@ -88,6 +182,20 @@ def main() -> None:
     print(f"fusion times (s): {', '.join(f'{t:.2f}' for t in times)}")
     print(f"compute floor at {best_rate:.0f} GFLOP/s: {floor:.2f} s")
     print(f"best fusion / floor: {min(times) / floor:.2f}x; peak resident memory {peak_gb:.2f} GB")
+    print(f"against the published path's work ({published * h * w / 1e12:.3f} TFLOP at the same "
+          f"rate): {min(times) / (published * h * w / (best_rate * 1e9)):.2f}x")
+    rates = attainable_rates()
+    print("\n| operation kind | MFLOP per pixel | share | GFLOP/s alone (this machine) | "
+          "seconds at that rate |\n| --- | --- | --- | --- | --- |")
+    attainable = 0.0
+    for kind, flops in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        seconds = flops * h * w / (rates[kind] * 1e9)
+        attainable += seconds
+        print(f"| {kind} | {flops / 1e6:.3f} | {flops / per_pixel:.0%} | {rates[kind]:.0f} | "
+              f"{seconds:.2f} |")
+    print(f"\nattainable floor (each kind at its own best rate): {attainable:.2f} s = "
+          f"{attainable / floor:.2f}x the matmul floor; best fusion / attainable floor: "
+          f"{min(times) / attainable:.2f}x")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,3 +27,17 @@ def test_gpu_check_runs_from_the_source_tree_on_the_cpu(reference_dir: Path) -> 
             or line.startswith("| bfloat16 |")]  # fmt: skip
     assert len(rows) == 2 and "(needs CUDA: skipped)" in out
     assert "| 3 planes of 64 x 64 |" in out and "| batches of 1 (from free memory) |" in out
+
+
+def test_the_cpu_floor_counts_every_operation_kind_once(reference_weights: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_cpu_floor", ROOT / "benchmarks" / "bench_cpu_floor.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ours, published, kinds = bench.flops_per_pixel(str(reference_weights), side=64)
+    assert set(kinds) == {"3x3 convolutions", "1x1 products", "attention", "depthwise 5x5"}
+    assert abs(sum(kinds.values()) - ours) / ours < 0.01  # the kinds add up to the total
+    # attention: 2 heads x 64 keys x 49 dims x 2 products x 2 FLOPs per token and stream-block
+    assert kinds["attention"] / (3 * 2 * 64 * 49 * 2 * 2) == pytest.approx(1.0, rel=0.15)
+    assert 1.1 < published / ours < 1.2  # the skipped stream of block 1
