@@ -244,8 +244,11 @@ def test_a_signal_during_a_write_leaves_no_partial_file(tmp_path: Path, sig) -> 
     out.write_bytes(OLD)
     argv = ["stack", *map(str, planes), "-o", str(out), "--method", "focus", "-q"]
     script = textwrap.dedent(_SLOW_WRITE).format(src=str(SRC), argv=argv)
+    # a job a shell starts in the background ignores SIGINT (and Python then
+    # installs no KeyboardInterrupt handler): the child gets it as a terminal's would
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         assert proc.stdout.readline().strip() == "writing"
         assert _leftovers(tmp_path), "the temporary file is being written"
