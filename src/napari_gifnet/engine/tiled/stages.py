@@ -99,7 +99,12 @@ class Pieces:
         if rows[0] < r0 or cols[0] < c0 or rows[1] > r0 + h or cols[1] > c0 + w:
             raise IndexError(f"input region {rows} x {cols} is outside the window held")
         part = (..., slice(rows[0] - r0, rows[1] - r0), slice(cols[0] - c0, cols[1] - c0))
-        return torch.cat((self.a[part], self.b[part]), dim=1)
+        pair = torch.cat((self.a[part], self.b[part]), dim=1)
+        if pair.device.type == "cpu":
+            # channels-last from the start: the encoder's convolutions, and the
+            # embeddings' that read S, are a third faster so on oneDNN
+            pair = pair.contiguous(memory_format=torch.channels_last)
+        return pair
 
     def encode(self, rows: Range, cols: Range) -> torch.Tensor:
         """Shared features S on ``rows`` x ``cols`` (the encoder, 3-pixel halo)."""
