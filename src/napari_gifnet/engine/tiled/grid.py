@@ -176,22 +176,58 @@ def conv_region(
 
     ``x`` holds the input from row ``origin[0]`` and column ``origin[1]`` on;
     every position the output reads (reflections included) must be in it.
-    Rows are gathered; columns are read as a view, zero-padded, and the
-    border columns that read reflections recomputed.
+    The input is read as a view: rows and columns past the map's edges are
+    zero-padded, and the output lines that read a reflection are recomputed
+    from thin reflected strips (no copy of the whole input).
     """
-    height, width = size
-    (r0, r1), (c0, c1) = rows, cols
-    xr = take(x, reflect_indices(r0 - 1, r1 + 1, height) - origin[0], 2)
+    height = size[0]
+    r0, r1 = rows
+    top, bottom = r0 == 0, r1 == height
+    if not (top or bottom) or r1 - r0 < 3 or height < 3:
+        return _conv_gathered_rows(x, origin, rows, cols, size, conv)
+    # the rows read, as a view; one zero row stands for each reflected one
+    a, b = max(r0 - 1, 0), min(r1 + 1, height)
+    y = _conv_columns(x[:, :, a - origin[0] : b - origin[0]], origin[1], cols, size[1], conv, 1)
+    first = r0 - a  # output row of map row r0 (the padding adds one row on top)
+    y = y[:, :, first : first + r1 - r0]
+    if top:
+        y[:, :, :1] = _conv_gathered_rows(x, origin, (0, 1), cols, size, conv)
+    if bottom:
+        y[:, :, -1:] = _conv_gathered_rows(x, origin, (height - 1, height), cols, size, conv)
+    return y
+
+
+def _conv_gathered_rows(
+    x: torch.Tensor,
+    origin: tuple[int, int],
+    rows: Range,
+    cols: Range,
+    size: tuple[int, int],
+    conv: nn.Conv2d,
+) -> torch.Tensor:
+    """:func:`conv_region` with the rows (reflections included) gathered first."""
+    (r0, r1) = rows
+    xr = take(x, reflect_indices(r0 - 1, r1 + 1, size[0]) - origin[0], 2)
+    return _conv_columns(xr, origin[1], cols, size[1], conv, 0)
+
+
+def _conv_columns(
+    xr: torch.Tensor, o: int, cols: Range, width: int, conv: nn.Conv2d, row_pad: int
+) -> torch.Tensor:
+    """The 3x3 ``conv`` of rows ``xr`` (zero-padded by ``row_pad`` rows) over
+    columns ``cols`` of a map ``width`` wide, ``xr`` starting at column ``o``.
+    Columns are read as a view, zero-padded, and the border columns that
+    read reflections recomputed."""
+    c0, c1 = cols
     lo, hi = max(c0 - 1, 0), min(c1 + 1, width)
-    y = F.conv2d(xr[..., lo - origin[1] : hi - origin[1]], conv.weight, conv.bias, padding=(0, 1))
+    weight, bias = conv.weight, conv.bias
+    y = F.conv2d(xr[..., lo - o : hi - o], weight, bias, padding=(row_pad, 1))
     y = y[..., c0 - lo : c1 - lo]
-    o = origin[1]
     if c0 == 0:
-        y[..., :1] = F.conv2d(xr[..., [1 - o, -o, 1 - o]], conv.weight, conv.bias)
+        y[..., :1] = F.conv2d(xr[..., [1 - o, -o, 1 - o]], weight, bias, padding=(row_pad, 0))
     if c1 == width:
-        y[..., -1:] = F.conv2d(
-            xr[..., [width - 2 - o, width - 1 - o, width - 2 - o]], conv.weight, conv.bias
-        )
+        edge = [width - 2 - o, width - 1 - o, width - 2 - o]
+        y[..., -1:] = F.conv2d(xr[..., edge], weight, bias, padding=(row_pad, 0))
     return y
 
 
