@@ -251,7 +251,7 @@ def test_take_reads_reflected_positions_as_index_select_does(
     length: int, start: int, size: int, dim: int, channels_last: bool
 ) -> None:
     """``take`` joins runs of views instead of gathering: the same values, the same layout."""
-    from napari_gifnet.engine.tiled.grid import index_runs, take
+    from napari_gifnet.model.windows import index_runs, take
 
     start = max(start, -(length - 1))
     stop = min(start + size, 2 * length - 1)

@@ -87,3 +87,13 @@ def test_gather_tokens_partitions_windows_in_row_major_order(rows, cols, channel
                 window = x[s][:, r[8 * i : 8 * i + 8]][:, :, c[8 * j : 8 * j + 8]]  # (C, 8, 8)
                 expected = window.permute(1, 2, 0).reshape(64, 5)
                 assert torch.equal(tokens[(s * nh + i) * nw + j], expected)
+
+
+@pytest.mark.parametrize("rows, cols", [((0, 20), (3, 30)), ((-2, 22), (-2, 38)), ((4, 26), (20, 40))])
+def test_gather_image_reads_the_reflected_positions_channels_last(rows, cols) -> None:
+    x = torch.randn(1, 5, 24, 40)[:, :, :, :36].contiguous(memory_format=torch.channels_last)
+    r = windows.reflect_indices(*rows, 24)
+    c = windows.reflect_indices(*cols, 36)
+    got = windows.gather_image(x, r, c)
+    assert torch.equal(got, x[:, :, r][:, :, :, c])
+    assert got.is_contiguous(memory_format=torch.channels_last)

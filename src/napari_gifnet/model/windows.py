@@ -70,6 +70,38 @@ def block_axis(out_start: int, out_stop: int, length: int, shift: int) -> BlockA
     return BlockAxis(lo, hi, win - lo, out_start - w0, dw - lo, out_start - lo, out_stop - out_start)
 
 
+def take(x: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x`` at positions ``idx`` along ``dim``.
+
+    The positions are read as runs of consecutive (or, where a reflection
+    turns back, reversed) positions: a view when they are all consecutive,
+    else the runs' views joined by one ``torch.cat``. That copies memory at
+    full speed and keeps ``x``'s memory format (channels-last stays
+    channels-last), where ``index_select`` gathers element by element and
+    returns a contiguous tensor the next convolution must convert back.
+    """
+    parts = [x.narrow(dim, start, n) if step >= 0 else x.narrow(dim, start - n + 1, n).flip(dim)
+             for start, n, step in index_runs(idx)]  # fmt: skip
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
+def index_runs(idx: torch.Tensor) -> list[tuple[int, int, int]]:
+    """``idx`` as runs ``(first, length, step)`` with step +1, -1 (or 0 for a lone one)."""
+    values = [int(v) for v in idx.tolist()]
+    runs: list[tuple[int, int, int]] = []
+    i = 0
+    while i < len(values):
+        j = i + 1
+        step = values[j] - values[i] if j < len(values) else 0
+        if step not in (1, -1):
+            step = 0
+        while step and j < len(values) and values[j] - values[j - 1] == step:
+            j += 1
+        runs.append((values[i], j - i, step))
+        i = j
+    return runs
+
+
 def gather_tokens(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """(N, C, h, w) map -> (N * windows, 64, C) window tokens at the given positions.
 
@@ -106,6 +138,10 @@ def gather_image(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> tor
     Gathers in channels-last order, so the result is channels-last (the
     layout the CPU convolutions are fastest on).
     """
+    if t.device.type == "cpu":
+        # runs of positions as views joined by one copy: full-speed memory copies
+        # (the index kernel is slower) that keep the map's memory format
+        return take(take(t, rows, 2), cols, 3).contiguous(memory_format=torch.channels_last)
     nhwc = t.permute(0, 2, 3, 1)
     out = nhwc[:, rows.view(-1, 1).to(t.device), cols.view(1, -1).to(t.device)]
     return out.permute(0, 3, 1, 2)

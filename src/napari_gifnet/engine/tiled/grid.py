@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...model.windows import WINDOW, reflect_indices, row_bands
+from ...model.windows import WINDOW, reflect_indices, row_bands, take
 
 #: The smallest tile edge: one attention window.
 MIN_TILE = WINDOW
@@ -130,38 +130,6 @@ def hull(start: int, stop: int, length: int, halo: int = 1) -> Range:
         idx = reflect_indices(start - 1, stop + 1, length)
         start, stop = int(idx.min()), int(idx.max()) + 1
     return start, stop
-
-
-def take(x: torch.Tensor, idx: torch.Tensor, dim: int) -> torch.Tensor:
-    """``x`` at positions ``idx`` along ``dim``.
-
-    The positions are read as runs of consecutive (or, where a reflection
-    turns back, reversed) positions: a view when they are all consecutive,
-    else the runs' views joined by one ``torch.cat``. That copies memory at
-    full speed and keeps ``x``'s memory format (channels-last stays
-    channels-last), where ``index_select`` gathers element by element and
-    returns a contiguous tensor the next convolution must convert back.
-    """
-    parts = [x.narrow(dim, start, n) if step >= 0 else x.narrow(dim, start - n + 1, n).flip(dim)
-             for start, n, step in index_runs(idx)]  # fmt: skip
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
-
-
-def index_runs(idx: torch.Tensor) -> list[tuple[int, int, int]]:
-    """``idx`` as runs ``(first, length, step)`` with step +1, -1 (or 0 for a lone one)."""
-    values = [int(v) for v in idx.tolist()]
-    runs: list[tuple[int, int, int]] = []
-    i = 0
-    while i < len(values):
-        j = i + 1
-        step = values[j] - values[i] if j < len(values) else 0
-        if step not in (1, -1):
-            step = 0
-        while step and j < len(values) and values[j] - values[j - 1] == step:
-            j += 1
-        runs.append((values[i], j - i, step))
-        i = j
-    return runs
 
 
 def conv_region(
