@@ -38,3 +38,21 @@ def recording_dask() -> Callable[..., object]:
         return da.from_array(array, chunks=chunks).map_blocks(record, dtype=array.dtype, meta=meta)
 
     return make
+
+
+@pytest.fixture
+def run_in_worker(qtbot) -> Callable[..., object]:
+    """``run(widget, threads, timeout_ms)``: press Run and wait for the job, checking
+    that no chunk recorded in ``threads`` (see ``recording_dask``) was read on the
+    GUI thread, neither by Run itself nor later. Returns the worker."""
+
+    def run(widget, threads: list[str], timeout_ms: int = 60_000):
+        threads.clear()  # napari may have drawn the layers: only Run counts
+        worker = widget.run()
+        assert worker is not None
+        assert threading.main_thread().name not in threads  # Run read nothing on the GUI thread
+        qtbot.waitUntil(lambda: not widget.running, timeout=timeout_ms)
+        assert threads and threading.main_thread().name not in threads, threads
+        return worker
+
+    return run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -51,19 +50,14 @@ def test_a_stack_is_refused_with_a_clear_message(setup):
 
 
 def test_a_dask_layer_is_read_in_the_worker_not_on_the_gui_thread(
-    qtbot, setup, synchronous_dask, recording_dask, reference_weights: Path
+    setup, synchronous_dask, recording_dask, run_in_worker, reference_weights: Path
 ):
     viewer, widget, image = setup
     threads: list[str] = []
     viewer.add_image(recording_dask(image, (32, 40), threads), name="MRI dask",
                      contrast_limits=(0, 255))  # fmt: skip
     widget.image.value = viewer.layers["MRI dask"]
-    threads.clear()  # napari may have drawn it: only Run counts
-    worker = widget.run()
-    assert worker is not None
-    assert threading.main_thread().name not in threads  # Run read nothing on the GUI thread
-    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
-    assert threading.main_thread().name not in threads, threads
+    run_in_worker(widget, threads)
     assert len(threads) >= 4  # its four chunks, read in the worker
     expected = enhance(image, weights=reference_weights, device="cpu")
     np.testing.assert_allclose(viewer.layers["MRI dask enhanced"].data, expected.image, rtol=0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ def test_same_layer_twice_is_refused(setup):
 
 
 def test_dask_layers_are_read_in_the_worker_not_on_the_gui_thread(
-    qtbot, setup, synchronous_dask, recording_dask
+    setup, synchronous_dask, recording_dask, run_in_worker
 ):
     viewer, widget, ms, pan = setup
     threads: list[str] = []
@@ -63,12 +62,7 @@ def test_dask_layers_are_read_in_the_worker_not_on_the_gui_thread(
                      contrast_limits=(0, 255))  # fmt: skip
     widget.ms.value, widget.pan.value = viewer.layers["MS dask"], viewer.layers["PAN dask"]
     widget.method.value = "laplacian"
-    threads.clear()  # napari may have drawn them: only Run counts
-    worker = widget.run()
-    assert worker is not None
-    assert threading.main_thread().name not in threads  # Run read nothing on the GUI thread
-    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
-    assert threading.main_thread().name not in threads, threads
+    run_in_worker(widget, threads)
     assert len(threads) >= 16 + 4  # every chunk of both layers, read in the worker
     expected = pansharpen(ms, pan, band_axis=0, method="laplacian", ms_scale=(2, 2),
                           pan_scale=(1, 1))  # fmt: skip

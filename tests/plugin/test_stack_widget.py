@@ -102,24 +102,16 @@ def test_cancel_adds_nothing(qtbot, setup, reference_weights):
     assert [ly.name for ly in viewer.layers] == ["zstack"]
 
 
-def test_a_dask_stack_is_read_in_the_worker_not_on_the_gui_thread(qtbot, setup):
-    dask = pytest.importorskip("dask")
-    da = pytest.importorskip("dask.array")
+def test_a_dask_stack_is_read_in_the_worker_not_on_the_gui_thread(
+    qtbot, setup, synchronous_dask, recording_dask
+):
     viewer, widget, data = setup
     threads: list[str] = []
-
-    def record(block):
-        threads.append(threading.current_thread().name)
-        return block
-
-    lazy = da.from_array(data, chunks=(1, 40, 48)).map_blocks(
-        record, dtype=data.dtype, meta=np.empty((0, 0, 0), data.dtype)
-    )
-    with dask.config.set(scheduler="synchronous"):  # a chunk computes in the asking thread
-        viewer.add_image(lazy, name="lazy stack", contrast_limits=(0, 255))
-        widget.layer.value = viewer.layers["lazy stack"]
-        threads.clear()
-        _run(qtbot, widget)
+    lazy = recording_dask(data, (1, 40, 48), threads)
+    viewer.add_image(lazy, name="lazy stack", contrast_limits=(0, 255))
+    widget.layer.value = viewer.layers["lazy stack"]
+    threads.clear()
+    _run(qtbot, widget)
     assert threads and threading.main_thread().name not in threads, threads
     expected = fuse_stack(data, method="focus")
     np.testing.assert_array_equal(viewer.layers["lazy stack all-in-focus"].data, expected.image)
