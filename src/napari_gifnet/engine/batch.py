@@ -24,13 +24,12 @@ import numpy as np
 import torch
 
 from ..model.weights import load_model
-from .colour import apply_colour
 from .devices import resolve_device
-from .eager import fuse_arrays
+from .eager import fuse_arrays, fusion_result
 from .inputs import PreparedPair, prepare_pair
 from .precision import check_precision, precision_mode
 from .preprocess import Normalization
-from .result import FusionResult, check_finite_result, pad_small, provenance
+from .result import FusionResult, pad_small
 from .retry import is_out_of_memory
 
 __all__ = ["BYTES_PER_PIXEL", "MAX_BATCH", "batch_size", "fuse_planes"]
@@ -172,24 +171,17 @@ def _fuse_batch(
     with torch.inference_mode(), precision_mode(precision, dev):
         out = model(stack(0), stack(1))[:, 0, :h, :w].float().cpu().numpy()
     elapsed = (time.perf_counter() - start) / len(pairs)
-    results = []
-    for pair, luma in zip(pairs, out):
-        check_finite_result(luma, info.path)
-        image = luma if pair.plan is None else apply_colour(luma, pair.plan)
-        metadata = {
-            **provenance(info, dev),
-            "height": h,
-            "width": w,
-            "storage": "memory",
-            "tile_size": None,
-            "tile_shape": [h, w],
-            "tile_pixels": h * w,
-            "batch": len(pairs),
-            "out_of_memory_retries": 0,
-            "precision": precision,
-            **pair.provenance(normalization),
-            "elapsed_s": round(elapsed, 4),
-        }
-        results.append(FusionResult(image=image, luma=luma, features={}, device=str(dev),
-                                    elapsed=elapsed, metadata=metadata))  # fmt: skip
+    run = {
+        "storage": "memory",
+        "tile_size": None,
+        "tile_shape": [h, w],
+        "tile_pixels": h * w,
+        "batch": len(pairs),
+        "out_of_memory_retries": 0,
+        "retry_tile_size": None,
+    }
+    results = [
+        fusion_result(luma, pair, info, dev, normalization, precision, run, elapsed)
+        for pair, luma in zip(pairs, out)
+    ]
     return results

@@ -15,7 +15,7 @@ from ..model.weights import load_model
 from ._memory import reuse_heap
 from .colour import apply_colour
 from .devices import resolve_device
-from .inputs import prepare_pair
+from .inputs import PreparedPair, prepare_pair
 from .precision import precision_mode
 from .preprocess import Normalization
 from .result import FusionResult, check_finite_result, pad_small, provenance, to_tensor
@@ -51,7 +51,7 @@ def fuse_arrays(
     """
     start = time.perf_counter() if start is None else start
     pair = prepare_pair(a, b, normalization)
-    luma_a, luma_b, colour = pair.luma_a, pair.luma_b, pair.plan
+    luma_a, luma_b = pair.luma_a, pair.luma_b
     dev = resolve_device(device)
     model, info = load_model(weights, device=str(dev))
     (pa, size), (pb, _) = pad_small(luma_a), pad_small(luma_b)
@@ -105,23 +105,49 @@ def fuse_arrays(
         report.restart()
     if raised is not None:
         raise raised  # outside the handler, so it carries no trace of the carrier
-    check_finite_result(luma, info.path)
-    image = luma if colour is None else apply_colour(luma, colour)
-    elapsed = time.perf_counter() - start
-    metadata = {
-        **provenance(info, dev),
-        "height": h,
-        "width": w,
+    run = {
         "storage": plan.storage,
         "tile_size": None if tile_size is None else int(tile_size),
         "tile_shape": [plan.out.rows, plan.out.cols],
         "tile_pixels": plan.out.rows * plan.out.cols,
         "out_of_memory_retries": retries,
         "retry_tile_size": plan.tile_size if retries else None,
+    }
+    return fusion_result(
+        luma, pair, info, dev, normalization, precision, run, time.perf_counter() - start, feats
+    )
+
+
+def fusion_result(
+    luma: np.ndarray,
+    pair: PreparedPair,
+    info: Any,
+    dev: torch.device,
+    normalization: Normalization,
+    precision: str,
+    run: dict[str, Any],
+    elapsed: float,
+    features: dict[str, np.ndarray] | None = None,
+) -> FusionResult:
+    """The result of a network run: the fused luma checked, coloured as the
+    pair's plan says, with the provenance every GIFNet result records.
+
+    ``run`` says how the network ran (storage, tiles, retries...); it goes
+    into the metadata between the size and the precision.
+    """
+    check_finite_result(luma, info.path)
+    image = luma if pair.plan is None else apply_colour(luma, pair.plan)
+    h, w = luma.shape
+    metadata = {
+        **provenance(info, dev),
+        "height": h,
+        "width": w,
+        **run,
         "precision": precision,
         **pair.provenance(normalization),
         "elapsed_s": round(elapsed, 4),
     }
     return FusionResult(
-        image=image, luma=luma, features=feats, device=str(dev), elapsed=elapsed, metadata=metadata
-    )
+        image=image, luma=luma, features=features or {}, device=str(dev), elapsed=elapsed,
+        metadata=metadata,
+    )  # fmt: skip
