@@ -124,12 +124,8 @@ def gather_tokens(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> to
 
 def _first_of_run(idx: torch.Tensor) -> int | None:
     """``idx[0]`` when ``idx`` is consecutive positions (``a, a+1, ...``), else None."""
-    if idx.numel() == 0:
-        return None
-    first = int(idx[0])
-    if int(idx[-1]) - first != idx.numel() - 1:
-        return None
-    return first if bool((idx.diff() == 1).all()) else None
+    runs = index_runs(idx)
+    return runs[0][0] if len(runs) == 1 and runs[0][2] == 1 else None
 
 
 def gather_image(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

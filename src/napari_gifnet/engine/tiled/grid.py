@@ -151,7 +151,7 @@ def conv_region(
     height = size[0]
     r0, r1 = rows
     top, bottom = r0 == 0, r1 == height
-    if not (top or bottom) or r1 - r0 < 3 or height < 3:
+    if not (top or bottom) or r1 - r0 < 3:
         return _conv_gathered_rows(x, origin, rows, cols, size, conv)
     # the rows read, as a view; one zero row stands for each reflected one
     a, b = max(r0 - 1, 0), min(r1 + 1, height)
