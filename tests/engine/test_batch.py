@@ -32,7 +32,10 @@ def planes(reference_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def test_batched_planes_equal_planes_fused_alone(planes, reference_weights: Path) -> None:
     a, b = planes
+    before = a.copy(), b.copy()
     batched = fuse_planes(a, b, weights=reference_weights, device="cpu", batch=3)
+    np.testing.assert_array_equal(a, before[0])  # the inputs are never modified
+    np.testing.assert_array_equal(b, before[1])
     assert [r.metadata["batch"] for r in batched] == [3, 3, 3, 2, 2]
     for i, result in enumerate(batched):
         alone = fuse(a[i], b[i], weights=reference_weights, device="cpu")
