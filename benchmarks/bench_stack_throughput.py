@@ -4,8 +4,9 @@ Fuses two ``--planes`` x ``--size`` x ``--size`` uint16 stacks the way an nD
 layer pair is fused in napari (:func:`napari_gifnet.plugin.layer_fusion.iter_fusion`,
 one normalisation range per layer, the model loaded once), and prints the
 planes per second, the time of the first plane against the others (what a
-plane costs beyond the network: preparation, planning, the range pass) and
-the peak resident memory.
+plane costs beyond the network: preparation, planning, the range pass), the
+page faults and system time per later plane (the heap is kept across the
+planes, so they should be near zero) and the peak resident memory.
 
     python benchmarks/bench_stack_throughput.py                  # 20 x 1024 x 1024
     python benchmarks/bench_stack_throughput.py --planes 20 --size 256
@@ -56,12 +57,14 @@ def main() -> None:
     viewer.add_image(b, name="b")
     plan = prepare_fusion(viewer.layers["a"], viewer.layers["b"])
     marks: list[float] = []
+    usage: list[resource.struct_rusage] = []
     start = time.perf_counter()
     gen = iter_fusion(plan, weights=args.weights, device=args.device)
     try:
         while True:
             next(gen)
             marks.append(time.perf_counter())
+            usage.append(resource.getrusage(resource.RUSAGE_SELF))
     except StopIteration as stop:
         output = stop.value
     total = time.perf_counter() - start
@@ -73,6 +76,12 @@ def main() -> None:
           f"the others {per_plane.mean():.2f} s each (min {per_plane.min():.2f}, "
           f"max {per_plane.max():.2f}); scope {output.metadata['normalization_scope']}; "
           f"peak resident memory {peak_gb:.2f} GB")
+    if len(usage) > 1:
+        later = len(usage) - 1
+        faults = (usage[-1].ru_minflt - usage[0].ru_minflt) / later
+        system = (usage[-1].ru_stime - usage[0].ru_stime) / later
+        print(f"after the first plane, per plane: {faults:.0f} page faults, "
+              f"{system:.2f} s of system time")
 
 
 if __name__ == "__main__":

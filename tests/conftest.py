@@ -115,3 +115,32 @@ def no_timm_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never wait for timm's hub; no DenseNet weights from the environment."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("GIFNET_DENSENET_WEIGHTS", raising=False)
+
+
+class _HeapCalls(list):
+    """The C library calls :func:`napari_gifnet.engine._memory.reuse_heap` makes."""
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.append(("mallopt", param, value))
+        return 1
+
+    def malloc_trim(self, pad: int) -> int:
+        self.append(("malloc_trim", pad))
+        return 1
+
+    @property
+    def trims(self) -> int:
+        """How many times the heap was handed back (once per outermost use)."""
+        return sum(call[0] == "malloc_trim" for call in self)
+
+
+@pytest.fixture
+def heap_calls(monkeypatch: pytest.MonkeyPatch) -> _HeapCalls:
+    """Record, instead of making, the heap tuning calls (``.trims`` counts the
+    times the heap was handed back)."""
+    from napari_gifnet.engine import _memory
+
+    calls = _HeapCalls()
+    monkeypatch.setattr(_memory, "_LIBC", calls)
+    monkeypatch.setattr(_memory, "_depth", 0)
+    return calls

@@ -54,10 +54,29 @@ def test_colour_planes_keep_their_chroma(planes, reference_weights: Path) -> Non
         np.testing.assert_allclose(result.image, alone.image, atol=2e-5, rtol=0)
 
 
-def test_off_cuda_every_plane_takes_the_tiled_path(planes, reference_weights: Path) -> None:
+def test_off_cuda_every_plane_takes_the_tiled_path(
+    planes, reference_weights: Path, heap_calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_gifnet.engine import eager
+
     a, b = planes
-    results = fuse_planes(a[:2], b[:2], weights=reference_weights, device="cpu")
-    assert [r.metadata["batch"] for r in results] == [1, 1]
+    prepared: list[int] = []
+
+    def counted(module):
+        real = module.prepare_pair
+
+        def prepare(*args, **kwargs):
+            prepared.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, "prepare_pair", prepare)
+
+    counted(batch_module)
+    counted(eager)
+    results = fuse_planes(a[:3], b[:3], weights=reference_weights, device="cpu")
+    assert [r.metadata["batch"] for r in results] == [1, 1, 1]
+    assert len(prepared) == 3  # each plane is prepared once
+    assert heap_calls.trims == 1  # one heap for all the planes, handed back at the end
 
 
 def test_a_batch_out_of_memory_is_split_in_half(

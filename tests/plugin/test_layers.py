@@ -131,7 +131,7 @@ def test_pca_rgb_finds_the_main_directions():
     np.testing.assert_array_equal(rgb, pca_rgb(feats, samples=500))  # deterministic
 
 
-def test_stack_is_fused_plane_by_plane(medical, reference_weights):
+def test_stack_is_fused_plane_by_plane(medical, reference_weights, heap_calls):
     a, b = medical
     stack_a = np.stack([a, np.flipud(a), a[:, ::-1]])
     stack_b = np.stack([b, np.flipud(b), b[:, ::-1]])
@@ -143,6 +143,7 @@ def test_stack_is_fused_plane_by_plane(medical, reference_weights):
         v, "a", "b", weights=reference_weights, progress=lambda d, t: seen.append((d, t))
     )[0]
     assert fused.data.shape == (3, H, W)
+    assert heap_calls.trims == 1  # one heap for all the planes, handed back at the end
     np.testing.assert_allclose(fused.scale, (3.0, 1.0, 1.0))
     for i in range(3):
         np.testing.assert_array_equal(

@@ -253,11 +253,14 @@ def _run_batch(args: argparse.Namespace) -> int:
 
         return BatchJob(name, out, run)
 
-    return run_batch(
-        [job(*item) for item in jobs], kind="pair", source=folder.root, outdir=outdir,
-        overwrite=args.overwrite, quiet=args.quiet,
-        failed=[(name, f"no partner in {side}/") for name, side in folder.unmatched],
-    )  # fmt: skip
+    from ..engine import reuse_heap
+
+    with reuse_heap():  # one heap for all the pairs (see engine._memory)
+        return run_batch(
+            [job(*item) for item in jobs], kind="pair", source=folder.root, outdir=outdir,
+            overwrite=args.overwrite, quiet=args.quiet,
+            failed=[(name, f"no partner in {side}/") for name, side in folder.unmatched],
+        )  # fmt: skip
 
 
 #: The subcommand.

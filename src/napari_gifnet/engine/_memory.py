@@ -7,6 +7,11 @@ of its time in page faults (measured here: over a third of the wall time of a
 1.3-megapixel fusion). :func:`reuse_heap` switches glibc to serving such
 blocks from its heap, where freed memory is reused, for the duration of a
 fusion, then restores the defaults and trims the heap back.
+
+A run of many fusions (the planes of a stack, a folder of pairs) holds it
+around the whole run: the pages the first fusion faulted in serve every
+later one, instead of being handed back and faulted in again for each
+(about 600,000 page faults, 1.3 s of system time, per 1024 x 1024 plane).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ statistics inside the network stay per plane, so each plane's result is the
 one it gets alone (to float32 rounding). A batch that runs out of memory is
 split in half and retried; a single plane, and every plane on the CPU, takes
 the ordinary tiled path (:func:`~napari_gifnet.engine.eager.fuse_arrays`)
-with its own retries.
+with its own retries. The process heap is kept for the whole run
+(:func:`~napari_gifnet.engine._memory.reuse_heap`), and each pair is
+prepared once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from ..model.weights import load_model
+from ._memory import reuse_heap
 from .devices import resolve_device
 from .eager import fuse_arrays, fusion_result
 from .inputs import PreparedPair, prepare_pair
@@ -128,26 +131,28 @@ def fuse_planes(
     h, w = pairs[0].luma_a.shape
     size = batch if batch is not None else batch_size(h, w, n, dev)
     results: list[FusionResult] = []
-    while len(results) < n:
-        start = len(results)
-        chunk = pairs[start : start + size]
-        if len(chunk) == 1:
-            result = fuse_arrays(a[start], b[start], weights=weights, device=dev,
-                                 normalization=normalization, precision=precision)  # fmt: skip
-            result.metadata["batch"] = 1
-            results.append(result)
-        else:
-            try:
-                results.extend(_fuse_batch(chunk, weights, dev, normalization, precision))
-            except (RuntimeError, MemoryError) as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                size = max(1, len(chunk) // 2)
-                continue
-        if progress is not None:
-            progress(len(results), n)
+    with reuse_heap():  # one heap for all the planes (see engine._memory)
+        while len(results) < n:
+            start = len(results)
+            chunk = pairs[start : start + size]
+            if len(chunk) == 1:
+                result = fuse_arrays(a[start], b[start], weights=weights, device=dev,
+                                     normalization=normalization, precision=precision,
+                                     prepared=chunk[0])  # fmt: skip
+                result.metadata["batch"] = 1
+                results.append(result)
+            else:
+                try:
+                    results.extend(_fuse_batch(chunk, weights, dev, normalization, precision))
+                except (RuntimeError, MemoryError) as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    size = max(1, len(chunk) // 2)
+                    continue
+            if progress is not None:
+                progress(len(results), n)
     return results
 
 

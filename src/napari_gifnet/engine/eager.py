@@ -44,13 +44,16 @@ def fuse_arrays(
     tile_size: int | None = None,
     precision: str = "float32",
     start: float | None = None,
+    prepared: PreparedPair | None = None,
 ) -> FusionResult:
     """:func:`~napari_gifnet.engine.fusion.fuse` for numpy inputs (options already checked).
 
     ``start`` is the ``time.perf_counter()`` the call began at (now if None).
+    ``prepared`` is the pair ``prepare_pair(a, b, normalization)`` already
+    gave (it is not prepared again), or None.
     """
     start = time.perf_counter() if start is None else start
-    pair = prepare_pair(a, b, normalization)
+    pair = prepared if prepared is not None else prepare_pair(a, b, normalization)
     luma_a, luma_b = pair.luma_a, pair.luma_b
     dev = resolve_device(device)
     model, info = load_model(weights, device=str(dev))

@@ -159,35 +159,38 @@ def iter_fusion(
 
     indices = list(plan.plane_indices())
     group = _planes_per_pass(plan, gifnet and not features, device, n)
-    for first in range(0, n, group):
-        chunk = indices[first : first + group]
-        pairs = [read_pair(idx) for idx in chunk]
-        if group == 1:
+    from ..engine import reuse_heap
 
-            def report(done: int, total: int, i: int = first) -> None:
+    with reuse_heap():  # one heap for all the planes (see engine._memory)
+        for first in range(0, n, group):
+            chunk = indices[first : first + group]
+            pairs = [read_pair(idx) for idx in chunk]
+            if group == 1:
+
+                def report(done: int, total: int, i: int = first) -> None:
+                    if progress is not None:
+                        progress(i * total + done, n * total)
+
+                results = [fuse_with(plan.method, *pairs[0], progress=report, **options)]
+            else:
+                from ..engine.batch import fuse_planes
+
+                results = fuse_planes(
+                    [p[0] for p in pairs], [p[1] for p in pairs], weights=weights,
+                    device=device, normalization=options["normalization"], batch=group,
+                )  # fmt: skip
                 if progress is not None:
-                    progress(i * total + done, n * total)
-
-            results = [fuse_with(plan.method, *pairs[0], progress=report, **options)]
-        else:
-            from ..engine.batch import fuse_planes
-
-            results = fuse_planes(
-                [p[0] for p in pairs], [p[1] for p in pairs], weights=weights,
-                device=device, normalization=options["normalization"], batch=group,
-            )  # fmt: skip
-            if progress is not None:
-                progress(first + len(chunk), n)
-        for i, (idx, res) in enumerate(zip(chunk, results), start=first):
-            if image is None:
-                image, meta = np.empty(lead + res.image.shape, np.float32), res.metadata
-            image[idx] = res.image
-            for key in FEATURE_KEYS if features else ():
-                f = res.features[key]
-                if key not in feats:  # channels first, so the leading axes align with the image's
-                    feats[key] = np.empty((f.shape[0], *lead, *f.shape[1:]), np.float32)
-                feats[key][(slice(None), *idx)] = f
-            yield i + 1, n
+                    progress(first + len(chunk), n)
+            for i, (idx, res) in enumerate(zip(chunk, results), start=first):
+                if image is None:
+                    image, meta = np.empty(lead + res.image.shape, np.float32), res.metadata
+                image[idx] = res.image
+                for key in FEATURE_KEYS if features else ():
+                    f = res.features[key]
+                    if key not in feats:  # channels first, so the leading axes align with the image's
+                        feats[key] = np.empty((f.shape[0], *lead, *f.shape[1:]), np.float32)
+                    feats[key][(slice(None), *idx)] = f
+                yield i + 1, n
     assert image is not None
     summaries = {key: pca_rgb(f) for key, f in feats.items()}
     elapsed = time.perf_counter() - start

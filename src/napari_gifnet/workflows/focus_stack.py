@@ -52,6 +52,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import __version__
+from ..engine import reuse_heap
 from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .alignment import align_mode, estimate_alignment
@@ -351,7 +352,8 @@ def fuse_stack(
     else:
         options = {"weights": weights, "device": device, **(pair_options or {})}
         pair = _pair_function(method, options)
-        fused = _fold(planes.unit, n, pair, strategy, step, within)
+        with reuse_heap():  # one heap for all the pair fusions (see engine._memory)
+            fused = _fold(planes.unit, n, pair, strategy, step, within)
         pair_meta = dict(pair.metadata)
         fused_luma = luma_of(fused)
         best = BestPlane(shape2d, larger_is_better=False)
