@@ -65,3 +65,27 @@ def test_without_glibc_it_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     with reuse_heap():
         pass
     assert _memory._depth == 0
+
+
+def test_the_free_heap_is_counted_only_while_held(heap_calls, monkeypatch) -> None:
+    import ctypes
+
+    def mallinfo2():
+        info = _memory._MallInfo2()
+        info.fordblks = 123 << 20
+        return info
+
+    monkeypatch.setattr(heap_calls, "mallinfo2", mallinfo2, raising=False)
+    assert _memory.free_heap_bytes() == 0  # not held: trimmed at the end anyway
+    with reuse_heap():
+        assert _memory.free_heap_bytes() == 123 << 20
+    assert ctypes.sizeof(_memory._MallInfo2) == 10 * ctypes.sizeof(ctypes.c_size_t)
+
+
+def test_the_free_heap_of_this_c_library_is_readable() -> None:
+    if _memory._LIBC is None or not hasattr(_memory._LIBC, "mallinfo2"):
+        pytest.skip("not glibc 2.33 or later")
+    with reuse_heap():
+        block = bytearray(64 << 20)
+        del block  # freed into the held heap
+        assert _memory.free_heap_bytes() >= 64 << 20

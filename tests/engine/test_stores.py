@@ -216,3 +216,74 @@ def test_available_memory_comes_from_psutil_on_every_os(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(builtins, "open", no_proc)
     assert _stream_plan._available_memory(torch.device("cpu")) == 7 << 30
+
+
+def test_the_pool_keeps_tensors_of_one_size_only_while_held() -> None:
+    from napari_gifnet.engine.tiled.stores import StorePool
+
+    pool, t = StorePool(), torch.empty(1, 4, 8, 8)
+    pool.give(t)
+    assert len(pool) == 0  # not held: let go
+    pool.hold()
+    pool.give(t)
+    assert pool.nbytes() == t.numel() * 4
+    assert pool.take((1, 4, 8, 8)) is t and len(pool) == 0
+    other = torch.empty(1, 4, 16, 16)
+    pool.give(t)
+    pool.give(other)  # maps of two shapes (S is smaller than the padded maps)
+    assert pool.take((1, 4, 16, 16)) is other and len(pool) == 1
+    pool.give(other)
+    assert pool.take((1, 4, 8, 9)) is None  # another size: nothing kept would serve
+    assert len(pool) == 0
+    pool.give(t)
+    pool.hold()  # re-entrant
+    pool.release()
+    assert len(pool) == 1
+    pool.release()
+    assert len(pool) == 0
+
+
+def test_a_run_of_fusions_reuses_its_maps_and_frees_them_after(
+    reference_dir: Path, reference_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_gifnet.engine import fusion_run
+    from napari_gifnet.engine.tiled import stores
+
+    with np.load(reference_dir / "official" / "MFIF.npz") as d:
+        a, b = d["input_a"][:70, :94], d["input_b"][:70, :94]  # S smaller than the rest
+    alone = [fuse(x, y, weights=reference_weights, device="cpu", storage="memory").luma
+             for x, y in ((a, b), (b, a))]  # fmt: skip
+    made: list[list[int]] = []
+    real_init = stores.MemoryStore.__init__
+
+    def recording(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made[-1].append(self.data.data_ptr())
+
+    monkeypatch.setattr(stores.MemoryStore, "__init__", recording)
+    with fusion_run():
+        together = []
+        for x, y in ((a, b), (b, a)):
+            made.append([])
+            together.append(fuse(x, y, weights=reference_weights, device="cpu",
+                                 storage="memory").luma)  # fmt: skip
+        assert len(stores.POOL) == 4  # both embeddings, the gated stream and S
+    assert len(made[1]) == 4 and set(made[1]) == set(made[0])  # the same tensors, again
+    assert len(stores.POOL) == 0  # freed when the run ends
+    for got, expected in zip(together, alone):
+        np.testing.assert_array_equal(got, expected)  # reused maps change nothing
+
+
+def test_the_planner_counts_what_a_run_keeps_as_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    from napari_gifnet.engine.tiled import plan as _plan
+    from napari_gifnet.engine.tiled import stores
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("M", (), {"available": 1 << 30}))
+    cpu = torch.device("cpu")
+    assert _plan._available_memory(cpu) == 1 << 30
+    with stores.keep_stores():
+        stores.MemoryStore(98, 64, 64, cpu).close()
+        assert _plan._available_memory(cpu) == (1 << 30) + 98 * 64 * 64 * 4
+    assert _plan._available_memory(cpu) == 1 << 30

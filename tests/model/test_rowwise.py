@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from napari_gifnet.model import _rowwise
 from napari_gifnet.model._transformer import TransformerBlock
@@ -63,7 +64,7 @@ def test_the_cpu_path_equals_the_generic_path(
 
 
 def test_the_cpu_path_is_taken_only_for_one_float32_sample_without_gradients() -> None:
-    from napari_gifnet.model._transformer import _cache_friendly
+    from napari_gifnet.model._rowwise import cache_friendly as _cache_friendly
 
     x = torch.zeros(1, 98, 8, 8)
     with torch.inference_mode():
@@ -73,3 +74,29 @@ def test_the_cpu_path_is_taken_only_for_one_float32_sample_without_gradients() -
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert not _cache_friendly(x)
     assert not _cache_friendly(x)  # gradients enabled
+
+
+@pytest.mark.parametrize("chunk", [4096, 300])
+@pytest.mark.parametrize("crop", [False, True], ids=["whole", "column-crop"])
+def test_the_decoder_complement_band_by_band_equals_the_convolutions(
+    chunk: int, crop: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_gifnet.model.network import GlobalDecoder
+
+    monkeypatch.setattr(_rowwise, "CHUNK_PIXELS", chunk)
+    torch.manual_seed(3)
+    decoder = GlobalDecoder().eval()
+    shared = torch.randn(1, 98, 37, 61).contiguous(memory_format=torch.channels_last)
+    branch = torch.randn(1, 98, 37, 61)  # NCHW: read through its permuted view
+    if crop:  # views whose rows are not contiguous, as a store's region gives
+        shared, branch = shared[..., 5:50], branch[..., 5:50]
+    w = decoder.fuseComplementFeatures.mlp[0].weight
+    with torch.no_grad():
+        hidden = torch.relu(F.conv2d(torch.cat((shared, branch), 1), w))
+        expected = decoder.fuseComplementFeatures.mlp[2](hidden)
+    with torch.inference_mode():
+        got = decoder.complement(shared, branch)
+    assert got.shape == expected.shape == (1, 128, 37, shared.shape[-1])
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(decoder.complement(shared, branch), expected, rtol=1e-5, atol=1e-5)

@@ -253,9 +253,9 @@ def _run_batch(args: argparse.Namespace) -> int:
 
         return BatchJob(name, out, run)
 
-    from ..engine import reuse_heap
+    from ..engine import fusion_run
 
-    with reuse_heap():  # one heap for all the pairs (see engine._memory)
+    with fusion_run():  # one heap and one set of maps for all the pairs
         return run_batch(
             [job(*item) for item in jobs], kind="pair", source=folder.root, outdir=outdir,
             overwrite=args.overwrite, quiet=args.quiet,

@@ -3,8 +3,8 @@
 ``fusion`` is :func:`fuse` (checks, preparation, the network over exact
 tiles, colour, the result), ``inputs`` and ``preprocess`` check and
 normalise the inputs, ``colour`` puts the colour back, ``devices`` picks the
-device, ``reuse_heap`` keeps the process heap across a run of
-fusions, ``lazy`` builds Dask graphs over the same tile functions, and
+device, ``fusion_run`` keeps memory across a run of fusions,
+``lazy`` builds Dask graphs over the same tile functions, and
 ``tiled/`` evaluates the network tile by tile with the very values of
 whole-image evaluation. Loaded lazily: importing ``napari_gifnet.engine``
 imports no torch until a name is used.
@@ -18,6 +18,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         "fusion": ["FusionResult", "NonFiniteResultError", "fuse"],
         "lazy": ["compute_plane", "fuse_dask"],
         "devices": ["available_devices", "resolve_device"],
-        "_memory": ["reuse_heap"],
+        "_memory": ["fusion_run"],
     },
 )

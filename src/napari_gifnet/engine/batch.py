@@ -10,8 +10,8 @@ statistics inside the network stay per plane, so each plane's result is the
 one it gets alone (to float32 rounding). A batch that runs out of memory is
 split in half and retried; a single plane, and every plane on the CPU, takes
 the ordinary tiled path (:func:`~napari_gifnet.engine.eager.fuse_arrays`)
-with its own retries. The process heap is kept for the whole run
-(:func:`~napari_gifnet.engine._memory.reuse_heap`), and each pair is
+with its own retries. The process heap and the whole-image maps are kept for the whole run
+(:func:`~napari_gifnet.engine._memory.fusion_run`), and each pair is
 prepared once.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..model.weights import load_model
-from ._memory import reuse_heap
+from ._memory import fusion_run
 from .devices import resolve_device
 from .eager import fuse_arrays, fusion_result
 from .inputs import PreparedPair, prepare_pair
@@ -131,7 +131,7 @@ def fuse_planes(
     h, w = pairs[0].luma_a.shape
     size = batch if batch is not None else batch_size(h, w, n, dev)
     results: list[FusionResult] = []
-    with reuse_heap():  # one heap for all the planes (see engine._memory)
+    with fusion_run():  # one heap and one set of maps for all the planes
         while len(results) < n:
             start = len(results)
             chunk = pairs[start : start + size]

@@ -26,6 +26,18 @@ from .windows import CHANNELS, HEAD_DIM, HEADS, WINDOW, BlockAxis
 CHUNK_PIXELS = 4096
 
 
+def cache_friendly(x: torch.Tensor) -> bool:
+    """Whether the band-by-band CPU arrangement serves ``x``: one float32
+    sample on the CPU, no gradients, no autocast."""
+    return (
+        x.shape[0] == 1
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
 def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``x @ weight.T + bias`` for a (M, K) matrix, ``CHUNK_PIXELS`` rows at a time.
 
@@ -60,6 +72,38 @@ def project_map(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     for r in range(0, h, step):
         src = in_rows[:, r : r + step].reshape(-1, x.shape[1])
         torch.mm(src, wt, out=out_rows[:, r : r + step].view(-1, weight.shape[0])).add_(bias)
+    return out
+
+
+def complement_rows(
+    shared: torch.Tensor, branch: torch.Tensor, first: torch.Tensor, second: torch.Tensor
+) -> torch.Tensor:
+    """The decoder's 1x1 pair ``second(relu(first(cat(shared, branch))))``, band by band.
+
+    ``shared`` and ``branch`` are (1, 98, h, w) views of channels-last maps;
+    ``first`` is (hidden, 196) and ``second`` (out, hidden), without bias.
+    Each band's hidden values stay in cache between the two products; the
+    concatenation is never built. Returns (1, out, h, w), channels-last.
+    """
+    _, _, h, w = shared.shape
+    out = torch.empty(
+        (1, second.shape[0], h, w),
+        dtype=shared.dtype,
+        device=shared.device,
+        memory_format=torch.channels_last,
+    )
+    s_rows, t_rows = shared.permute(0, 2, 3, 1), branch.permute(0, 2, 3, 1)
+    o_rows = out.permute(0, 2, 3, 1)
+    w_s, w_t, w_2 = first[:, :CHANNELS].t(), first[:, CHANNELS:].t(), second.t()
+    step = max(1, CHUNK_PIXELS // max(w, 1))
+    hidden_buf = shared.new_empty(step * w, first.shape[0])
+    for r in range(0, h, step):
+        s = s_rows[:, r : r + step].reshape(-1, CHANNELS)
+        hidden = hidden_buf[: s.shape[0]]
+        torch.mm(s, w_s, out=hidden)
+        hidden.addmm_(t_rows[:, r : r + step].reshape(-1, CHANNELS), w_t)
+        hidden.relu_()
+        torch.mm(hidden, w_2, out=o_rows[:, r : r + step].view(-1, second.shape[0]))
     return out
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._rowwise import block_tail, linear_rows, project_map
+from ._rowwise import block_tail, cache_friendly, linear_rows, project_map
 from .windows import (
     CHANNELS,
     HEADS,
@@ -26,18 +26,6 @@ from .windows import (
     moments,
     split_heads,
 )
-
-
-def _cache_friendly(x: torch.Tensor) -> bool:
-    """Whether :meth:`TransformerBlock.region` takes the CPU path for ``x``:
-    one float32 sample on the CPU, no gradients, no autocast."""
-    return (
-        x.shape[0] == 1
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
-    )
 
 
 class RLN(nn.Module):
@@ -208,7 +196,7 @@ class TransformerBlock(nn.Module):
         cols.size) and the query tokens used.
         """
         n = x.shape[0]
-        if _cache_friendly(x):
+        if cache_friendly(x):
             return self._region_cpu(x, stream, stats, rows, cols, query)
         tokens = gather_tokens(x, rows.windows, cols.windows)
         if query is None:

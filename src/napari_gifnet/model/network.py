@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._rowwise import cache_friendly, complement_rows
 from ._transformer import RLN, PositionBias, TransformerBlock, relative_positions
 from .windows import CHANNELS, WINDOW, reflect_conv3x3
 
@@ -121,14 +122,20 @@ class GlobalDecoder(nn.Module):
         self.fuseComplementFeatures = _ComplementMLP()
         self.decoder = _conv_stack(128)
 
-    def forward(self, shared: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    def complement(self, shared: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """The 128-channel map the convolutions decode: the complement MLP on
+        cat(S, T), without materialising the concatenation (band by band on
+        the CPU, see :mod:`napari_gifnet.model._rowwise`)."""
         first, relu, second = self.fuseComplementFeatures.mlp
-        # The first 1x1 convolution of cat(S, T), without materialising the cat.
+        if cache_friendly(shared):
+            return complement_rows(shared, branch, first.weight.flatten(1), second.weight.flatten(1))
         w = first.weight
         z = F.conv2d(shared, w[:, :CHANNELS])
         z += F.conv2d(branch, w[:, CHANNELS:])
-        z = second(relu(z))
-        return _run_stack(self.decoder, z) / 2 + 0.5
+        return second(relu(z))
+
+    def forward(self, shared: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        return _run_stack(self.decoder, self.complement(shared, branch)) / 2 + 0.5
 
 
 class _Embed(nn.Module):

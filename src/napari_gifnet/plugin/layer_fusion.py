@@ -159,9 +159,9 @@ def iter_fusion(
 
     indices = list(plan.plane_indices())
     group = _planes_per_pass(plan, gifnet and not features, device, n)
-    from ..engine import reuse_heap
+    from ..engine import fusion_run
 
-    with reuse_heap():  # one heap for all the planes (see engine._memory)
+    with fusion_run():  # one heap and one set of maps for all the planes
         for first in range(0, n, group):
             chunk = indices[first : first + group]
             pairs = [read_pair(idx) for idx in chunk]

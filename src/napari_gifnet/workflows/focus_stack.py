@@ -52,7 +52,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import __version__
-from ..engine import reuse_heap
+from ..engine import fusion_run
 from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .alignment import align_mode, estimate_alignment
@@ -352,7 +352,7 @@ def fuse_stack(
     else:
         options = {"weights": weights, "device": device, **(pair_options or {})}
         pair = _pair_function(method, options)
-        with reuse_heap():  # one heap for all the pair fusions (see engine._memory)
+        with fusion_run():  # one heap and one set of maps for all the pair fusions
             fused = _fold(planes.unit, n, pair, strategy, step, within)
         pair_meta = dict(pair.metadata)
         fused_luma = luma_of(fused)

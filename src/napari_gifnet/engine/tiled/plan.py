@@ -26,12 +26,17 @@ STORAGE = ("auto", "memory", "disk", "recompute")
 def _available_memory(device: torch.device) -> int:
     """Memory a fusion may use: free device memory, or the system's available
     memory (psutil's ``available``, on every OS; on Linux that is
-    ``MemAvailable``, which counts reclaimable page cache)."""
+    ``MemAvailable``, which counts reclaimable page cache) plus what a run of
+    fusions holds for reuse (free heap, kept maps: see
+    :func:`napari_gifnet.engine._memory.fusion_run`)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     import psutil
 
-    return int(psutil.virtual_memory().available)
+    from .._memory import free_heap_bytes
+    from .stores import POOL
+
+    return int(psutil.virtual_memory().available) + free_heap_bytes() + POOL.nbytes()
 
 
 def choose_storage(height: int, width: int, device: torch.device) -> str:

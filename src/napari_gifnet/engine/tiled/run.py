@@ -181,6 +181,8 @@ def fuse_streamed(
                 feats[name].write(rows[0], getattr(out, name), cols[0])
         tick()
     gated.close()
+    if net.s_store is not None:
+        net.s_store.close()
     if features is not None and feats is not None:
         for name, s in feats.items():
             features[name] = s.data[:, :, :h, :w]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ...model.network import BRANCH_MULTIPLE, GIFNet
-from ...model.windows import CHANNELS, block_axis, reflect_indices
+from ...model.windows import block_axis, reflect_indices
 from .grid import Range, conv_region, crop, hull, take
 
 Stats = tuple[torch.Tensor, torch.Tensor]
@@ -212,10 +212,7 @@ class Pieces:
         unembed = model.branch.patch_unembed.proj[0]
         t = conv_region(dp_t, u0, z_rows, z_cols, (self.hp, self.wp), unembed)
         shared = self.shared(z_rows, z_cols)
-        first, _, second = model.cnnDecoder.fuseComplementFeatures.mlp
-        z = F.conv2d(shared, first.weight[:, :CHANNELS])
-        z += F.conv2d(t, first.weight[:, CHANNELS:])
-        z = second(F.relu_(z))
+        z = model.cnnDecoder.complement(shared, t)
         stack = model.cnnDecoder.decoder
         for i in range(4):
             origin = (rr[4 - i][0], cc[4 - i][0])

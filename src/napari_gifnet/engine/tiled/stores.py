@@ -11,6 +11,11 @@ up when RAM allows).
 Scratch files live in the folder named by ``NAPARI_GIFNET_SCRATCH`` (default:
 the system's temporary folder); a folder that cannot be used is a
 :class:`ScratchError` naming it.
+
+Inside :func:`keep_stores` (a run of many fusions of one size: the planes of
+a stack), a closed :class:`MemoryStore` on the CPU leaves its tensor to the
+next store of the same size, so each map is allocated, and its pages are
+faulted in, once per run instead of once per fusion.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -75,8 +82,75 @@ def _scratch_problem(folder: str, exc: OSError) -> ScratchError:
     )
 
 
+class StorePool:
+    """CPU store tensors kept for the next store of their shape, while held.
+
+    A store whose shape finds nothing kept frees everything kept first (a
+    fusion of another size has begun), so the pool never holds more than
+    one fusion's maps, whatever the sizes of a run. Re-entrant and
+    thread-safe; everything kept is freed when the last holder leaves.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._kept: list[torch.Tensor] = []
+
+    def hold(self) -> None:
+        with self._lock:
+            self._holders += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                self._kept.clear()
+
+    def take(self, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """A kept tensor of ``shape``; None, after freeing all kept, if none is."""
+        with self._lock:
+            for i, t in enumerate(self._kept):
+                if tuple(t.shape) == shape:
+                    return self._kept.pop(i)
+            self._kept.clear()  # another size: what is kept would serve nothing
+            return None
+
+    def give(self, tensor: torch.Tensor) -> None:
+        """Keep ``tensor`` for a later :meth:`take` while held; else let it go."""
+        with self._lock:
+            if self._holders > 0:
+                self._kept.append(tensor)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def nbytes(self) -> int:
+        """Bytes the kept tensors hold (memory the next fusion can use)."""
+        with self._lock:
+            return sum(t.element_size() * t.numel() for t in self._kept)
+
+
+#: The pool :class:`MemoryStore` uses (see :func:`keep_stores`).
+POOL = StorePool()
+
+
+@contextmanager
+def keep_stores() -> Iterator[None]:
+    """Let closed CPU :class:`MemoryStore` tensors serve the next stores of
+    their size until the block ends (then they are freed)."""
+    POOL.hold()
+    try:
+        yield
+    finally:
+        POOL.release()
+
+
 class MemoryStore:
-    """A (1, C, H, W) map held in memory (channels-last on the CPU)."""
+    """A (1, C, H, W) map held in memory (channels-last on the CPU).
+
+    On the CPU the tensor comes from, and on :meth:`close` goes back to,
+    :data:`POOL` (which keeps it only inside :func:`keep_stores`).
+    """
 
     def __init__(
         self,
@@ -86,8 +160,11 @@ class MemoryStore:
         device: torch.device,
         origin: tuple[int, int] = (0, 0),
     ) -> None:
-        fmt = torch.channels_last if device.type == "cpu" else torch.contiguous_format
-        self.data = torch.empty((1, channels, height, width), device=device, memory_format=fmt)
+        cpu = device.type == "cpu"
+        shape = (1, channels, height, width)
+        kept = POOL.take(shape) if cpu else None
+        fmt = torch.channels_last if cpu else torch.contiguous_format
+        self.data = kept if kept is not None else torch.empty(shape, device=device, memory_format=fmt)
         #: Map position of ``data[..., 0, 0]`` (a store may hold part of a map).
         self.origin = origin
         #: Set by the writer once every row has been written.
@@ -110,6 +187,9 @@ class MemoryStore:
         self.region((start, start + r), (col, col + c)).copy_(values)
 
     def close(self) -> None:
+        """Drop the map (left to :data:`POOL` on the CPU); the store is unusable after."""
+        if self.data.device.type == "cpu":
+            POOL.give(self.data)
         del self.data
 
 
