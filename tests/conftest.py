@@ -144,3 +144,19 @@ def heap_calls(monkeypatch: pytest.MonkeyPatch) -> _HeapCalls:
     monkeypatch.setattr(_memory, "_LIBC", calls)
     monkeypatch.setattr(_memory, "_depth", 0)
     return calls
+
+
+@pytest.fixture
+def store_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record each time a run starts keeping its maps (``keep_stores`` entered)."""
+    from napari_gifnet.engine.tiled import stores
+
+    runs: list[int] = []
+    real = stores.keep_stores
+
+    def counting():
+        runs.append(1)
+        return real()
+
+    monkeypatch.setattr(stores, "keep_stores", counting)
+    return runs

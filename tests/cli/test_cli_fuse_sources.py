@@ -71,14 +71,14 @@ def _pairs(root: Path) -> None:
 
 
 def test_a_batch_goes_on_past_failures_and_skips_finished_outputs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], heap_calls
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], heap_calls, store_runs
 ) -> None:
     _pairs(tmp_path / "pairs")
     out = tmp_path / "out"
     argv = ["fuse", "--pairs", str(tmp_path / "pairs"), "-o", str(out), "--device", "cpu"]
     code, stdout, err = run_cli(capsys, *argv)
     assert code == 1
-    assert heap_calls.trims == 1  # one heap for all the pairs, handed back at the end
+    assert heap_calls.trims == 1 and store_runs == [1]  # one heap and one set of maps
     assert sorted(p.name for p in out.iterdir()) == ["p0.tif", "p2.tif"]
     assert "fused 2 pair(s)" in stdout and "skipped 0" in stdout and "failed 2" in stdout
     assert "failed: lonely: no partner in second/" in err

@@ -55,7 +55,7 @@ def test_colour_planes_keep_their_chroma(planes, reference_weights: Path) -> Non
 
 
 def test_off_cuda_every_plane_takes_the_tiled_path(
-    planes, reference_weights: Path, heap_calls, monkeypatch: pytest.MonkeyPatch
+    planes, reference_weights: Path, heap_calls, store_runs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from napari_gifnet.engine import eager
 
@@ -76,7 +76,7 @@ def test_off_cuda_every_plane_takes_the_tiled_path(
     results = fuse_planes(a[:3], b[:3], weights=reference_weights, device="cpu")
     assert [r.metadata["batch"] for r in results] == [1, 1, 1]
     assert len(prepared) == 3  # each plane is prepared once
-    assert heap_calls.trims == 1  # one heap for all the planes, handed back at the end
+    assert heap_calls.trims == 1 and store_runs == [1]  # one heap and one set of maps
 
 
 def test_a_batch_out_of_memory_is_split_in_half(

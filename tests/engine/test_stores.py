@@ -287,3 +287,33 @@ def test_the_planner_counts_what_a_run_keeps_as_available(monkeypatch: pytest.Mo
         stores.MemoryStore(98, 64, 64, cpu).close()
         assert _plan._available_memory(cpu) == (1 << 30) + 98 * 64 * 64 * 4
     assert _plan._available_memory(cpu) == 1 << 30
+
+
+def test_a_fusion_that_keeps_no_map_frees_what_a_run_kept(
+    reference_dir: Path, reference_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_gifnet.engine import fusion_run
+    from napari_gifnet.engine.tiled import stores
+
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    with np.load(reference_dir / "official" / "MFIF.npz") as d:
+        a, b = d["input_a"][:48, :64], d["input_b"][:48, :64]
+    with fusion_run():
+        fuse(a, b, weights=reference_weights, device="cpu", storage="memory")
+        assert len(stores.POOL) == 4
+        fuse(a, b, weights=reference_weights, device="cpu", storage="disk")
+        assert len(stores.POOL) == 0  # not held through a fusion that cannot use them
+
+
+def test_a_kept_map_serves_only_its_inference_mode() -> None:
+    from napari_gifnet.engine.tiled import stores
+
+    cpu = torch.device("cpu")
+    with stores.keep_stores():
+        with torch.inference_mode():
+            kept = stores.MemoryStore(3, 8, 8, cpu)
+            inference_tensor = kept.data
+            kept.close()
+        plain = stores.MemoryStore(3, 8, 8, cpu)  # outside inference mode
+        assert plain.data is not inference_tensor and not plain.data.is_inference()
+        plain.write(0, torch.ones(1, 3, 8, 8))  # an inference tensor would refuse this

@@ -176,3 +176,38 @@ def test_a_failing_job_gives_one_notification(
     assert status == errors[0]
     assert len(viewer.layers) == n_layers and widget.runner.progress_bar is None
     assert not widget.running
+
+
+def test_a_job_stopped_between_yields_is_closed_when_its_worker_finishes(
+    qtbot, make_napari_viewer, monkeypatch
+):
+    """A generator job (iter_fusion holds the heap across its yields) runs its
+    cleanup when Cancel stops it between yields, not whenever it is collected."""
+    import napari_gifnet.plugin._qt.fusion_widget as fw
+
+    viewer = _viewer(make_napari_viewer)
+    yielding, events = threading.Event(), []
+
+    def fake_iter(plan, *, progress, **_options):
+        events.append("entered")
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # never calls progress: stops at a yield
+                yielding.set()
+                yield 0, 1
+                time.sleep(0.01)
+        finally:
+            events.append("cleaned up")
+        raise AssertionError("the worker never stopped")
+
+    monkeypatch.setattr(fw, "iter_fusion", fake_iter)
+    widget = fw.FusionWidget(viewer)
+    widget.first.value, widget.second.value = viewer.layers["A"], viewer.layers["B"]
+    keep = []  # hold the worker, as a lingering reference would
+    assert _start(widget) is not None
+    keep.append(widget.runner.worker)
+    qtbot.waitUntil(yielding.is_set, timeout=DONE_MS)
+    widget.cancel_button.clicked.emit()
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    assert events == ["entered", "cleaned up"]
+    assert widget.status.value == "Cancelled; no layer was added."

@@ -19,6 +19,7 @@ pytest.importorskip("napari")
 from napari.components import ViewerModel
 
 import napari_gifnet
+from heap_checks import mapped_on_its_own
 from napari_gifnet.engine.fusion import fuse
 from napari_gifnet.methods.presets import PRESETS, get_preset, preset_choices
 from napari_gifnet.plugin.layer_fusion import (
@@ -131,7 +132,7 @@ def test_pca_rgb_finds_the_main_directions():
     np.testing.assert_array_equal(rgb, pca_rgb(feats, samples=500))  # deterministic
 
 
-def test_stack_is_fused_plane_by_plane(medical, reference_weights, heap_calls):
+def test_stack_is_fused_plane_by_plane(medical, reference_weights, heap_calls, store_runs):
     a, b = medical
     stack_a = np.stack([a, np.flipud(a), a[:, ::-1]])
     stack_b = np.stack([b, np.flipud(b), b[:, ::-1]])
@@ -143,7 +144,8 @@ def test_stack_is_fused_plane_by_plane(medical, reference_weights, heap_calls):
         v, "a", "b", weights=reference_weights, progress=lambda d, t: seen.append((d, t))
     )[0]
     assert fused.data.shape == (3, H, W)
-    assert heap_calls.trims == 1  # one heap for all the planes, handed back at the end
+    assert heap_calls.trims == 1 and store_runs == [1]  # one heap and one set of maps
+    assert mapped_on_its_own(fused.data)  # the stack is not left in the heap
     np.testing.assert_allclose(fused.scale, (3.0, 1.0, 1.0))
     for i in range(3):
         np.testing.assert_array_equal(

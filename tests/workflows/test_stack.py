@@ -293,7 +293,7 @@ def test_best_plane_confidence():
     np.testing.assert_allclose(best.confidence(), [[2 / 3, 0.0, 0.0]])
 
 
-def test_gifnet_two_planes_match_fuse_and_tree_runs(reference_weights, heap_calls):
+def test_gifnet_two_planes_match_fuse_and_tree_runs(reference_weights, heap_calls, store_runs):
     from napari_gifnet.engine.fusion import fuse
 
     stack, _, _ = _two_region_stack(3)
@@ -306,5 +306,6 @@ def test_gifnet_two_planes_match_fuse_and_tree_runs(reference_weights, heap_call
         device="cpu",
     )
     assert heap_calls.trims == 3  # one heap per stack (its pair fusions share it), one per fuse
+    assert store_runs == [1, 1]  # and one set of maps per stack
     picked = np.take_along_axis(stack, tree.depth_map[None], axis=0)[0] / 255.0
     np.testing.assert_allclose(tree.image, picked, atol=1e-6)

@@ -118,7 +118,11 @@ def fuse_planes(
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be a positive number of planes, not {batch!r}")
     check_precision(precision)
-    pairs = [prepare_pair(pa, pb, normalization) for pa, pb in zip(a, b)]
+    pairs, began = [], []  # each pair prepared once; when its preparation began
+    for pa, pb in zip(a, b):
+        began.append(time.perf_counter())
+        pairs.append(prepare_pair(pa, pb, normalization))
+    prepared_in = [t1 - t0 for t0, t1 in zip(began, [*began[1:], time.perf_counter()])]
     sizes = {p.luma_a.shape for p in pairs}
     if len(sizes) > 1:
         raise ValueError(
@@ -138,7 +142,8 @@ def fuse_planes(
             if len(chunk) == 1:
                 result = fuse_arrays(a[start], b[start], weights=weights, device=dev,
                                      normalization=normalization, precision=precision,
-                                     prepared=chunk[0])  # fmt: skip
+                                     prepared=chunk[0],
+                                     start=time.perf_counter() - prepared_in[start])  # fmt: skip
                 result.metadata["batch"] = 1
                 results.append(result)
             else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
+from contextlib import nullcontext
 from dataclasses import replace as _replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -159,9 +160,10 @@ def iter_fusion(
 
     indices = list(plan.plane_indices())
     group = _planes_per_pass(plan, gifnet and not features, device, n)
-    from ..engine import fusion_run
+    from ..engine import empty_outside_heap, fusion_run
 
-    with fusion_run():  # one heap and one set of maps for all the planes
+    # the stack's outputs are not allocated from the held heap (see empty_outside_heap)
+    with fusion_run() if gifnet else nullcontext():  # one heap, one set of maps for all planes
         for first in range(0, n, group):
             chunk = indices[first : first + group]
             pairs = [read_pair(idx) for idx in chunk]
@@ -183,12 +185,12 @@ def iter_fusion(
                     progress(first + len(chunk), n)
             for i, (idx, res) in enumerate(zip(chunk, results), start=first):
                 if image is None:
-                    image, meta = np.empty(lead + res.image.shape, np.float32), res.metadata
+                    image, meta = empty_outside_heap(lead + res.image.shape), res.metadata
                 image[idx] = res.image
                 for key in FEATURE_KEYS if features else ():
                     f = res.features[key]
                     if key not in feats:  # channels first, so the leading axes align with the image's
-                        feats[key] = np.empty((f.shape[0], *lead, *f.shape[1:]), np.float32)
+                        feats[key] = empty_outside_heap((f.shape[0], *lead, *f.shape[1:]))
                     feats[key][(slice(None), *idx)] = f
                 yield i + 1, n
     assert image is not None

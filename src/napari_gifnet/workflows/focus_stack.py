@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -352,7 +353,7 @@ def fuse_stack(
     else:
         options = {"weights": weights, "device": device, **(pair_options or {})}
         pair = _pair_function(method, options)
-        with fusion_run():  # one heap and one set of maps for all the pair fusions
+        with fusion_run() if method == "gifnet" else nullcontext():  # one heap, one set of maps
             fused = _fold(planes.unit, n, pair, strategy, step, within)
         pair_meta = dict(pair.metadata)
         fused_luma = luma_of(fused)

@@ -44,7 +44,7 @@ from .plan import (
     resolve_storage,
 )
 from .stages import NetStats, Pieces, Stats
-from .stores import DiskStore, MemoryStore
+from .stores import POOL, DiskStore, MemoryStore
 
 __all__ = [
     "REGION_HALO", "STORAGE", "Progress", "StreamPlan", "auto_tile_pixels", "check_scratch",
@@ -132,6 +132,9 @@ def fuse_streamed(
     elif plan.size != (h, w):
         raise ValueError(f"the plan is for a {plan.size} pair, not {(h, w)}")
     storage, shape, out_shape = plan.storage, plan.grid, plan.out
+    # maps kept from an earlier fusion of a run that this one will not reuse go now
+    maps = {(1, CHANNELS, hp, wp), (1, CHANNELS, h, w)}
+    POOL.retain(maps if storage == "memory" or features is not None else set())
     shift0 = net.block0.shift
     tick = _Ticker(
         count_tiles(hp, wp, 0, shape) + count_tiles(hp, wp, shift0, shape)

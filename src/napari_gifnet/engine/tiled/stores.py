@@ -107,13 +107,23 @@ class StorePool:
                 self._kept.clear()
 
     def take(self, shape: tuple[int, ...]) -> torch.Tensor | None:
-        """A kept tensor of ``shape``; None, after freeing all kept, if none is."""
+        """A kept float32 tensor of ``shape`` made in the current inference
+        mode; None, after freeing all kept, if none is."""
+        inference = torch.is_inference_mode_enabled()
         with self._lock:
             for i, t in enumerate(self._kept):
-                if tuple(t.shape) == shape:
+                if tuple(t.shape) == shape and t.dtype == torch.float32 and (
+                    t.is_inference() == inference
+                ):
                     return self._kept.pop(i)
             self._kept.clear()  # another size: what is kept would serve nothing
             return None
+
+    def retain(self, shapes: set[tuple[int, ...]]) -> None:
+        """Free the kept tensors whose shape is not in ``shapes`` (a fusion
+        that will not use them has begun)."""
+        with self._lock:
+            self._kept = [t for t in self._kept if tuple(t.shape) in shapes]
 
     def give(self, tensor: torch.Tensor) -> None:
         """Keep ``tensor`` for a later :meth:`take` while held; else let it go."""
@@ -164,7 +174,10 @@ class MemoryStore:
         shape = (1, channels, height, width)
         kept = POOL.take(shape) if cpu else None
         fmt = torch.channels_last if cpu else torch.contiguous_format
-        self.data = kept if kept is not None else torch.empty(shape, device=device, memory_format=fmt)
+        self.data = (
+            kept if kept is not None
+            else torch.empty(shape, device=device, memory_format=fmt)
+        )  # fmt: skip
         #: Map position of ``data[..., 0, 0]`` (a store may hold part of a map).
         self.origin = origin
         #: Set by the writer once every row has been written.

@@ -154,6 +154,7 @@ class JobRunner:
         self.alive = True
         self._cancel = threading.Event()
         self._outcome: Outcome | None = None
+        self._job: Generator[Any, None, Outcome] | None = None
         self._done: Callable[[Any], str] = str
         self._describe: Callable[[BaseException], str] = _failed
         self._relay = ProgressRelay(parent)
@@ -197,7 +198,15 @@ class JobRunner:
             emit(done, total)
 
         self.progress_bar = progress(total=0, desc=label)
-        worker = create_worker(_body, work, report, _ignore_errors=True)
+        # our own handle on the job's generator: a worker stopped between
+        # yields leaves it suspended, and closing it when the worker
+        # finishes runs its cleanup (``finally``, ``with`` blocks) now
+        self._job = job = _body(work, report)
+
+        def body() -> Generator[Any, None, Outcome]:
+            return (yield from job)
+
+        worker = create_worker(body, _ignore_errors=True)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(lambda exc: self._on_returned(Outcome(error=exc)))
         worker.warned.connect(self._on_warned)
@@ -248,6 +257,9 @@ class JobRunner:
             self._outcome = outcome
 
     def _on_finished(self) -> None:
+        if self._job is not None:
+            self._job.close()  # a no-op unless the worker stopped between yields
+            self._job = None
         outcome = self._outcome or Outcome(cancelled=True)  # stopped between yields
         if self.progress_bar is not None:
             self.progress_bar.close()
