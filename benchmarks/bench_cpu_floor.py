@@ -54,6 +54,19 @@ def _attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(query, key, value)
 
 
+def _accumulating_product_flops(self, a, b, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``self.addmm_(a, b)``: torch's counter knows only ``addmm``."""
+    return 2 * a[0] * a[1] * b[1]
+
+
+def counter_mapping() -> dict:
+    """What torch's FlopCounterMode is told to count beyond its own formulas."""
+    return {
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops,
+        torch.ops.aten.addmm_: _accumulating_product_flops,
+    }
+
+
 class OperationClasses(TorchDispatchMode):
     """Counts the FLOPs of each kind of operation the network runs."""
 
@@ -76,8 +89,8 @@ class OperationClasses(TorchDispatchMode):
             kind = ("depthwise 5x5" if groups > 1 else
                     "3x3 convolutions" if weight.shape[-1] == 3 else "1x1 products")
             self._add(kind, 2 * weight[0].numel() * out.numel())
-        elif name in ("mm", "addmm", "linear", "matmul"):
-            a, b = (args[1], args[2]) if name == "addmm" else (args[0], args[1])
+        elif name in ("mm", "addmm", "addmm_", "linear", "matmul"):
+            a, b = (args[1], args[2]) if name.startswith("addmm") else (args[0], args[1])
             inner = a.shape[-1]
             self._add("1x1 products", 2 * inner * out.numel())
         elif name.startswith("scaled_dot_product") or name.startswith("_scaled_dot_product"):
@@ -97,8 +110,7 @@ def flops_per_pixel(weights: str | None, side: int = 128) -> tuple[float, float,
 
     model, _ = load_model(weights, device="cpu")
     x = torch.rand(1, 1, side, side)
-    cpu_attention = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    mapping = {cpu_attention: _attention_flops}
+    mapping = counter_mapping()
     with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         model(x, x)
     ours = counter.get_total_flops() / side**2

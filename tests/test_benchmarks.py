@@ -41,3 +41,16 @@ def test_the_cpu_floor_counts_every_operation_kind_once(reference_weights: Path)
     # attention: 2 heads x 64 keys x 49 dims x 2 products x 2 FLOPs per token and stream-block
     assert kinds["attention"] / (3 * 2 * 64 * 49 * 2 * 2) == pytest.approx(1.0, rel=0.15)
     assert 1.1 < published / ours < 1.2  # the skipped stream of block 1
+    # the decoder's complement on the CPU (products, one accumulating) is counted whole
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from napari_gifnet.model.weights import load_model
+
+    decoder = load_model(str(reference_weights), device="cpu")[0].cnnDecoder
+    maps = [torch.rand(1, 98, 16, 16).contiguous(memory_format=torch.channels_last) for _ in "st"]
+    with torch.inference_mode(), FlopCounterMode(
+        display=False, custom_mapping=bench.counter_mapping()
+    ) as counted:
+        decoder.complement(*maps)
+    assert counted.get_total_flops() / 16**2 == 2 * (196 * 98 + 98 * 128)
