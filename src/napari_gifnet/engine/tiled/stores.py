@@ -97,10 +97,12 @@ class StorePool:
         self._kept: list[torch.Tensor] = []
 
     def hold(self) -> None:
+        """Start keeping closed stores' tensors (one more holder)."""
         with self._lock:
             self._holders += 1
 
     def release(self) -> None:
+        """One holder fewer; the last one's leaving frees everything kept."""
         with self._lock:
             self._holders -= 1
             if self._holders == 0:
@@ -132,6 +134,7 @@ class StorePool:
                 self._kept.append(tensor)
 
     def __len__(self) -> int:
+        """How many tensors are kept."""
         return len(self._kept)
 
     def nbytes(self) -> int:
@@ -200,7 +203,11 @@ class MemoryStore:
         self.region((start, start + r), (col, col + c)).copy_(values)
 
     def close(self) -> None:
-        """Drop the map (left to :data:`POOL` on the CPU); the store is unusable after."""
+        """Drop the map (left to :data:`POOL` on the CPU).
+
+        The store, and every view of its data, must not be used after: inside
+        :func:`keep_stores` the tensor may already serve another store.
+        """
         if self.data.device.type == "cpu":
             POOL.give(self.data)
         del self.data
