@@ -13,6 +13,12 @@ from napari_gifnet import fuse
 from napari_gifnet.engine.tiled.stores import DiskStore, MemoryStore
 
 
+def _mfif(reference_dir: Path, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-left ``rows`` x ``cols`` of the MFIF reference pair."""
+    with np.load(reference_dir / "official" / "MFIF.npz") as d:
+        return d["input_a"][:rows, :cols], d["input_b"][:rows, :cols]
+
+
 @pytest.mark.parametrize("kind", [MemoryStore, DiskStore])
 def test_rows_round_trip(kind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
@@ -31,8 +37,7 @@ def test_fuse_gives_the_same_values_with_every_storage(
     reference_dir: Path, reference_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
-    with np.load(reference_dir / "official" / "MFIF.npz") as d:
-        a, b = d["input_a"][:120, :200], d["input_b"][:120, :200]
+    a, b = _mfif(reference_dir, 120, 200)
     results = {
         storage: fuse(a, b, weights=reference_weights, device="cpu", storage=storage,
                       return_features=True)
@@ -249,8 +254,7 @@ def test_a_run_of_fusions_reuses_its_maps_and_frees_them_after(
     from napari_gifnet.engine import fusion_run
     from napari_gifnet.engine.tiled import stores
 
-    with np.load(reference_dir / "official" / "MFIF.npz") as d:
-        a, b = d["input_a"][:70, :94], d["input_b"][:70, :94]  # S smaller than the rest
+    a, b = _mfif(reference_dir, 70, 94)  # S smaller than the rest
     alone = [fuse(x, y, weights=reference_weights, device="cpu", storage="memory").luma
              for x, y in ((a, b), (b, a))]  # fmt: skip
     made: list[list[int]] = []
@@ -296,8 +300,7 @@ def test_a_fusion_that_keeps_no_map_frees_what_a_run_kept(
     from napari_gifnet.engine.tiled import stores
 
     monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
-    with np.load(reference_dir / "official" / "MFIF.npz") as d:
-        a, b = d["input_a"][:48, :64], d["input_b"][:48, :64]
+    a, b = _mfif(reference_dir, 48, 64)
     with fusion_run():
         fuse(a, b, weights=reference_weights, device="cpu", storage="memory")
         assert len(stores.POOL) == 4

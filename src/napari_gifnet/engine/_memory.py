@@ -39,21 +39,6 @@ _lock = threading.Lock()
 _depth = 0
 
 
-def _glibc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-        libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        return libc
-    except (OSError, AttributeError):  # musl or another libc: nothing to tune
-        return None
-
-
-_LIBC = _glibc()
-
-
 class _MallInfo2(ctypes.Structure):
     """glibc's ``struct mallinfo2`` (2.33 and later)."""
 
@@ -62,6 +47,23 @@ class _MallInfo2(ctypes.Structure):
         for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
                      "uordblks", "fordblks", "keepcost")
     ]  # fmt: skip
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        if hasattr(libc, "mallinfo2"):
+            libc.mallinfo2.restype, libc.mallinfo2.argtypes = _MallInfo2, []
+        return libc
+    except (OSError, AttributeError):  # musl or another libc: nothing to tune
+        return None
+
+
+_LIBC = _glibc()
 
 
 def free_heap_bytes() -> int:
@@ -74,7 +76,6 @@ def free_heap_bytes() -> int:
     info = getattr(_LIBC, "mallinfo2", None)
     if _depth == 0 or info is None:
         return 0
-    info.restype, info.argtypes = _MallInfo2, []
     return int(info().fordblks)
 
 

@@ -118,11 +118,11 @@ def fuse_planes(
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be a positive number of planes, not {batch!r}")
     check_precision(precision)
-    pairs, began = [], []  # each pair prepared once; when its preparation began
+    pairs, prepared_in = [], []  # each pair prepared once, and how long that took
     for pa, pb in zip(a, b):
-        began.append(time.perf_counter())
+        began = time.perf_counter()
         pairs.append(prepare_pair(pa, pb, normalization))
-    prepared_in = [t1 - t0 for t0, t1 in zip(began, [*began[1:], time.perf_counter()])]
+        prepared_in.append(time.perf_counter() - began)
     sizes = {p.luma_a.shape for p in pairs}
     if len(sizes) > 1:
         raise ValueError(

@@ -52,6 +52,17 @@ def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     return out
 
 
+def _banded_output(x: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """For a pixel-wise map of a (1, C, h, w) ``x``: the empty (1, channels,
+    h, w) channels-last output, its (1, h, w, channels) view, and how many
+    rows a band of about :data:`CHUNK_PIXELS` pixels holds."""
+    _, _, h, w = x.shape
+    out = torch.empty(
+        (1, channels, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last
+    )
+    return out, out.permute(0, 2, 3, 1), max(1, CHUNK_PIXELS // max(w, 1))
+
+
 def project_map(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """A 1x1 convolution of a (1, C, h, w) map; the result is channels-last.
 
@@ -59,17 +70,9 @@ def project_map(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     rows are read a band at a time, copied to a matrix only where the view's
     rows are not contiguous.
     """
-    _, _, h, w = x.shape
-    out = torch.empty(
-        (1, weight.shape[0], h, w),
-        dtype=x.dtype,
-        device=x.device,
-        memory_format=torch.channels_last,
-    )
-    out_rows, in_rows = out.permute(0, 2, 3, 1), x.permute(0, 2, 3, 1)
-    wt = weight.t()
-    step = max(1, CHUNK_PIXELS // max(w, 1))
-    for r in range(0, h, step):
+    out, out_rows, step = _banded_output(x, weight.shape[0])
+    in_rows, wt = x.permute(0, 2, 3, 1), weight.t()
+    for r in range(0, x.shape[2], step):
         src = in_rows[:, r : r + step].reshape(-1, x.shape[1])
         torch.mm(src, wt, out=out_rows[:, r : r + step].view(-1, weight.shape[0])).add_(bias)
     return out
@@ -85,19 +88,11 @@ def complement_rows(
     Each band's hidden values stay in cache between the two products; the
     concatenation is never built. Returns (1, out, h, w), channels-last.
     """
-    _, _, h, w = shared.shape
-    out = torch.empty(
-        (1, second.shape[0], h, w),
-        dtype=shared.dtype,
-        device=shared.device,
-        memory_format=torch.channels_last,
-    )
+    out, o_rows, step = _banded_output(shared, second.shape[0])
     s_rows, t_rows = shared.permute(0, 2, 3, 1), branch.permute(0, 2, 3, 1)
-    o_rows = out.permute(0, 2, 3, 1)
     w_s, w_t, w_2 = first[:, :CHANNELS].t(), first[:, CHANNELS:].t(), second.t()
-    step = max(1, CHUNK_PIXELS // max(w, 1))
-    hidden_buf = shared.new_empty(step * w, first.shape[0])
-    for r in range(0, h, step):
+    hidden_buf = shared.new_empty(step * shared.shape[3], first.shape[0])
+    for r in range(0, shared.shape[2], step):
         s = s_rows[:, r : r + step].reshape(-1, CHANNELS)
         hidden = hidden_buf[: s.shape[0]]
         torch.mm(s, w_s, out=hidden)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from ...model.windows import CHANNELS
+from .._memory import free_heap_bytes
 from .grid import TileShape, tile_shape
 from .stages import padded_size
-from .stores import SCRATCH_ENV, ScratchError, human_bytes, scratch_free_bytes
+from .stores import POOL, SCRATCH_ENV, ScratchError, human_bytes, scratch_free_bytes
 
 #: Storage choices for the maps that outlive a pass (see :func:`fuse_streamed`).
 STORAGE = ("auto", "memory", "disk", "recompute")
@@ -32,9 +33,6 @@ def _available_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     import psutil
-
-    from .._memory import free_heap_bytes
-    from .stores import POOL
 
     return int(psutil.virtual_memory().available) + free_heap_bytes() + POOL.nbytes()
 
