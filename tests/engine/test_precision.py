@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from napari_gifnet import fuse
-from napari_gifnet.engine.precision import PRECISIONS, precision_mode
+from napari_gifnet.engine.precision import DOCUMENTED_ERROR, PRECISIONS, precision_mode
+from napari_gifnet.engine.tiled import plan as _stream_plan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -57,3 +58,33 @@ def test_unknown_precision_and_lazy_inputs_are_refused(pair) -> None:
     lazy = da.from_array(pair[0])
     with pytest.raises(ValueError, match="precision is float32 for Dask inputs"):
         fuse(lazy, lazy, precision="bfloat16")
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
+def test_every_storage_gives_memory_storage_values_in_every_precision(
+    pair, reference_weights, precision: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk, recompute and an automatic switch to disk agree with memory storage
+    (small tiles, so maps are written and read back piece by piece)."""
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    a, b = pair[0][:40, :48], pair[1][:40, :48]
+
+    def run(storage: str) -> np.ndarray:
+        result = fuse(a, b, weights=reference_weights, device="cpu", storage=storage,
+                      tile_size=16, precision=precision)  # fmt: skip
+        assert result.metadata["precision"] == precision
+        assert result.metadata["storage"] == ("disk" if storage == "auto" else storage)
+        return result.luma
+
+    memory = run("memory")
+    exact = fuse(a, b, weights=reference_weights, device="cpu", storage="memory").luma
+    assert np.abs(memory - exact).max() <= DOCUMENTED_ERROR[precision]
+    lumas = {storage: run(storage) for storage in ("disk", "recompute")}
+    # too little memory for the maps: "auto" moves them to disk
+    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 1 << 20)
+    lumas["auto"] = run("auto")
+    for storage, luma in lumas.items():
+        assert np.isfinite(luma).all(), storage
+        diff = np.abs(luma - memory).max()
+        assert diff <= DOCUMENTED_ERROR[precision], f"{storage}: {diff}"
+    assert not list(tmp_path.iterdir())

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from napari_gifnet import fuse
 from napari_gifnet.engine import eager as engine
 from napari_gifnet.engine.fusion import MonotonicProgress
+from napari_gifnet.engine.precision import DOCUMENTED_ERROR
 from napari_gifnet.engine.tiled import plan as _stream_plan
 from napari_gifnet.engine.tiled.grid import TileShape, smaller_tile, tile_shape
-from napari_gifnet.engine.tiled.stores import DiskStore
+from napari_gifnet.engine.tiled.stores import DiskStore, MemoryStore
 from napari_gifnet.model.windows import CHANNELS
 
 OOM = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -173,6 +174,32 @@ def test_a_numpy_memory_error_in_the_disk_store_is_retried_in_smaller_tiles(
     assert (meta["storage"], meta["tile_shape"], meta["out_of_memory_retries"]) == ("disk", [16, 16], 1)
     assert np.abs(result.luma - expected).max() <= 1e-4  # tiles change nothing
     _assert_monotonic(seen)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
+def test_a_retry_that_moves_the_maps_to_disk_keeps_the_values_in_every_precision(
+    pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, precision: str
+) -> None:
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    a, b = pair[0][:40, :48], pair[1][:40, :48]
+    expected = fuse(a, b, weights=reference_weights, device="cpu", storage="memory",
+                    tile_size=16, precision=precision).luma  # fmt: skip
+    real_write, failed = MemoryStore.write, []
+
+    def write(self, start, values, col=0):
+        if not failed:  # the first map written in memory does not fit
+            failed.append(start)
+            raise OOM
+        return real_write(self, start, values, col)
+
+    monkeypatch.setattr(MemoryStore, "write", write)
+    result = fuse(a, b, weights=reference_weights, device="cpu", storage="memory",
+                  tile_size=16, precision=precision)  # fmt: skip
+    meta = result.metadata
+    assert failed and (meta["storage"], meta["out_of_memory_retries"]) == ("disk", 1)
+    assert meta["precision"] == precision and np.isfinite(result.luma).all()
+    assert np.abs(result.luma - expected).max() <= DOCUMENTED_ERROR[precision]
     assert not list(tmp_path.iterdir())
 
 

@@ -33,6 +33,24 @@ def test_rows_round_trip(kind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_maps_are_stored_as_float32_in_every_store(
+    dtype: torch.dtype, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
+    values = (torch.rand(1, 5, 6, 7) * 100).to(dtype)  # as autocast leaves them
+    read = []
+    for kind in (MemoryStore, DiskStore):
+        store = kind(5, 10, 9, torch.device("cpu"))
+        store.write(2, values, col=1)  # part of the rows and columns
+        store.write(0, values[:, :, :2, :].contiguous(memory_format=torch.channels_last))
+        read.append(store.region((0, 8), (1, 7)).clone())
+        store.close()
+    assert read[0].dtype == read[1].dtype == torch.float32
+    torch.testing.assert_close(read[1], read[0], rtol=0, atol=0)
+    torch.testing.assert_close(read[1][:, :, 2:], values[..., :6].float(), rtol=0, atol=0)
+
+
 def test_fuse_gives_the_same_values_with_every_storage(
     reference_dir: Path, reference_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

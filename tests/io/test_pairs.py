@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_gifnet.io import write_image
-from napari_gifnet.io.pairs import pair_folder
+from napari_gifnet.io.pairs import pair_folder, pair_inputs
 
 
 def _img(path: Path) -> None:
@@ -46,3 +46,14 @@ def test_layout_errors_name_the_folder(tmp_path: Path) -> None:
     _img(tmp_path / "second" / "a.png")
     with pytest.raises(ValueError, match="two images named 'a'"):
         pair_folder(tmp_path)
+
+
+def test_pair_inputs_are_every_image_partnered_or_not(tmp_path: Path) -> None:
+    assert pair_inputs(tmp_path / "nope") == ([], [])  # nothing refused: the outputs come first
+    for name in ("first/a.png", "first/x.png", "second/a.tif", "second/run.loss.png"):
+        _img(tmp_path / name)
+    (tmp_path / "first" / "notes.txt").write_text("not an image")
+    files, folders = pair_inputs(tmp_path)
+    assert [str(p.relative_to(tmp_path)) for p in files] == [
+        "first/a.png", "first/x.png", "second/a.tif", "second/run.loss.png"]
+    assert folders == [tmp_path / "first", tmp_path / "second"]

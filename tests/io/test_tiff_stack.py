@@ -60,3 +60,24 @@ def test_tiff_stack_other_layouts_fall_back(tmp_path: Path) -> None:
 
 
 # -- image_info: shape and dtype from the header -------------------------------
+
+
+def test_a_damaged_page_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    """The headers are sound, the compressed data of one page are not: found on reading it."""
+    import tifffile
+
+    from napari_gifnet.io.tiff_stack import TiffPlanes, open_tiff_stack
+
+    path = tmp_path / "damaged.tif"
+    tifffile.imwrite(path, np.ones((3, 16, 16), np.uint16), compression="zlib",
+                     photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        start, count = tif.pages[1].dataoffsets[0], tif.pages[1].databytecounts[0]
+    content = bytearray(path.read_bytes())
+    content[start:start + count] = b"\xff" * count
+    path.write_bytes(bytes(content))
+    with open_tiff_stack(path) as planes:
+        assert isinstance(planes, TiffPlanes)
+        np.testing.assert_array_equal(planes[0], 1)
+        with pytest.raises(ValueError, match=f"cannot read {path}: not a valid TIFF file"):
+            planes[1]

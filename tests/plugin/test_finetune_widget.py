@@ -246,3 +246,34 @@ def test_triton_is_kept_out_only_next_to_a_loaded_llvm(tmp_path, monkeypatch):
     assert keep_triton_out(with_llvm) and sys.modules["triton"] is None
     with pytest.raises(ImportError):
         import triton  # noqa: F401
+
+
+def test_a_layer_with_nan_is_named_in_the_message(qtbot, make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    ir, vis = synthetic_pair(48, np.random.default_rng(3))
+    ir = ir.astype(np.float32)
+    ir[5, 7] = np.nan
+    viewer.add_image(ir, name="IR with a hole")
+    viewer.add_image(vis, name="VIS")
+    widget = _widget(viewer, tmp_path, steps=1)
+    widget.source.value = "layers"
+    count = len(notification_manager.records)
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    text = widget.status.value
+    assert text.startswith("Fine-tuning failed: layer 'IR with a hole' contains 1 NaN"), text
+    assert "napari-gifnet-pairs-" not in text and ".tif" not in text
+    assert any("'IR with a hole'" in str(n.message) for n in notification_manager.records[count:])
+    assert widget.last_result is None and not (tmp_path / "run" / "tuned.pth").exists()
+
+
+def test_layer_pairs_refuse_a_plane_with_nan_by_its_layers_name(tmp_path):
+    from napari_gifnet.plugin._qt.finetune_widget import write_layer_pairs
+
+    stack = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
+    other = stack.copy()
+    other[2, 0, :4] = np.inf
+    with pytest.raises(ValueError, match=r"layer 'B' \(plane \(2,\)\) contains 4 NaN or inf"):
+        write_layer_pairs(tmp_path / "a", stack, other, (3,), names=("A", "B"))
+    ints = np.zeros((40, 40), np.uint8)  # integers are always finite
+    assert write_layer_pairs(tmp_path / "b", ints, ints, (), names=("A", "B")) == 1

@@ -575,3 +575,15 @@ def test_fuse_layers_aligns_the_second_layer_onto_the_first(medical, reference_w
     np.testing.assert_array_equal(fused.data, fuse(a, moved, weights=reference_weights).image)
     with pytest.raises(ValueError, match="'sideways'"):
         fuse_layers(v, "near", "far", weights=reference_weights, align="sideways")
+
+
+@pytest.mark.parametrize("method", ["gifnet", "mean"])
+def test_empty_stacks_are_refused_by_name_and_shape_before_any_work(method: str) -> None:
+    v = ViewerModel()
+    for name in ("no planes A", "no planes B"):  # napari cannot find a range in no data
+        v.add_image(np.zeros((0, 16, 24), np.float32), name=name, contrast_limits=(0, 1))
+    with pytest.raises(ValueError) as info:
+        fuse_layers(v, "no planes A", "no planes B", method=method, weights="never-read.pth")
+    message = str(info.value)
+    assert "layer 'no planes A' has shape (0, 16, 24): axis 0 has length 0" in message
+    assert "zero-size" not in message and len(v.layers) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -133,9 +134,11 @@ def test_entries_that_do_not_fit_are_left_out(tmp_path: Path, gifnet_plugin: str
     write_fused_tiff(str(path), np.ones((4, 5), np.float32),
                      {"name": "odd", "scale": [1.0, 2.0, 3.0], "units": ["parsec-ish", "x"],
                       "metadata": {}})
-    ((_, kwargs, _),) = read_layers(str(path))
+    with pytest.warns(UserWarning, match="units .* are not units napari knows; left out"):
+        ((_, kwargs, _),) = read_layers(str(path))
     assert "scale" not in kwargs and "units" not in kwargs
-    (layer,) = _viewer().open(str(path), plugin=gifnet_plugin)
+    with pytest.warns(UserWarning, match="left out"):
+        (layer,) = _viewer().open(str(path), plugin=gifnet_plugin)
     assert layer.name == "odd"
 
 
@@ -168,3 +171,63 @@ def test_napari_does_not_take_a_foreign_tiff_with_this_plugin(tmp_path: Path,
         _viewer().open(str(plain), plugin=gifnet_plugin)
     (layer,) = _viewer().open(str(plain), plugin="napari")
     assert layer.data.shape == (4, 5)
+
+
+def _forged(path: Path, **entries) -> Path:
+    """A writer-made ImageJ file whose JSON provenance (ImageJ's Info) holds ``entries``."""
+    description = {"name": "forged", "scale": [2.0, 2.0], "translate": [1.0, 1.0],
+                   "units": ["micrometer", "micrometer"], "metadata": {"k": 1},
+                   "dtype": "float32", "napari_gifnet_version": __version__, **entries}
+    tifffile.imwrite(path, np.ones((4, 5), np.float32), imagej=True,
+                     metadata={"axes": "YX", "Info": json.dumps(description)})
+    return path
+
+
+@pytest.mark.parametrize(("entries", "dropped", "why"), [
+    ({"translate": [float("inf"), 0.0]}, "translate", r"translate \[inf, 0.0\] is not finite"),
+    ({"scale": [float("nan"), 1.0]}, "scale", r"scale \[nan, 1.0\] is not finite"),
+    ({"scale": [0.0, 1.0]}, "scale", r"scale \[0.0, 1.0\] has an entry of 0"),
+    ({"scale": ["a", 1]}, "scale", r"scale \['a', 1\] is not a list of numbers"),
+    ({"translate": [1e308, 0.0]}, "translate", r"translate \[1e\+308, 0.0\] is beyond 1e"),
+    ({"axis_labels": [1, 2]}, "axis_labels", r"axis_labels \[1, 2\] are not text"),
+    ({"name": 5}, "name", "layer name 5 is not text"),
+    ({"name": 5, "dtype": ["float32"]}, "name", "layer name 5 is not text"),
+], ids=["inf translate", "nan scale", "zero scale", "text scale", "1e308 translate",
+        "number labels", "number name", "list dtype"])
+def test_forged_calibration_is_dropped_with_a_warning_naming_the_file(
+    tmp_path: Path, gifnet_plugin: str, entries: dict, dropped: str, why: str
+) -> None:
+    path = _forged(tmp_path / "forged.tif", **entries)
+    with pytest.warns(UserWarning, match=f"{re.escape(str(path))}: its {why}.*; left out"):
+        ((data, kwargs, _),) = read_layers(str(path))
+    assert data.shape == (4, 5) and kwargs["metadata"] == {"k": 1}
+    assert dropped not in kwargs or kwargs[dropped] == path.stem  # a name: the file's
+    viewer = _viewer()
+    with pytest.warns(UserWarning, match="left out"):
+        (layer,) = viewer.open(str(path), plugin=gifnet_plugin)
+    later = viewer.add_image(np.ones((6, 7), np.float32))  # the viewer still works
+    assert np.all(np.isfinite(layer.scale)) and np.all(np.isfinite(layer.translate))
+    assert np.all(np.isfinite(np.asarray(viewer.layers.extent.world)))
+    assert later.data.shape == (6, 7)
+
+
+def test_a_forged_colormap_drops_only_the_colormap(tmp_path: Path, gifnet_plugin: str) -> None:
+    path = _forged(tmp_path / "cmap.tif",
+                   colormap={"name": "evil", "colors": [["red", None], "x"], "controls": "y"})
+    with pytest.warns(UserWarning, match=f"{re.escape(str(path))}: its colormap .*left out"):
+        (layer,) = _viewer().open(str(path), plugin=gifnet_plugin)
+    assert layer.name == "forged" and tuple(layer.scale) == (2.0, 2.0)
+    assert tuple(layer.translate) == (1.0, 1.0) and layer.metadata == {"k": 1}
+    assert layer.colormap.name == "gray"
+
+
+def test_a_truncated_file_opens_as_an_error_naming_it(tmp_path: Path,
+                                                      gifnet_plugin: str) -> None:
+    whole = tmp_path / "whole.tif"
+    write_fused_tiff(str(whole), np.ones((2, 32, 32), np.uint16), {"name": "two"})
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    assert get_reader(str(cut)) is read_layers  # this project's file: its error, not another's
+    with pytest.raises(Exception, match=f"cannot read {re.escape(str(cut))}: the TIFF is "
+                                        "incomplete"):
+        _viewer().open(str(cut), plugin=gifnet_plugin)

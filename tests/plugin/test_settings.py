@@ -206,3 +206,154 @@ def test_the_store_is_the_users_settings_unless_overridden(monkeypatch, settings
     user = _settings.open_settings()  # opened, not written
     assert (user.organizationName(), user.applicationName()) == ("napari-gifnet", "widgets")
     assert user.scope() == QSettings.Scope.UserScope
+
+
+# ------------------------------------------------ files the plugin did not write
+#: A PNG's first bytes (its signature and the start of its header chunk).
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00"
+FOREIGN = {
+    "text note": b"shopping list\n- milk\n- eggs = 3\n",
+    "png": PNG + bytes(range(256)),
+    "other program's ini": b"[window]\nwidth=640\nheight=480\n",
+    "qt variant": b"[napari-gifnet]\nformat=1\n[fusion]\nmethod=@Variant(\\0\\0\\0\\x2\\0\\0\\0\\x1)\n",
+    "comment": b"; my notes\n[fusion]\nkeep_previous=true\n",
+}  # fmt: skip
+
+
+def _warnings_naming(path) -> list[str]:
+    from napari.utils.notifications import notification_manager
+
+    return [str(n.message) for n in notification_manager.records if str(path) in str(n.message)]
+
+
+@pytest.mark.parametrize("kind", list(FOREIGN))
+def test_a_file_the_plugin_did_not_write_is_never_written(viewer, settings_file, weights_file,
+                                                          kind):  # fmt: skip
+    settings_file.write_bytes(FOREIGN[kind])
+    widget = _make("fusion", viewer)
+    defaults = _values(widget, REMEMBERED["fusion"])
+    (message,) = _warnings_naming(settings_file)
+    assert "not written by napari-gifnet" in message and "kept in memory only" in message
+    for name in REMEMBERED["fusion"]:
+        _change(getattr(widget, name), weights_file)
+    chosen = _values(widget, REMEMBERED["fusion"])
+    assert settings_file.read_bytes() == FOREIGN[kind]  # never rewritten
+    # remembered in memory for this session, with one warning in all
+    again = _make("fusion", viewer)
+    assert _values(again, REMEMBERED["fusion"]) == chosen
+    again.reset_button.clicked.emit()
+    assert _values(_make("fusion", viewer), REMEMBERED["fusion"]) == defaults
+    assert len(_warnings_naming(settings_file)) == 1
+    assert settings_file.read_bytes() == FOREIGN[kind]
+    assert sorted(p.name for p in settings_file.parent.iterdir()) == sorted(
+        ["my-gifnet.pth", settings_file.name])  # fmt: skip
+
+
+def test_which_files_are_the_plugins(tmp_path, settings_file, weights_file, viewer):
+    from napari_gifnet.plugin._qt._settings import MAX_FILE_BYTES, foreign_reason
+
+    assert foreign_reason(tmp_path / "absent.ini") is None
+    (tmp_path / "empty.ini").write_bytes(b"")
+    assert foreign_reason(tmp_path / "empty.ini") is None
+    widget = _make("fusion", viewer)  # what the widgets write is theirs
+    for name in REMEMBERED["fusion"]:
+        _change(getattr(widget, name), weights_file)
+    widget.weights.value = str(weights_file.rename(tmp_path / 'a, "b" @c;d.pth'))
+    assert foreign_reason(settings_file) is None
+    assert "[napari-gifnet]" in settings_file.read_text()
+    assert _make("fusion", viewer).weights.value == widget.weights.value
+    legacy = tmp_path / "legacy.ini"  # a file of an earlier version: no marker, only widget groups
+    legacy.write_text('[fusion]\nmethod=\\"gifnet\\"\n\n[enhance]\ngamma=0.5\n')
+    assert foreign_reason(legacy) is None
+    for kind, data in FOREIGN.items():
+        (tmp_path / "foreign").write_bytes(data)
+        assert foreign_reason(tmp_path / "foreign"), kind
+    quoted = tmp_path / "quoted.ini"  # Qt would decode these as serialised values too
+    for value in ('"@Variant(\\0)"', '"\\x40Variant(\\0)"', '\\"a\\", @Variant(\\0)', "1\\",
+                  '\\"a\x00b\\"', '\\"a\x0bb\\"'):  # fmt: skip
+        quoted.write_text(f"[fusion]\nmethod={value}\n")
+        assert "line 2" in foreign_reason(quoted), value
+    big = tmp_path / "big.ini"
+    big.write_bytes(b"[fusion]\nmethod=" + b"1" * MAX_FILE_BYTES)
+    assert "larger than" in foreign_reason(big)
+    assert "not a regular file" in foreign_reason(tmp_path)
+
+
+def test_a_hostile_settings_file_does_not_stop_a_widget_opening(viewer, settings_file,
+                                                                monkeypatch):  # fmt: skip
+    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(settings_file.with_name("absent.ini")))
+    defaults = _values(_make("fusion", viewer), REMEMBERED["fusion"])
+    monkeypatch.setenv("NAPARI_GIFNET_SETTINGS", str(settings_file))
+    deep = 50_000
+    settings_file.write_text(
+        "[napari-gifnet]\nformat=1\n[fusion]\n"
+        f"method={'[' * deep}{']' * deep}\n"  # past the value length read
+        f"task={'[' * 5_000}{']' * 5_000}\n"  # past the JSON reader's nesting
+        "device=[1e999999]\n"  # not a device
+        f"weights=\\\"{'a' * 5_000}\\\"\n"  # a name too long to look up
+        "keep_previous=true\n"
+        "[enhance]\n"
+        f"gamma=1{'0' * 400}\n"  # too large for a float
+    )  # fmt: skip
+    widget = _make("fusion", viewer)
+    assert _values(widget, REMEMBERED["fusion"]) == {**defaults, "keep_previous": True}
+    assert widget.status.value == "Ready."
+    assert _make("enhance", viewer).gamma.value == 0.5
+    assert not _warnings_naming(settings_file)
+
+
+@pytest.mark.parametrize("kind", ["nested variant", "huge value"])
+def test_a_settings_file_qt_cannot_read_safely_is_refused(viewer, settings_file, kind):
+    if kind == "nested variant":  # a list in a list ... 50,000 deep, as Qt serialises it
+        unit = "\\0\\0\\0\\t\\0\\0\\0\\x1"
+        value = f"@Variant({unit * 50_000}\\0\\0\\0\\t\\0\\0\\0\\0)"
+    else:  # 50 MB of text
+        value = "1" * 50_000_000
+    settings_file.write_text(f"[napari-gifnet]\nformat=1\n[fusion]\nmethod={value}\n")
+    before = settings_file.stat()
+    widget = _make("fusion", viewer)
+    assert widget.method.value == widget.settings.defaults["method"]
+    assert len(_warnings_naming(settings_file)) == 1
+    widget.keep_previous.value = not widget.keep_previous.value
+    after = settings_file.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino, before.st_size, before.st_mtime_ns)  # fmt: skip
+
+
+def test_a_store_replaces_the_file_and_unknown_groups_are_refused(viewer, settings_file):
+    from napari_gifnet.plugin._qt._settings import WidgetSettings
+
+    widget = _make("enhance", viewer)
+    widget.gamma.value = 0.6
+    first = settings_file.stat().st_ino
+    widget.gamma.value = 0.7
+    # QSettings writes a temporary file and renames it over the old one
+    assert settings_file.stat().st_ino != first
+    assert sorted(p.name for p in settings_file.parent.iterdir()) == [settings_file.name]
+    with pytest.raises(ValueError, match="not one of the settings groups"):
+        WidgetSettings("no-such-widget", {"gamma": widget.gamma})
+
+
+def test_the_users_settings_file_is_checked_too(monkeypatch, tmp_path):
+    import os
+
+    from qtpy.QtCore import QSettings
+
+    from napari_gifnet.plugin._qt import _settings
+
+    if _settings._settings_file(QSettings(_settings.ORGANISATION, _settings.APPLICATION)) is None:
+        pytest.skip("the user's settings are not an INI file here")
+    native, user = QSettings.Format.NativeFormat, QSettings.Scope.UserScope
+    home = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    note = tmp_path / "napari-gifnet" / "widgets.conf"
+    note.parent.mkdir()
+    note.write_bytes(FOREIGN["text note"])
+    monkeypatch.delenv("NAPARI_GIFNET_SETTINGS")
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    QSettings.setPath(native, user, str(tmp_path))
+    try:
+        store = _settings.open_settings()
+        assert isinstance(store, _settings.MemorySettings) and store.refused == str(note)
+    finally:
+        QSettings.setPath(native, user, home)
+    assert note.read_bytes() == FOREIGN["text note"]

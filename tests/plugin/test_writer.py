@@ -12,6 +12,7 @@ import tifffile
 from napari_gifnet import __version__
 from napari_gifnet.io import images as io
 from napari_gifnet.plugin.writer import (
+    LayerWriteError,
     json_safe,
     layer_description,
     plan_layout,
@@ -267,9 +268,9 @@ def test_other_suffix_multiscale_bool_and_empty_metadata(tmp_path: Path) -> None
 
 
 def test_bad_data_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no data"):
+    with pytest.raises(LayerWriteError, match="layer 'fused' .*no data"):
         write_fused_tiff(str(tmp_path / "e.tif"), np.zeros((0, 3)), _meta())
-    with pytest.raises(ValueError, match="3 or 4"):
+    with pytest.raises(LayerWriteError, match="3 or 4"):
         write_fused_tiff(str(tmp_path / "c.tif"), np.zeros((4, 4, 5)), _meta(rgb=True))
     assert not list(tmp_path.iterdir())
 
@@ -344,3 +345,73 @@ def test_save_rgb_sample_layer_from_napari(tmp_path: Path, gifnet_plugin: str) -
             assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
         else:
             assert tif.imagej_metadata["mode"] == "composite"
+
+
+@pytest.mark.parametrize(("meta", "message"), [
+    ({"translate": [float("nan"), 0.0]}, r"translate \[nan, 0.0\] is not finite"),
+    ({"scale": [1e10, 1e10], "units": ["m", "m"]},
+     r"scale \[10000000000.0, 10000000000.0\] gives 1e-1\d pixels per c?m in X"),
+    ({"scale": [1e-10, 1e-10]}, r"scale \[1e-10, 1e-10\] gives 1e\+10 pixels per unit"),
+    ({"translate": [1e308, 0.0]}, r"translate \[1e\+308, 0.0\] is beyond 1e\+100"),
+    ({"scale": [0.0, 1.0]}, r"scale \[0.0, 1.0\] has an entry of 0"),
+], ids=["nan translate", "1e10 m scale", "1e-10 scale", "1e308 translate", "zero scale"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["imagej", "plain"])
+def test_calibration_a_tiff_cannot_hold_is_refused_naming_the_layer(
+    tmp_path: Path, meta: dict, message: str, dtype: type
+) -> None:
+    path = tmp_path / "cal.tif"
+    layer = {"name": "calibrated", "scale": [1.0, 1.0], "translate": [0.0, 0.0], **meta}
+    with pytest.raises(LayerWriteError, match=f"layer 'calibrated' to {path}: its {message}"):
+        write_fused_tiff(str(path), np.ones((4, 5), dtype), layer)
+    assert not list(tmp_path.iterdir())
+
+
+def test_calibration_ImageJ_holds_is_written(tmp_path: Path) -> None:
+    """Far from 1 but within a TIFF resolution: written, and read back as it was."""
+    meta = {"name": "fine", "scale": [1e-3, 2e-3], "translate": [-1e6, 1e6],
+            "units": ["m", "m"]}
+    (path,) = write_fused_tiff(str(tmp_path / "fine.tif"), np.ones((4, 5), np.float32), meta)
+    ij, *_, page = _imagej(path)
+    assert _resolution(page)[:2] == pytest.approx((500.0, 1000.0))
+    assert ij["unit"] == "m" and ij["yorigin"] == pytest.approx(1e9)
+    _, description = read_fused_tiff(path)
+    assert description["scale"] == [1e-3, 2e-3] and description["translate"] == [-1e6, 1e6]
+
+
+@pytest.mark.parametrize("data", [
+    np.array([["a", "b"], ["c", "d"]], dtype=object), np.array([["a", "b"], ["c", "d"]]),
+    np.array(3.0), np.arange(5.0),
+], ids=["object", "str", "0-d", "1-D"])
+def test_data_a_tiff_cannot_hold_is_refused_naming_the_layer(tmp_path: Path, data) -> None:
+    with pytest.raises(LayerWriteError, match="cannot write layer 'odd' to .*odd.tif: "
+                                              "(its data type|an image needs at least 2)"):
+        write_fused_tiff(str(tmp_path / "odd.tif"), data, {"name": "odd"})
+    assert not list(tmp_path.iterdir())
+
+
+def test_under_a_file_the_message_names_the_layer_and_the_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_bytes(b"kept")
+    with pytest.raises(NotADirectoryError, match=f"layer 'f' .*{tmp_path / 'afile'} is an "
+                                                 "existing file"):
+        write_fused_tiff(str(tmp_path / "afile" / "x.tif"), np.ones((4, 5)), {"name": "f"})
+    assert (tmp_path / "afile").read_bytes() == b"kept"
+
+
+def test_napari_multiscale_layer_and_refusals_through_napari(tmp_path: Path,
+                                                             gifnet_plugin: str) -> None:
+    """napari passes MultiScaleData; a refusal reaches the user (napari drops ValueErrors)."""
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    full = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16)
+    viewer.add_image([full, full[::2, ::2]], multiscale=True, name="pyramid")
+    written = viewer.layers.save(str(tmp_path / "pyramid.tif"), plugin=gifnet_plugin)
+    assert written == [str(tmp_path / "pyramid.tif")]
+    back, description = read_fused_tiff(written[0])
+    np.testing.assert_array_equal(back, full)
+    assert description["name"] == "pyramid"
+    tiny = ViewerModel()
+    tiny.add_image(np.ones((4, 5), np.float32), name="tiny", scale=(1e-10, 1e-10))
+    with pytest.raises(LayerWriteError, match="layer 'tiny' .*scale"):
+        tiny.layers.save(str(tmp_path / "tiny.tif"), plugin=gifnet_plugin)
+    assert not (tmp_path / "tiny.tif").exists()

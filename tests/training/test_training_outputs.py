@@ -109,6 +109,26 @@ def test_out_in_an_unwritable_folder(tmp_path: Path) -> None:
         locked.chmod(0o700)
 
 
+def test_run_files_never_touch_what_the_run_reads(tmp_path: Path) -> None:
+    # The API refuses what the command line does: every one of the five files is
+    # checked against the images, the DenseNet-121 file and the training folders.
+    pairs = write_synthetic_pairs(tmp_path / "pairs", n=1, size=40, seed=1)
+    image_bytes = (pairs / "first" / "scene000.png").read_bytes()
+    densenet = tmp_path / "dn.pth"
+    densenet.write_bytes(b"weights")
+    cases = [
+        (pairs / "first" / "scene000.png", {}, r"the checkpoint .*scene000\.png is an input"),
+        (pairs / "second" / "run.pth", {}, r"run\.pth is in the input folder .*second"),
+        (densenet, {"densenet_weights": str(densenet)}, r"the checkpoint .*dn\.pth is an input"),
+    ]
+    for out, extra, match in cases:
+        with pytest.raises(ValueError, match=match):
+            _train(_config(pairs, out, **extra))
+    assert (pairs / "first" / "scene000.png").read_bytes() == image_bytes
+    assert densenet.read_bytes() == b"weights"
+    assert sorted(p.name for p in (pairs / "second").iterdir()) == ["scene000.png"]
+
+
 def test_save_checkpoint_leaves_no_temporary_file(tmp_path: Path) -> None:
     target = tmp_path / "r"
     target.mkdir()

@@ -30,8 +30,7 @@ from napari_gifnet.util.safe_files import (
     OutputIsInputError,
     atomic_write,
     atomic_write_text,
-    check_outputs,
-    same_file,
+    check_output_set,
 )
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -42,32 +41,29 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if safe_files.PARTIAL_MARK in p.name)
 
 
-# -- same file ------------------------------------------------------------------------
+# -- the set of outputs -------------------------------------------------------------
 
 
-def test_same_file_sees_dotdot_symlinks_and_hard_links(tmp_path: Path) -> None:
+def test_outputs_that_are_inputs_through_dotdot_links_or_hard_links_are_refused(
+    tmp_path: Path,
+) -> None:
     a = tmp_path / "a.png"
     a.write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "link.png").symlink_to(a)
     os.link(a, tmp_path / "hard.png")
-    assert same_file(a, tmp_path / "sub" / ".." / "a.png")
-    assert same_file(a, tmp_path / "link.png")
-    assert same_file(a, tmp_path / "hard.png")
-    assert not same_file(a, tmp_path / "b.png")  # does not exist
-    (tmp_path / "copy.png").write_bytes(b"x")
-    assert not same_file(a, tmp_path / "copy.png")  # equal bytes, another file
+    for alias in (tmp_path / "sub" / ".." / "a.png", tmp_path / "link.png", tmp_path / "hard.png"):
+        with pytest.raises(OutputIsInputError, match=r"-o .* is an input \(the same file as"):
+            check_output_set({"-o": alias}, [a])
+    (tmp_path / "copy.png").write_bytes(b"x")  # equal bytes, another file
+    check_output_set({"-o": tmp_path / "copy.png", "--x": None}, [a])
 
 
-def test_check_outputs_names_the_option_and_the_input(tmp_path: Path) -> None:
+def test_two_outputs_of_one_name_are_refused(tmp_path: Path) -> None:
     a = tmp_path / "a.png"
     a.write_bytes(b"x")
-    (tmp_path / "link.png").symlink_to(a)
-    with pytest.raises(OutputIsInputError, match=r"-o .*link\.png is an input \(the same file as"):
-        check_outputs({"-o": tmp_path / "link.png"}, [a])
     with pytest.raises(OutputIsInputError, match="--depth-map .* is also the -o output"):
-        check_outputs({"-o": tmp_path / "x.tif", "--depth-map": tmp_path / "x.tif"}, [a])
-    check_outputs({"-o": tmp_path / "new.png", "--x": None}, [a])  # fine
+        check_output_set({"-o": tmp_path / "x.tif", "--depth-map": tmp_path / "x.tif"}, [a])
 
 
 # -- atomic_write ---------------------------------------------------------------------
@@ -90,18 +86,160 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path: Path) -
     assert _leftovers(tmp_path) == []
 
 
-def test_atomic_write_replaces_on_success_and_writes_through_links(tmp_path: Path) -> None:
-    real = tmp_path / "real.txt"
-    real.write_bytes(OLD)
-    link = tmp_path / "link.txt"
-    link.symlink_to(real)
-    atomic_write_text(link, "new")
-    assert link.is_symlink() and real.read_text() == "new"
+def test_atomic_write_replaces_on_success_with_an_ordinary_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_bytes(OLD)
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
     mask = os.umask(0o022)
     os.umask(mask)
     fresh = atomic_write_text(tmp_path / "fresh.txt", "x")
     assert fresh.stat().st_mode & 0o777 == 0o666 & ~mask  # an ordinary file's mode
     assert _leftovers(tmp_path) == []
+
+
+def test_a_link_at_the_output_name_is_replaced_not_written_through(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    unrelated = elsewhere / "unrelated.tif"
+    unrelated.write_bytes(OLD)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p1.tif").symlink_to(unrelated)
+    io.write_image(out / "p1.tif", np.zeros((8, 8), np.float32))
+    assert not (out / "p1.tif").is_symlink() and (out / "p1.tif").is_file()
+    assert unrelated.read_bytes() == OLD
+    assert io.read_image(out / "p1.tif").shape == (8, 8)
+    assert _leftovers(out) == [] and _leftovers(elsewhere) == []
+
+
+def test_a_dangling_link_creates_no_file_where_it_points(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "outside.png"
+    (out / "p1.png").symlink_to(outside)
+    atomic_write_text(out / "p1.png", "fused")
+    assert not outside.exists() and not outside.is_symlink()
+    assert (out / "p1.png").read_text() == "fused" and not (out / "p1.png").is_symlink()
+
+
+def test_the_temporary_file_is_beside_the_name_not_the_link_target(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "t.txt").write_bytes(OLD)
+    (tmp_path / "t.txt").symlink_to(other / "t.txt")
+    with atomic_write(tmp_path / "t.txt") as fh:
+        fh.write(b"new")
+        assert _leftovers(tmp_path) and not _leftovers(other)
+    assert (other / "t.txt").read_bytes() == OLD
+
+
+@pytest.mark.parametrize("stem", ["x" * 240, "x" * 251, "é" * 125 + "x"])
+def test_temporary_names_keep_within_the_name_limit(tmp_path: Path, stem: str) -> None:
+    """A 240-character name, and names of 255 bytes (ASCII, and two-byte UTF-8)."""
+    target = tmp_path / f"{stem}.png"
+    seen: list[str] = []
+    with atomic_write(target) as fh:
+        fh.write(b"data")
+        seen = _leftovers(tmp_path)
+    assert len(seen) == 1 and len(os.fsencode(seen[0])) <= 255
+    assert seen[0].startswith(".xxx" if stem[0] == "x" else ".éé") and seen[0].endswith(".png")
+    assert safe_files.PARTIAL_MARK in seen[0]
+    assert target.read_bytes() == b"data" and _leftovers(tmp_path) == []
+
+
+def test_temporary_names_follow_the_folders_own_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system whose ``NAME_MAX`` is 40 bytes (``os.pathconf`` says so)."""
+    monkeypatch.setattr(safe_files.os, "pathconf", lambda _path, _name: 40)
+    assert len(safe_files._temporary_name(tmp_path / ("y" * 36 + ".tif"), "0" * 8)) == 40
+    name = safe_files._temporary_name(tmp_path / ("y" * 30 + ".t" + "x" * 30), "0" * 8)
+    assert len(name) <= 40 and name.startswith(".yyy")  # an extension too long is dropped
+
+
+def test_a_pair_with_a_240_character_name_is_fused_and_written(
+    tmp_path: Path, reference_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "n" * 240
+    for side in ("first", "second"):
+        (tmp_path / "pairs" / side).mkdir(parents=True)
+        tifffile.imwrite(tmp_path / "pairs" / side / f"{name}.tif", np.eye(16, dtype=np.uint8))
+    out = tmp_path / "O"
+    code, _, err = run_cli(capsys, "fuse", "--pairs", str(tmp_path / "pairs"), "-o", str(out),
+                           "--device", "cpu", "--weights", str(reference_weights),
+                           "-q")  # fmt: skip
+    assert code == 0, err
+    assert [p.name for p in out.iterdir()] == [f"{name}.tif"]
+
+
+def test_a_folder_that_is_a_file_is_named(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_bytes(OLD)
+    for make_folder in (False, True):
+        for path in (afile / "x.png", afile / "sub" / "x.png"):
+            with pytest.raises(OSError, match=f"cannot write {path}: {afile} is not a directory"):
+                with atomic_write(path, make_folder=make_folder) as fh:
+                    fh.write(b"x")
+    with pytest.raises(OSError, match=f"cannot write .*: the folder {tmp_path / 'no'} does not"):
+        atomic_write_text(tmp_path / "no" / "x.txt", "x")
+    with atomic_write(tmp_path / "new" / "sub" / "x.txt", make_folder=True) as fh:
+        fh.write(b"x")
+    assert (tmp_path / "new" / "sub" / "x.txt").read_bytes() == b"x"
+    assert afile.read_bytes() == OLD
+
+
+def test_napari_writer_under_a_file_names_it(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_bytes(OLD)
+    with pytest.raises((OSError, ValueError),
+                       match=f"{afile} is (not a directory|an existing file)"):  # fmt: skip
+        write_fused_tiff(str(afile / "layer.tif"), np.ones((8, 8), np.float32), {"name": "f"})
+    write_fused_tiff(str(tmp_path / "made" / "layer.tif"), np.ones((8, 8), np.float32), {})
+    assert (tmp_path / "made" / "layer.tif").is_file()
+
+
+def test_writers_get_no_descriptor_and_missing_bytes_are_an_error(tmp_path: Path) -> None:
+    """Bytes that did not reach the disk (here cut behind the writer's back) fail the write."""
+    target = tmp_path / "out.bin"
+    target.write_bytes(OLD)
+    with pytest.raises(OSError, match=r"cannot write .*out\.bin: 10 of 5000 bytes reached the"):
+        with atomic_write(target) as fh:
+            with pytest.raises(io_module.UnsupportedOperation):
+                fh.fileno()
+            fh.write(b"x" * 5000)
+            fh.flush()
+            os.truncate(tmp_path / _leftovers(tmp_path)[0], 10)
+    assert target.read_bytes() == OLD and _leftovers(tmp_path) == []
+    with atomic_write(target) as fh:  # seeks and truncation are followed
+        fh.write(b"abcdef")
+        fh.seek(2)
+        fh.write(b"Z")
+        fh.truncate(4)
+        fh.seek(0, os.SEEK_END)
+        assert fh.tell() == 4
+    assert target.read_bytes() == b"abZd"
+
+
+def test_a_tiff_is_written_in_pieces_without_a_copy_of_the_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through write(), the pixels go a piece at a time; the file is tifffile's own."""
+    import tracemalloc
+
+    monkeypatch.setattr(io, "_PIECE_BYTES", 1 << 20)
+    image = np.random.default_rng(0).random((1024, 2048), dtype=np.float32)  # 8 MiB
+    tracemalloc.start()
+    try:
+        io.write_image(tmp_path / "big.tif", image, {"k": 1})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+    reference = io_module.BytesIO()
+    tifffile.imwrite(reference, image, photometric="minisblack",
+                     description='{"shape": [1024, 2048], "k": 1}', metadata=None)  # fmt: skip
+    assert (tmp_path / "big.tif").read_bytes() == reference.getvalue()
 
 
 class _DiskFull:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import tifffile
 from scipy import ndimage
 from skimage import data
 
+from cli_run import one_error_line, run_cli
 from napari_gifnet.workflows.pair_alignment import align_pair
 
 
@@ -52,3 +56,31 @@ def test_bad_options_are_refused() -> None:
         align_pair(a, b, "rotate")
     with pytest.raises(ValueError, match="different sizes"):
         align_pair(a, b[:100])
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_non_finite_pixel_is_counted_in_the_input_before_resampling(which: int) -> None:
+    pair = [x.astype(np.float32) / 255 for x in _pair()]
+    pair[which][40, 50] = np.nan
+    name = "ab"[which]
+    with pytest.raises(ValueError, match=rf"input '{name}' \(shape \(256, 256\), dtype float32\) "
+                       r"contains 1 non-finite value"):  # fmt: skip
+        align_pair(*pair)
+    called = ("infrared", "visible")[which]
+    with pytest.raises(ValueError, match=rf"input '{called}' .* contains 1 non-finite"):
+        align_pair(*pair, names=("infrared", "visible"))
+
+
+def test_fuse_align_reports_the_true_count_of_non_finite_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = (x.astype(np.float32) / 255 for x in _pair())
+    b[10, 10] = np.inf
+    tifffile.imwrite(tmp_path / "a.tif", a)
+    tifffile.imwrite(tmp_path / "b.tif", b)
+    out = tmp_path / "out.tif"
+    code, _, err = run_cli(capsys, "fuse", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"),
+                           "-o", str(out), "--align", "--device", "cpu")  # fmt: skip
+    assert code != 0 and not out.exists()
+    one_error_line(err, f"input '{tmp_path / 'b.tif'}' (shape (256, 256), dtype float32) "
+                   "contains 1 non-finite value")

@@ -14,6 +14,7 @@ from scipy import ndimage
 from cli_run import one_error_line, run_cli
 from napari_gifnet.io.images import read_image, read_tiff_metadata
 from napari_gifnet.workflows.alignment import (
+    MIN_SIMILARITY_SIZE,
     align_mode,
     apply_transform,
     estimate_alignment,
@@ -170,3 +171,37 @@ def test_stack_align_similarity_matches_the_api(tmp_path, capsys, handheld):
                            "--align-scale", "--align-similarity", "--overwrite")  # fmt: skip
     assert code != 0
     one_error_line(err, "one of --align-scale and --align-similarity")
+
+
+def _shifted_crops(scene: np.ndarray, size: int, offsets: list[tuple[int, int]]) -> np.ndarray:
+    """``size`` x ``size`` crops of ``scene`` moved by whole pixels (no rotation, no zoom)."""
+    y0, x0 = (scene.shape[0] - size) // 2, (scene.shape[1] - size) // 2
+    return np.stack([scene[y0 + dy : y0 + dy + size, x0 + dx : x0 + dx + size]
+                     for dy, dx in offsets]).astype(np.float32)  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [16, 24])
+def test_similarity_on_small_planes_falls_back_to_translation_and_says_so(size: int):
+    offsets = [(1, -2), (0, 0), (-2, 1)]
+    stack = _shifted_crops(_scene(), size, offsets)
+    r = fuse_stack(stack, method="focus", align="similarity", reference=1)
+    assert not r.rotations.any() and (r.scales == 1.0).all()
+    translation = fuse_stack(stack, method="focus", align="translation", reference=1)
+    np.testing.assert_array_equal(r.shifts, translation.shifts)
+    np.testing.assert_array_equal(r.image, translation.image)
+    meta = r.metadata
+    assert meta["aligned"] and meta["alignment"] == "translation"
+    assert f"{size} x {size} px" in meta["alignment_fallback"]
+    assert "translation only" in meta["alignment_fallback"]
+    _, scale, angle = estimate_similarity(stack[1], stack[0])
+    assert (scale, angle) == (1.0, 0.0)
+
+
+def test_similarity_is_kept_from_the_minimum_plane_size_on():
+    size = MIN_SIMILARITY_SIZE
+    scene = _scene()[48 : 48 + size, 48 : 48 + size]
+    moving = _warp(scene, 2.5, 1.03, np.array([1.0, -1.5]))
+    r = fuse_stack(np.stack([scene, moving]).astype(np.float32), method="focus",
+                   align="similarity", reference=0)  # fmt: skip
+    assert r.metadata["alignment"] == "similarity" and r.metadata["alignment_fallback"] is None
+    assert abs(r.rotations[1] - 2.5) < 0.3 and abs(r.scales[1] / 1.03 - 1) < 0.01

@@ -4,10 +4,10 @@ the progress line and the checks made before any work (outputs, inputs, device).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 PROG = "napari-gifnet"
 
@@ -69,10 +69,10 @@ class Progress:
             self.stream.flush()
             self.last = -1
 
-def check_output(path: str, inputs: Sequence[str], option: str = "-o") -> Path:
+def check_output(path: str, option: str = "-o") -> Path:
     """An output path checked before any work: a format that holds a float32 grey or
     RGB image (every format does, once the extension is known), not a directory,
-    in an existing folder, and not one of the ``inputs`` (:mod:`napari_gifnet.util.safe_files`).
+    in an existing folder. :func:`check_files` then checks it against the inputs.
     """
     from ..io import images as io
     from ..util.safe_files import check_output_file
@@ -83,15 +83,24 @@ def check_output(path: str, inputs: Sequence[str], option: str = "-o") -> Path:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_output_file(output, option)
-    not_an_input({option: output}, inputs)
     return output
 
-def not_an_input(outputs: dict[str, Any], inputs: Sequence[str]) -> None:
-    """:func:`napari_gifnet.util.safe_files.check_outputs`, as a usage error (exit status 2)."""
-    from ..util.safe_files import OutputIsInputError, check_outputs
+def check_files(
+    outputs: Mapping[str, Path | str | None], inputs: Iterable[Path | str] = (),
+    folders: Iterable[Path | str] = (),
+) -> None:
+    """The one check of every command, before any work: every file it will write
+    against every file and folder it reads, and against each other, and the
+    output folders writable (:func:`napari_gifnet.util.safe_files.check_output_set`).
+
+    An output that is an input, lies in an input folder or is also another
+    output is a usage error (exit status 2); an output that cannot be written
+    (a directory, a read-only folder) a ``ValueError`` (exit status 1).
+    """
+    from ..util.safe_files import OutputIsInputError, check_output_set
 
     try:
-        check_outputs(outputs, inputs)
+        check_output_set(outputs, inputs, folders)
     except OutputIsInputError as exc:
         raise UsageError(str(exc)) from None
 
@@ -101,6 +110,11 @@ def check_single_image(path: str) -> None:
 
     shape, _ = io.image_info(path)
     colour = len(shape) == 3 and shape[-1] in (3, 4)
+    if len(shape) == 3 and shape[-1] == 2:  # samples per pixel, not planes
+        raise ValueError(
+            f"{path} is a 2-channel image (shape {tuple(shape)}), not one grey or RGB "
+            "image: save the channel to fuse as its own file"
+        )
     if len(shape) > 2 and not colour:
         raise ValueError(
             f"{path} holds a stack (shape {tuple(shape)}), not one image: `{PROG} fuse` fuses "
@@ -115,17 +129,17 @@ def add_common_gifnet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 def check_output_of(
-    path: str, inputs: list[str], allowed: tuple[str, ...] | None = None, option: str = "-o"
+    path: str, allowed: tuple[str, ...] | None = None, option: str = "-o"
 ) -> Path:
-    """An output path whose format holds a float32 grey or RGB image, in an existing folder,
-    that is none of the ``inputs`` (:func:`napari_gifnet.cli.main.check_output`).
+    """An output path whose format holds a float32 grey or RGB image, in an existing
+    folder (:func:`check_output`), with one of the ``allowed`` extensions.
 
     That is what ``enhance`` writes, and any format holds it once the
     extension is known: :func:`napari_gifnet.io.images.check_writable` refuses the
     others. ``stack`` checks its outputs' dtypes once the stack is open
     (:func:`_check_stack_outputs`).
     """
-    output = check_output(path, inputs, option)
+    output = check_output(path, option)
     if allowed is not None and output.suffix.lower() not in allowed:
         raise UsageError(f"{output}: use one of {', '.join(allowed)}")
     return output
@@ -142,6 +156,10 @@ def input_files(inputs: list[str]) -> list[str]:
         files.append(item)
     return files
 
+def input_folders(inputs: Iterable[str | Path]) -> list[str]:
+    """The folders among ``inputs``: their images are read, so no output goes there."""
+    return [str(item) for item in inputs if Path(item).is_dir()]
+
 def check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
     if method != "gifnet":
         return
@@ -155,12 +173,23 @@ def check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
 
 @dataclass(frozen=True)
 class BatchJob:
-    """One item of a batch (``fuse --pairs``, ``stack --stacks``): its name, its main
-    output (a re-run skips it when that exists) and the work that writes it."""
+    """One item of a batch (``fuse --pairs``, ``stack --stacks``): its name, every
+    file it writes and the work that writes them.
+
+    A re-run skips it when it is :attr:`finished`.
+    """
 
     name: str
-    output: Path
+    outputs: tuple[Path, ...]
     run: Callable[[], None]
+
+    @property
+    def finished(self) -> bool:
+        """Whether every output is written: a non-empty regular file (a 0-byte file or a
+        folder named like an output is not)."""
+        from ..util.safe_files import finished_output
+
+        return all(finished_output(p) for p in self.outputs)
 
 
 def run_batch(
@@ -179,7 +208,7 @@ def run_batch(
     from tqdm.auto import tqdm
 
     failures = list(failed)
-    todo = [job for job in jobs if overwrite or not job.output.exists()]
+    todo = [job for job in jobs if overwrite or not job.finished]
     skipped, done = len(jobs) - len(todo), 0
     bar = tqdm(todo, unit=kind, desc=f"{kind}s", disable=quiet or not todo, file=sys.stderr,
                dynamic_ncols=True)  # fmt: skip

@@ -10,6 +10,7 @@ from .common import (
     Subcommand,
     add_common_gifnet,
     check_device,
+    check_files,
     check_output_of,
     check_single_image,
 )
@@ -29,7 +30,8 @@ def _add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_enhance(args: argparse.Namespace) -> int:
     from ..io import images as io
 
-    output = check_output_of(args.output, [args.image])
+    output = check_output_of(args.output)
+    check_files({"-o": output}, [args.image])
     check_device(args)
     check_single_image(args.image)
     image = io.read_image(args.image)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import Subcommand, UsageError
+from .common import Subcommand, UsageError, check_files
 
 
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +51,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from ..metrics import evaluation
     from ..util.safe_files import check_output_folder
 
-    check_output_folder(args.out, "--out")  # before any work
+    out = check_output_folder(args.out, "--out")  # before any work
+    check_files({"--out metrics.csv": out / "metrics.csv", "--out metrics.md": out / "metrics.md"},
+                folders=[args.pairs] if args.pairs is not None else [])  # fmt: skip
     if args.multifocus_set is not None:
         try:
             pairs = evaluation.generate_multifocus_set(args.multifocus_set, args.size)

@@ -12,9 +12,9 @@ from .common import (
     Progress,
     Subcommand,
     UsageError,
+    check_files,
     check_output,
     check_single_image,
-    not_an_input,
     run_batch,
 )
 
@@ -38,6 +38,9 @@ def _normalization(text: str) -> str | tuple[float, float]:
 
 #: The offline samples ``--sample`` fuses (keys of napari_gifnet.data.synthetic.SAMPLES).
 PAIR_SAMPLES = ("multifocus", "medical", "exposure", "fluorescence")
+#: The feature maps ``--features DIR`` writes, DIR/<name>.tif each
+#: (:attr:`napari_gifnet.engine.result.FusionResult.features`).
+FEATURE_NAMES = ("shared", "multimodal", "photographic", "branch")
 #: Output formats of a batch (``--pairs``): the file is OUTDIR/<pair name>.<format>.
 BATCH_FORMATS = ("tif", "png", "jpg")
 
@@ -46,8 +49,9 @@ inputs, one of:
   A B                 two image files (PNG, JPEG, TIFF)
   --sample NAME       an offline sample pair made on the fly (--list-samples)
   --pairs DIR         a batch: DIR/first/ + DIR/second/ with matching file names;
-                      -o is then a folder, one OUT/<name>.<format> per pair;
-                      finished outputs are skipped on a re-run (--overwrite redoes them),
+                      -o is then a folder outside first/ and second/, one
+                      OUT/<name>.<format> per pair; finished outputs are skipped
+                      on a re-run (--overwrite redoes them),
                       a pair that fails is reported and the others go on (exit status 1)
 """
 
@@ -145,9 +149,12 @@ def _check_sources(args: argparse.Namespace) -> str:
     return {"A B": "files", "--sample": "sample", "--pairs": "pairs"}[given[0]]
 
 
-def _fuse_arrays(a: object, b: object, args: argparse.Namespace, progress: object) -> tuple:
+def _fuse_arrays(
+    a: object, b: object, args: argparse.Namespace, progress: object,
+    names: tuple[str, str] = ("a", "b"),
+) -> tuple:
     """Align (with --align) and fuse one pair; returns (result, metadata extras, the
-    alignment's one-line description or None)."""
+    alignment's one-line description or None). ``names`` name the inputs in messages."""
     from ..engine.fusion import fuse
 
     extra: dict = {}
@@ -155,7 +162,7 @@ def _fuse_arrays(a: object, b: object, args: argparse.Namespace, progress: objec
     if args.align:
         from ..workflows.pair_alignment import align_pair
 
-        b, alignment = align_pair(a, b, args.align)
+        b, alignment = align_pair(a, b, args.align, names=names)
         extra["alignment"] = alignment.provenance()
         described = alignment.describe()
     result = fuse(
@@ -187,10 +194,12 @@ def _run_fuse(args: argparse.Namespace) -> int:
     from ..util.safe_files import check_output_folder
 
     inputs = [args.a, args.b] if source == "files" else []
-    output = check_output(args.output, inputs)
+    output = check_output(args.output)
+    outputs: dict[str, Path] = {"-o": output}
     if args.features:
-        check_output_folder(args.features, "--features")
-        not_an_input({"--features": args.features}, inputs)
+        features = check_output_folder(args.features, "--features")
+        outputs.update({f"--features {name}": features / f"{name}.tif" for name in FEATURE_NAMES})
+    check_files(outputs, inputs)
     _check_run_options(args)
     if source == "files":
         for path in inputs:
@@ -205,7 +214,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
         described = f"sample {args.sample!r} ({name_a} + {name_b})"
     progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
     try:
-        result, extra, align_text = _fuse_arrays(a, b, args, progress)
+        result, extra, align_text = _fuse_arrays(a, b, args, progress, (names["a"], names["b"]))
     finally:
         progress.close()
     metadata = {**result.metadata, **extra, "input_files": names}
@@ -228,15 +237,14 @@ def _run_fuse(args: argparse.Namespace) -> int:
 def _run_batch(args: argparse.Namespace) -> int:
     """``--pairs DIR -o OUTDIR``: every pair, one model load, failures reported by name."""
     from ..io import images as io
-    from ..io.pairs import pair_folder
+    from ..io.pairs import pair_folder, pair_inputs
     from ..util.safe_files import check_output_folder
 
     folder = pair_folder(args.pairs)
     outdir = check_output_folder(args.output, "-o")
     ext = "." + args.format
-    inputs = [str(p) for _, a, b in folder.pairs for p in (a, b)]
     jobs = [(name, a, b, outdir / f"{name}{ext}") for name, a, b in folder.pairs]
-    not_an_input({f"-o {outdir}/{name}{ext}": out for name, _, _, out in jobs}, inputs)
+    check_files({f"pair {name!r} -o": out for name, _, _, out in jobs}, *pair_inputs(folder.root))
     _check_run_options(args)
     io.check_writable(outdir / f"x{ext}", "float32")
     outdir.mkdir(parents=True, exist_ok=True)
@@ -246,12 +254,12 @@ def _run_batch(args: argparse.Namespace) -> int:
             check_single_image(str(a_path))
             check_single_image(str(b_path))
             a, b = io.read_image(a_path), io.read_image(b_path)
-            result, extra, _ = _fuse_arrays(a, b, args, None)
+            result, extra, _ = _fuse_arrays(a, b, args, None, (str(a_path), str(b_path)))
             metadata = {**result.metadata, **extra,
                         "input_files": {"a": str(a_path), "b": str(b_path)}}  # fmt: skip
             io.write_image(out, result.image, metadata)
 
-        return BatchJob(name, out, run)
+        return BatchJob(name, (out,), run)
 
     from ..engine import fusion_run
 

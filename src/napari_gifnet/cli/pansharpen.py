@@ -12,6 +12,7 @@ from .common import (
     UsageError,
     add_common_gifnet,
     check_device,
+    check_files,
     check_output_of,
 )
 
@@ -59,7 +60,8 @@ def _run_pansharpen(args: argparse.Namespace) -> int:
 
     if len(args.inputs) < 2:
         raise UsageError("give the multispectral file(s), then the panchromatic file")
-    output = check_output_of(args.output, args.inputs, io.TIFF_EXTENSIONS)  # bands: TIFF only
+    output = check_output_of(args.output, io.TIFF_EXTENSIONS)  # bands: TIFF only
+    check_files({"-o": output}, args.inputs)
     method = args.method.strip().lower()
     check_device(args, method)
     *ms_files, pan_file = args.inputs

@@ -14,9 +14,10 @@ from .common import (
     UsageError,
     add_common_gifnet,
     check_device,
+    check_files,
     check_output_of,
     input_files,
-    not_an_input,
+    input_folders,
     run_batch,
 )
 
@@ -53,9 +54,7 @@ def _read_stack(inputs: list[str], axis: int = 0) -> Any:
             raise FileNotFoundError(f"image file not found: {p}")
     return FileStack(paths)
 
-def _check_stack_outputs(
-    outputs: dict[str, Path], layout: Any, keep_dtype: bool, inputs: list[Path]
-) -> None:
+def _check_stack_outputs(outputs: dict[str, Path], layout: Any, keep_dtype: bool) -> None:
     """Refuse, before fusing, outputs whose format cannot hold what goes there.
 
     ``outputs`` maps an option name (``-o``, ``--depth-map``, ``--confidence``)
@@ -65,13 +64,12 @@ def _check_stack_outputs(
     ``write_image(..., bit_depth=None)`` picks: ``-o`` gets float32 in [0, 1]
     or, with ``--keep-dtype``, the stack's dtype on its own scale; the depth
     map gets uint16 plane indices (the confidence map, float32, goes to .tif,
-    checked by :func:`_check_output`). No two outputs may name the same file,
-    and none may name one of the ``inputs``.
+    checked by :func:`_check_output`). Where the outputs may go at all was
+    checked before the stack was opened (:func:`~napari_gifnet.cli.common.check_files`).
     """
     import numpy as np
 
     from ..io import images as io
-    not_an_input(outputs, inputs)  # resolved: "..", symbolic and hard links name one file
     output, dtype = outputs["-o"], layout.dtype if keep_dtype else np.float32
     try:
         io.check_writable(output, dtype, layout.plane_shape, bit_depth=None,
@@ -99,9 +97,9 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stacks", metavar="DIR",
         help="instead of INPUT: every stack in DIR (each multi-page TIFF, and each sub-folder "
-        "of images, is one stack); -o is then a folder, one OUT/<name>.<format> per stack; "
-        "finished outputs are skipped on a re-run (--overwrite redoes them), a stack that "
-        "fails is reported and the others go on (exit status 1)",
+        "of images, is one stack); -o is then a folder outside DIR, one OUT/<name>.<format> "
+        "per stack; a stack whose files are all written is skipped on a re-run (--overwrite "
+        "redoes it), a stack that fails is reported and the others go on (exit status 1)",
     )
     parser.add_argument("--format", choices=("tif", "png", "jpg"), default="tif",
                         help="output format of a --stacks batch (default tif)")
@@ -153,12 +151,13 @@ def _run_stack(args: argparse.Namespace) -> int:
         if args.depth_map or args.confidence:
             raise UsageError("with --stacks, --maps writes every stack's depth and confidence")
         return _run_batch(args)
-    inputs = input_files(args.inputs)
-    output = check_output_of(args.output, inputs)
-    depth_path = check_output_of(args.depth_map, inputs, option="--depth-map") if args.depth_map \
+    output = check_output_of(args.output)
+    depth_path = check_output_of(args.depth_map, option="--depth-map") if args.depth_map \
         else None
-    conf_path = check_output_of(args.confidence, inputs, io.TIFF_EXTENSIONS, "--confidence") \
+    conf_path = check_output_of(args.confidence, io.TIFF_EXTENSIONS, "--confidence") \
         if args.confidence else None
+    check_files({"-o": output, "--depth-map": depth_path, "--confidence": conf_path},
+                input_files(args.inputs), input_folders(args.inputs))  # fmt: skip
     check_device(args, _method(args))
     progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
     try:
@@ -214,9 +213,8 @@ def _fuse_one(inputs: list[str], output: Path, depth_path: Path | None, conf_pat
         layout = Planes(stack, args.axis)  # shape and dtype only: nothing is read yet
         outputs = {"-o": output, "--depth-map": depth_path, "--confidence": conf_path}
         _check_stack_outputs(
-            {k: v for k, v in outputs.items() if v is not None}, layout, args.keep_dtype,
-            getattr(stack, "files", [Path(p) for p in args.inputs]),
-        )  # fmt: skip
+            {k: v for k, v in outputs.items() if v is not None}, layout, args.keep_dtype
+        )
         result = fuse_stack(
             stack, args.axis, method, strategy=args.strategy or DEFAULT_STRATEGY,
             select=args.select, align=align, keep_dtype=args.keep_dtype,
@@ -260,19 +258,27 @@ def _run_batch(args: argparse.Namespace) -> int:
         raise ValueError(f"{folder} holds no stacks (multi-page TIFF files or folders of images)")
     outdir = check_output_folder(args.output, "-o")
     ext = "." + args.format
-    jobs = []
+    jobs: list[tuple[str, Path, Path, Path | None, Path | None]] = []
+    outputs: dict[str, Path | None] = {}
+    files: list[str] = []
     for name, path in stacks:
         out = outdir / f"{name}{ext}"
         maps = (outdir / f"{name}_depth.tif", outdir / f"{name}_confidence.tif") if args.maps \
             else (None, None)
-        files = input_files([str(path)])
-        not_an_input({"-o": out, "--maps depth": maps[0], "--maps confidence": maps[1]}, files)
+        label = f"stack {path.name + ('/' if path.is_dir() else '')!r}"
+        outputs.update({f"{label} -o": out, f"{label} --maps depth": maps[0],
+                        f"{label} --maps confidence": maps[1]})  # fmt: skip
+        files.extend(input_files([str(path)]))
         jobs.append((name, path, out, *maps))
+    # every output of every stack at once: none in the stacks folder (a re-run would
+    # take it for a stack), none an input, no two stacks writing one file
+    check_files(outputs, files, [folder])
     check_device(args, _method(args))
     outdir.mkdir(parents=True, exist_ok=True)
 
     def job(name: str, path: Path, out: Path, depth: Path | None, conf: Path | None) -> BatchJob:
-        return BatchJob(name, out, lambda: _fuse_one([str(path)], out, depth, conf, args, None))
+        written = tuple(p for p in (out, depth, conf) if p is not None)
+        return BatchJob(name, written, lambda: _fuse_one([str(path)], out, depth, conf, args, None))
 
     return run_batch([job(*item) for item in jobs], kind="stack", source=folder, outdir=outdir,
                      overwrite=args.overwrite, quiet=args.quiet)  # fmt: skip

@@ -18,8 +18,9 @@ Written next to OUT (e.g. run.pth): run.pth (the weights, loadable wherever
 the published checkpoint is: --weights run.pth), run.train.pt (optimiser state
 for --resume), run.log.csv (loss terms per step), run.loss.png (loss curves),
 run.train.json (settings and provenance). They are written together at each
-checkpoint; OUT's folder is checked (writable, OUT not a directory) and every
-image is decoded once before training starts.
+checkpoint. Before training starts OUT's folder is checked (writable, none of
+the five a directory, an input file or in DIR/first/ or DIR/second/) and every
+image is decoded once.
 
 The common loss uses the published training code's MS-SSIM (--ssim published,
 the default: 5 levels, data range from the reconstruction, (x + 1) / 2) or

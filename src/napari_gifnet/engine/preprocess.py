@@ -116,6 +116,24 @@ def _shape_hint(shape: tuple[int, ...]) -> str:
     return f" ({stack})"
 
 
+def check_finite(image: Any, name: str) -> None:
+    """Refuse NaN or infinite values in a float input, giving how many there are.
+
+    Raises
+    ------
+    ValueError
+        Naming the input, its shape and dtype, and the count.
+    """
+    arr = np.asarray(image)
+    if arr.dtype.kind == "f":
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise ValueError(
+                f"input {name!r} (shape {arr.shape}, dtype {arr.dtype}) contains {bad} "
+                "non-finite value(s) (NaN or inf)"
+            )
+
+
 def _validate(image: Any, name: str, warn_alpha: bool) -> tuple[np.ndarray, bool, bool]:
     """Check an input array; return (array without alpha, is_rgb, alpha_dropped).
 
@@ -132,10 +150,7 @@ def _validate(image: Any, name: str, warn_alpha: bool) -> tuple[np.ndarray, bool
         )
     if arr.size == 0:
         raise ValueError(f"input {what} is empty")
-    if arr.dtype.kind == "f":
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        if bad:
-            raise ValueError(f"input {what} contains {bad} non-finite value(s) (NaN or inf)")
+    check_finite(arr, name)
     rgb = arr.ndim == 3
     alpha = rgb and arr.shape[2] == 4
     if alpha:

@@ -3,11 +3,17 @@
 :func:`check_writable` holds the rules :func:`napari_gifnet.io.images.write_image`
 follows, for callers that check an output before computing it. Everything
 here is re-exported by :mod:`napari_gifnet.io.images`.
+
+The readers' rules are here too, checked from the headers before any pixel
+is read: :func:`check_fits_memory` (the one size rule of every reader) and
+:func:`check_tiff` (a TIFF holds an image and all of its pages and data).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 from pathlib import Path
 from typing import Any, Union
 
@@ -125,3 +131,107 @@ def check_writable(
         raise FormatError(p, what, f"needs .tif{' or .png' if grey else ''} ({', '.join(why)})")
     also = ", or floats in [0, 1]" if dt.kind == "f" else " only"
     raise FormatError(p, what, f"needs .tif (PNG and JPEG hold unsigned 8- or 16-bit data{also})")
+
+
+class UnreadableFileError(ValueError):
+    """A file that cannot be read safely: no image, incomplete, or too large.
+
+    Its message names the file and the problem in plain words; the readers
+    (:mod:`napari_gifnet.io.images`) pass it on as it is.
+    """
+
+
+def _size(nbytes: float) -> str:
+    """``nbytes`` in words: "3.35 GiB", "16 KiB", "512 bytes"."""
+    for unit, power in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20),
+                        ("KiB", 10)):
+        if nbytes >= 2**power:
+            return f"{nbytes / 2**power:.3g} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can give now without swapping (:mod:`psutil`)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_fits_memory(path: PathLike, shape: tuple[int, ...], dtype: Any,
+                      what: str = "image") -> None:
+    """Refuse, before anything is allocated, a read larger than the memory available.
+
+    The one size rule of every reader: the array the header declares
+    (``shape``, ``dtype``) must fit in :func:`available_memory`.
+
+    Raises
+    ------
+    UnreadableFileError
+        The declared array is larger than the memory available.
+    """
+    nbytes = math.prod(int(s) for s in shape) * np.dtype(dtype).itemsize
+    free = available_memory()
+    if nbytes > free:
+        size = " x ".join(str(int(s)) for s in shape)
+        raise UnreadableFileError(
+            f"cannot read {path}: its header declares a {size} {np.dtype(dtype)} {what} "
+            f"({_size(nbytes)}), more than the {_size(free)} of memory available"
+        )
+
+
+def _incomplete(path: PathLike, why: str) -> UnreadableFileError:
+    return UnreadableFileError(f"cannot read {path}: the TIFF is incomplete or corrupted ({why})")
+
+
+def _page_chain_ends(tif: Any) -> bool:
+    """The last page's link to a next page is 0 (the file's list of pages ends there)."""
+    tiff, fh = tif.tiff, tif.filehandle
+    fh.seek(tif.pages[-1].offset)
+    raw = fh.read(tiff.tagnosize)
+    if len(raw) < tiff.tagnosize:
+        return False
+    tags = struct.unpack(tiff.tagnoformat, raw)[0]
+    fh.seek(tif.pages[-1].offset + tiff.tagnosize + tags * tiff.tagsize)
+    raw = fh.read(tiff.offsetsize)
+    return len(raw) == tiff.offsetsize and struct.unpack(tiff.offsetformat, raw)[0] == 0
+
+
+def check_tiff(path: PathLike, tif: Any) -> Any:
+    """The first series of an open :class:`tifffile.TiffFile`, checked before reading it.
+
+    The file must hold at least one page; its list of pages must end
+    properly (a truncated multi-page file loses its last pages); every page
+    of the series must be there with its data inside the file; and an
+    ImageJ file's header must match its pages. Only headers are read.
+
+    Returns
+    -------
+    tifffile.TiffPageSeries
+        ``tif.series[0]``.
+
+    Raises
+    ------
+    UnreadableFileError
+        No image, or the file is incomplete or corrupted.
+    """
+    if len(tif.pages) == 0 or not tif.series:
+        raise UnreadableFileError(f"cannot read {path}: the TIFF holds no image (no pages)")
+    if not _page_chain_ends(tif):
+        raise _incomplete(path, "its list of pages breaks off, the file may be truncated")
+    series = tif.series[0]
+    if tif.is_imagej and series.kind != "imagej":
+        declared = (tif.imagej_metadata or {}).get("images", "?")
+        raise _incomplete(path, f"its ImageJ header declares {declared} images that "
+                                f"the file does not hold")
+    size = tif.filehandle.size
+    if any(page is None for page in series.pages):
+        raise _incomplete(path, "a page of the image is missing")
+    for index, page in enumerate(series.pages):
+        ends = [int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts)]
+        if max(ends, default=0) > size:
+            raise _incomplete(path, f"page {index + 1} of {len(series.pages)} needs "
+                                    f"{max(ends)} bytes, the file has {size}")
+    if series.dataoffset is not None and series.dataoffset + series.nbytes > size:
+        raise _incomplete(path, f"the image needs {series.dataoffset + series.nbytes} bytes, "
+                                f"the file has {size}")
+    return series

@@ -28,7 +28,16 @@ from typing import Any
 import numpy as np
 
 from ..util.safe_files import atomic_write, check_output_folder
-from .formats import READ_EXTENSIONS, TIFF_EXTENSIONS, PathLike, _extension, check_writable
+from .formats import (
+    READ_EXTENSIONS,
+    TIFF_EXTENSIONS,
+    PathLike,
+    UnreadableFileError,
+    _extension,
+    check_fits_memory,
+    check_tiff,
+    check_writable,
+)
 
 # The rest of the format rules, part of this module's interface:
 from .formats import WRITE_EXTENSIONS as WRITE_EXTENSIONS
@@ -37,6 +46,8 @@ from .formats import output_format as output_format
 
 #: JPEG quality used by :func:`write_image`.
 JPEG_QUALITY = 95
+#: The most bytes of pixels handed to a TIFF file in one write.
+_PIECE_BYTES = 16 * 1024 * 1024
 
 
 def _warn_if_png_truncated(path: Path) -> None:
@@ -70,9 +81,12 @@ def read_image(path: PathLike) -> np.ndarray:
         If the file does not exist.
     ValueError
         If the extension is unsupported, the path is not a file, or the file
-        cannot be decoded.
+        cannot be decoded: holds no image, is incomplete (e.g. truncated) or
+        declares more pixels than the memory holds (checked from the header,
+        before any allocation).
     """
     p, ext = _readable(path)
+    image_info(p)  # what cannot be read safely is refused from the headers
     with _decoding(p, ext):
         if ext in TIFF_EXTENSIONS:
             import tifffile
@@ -83,6 +97,54 @@ def read_image(path: PathLike) -> np.ndarray:
         if ext == ".png":
             _warn_if_png_truncated(p)
         return np.asarray(iio.imread(p, plugin="pillow"))
+
+
+@contextmanager
+def open_tiff(path: PathLike, *, check: bool = True) -> Iterator[tuple[Any, Any]]:
+    """Open a TIFF checked from its headers: ``(tifffile.TiffFile, first series)``.
+
+    The checks are :func:`napari_gifnet.io.formats.check_tiff`'s (an image,
+    all of its pages, data inside the file); nothing is read beyond the
+    headers. The file is closed when the block ends.
+
+    ``check=False`` opens any TIFF, however damaged, to peek at its headers
+    (the series is None): tifffile's log lines are dropped, and a failure in
+    the block reads as the file's ("cannot read P: not a valid TIFF file").
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is at ``path``.
+    ValueError
+        Not a ``.tif``/``.tiff`` file, not a TIFF, no image, or incomplete;
+        the message names the file.
+    """
+    if not check:
+        import tifffile
+
+        p, ext = _readable(path, TIFF_EXTENSIONS)
+        with _decoding(p, ext, warn=False), tifffile.TiffFile(p) as tif:
+            yield tif, None
+        return
+    tif, series = open_checked_tiff(path)
+    try:
+        yield tif, series
+    finally:
+        tif.close()
+
+
+def open_checked_tiff(path: PathLike) -> tuple[Any, Any]:
+    """:func:`open_tiff` for a file kept open: the caller closes the ``TiffFile``."""
+    import tifffile
+
+    p, ext = _readable(path, TIFF_EXTENSIONS)
+    with _decoding(p, ext):  # tifffile's log lines become warnings once the file passes
+        tif = tifffile.TiffFile(p)
+        try:
+            return tif, check_tiff(p, tif)
+        except BaseException:
+            tif.close()
+            raise
 
 
 def _readable(
@@ -145,19 +207,19 @@ def _bomb(exc: BaseException) -> BaseException | None:
 
 
 @contextmanager
-def _decoding(p: Path, ext: str) -> Iterator[None]:
+def _decoding(p: Path, ext: str, warn: bool = True) -> Iterator[None]:
     """Report any failure of the decoder in the block as one ValueError.
 
     The message reads ``cannot read P: not a valid TIFF file (<reason>)``
     (PNG, JPEG after the extension); a MemoryError is passed on as it is.
     tifffile's log lines are held back: after a failure they are dropped
     (the error says what is wrong), after a success each becomes a warning
-    naming the file.
+    naming the file (``warn``; else they are dropped too).
     """
     with _quiet_logger("tifffile") as log:
         try:
             yield
-        except MemoryError:
+        except (MemoryError, UnreadableFileError):
             raise
         except Exception as exc:  # noqa: BLE001 - every decoder failure reads the same
             kind = "TIFF" if ext in TIFF_EXTENSIONS else ext[1:].upper().replace("JPG", "JPEG")
@@ -169,7 +231,7 @@ def _decoding(p: Path, ext: str) -> Iterator[None]:
                     "convert it to TIFF"
                 ) from exc
             raise ValueError(f"cannot read {p}: not a valid {kind} file ({exc})") from exc
-    for message in log.messages:
+    for message in log.messages if warn else ():
         warnings.warn(f"{p}: {message}", UserWarning, stacklevel=3)
 
 
@@ -195,17 +257,18 @@ def image_info(path: PathLike) -> tuple[tuple[int, ...], np.dtype]:
     (tifffile); for PNG and JPEG from the Pillow mode and size (palette
     images as their palette's mode, 16-bit grey PNG as uint16). No pixels
     are decoded. Raises as :func:`read_image` does (a header that cannot be
-    parsed: ValueError).
+    parsed, a TIFF without its pages or data, or an image larger than the
+    memory available: ValueError).
     """
     p, ext = _readable(path)
-    with _decoding(p, ext):
-        if ext in TIFF_EXTENSIONS:
-            import tifffile
-
-            with tifffile.TiffFile(p) as tif:
-                series = tif.series[0]
-                return tuple(int(s) for s in series.shape), np.dtype(series.dtype)
-        return _pillow_info(p)
+    if ext in TIFF_EXTENSIONS:
+        with open_tiff(p) as (_, series):
+            shape, dtype = tuple(int(s) for s in series.shape), np.dtype(series.dtype)
+    else:
+        with _decoding(p, ext):
+            shape, dtype = _pillow_info(p)
+    check_fits_memory(p, shape, dtype)
+    return shape, dtype
 
 
 def _json_default(value: Any) -> Any:
@@ -237,11 +300,26 @@ def _write_tiff(
     if data.dtype == bool and photometric == "rgb":  # TIFF has no 1-bit colour: 0/255
         data = data.astype(np.uint8) * np.uint8(255)
     description = _description(metadata, data.shape)
+    pixels: Any = data
+    if data.dtype.kind != "b" and data.dtype.isnative:  # tifffile packs bool, swaps bytes
+        pixels = _pieces(data)  # the same file, without a copy of the whole image
     with atomic_write(path) as fh:
         tifffile.imwrite(
-            fh, data, photometric=photometric, extrasamples=extrasamples,
-            description=description, metadata=None,
+            fh, pixels, shape=data.shape, dtype=data.dtype, photometric=photometric,
+            extrasamples=extrasamples, description=description, metadata=None,
         )
+
+
+def _pieces(data: np.ndarray) -> Iterator[np.ndarray]:
+    """The pixels of ``data`` in C order, as flat pieces of at most :data:`_PIECE_BYTES`.
+
+    tifffile writes each piece through the file's ``write()`` (atomic_write's
+    file has no descriptor), copying one piece at a time, never the whole array.
+    """
+    flat = np.ascontiguousarray(data).reshape(-1)
+    step = max(1, _PIECE_BYTES // max(1, flat.itemsize))
+    for start in range(0, flat.size, step):
+        yield flat[start : start + step]
 
 
 def _to_integer(image: np.ndarray, bits: int, path: Path) -> np.ndarray:
@@ -398,14 +476,22 @@ def read_tiff_metadata(path: PathLike) -> dict[str, Any]:
     """Return the JSON metadata that :func:`write_image` stored in a TIFF.
 
     The ``"shape"`` entry tifffile needs is left out. Returns an empty dict
-    when the file has no JSON ImageDescription.
+    when the file has no JSON ImageDescription. Raises as :func:`open_tiff`
+    (a file that is not a complete TIFF: ValueError naming it).
     """
-    import tifffile
+    with open_tiff(path) as (tif, _):
+        return tiff_json(tif)
 
-    with tifffile.TiffFile(Path(path)) as tif:
-        text = tif.pages[0].description
+
+def tiff_json(tif: Any) -> dict[str, Any]:
+    """The JSON object in the first ImageDescription of an open ``tifffile.TiffFile``.
+
+    Without tifffile's ``"shape"`` entry; empty when there is none (or no page).
+    """
+    if len(tif.pages) == 0:
+        return {}
     try:
-        value = json.loads(text)
+        value = json.loads(tif.pages[0].description)
     except (TypeError, ValueError):
         return {}
     if not isinstance(value, dict):

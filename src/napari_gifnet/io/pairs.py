@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .formats import READ_EXTENSIONS, PathLike
 
-__all__ = ["PairFolder", "image_files", "pair_folder"]
+__all__ = ["PairFolder", "image_files", "pair_folder", "pair_inputs"]
 
 
 def image_files(folder: Path) -> dict[str, Path]:
@@ -96,3 +96,17 @@ def pair_folder(root: PathLike, what: str = "pairs folder") -> PairFolder:
     unmatched = sorted([(n, "second") for n in first if n not in second]
                        + [(n, "first") for n in second if n not in first])  # fmt: skip
     return PairFolder(base, pairs, unmatched)
+
+
+def pair_inputs(root: PathLike) -> tuple[list[Path], list[Path]]:
+    """What a folder of pairs gives to read: every image file of ``first/`` and
+    ``second/``, partnered or not, and those two folders (the ones that exist).
+
+    Unlike :func:`pair_folder` nothing is refused here: this is the list the
+    outputs of a command are checked against before the folder itself is.
+    """
+    base = Path(root)
+    folders = [base / sub for sub in ("first", "second") if (base / sub).is_dir()]
+    files = [p for folder in folders for p in sorted(folder.iterdir())
+             if p.is_file() and p.suffix.lower() in READ_EXTENSIONS]  # fmt: skip
+    return files, folders

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .images import TIFF_EXTENSIONS, PathLike, _decoding, _readable, read_image
+from .images import (
+    TIFF_EXTENSIONS,
+    PathLike,
+    _decoding,
+    _readable,
+    check_fits_memory,
+    open_checked_tiff,
+    read_image,
+)
 
 __all__ = ["TiffPlanes", "open_tiff_stack"]
 
@@ -29,6 +38,7 @@ class TiffPlanes:
 
     def __init__(self, handle: Any, series: Any) -> None:
         self._handle, self._pages = handle, series.pages
+        self.path = Path(handle.filehandle.path)
         self.shape = tuple(int(s) for s in series.shape)
         self.dtype = np.dtype(series.dtype)
         self.ndim = len(self.shape)
@@ -42,8 +52,9 @@ class TiffPlanes:
             raise TypeError(f"TiffPlanes reads one page by integer index, got {index!r}")
         if not -self.shape[0] <= i < self.shape[0]:
             raise IndexError(f"page {i} out of range for {self.shape[0]} pages")
-        plane = np.asarray(self._pages[int(i) % self.shape[0]].asarray())
-        return plane.reshape(self.shape[1:])
+        with _decoding(self.path, self.path.suffix.lower()):
+            plane = np.asarray(self._pages[int(i) % self.shape[0]].asarray())
+            return plane.reshape(self.shape[1:])
 
     def close(self) -> None:
         """Close the file."""
@@ -75,14 +86,15 @@ def open_tiff_stack(path: PathLike) -> TiffPlanes | np.ndarray:
     Raises
     ------
     FileNotFoundError, ValueError
-        As :func:`read_image`.
+        As :func:`read_image`: a file that holds no image or is incomplete is
+        refused when it is opened, and so is one whose plane (read page by
+        page) or whole stack (when read whole) does not fit in memory
+        (:func:`napari_gifnet.io.formats.check_fits_memory`).
     """
-    p, ext = _readable(path, TIFF_EXTENSIONS, "read a stack from")
+    p, _ = _readable(path, TIFF_EXTENSIONS, "read a stack from")
     import tifffile
 
-    with _decoding(p, ext):
-        handle = tifffile.TiffFile(p)
-    series = handle.series[0]
+    handle, series = open_checked_tiff(p)
     shape = tuple(series.shape)
     pages = series.pages
     if (
@@ -91,6 +103,11 @@ def open_tiff_stack(path: PathLike) -> TiffPlanes | np.ndarray:
         and all(page is not None for page in pages)
         and int(np.prod(pages[0].shape)) == int(np.prod(shape[1:]))
     ):
+        try:
+            check_fits_memory(p, shape[1:], series.dtype, "plane")
+        except BaseException:
+            handle.close()
+            raise
         return TiffPlanes(handle, series)
     handle.close()
     try:

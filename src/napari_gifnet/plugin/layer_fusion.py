@@ -107,6 +107,7 @@ def iter_fusion(
     """
     from ..methods.classical import fuse_with
 
+    _refuse_empty_layers(plan)
     if method is not None and method_key(method) != plan.method:
         plan = _replace(plan, method=method_key(method))
     gifnet = plan.method == "gifnet"
@@ -223,6 +224,25 @@ def iter_fusion(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return FusionOutput(plan, image, feats, summaries, meta, str(meta["device"]), elapsed)
+
+
+def _refuse_empty_layers(plan: FusionPlan) -> None:
+    """Refuse, before any work, a layer with an axis of length 0 (no plane or
+    no pixel to fuse).
+
+    Raises
+    ------
+    ValueError
+        Naming the layer, its shape and the empty axis.
+    """
+    for layer in (plan.first, plan.second):
+        shape = tuple(int(n) for n in np.shape(layer.data))
+        if 0 in shape:
+            axis = shape.index(0)
+            raise ValueError(
+                f"layer {layer.name!r} has shape {shape}: axis {axis} has length 0, so there "
+                "is nothing to fuse; give the layer at least one plane of at least one pixel"
+            )
 
 
 def _planes_per_pass(plan: FusionPlan, batchable: bool, device: str, planes: int) -> int:

@@ -13,18 +13,33 @@ entry or the ImageDescription):
   the layer is named after the file and its ``metadata`` is that JSON.
 
 Any other TIFF (and anything that cannot be read as one) gets ``None``, so
-napari's other readers take it. The pixels are read into memory.
+napari's other readers take it. The pixels are read into memory, after the
+file is checked from its headers: a file of this project's that holds no
+image, is incomplete (e.g. truncated) or is larger than the memory
+available is refused with a ValueError naming it. Layer attributes napari
+cannot use (calibration that is not finite, a colormap it refuses, entries
+of the wrong type) are dropped, each with a warning naming the file; the
+pixels still open.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .writer import EXTENSIONS, LAYER_KEYS, VERSION_KEY, read_description, restore_layer_data
+from .writer import (
+    EXTENSIONS,
+    LAYER_KEYS,
+    VERSION_KEY,
+    calibration_problems,
+    read_description,
+    read_series,
+    restore_layer_data,
+)
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -45,7 +60,7 @@ def project_description(path: str | Path) -> dict[str, Any] | None:
     if p.suffix.lower() not in EXTENSIONS or not p.is_file():
         return None
     try:
-        description = read_description(p)
+        description = read_description(p, check=False)
     except Exception:  # noqa: BLE001 - not a TIFF this reader can take: let others try
         return None
     return description if is_project_description(description) else None
@@ -75,16 +90,24 @@ def _colormap(value: Any) -> Any:
     known = AVAILABLE_COLORMAPS.get(name)
     if "colors" not in value:
         return name if known is not None else None
-    colors = np.asarray(value["colors"], dtype=np.float64)
-    if known is not None and known.colors.shape == colors.shape and np.allclose(
-        known.colors, colors, atol=1e-5
-    ):
-        return name
     try:
+        colors = np.asarray(value["colors"], dtype=np.float64)
+        if known is not None and known.colors.shape == colors.shape and np.allclose(
+            known.colors, colors, atol=1e-5
+        ):
+            return name
         return Colormap(colors=colors, controls=value.get("controls"), name=name,
                         interpolation=value.get("interpolation", "linear"))
     except Exception:  # noqa: BLE001 - a colormap napari refuses: its default instead
         return None
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _drop(path: str | Path, what: str) -> None:
+    warnings.warn(f"{path}: {what}; left out", UserWarning, stacklevel=4)
 
 
 def layer_kwargs(description: Mapping[str, Any], data: Any, path: str | Path,
@@ -112,32 +135,49 @@ def layer_kwargs(description: Mapping[str, Any], data: Any, path: str | Path,
     if not is_writer_description(description):  # a command's output: its JSON is provenance
         return {"name": Path(path).stem, "metadata": dict(description), "rgb": rgb}
     ndim = data.ndim - (1 if rgb else 0)
-    out: dict[str, Any] = {"name": description.get("name") or Path(path).stem,
+    name = description.get("name")
+    if name is not None and not isinstance(name, str):
+        _drop(path, f"its layer name {name!r} is not text")
+    out: dict[str, Any] = {"name": name if isinstance(name, str) and name else Path(path).stem,
                            "metadata": dict(description.get("metadata") or {}), "rgb": rgb}
+    bad = calibration_problems(description)
+    for key in ("scale", "translate"):
+        if key in bad:
+            _drop(path, f"its {bad[key]}")
     for key in ("scale", "translate", "units", "axis_labels"):
         value = description.get(key)
-        if isinstance(value, list) and len(value) == ndim:
-            out[key] = tuple(value)
+        if key in bad or not isinstance(value, list) or len(value) != ndim:
+            continue
+        if key in ("units", "axis_labels") and not _strings(value):
+            _drop(path, f"its {key} {value!r} are not text")
+            continue
+        out[key] = tuple(value)
     if "units" in out and not _units_known(out["units"]):
-        del out["units"]
-    if not rgb:
-        colormap = _colormap(description.get("colormap"))
-        if colormap is not None:
+        _drop(path, f"its units {list(out.pop('units'))} are not units napari knows")
+    stored = description.get("colormap")
+    if not rgb and stored is not None:
+        colormap = _colormap(stored)
+        if colormap is None:
+            _drop(path, "its colormap is not one napari can use")
+        else:
             out["colormap"] = colormap
     return out
 
 
 def read_layer(path: str | Path) -> LayerData:
-    """One file -> ``(data, kwargs, "image")`` (raises for a file that is not the project's)."""
-    import tifffile
+    """One file -> ``(data, kwargs, "image")``.
 
+    Raises
+    ------
+    ValueError
+        Naming the file: not a TIFF napari-gifnet wrote, holds no image, is
+        incomplete, is larger than the memory available, or cannot be
+        decoded (:func:`napari_gifnet.plugin.writer.read_series`).
+    """
     description = project_description(path)
     if description is None:
-        raise ValueError(f"{path} is not a TIFF written by napari-gifnet")
-    with tifffile.TiffFile(Path(path)) as tif:
-        series = tif.series[0]
-        stored, axes = series.asarray(), series.axes
-        photometric_rgb = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+        raise ValueError(f"cannot read {path}: not a TIFF written by napari-gifnet")
+    stored, axes, photometric_rgb = read_series(path)
     data = restore_layer_data(stored, description, axes)
     rgb = bool(description.get("rgb", photometric_rgb)) and data.ndim >= 3 and (
         data.shape[-1] in (3, 4))

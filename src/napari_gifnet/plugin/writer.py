@@ -45,7 +45,16 @@ its ``str``.
 
 **Large layers.** The data is read and written one plane at a time (one YX
 image, with its colour channels), never as a whole: a Dask-backed layer is
-computed plane by plane, as chunked by this package's lazy results.
+computed plane by plane, as chunked by this package's lazy results. A
+multiscale layer is written as its full-resolution level.
+
+**Refusals.** Before anything is written, a layer a TIFF cannot hold is
+refused with a :class:`LayerWriteError` naming the layer and the value: data
+that are not numbers (object, str), fewer than 2 dimensions or empty; a
+``scale`` or ``translate`` that is not finite or absurd
+(:func:`calibration_problems`, the rule the reader applies too); a pixel
+size whose resolution (pixels per unit) a TIFF's 32-bit fractions cannot
+hold to 6 digits.
 """
 
 from __future__ import annotations
@@ -54,13 +63,14 @@ import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..io import images as io
-from ..util.safe_files import atomic_write
+from ..util.safe_files import atomic_write, check_output_folder
 
 #: Extensions the writer accepts; another suffix gets ``.tif`` appended.
 EXTENSIONS = (".tif", ".tiff")
@@ -100,6 +110,23 @@ _AXIS_WORDS = {
     "c": "C", "ch": "C", "channel": "C", "channels": "C",
 }
 _DEFAULT_AXES = {0: "", 1: "Z", 2: "TZ", 3: "TZC"}
+#: The largest magnitude of a calibration entry (and the smallest of a scale
+#: entry): beyond it, extents, origins and resolutions overflow or vanish.
+CALIBRATION_LIMIT = 1e100
+#: A TIFF resolution is a fraction of two 32-bit integers.
+_RATIONAL_MAX = 2**32 - 1
+#: The relative error a stored resolution may have.
+_RATIONAL_TOLERANCE = 1e-6
+#: numpy kinds a TIFF holds: bool, signed and unsigned integers, floats, complex.
+TIFF_KINDS = "biufc"
+
+
+class LayerWriteError(RuntimeError):
+    """A layer the writer cannot store as it is: its data or calibration; names the layer.
+
+    Not a ValueError: napari reads a writer's ValueError as "not a valid
+    writer" and drops its message.
+    """
 
 
 def json_safe(value: Any) -> Any:
@@ -138,6 +165,67 @@ def _pixel_size(scale: list[float]) -> tuple[float, float] | None:
     if not (sx > 0 and sy > 0 and math.isfinite(sx) and math.isfinite(sy)):
         return None
     return sx, sy
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
+def calibration_problems(description: Mapping[str, Any]) -> dict[str, str]:
+    """The ``scale`` and ``translate`` entries of a layer's JSON that no viewer can use.
+
+    The rule, the same for writing and reading: a list of numbers, finite,
+    at most :data:`CALIBRATION_LIMIT` in magnitude, and for ``scale`` nonzero
+    and at least ``1 / CALIBRATION_LIMIT`` in magnitude.
+
+    Returns
+    -------
+    dict
+        Key -> what is wrong with it, in words (empty when all is well).
+    """
+    problems: dict[str, str] = {}
+    for key in ("scale", "translate"):
+        value = description.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(_is_number(v) for v in value):
+            problems[key] = f"{key} {value!r} is not a list of numbers"
+            continue
+        shown = [float(v) for v in value]
+        if not all(math.isfinite(v) for v in shown):
+            problems[key] = f"{key} {shown} is not finite"
+        elif any(abs(v) > CALIBRATION_LIMIT for v in shown):
+            problems[key] = f"{key} {shown} is beyond {CALIBRATION_LIMIT:g} in magnitude"
+        elif key == "scale" and any(abs(v) < 1 / CALIBRATION_LIMIT for v in shown):
+            problems[key] = f"scale {shown} has an entry of 0 or below {1 / CALIBRATION_LIMIT:g}"
+    return problems
+
+
+def _rational_problem(value: float) -> str | None:
+    """Why a resolution (pixels per unit) cannot be a TIFF RATIONAL to 6 digits, or None."""
+    if not (math.isfinite(value) and value > 0):
+        return "is not a positive finite number"
+    if value > _RATIONAL_MAX:
+        return f"is above {_RATIONAL_MAX}, the largest a TIFF resolution holds"
+    fraction = Fraction(value).limit_denominator(min(_RATIONAL_MAX, int(_RATIONAL_MAX / value)))
+    if fraction == 0 or abs(float(fraction) - value) > _RATIONAL_TOLERANCE * value:
+        return "is too small for a TIFF resolution (a fraction of 32-bit integers)"
+    return None
+
+
+def _check_resolution(resolution: tuple[float, float] | None, scale: list[float],
+                      unit: str, layer: str, out: Path) -> None:
+    if resolution is None:
+        return
+    for axis, value in zip("XY", resolution):
+        why = _rational_problem(value)
+        if why is not None:
+            raise LayerWriteError(
+                f"cannot write layer {layer!r} to {out}: its scale {scale} gives "
+                f"{value:.6g} pixels per {unit or 'unit'} in {axis}, which {why}; "
+                f"rescale the layer (e.g. change its units)"
+            )
 
 
 def _resolution(scale: list[float], units: list[str]) -> tuple[tuple[float, float], int] | None:
@@ -391,6 +479,29 @@ def imagej_calibration(description: Mapping[str, Any], layout: Layout
     return meta, (None if size is None else (1.0 / size[0], 1.0 / size[1]))
 
 
+def _check_output(out: Path, layer: str) -> None:
+    """Before any work: ``out`` is not a folder and its folder is one or can be made."""
+    try:
+        check_output_folder(out.parent, "the folder")
+    except ValueError as exc:
+        raise NotADirectoryError(f"cannot write layer {layer!r} to {out}: {exc}") from None
+    if out.is_dir():
+        raise IsADirectoryError(f"cannot write layer {layer!r} to {out}: it is a folder")
+
+
+def _check_data(out: Path, layer: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """The layer's data is an image a TIFF holds: numbers, 2-D or more, not empty."""
+    where = f"cannot write layer {layer!r} to {out}"
+    if dtype.kind not in TIFF_KINDS:
+        raise LayerWriteError(f"{where}: its data type {dtype} is not numbers (a TIFF holds "
+                              "bool, integers, floats and complex numbers)")
+    if len(shape) < 2:
+        raise LayerWriteError(f"{where}: an image needs at least 2 dimensions (Y, X), "
+                              f"got shape {shape}")
+    if math.prod(shape) == 0:
+        raise LayerWriteError(f"{where}: the layer has no data (shape {shape})")
+
+
 def write_fused_tiff(path: str, data: Any, meta: dict) -> list[str]:
     """Write one image layer to an ImageJ-compatible TIFF with its provenance (npe2 writer).
 
@@ -414,8 +525,16 @@ def write_fused_tiff(path: str, data: Any, meta: dict) -> list[str]:
 
     Raises
     ------
-    ValueError
-        Empty data, or an RGB layer whose last axis is not 3 or 4.
+    LayerWriteError
+        Naming the layer and the value, before anything is written: empty
+        data, fewer than 2 dimensions, a dtype that is not numbers (object,
+        str, ...), an RGB layer whose last axis is not 3 or 4, or a
+        calibration that is not finite, absurd (:func:`calibration_problems`)
+        or that a TIFF resolution cannot hold.
+    NotADirectoryError, IsADirectoryError
+        The output's folder is a file (or under one), or the output is a folder.
+    OSError
+        The file cannot be written (no partial file is left).
     """
     import tifffile
 
@@ -424,18 +543,23 @@ def write_fused_tiff(path: str, data: Any, meta: dict) -> list[str]:
     out = Path(path)
     if out.suffix.lower() not in EXTENSIONS:
         out = out.with_name(out.name + ".tif")
-    if isinstance(data, (list, tuple)) and meta.get("multiscale"):
-        data = data[0]
+    layer = str(meta.get("name") or out.stem)
+    _check_output(out, layer)
+    if meta.get("multiscale") and not isinstance(data, np.ndarray):
+        data = data[0]  # the full-resolution level (a list or napari's MultiScaleData)
     if not (hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")):
         data = np.asarray(data)
     shape, dtype = tuple(int(s) for s in data.shape), np.dtype(data.dtype)
-    if math.prod(shape) == 0:
-        raise ValueError(f"cannot write {out}: the layer has no data (shape {shape})")
+    _check_data(out, layer, shape, dtype)
     rgb = bool(meta.get("rgb")) and len(shape) >= 3
     if rgb and shape[-1] not in (3, 4):
-        raise ValueError(f"cannot write {out}: RGB data must end in 3 or 4 channels, "
-                         f"got shape {shape}")
+        raise LayerWriteError(f"cannot write layer {layer!r} to {out}: RGB data must end in 3 "
+                              f"or 4 channels, got shape {shape}")
     description = layer_description({**meta, "rgb": rgb})
+    problems = calibration_problems(description)
+    if problems:
+        raise LayerWriteError(f"cannot write layer {layer!r} to {out}: its "
+                              + "; its ".join(problems.values()))
     if not rgb:
         description.pop("rgb")
     layout = plan_layout(shape, dtype, rgb, description.get("axis_labels"))
@@ -444,6 +568,8 @@ def write_fused_tiff(path: str, data: Any, meta: dict) -> list[str]:
     options: dict[str, Any] = {"shape": layout.shape, "dtype": layout.dtype}
     if layout.imagej:
         ij_meta, resolution = imagej_calibration(description, layout)
+        _check_resolution(resolution, description.get("scale", []),
+                          ij_meta.get("unit", "unit"), layer, out)
         options.update(imagej=True, metadata={**ij_meta, "Info": json.dumps(provenance)})
         if resolution is not None:
             options["resolution"] = resolution
@@ -459,9 +585,10 @@ def write_fused_tiff(path: str, data: Any, meta: dict) -> list[str]:
         resolution_tags = _resolution(description.get("scale", []),
                                       description.get("units", []))
         if resolution_tags is not None:
+            unit = {2: "inch", 3: "cm"}.get(resolution_tags[1], "unit")
+            _check_resolution(resolution_tags[0], description.get("scale", []), unit, layer, out)
             options["resolution"], options["resolutionunit"] = resolution_tags
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out) as fh:  # no partial file, an existing one kept on failure
+    with atomic_write(out, make_folder=True) as fh:  # no partial file, an old one kept
         tifffile.imwrite(fh, planes, **options)
     return [str(out)]
 
@@ -474,20 +601,27 @@ def _json_object(text: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def read_description(path: str | Path) -> dict[str, Any]:
+def read_description(path: str | Path, *, check: bool = True) -> dict[str, Any]:
     """The provenance JSON of a TIFF: ImageJ's ``Info`` entry, else the ImageDescription.
 
     The first is where :func:`write_fused_tiff` puts it in an ImageJ file,
     the second where it does in a plain TIFF (and where ``napari-gifnet
     fuse/stack/enhance -o x.tif`` do: :func:`napari_gifnet.io.images.read_tiff_metadata`,
     without its ``"shape"``). Empty when the file holds no JSON object.
+    Raises ValueError naming the file for one that is not a complete TIFF
+    (:func:`napari_gifnet.io.images.open_tiff`); ``check=False`` reads the
+    headers of the first page only, as tifffile finds them (for telling
+    this project's files from others, however damaged).
     """
-    import tifffile
+    with io.open_tiff(path, check=check) as (tif, _):
+        return _provenance(tif)
 
-    with tifffile.TiffFile(Path(path)) as tif:
-        info = (tif.imagej_metadata or {}).get("Info")
+
+def _provenance(tif: Any) -> dict[str, Any]:
+    """The JSON of an open TIFF: ImageJ's ``Info`` entry, else the ImageDescription."""
+    info = (tif.imagej_metadata or {}).get("Info") if len(tif.pages) else None
     found = _json_object(info) if isinstance(info, str) else None
-    return found if found is not None else io.read_tiff_metadata(path)
+    return found if found is not None else io.tiff_json(tif)
 
 
 def restore_layer_data(data: Any, description: Mapping[str, Any], axes: str = "") -> Any:
@@ -511,6 +645,8 @@ def restore_layer_data(data: Any, description: Mapping[str, Any], axes: str = ""
     if description.get("rgb") and "C" in axes and "S" not in axes and data.ndim == len(axes):
         data = np.moveaxis(data, axes.index("C"), -1)
     wanted = description.get("dtype")
+    if not isinstance(wanted, str):  # none stored (or not a dtype's name): as stored
+        return data
     if wanted == "bool" and data.dtype == np.uint8:
         return data != 0
     if wanted in IMAGEJ_CASTS and data.dtype == np.dtype(IMAGEJ_CASTS[wanted]):
@@ -532,10 +668,26 @@ def read_fused_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         ``dtype`` and ``napari_gifnet_version`` (empty when the file has no
         JSON provenance).
     """
+    description = read_description(path)
+    data, axes, _ = read_series(path)
+    return restore_layer_data(data, description, axes), description
+
+
+def read_series(path: str | Path) -> tuple[np.ndarray, str, bool]:
+    """The pixels and axes of a TIFF's first series, checked before they are read.
+
+    The third value says the first page is stored as RGB (photometric).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, as :func:`napari_gifnet.io.images.read_image`: not a
+        complete TIFF, larger than the memory available, or data that cannot
+        be decoded.
+    """
     import tifffile
 
-    description = read_description(path)
-    with tifffile.TiffFile(Path(path)) as tif:
-        series = tif.series[0]
-        data, axes = series.asarray(), series.axes
-    return restore_layer_data(data, description, axes), description
+    with io.open_tiff(path) as (tif, series):
+        axes = str(series.axes)
+        photometric_rgb = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+    return io.read_image(path), axes, photometric_rgb

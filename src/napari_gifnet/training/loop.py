@@ -216,6 +216,20 @@ def _init_files(config: TrainConfig) -> list[str]:
     return [config.init]
 
 
+def _read_files(config: TrainConfig) -> tuple[list[str], list[str]]:
+    """Every file a run reads besides its own files (the training images, the
+    checkpoint it starts from, the DenseNet-121 weights file), and the folders
+    whose images it reads; what :func:`check_outputs` checks the run's files against."""
+    from ..io.pairs import pair_inputs
+    from .features import DENSENET_ENV
+
+    images, folders = pair_inputs(config.pairs)
+    densenet = str(config.densenet_weights or "").strip() or os.environ.get(DENSENET_ENV, "")
+    densenet = densenet.strip()
+    files = [*map(str, images), *_init_files(config), *([densenet] if densenet else [])]
+    return files, [str(f) for f in folders]
+
+
 def train(
     config: TrainConfig, *, progress: Progress | None = None,
     on_step: Callable[[dict[str, float]], Any] | None = None,
@@ -258,9 +272,9 @@ def train(
 
     _check(config)
     paths = output_paths(config.out)
-    # before any work: a bad --out fails now, not at the first checkpoint; a run
-    # never writes over the checkpoint it starts from (a resume continues its own)
-    check_outputs(paths, _init_files(config))
+    # before any work: a bad --out fails now, not at the first checkpoint; a run never
+    # writes over a file it reads or into its training folders (a resume continues its own)
+    check_outputs(paths, *_read_files(config))
     saved = None
     if config.resume:  # the one existence check of both files (load_state has none)
         if not paths["state"].is_file() or not paths["checkpoint"].is_file():

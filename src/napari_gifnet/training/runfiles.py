@@ -13,15 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..util.safe_files import atomic_write, atomic_write_text
-from ..util.safe_files import check_outputs as check_not_inputs
+from ..util.safe_files import atomic_write, atomic_write_text, check_output_set
 
 #: Columns of the CSV log, in order.
 LOG_COLUMNS: tuple[str, ...] = (
@@ -48,43 +46,35 @@ def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
     }  # fmt: skip
 
 
-def check_outputs(paths: Mapping[str, Path], inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
+def check_outputs(
+    paths: Mapping[str, Path], inputs: Iterable[str | os.PathLike[str]] = (),
+    folders: Iterable[str | os.PathLike[str]] = (),
+) -> None:
     """Check, before any work, that a run's files can be written.
 
-    None of the files may be one of ``inputs`` (e.g. the ``--init``
-    checkpoint, after resolving links) or an existing directory, and the checkpoint's
-    folder must be a writable directory or, when it does not exist yet, be
-    creatable (its nearest existing ancestor a writable directory; it is
-    created with the first checkpoint). Writability is probed by creating and
-    removing a temporary file, so it also holds for read-only file systems
-    and for the superuser.
+    The one rule of :func:`napari_gifnet.util.safe_files.check_output_set`:
+    none of the files may be one of ``inputs`` (the training images, the
+    ``--init`` checkpoint, the DenseNet-121 weights; after resolving links),
+    lie in one of ``folders`` (the training folder's ``first/`` and
+    ``second/``) or be an existing directory, no two may be one file, and the
+    checkpoint's folder must be a writable directory or, when it does not
+    exist yet, be creatable (its nearest existing ancestor a writable
+    directory; it is created with the first checkpoint). Writability is
+    probed by creating and removing a temporary file, so it also holds for
+    read-only file systems and for the superuser.
 
     Raises
     ------
     ValueError
         Naming the path and the problem.
     """
-    check_not_inputs({f"the run's {key} file" if key != "checkpoint" else "--out": path
-                      for key, path in paths.items()}, inputs)  # fmt: skip
-    for key, path in paths.items():
-        if path.is_dir():
-            what = "the checkpoint" if key == "checkpoint" else f"the run's {key} file"
-            hint = " (name a file, e.g. DIR/run.pth)" if key == "checkpoint" else ""
-            raise ValueError(f"cannot write {what} {path}: it is an existing directory{hint}")
-    folder = paths["checkpoint"].absolute().parent
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"cannot write {paths['checkpoint']}: {existing} is not a directory")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".napari-gifnet-probe-", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ValueError(f"cannot write {paths['checkpoint']}: {existing} is not writable "
-                         f"({reason})") from None  # fmt: skip
+    checkpoint = paths["checkpoint"]
+    if checkpoint.is_dir():
+        raise ValueError(f"cannot write the checkpoint {checkpoint}: it is an existing "
+                         "directory (name a file, e.g. DIR/run.pth)")  # fmt: skip
+    labels = {key: "the checkpoint" if key == "checkpoint" else f"the run's {key} file"
+              for key in paths}  # fmt: skip
+    check_output_set({labels[key]: path for key, path in paths.items()}, inputs, folders)
 
 
 def _save_atomically(obj: Any, path: Path) -> None:

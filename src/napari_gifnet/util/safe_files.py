@@ -2,16 +2,31 @@
 
 The promises (docs/engine.md, "What napari-gifnet promises about your files"):
 
-* An output that resolves to an input (the same path after ``..`` and
-  symbolic links are resolved, or the same file through a hard link) is
-  refused by :func:`check_outputs` before anything is read or computed.
-* :func:`atomic_write` writes a file to a temporary name in the destination
-  folder and renames it over the target only once it is complete, flushed
-  and synced: Ctrl-C, a crash or a full disk leave no partial file, and an
-  existing file at the target stays as it was.
-* A failed write is an error, never a success: the file object is flushed,
-  synced and closed explicitly, not in a destructor, and a full disk is
-  reported as ``OSError`` "cannot write PATH: no space left on device".
+* :func:`check_output_set` checks the whole set of files a command will
+  write, before anything is read or computed: an output that resolves to an
+  input (the same path after ``..`` and symbolic links are resolved, or the
+  same file through a hard link), that lies in a folder the command reads,
+  or that names the same file as another output is refused, and so is an
+  output folder that takes no new file.
+* :func:`atomic_write` writes a file to a temporary name in the folder of
+  the name it was given and renames it onto that name only once it is
+  complete, flushed and synced: Ctrl-C, a crash or a full disk leave no
+  partial file, and an existing file at the target stays as it was.
+* A failed write is an error, never a success. The writer gets a file
+  object without a descriptor (``fileno()`` is refused), so every byte goes
+  through Python's buffered writer, which raises on a short write; and the
+  size of the file on disk must equal the size the writer gave it before
+  the rename. A full disk is reported as ``OSError`` "cannot write PATH: no
+  space left on device", a folder that is a file as "cannot write PATH:
+  FOLDER is not a directory".
+* Links are replaced, not followed: the target is the name itself, not what
+  it resolves to when the write happens, so a symbolic link at the output
+  name (there before the checks, or put there since) is replaced by the new
+  file and the file it pointed at is never touched; a dangling link creates
+  nothing where it points.
+* Temporary names keep within the file-name limit of the folder (its
+  ``NAME_MAX``, counted in bytes): an output name that is legal gets a
+  legal temporary name (the name shortened, its extension kept).
 
 No torch import happens here.
 """
@@ -19,13 +34,14 @@ No torch import happens here.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import Any, BinaryIO, Union, cast
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -35,63 +51,12 @@ PARTIAL_MARK = ".partial"
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 #: numpy's ``tofile`` on a full disk: "65536 requested and 15304 written" (no errno).
 _SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+#: The longest file name most file systems take, in bytes (``NAME_MAX``).
+_NAME_MAX = 255
 
 
 class OutputIsInputError(ValueError):
     """An output path names one of the inputs (or another output)."""
-
-
-def same_file(a: PathLike, b: PathLike) -> bool:
-    """Whether two paths name the same file.
-
-    The same after resolving ``..`` and symbolic links, or, where both
-    exist, the same file on disk (``os.path.samefile``: hard links too).
-    """
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    if pa.resolve() == pb.resolve():
-        return True
-    try:
-        return os.path.samefile(pa, pb)
-    except OSError:  # one of them does not exist (yet)
-        return False
-
-
-def check_outputs(
-    outputs: Mapping[str, PathLike | None], inputs: Iterable[PathLike]
-) -> None:
-    """Refuse outputs that are inputs, or that name the same file twice.
-
-    Parameters
-    ----------
-    outputs
-        What to call each output in a message (e.g. ``"-o"``,
-        ``"--depth-map"``) -> its path; None entries are skipped.
-    inputs
-        The input files (or folders: an output inside an input folder is
-        fine, an output that *is* one is not).
-
-    Raises
-    ------
-    OutputIsInputError
-        Naming the option, its path and the input it resolves to.
-    """
-    sources = [Path(p) for p in inputs]
-    seen: list[tuple[str, Path]] = []
-    for option, value in outputs.items():
-        if value is None:
-            continue
-        path = Path(value)
-        for source in sources:
-            if same_file(path, source):
-                alias = "" if str(path) == str(source) else f" (the same file as {source})"
-                raise OutputIsInputError(
-                    f"{option} {path} is an input{alias}: inputs are never overwritten; "
-                    "choose another output name"
-                )
-        for other, earlier in seen:
-            if same_file(path, earlier):
-                raise OutputIsInputError(f"{option} {path} is also the {other} output")
-        seen.append((option, path))
 
 
 def check_output_file(path: PathLike, option: str = "output") -> Path:
@@ -145,22 +110,125 @@ def _existing_ancestor(p: Path) -> Path:
 
 
 def _target(path: PathLike) -> Path:
-    """The file a write to ``path`` replaces (a symbolic link is written through)."""
-    p = Path(path).expanduser()
-    return p.resolve() if p.is_symlink() else p.absolute()
+    """The name a write to ``path`` replaces.
+
+    Not resolved: links among its folders are followed, as the OS does, but
+    a link at the name itself is the thing replaced, never the file it
+    points at.
+    """
+    return Path(path).expanduser().absolute()
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder`` takes (255 where unknown)."""
+    try:
+        return min(int(os.pathconf(folder, "PC_NAME_MAX")), _NAME_MAX)
+    except (OSError, ValueError, AttributeError):  # no pathconf, or no such folder
+        return _NAME_MAX
+
+
+def _cut(text: str, room: int) -> str:
+    """The longest start of ``text`` that takes at most ``room`` bytes as a file name."""
+    while text and len(os.fsencode(text)) > room:
+        text = text[:-1]
+    return text
+
+
+def _temporary_name(target: Path, token: str) -> str:
+    """``.NAME.<token>.partial.EXT``, NAME shortened to keep within the folder's limit.
+
+    The extension is kept unless it alone is too long; lengths are counted
+    in bytes of the encoded name.
+    """
+    limit = _name_max(target.parent)
+    tail = f".{token}{PARTIAL_MARK}{target.suffix}"
+    if len(os.fsencode(tail)) + 1 > limit:
+        tail = f".{token}{PARTIAL_MARK}"
+    return f".{_cut(target.stem, limit - 1 - len(os.fsencode(tail)))}{tail}"
 
 
 def _open_temporary(target: Path) -> tuple[BinaryIO, Path]:
-    """A new file beside ``target``, opened for binary writing (mode 0666 less the umask)."""
+    """A new file beside ``target``, opened for binary writing (mode 0666 less the umask).
+
+    Created with ``O_CREAT | O_EXCL``: never through a link that is there.
+    """
     for _ in range(100):
-        tmp = target.with_name(
-            f".{target.stem}.{secrets.token_hex(4)}{PARTIAL_MARK}{target.suffix}"
-        )
+        tmp = target.with_name(_temporary_name(target, secrets.token_hex(4)))
         try:
-            return open(tmp, "xb"), tmp  # O_CREAT | O_EXCL, mode 0666 less the umask
+            return open(tmp, "xb"), tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"cannot create a temporary file beside {target}")  # pragma: no cover
+
+
+def _folder_error(path: PathLike, target: Path, exc: OSError) -> OSError:
+    """The error of a file that cannot be created at ``target``: names a folder that is a file."""
+    folder = target.parent
+    ancestor = _existing_ancestor(folder)
+    if not ancestor.is_dir():
+        return OSError(errno.ENOTDIR, f"cannot write {path}: {ancestor} is not a directory")
+    if ancestor != folder and exc.errno == errno.ENOENT:
+        return OSError(errno.ENOENT, f"cannot write {path}: the folder {folder} does not exist")
+    return write_error(path, exc)
+
+
+class _CheckedFile:
+    """The temporary file of :func:`atomic_write`, as its writer sees it.
+
+    Every byte goes through :meth:`write` to Python's buffered writer, which
+    raises on a failed or short write; :meth:`fileno` is refused, so no
+    encoder writes to the descriptor behind it (Pillow's does, ignoring short
+    writes). :attr:`size` is the length the writer gave the file, which
+    :func:`atomic_write` compares with the file on disk.
+    """
+
+    mode = "wb"
+
+    def __init__(self, fh: BinaryIO, name: Path) -> None:
+        self._fh = fh
+        self.name = str(name)
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        """Write ``data`` (bytes or any buffer) at the current position."""
+        count = self._fh.write(data)
+        self.size = max(self.size, self._fh.tell())
+        return count
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the position, as :meth:`io.IOBase.seek`."""
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        """The current position."""
+        return self._fh.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        """Cut (or extend) the file to ``size`` bytes (the position by default)."""
+        self.size = self._fh.truncate(size)
+        return self.size
+
+    def flush(self) -> None:
+        """Hand the buffered bytes to the OS (errors raised here)."""
+        self._fh.flush()
+
+    def fileno(self) -> int:
+        """Refused: writes go through :meth:`write`, where a short write is an error."""
+        raise io.UnsupportedOperation("fileno: atomic_write's file is written through write()")
+
+    def close(self) -> None:
+        """Mark closed; :func:`atomic_write` closes the file itself."""
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
 
 
 def _no_space(exc: BaseException) -> bool:
@@ -188,43 +256,51 @@ def write_error(path: PathLike, exc: BaseException) -> OSError:
 
 
 @contextmanager
-def atomic_write(path: PathLike) -> Iterator[BinaryIO]:
+def atomic_write(path: PathLike, *, make_folder: bool = False) -> Iterator[BinaryIO]:
     """Write a file completely or not at all.
 
-    Yields a binary file object open on a temporary file in the
-    destination's folder (its name keeps the extension). When the block ends
-    normally the file is flushed, synced to disk and closed, then renamed
-    over ``path`` (a symbolic link at ``path`` is written through, to the
-    file it points at). When the block raises anything (KeyboardInterrupt
-    included), or the flush, sync or close fails, the temporary file is
-    removed and ``path`` is left as it was.
+    Yields a binary file object on a temporary file in the destination's
+    folder (see the module's guarantees: no descriptor, short writes are
+    errors). When the block ends normally the file is flushed, its size on
+    disk checked, synced and closed, then renamed onto ``path``: a symbolic
+    link at ``path`` is replaced, never written through. When the block
+    raises anything (KeyboardInterrupt included), or the flush, check, sync
+    or close fails, the temporary file is removed and ``path`` is left as it
+    was.
 
     Parameters
     ----------
     path
-        The file to write; its folder must exist.
+        The file to write; its folder must exist, unless ``make_folder``.
+    make_folder
+        Create the missing folders of ``path`` first.
 
     Raises
     ------
     OSError
         When writing fails: "cannot write PATH: no space left on device" for
-        a full disk (or quota), else "cannot write PATH: <reason>". Other
-        errors of the block (ValueError, KeyboardInterrupt, ...) pass through
-        unchanged, after the clean-up.
+        a full disk (or quota), "cannot write PATH: FOLDER is not a
+        directory" where a folder of ``path`` is a file, else "cannot write
+        PATH: <reason>". Other errors of the block (ValueError,
+        KeyboardInterrupt, ...) pass through unchanged, after the clean-up.
     """
     target = _target(path)
     try:
+        if make_folder:
+            target.parent.mkdir(parents=True, exist_ok=True)
         fh, tmp = _open_temporary(target)
     except OSError as exc:
-        raise write_error(path, exc) from exc
+        raise _folder_error(path, target, exc) from exc
+    view = _CheckedFile(fh, tmp)
     try:
         try:
-            yield fh
+            yield cast(BinaryIO, view)
             fh.flush()
+            _check_size(tmp, view.size)
             _fsync(fh, tmp)
         finally:
             fh.close()  # an error here (a delayed write failure) is reported too
-        os.replace(tmp, target)
+        os.replace(tmp, target)  # onto the name: a link there is replaced, not followed
     except BaseException as exc:
         try:
             os.unlink(tmp)
@@ -234,6 +310,13 @@ def atomic_write(path: PathLike) -> Iterator[BinaryIO]:
             raise write_error(path, exc) from exc
         raise
     _sync_folder(target.parent)
+
+
+def _check_size(tmp: Path, size: int) -> None:
+    """Raise unless the flushed file ``tmp`` holds the ``size`` bytes its writer gave it."""
+    stored = os.stat(tmp).st_size
+    if stored != size:
+        raise OSError(errno.EIO, f"{stored} of {size} bytes reached the disk")
 
 
 def _fsync(fh: BinaryIO, tmp: Path) -> None:
@@ -271,3 +354,123 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` with :func:`atomic_write`; returns ``Path(path)``."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+# -- the whole set of a command's outputs against the whole set of its inputs ---------
+
+
+def _file_key(p: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of an existing file, else None."""
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _probe_folder(folder: Path) -> str:
+    """Why no file can be created in ``folder`` ("" if one can): a temporary file is
+    created and removed, so read-only file systems and the superuser are covered."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".napari-gifnet-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return ""
+
+
+def check_output_set(
+    outputs: Mapping[str, PathLike | None],
+    inputs: Iterable[PathLike] = (),
+    folders: Iterable[PathLike] = (),
+    *,
+    writable: bool = True,
+) -> None:
+    """Check, before any work, every file a command will write against every file and
+    folder it reads, and against each other.
+
+    Parameters
+    ----------
+    outputs
+        What to call each output in a message (``"-o"``, ``"stack 'x.tif' -o"``,
+        ``"the checkpoint"``) -> its path; None entries are skipped.
+    inputs
+        Every file the command reads.
+    folders
+        Every folder whose contents the command reads (a pairs folder's
+        ``first/`` and ``second/``, a ``--stacks`` folder): no output may lie
+        in one, at any depth, where a later run would read it as an input.
+    writable
+        Also check that each output's folder, or its nearest existing
+        ancestor when the folder is created later, takes a new file (a
+        temporary file is created and removed).
+
+    Raises
+    ------
+    OutputIsInputError
+        An output is an input (the same path after resolving ``..`` and
+        symbolic links, or the same file through a hard link), lies in an
+        input folder, or names the same file as another output.
+    ValueError
+        An output is an existing directory, its folder is under a file, or
+        its folder is not writable ("cannot write LABEL PATH: ...").
+    """
+    by_path: dict[Path, Path] = {}
+    by_key: dict[tuple[int, int], Path] = {}
+    for source in map(Path, inputs):
+        by_path.setdefault(source.expanduser().resolve(), source)
+        key = _file_key(source)
+        if key is not None:
+            by_key.setdefault(key, source)
+    read_folders = {Path(f).expanduser().resolve(): Path(f) for f in folders}
+    seen_path: dict[Path, tuple[str, Path]] = {}
+    seen_key: dict[tuple[int, int], tuple[str, Path]] = {}
+    checked = [(label, Path(value)) for label, value in outputs.items() if value is not None]
+    found = [(label, path, path.expanduser().resolve(), _file_key(path)) for label, path in checked]
+    for label, path, resolved, key in found:  # the most precise reason first: an input file
+        source = by_path.get(resolved) or (by_key.get(key) if key is not None else None)
+        if source is not None:
+            alias = "" if str(path) == str(source) else f" (the same file as {source})"
+            raise OutputIsInputError(f"{label} {path} is an input{alias}: inputs are never "
+                                     "overwritten; choose another output name")  # fmt: skip
+    for label, path, resolved, key in found:
+        inside = next((read_folders[f] for f in (resolved, *resolved.parents)
+                       if f in read_folders), None)  # fmt: skip
+        if inside is not None:
+            raise OutputIsInputError(f"{label} {path} is in the input folder {inside}, whose "
+                                     "files are read as inputs: write outside it")  # fmt: skip
+        earlier = seen_path.get(resolved) or (seen_key.get(key) if key is not None else None)
+        if earlier is not None:
+            raise OutputIsInputError(f"{label} {path} is also the {earlier[0]} output "
+                                     f"({earlier[1]}): each output needs its own name")  # fmt: skip
+        seen_path[resolved] = (label, path)
+        if key is not None:
+            seen_key[key] = (label, path)
+    probed: dict[Path, str] = {}
+    for label, path in checked:
+        if path.is_dir():
+            raise ValueError(f"cannot write {label} {path}: it is an existing directory")
+        folder = _existing_ancestor(path.absolute().parent)
+        if not folder.is_dir():
+            raise ValueError(f"cannot write {label} {path}: {folder} is not a directory")
+        if writable:
+            if folder not in probed:
+                probed[folder] = _probe_folder(folder)
+            if probed[folder]:
+                raise ValueError(f"cannot write {label} {path}: {folder} is not writable "
+                                 f"({probed[folder]})")  # fmt: skip
+
+
+def finished_output(path: PathLike) -> bool:
+    """Whether ``path`` is a finished output: a regular file holding at least one byte
+    (every output is written whole by :func:`atomic_write`, or not at all)."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size > 0

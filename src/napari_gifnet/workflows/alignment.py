@@ -51,7 +51,10 @@ one). Three modes (the ``align`` option of :func:`napari_gifnet.fuse_stack`):
     then refined together by maximising that peak (Nelder-Mead, planes of at
     most 384 px a side); no rotation or magnification is kept when it fits
     better. Both planes are blurred alike (sigma 1.5 px) for this search. The translation is measured at full resolution with both undone,
-    and all three are applied in one resampling.
+    and all three are applied in one resampling. Planes under
+    :data:`MIN_SIMILARITY_SIZE` px a side hold too little for the angle and
+    magnification: they are aligned by translation alone
+    (:func:`similarity_fallback` says why, ``fuse_stack`` records it).
 
 Resampling: :func:`apply_transform` (and :func:`apply_shift`) interpolate
 linearly unless told ``order``; :func:`fuse_stack` moves pixels with
@@ -79,6 +82,7 @@ __all__ = [
     "estimate_similarity",
     "estimate_transform",
     "resample",
+    "similarity_fallback",
 ]
 
 #: The alignment modes; ``align=True`` means ``"translation"``.
@@ -96,6 +100,13 @@ _POLAR_ANGLES = 720  # rows of the log-polar spectra (0.5 degree each)
 _SIM_BLUR = 1.5  # Gaussian blur (px of the reduced planes) before the rotation search
 _GRID_ANGLES = np.arange(-8.0, 8.5, 1.0)  # the coarse grid of small rotations (degrees)
 _GRID_SCALES = np.exp(np.arange(-5, 6) * 0.02)  # ... and magnifications (0.90 to 1.11)
+#: The smallest plane side (px) on which ``"similarity"`` estimates a rotation
+#: and a magnification; smaller planes are aligned by translation alone. On
+#: crops of scikit-image scenes shifted by 1 or 2 px (no rotation), the angle
+#: found was up to 21 degrees off at 16 px, 11 at 24 and 2 at 48; at 64 px 8
+#: planes in 66 were off by more than 0.5 degree or 1 % (magnification up to
+#: 4.9 %); at 96 px 1 in 66, the median error 0.03 degree.
+MIN_SIMILARITY_SIZE = 96
 
 
 def align_mode(align: Any) -> str | None:
@@ -333,6 +344,23 @@ def _wrap(angle: float) -> float:
     return float(-((-angle + 180.0) % 360.0 - 180.0))
 
 
+def similarity_fallback(mode: str | None, shape: tuple[int, ...]) -> str | None:
+    """Why an alignment in ``mode`` of planes of ``shape`` (H, W[, ...]) is done
+    by translation alone, or None when it is done as asked.
+
+    Only ``"similarity"`` falls back, on planes under
+    :data:`MIN_SIMILARITY_SIZE` px a side.
+    """
+    h, w = shape[:2]
+    if mode != "similarity" or min(h, w) >= MIN_SIMILARITY_SIZE:
+        return None
+    return (
+        f"similarity alignment needs planes of at least {MIN_SIMILARITY_SIZE} x "
+        f"{MIN_SIMILARITY_SIZE} px to estimate a rotation and a magnification; these are "
+        f"{h} x {w} px, so they were aligned by translation only"
+    )
+
+
 def estimate_similarity(reference: np.ndarray, moving: np.ndarray, *,
                         upsample_factor: int = 20) -> tuple[np.ndarray, float, float]:  # fmt: skip
     """The shift, magnification and rotation that bring ``moving`` onto ``reference``.
@@ -356,15 +384,18 @@ def estimate_similarity(reference: np.ndarray, moving: np.ndarray, *,
         Degrees in (-180, 180] by which ``moving`` shows the scene turned
         counter-clockwise about the centre;
         ``apply_transform(moving, shift, scale, rotation)`` lines up with
-        ``reference``. 0 and 1 where the planes have no structure or no
-        rotation and magnification fit better.
+        ``reference``. 0 and 1 where the planes have no structure, are
+        under :data:`MIN_SIMILARITY_SIZE` px a side, or no rotation and
+        magnification fit better.
     """
     from scipy.optimize import minimize
 
     reference = np.asarray(reference, np.float64)
     moving = np.asarray(moving, np.float64)
+    if similarity_fallback("similarity", reference.shape) is not None:
+        return estimate_shift(reference, moving, upsample_factor=upsample_factor), 1.0, 0.0
     ref, mov = _reduce(reference, _SCALE_SIZE), _reduce(moving, _SCALE_SIZE)
-    if ref.std() == 0 or mov.std() == 0 or min(ref.shape) < 16:
+    if ref.std() == 0 or mov.std() == 0 or min(ref.shape) < 16:  # flat, or a thin strip
         return estimate_shift(reference, moving, upsample_factor=upsample_factor), 1.0, 0.0
     # the same blur on both: planes sharp in different places agree better
     ref, mov = ndimage.gaussian_filter(ref, _SIM_BLUR), ndimage.gaussian_filter(mov, _SIM_BLUR)
@@ -474,6 +505,8 @@ def estimate_alignment(
     rotations : numpy.ndarray
         Only with ``with_rotations=True``: float64 (n_planes,) degrees (see
         :func:`estimate_similarity`); all 0.0 but for ``"similarity"``.
+        ``"similarity"`` on planes under :data:`MIN_SIMILARITY_SIZE` px a
+        side is translation only (see :func:`similarity_fallback`).
     """
     mode = align_mode(mode)
     if mode is None:
@@ -484,6 +517,8 @@ def estimate_alignment(
     if not 0 <= ref_index < n_planes:
         raise ValueError(f"reference plane {reference} is outside 0..{n_planes - 1}")
     ref = read_luma(ref_index)
+    if similarity_fallback(mode, np.shape(ref)) is not None:
+        mode = "translation"
     shifts, scales, rotations = np.zeros((n_planes, 2)), np.ones(n_planes), np.zeros(n_planes)
     for i in range(n_planes):
         if i != ref_index and mode == "similarity":

@@ -56,7 +56,7 @@ from .. import __version__
 from ..engine import fusion_run
 from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
-from .alignment import align_mode, estimate_alignment
+from .alignment import align_mode, estimate_alignment, similarity_fallback
 from .focus import BestPlane, dissimilarity, edge_focus, edge_focus_torch, guarded_median, luma_of
 from .planes import Planes
 
@@ -339,6 +339,7 @@ def fuse_stack(
             progress=lambda _i: step(), with_rotations=True,
         )  # fmt: skip
     shape2d = planes.plane_shape[:2]
+    fallback = similarity_fallback(mode, shape2d)  # why "similarity" was translation only
     pair_meta: dict[str, Any] = {}
     carry = None  # keep_dtype blends: per pixel, the input-scale value of the best plane so far
     focus_device = _focus_device(device) if method == "focus" else None
@@ -392,7 +393,8 @@ def fuse_stack(
         "output_dtype": str(image.dtype),
         "normalization": {"rule": planes.rule, "range": [planes.lo, planes.hi]},
         "aligned": mode is not None,
-        "alignment": mode,
+        "alignment": "translation" if fallback else mode,
+        "alignment_fallback": fallback,
         "shifts": planes.shifts.round(4).tolist() if mode else None,
         "scales": planes.scales.round(6).tolist() if mode else None,
         "rotations": planes.rotations.round(4).tolist() if mode else None,

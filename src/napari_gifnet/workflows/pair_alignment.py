@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.preprocess import check_finite
 from ._dtype_cast import cast_to_dtype
 from .alignment import align_mode, apply_transform, estimate_transform
 from .focus import luma_of
@@ -63,7 +64,9 @@ def _unit_luma(image: np.ndarray) -> np.ndarray:
     return np.clip((luma - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(luma)
 
 
-def align_pair(first: Any, second: Any, mode: Any = "translation") -> tuple[np.ndarray, PairAlignment]:
+def align_pair(
+    first: Any, second: Any, mode: Any = "translation", *, names: tuple[str, str] = ("a", "b")
+) -> tuple[np.ndarray, PairAlignment]:
     """Move ``second`` onto ``first``; returns the moved image and the transform.
 
     Parameters
@@ -74,6 +77,9 @@ def align_pair(first: Any, second: Any, mode: Any = "translation") -> tuple[np.n
     mode
         ``"translation"`` (or True), or ``"scale"`` (translation and
         magnification, for focus breathing).
+    names
+        What messages call the two inputs (the engine's ``"a"`` and ``"b"``
+        by default).
 
     Returns
     -------
@@ -86,7 +92,9 @@ def align_pair(first: Any, second: Any, mode: Any = "translation") -> tuple[np.n
     Raises
     ------
     ValueError
-        An unknown mode, or images whose height and width differ.
+        An unknown mode, images whose height and width differ, or NaN or
+        infinite values (counted in the input as given, before any
+        resampling could spread them).
     """
     kind = align_mode(mode)
     if kind is None:
@@ -95,6 +103,8 @@ def align_pair(first: Any, second: Any, mode: Any = "translation") -> tuple[np.n
     if a.shape[:2] != b.shape[:2]:
         raise ValueError(f"cannot align images of different sizes: first {a.shape[:2]}, "
                          f"second {b.shape[:2]}")  # fmt: skip
+    for image, name in zip((a, b), names):
+        check_finite(image, name)
     shift, scale = estimate_transform(_unit_luma(a), _unit_luma(b), mode=kind)
     moved = apply_transform(b.astype(np.float64), shift, scale)
     lo, hi = (float(b.min()), float(b.max())) if b.dtype.kind == "f" else (None, None)

@@ -291,8 +291,13 @@ class DiskStore:
         return torch.from_numpy(buf).to(self.device).permute(2, 0, 1).unsqueeze(0)
 
     def write(self, start: int, values: torch.Tensor, col: int = 0) -> None:
-        """Store ``values`` (1, C, rows, cols) from row ``start``, column ``col`` on."""
-        nhwc = values[0].permute(1, 2, 0).contiguous().cpu().numpy()
+        """Store ``values`` (1, C, rows, cols) from row ``start``, column ``col`` on.
+
+        Values of another floating type (float16 or bfloat16 maps computed
+        under autocast) are stored as float32, as :class:`MemoryStore` stores
+        them, so every storage reads back the same numbers.
+        """
+        nhwc = values[0].permute(1, 2, 0).to(torch.float32).contiguous().cpu().numpy()
         if col == 0 and nhwc.shape[1] == self.width:
             self._write(nhwc, start * self.row_bytes)
             return

@@ -17,6 +17,25 @@ point it at a temporary file); otherwise the user's settings of organisation
 ``~/.config/napari-gifnet/widgets.conf``). While pytest runs a test
 (``PYTEST_CURRENT_TEST`` is set) and the variable is not set, nothing is read
 or stored, so a test run never touches the user's real settings.
+
+Only a file the plugin wrote is handed to ``QSettings`` (which rewrites the
+whole file when a value is stored): :func:`foreign_reason` checks it first.
+An absent or empty file, or one of at most :data:`MAX_FILE_BYTES` that holds
+only ``[group]`` headers and ``key=value`` lines whose values are
+QSettings-escaped JSON text, in the marker group :data:`MARKER_GROUP` (written
+with every value) or only in the widgets' groups :data:`GROUPS`, is the
+plugin's. Any other file (a text note, an image, another program's INI, a
+value Qt would decode as a serialised ``@Variant``) is refused: one warning
+names it, it is never written, and the widgets remember their settings in
+memory only (:class:`MemorySettings`) for the rest of the session. A stored
+value longer than :data:`MAX_VALUE_CHARS`, nested too deep for the JSON
+reader, a number too large for a float, a path the system cannot look up or
+a value of the wrong type falls back to its control's default.
+
+QSettings stores atomically: the new file is written as a temporary file
+next to it and renamed over it (``QSaveFile``); with
+``isAtomicSyncRequired()`` (set here, and Qt's default) it never falls back
+to writing the file in place, so an interrupted store leaves the old file.
 """
 
 from __future__ import annotations
@@ -24,6 +43,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,25 +53,168 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, SpinBox
 from qtpy.QtCore import QSettings
 
-__all__ = ["APPLICATION", "ENV", "ORGANISATION", "WidgetSettings", "open_settings"]
+__all__ = [
+    "APPLICATION", "ENV", "GROUPS", "MARKER_GROUP", "MemorySettings", "ORGANISATION",
+    "WidgetSettings", "foreign_reason", "open_settings",
+]  # fmt: skip
 
 #: Environment variable naming an INI file to use instead of the user's settings.
 ENV = "NAPARI_GIFNET_SETTINGS"
 ORGANISATION, APPLICATION = "napari-gifnet", "widgets"
+#: The settings groups of the job widgets (one per widget).
+GROUPS = frozenset({"enhance", "finetune", "focus_stack", "fusion", "pansharpen"})
+#: The group marking a settings file as the plugin's, and its one key and value.
+MARKER_GROUP, MARKER_KEY, MARKER_VALUE = "napari-gifnet", "format", "1"
+#: A file larger than this is not one the plugin wrote (its values are a few paths).
+MAX_FILE_BYTES = 1 << 20
+#: A stored value's JSON text longer than this is not read (its control keeps its default).
+MAX_VALUE_CHARS = 1 << 16
 _INVALID = object()
+_SECTION = re.compile(r"\[([A-Za-z0-9_-]+)\]")
+_ENTRY = re.compile(r"([A-Za-z0-9_]+)\s*=(.*)")
+#: Line breaks as Qt's INI reader knows them, and characters the plugin never writes raw.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
+#: Settings file path -> the in-memory store used instead of it.
+_memory: dict[str, MemorySettings] = {}
+_warned: set[str] = set()
 
 
-def open_settings() -> QSettings | None:
+class MemorySettings:
+    """The part of ``QSettings`` the widgets use, held in memory (nothing is written).
+
+    Used instead of a settings file that the plugin did not write.
+    """
+
+    def __init__(self, refused: str) -> None:
+        self.refused = refused
+        self.values: dict[str, Any] = {}
+
+    def value(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def setValue(self, key: str, value: Any) -> None:  # noqa: N802 - QSettings' name
+        self.values[key] = value
+
+    def remove(self, group: str) -> None:
+        for key in [k for k in self.values if k.startswith(f"{group}/")]:
+            del self.values[key]
+
+    def sync(self) -> None:
+        """Nothing to write."""
+
+
+def _starts_as_json(text: str) -> bool:
+    """Whether ``text`` (QSettings-escaped) starts as JSON text does, or is empty."""
+    return not text or text[0] in "[{-0123456789tfn" or text.startswith('\\"')
+
+
+def _plain_value(raw: str) -> bool:
+    """Whether ``raw`` is JSON text as QSettings writes it: one string Qt reads as text.
+
+    An unquoted value has no comma (which would split it into a list) and no
+    line-continuing backslash at its end; a quoted one is a single quoted
+    token. Either starts as JSON does, so never with ``@`` (or an escape
+    meaning it), which Qt would decode as a serialised value.
+    """
+    raw = raw.strip()
+    if not raw.startswith('"'):
+        return "," not in raw and not raw.endswith("\\") and _starts_as_json(raw)
+    i = 1
+    while i < len(raw) - 1 and raw[i] != '"':
+        i += 2 if raw[i] == "\\" else 1
+    return i == len(raw) - 1 and raw[i] == '"' and _starts_as_json(raw[1:-1])
+
+
+def foreign_reason(path: Path) -> str | None:
+    """Why ``path`` is not a settings file the plugin wrote, or None when it is.
+
+    None for an absent or empty file, and for one of at most
+    :data:`MAX_FILE_BYTES` of UTF-8 text holding only ``[group]`` lines and
+    ``key=value`` lines of JSON text (:func:`_plain_value`, no raw control
+    characters), in the marker group or only in :data:`GROUPS`.
+    """
+    try:
+        if not path.exists():
+            return None
+        if not path.is_file():
+            return "it is not a regular file"
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return f"it is {size / 2**20:.1f} MiB, larger than any settings file it writes"
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "it is not text"
+    groups: set[str] = set()
+    group = None
+    for number, line in enumerate(_LINE_BREAK.split(text), 1):
+        line = line.strip()
+        if not line:
+            continue
+        section = _SECTION.fullmatch(line)
+        if section:
+            group = section.group(1)
+            groups.add(group)
+            continue
+        entry = _ENTRY.fullmatch(line)
+        plain = entry is not None and group is not None and _plain_value(entry.group(2))
+        if not plain or _CONTROL.search(line):
+            return f"line {number} is not one it writes"
+    if groups and MARKER_GROUP not in groups and not groups <= GROUPS:
+        return f"its groups {sorted(groups - GROUPS)} are not the widgets'"
+    return None
+
+
+def _settings_file(settings: QSettings) -> Path | None:
+    """The file ``settings`` reads and writes, if it is an INI file."""
+    native_ini = sys.platform not in ("darwin", "win32")
+    if settings.format() == QSettings.Format.IniFormat or native_ini:
+        return Path(settings.fileName())
+    return None
+
+
+def _refuse(path: Path, reason: str) -> MemorySettings:
+    """The in-memory store for a refused file, warning once per file."""
+    key = str(path)
+    if key not in _warned:
+        _warned.add(key)
+        from napari.utils.notifications import show_warning
+
+        show_warning(
+            f"GIFNet: the settings file {path} was not written by napari-gifnet ({reason}); "
+            "it is left as it is, and the widgets' settings are kept in memory only"
+        )
+    return _memory.setdefault(key, MemorySettings(key))
+
+
+def open_settings() -> QSettings | MemorySettings | None:
     """The settings store now: ``$NAPARI_GIFNET_SETTINGS`` (INI), the user's, or None.
 
-    None (nothing is remembered) while a pytest test runs without the variable.
+    None (nothing is remembered) while a pytest test runs without the
+    variable; a :class:`MemorySettings` when the file is not the plugin's
+    (:func:`foreign_reason`).
     """
     path = os.environ.get(ENV, "").strip()
     if path:
-        return QSettings(str(Path(path).expanduser()), QSettings.Format.IniFormat)
-    if os.environ.get("PYTEST_CURRENT_TEST"):
+        file = Path(path).expanduser()
+        reason = foreign_reason(file)
+        if reason is not None:
+            return _refuse(file, reason)
+        settings = QSettings(str(file), QSettings.Format.IniFormat)
+    elif os.environ.get("PYTEST_CURRENT_TEST"):
         return None
-    return QSettings(ORGANISATION, APPLICATION)
+    else:
+        settings = QSettings(ORGANISATION, APPLICATION)  # opened, not read yet
+        file = _settings_file(settings)
+        reason = None if file is None else foreign_reason(file)
+        if file is not None and reason is not None:
+            return _refuse(file, reason)
+    settings.setAtomicSyncRequired(True)
+    return settings
 
 
 def value_of(control: Any) -> Any:
@@ -101,6 +265,8 @@ class WidgetSettings:
     """
 
     def __init__(self, group: str, controls: dict[str, Any]) -> None:
+        if group not in GROUPS:
+            raise ValueError(f"{group!r} is not one of the settings groups {sorted(GROUPS)}")
         self.group = group
         self.controls = dict(controls)
         self.defaults = {name: value_of(c) for name, c in self.controls.items()}
@@ -127,11 +293,13 @@ class WidgetSettings:
         out = {}
         for name, control in self.controls.items():
             text = settings.value(self.key(name))
-            if not isinstance(text, str):
+            if not isinstance(text, str) or len(text) > MAX_VALUE_CHARS:
                 continue
+            # text that is not JSON, nested too deep, a number too large for a float,
+            # a path the system cannot look up: the control keeps its default
             try:
                 value = accepted(control, json.loads(text))
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, RecursionError, OverflowError, OSError):
                 continue
             if value is not _INVALID:
                 out[name] = value
@@ -156,6 +324,7 @@ class WidgetSettings:
             text = json.dumps(value_of(self.controls[name]))
         except (TypeError, ValueError):
             return
+        settings.setValue(f"{MARKER_GROUP}/{MARKER_KEY}", MARKER_VALUE)
         settings.setValue(self.key(name), text)
         settings.sync()
 

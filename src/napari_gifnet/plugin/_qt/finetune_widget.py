@@ -128,9 +128,20 @@ def _plane(data: Any, index: tuple[int, ...], rgb: bool) -> np.ndarray:
     return plane
 
 
+def _check_finite(plane: np.ndarray, name: str, index: tuple[int, ...]) -> None:
+    """Refuse a plane with NaN or infinite values, naming its layer (and plane)."""
+    if plane.dtype.kind not in "fc":
+        return
+    bad = int(plane.size - np.count_nonzero(np.isfinite(plane)))
+    if bad:
+        where = f" (plane {index})" if index else ""
+        raise ValueError(f"layer {name!r}{where} contains {bad} NaN or infinite value(s); "
+                         "fine-tuning needs finite images")  # fmt: skip
+
+
 def write_layer_pairs(
     root: str | Path, first: Any, second: Any, leading: tuple[int, ...], batch_size: int = 1,
-    rgb: tuple[bool, bool] = (False, False),
+    rgb: tuple[bool, bool] = (False, False), names: tuple[str, str] = ("first", "second"),
 ) -> int:  # fmt: skip
     """Write two aligned arrays as a pairs folder ``root/first`` + ``root/second`` (TIFF).
 
@@ -139,6 +150,12 @@ def write_layer_pairs(
     pair is repeated (hard links where possible) until a batch of
     ``batch_size`` can be filled, so a batch holds that many random crops.
     Returns the number of pairs written.
+
+    Raises
+    ------
+    ValueError
+        A plane holds NaN or infinite values; the message names the array
+        by ``names`` (the layers' names), not the temporary file.
     """
     from ...io.images import write_image
 
@@ -149,8 +166,11 @@ def write_layer_pairs(
     copies = max(1, math.ceil(int(batch_size) / max(planes, 1)))
     written = 0
     for k, index in enumerate(np.ndindex(*leading)):
-        for sub, data, is_rgb in (("first", first, rgb[0]), ("second", second, rgb[1])):
-            path = write_image(base / sub / f"plane{k:05d}.tif", _plane(data, index, is_rgb))
+        for sub, data, is_rgb, name in (("first", first, rgb[0], names[0]),
+                                        ("second", second, rgb[1], names[1])):  # fmt: skip
+            plane = _plane(data, index, is_rgb)
+            _check_finite(plane, name, index)
+            path = write_image(base / sub / f"plane{k:05d}.tif", plane)
             for c in range(1, copies):
                 copy = path.with_name(f"plane{k:05d}-{c}.tif")
                 try:
@@ -340,7 +360,8 @@ class FinetuneWidget(JobWidget):
                 if layers is not None:
                     folder = tempfile.mkdtemp(prefix="napari-gifnet-pairs-")
                     write_layer_pairs(folder, layers["first"], layers["second"],
-                                      layers["leading"], batch, layers["rgb"])  # fmt: skip
+                                      layers["leading"], batch, layers["rgb"],
+                                      layers["names"])  # fmt: skip
                     settings["pairs"] = folder
                 config = loop.TrainConfig(**settings)
                 return loop.train(config, progress=progress, on_step=on_step)
