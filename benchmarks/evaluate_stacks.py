@@ -243,7 +243,7 @@ def main() -> int:
                   file=sys.stderr)  # fmt: skip
         if align:
             for label, run in ((OLD, lambda s=stack: old_default(s, False)),
-                               (NEW, lambda s=stack: fuse_stack(s))):  # fmt: skip
+                               (NEW, lambda s=stack: fuse_stack(s, align=False))):  # fmt: skip
                 start = time.perf_counter()
                 out = run()
                 luma, depth_map = out if isinstance(out, tuple) else (out.luma, out.depth_map)

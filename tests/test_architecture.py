@@ -141,7 +141,7 @@ def test_only_the_package_entry_points_sit_at_the_top() -> None:
 
 #: The public API: name -> the module that defines it and what it is.
 PUBLIC = {
-    "fuse": ("napari_gifnet.engine.fusion", "function"),
+    "fuse": ("napari_gifnet.workflows.tasks", "function"),
     "FusionResult": ("napari_gifnet.engine.result", "class"),
     "fuse_layers": ("napari_gifnet.plugin.layer_fusion", "function"),
     "fuse_stack": ("napari_gifnet.workflows.focus_stack", "function"),

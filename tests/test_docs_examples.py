@@ -41,6 +41,7 @@ def _arrays() -> dict[str, object]:
     return {
         "infrared": grey(), "visible": grey(), "a": grey(), "b": grey(), "image": grey(),
         "stack": rng.random((3, 64, 64)).astype(np.float32),
+        "bracket": rng.random((3, 64, 64, 3)).astype(np.float32),
         "ms": (rng.random((4, 64, 64)) * 4000).astype(np.uint16),
         "pan": (rng.random((64, 64)) * 4000).astype(np.uint16),
         "dask_a": da.from_array(rng.random((2, 64, 64)).astype(np.float32), chunks=(1, 64, 64)),

@@ -3,6 +3,8 @@
 >>> from napari_gifnet import fuse
 >>> result = fuse(infrared, visible)        # doctest: +SKIP
 >>> result.image.shape                      # doctest: +SKIP
+>>> fuse(near, far, task="mfif").metadata["method"]   # doctest: +SKIP
+'focus_pyramid'
 
 The public names are loaded lazily (lazy-loader): ``import napari_gifnet``
 (e.g. by napari's plugin discovery) imports neither torch nor napari; the
@@ -23,7 +25,9 @@ except PackageNotFoundError:  # running from a source tree
 
 #: Where each public name is defined (module under the package -> names).
 _PUBLIC = {
-    "engine.fusion": ["FusionResult", "fuse"],
+    "engine.fusion": ["FusionResult"],
+    # GIFNet without a task (engine.fusion.fuse, the same call); with one, its best method
+    "workflows.tasks": ["fuse"],
     "plugin.layer_fusion": ["fuse_layers"],
     "workflows.focus_stack": ["fuse_stack"],
     "workflows.pansharpening": ["pansharpen"],

@@ -351,3 +351,19 @@ def test_stack_inputs_or_stacks_not_both(tmp_path, capsys, stack):
         code, _, err = _run(capsys, "stack", *argv, "--method", "focus")
         assert code == 2
         _one_error_line(err, match)
+
+
+def test_stack_aligns_by_the_data_unless_told_otherwise(tmp_path, capsys, stack):
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    runs = {"default": (), "--no-align": ("--no-align",), "--align": ("--align",)}
+    requested = {}
+    for name, flags in runs.items():
+        out = tmp_path / f"{name.strip('-')}.tif"
+        code, _, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(out), *flags)
+        assert code == 0, err
+        requested[name] = read_tiff_metadata(out)["alignment_requested"]
+    assert requested == {"default": "auto", "--no-align": "none", "--align": "translation"}
+    code, _, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(tmp_path / "x.tif"),
+                        "--no-align", "--align-similarity")  # fmt: skip
+    assert code == 2
+    _one_error_line(err, "--no-align cannot be combined with an --align option")

@@ -188,3 +188,94 @@ def test_inputs_unmodified():
     apply_colour(np.full((5, 6), 0.5, dtype=np.float32), plan)
     np.testing.assert_array_equal(a, a0)
     np.testing.assert_array_equal(b, b0)
+
+
+# --------------------------------------------------------------------------- grey stored as RGB
+def _grey_as_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def test_every_8_bit_grey_level_stored_as_rgb_reads_back_exactly():
+    from napari_gifnet.engine.preprocess import to_luma_unit
+
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    luma, meta = to_luma_unit(_grey_as_rgb(levels))
+    np.testing.assert_array_equal(np.rint(luma * 255).astype(np.uint8), levels)
+    np.testing.assert_array_equal(luma, to_luma_unit(levels)[0])  # the same as the grey image
+    assert meta["grey_rgb"] and meta["rgb"]
+
+
+def test_grey_rgb_published_keeps_the_published_truncation():
+    from napari_gifnet.engine.preprocess import published_luma_uint8, to_luma_unit
+
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    rgb = _grey_as_rgb(levels)
+    luma, meta = to_luma_unit(rgb, grey_rgb="published")
+    np.testing.assert_array_equal(luma * 255, published_luma_uint8(rgb).astype(np.float32))
+    # the float BT.601 weights sum to just under 1: 65 levels come out one lower
+    assert np.count_nonzero(published_luma_uint8(rgb) != levels) == 65
+    assert not meta["grey_rgb"]
+    with pytest.raises(ValueError, match="grey_rgb"):
+        to_luma_unit(rgb, grey_rgb="truncate")
+
+
+def test_grey_rgb_of_other_types_and_rgba():
+    from napari_gifnet.engine.preprocess import to_luma_unit
+
+    grey = np.linspace(0.0, 1.0, 30, dtype=np.float32).reshape(5, 6)
+    np.testing.assert_array_equal(to_luma_unit(_grey_as_rgb(grey))[0], grey)
+    wide = (grey * 4000).astype(np.uint16)
+    np.testing.assert_array_equal(to_luma_unit(_grey_as_rgb(wide))[0], to_luma_unit(wide)[0])
+    rgba = np.concatenate([_grey_as_rgb(wide), np.full((5, 6, 1), 9, np.uint16)], axis=-1)
+    with pytest.warns(UserWarning, match="alpha"):
+        np.testing.assert_array_equal(to_luma_unit(rgba)[0], to_luma_unit(wide)[0])
+
+
+def test_a_colour_image_with_grey_pixels_keeps_the_published_luma():
+    from napari_gifnet.engine.preprocess import published_luma_uint8, to_luma_unit
+
+    rgb = _grey_as_rgb(np.arange(256, dtype=np.uint8).reshape(16, 16)).copy()
+    rgb[0, 0] = (10, 20, 30)  # one coloured pixel: a colour image
+    np.testing.assert_array_equal(to_luma_unit(rgb)[0] * 255, published_luma_uint8(rgb))
+
+
+def test_the_published_infrared_file_is_read_as_the_network_saw_it(reference_dir):
+    """The IVIF infrared image is grey stored as RGB; the published run read its
+    one channel, and so does the default now (the published luma differs)."""
+    from napari_gifnet.engine.preprocess import to_luma_unit
+    from napari_gifnet.io.images import read_image
+
+    rgb = read_image(reference_dir / "pairs" / "IVIF" / "a_infrared.jpg")
+    seen = np.load(reference_dir / "official" / "IVIF.npz")["input_a"]
+    assert rgb.ndim == 3
+    np.testing.assert_array_equal(np.rint(to_luma_unit(rgb)[0] * 255), seen)
+    assert np.any(np.rint(to_luma_unit(rgb, grey_rgb="published")[0] * 255) != seen)
+
+
+def test_grey_stored_as_rgb_adds_no_colour():
+    y = np.random.default_rng(3).random((5, 7)).astype(np.float32)
+    grey_rgb = _grey_as_rgb(y)
+    colour = np.random.default_rng(4).random((5, 7, 3)).astype(np.float32)
+    both = plan_colour(grey_rgb, colour)
+    alone = plan_colour(None, colour)
+    np.testing.assert_allclose(both.cb, alone.cb, atol=1e-7)
+    np.testing.assert_allclose(both.cr, alone.cr, atol=1e-7)
+    out = apply_colour(y, plan_colour(grey_rgb, grey_rgb))  # two grey-as-RGB inputs
+    for k in range(3):
+        np.testing.assert_array_equal(out[..., k], y)
+
+
+def test_a_neutral_chunk_of_a_colour_plane_is_read_as_its_plane(reference_weights):
+    import dask.array as da
+
+    from napari_gifnet.engine.fusion import fuse
+    from napari_gifnet.engine.lazy import fuse_dask
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (64, 192, 3), dtype=np.uint8)
+    rgb[:, :128] = rgb[:, :128, :1]  # neutral on the left: a chunk and its margin
+    grey = rng.integers(0, 256, (64, 192), dtype=np.uint8)
+    lazy = fuse_dask(da.from_array(rgb, chunks=(64, 64, 3)), grey, weights=reference_weights,
+                     device="cpu", chunk=64).compute()  # fmt: skip
+    eager = fuse(rgb, grey, weights=reference_weights, device="cpu").image
+    np.testing.assert_allclose(lazy, eager, atol=1e-6)

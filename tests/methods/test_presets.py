@@ -11,7 +11,19 @@ from __future__ import annotations
 
 import pytest
 
-from napari_gifnet.methods.presets import PRESETS, TaskPreset, get_preset, preset_choices
+from napari_gifnet.methods.presets import (
+    PRESETS,
+    TaskPreset,
+    get_preset,
+    preset_choices,
+    task_keys,
+)
+from napari_gifnet.methods.registry import (
+    method_names,
+    task_method_key,
+    task_method_label,
+    task_method_names,
+)
 
 #: key -> (menu label, first input, second input, normalisation), in menu order.
 EXPECTED: dict[str, tuple[str, str, str, str]] = {
@@ -79,3 +91,41 @@ def test_get_preset_accepts_the_key_or_the_label_in_any_case(key):
 def test_an_unknown_preset_lists_the_valid_keys():
     with pytest.raises(KeyError, match="unknown task preset 'sonar'; choose one of ivif, medical"):
         get_preset("sonar")
+
+
+#: key -> the method the task runs without one, as issue 22 decided from the
+#: ground-truth benchmarks (docs/quality.md), written out by hand.
+DEFAULT_METHODS: dict[str, str] = {
+    "ivif": "gifnet", "medical": "gifnet", "nir": "gifnet", "mfif": "focus_pyramid",
+    "meif": "laplacian", "remote": "gifnet", "custom": "gifnet",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", list(EXPECTED))
+def test_each_task_has_its_measured_default_method_and_a_reason(key):
+    preset = PRESETS[key]
+    assert preset.method == DEFAULT_METHODS[key]
+    assert task_method_key(preset.method) == preset.method  # a method the tasks can run
+    assert preset.why and "\n" not in preset.why
+    assert preset.reason == f"{preset.why} (docs/quality.md)"
+
+
+def test_the_reasons_carry_their_measured_figures():
+    # a number per benchmarked task: the one line on why is the measurement
+    assert "dB" in PRESETS["mfif"].why and "MEF-SSIM" in PRESETS["meif"].why
+    for key in ("ivif", "medical", "nir"):
+        assert "VIF" in PRESETS[key].why and "AG" in PRESETS[key].why  # what GIFNet trades
+
+
+def test_task_keys_are_the_presets_in_menu_order():
+    assert task_keys() == tuple(EXPECTED)
+
+
+def test_task_methods_are_the_pair_methods_plus_focus_selection():
+    assert task_method_names() == ("gifnet", "focus", "focus_pyramid", *method_names()[1:])
+    assert task_method_key(" Focus Selection ") == "focus"
+    assert task_method_key("Focus-guided pyramid") == "focus_pyramid"
+    assert task_method_label("focus") == "Focus selection"
+    assert task_method_label("gifnet") == "GIFNet"
+    with pytest.raises(ValueError, match="unknown fusion method 'z'; valid: gifnet, focus, focus_pyramid, mean"):
+        task_method_key("z")

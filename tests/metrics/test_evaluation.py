@@ -336,3 +336,108 @@ def test_cli_evaluate_errors(tmp_path, capsys, argv, code, needle):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("napari-gifnet: error:") and needle in err
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- --truth
+def _psnr_by_hand(x: np.ndarray, t: np.ndarray) -> float:
+    mse = np.mean((x.astype(float) - t.astype(float)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def _tiny_results(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray]]:
+    """results/<method>/<name>.png and truth/<name>.png: 24 x 20 colour images."""
+    rng = np.random.default_rng(21)
+    truth, results = tmp_path / "truth", tmp_path / "results"
+    truth.mkdir()
+    made = {}
+    for name in ("s1", "s2"):
+        t = rng.integers(30, 220, (24, 20, 3), dtype=np.uint8)
+        write_image(truth / f"{name}.png", t)
+        made[name] = t
+        for method, noise in (("good", 2), ("bad", 20)):
+            (results / method).mkdir(parents=True, exist_ok=True)
+            x = np.clip(t + rng.normal(0, noise, t.shape), 0, 255).round().astype(np.uint8)
+            write_image(results / method / f"{name}.png", x)
+            made[f"{method}/{name}"] = x
+    write_image(results / "good" / "no_truth.png", made["s1"])  # left out: no truth
+    return results, truth, made
+
+
+def test_score_folder_against_truth(tmp_path):
+    from napari_gifnet.engine.preprocess import published_luma_uint8
+
+    results, truth, made = _tiny_results(tmp_path)
+    rows = ev.score_folder(results, truth)
+    assert [(r["method"], r["pair"]) for r in rows] == [
+        ("bad", "s1"), ("bad", "s2"), ("good", "s1"), ("good", "s2")]
+    for r in rows:
+        x, t = made[f"{r['method']}/{r['pair']}"], made[r["pair"]]
+        want = _psnr_by_hand(published_luma_uint8(x), published_luma_uint8(t))
+        assert r["PSNR_truth"] == pytest.approx(want, rel=1e-12)
+        assert 0 < r["SSIM_truth"] < 1
+    summary = ev.summarise(rows)
+    assert summary["good"]["PSNR_truth"] > summary["bad"]["PSNR_truth"] + 10
+
+
+def test_score_folder_with_the_remote_task_adds_the_band_indices(tmp_path):
+    results, truth, made = _tiny_results(tmp_path)
+    rows = ev.score_folder(results / "good", truth, task="remote")
+    assert {r["method"] for r in rows} == {"good"} and len(rows) == 2
+    for r in rows:
+        x, t = (made[f"good/{r['pair']}"].astype(float), made[r["pair"]].astype(float))
+        rmse = np.sqrt(np.mean((x - t) ** 2, axis=(0, 1)))
+        ergas = 100 / 4 * np.sqrt(np.mean((rmse / t.mean(axis=(0, 1))) ** 2))
+        assert r["ERGAS_truth"] == pytest.approx(ergas, rel=1e-9)
+        assert set(ev.TRUTH_TASK_METRICS["remote"]) <= set(r)
+    assert ev.DIRECTIONS["ERGAS_truth"] == "lower" == ev.DIRECTIONS["SAM_truth"]
+
+
+def test_score_folder_errors(tmp_path):
+    results, truth, _ = _tiny_results(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    write_image(other / "elsewhere.png", np.zeros((24, 20), np.uint8))
+    with pytest.raises(ValueError, match="no image of .* has a truth of the same name"):
+        ev.score_folder(results, other)
+    write_image(results / "bad" / "s1.png", np.zeros((5, 5), np.uint8))
+    with pytest.raises(ValueError, match="s1.png is 5 x 5 but its truth"):
+        ev.score_folder(results / "bad", truth)
+    with pytest.raises(FileNotFoundError, match="truth folder"):
+        ev.score_folder(results, tmp_path / "nowhere")
+
+
+def test_cli_evaluate_a_results_folder_against_truth(tmp_path, capsys):
+    results, truth, _ = _tiny_results(tmp_path)
+    out = tmp_path / "out"
+    assert main(["evaluate", str(results), "--truth", str(truth), "--task", "remote",
+                 "--out", str(out)]) == 0  # fmt: skip
+    rows = ev.read_csv(out / "metrics.csv")
+    assert len(rows) == 4 and all("ERGAS_truth" in r and "PSNR_truth" in r for r in rows)
+    printed = capsys.readouterr().out
+    assert "| good |" in printed and "ERGAS_truth" in printed
+
+
+def test_cli_evaluate_pairs_with_a_truth_folder_and_a_convention(tmp_path):
+    pairs, truth = tmp_path / "pairs", tmp_path / "truth"
+    for sub in ("first", "second"):
+        (pairs / sub).mkdir(parents=True)
+    truth.mkdir()
+    write_image(pairs / "first" / "p.png", _small(1))
+    write_image(pairs / "second" / "p.png", _small(2))
+    write_image(truth / "p.png", _small(3))
+    out = tmp_path / "out"
+    assert main(["evaluate", str(pairs), "--truth", str(truth), "--methods", "mean",
+                 "--convention", "cddfuse", "--out", str(out), "-q"]) == 0  # fmt: skip
+    (row,) = ev.read_csv(out / "metrics.csv")
+    mean = ((_small(1).astype(float) + _small(2)) / 2).round()
+    assert row["PSNR_truth"] == pytest.approx(_psnr_by_hand(mean, _small(3)), abs=0.05)
+    from napari_gifnet.metrics.fusion import fusion_metrics
+
+    fused = np.clip(mean / 255, 0, 1)
+    assert row["SSIM"] == pytest.approx(
+        fusion_metrics(fused, _small(1), _small(2), convention="cddfuse")["SSIM"], abs=1e-3)
+
+
+def test_cli_evaluate_task_needs_truth(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--task", "remote", "--out", str(tmp_path / "o")]) == 2
+    assert "--truth" in capsys.readouterr().err

@@ -32,6 +32,10 @@ def setup(make_napari_viewer, reference_dir: Path):
 def test_pansharpen_upsamples_by_the_layer_scales(qtbot, setup):
     viewer, widget, ms, pan = setup
     assert widget.ms.value is viewer.layers["MS"] and widget.pan.value is viewer.layers["PAN"]
+    from napari_gifnet.workflows.pansharpening import DEFAULT_METHOD, pansharpen_method_names
+
+    assert widget.method.value == DEFAULT_METHOD  # the best measured, first in the list
+    assert list(widget.method.choices) == list(pansharpen_method_names())
     widget.method.value = "laplacian"
     assert widget.run() is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)

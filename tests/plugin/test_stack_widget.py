@@ -51,7 +51,8 @@ def test_focus_stack_adds_three_layers(qtbot, setup):
     viewer, widget, data = setup
     assert widget.layer.value is viewer.layers["zstack"]
     assert widget.method.value == "focus"  # the benchmark winner is the default
-    widget.align.value = True
+    assert widget.align.value == "auto"  # the measured motion decides by default
+    widget.align.value = "translation"
     _run(qtbot, widget)
     expected = fuse_stack(data, method="focus", align=True)
     aif, depth, conf = (viewer.layers[f"zstack {k}"] for k in ("all-in-focus", "depth",

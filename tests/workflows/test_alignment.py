@@ -7,11 +7,14 @@ import pytest
 from scipy import ndimage
 
 from napari_gifnet.workflows.alignment import (
+    AUTO_SHIFT,
+    AUTO_TURN,
     align_mode,
     apply_shift,
     apply_transform,
     estimate_shift,
     estimate_transform,
+    measure_motion,
 )
 from napari_gifnet.workflows.focus_stack import fuse_stack
 
@@ -52,7 +55,7 @@ def test_default_reference_is_the_middle_plane_and_no_align_means_zero_shifts():
     r = fuse_stack(stack, method="focus", align=True)
     np.testing.assert_array_equal(r.shifts[2], [0.0, 0.0])
     np.testing.assert_allclose(r.shifts, SHIFTS[2] - SHIFTS, atol=0.5)
-    plain = fuse_stack(stack, method="focus")
+    plain = fuse_stack(stack, method="focus", align=False)
     assert not plain.shifts.any() and plain.metadata["shifts"] is None
 
 
@@ -131,7 +134,7 @@ def test_translation_mode_is_align_true():
     np.testing.assert_array_equal(plain.shifts, named.shifts)
     np.testing.assert_array_equal(plain.image, named.image)
     assert not (plain.scales - 1).any() and plain.metadata["alignment"] == "translation"
-    assert fuse_stack(stack, method="focus").metadata["scales"] is None
+    assert fuse_stack(stack, method="focus", align=False).metadata["scales"] is None
     assert align_mode(False) is None and align_mode(None) is None
     assert align_mode(True) == "translation"
 
@@ -145,3 +148,106 @@ def test_bad_align_values_give_a_clear_value_error(value):
         estimate_transform(stack[0], stack[1], mode=value)
     with pytest.raises(ValueError, match="scale must be positive"):
         apply_transform(stack[0], np.zeros(2), -1.0)
+
+
+# --- align="auto" (the default): the measured motion decides ---
+
+
+def _static_defocus_stack() -> np.ndarray:
+    """Camera (128 x 128), five planes blurred differently on the left and the right, no motion."""
+    from skimage import data
+
+    cam = data.camera()[128:384, 128:384].astype(np.float64) / 255.0
+    scene = cam.reshape(128, 2, 128, 2).mean(axis=(1, 3))
+    planes = []
+    for k in range(5):
+        left = ndimage.gaussian_filter(scene, 0.6 * k) if k else scene
+        right = ndimage.gaussian_filter(scene, 0.6 * (4 - k)) if k != 4 else scene
+        planes.append(np.where(np.arange(128) < 64, left, right))
+    return np.rint(np.stack(planes) * 255).astype(np.uint8)
+
+
+def test_auto_leaves_a_static_stack_exactly_as_no_alignment():
+    stack = _static_defocus_stack()
+    auto = fuse_stack(stack)  # align="auto" is the default
+    off = fuse_stack(stack, align=False)
+    for name in ("image", "depth_map", "confidence", "luma", "shifts", "scales", "rotations"):
+        np.testing.assert_array_equal(getattr(auto, name), getattr(off, name), err_msg=name)
+    meta = auto.metadata
+    assert meta["alignment"] == "none" and not meta["aligned"]
+    assert meta["alignment_requested"] == "auto" and off.metadata["alignment"] == "none"
+    motion = meta["motion"]
+    assert motion["largest_shift_px"] <= AUTO_SHIFT and motion["largest_turn_px"] <= AUTO_TURN
+    assert len(motion["shifts_px"]) == 5 and motion["shifts_px"][2] == 0.0
+    assert fuse_stack(stack, align="none").metadata["motion"] is None
+
+
+def test_auto_aligns_a_shifted_stack_by_translation():
+    stack, _ = _shifted_stack()
+    auto = fuse_stack(stack, reference=1)
+    explicit = fuse_stack(stack, align="translation", reference=1)
+    assert auto.metadata["alignment"] == "translation" and auto.metadata["aligned"]
+    np.testing.assert_array_equal(auto.shifts, explicit.shifts)
+    np.testing.assert_array_equal(auto.image, explicit.image)
+    measured = auto.metadata["motion"]["shifts_px"]
+    np.testing.assert_allclose(measured, np.hypot(*(SHIFTS - SHIFTS[1]).T), atol=0.15)
+
+
+def test_auto_progress_counts_the_measurement_pass():
+    seen: list[tuple[int, int]] = []
+    fuse_stack(_static_defocus_stack(), progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1][0] == seen[-1][1] and all(d <= t for d, t in seen)
+
+
+def test_measure_motion_sees_a_rotation_about_the_centre():
+    """A pure rotation leaves the centre (the global translation) where it was: the
+    quadrants' translations show it."""
+    from skimage import data
+
+    scene = data.camera()[128:384, 128:384].astype(np.float64) / 255.0
+    scene = scene.reshape(128, 2, 128, 2).mean(axis=(1, 3))
+    turned = ndimage.rotate(scene, 2.0, reshape=False, order=3, mode="reflect")
+    found = measure_motion(lambda i: (scene, turned)[i], 2, 0)
+    assert found.mode == "similarity"
+    # corners of a 128 px plane move by about 2 sin(1 deg) x 90 px = 3.1 px
+    assert 2.5 < found.turns[1] < 3.8 and found.shifts[1] < AUTO_SHIFT
+    assert measure_motion(lambda i: scene, 2, 0).mode is None
+
+
+def test_auto_does_not_move_planes_that_match_nothing():
+    rng = np.random.default_rng(7)
+    noise = rng.random((3, 64, 64))
+    found = measure_motion(lambda i: noise[i], 3)
+    assert found.mode is None and found.unmatched == (0, 2)
+    assert not found.shifts.any()
+
+
+@pytest.mark.parametrize("value", ["auto", "none"])
+def test_auto_and_none_are_fuse_stack_options_only(value):
+    assert align_mode(value, auto=True) == (None if value == "none" else "auto")
+    with pytest.raises(ValueError, match="unknown align option"):
+        align_mode(value)
+
+
+def test_auto_keeps_similarity_only_when_the_estimate_confirms_it(monkeypatch):
+    """Quadrants with nothing to register on can suggest a turn: the similarity then
+    estimated decides, and a static stack falls back to no alignment at all."""
+    from napari_gifnet.workflows import focus_stack as module
+    from napari_gifnet.workflows.alignment import Motion
+
+    stack = _static_defocus_stack()
+    misled = Motion("similarity", np.zeros(5), np.array([4.0, 0.0, 0.0, 0.0, 0.0]))
+    monkeypatch.setattr(module, "measure_motion", lambda *a, **k: misled)
+    r = fuse_stack(stack)
+    off = fuse_stack(stack, align=False)
+    assert r.metadata["alignment"] == "none" and "no corner" in r.metadata["motion_note"]
+    np.testing.assert_array_equal(r.image, off.image)
+    assert not r.shifts.any() and not r.rotations.any() and (r.scales == 1).all()
+
+
+def test_exposure_stacks_are_aligned_only_when_asked():
+    stack, _ = _shifted_stack()
+    r = fuse_stack(stack, task="exposure")
+    assert r.metadata["alignment"] == "none" and "exposure" in r.metadata["motion_note"]
+    asked = fuse_stack(stack, task="exposure", align="translation")
+    assert asked.metadata["alignment"] == "translation" and asked.shifts.any()

@@ -21,7 +21,8 @@ def remote(reference_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_band1_matches_the_published_output(remote, reference_dir, reference_weights):
     ms, pan = remote
     ref = np.load(reference_dir / "official" / "Remote-band1.npz")["fused_luma"]
-    r = pansharpen(ms[..., 0], pan, rescale="none", weights=reference_weights, device="cpu")
+    r = pansharpen(ms[..., 0], pan, method="gifnet", rescale="none", weights=reference_weights,
+                   device="cpu")
     assert r.luma.shape == (1, *pan.shape)
     assert np.abs(r.luma[0] - ref).max() < 1e-4
     assert r.image.dtype == np.uint8
@@ -86,7 +87,7 @@ def test_inputs_are_not_modified(remote):
         (np.zeros((3, 8, 8)), np.zeros((2, 8, 8)), {}, "panchromatic image must be"),
         (np.full((3, 8, 8), np.nan), np.zeros((8, 8)), {}, "NaN"),
         (np.zeros((3, 8, 8)), np.zeros((8, 8)), {"band_axis": 1}, "band_axis"),
-        (np.zeros((3, 8, 8)), np.zeros((8, 8)), {"method": "nope"}, "unknown fusion method"),
+        (np.zeros((3, 8, 8)), np.zeros((8, 8)), {"method": "nope"}, "unknown pansharpening method"),
     ],
 )
 def test_bad_input_gives_a_clear_value_error(ms, pan, kwargs, match):
@@ -102,7 +103,7 @@ def test_bad_input_gives_a_clear_value_error(ms, pan, kwargs, match):
         ({"band_axis": 0.0}, "band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not 0.0"),
         ({"band_axis": True}, "band_axis must be 0 (bands, H, W) or -1 (H, W, bands), not True"),
         ({"rescale": "0"}, "unknown rescale '0'; valid: range, moments, none"),
-        ({"method": "0"}, "unknown fusion method '0'; valid: "),
+        ({"method": "0"}, "unknown pansharpening method '0'; valid: mtf_glp_rr, mtf_glp, "),
         ({"ms_scale": "2", "pan_scale": 1}, "positive finite number or a (y, x) pair of them, "
                                             "not '2'"),
         ({"ms_scale": 2, "pan_scale": 1, "pan_translate": "1"}, "not '1'"),
@@ -342,3 +343,139 @@ def test_cast_to_dtype_rounds_clips_and_thresholds():
     assert out.dtype == np.float32 and float(out.min()) >= lo and float(out.max()) <= hi
     np.testing.assert_array_equal(cast_to_dtype(values, np.uint8, within=(0, 9)),
                                   cast_to_dtype(values, np.uint8))  # fmt: skip
+
+
+# -- spectral pansharpening, the default (issue 22) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def wald() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wald's protocol as benchmarks/bench_pansharpen.py builds it, on a 128 x 128 crop of
+    astronaut (a tuning scene) with 3 bands: R, G and a NIR-like band; the pan their weighted
+    sum plus noise of sigma 1; the bands degraded by the MTF-like Gaussian and decimated by 4.
+    (truth, pan, ms), uint8."""
+    from scipy import ndimage
+    from skimage import data
+
+    from napari_gifnet.methods.pansharpening import reduce
+
+    rgb = data.astronaut()[160:288, 180:308].astype(np.float64)
+    nir = ndimage.gaussian_filter(rgb @ [0.6, 0.3, 0.1], 1.0)
+    truth = np.clip(np.rint(np.dstack([rgb[..., :2], nir])), 0, 255)
+    noise = np.random.default_rng(0).normal(0, 1, (128, 128))
+    pan = np.clip(np.rint(truth @ [0.35, 0.35, 0.3] + noise), 0, 255)
+    ms = np.stack([np.clip(np.rint(reduce(truth[..., k], (32, 32))), 0, 255) for k in range(3)], -1)
+    return truth.astype(np.uint8), pan.astype(np.uint8), ms.astype(np.uint8)
+
+
+def test_the_default_beats_plain_upsampling_and_a_plain_gihs_under_walds_protocol(wald):
+    from napari_gifnet.metrics.pansharpening import band_psnr, ergas, sam
+
+    truth, pan, ms = wald
+    result = pansharpen(ms, pan)
+    assert result.metadata["method"] == "mtf_glp_rr" and result.metadata["family"] == "spectral"
+    assert result.metadata["ratio"] == 4.0
+    assert result.image.shape == truth.shape and result.image.dtype == np.uint8
+    up = np.stack([resample_band(ms[..., k], pan.shape) for k in range(3)], -1).astype(np.float64)
+    plain_gihs = np.clip(np.rint(up + pan[..., None] - up.mean(-1, keepdims=True)), 0, 255)
+    out = result.image
+    for other in (up, plain_gihs):  # PSNR, ERGAS and SAM all at least as good
+        assert band_psnr(out, truth) > band_psnr(other, truth)
+        assert ergas(out, truth) < ergas(other, truth)
+        assert sam(out, truth) <= sam(other, truth) + 1e-9
+    assert band_psnr(out, truth) > band_psnr(up, truth) + 3
+    # each band keeps its colour: band means within one level of the truth's
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), truth.mean(axis=(0, 1)), atol=1.0)
+
+
+@pytest.mark.parametrize("method", ["mtf_glp_rr", "mtf_glp", "gsa", "mtf_glp_hpm", "gihs", "brovey"])
+def test_spectral_methods_keep_dtype_layout_and_band_ranges(method, wald):
+    _, pan, ms = wald
+    u16 = np.moveaxis(ms.astype(np.uint16) * 16, -1, 0)  # bands first, uint16
+    r = pansharpen(u16, pan, method=method)
+    assert r.image.shape == (3, *pan.shape) and r.image.dtype == np.uint16
+    for k in range(3):
+        assert u16[k].min() <= r.image[k].min() and r.image[k].max() <= u16[k].max()
+    f32 = (ms / 255.0).astype(np.float32)
+    rf = pansharpen(f32, pan, method=method)
+    assert rf.image.dtype == np.float32 and rf.image.shape == (*pan.shape, 3)
+    assert rf.luma.shape == (3, *pan.shape) and rf.luma.dtype == np.float32
+    assert 0 <= rf.luma.min() and rf.luma.max() <= 1
+    # the same fusion in any units: uint16 = 16 x uint8 and float = uint8 / 255
+    np.testing.assert_allclose(r.image.astype(float) / 16 / 255,
+                               np.moveaxis(rf.image, -1, 0), atol=1 / 255 / 16)  # fmt: skip
+
+
+def test_spectral_rescale_rules(wald):
+    _, pan, ms = wald
+    small = ms.astype(np.float32)
+    none = pansharpen(small, pan, rescale="none")
+    ranged = pansharpen(small, pan)
+    for k in range(3):
+        lo, hi = float(small[..., k].min()), float(small[..., k].max())
+        np.testing.assert_array_equal(ranged.image[..., k], np.clip(none.image[..., k], lo, hi))
+    moments = pansharpen(small, pan, rescale="moments")
+    up = resample_band(small[..., 0].astype(np.float64), pan.shape)
+    assert moments.image[..., 0].std() == pytest.approx(up.std(), rel=1e-4)
+    assert moments.image[..., 0].mean() == pytest.approx(up.mean(), rel=1e-4)
+
+
+def test_an_rgb_pan_is_taken_by_its_luma(wald):
+    _, pan, ms = wald
+    grey = pansharpen(ms, pan)
+    rgb = pansharpen(ms, np.dstack([pan] * 3))
+    np.testing.assert_array_equal(rgb.image, grey.image)
+
+
+def test_the_ratio_comes_from_the_grids_or_the_argument(wald):
+    _, pan, ms = wald
+    assert pansharpen(ms, pan).metadata["ratio"] == 4.0
+    same = resample_band(ms[..., 0], pan.shape)
+    assert pansharpen(same, pan).metadata["ratio"] == 4.0  # already on the pan grid: 4
+    scaled = pansharpen(ms[:16, :16], pan[:32, :32], ms_scale=2, pan_scale=1)
+    assert scaled.metadata["ratio"] == 2.0
+    assert pansharpen(ms, pan, ratio=3).metadata["ratio"] == 3.0
+    for bad in (0.5, float("nan"), "4", True):
+        with pytest.raises(ValueError, match="ratio must be a finite number >= 1"):
+            pansharpen(ms, pan, ratio=bad)
+
+
+def test_the_default_does_not_modify_its_inputs(wald):
+    _, pan, ms = wald
+    ms_c, pan_c = ms.copy(), pan.copy()
+    ms_c.setflags(write=False)
+    pan_c.setflags(write=False)
+    pansharpen(ms_c, pan_c, method="gsa")
+    np.testing.assert_array_equal(ms_c, ms)
+    np.testing.assert_array_equal(pan_c, pan)
+
+
+def test_method_names_are_spectral_first_then_the_fusions():
+    from napari_gifnet.workflows.pansharpening import DEFAULT_METHOD, pansharpen_method_names
+
+    names = pansharpen_method_names()
+    assert names[0] == DEFAULT_METHOD == "mtf_glp_rr"
+    assert names.index("gifnet") > names.index("gsa_gifnet") and "laplacian" in names
+    assert pansharpen(np.zeros((3, 8, 8)), np.zeros((8, 8)), method="MTF-GLP").metadata[
+        "method"] == "mtf_glp"  # fmt: skip
+
+
+def test_gsa_with_gifnet_details(wald, reference_weights):
+    from napari_gifnet import fuse
+    from napari_gifnet.methods.pansharpening import gsa_detail
+
+    _, pan, ms = wald
+    ms, pan = ms[:8, :8], pan[:32, :32]
+    r = pansharpen(ms, pan, method="gsa_gifnet", weights=reference_weights, device="cpu",
+                   rescale="none")  # fmt: skip
+    assert r.image.shape == (32, 32, 3) and "weights_sha256" in r.metadata
+
+    def detail(intensity, sharp):  # the same network call, made here
+        lo, hi = min(intensity.min(), sharp.min()), max(intensity.max(), sharp.max())
+        luma = fuse(intensity, sharp, normalization=(lo, hi), weights=reference_weights,
+                    device="cpu").luma  # fmt: skip
+        return lo + luma.astype(np.float64) * (hi - lo)
+
+    up = np.stack([resample_band(ms[..., k].astype(np.float64), (32, 32)) for k in range(3)])
+    expected = gsa_detail(up.astype(np.float64), pan.astype(np.float64), 4, detail)
+    np.testing.assert_array_equal(r.image, np.clip(np.rint(np.moveaxis(expected, 0, -1)), 0, 255))

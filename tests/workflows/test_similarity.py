@@ -109,7 +109,7 @@ def test_other_modes_report_no_rotation(handheld):
         r = fuse_stack(stack[:2], method="focus", align=align, reference=1)
         assert r.rotations.shape == (2,) and not r.rotations.any()
         assert r.metadata["rotations"] == [0.0, 0.0]
-    plain = fuse_stack(stack[:2], method="focus")
+    plain = fuse_stack(stack[:2], method="focus", align=False)
     assert not plain.rotations.any() and plain.metadata["rotations"] is None
     assert align_mode(" Similarity ") == "similarity"
 
@@ -205,3 +205,22 @@ def test_similarity_is_kept_from_the_minimum_plane_size_on():
                    align="similarity", reference=0)  # fmt: skip
     assert r.metadata["alignment"] == "similarity" and r.metadata["alignment_fallback"] is None
     assert abs(r.rotations[1] - 2.5) < 0.3 and abs(r.scales[1] / 1.03 - 1) < 0.01
+
+
+def test_auto_aligns_a_turned_stack_by_similarity(handheld):
+    stack, explicit = handheld
+    auto = fuse_stack(stack, method="focus", reference=1)  # align="auto" is the default
+    assert auto.metadata["alignment"] == "similarity" and auto.metadata["alignment_requested"] == "auto"
+    np.testing.assert_array_equal(auto.rotations, explicit.rotations)
+    np.testing.assert_array_equal(auto.image, explicit.image)
+    turns = auto.metadata["motion"]["turns_px"]
+    # a corner of a 192 px plane moves about 2 sin(angle / 2) x 135.1 px (and the zoom adds)
+    assert turns[1] == 0.0 and min(turns[0], turns[2]) > 4.0
+
+
+def test_auto_on_planes_too_small_for_similarity_never_turns():
+    scene = _scene()[64:128, 64:128]
+    moving = _warp(scene, 3.0, 1.0, np.array([1.5, -1.0]))
+    r = fuse_stack(np.stack([scene, moving]).astype(np.float32), method="focus", reference=0)
+    assert r.metadata["alignment"] == "translation" and not r.rotations.any()
+    assert r.metadata["motion"]["turns_px"] == [0.0, 0.0]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_gifnet.methods.classical import fuse_laplacian
-from napari_gifnet.workflows.focus import BestPlane
+from napari_gifnet.methods.classical import fuse_laplacian, laplacian_fusion, mertens_fusion
+from napari_gifnet.workflows.focus import NOISE_THRESHOLD, BestPlane
 from napari_gifnet.workflows.focus_stack import fuse_stack
 
 H, W = 48, 64
@@ -47,8 +47,8 @@ def test_focus_selection_finds_the_sharp_plane():
 def test_tree_of_means_is_the_mean_and_sequential_weights_halve():
     rng = np.random.default_rng(1)
     stack = rng.random((4, 16, 16)).astype(np.float32)
-    tree = fuse_stack(stack, method="mean", strategy="tree")
-    seq = fuse_stack(stack, method="mean", strategy="sequential")
+    tree = fuse_stack(stack, method="mean", strategy="tree", align=False)
+    seq = fuse_stack(stack, method="mean", strategy="sequential", align=False)
     np.testing.assert_allclose(tree.image, stack.mean(axis=0), atol=1e-6)
     expected = stack[0] / 8 + stack[1] / 8 + stack[2] / 4 + stack[3] / 2
     np.testing.assert_allclose(seq.image, expected, atol=1e-6)
@@ -56,7 +56,7 @@ def test_tree_of_means_is_the_mean_and_sequential_weights_halve():
 
 def test_two_planes_equal_the_pair_fusion():
     stack, _, _ = _two_region_stack(2)
-    r = fuse_stack(stack, method="laplacian")
+    r = fuse_stack(stack, method="laplacian", align=False)
     pair = fuse_laplacian(stack[0], stack[1])
     np.testing.assert_allclose(r.image, pair.luma, atol=1e-6)
 
@@ -210,7 +210,8 @@ def test_planes_are_read_one_at_a_time_and_dask_works():
 def test_progress_counts_planes_and_cancel_stops():
     stack, _, _ = _two_region_stack(4)
     seen = []
-    fuse_stack(stack, method="laplacian", progress=lambda d, t: seen.append((d, t)))
+    fuse_stack(stack, method="laplacian", align=False,
+               progress=lambda d, t: seen.append((d, t)))  # fmt: skip
     assert seen[-1][0] == seen[-1][1] == 8  # 4 planes fused + 4 read for the depth map
 
     class Stop(Exception):
@@ -245,6 +246,7 @@ def test_inputs_are_not_modified():
         (np.zeros((3, 8, 8)), {"strategy": "random"}, "unknown strategy"),
         (np.zeros((3, 8, 8)), {"normalization": "weird"}, "unknown normalization"),
         (np.zeros((3, 8, 8)), {"align": "rotation"}, "unknown align option"),
+        (np.zeros((3, 8, 8)), {"method": None, "task": "hdr"}, "unknown stack task.*exposure"),
         ([np.zeros((8, 8)), np.zeros((8, 9))], {}, "differ in shape"),
         ([[[0, 1], [2]], [[0, 1], [2, 3]]], {}, "not a rectangular array"),
         (np.zeros((3, 0, 8)), {}, "empty"),
@@ -285,6 +287,36 @@ def test_scale_alignment_undoes_focus_breathing_in_an_rgb_stack():
     assert err[0] < err[1] / 2
 
 
+def test_task_picks_the_default_method_and_an_explicit_method_wins():
+    stack, _, _ = _two_region_stack(3)
+    focus = fuse_stack(stack)
+    assert focus.metadata["method"] == "focus selection" and focus.metadata["task"] == "focus"
+    assert fuse_stack(stack, task="focus").metadata["method"] == "focus selection"
+    exposure = fuse_stack(stack, task="Exposure")  # exposures are never fused by focus selection
+    assert exposure.metadata["method"] == "laplacian" and exposure.metadata["task"] == "exposure"
+    assert exposure.metadata["strategy"] == "all"  # every plane at once, not folded
+    np.testing.assert_array_equal(exposure.image, laplacian_fusion(_unit(stack)))
+    assert fuse_stack(stack, task="exposure", method="mean").metadata["strategy"] == "tree"
+    assert fuse_stack(stack, task="exposure", method="mean").metadata["method"] == "mean"
+
+
+def _unit(stack: np.ndarray) -> list[np.ndarray]:
+    """A uint8 stack's planes as fuse_stack normalises them: float32 in [0, 1]."""
+    return [plane.astype(np.float32) / np.float32(255) for plane in stack]
+
+
+def test_strategy_all_fuses_every_plane_at_once_with_the_n_image_rules():
+    stack, _, _ = _two_region_stack(3)
+    for method, rule in (("laplacian", laplacian_fusion), ("mertens", mertens_fusion)):
+        result = fuse_stack(stack, method=method, strategy="all", align=False)
+        expected = np.clip(rule(_unit(stack)), 0, 1).astype(np.float32)
+        np.testing.assert_array_equal(result.image, expected)
+        folded = fuse_stack(stack, method=method, strategy="tree", align=False)
+        assert not np.array_equal(result.image, folded.image)
+    with pytest.raises(ValueError, match="strategy 'all' fuses every plane at once"):
+        fuse_stack(stack, method="guided", strategy="all")
+
+
 def test_best_plane_confidence():
     best = BestPlane((1, 3), larger_is_better=True)
     best.update(0, np.array([[1.0, 2.0, 0.0]]))
@@ -309,3 +341,90 @@ def test_gifnet_two_planes_match_fuse_and_tree_runs(reference_weights, heap_call
     assert store_runs == [1, 1]  # and one set of maps per stack
     picked = np.take_along_axis(stack, tree.depth_map[None], axis=0)[0] / 255.0
     np.testing.assert_allclose(tree.image, picked, atol=1e-6)
+
+
+# --- noisy stacks: the noise is measured, the planes blended by focus weights ---
+
+
+def test_noise_sigma_reads_known_noise_and_ignores_texture_in_a_minority_of_pixels():
+    from napari_gifnet.workflows.focus import noise_sigma
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:96, :128]
+    ramp = 0.2 + 0.003 * yy + 0.002 * xx  # the 3 x 3 kernel cancels flat areas and ramps
+    assert noise_sigma(ramp) < 1e-6
+    textured = ramp + 0.05 * (np.indices(ramp.shape).sum(axis=0) % 2) * (xx < 16)
+    for sigma in (0.004, 0.02, 0.05):  # a fine checkerboard over 1 / 8 of the image
+        assert abs(noise_sigma(ramp + rng.normal(0, sigma, ramp.shape)) / sigma - 1) < 0.05
+        noisy = textured + rng.normal(0, sigma, ramp.shape)
+        robust = abs(noise_sigma(noisy) / sigma - 1)
+        d = ndimage.correlate(noisy, np.outer([1, -2, 1], [1, -2, 1]))[1:-1, 1:-1]
+        mean_based = np.sqrt(np.pi / 2) / 6 * np.abs(d).mean()  # Immerkaer's mean: misled more
+        assert robust < 0.25 and robust < abs(mean_based / sigma - 1)
+
+
+def test_soft_blend_equals_the_direct_weighted_average():
+    from napari_gifnet.workflows.focus import SoftBlend
+
+    rng = np.random.default_rng(5)
+    scores = rng.normal(0, 3, (6, 8, 9))
+    grey, rgb = rng.random((6, 8, 9)), rng.random((6, 8, 9, 3))
+    blend = SoftBlend(temperature=2.0)
+    for s, g, c in zip(scores, grey, rgb):
+        blend.update(s, g, c)
+    w = np.exp((scores - scores.max(axis=0)) / 2.0)  # written out: softmax weights
+    w /= w.sum(axis=0)
+    got_grey, got_rgb = blend.result()
+    np.testing.assert_allclose(got_grey, (w * grey).sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(got_rgb, (w[..., None] * rgb).sum(axis=0), rtol=1e-12)
+
+
+def _noisy_camera_stack(sigma: float, planes: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Camera (96 x 128) with a smooth nearness (left far, right near), defocused by up to
+    4 px, plane k focused at nearness k / (planes - 1); noise of ``sigma``, clipped to [0, 1].
+    Returns the stack, the truth and the true plane index."""
+    from skimage import data
+
+    from napari_gifnet.data.synthetic import defocus
+
+    cam = data.camera()[128:320:2, 0:256:2].astype(np.float64) / 255.0
+    near = np.broadcast_to(np.linspace(0.0, 1.0, cam.shape[1]), cam.shape)
+    focus = np.linspace(0.0, 1.0, planes)
+    stack = np.stack([defocus(cam, near, float(f), 4.0) for f in focus])
+    rng = np.random.default_rng(6)
+    noisy = np.clip(stack + rng.normal(0, sigma, stack.shape), 0, 1)
+    depth = np.argmin(np.abs(near[None] - focus[:, None, None]), axis=0)
+    return noisy.astype(np.float32), cam, depth
+
+
+def test_noisy_stack_is_blended_above_the_noise_floor():
+    """Copying each pixel from one noisy plane cannot beat the noise (PSNR 20 log10(1 / sigma)):
+    the blend averages the noise away where planes agree, and the depth map stays right."""
+    sigma = 5 / 255
+    stack, truth, depth = _noisy_camera_stack(sigma)
+    r = fuse_stack(stack, align=False)
+    inner = np.s_[6:-6, 6:-6]
+    psnr = 10 * np.log10(1.0 / np.mean((r.image[inner] - truth[inner]) ** 2))
+    assert psnr > 20 * np.log10(1 / sigma) + 1.0, psnr
+    assert abs(r.metadata["noise_sigma"] / sigma - 1) < 0.1 and not r.metadata["selected"]
+    assert "noisy stack" in r.metadata["focus_rule"]
+    error = np.abs(r.depth_map[inner] - depth[inner])
+    assert np.mean(error == 0) > 0.75 and np.mean(error <= 1) > 0.95
+
+
+def test_clean_stack_keeps_pixel_selection_and_keep_dtype_blends_on_the_input_scale():
+    clean, _, _ = _two_region_stack()
+    r = fuse_stack(clean, align=False)
+    assert r.metadata["selected"] and r.metadata["noise_sigma"] < NOISE_THRESHOLD
+    stack, _, _ = _noisy_camera_stack(5 / 255, planes=3)
+    native = np.rint(stack * 65535).astype(np.uint16)
+    before = native.copy()
+    out = fuse_stack(native, align=False, keep_dtype=True)
+    np.testing.assert_array_equal(native, before)
+    assert out.image.dtype == np.uint16 and not out.metadata["selected"]
+    unit = fuse_stack(native, align=False)
+    lo, hi = unit.metadata["normalization"]["range"]  # the blend is linear in the values
+    inside = ((native >= lo) & (native <= hi)).all(axis=0)  # no plane clipped by the range
+    expected = unit.image.astype(np.float64) * (hi - lo) + lo
+    np.testing.assert_allclose(out.image[inside], expected[inside], atol=0.6 + 1e-4 * (hi - lo))
+    assert out.image[~inside].max() > hi  # highlights beyond the range keep their values

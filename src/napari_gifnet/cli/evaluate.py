@@ -4,15 +4,44 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .common import Subcommand, UsageError, check_files
+
+
+def _tasks() -> tuple[str, ...]:
+    from ..methods.presets import task_keys
+
+    return task_keys()
+
+
+def _conventions() -> tuple[str, ...]:
+    from ..metrics.fusion import CONVENTIONS
+
+    return tuple(CONVENTIONS)
 
 
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "pairs", metavar="PAIRS_DIR", nargs="?",
         help="folder of pairs: first/ + second/ (+ truth/) with matching file names, "
-        "or <name>/a_*.<ext> + <name>/b_*.<ext> subfolders",
+        "or <name>/a_*.<ext> + <name>/b_*.<ext> subfolders; with --truth it may instead "
+        "hold results already made (images, or one subfolder of images per method)",
+    )
+    parser.add_argument(
+        "--truth", metavar="DIR",
+        help="folder of ground-truth images, matched by name: scores PSNR and SSIM "
+        "(and the --task's metrics) against them",
+    )
+    parser.add_argument(
+        "--task", choices=_tasks(), default=None,
+        help="the task, for its own metrics against --truth (remote: ERGAS, SAM, Q, Q2n, "
+        "sCC of every band)",
+    )
+    parser.add_argument(
+        "--convention", choices=_conventions(), default="project",
+        help="whose metric conventions: project (default), cddfuse (the CDDFuse/EMMA "
+        "evaluator) or vifb (VIFB, per colour band); see docs/evaluation.md",
     )
     parser.add_argument(
         "--multifocus-set", type=int, metavar="N",
@@ -40,6 +69,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     if (args.pairs is None) == (args.multifocus_set is None):
         raise UsageError("give either PAIRS_DIR or --multifocus-set N")
+    if args.task is not None and args.truth is None:
+        raise UsageError("--task chooses the metrics against --truth: give --truth DIR too")
     names = list(method_names()) if args.methods is None else [
         m for m in args.methods.split(",") if m.strip()]
     if not names:
@@ -52,8 +83,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from ..util.safe_files import check_output_folder
 
     out = check_output_folder(args.out, "--out")  # before any work
+    read = [f for f in (args.pairs, args.truth) if f is not None]
     check_files({"--out metrics.csv": out / "metrics.csv", "--out metrics.md": out / "metrics.md"},
-                folders=[args.pairs] if args.pairs is not None else [])  # fmt: skip
+                folders=read)  # fmt: skip
+    if args.truth is not None and args.pairs is not None and not evaluation.is_pair_folder(
+        args.pairs
+    ):
+        rows = evaluation.score_folder(
+            args.pairs, args.truth, task=args.task, convention=args.convention
+        )
+        return _write(rows, out, args.quiet)
     if args.multifocus_set is not None:
         try:
             pairs = evaluation.generate_multifocus_set(args.multifocus_set, args.size)
@@ -61,6 +100,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             raise UsageError(f"--multifocus-set: {exc}") from None
     else:
         pairs = evaluation.load_pair_folder(args.pairs)
+    if args.truth is not None:
+        pairs = evaluation.attach_truths(pairs, args.truth)
     if "gifnet" in methods:
         from ..engine.devices import resolve_device  # imports torch
 
@@ -68,10 +109,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             resolve_device(args.device)
         except ValueError as exc:
             raise UsageError(f"--device: {exc}") from None
-    from ..util.safe_files import atomic_write_text, check_output_folder
-
     out = check_output_folder(args.out, "--out")
-    out.mkdir(parents=True, exist_ok=True)
 
     def progress(done: int, total: int, label: str) -> None:
         if not args.quiet and sys.stderr.isatty():
@@ -81,12 +119,21 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                 sys.stderr.write("\r\033[K")
 
     rows = evaluation.evaluate_pairs(
-        pairs, methods, weights=args.weights, device=args.device, progress=progress
-    )
+        pairs, methods, weights=args.weights, device=args.device, progress=progress,
+        convention=args.convention,
+    )  # fmt: skip
+    return _write(rows, out, args.quiet)
+
+
+def _write(rows: list, out: Path, quiet: bool) -> int:
+    """Write metrics.csv and metrics.md to ``out``; print the summary unless ``quiet``."""
+    from ..metrics import evaluation
+    from ..util.safe_files import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
     evaluation.to_csv(rows, out / "metrics.csv")
-    table = evaluation.to_markdown(rows)
-    atomic_write_text(out / "metrics.md", table)
-    if not args.quiet:
+    atomic_write_text(out / "metrics.md", evaluation.to_markdown(rows))
+    if not quiet:
         print(evaluation.to_markdown(rows, per_pair=False), end="")
         print(f"wrote {out / 'metrics.csv'} and {out / 'metrics.md'}")
     return 0

@@ -86,6 +86,20 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
         help="align the second input onto the first before fusing: translation (phase "
         "correlation; the default of --align) or scale (also focus breathing)",
     )
+    from ..methods.presets import task_keys
+
+    parser.add_argument(
+        "--task", choices=task_keys(),
+        help="the pair's task: its default method is the one that measures best on the "
+        "task's ground truth (mfif: focus_pyramid, meif: laplacian, the others: gifnet; "
+        "see docs/quality.md); without --task and --method, GIFNet",
+    )
+    parser.add_argument(
+        "--method", metavar="M",
+        help="gifnet, focus (focus selection), focus_pyramid (focus selection guiding a "
+        "Laplacian pyramid blend) or a baseline (laplacian, guided, dwt, mertens, mean, max); "
+        "default: the --task's method, else gifnet",
+    )
     parser.add_argument("--weights", metavar="W", help="GIFNet checkpoint file (default: search)")
     parser.add_argument(
         "--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps"
@@ -153,9 +167,10 @@ def _fuse_arrays(
     a: object, b: object, args: argparse.Namespace, progress: object,
     names: tuple[str, str] = ("a", "b"),
 ) -> tuple:
-    """Align (with --align) and fuse one pair; returns (result, metadata extras, the
-    alignment's one-line description or None). ``names`` name the inputs in messages."""
-    from ..engine.fusion import fuse
+    """Align (with --align) and fuse one pair (GIFNet, or the --task / --method choice);
+    returns (result, metadata extras, the alignment's one-line description or None).
+    ``names`` name the inputs in messages."""
+    from ..workflows.tasks import fuse
 
     extra: dict = {}
     described = None
@@ -166,14 +181,30 @@ def _fuse_arrays(
         extra["alignment"] = alignment.provenance()
         described = alignment.describe()
     result = fuse(
-        a, b, weights=args.weights, device=args.device, return_features=bool(args.features),
-        normalization=args.normalization, progress=progress, storage=args.storage,
-        tile_size=args.tile_size, precision=args.precision,
+        a, b, task=args.task, method=args.method, weights=args.weights, device=args.device,
+        return_features=bool(args.features), normalization=args.normalization,
+        progress=progress, storage=args.storage, tile_size=args.tile_size,
+        precision=args.precision,
     )  # fmt: skip
     return result, extra, described
 
 
+def _chosen_method(args: argparse.Namespace) -> str:
+    """The method --task / --method runs (usage errors for an unknown method or for
+    --features without GIFNet)."""
+    from ..workflows.tasks import resolve_method
+
+    try:
+        key, _ = resolve_method(args.task, args.method)
+    except ValueError as exc:
+        raise UsageError(f"--method: {exc}") from None
+    if args.features and key != "gifnet":
+        raise UsageError(f"--features: only GIFNet has feature maps; the method is {key!r}")
+    return key
+
+
 def _check_run_options(args: argparse.Namespace) -> None:
+    _chosen_method(args)
     if args.tile_size is not None and args.tile_size < 8:
         raise UsageError(f"--tile-size {args.tile_size} is too small: the smallest tile is 8")
     from ..engine.devices import resolve_device  # imports torch
@@ -224,6 +255,8 @@ def _run_fuse(args: argparse.Namespace) -> int:
         f"{result.luma.shape[0]} x {result.luma.shape[1]}, device {result.device}, "
         f"{result.elapsed:.1f} s"
     )
+    if args.task or args.method:
+        summary += f", method {result.metadata['method']}"
     if align_text:
         summary += f"; {align_text}"
     if args.features:

@@ -33,7 +33,7 @@ def _pair_of_floats(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: {exc}") from None
 
 def _add_pansharpen_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..workflows.pansharpening import RESCALES
+    from ..workflows.pansharpening import DEFAULT_METHOD, RESCALES, pansharpen_method_names
 
     parser.add_argument(
         "inputs", nargs="+", metavar="FILE",
@@ -44,7 +44,14 @@ def _add_pansharpen_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pansharpened image, .tif (multiband, with JSON metadata)")
     parser.add_argument("--band-axis", type=int, choices=(0, -1), default=None,
                         help="band axis of a multiband file (default: the shorter end axis)")
-    parser.add_argument("--method", default="gifnet", help="gifnet (default) or a baseline")
+    parser.add_argument(
+        "--method", default=DEFAULT_METHOD, choices=pansharpen_method_names(), metavar="METHOD",
+        type=lambda text: text.strip().lower().replace("-", "_"),
+        help=f"{DEFAULT_METHOD} (default: the best measured under Wald's protocol, see "
+        "docs/pansharpening.md), another spectral method (mtf_glp, gsa, gihs, mtf_glp_hpm, "
+        "brovey, gsa_gifnet: GSA with GIFNet's details), gifnet (each band fused by the "
+        "network) or a per-band fusion baseline; one of: %(choices)s",
+    )
     parser.add_argument("--rescale", choices=RESCALES, default="range",
                         help="how each fused band returns to its band's values (default range)")
     parser.add_argument("--ms-scale", type=_pair_of_floats, metavar="S",
@@ -62,8 +69,8 @@ def _run_pansharpen(args: argparse.Namespace) -> int:
         raise UsageError("give the multispectral file(s), then the panchromatic file")
     output = check_output_of(args.output, io.TIFF_EXTENSIONS)  # bands: TIFF only
     check_files({"-o": output}, args.inputs)
-    method = args.method.strip().lower()
-    check_device(args, method)
+    method = args.method
+    check_device(args, "gifnet" if method in ("gifnet", "gsa_gifnet") else method)
     *ms_files, pan_file = args.inputs
     pan = io.read_image(pan_file)
     bands = [io.read_image(p) for p in ms_files]

@@ -88,7 +88,7 @@ def _check_stack_outputs(outputs: dict[str, Path], layout: Any, keep_dtype: bool
             raise UsageError(f"--depth-map {depth}: {what} {exc.needs}") from None
 
 def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..workflows.focus_stack import STRATEGIES
+    from ..workflows.focus_stack import STRATEGIES, TASKS
 
     parser.add_argument(
         "inputs", nargs="*", metavar="INPUT",
@@ -120,12 +120,23 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
         help="gifnet, focus, or a baseline (laplacian, guided, dwt, mertens, mean, max); "
         "default: the benchmark winner (see docs/stacks.md)",
     )
+    parser.add_argument(
+        "--task", choices=tuple(TASKS), default=None,
+        help="the stack's task, which picks the default method: focus (focus selection) "
+        "or exposure (an exposure fusion; never focus selection); default focus",
+    )
     parser.add_argument("--strategy", choices=STRATEGIES, default=None,
-                        help="pair folding for pairwise methods (default: tree)")
+                        help="how a blending method meets the planes: pairs folded in sequence or "
+                        "as a tree, or all planes at once (laplacian and mertens); default: "
+                        "all for --task exposure, else tree")
     parser.add_argument("--select", action="store_true",
                         help="copy pixels from the plane of the depth map")
     parser.add_argument("--align", action="store_true",
-                        help="align the planes first (translation, phase correlation)")
+                        help="align the planes first (translation, phase correlation); "
+                        "without an --align option the planes' motion is measured and they "
+                        "are aligned only where they move (focus stacks)")
+    parser.add_argument("--no-align", action="store_true",
+                        help="never align the planes (not even where they move)")
     parser.add_argument("--align-scale", action="store_true",
                         help="align the planes first for translation and focus breathing "
                         "(a magnification change between planes); implies --align")
@@ -164,10 +175,10 @@ def _run_stack(args: argparse.Namespace) -> int:
         result = _fuse_one(args.inputs, output, depth_path, conf_path, args, progress)
     finally:
         progress.close()
-    align = _align(args)
+    align = result.metadata.get("alignment")  # what was done ("auto" decides by the data)
     if not args.quiet:
         shifts = ""
-        if align:
+        if align not in (None, False, "none"):
             worst = float(np.abs(result.shifts).max())
             shifts = f"; aligned, largest shift {worst:.2f} px"
             if align in ("scale", "similarity"):
@@ -184,18 +195,27 @@ def _run_stack(args: argparse.Namespace) -> int:
 
 
 def _method(args: argparse.Namespace) -> str:
-    from ..workflows.focus_stack import DEFAULT_METHOD
+    """The method --method names, or the --task's default (focus selection without one)."""
+    from ..workflows.focus_stack import task_method
 
-    return DEFAULT_METHOD if args.method == "default" else args.method.strip().lower()
+    given = None if args.method == "default" else args.method.strip().lower()
+    return task_method(args.task, given)
 
 
 def _align(args: argparse.Namespace) -> str | bool:
+    """fuse_stack's ``align``: the mode asked for, else ``"auto"`` (the data decide)."""
     if args.align_scale and args.align_similarity:
         raise UsageError("give one of --align-scale and --align-similarity (similarity "
                          "already includes the magnification)")  # fmt: skip
+    if args.no_align and (args.align or args.align_scale or args.align_similarity):
+        raise UsageError("--no-align cannot be combined with an --align option")
+    if args.no_align:
+        return False
     if args.align_similarity:
         return "similarity"
-    return "scale" if args.align_scale else bool(args.align)
+    if args.align_scale:
+        return "scale"
+    return True if args.align else "auto"
 
 
 def _fuse_one(inputs: list[str], output: Path, depth_path: Path | None, conf_path: Path | None,
@@ -204,7 +224,7 @@ def _fuse_one(inputs: list[str], output: Path, depth_path: Path | None, conf_pat
     import numpy as np
 
     from ..io import images as io
-    from ..workflows.focus_stack import DEFAULT_STRATEGY, fuse_stack
+    from ..workflows.focus_stack import fuse_stack
     from ..workflows.planes import Planes
 
     method, align = _method(args), _align(args)
@@ -216,7 +236,8 @@ def _fuse_one(inputs: list[str], output: Path, depth_path: Path | None, conf_pat
             {k: v for k, v in outputs.items() if v is not None}, layout, args.keep_dtype
         )
         result = fuse_stack(
-            stack, args.axis, method, strategy=args.strategy or DEFAULT_STRATEGY,
+            stack, args.axis, method, task=args.task,
+            strategy=args.strategy,
             select=args.select, align=align, keep_dtype=args.keep_dtype,
             weights=args.weights, device=args.device, progress=progress,
         )  # fmt: skip

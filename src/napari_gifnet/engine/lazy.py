@@ -108,7 +108,9 @@ def _plane_statistics(
         stats = network_statistics(
             model, to_tensor(pair.luma_a, dev), to_tensor(pair.luma_b, dev), tile_pixels=tile_pixels
         )
-    return {"rules": rules, "stats": stats.to(torch.device("cpu"))}
+    # a chunk of a colour plane may be neutral: it is read as its plane was
+    grey = tuple("exact" if m["grey_rgb"] else "published" for m in (pair.meta_a, pair.meta_b))
+    return {"rules": rules, "grey_rgb": grey, "stats": stats.to(torch.device("cpu"))}
 
 
 def _fuse_chunk(
@@ -137,8 +139,9 @@ def _fuse_chunk(
     rule_a, rule_b = info["rules"]
     with warnings.catch_warnings():  # warnings (e.g. alpha dropped) came from the plane once
         warnings.simplefilter("ignore")
-        luma_a, _ = to_luma_unit(win_a, normalization=rule_a, name="a")
-        luma_b, _ = to_luma_unit(win_b, normalization=rule_b, name="b")
+        grey_a, grey_b = info["grey_rgb"]
+        luma_a, _ = to_luma_unit(win_a, normalization=rule_a, name="a", grey_rgb=grey_a)
+        luma_b, _ = to_luma_unit(win_b, normalization=rule_b, name="b", grey_rgb=grey_b)
         rgb_a, rgb_b = to_rgb_unit(win_a, rule_a, name="a"), to_rgb_unit(win_b, rule_b, name="b")
     dev = torch.device(device)
     model, _ = load_model(weights, device=device)

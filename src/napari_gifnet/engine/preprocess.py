@@ -44,6 +44,14 @@ True.
 
 RGB inputs
 ----------
+A grey image stored as RGB (R = G = B exactly at every pixel, as in TNO, the
+Harvard medical sets and many infrared files) is grey: its luma is its one
+channel, read exactly (:func:`grey_rgb_channel`). The ``grey_rgb`` option
+``"published"`` reads it instead like any colour image below, which is what
+the published script does with an RGB file; the BT.601 weights sum to
+slightly under 1 in floating point, so the truncation then gives ``v - 1``
+for 65 of the 256 grey levels.
+
 uint8 RGB with the ``"dtype"`` rule (also what ``"auto"`` picks) follows the
 published pipeline exactly: ``Y = 0.299 R + 0.587 G + 0.114 B`` computed in
 float64 from the uint8 values, clipped to [0, 255], truncated (not rounded)
@@ -68,6 +76,9 @@ NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile")
 PERCENTILES = (0.1, 99.9)
 #: BT.601 luma weights for R, G, B.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: How a grey image stored as RGB (R = G = B) is read: ``"exact"`` (its one
+#: channel) or ``"published"`` (the published script's luma, like colour).
+GREY_RGB = ("exact", "published")
 
 Normalization = Union[str, Sequence[float]]
 
@@ -217,6 +228,34 @@ def _scale(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(x, 0.0, 1.0, out=x)
 
 
+def check_grey_rgb(grey_rgb: str) -> str:
+    """Return ``grey_rgb`` if it is one of :data:`GREY_RGB`, else raise ``ValueError``."""
+    if grey_rgb not in GREY_RGB:
+        raise ValueError(f"unknown grey_rgb {grey_rgb!r}; valid choices are 'exact' or 'published'")
+    return grey_rgb
+
+
+def grey_rgb_channel(rgb: np.ndarray) -> np.ndarray | None:
+    """The one channel of an RGB image whose three channels are equal, else None.
+
+    Parameters
+    ----------
+    rgb : numpy.ndarray
+        (H, W, 3) or (H, W, 4) array (a fourth, alpha, channel is ignored).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        A view of the first channel, (H, W), when R = G = B exactly at every
+        pixel (a grey image stored as RGB); None otherwise.
+    """
+    arr = np.asarray(rgb)
+    r = arr[..., 0]
+    if np.array_equal(r, arr[..., 1]) and np.array_equal(r, arr[..., 2]):
+        return r
+    return None
+
+
 def published_luma_uint8(rgb_uint8: np.ndarray) -> np.ndarray:
     """Luma of a uint8 RGB image exactly as the published GIFNet runs made it.
 
@@ -245,7 +284,11 @@ def published_luma_uint8(rgb_uint8: np.ndarray) -> np.ndarray:
 
 
 def to_luma_unit(
-    image: Any, *, normalization: Normalization = "auto", name: str = "input"
+    image: Any,
+    *,
+    normalization: Normalization = "auto",
+    name: str = "input",
+    grey_rgb: str = "exact",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Check one input image and convert it to a float32 (H, W) luma in [0, 1].
 
@@ -278,20 +321,28 @@ def to_luma_unit(
         computed with the same weights in float, without truncation.
     name : str
         Name of the input, used in warnings and error messages.
+    grey_rgb : {"exact", "published"}
+        How an RGB input with R = G = B at every pixel is read. ``"exact"``
+        (default): as the grey image it is (its one channel, normalised like
+        grey data). ``"published"``: like any colour image (for uint8, the
+        published truncated luma, which lowers 65 of the 256 grey levels by
+        one).
 
     Returns
     -------
     luma : numpy.ndarray
         float32, shape (H, W), values in [0, 1], a new C-contiguous array.
     metadata : dict
-        ``name``, ``shape`` and ``dtype`` (of the input), ``rgb`` (bool),
+        ``name``, ``shape`` and ``dtype`` (of the input), ``rgb`` (bool: the
+        input has colour channels),
         ``alpha_dropped`` (bool), ``normalization`` (the rule actually
         used: ``"dtype"``, ``"minmax"``, ``"percentile"``, ``"fixed"`` or
         ``"unchanged"``; ``"minmax"`` also where ``"percentile"`` fell back
         to it), ``requested`` (the option as given), ``range``
         (the ``(lo, hi)`` mapped to [0, 1]), ``constant`` (True when
-        ``lo == hi``) and ``published_uint8`` (True when the exact published
-        uint8 path was used).
+        ``lo == hi``), ``published_uint8`` (True when the exact published
+        uint8 path was used) and ``grey_rgb`` (True when an RGB input with
+        R = G = B was read as grey).
 
     Raises
     ------
@@ -300,24 +351,29 @@ def to_luma_unit(
         infinite values, or an invalid ``normalization``.
     """
     rule = _check_normalization(normalization)
+    check_grey_rgb(grey_rgb)
     shape, dtype = np.shape(image), np.asarray(image).dtype
     arr, rgb, alpha = _validate(image, name, warn_alpha=True)
+    grey = grey_rgb_channel(arr) if rgb and grey_rgb == "exact" else None
+    if grey is not None:
+        arr = grey
     used, lo, hi = _resolve(arr, rule)
     published = arr.dtype == np.uint8 and used == "dtype"
-    if published and rgb:
+    rgb_luma = rgb and grey is None
+    if published and rgb_luma:
         luma = published_luma_uint8(arr).astype(np.float32) / np.float32(255)
     elif published:
         luma = arr.astype(np.float32) / np.float32(255)
     else:
         x = _scale(arr, lo, hi)
-        if rgb:
+        if rgb_luma:
             w = LUMA_WEIGHTS
             x = w[0] * x[..., 0] + w[1] * x[..., 1] + w[2] * x[..., 2]
         luma = x.astype(np.float32)
     meta: dict[str, Any] = dict(
         name=name, shape=tuple(shape), dtype=str(dtype), rgb=rgb, alpha_dropped=alpha,
         normalization=used, requested=normalization, range=(lo, hi), constant=lo == hi,
-        published_uint8=bool(published),
+        published_uint8=bool(published), grey_rgb=grey is not None,
     )  # fmt: skip
     return np.ascontiguousarray(luma), meta
 

@@ -17,7 +17,8 @@ Methods (keys of :data:`BASELINES`):
     before taking every second pixel, and zero insertion plus the same blur
     to expand (an odd side is cropped from the doubled size, as OpenCV's
     ``pyrUp``); reconstruction is exact (:func:`laplacian_pyramid`,
-    :func:`reconstruct_laplacian`).
+    :func:`reconstruct_laplacian`). :func:`laplacian_fusion` applies the
+    rule to N images at once.
 ``"dwt"``
     Discrete wavelet fusion (PyWavelets; default ``'db2'``, 3 levels,
     symmetric extension): larger-magnitude detail coefficients, averaged
@@ -30,13 +31,11 @@ Methods (keys of :data:`BASELINES`):
     as guide, (r1 = 45, eps1 = 0.3) for the base and (r2 = 7, eps2 = 1e-6)
     for the detail weights, clipped at 0 and normalised to sum to 1.
 ``"mertens"``
-    Exposure fusion (Mertens, Kautz & Van Reeth 2007), our own code:
-    weights = contrast (absolute Laplacian of the luma) x saturation (standard
-    deviation of the RGB channels; 1 for a grey input) x well-exposedness
-    (``exp(-(v - 0.5)^2 / (2 * 0.2^2))``, multiplied over the RGB channels of
-    a colour input), plus 1e-12, normalised; the lumas are blended in a
-    full-depth Laplacian pyramid with Gaussian pyramids of the weights (the
-    scheme of OpenCV's ``MergeMertens``, not its exact numbers).
+    Exposure fusion (Mertens, Kautz & Van Reeth 2007), computed as OpenCV's
+    ``MergeMertens`` computes it (:func:`mertens_fusion`; the paper's
+    exponents 1, 1, 1): two colour inputs are blended channel by channel in
+    RGB; a grey input (or a grey and a colour one) blends the lumas, coloured
+    as the other baselines.
 
 :func:`fuse_with` dispatches by name, ``"gifnet"`` included.
 """
@@ -54,7 +53,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import __version__
-from ..engine.colour import apply_colour
+from ..engine.colour import KB, KG, KR, ColourPlan, apply_colour, rgb_to_ycbcr
 from ..engine.inputs import prepare_pair
 from ..engine.preprocess import Normalization
 
@@ -84,8 +83,12 @@ def _run(
     fused = fuse_luma(
         pair.luma_a.astype(np.float64), pair.luma_b.astype(np.float64), pair.rgb_a, pair.rgb_b
     )
-    luma = np.ascontiguousarray(np.clip(fused, 0.0, 1.0), dtype=np.float32)
-    image = luma if plan is None else apply_colour(luma, plan)
+    fused = np.ascontiguousarray(np.clip(fused, 0.0, 1.0), dtype=np.float32)
+    if fused.ndim == 3:  # a rule that blends the RGB channels itself
+        image, luma = fused, rgb_to_ycbcr(fused)[0]
+    else:
+        luma = fused
+        image = luma if plan is None else apply_colour(luma, plan)
     if progress is not None:
         progress(1, 1)
     elapsed = time.perf_counter() - start
@@ -98,6 +101,7 @@ def _run(
         "height": h,
         "width": w,
         **pair.provenance(normalization),
+        **({"colour": "RGB channels blended"} if fused.ndim == 3 else {}),
         "elapsed_s": round(elapsed, 4),
     }
     return FusionResult(image=image, luma=luma, device="cpu", elapsed=elapsed, metadata=metadata)
@@ -226,10 +230,75 @@ def _max_rule(x, y, *_):
     return np.maximum(x, y)
 
 
-def _laplacian_rule(x, y, _ra, _rb, levels):
-    pa, pb = laplacian_pyramid(x, levels), laplacian_pyramid(y, levels)
-    fused = [_pick_abs(da, db) for da, db in zip(pa[:-1], pb[:-1])] + [(pa[-1] + pb[-1]) / 2]
+def _laplacian_lumas(lumas: list[np.ndarray], levels: int | None) -> np.ndarray:
+    """Per level the detail of largest magnitude (the first on ties), the coarsest averaged."""
+    pyramids = [laplacian_pyramid(x, levels) for x in lumas]
+    fused = []
+    for lvl in range(len(pyramids[0]) - 1):
+        details = np.stack([p[lvl] for p in pyramids])
+        pick = np.abs(details).argmax(axis=0)
+        fused.append(np.take_along_axis(details, pick[None], axis=0)[0])
+    fused.append(np.mean([p[-1] for p in pyramids], axis=0))
     return reconstruct_laplacian(fused)
+
+
+def _laplacian_rule(x, y, _ra, _rb, levels):
+    return _laplacian_lumas([x, y], levels)
+
+
+def laplacian_fusion(images: Any, *, levels: int | None = None) -> np.ndarray:
+    """Laplacian pyramid fusion of N images at once (the ``"laplacian"`` rule for N inputs).
+
+    The lumas (BT.601 ``0.299 R + 0.587 G + 0.114 B`` of colour images) are
+    fused as the ``"laplacian"`` baseline fuses two: per pyramid level the
+    detail coefficient of largest magnitude, the coarsest level averaged
+    (:func:`laplacian_pyramid`). With colour inputs the result gets, per
+    pixel and chroma channel, the chroma ``sum_k |c_k| c_k / sum_k |c_k|``
+    of the colour inputs (:func:`~napari_gifnet.engine.colour.combine_chroma`
+    for N sources; grey inputs count as neutral), as the other baselines
+    colour a fused luma.
+
+    Parameters
+    ----------
+    images : sequence of array_like
+        N >= 1 images of one height and width, (H, W) grey or (H, W, 3)
+        colour, values in [0, 1]. Never modified.
+    levels : int, optional
+        Detail levels, as for :func:`laplacian_pyramid`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (H, W) (all inputs grey) or (H, W, 3), clipped to [0, 1].
+
+    Raises
+    ------
+    ValueError
+        No images, a shape that is not (H, W) or (H, W, 3), or images of
+        different heights and widths.
+    """
+    arrays = [np.asarray(x, dtype=np.float64) for x in images]
+    if not arrays:
+        raise ValueError("laplacian_fusion needs at least one image")
+    for x in arrays:
+        if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[2] != 3) or 0 in x.shape:
+            raise ValueError(f"laplacian_fusion takes (H, W) or (H, W, 3) images, got {x.shape}")
+    if len({x.shape[:2] for x in arrays}) > 1:
+        raise ValueError(
+            f"laplacian_fusion needs images of one height and width, got {[x.shape for x in arrays]}"
+        )
+    lumas = [x @ np.array([KR, KG, KB]) if x.ndim == 3 else x for x in arrays]
+    luma = np.clip(_laplacian_lumas(lumas, levels), 0.0, 1.0).astype(np.float32)
+    colour = [rgb_to_ycbcr(x)[1:] for x in arrays if x.ndim == 3]
+    if not colour:
+        return luma
+    weights = [(np.abs(cb), np.abs(cr)) for cb, cr in colour]
+    chroma = []
+    for ch in (0, 1):
+        num = np.sum([w[ch] * c[ch] for w, c in zip(weights, colour)], axis=0, dtype=np.float64)
+        den = np.sum([w[ch] for w in weights], axis=0, dtype=np.float64)
+        chroma.append(np.divide(num, den, out=np.zeros_like(num), where=den > 0).astype(np.float32))
+    return apply_colour(luma, ColourPlan(chroma[0], chroma[1], "all colour inputs"))
 
 
 def _dwt_rule(x, y, _ra, _rb, wavelet, levels):
@@ -263,22 +332,120 @@ def _guided_rule(x, y, _ra, _rb, r1, eps1, r2, eps2):
     return wba * base_a + wbb * base_b + wda * (x - base_a) + wdb * (y - base_b)
 
 
-def _mertens_weight(luma, rgb, contrast, saturation, exposure, sigma):
-    lap = np.abs(ndimage.laplace(luma, mode="mirror"))
-    channels = luma[..., None] if rgb is None else rgb.astype(np.float64)
+def _mertens_weight(
+    channels: np.ndarray, contrast: float, saturation: float, exposure: float, sigma: float
+) -> np.ndarray:
+    """One image's Mertens weight, with OpenCV's terms (``channels``: (H, W, 1) or (H, W, 3))."""
+    rgb = channels.shape[-1] == 3
+    grey = KR * channels[..., 0] + KG * channels[..., 1] + KB * channels[..., 2] if rgb \
+        else channels[..., 0]  # fmt: skip
+    # Contrast: |3 x 3 Laplacian [[0, 1, 0], [1, -4, 1], [0, 1, 0]]|, reflect-101 borders.
+    weight = np.abs(ndimage.laplace(grey, mode="mirror")) ** contrast
+    if rgb:  # saturation: the root of the summed squared deviations from the channel mean
+        dev = channels - channels.mean(axis=-1, keepdims=True)
+        weight = weight * np.sqrt(np.sum(dev * dev, axis=-1)) ** saturation
     well = np.prod(np.exp(-((channels - 0.5) ** 2) / (2.0 * sigma**2)), axis=-1)
-    sat = 1.0 if rgb is None else np.std(channels, axis=-1)
-    return lap**contrast * sat**saturation * well**exposure + 1e-12
+    return weight * well**exposure + 1e-12
+
+
+def _pyramid_levels(shape: tuple[int, ...]) -> int:
+    """OpenCV's ``MergeMertens`` depth: ``floor(log2(min(H, W)))`` downsamplings."""
+    return max(int(min(shape[:2])).bit_length() - 1, 0)
+
+
+def mertens_fusion(
+    images: Any,
+    *,
+    contrast: float = 1.0,
+    saturation: float = 1.0,
+    exposure: float = 1.0,
+    sigma: float = 0.2,
+) -> np.ndarray:
+    """Exposure fusion of N images (Mertens, Kautz & Van Reeth 2007), as OpenCV computes it.
+
+    The steps of OpenCV's ``MergeMertens.process``: per image, contrast
+    ``|Laplacian|`` of the grey image (``0.299 R + 0.587 G + 0.114 B`` of
+    the channels in the order given; the 3 x 3 kernel, reflect-101 borders),
+    saturation ``sqrt(sum_c (v_c - mean_c v)^2)`` (colour only; the paper's
+    standard deviation times sqrt(3), a factor the normalisation removes) and
+    well-exposedness ``prod_c exp(-(v_c - 0.5)^2 / (2 sigma^2))``, raised to
+    the three exponents and multiplied, plus 1e-12; the weights normalised
+    to sum to 1 per pixel. Each image's Laplacian pyramid (per channel) is
+    multiplied by the Gaussian pyramid of its weight and the products summed
+    and collapsed. The pyramids are OpenCV's ``pyrDown`` / ``pyrUp`` (the
+    5-tap binomial kernel, reflect-101 borders, odd sides cropped;
+    :func:`laplacian_pyramid`) with ``floor(log2(min(H, W)))`` levels.
+
+    Parameters
+    ----------
+    images : sequence of array_like
+        N >= 1 images of the same shape, (H, W) grey or (H, W, 3) colour,
+        values in [0, 1] (OpenCV's 8-bit input divided by 255). Never modified.
+    contrast, saturation, exposure : float
+        Exponents of the three measures (OpenCV's ``contrast_weight``,
+        ``saturation_weight``, ``exposure_weight``; default 1).
+    sigma : float
+        Width of the well-exposedness Gaussian (OpenCV: 0.2, fixed).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, the shape of one input. Not clipped: as OpenCV's output,
+        values may leave [0, 1] slightly (clip before storing).
+
+    Raises
+    ------
+    ValueError
+        No images, images of different shapes, or a shape that is not
+        (H, W) or (H, W, 3).
+
+    Notes
+    -----
+    The defaults are the paper's exponents (1, 1, 1); OpenCV's
+    ``createMergeMertens()`` defaults to an exposure exponent of 0. With the
+    same exponents the result equals OpenCV's steps computed in float64 with
+    OpenCV's own filters (to about 1e-6). OpenCV computes in float32, where
+    the channel mean of a grey pixel (R = G = B) can round away from the
+    channel value, giving it a saturation of about 1e-8 instead of 0; where
+    no exposure has a real weight (each flat, clipped or grey), that
+    rounding noise outweighs the 1e-12 floor and OpenCV follows it, while
+    this computation gives the exposures equal weights there
+    (``benchmarks/bench_exposure.py`` measures the difference).
+    """
+    arrays = [np.asarray(x, dtype=np.float64) for x in images]
+    if not arrays:
+        raise ValueError("mertens_fusion needs at least one image")
+    shape = arrays[0].shape
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 3) or 0 in shape:
+        raise ValueError(f"mertens_fusion takes (H, W) or (H, W, 3) images, got shape {shape}")
+    if any(x.shape != shape for x in arrays):
+        raise ValueError(
+            f"mertens_fusion needs images of one shape, got {[x.shape for x in arrays]}"
+        )
+    stacks = [x.reshape(*shape[:2], -1) for x in arrays]
+    weights = [_mertens_weight(x, contrast, saturation, exposure, sigma) for x in stacks]
+    total = np.sum(weights, axis=0)
+    levels = _pyramid_levels(shape)
+    fused: list[np.ndarray] | None = None
+    for x, w in zip(stacks, weights):
+        w_pyr = _gaussian_pyramid(w / total, levels)
+        x_pyr = [laplacian_pyramid(x[..., c], levels) for c in range(x.shape[-1])]
+        terms = [np.stack([p[lvl] for p in x_pyr], axis=-1) * wl[..., None]
+                 for lvl, wl in enumerate(w_pyr)]  # fmt: skip
+        fused = terms if fused is None else [f + t for f, t in zip(fused, terms)]
+    assert fused is not None
+    out = np.stack(
+        [reconstruct_laplacian([f[..., c] for f in fused]) for c in range(fused[0].shape[-1])],
+        axis=-1,
+    )
+    return out.reshape(shape)
 
 
 def _mertens_rule(x, y, ra, rb, contrast, saturation, exposure, sigma):
-    wa = _mertens_weight(x, ra, contrast, saturation, exposure, sigma)
-    wb = _mertens_weight(y, rb, contrast, saturation, exposure, sigma)
-    total = wa + wb
-    levels = int(np.log2(max(min(x.shape), 1)))
-    ga, gb = _gaussian_pyramid(wa / total, levels), _gaussian_pyramid(wb / total, levels)
-    la, lb = laplacian_pyramid(x, levels), laplacian_pyramid(y, levels)
-    return reconstruct_laplacian([p * u + q * v for p, u, q, v in zip(ga, la, gb, lb)])
+    opts = {"contrast": contrast, "saturation": saturation, "exposure": exposure, "sigma": sigma}
+    if ra is not None and rb is not None:  # both colour: OpenCV's RGB fusion
+        return mertens_fusion([ra, rb], **opts)
+    return mertens_fusion([x, y], **opts)  # a grey input: the lumas
 
 
 # --------------------------------------------------------------------------- public
@@ -354,7 +521,7 @@ fuse_guided = _baseline(
     {"r1": 45, "eps1": 0.3, "r2": 7, "eps2": 1e-6},
 )  # fmt: skip
 fuse_mertens = _baseline(
-    "mertens", _mertens_rule, "Mertens exposure fusion of the lumas.",
+    "mertens", _mertens_rule, "Exposure fusion (Mertens et al. 2007, as OpenCV's MergeMertens).",
     {"contrast": 1.0, "saturation": 1.0, "exposure": 1.0, "sigma": 0.2},
 )  # fmt: skip
 

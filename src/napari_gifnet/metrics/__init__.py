@@ -3,9 +3,12 @@
 ``fusion`` holds the public metric functions (re-exported here, so
 ``napari_gifnet.metrics.fusion_metrics`` is the documented path),
 ``formulas`` the formulas behind them, and ``evaluation`` scores fusion
-methods over folders of pairs (``napari-gifnet evaluate``).
+methods over folders of pairs (``napari-gifnet evaluate``) and ``exposure``
+holds MEF-SSIM for exposure fusion; ``pansharpening`` the pansharpening
+indices (ERGAS, SAM, Q, Q2n, sCC, QNR).
 """
 
+from .exposure import mef_ssim
 from .fusion import (
     METRICS,
     REFERENCE_METRICS,
@@ -15,8 +18,29 @@ from .fusion import (
     ssim,
     to_metric_scale,
 )
+from .pansharpening import (
+    PANSHARPENING_METRICS,
+    band_psnr,
+    ergas,
+    pansharpening_metrics,
+    q2n,
+    q_index,
+    qnr,
+    sam,
+    scc,
+)
 
 __all__ = [
-    "METRICS", "REFERENCE_METRICS", "fusion_metrics", "psnr", "reference_metrics", "ssim",
-    "to_metric_scale",
+    "METRICS", "REFERENCE_METRICS", "fusion_metrics", "mef_ssim", "psnr", "reference_metrics",
+    "ssim", "to_metric_scale",
 ]  # fmt: skip
+# pansharpening (``pansharpening``): Wald's protocol indices and QNR
+__all__ += [
+    "PANSHARPENING_METRICS", "band_psnr", "ergas", "pansharpening_metrics", "q2n", "q_index",
+    "qnr", "sam", "scc",
+]  # fmt: skip
+
+# the metric conventions
+from .fusion import CONVENTIONS  # noqa: E402
+
+__all__ += ["CONVENTIONS"]

@@ -14,6 +14,16 @@ Conventions (see ``docs/evaluation.md``):
   luma against the truth's luma are added (:func:`metrics.reference_metrics`).
 * ``time_s`` is the wall time of the fusion call alone (GIFNet includes
   loading the model the first time, so warm it up for fair timings).
+* ``convention="cddfuse"`` or ``"vifb"`` scores as those papers' evaluators
+  do (:data:`napari_gifnet.metrics.fusion.CONVENTIONS`): the fused image as
+  it would be saved (``FusionResult.image``, colour kept) against the two
+  inputs as given, each brought to grey (CDDFuse) or scored band by band
+  (VIFB) by :func:`napari_gifnet.metrics.fusion.fusion_metrics`.
+
+:func:`score_folder` scores images already made (by any tool) against ground
+truth files of the same names: PSNR and SSIM of the luma, and for the
+``"remote"`` task the pansharpening indices of every band
+(:func:`napari_gifnet.metrics.pansharpening.pansharpening_metrics`).
 """
 
 from __future__ import annotations
@@ -33,25 +43,40 @@ from ..engine.preprocess import to_luma_unit
 from ..io import images as io
 from ..io.pairs import image_files, pair_folder
 from ..util.safe_files import atomic_write_text
-from .fusion import METRICS, REFERENCE_METRICS, fusion_metrics, reference_metrics
+from .fusion import CONVENTIONS, METRICS, REFERENCE_METRICS, fusion_metrics, reference_metrics
 
 __all__ = [
     "COLUMNS",
     "DIRECTIONS",
     "MULTIFOCUS_SOURCES",
+    "TRUTH_TASK_METRICS",
+    "attach_truths",
     "evaluate_pairs",
     "generate_multifocus_set",
+    "is_pair_folder",
     "load_pair_folder",
+    "load_truth_folder",
     "read_csv",
+    "score_folder",
     "summarise",
     "to_csv",
     "to_markdown",
 ]
 
+#: Tasks with metrics of their own against a ground truth: task -> column ->
+#: "higher" or "lower" (columns of :func:`score_folder`, all ending ``_truth``).
+TRUTH_TASK_METRICS: dict[str, dict[str, str]] = {
+    "remote": {
+        "PSNR_bands_truth": "higher", "ERGAS_truth": "lower", "SAM_truth": "lower",
+        "Q_truth": "higher", "Q2n_truth": "higher", "sCC_truth": "higher",
+    },
+}  # fmt: skip
+
 #: Score column name -> "higher" or "lower" (better direction).
 DIRECTIONS: dict[str, str] = {
     **{name: d for name, (d, _) in METRICS.items()},
     **{f"{name}_truth": d for name, (d, _) in REFERENCE_METRICS.items()},
+    **{c: d for table in TRUTH_TASK_METRICS.values() for c, d in table.items()},
 }
 #: Columns of a row, in order (the two *_truth columns only with a truth).
 COLUMNS: tuple[str, ...] = ("pair", "method", "height", "width", *DIRECTIONS, "time_s")
@@ -76,6 +101,7 @@ def evaluate_pairs(
     device: str = "auto",
     truths: Mapping[str, Any] | None = None,
     progress: Callable[[int, int, str], Any] | None = None,
+    convention: str = "project",
 ) -> list[dict[str, Any]]:
     """Fuse every pair with every method and score the results.
 
@@ -94,6 +120,9 @@ def evaluate_pairs(
     progress
         Called as ``progress(done, total, "pair / method")`` before each fusion
         and once with ``done == total`` at the end.
+    convention
+        ``"project"`` (default), ``"cddfuse"`` or ``"vifb"``: whose metric
+        conventions (see this module's docstring).
 
     Returns
     -------
@@ -109,6 +138,8 @@ def evaluate_pairs(
     from ..methods.classical import fuse_with
     from ..methods.registry import method_keys
 
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
     pairs = list(pairs)
     if not pairs:
         raise ValueError("no image pairs to evaluate")
@@ -146,9 +177,13 @@ def evaluate_pairs(
                 "height": int(luma.shape[0]), "width": int(luma.shape[1]),
                 "time_s": float(elapsed),
             }
-            row.update(fusion_metrics(luma, luma_a, luma_b))
+            if convention == "project":
+                scored, inputs = luma, (luma_a, luma_b)
+            else:  # as the paper's evaluator reads the saved image and the input files
+                scored, inputs = np.clip(np.asarray(result.image), 0.0, 1.0), (a, b)
+            row.update(fusion_metrics(scored, *inputs, convention=convention))
             if truth is not None:
-                ref = reference_metrics(luma, truth)
+                ref = reference_metrics(scored, truth, convention=convention)
                 row.update({f"{k}_truth": v for k, v in ref.items()})
             rows.append(row)
             done += 1
@@ -243,6 +278,151 @@ def load_pair_folder(path: str | Path) -> list[Pair]:
             "names, or <name>/a_*.<ext> + <name>/b_*.<ext> subfolders"
         )
     return sorted(pairs, key=lambda p: p[0])
+
+
+# --------------------------------------------------------------------------- against truth
+def load_truth_folder(path: str | Path) -> dict[str, Path]:
+    """The ground-truth image files of a folder, by file stem.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a folder.
+    ValueError
+        It holds no image, or two images with one stem.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"truth folder not found: {root}")
+    found = image_files(root)
+    if not found:
+        raise ValueError(f"no images in the truth folder {root}")
+    return found
+
+
+def is_pair_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds pairs in a layout :func:`load_pair_folder` reads."""
+    root = Path(path)
+    if not root.is_dir():
+        return False
+    if (root / "first").is_dir() and (root / "second").is_dir():
+        return True
+    return any(d.is_dir() and _images(d, "a_") and _images(d, "b_") for d in root.iterdir())
+
+
+def attach_truths(pairs: Iterable[Pair], truth: str | Path) -> list[Pair]:
+    """Give each pair without a truth the file of its name in the folder ``truth``.
+
+    Raises
+    ------
+    ValueError
+        A truth whose height and width differ from its pair's (naming the file).
+    """
+    files = load_truth_folder(truth)
+    out: list[Pair] = []
+    for pair in pairs:
+        name, a, b = pair[0], pair[1], pair[2]
+        t = pair[3] if len(pair) == 4 else None
+        if t is None and name in files:
+            t = io.read_image(files[name])
+            if t.shape[:2] != np.shape(a)[:2]:
+                raise ValueError(
+                    f"pair {name!r}: the truth {files[name]} is {_size(t.shape)} but the pair "
+                    f"is {_size(np.shape(a))}; the truth must have the pair's height and width"
+                )
+        out.append((name, a, b, t))
+    return out
+
+
+def _result_sets(root: Path) -> dict[str, dict[str, Path]]:
+    """method -> {stem: file}: the images of ``root`` itself (method: its name),
+    or else of each of its subfolders (method: the subfolder's name)."""
+    direct = image_files(root)
+    if direct:
+        return {root.name: direct}
+    subs = {d.name: image_files(d) for d in sorted(root.iterdir()) if d.is_dir()}
+    return {k: v for k, v in subs.items() if v}
+
+
+def _task_scores(task: str | None, fused: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """The task's own metrics against the truth (pansharpening: every band)."""
+    if task != "remote" or fused.ndim != 3 or truth.shape != fused.shape:
+        return {}
+    from .pansharpening import pansharpening_metrics
+
+    top = float(np.iinfo(truth.dtype).max) if truth.dtype.kind in "ui" else 1.0
+    values = pansharpening_metrics(fused.astype(np.float64), truth.astype(np.float64),
+                                   data_range=top)  # fmt: skip
+    names = {"PSNR": "PSNR_bands_truth"}
+    return {names.get(k, f"{k}_truth"): float(v) for k, v in values.items()}
+
+
+def score_folder(
+    folder: str | Path,
+    truth: str | Path,
+    *,
+    task: str | None = None,
+    convention: str = "project",
+) -> list[dict[str, Any]]:
+    """Score images already made against ground-truth files of the same names.
+
+    Parameters
+    ----------
+    folder
+        A folder of result images (its name is the method), or a folder of
+        such folders (one per method, e.g. ``results/gifnet/``,
+        ``results/laplacian/``). Images are matched to the truth by file
+        stem; those without a truth are left out.
+    truth
+        The folder of ground-truth images.
+    task
+        ``"remote"`` adds the pansharpening indices of every band
+        (:data:`TRUTH_TASK_METRICS`; colour results and truths of the same
+        bands); other tasks have PSNR and SSIM only.
+    convention
+        Passed to :func:`napari_gifnet.metrics.fusion.reference_metrics`
+        (``"cddfuse"``: its SSIM).
+
+    Returns
+    -------
+    list of dict
+        One row per (image, method): ``pair`` (the stem), ``method``,
+        ``height``, ``width``, ``PSNR_truth``, ``SSIM_truth`` and the task's
+        columns.
+
+    Raises
+    ------
+    FileNotFoundError
+        A folder that does not exist.
+    ValueError
+        No image matches a truth (the message names both folders), or an
+        image and its truth differ in height and width (naming both files).
+    """
+    root, truths = Path(folder), load_truth_folder(truth)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder not found: {root}")
+    rows: list[dict[str, Any]] = []
+    for method, files in _result_sets(root).items():
+        for stem, path in files.items():
+            if stem not in truths:
+                continue
+            fused, ref = io.read_image(path), io.read_image(truths[stem])
+            if fused.shape[:2] != ref.shape[:2]:
+                raise ValueError(
+                    f"{path} is {_size(fused.shape)} but its truth {truths[stem]} is "
+                    f"{_size(ref.shape)}; a result must have its truth's height and width"
+                )
+            row: dict[str, Any] = {"pair": stem, "method": method,
+                                   "height": int(fused.shape[0]), "width": int(fused.shape[1])}
+            values = reference_metrics(fused, ref, convention=convention)
+            row.update({f"{k}_truth": v for k, v in values.items()})
+            row.update(_task_scores(task, fused, ref))
+            rows.append(row)
+    if not rows:
+        raise ValueError(
+            f"no image of {root} (or of its subfolders) has a truth of the same name in {truth}"
+        )
+    return rows
 
 
 # --------------------------------------------------------------------------- multi-focus set

@@ -4,7 +4,8 @@ Each function takes 2-D float64 arrays already brought to the 0-255 scale by
 :func:`napari_gifnet.metrics.fusion.to_metric_scale` and of equal shapes; the
 conventions and degenerate cases are described in :mod:`napari_gifnet.metrics.fusion`,
 which computes its metrics through ``_COMPUTE`` (metric name -> function of
-``(fused, a, b)``) and ``_ssim``.
+``(fused, a, b)``) and ``_ssim``; ``_COMPUTE_CDDFUSE`` and
+``_COMPUTE_VIFB_BAND`` hold the two literature conventions' variants.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from scipy import ndimage
 
 _EPS = 1e-10  # VIF's small-variance threshold
 _SSIM_MIN_SIDE = 11  # Gaussian window: sigma 1.5, truncated at 3.5 sigma
+_UNIFORM_SSIM_SIDE = 7  # the CDDFuse evaluator's SSIM: skimage's default window
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> float:
@@ -144,6 +146,58 @@ def _ssim(x: np.ndarray, y: np.ndarray) -> float:
     )
 
 
+def _ssim_uniform(x: np.ndarray, y: np.ndarray) -> float:
+    """The CDDFuse/EMMA evaluator's SSIM: scikit-image's defaults on float data.
+
+    A 7 x 7 uniform window, sample covariance (N / (N - 1)), K1 = 0.01,
+    K2 = 0.03 and the data range 2 that scikit-image up to 0.19 took for
+    float data given without one (its float range -1..1), although the data
+    is on the 0-255 scale: C1 and C2 are then negligible. NaN under 7 pixels
+    on a side.
+    """
+    if min(x.shape) < _UNIFORM_SSIM_SIDE:
+        return float("nan")
+    from skimage.metrics import structural_similarity
+
+    return float(
+        structural_similarity(
+            x, y, data_range=2.0, win_size=_UNIFORM_SSIM_SIDE, gaussian_weights=False,
+            use_sample_covariance=True,
+        )
+    )  # fmt: skip
+
+
+def _vifb_levels(x: np.ndarray) -> np.ndarray:
+    """VIFB's MI quantisation: min-max to 0..255, rounded half away from zero.
+
+    A constant image gives all zeros. On integer data this relabels the
+    levels one to one (the range never shrinks), so MI is unchanged.
+    """
+    lo, hi = float(x.min()), float(x.max())
+    if hi == lo:
+        return np.zeros_like(x)
+    return np.floor((x - lo) / (hi - lo) * 255.0 + 0.5)
+
+
+def _average_gradient_vifb(f: np.ndarray) -> float:
+    """VIFB's AG: the gradient magnitudes summed over all pixels / ((H - 1)(W - 1))."""
+    if min(f.shape) < 2:
+        return 0.0
+    gy, gx = np.gradient(f)
+    total = float(np.sum(np.sqrt((gx * gx + gy * gy) / 2.0)))
+    return total / ((f.shape[0] - 1) * (f.shape[1] - 1))
+
+
+def _spatial_frequency_vifb(bands: list[np.ndarray]) -> float:
+    """VIFB's SF: the bands side by side as one H x (W * bands) image (MATLAB's
+    two-output ``size`` of an RGB array), squared differences summed and divided
+    by the pixel count, not the difference count; the seams between bands count."""
+    f = np.concatenate(bands, axis=1)
+    rows = float(np.sum((f[:, 1:] - f[:, :-1]) ** 2))
+    cols = float(np.sum((f[1:, :] - f[:-1, :]) ** 2))
+    return float(np.sqrt((rows + cols) / f.size))
+
+
 def _entropy(f: np.ndarray) -> float:
     hist = np.bincount(np.clip(np.rint(f), 0, 255).astype(np.uint8).ravel(), minlength=256)
     p = hist[hist > 0] / f.size
@@ -180,4 +234,21 @@ _COMPUTE: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
     "VIF": lambda f, a, b: _vif(a, f) + _vif(b, f),
     "Qabf": _qabf,
     "SSIM": lambda f, a, b: _ssim(f, a) + _ssim(f, b),
+}
+
+#: The CDDFuse/EMMA evaluator's convention: the same formulas, its SSIM.
+_COMPUTE_CDDFUSE = {
+    **_COMPUTE,
+    "SSIM": lambda f, a, b: _ssim_uniform(f, a) + _ssim_uniform(f, b),
+}
+
+#: VIFB's per-band formulas (one fused band ``f`` against one band or grey
+#: image of each input); SF is computed over all bands at once, not here.
+_COMPUTE_VIFB_BAND = {
+    **_COMPUTE,
+    "AG": lambda f, a, b: _average_gradient_vifb(f),
+    "MI": lambda f, a, b: (
+        _mutual_information(_vifb_levels(f), _vifb_levels(a))
+        + _mutual_information(_vifb_levels(f), _vifb_levels(b))
+    ),
 }

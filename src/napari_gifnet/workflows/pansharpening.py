@@ -1,18 +1,30 @@
 """Multispectral + panchromatic fusion (pansharpening) in Python: :func:`pansharpen`.
 
-The published GIFNet release fuses one multispectral band with the
-panchromatic image at a time and leaves assembling the bands to MATLAB. Here
-every band is fused with the panchromatic image (band first, panchromatic
-second, as the model was trained) and the bands are put back together in
-the input's layout.
+Two families of methods, one function:
+
+* **Spectral pansharpening** (the default, ``"mtf_glp_rr"``; also
+  ``"mtf_glp"``, ``"gsa"``, ``"gihs"``, ``"brovey"``, ``"mtf_glp_hpm"``,
+  ``"gsa_gifnet"``): the
+  component-substitution and multiresolution methods of
+  :mod:`napari_gifnet.methods.pansharpening`, which inject the panchromatic
+  image's details into every band and keep each band's colour. They measure
+  best under Wald's protocol (``benchmarks/bench_pansharpen.py``,
+  docs/pansharpening.md). ``"gsa_gifnet"`` takes the details from GIFNet
+  (GSA's intensity fused with the matched panchromatic image).
+* **Per-band fusion** (``"gifnet"``, as the published release did, or a
+  baseline of :data:`napari_gifnet.methods.classical.BASELINES`): every band
+  is fused with the panchromatic image (band first, panchromatic second, as
+  the model was trained) and the bands are put back together in the input's
+  layout.
 
 1. **Grid.** When the multispectral image is smaller than the panchromatic
    one, each band is resampled onto the panchromatic grid with cubic
    interpolation (:func:`scipy.ndimage.map_coordinates`, order 3, edges
    repeated), clipped to that band's own minimum..maximum (cubic
-   interpolation overshoots at edges) and brought back to its dtype (integers
-   rounded, bool thresholded at 0.5, float as float32), so that it is
-   normalised exactly as an image of that dtype. Where pixel sizes are given
+   interpolation overshoots at edges); for per-band fusion it is brought
+   back to its dtype (integers rounded, bool thresholded at 0.5, float as
+   float32), so that it is normalised exactly as an image of that dtype,
+   spectral methods keep it as float. Where pixel sizes are given
    (``ms_scale``, ``pan_scale``: world units per pixel, as napari's layer
    ``scale``; ``ms_translate``, ``pan_translate`` as its ``translate``), the
    pixel centres follow napari's convention (pixel ``j`` at
@@ -20,16 +32,24 @@ the input's layout.
    same extent (pixel corners aligned), so the bands must have the
    panchromatic image's aspect ratio. A multispectral grid that does not
    cover the panchromatic one (often a wrong ``band_axis``) is refused.
-2. **Fusion.** Each band with the panchromatic image, by GIFNet or a
-   baseline; the fused luma (float32 in [0, 1]) is kept in ``result.luma``.
+2. **Fusion.** Spectral methods: all bands at once, with the resolution ratio
+   (from the grids, or ``ratio``; 4 when the bands already have the
+   panchromatic size); an RGB panchromatic image is reduced to its BT.601
+   luma. Per-band fusion: each band with the panchromatic image, by GIFNet
+   or a baseline. ``result.luma`` keeps each fused band as float32 in [0, 1]
+   (the network output; for spectral methods the band over its original
+   range).
 3. **Range.** Each fused band goes back to its band's range (``rescale``):
-   ``"range"`` (default) maps the fused luma's minimum..maximum linearly onto
-   the original (not resampled) band's minimum..maximum, so each output band
-   spans exactly the values its input band spanned; ``"moments"`` matches
-   the (resampled) band's mean and standard deviation instead (clipped to the
-   band's dtype range); ``"none"`` inverts the band's input normalisation
-   (uint8: x 255). Integer bands are rounded and keep their dtype, bool bands
-   are thresholded at 0.5; float bands come back as float32.
+   ``"range"`` (default) keeps each output band within the original (not
+   resampled) band's minimum..maximum: spectral methods are clipped to it,
+   per-band fusion maps the fused luma's minimum..maximum linearly onto it,
+   so the band spans exactly the values its input band spanned;
+   ``"moments"`` matches the (resampled) band's mean and standard deviation
+   instead (clipped to the band's dtype range); ``"none"`` leaves spectral
+   results as they are and inverts the band's input normalisation for
+   per-band fusion (uint8: x 255). Integer bands are rounded and keep their
+   dtype, bool bands are thresholded at 0.5; float bands come back as
+   float32.
 """
 
 from __future__ import annotations
@@ -46,9 +66,30 @@ from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .pan_grid import check_grid, pair_arg, resample_band
 
-__all__ = ["PansharpenResult", "pansharpen", "resample_band"]
+__all__ = ["DEFAULT_METHOD", "PansharpenResult", "pansharpen", "pansharpen_method_names",
+           "resample_band"]  # fmt: skip
 
 RESCALES = ("range", "moments", "none")
+#: The method :func:`pansharpen` uses by default: the best measured under Wald's protocol.
+DEFAULT_METHOD = "mtf_glp_rr"
+
+
+def pansharpen_method_names() -> tuple[str, ...]:
+    """Every method :func:`pansharpen` takes, best measured first: the spectral
+    methods, then ``"gifnet"`` and the per-band fusion baselines."""
+    from ..methods.pansharpening import PANSHARPENING_METHODS
+    from ..methods.registry import method_names
+
+    return (*PANSHARPENING_METHODS, *method_names())
+
+
+def _method(method: str) -> str:
+    """The canonical key of a pansharpening method; ValueError naming every valid one."""
+    key = str(method).strip().lower().replace("-", "_")
+    valid = pansharpen_method_names()
+    if key not in valid:
+        raise ValueError(f"unknown pansharpening method {method!r}; valid: {', '.join(valid)}")
+    return key
 
 
 @dataclass
@@ -62,12 +103,15 @@ class PansharpenResult:
         where it was) on the panchromatic grid, in the input's dtype (float
         input: float32).
     luma
-        float32 (bands, H, W): the network output of each band, in [0, 1].
+        float32 (bands, H, W) in [0, 1]: per-band fusion, the network (or
+        baseline) output of each band; spectral methods, each fused band
+        over its original band's minimum..maximum (clipped).
     band_ranges
         (bands, 2): the (min, max) of each input band, as given (before any
         upsampling).
     metadata
-        Provenance: method, band axis, resampling, rescaling, per-band fusion
+        Provenance: method, family ("spectral" or "per-band fusion"),
+        resolution ratio (spectral), band axis, resampling, rescaling, fusion
         metadata (weights, device), time.
     elapsed
         Wall time in seconds.
@@ -116,13 +160,137 @@ def _rescale(
     return cast_to_dtype(out, dtype, within=span if rescale == "range" else None)
 
 
+def _grid_ratio(
+    ms_shape: tuple[int, int],
+    pan_hw: tuple[int, int],
+    scales: tuple[tuple[float, float], tuple[float, float]] | None,
+) -> float:
+    """The resolution ratio the grids imply: scales' ratio, else sizes' ratio (4 for equal sizes)."""
+    if scales is not None:
+        return max(1.0, float(np.mean([scales[0][i] / scales[1][i] for i in range(2)])))
+    if ms_shape == pan_hw:
+        return 4.0
+    return max(1.0, float(np.mean([pan_hw[i] / ms_shape[i] for i in range(2)])))
+
+
+def _grey(pan: np.ndarray) -> np.ndarray:
+    """The panchromatic image as float64 (H, W): an RGB(A) one by its BT.601 luma."""
+    if pan.ndim == 3:
+        from ..engine.colour import rgb_to_ycbcr
+
+        return rgb_to_ycbcr(pan[..., :3].astype(np.float64))[0].astype(np.float64)
+    return pan.astype(np.float64)
+
+
+def _spectral_rescale(
+    out: np.ndarray, band: np.ndarray, span: tuple[float, float], rescale: str, dtype: np.dtype
+) -> np.ndarray:
+    """A spectral method's band (in the band's units) into its range rule and dtype."""
+    lo, hi = span
+    if rescale == "range":
+        out = np.clip(out, lo, hi)
+    elif rescale == "moments":
+        sd = float(out.std())
+        out = (out - out.mean()) * (float(band.std()) / sd if sd > 0 else 0.0) + float(band.mean())
+    target = np.dtype(np.float32) if dtype.kind == "f" else dtype  # float bands: float32
+    return cast_to_dtype(out, target, within=span if rescale == "range" else None)
+
+
+def _spectral(
+    method: str,
+    bands: list[np.ndarray],
+    pan_arr: np.ndarray,
+    pan_hw: tuple[int, int],
+    ranges: list[tuple[float, float]],
+    rescale: str,
+    resampled: bool,
+    grid: dict[str, Any],
+    ratio: float,
+    gifnet_options: dict[str, Any],
+    progress: Progress | None,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]:
+    """All bands by a spectral method: (output bands, lumas, metadata of the run)."""
+    from ..methods.pansharpening import NYQUIST_GAIN, gsa_detail, pansharpen_bands
+
+    pan = _grey(pan_arr)
+    ms = np.stack([
+        resample_band(b.astype(np.float64), pan_hw, **grid).astype(np.float64) if resampled
+        else b.astype(np.float64)
+        for b in bands
+    ])  # fmt: skip
+    meta: dict[str, Any] = {"method": method, "nyquist_gain": NYQUIST_GAIN}
+    if progress is not None:
+        progress(0, 1)
+    if method == "gsa_gifnet":
+        from ..methods.classical import fuse_with
+
+        def detail(intensity: np.ndarray, sharp: np.ndarray) -> np.ndarray:
+            lo = float(min(intensity.min(), sharp.min()))
+            hi = float(max(intensity.max(), sharp.max()))
+            hi = hi if hi > lo else lo + 1.0
+            res = fuse_with("gifnet", intensity, sharp, normalization=(lo, hi),
+                            progress=progress, **gifnet_options)  # fmt: skip
+            meta.update({k: res.metadata[k] for k in ("weights_sha256", "device")
+                         if k in res.metadata})  # fmt: skip
+            return lo + res.luma.astype(np.float64) * (hi - lo)
+
+        fused = gsa_detail(ms, pan, ratio, detail)
+    else:
+        fused = pansharpen_bands(method, ms, pan, ratio)
+        if progress is not None:
+            progress(1, 1)
+    outputs, lumas = [], []
+    for k, band in enumerate(bands):
+        outputs.append(_spectral_rescale(fused[k], ms[k], ranges[k], rescale, band.dtype))
+        lo, hi = ranges[k]
+        scaled = (fused[k] - lo) / (hi - lo) if hi > lo else np.zeros_like(fused[k])
+        lumas.append(np.clip(scaled, 0, 1).astype(np.float32))
+    return outputs, lumas, [meta]
+
+
+def _per_band(
+    method: str,
+    bands: list[np.ndarray],
+    pan_arr: np.ndarray,
+    pan_hw: tuple[int, int],
+    ranges: list[tuple[float, float]],
+    rescale: str,
+    resampled: bool,
+    grid: dict[str, Any],
+    options: dict[str, Any],
+    progress: Progress | None,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]:
+    """Each band fused with the panchromatic image: (output bands, lumas, per-band metadata)."""
+    from ..methods.classical import fuse_with
+
+    n = len(bands)
+    outputs, lumas, band_meta = [], [], []
+    for i, band in enumerate(bands):
+        if resampled:
+            band = resample_band(band, pan_hw, **grid)
+
+        def report(done: int, total: int, i: int = i) -> None:
+            if progress is not None:
+                progress(i * total + done, n * total)
+
+        opts: dict[str, Any] = {"normalization": options["normalization"], "progress": report}
+        if method == "gifnet":
+            opts.update(weights=options["weights"], device=options["device"])
+        res = fuse_with(method, band, pan_arr, **opts)
+        outputs.append(_rescale(res.luma, band, ranges[i], rescale, res.metadata["inputs"]["a"]))
+        lumas.append(res.luma)
+        band_meta.append(res.metadata)
+    return outputs, lumas, band_meta
+
+
 def pansharpen(
     ms: Any,
     pan: Any,
     *,
     band_axis: int | None = None,
-    method: str = "gifnet",
+    method: str = DEFAULT_METHOD,
     rescale: str = "range",
+    ratio: float | None = None,
     ms_scale: Sequence[float] | float | None = None,
     pan_scale: Sequence[float] | float | None = None,
     ms_translate: Sequence[float] | float = (0.0, 0.0),
@@ -148,9 +316,18 @@ def pansharpen(
         Bands whose grid does not fit the panchromatic one (see Raises) are
         refused, with a hint to pass the other band axis.
     method : str
-        ``"gifnet"`` or a baseline of :data:`napari_gifnet.methods.classical.BASELINES`.
+        A spectral method of :data:`napari_gifnet.methods.pansharpening.PANSHARPENING_METHODS`
+        (default ``"mtf_glp_rr"``, the best measured), ``"gifnet"`` (each band
+        fused with the panchromatic image by the network) or a baseline of
+        :data:`napari_gifnet.methods.classical.BASELINES`; see
+        :func:`pansharpen_method_names`.
     rescale : {"range", "moments", "none"}
         How each fused band returns to its band's values (module docstring).
+    ratio : float, optional
+        The panchromatic / multispectral resolution ratio the spectral
+        methods assume (their low-pass filters); default: from the grids
+        (the size ratio, or the scales' ratio), 4 when the bands already have
+        the panchromatic size. At least 1.
     ms_scale, pan_scale : float or (float, float), optional
         Pixel sizes (y, x) in world units, e.g. napari layers' ``scale``
         (one number: the same on both axes); positive and finite; give both
@@ -160,7 +337,9 @@ def pansharpen(
         (one number: the same on both axes); finite; only with the scales.
     normalization, weights, device
         Passed to each fusion (:func:`napari_gifnet.fuse`; baselines ignore
-        weights and device).
+        weights and device); spectral methods use weights and device only for
+        ``"gsa_gifnet"``'s network, whose inputs are normalised by their
+        common range.
     progress : callable, optional
         ``progress(done, total)``, counting bands of the computation over all
         spectral bands; an exception raised by it stops the run.
@@ -173,7 +352,7 @@ def pansharpen(
     ------
     ValueError
         Unsupported shapes or dtypes, empty images or no bands, NaN or
-        infinite values, an unknown method or rescale rule; scales or
+        infinite values, an unknown method or rescale rule, a ratio below 1; scales or
         translates that are not one or two finite numbers (scales: > 0),
         only one of the two scales, translates without scales. And a
         multispectral grid that does not fit the panchromatic one: without
@@ -184,13 +363,19 @@ def pansharpen(
         multispectral pixel. A wrong ``band_axis`` shows up this way.
     """
     from ..engine.inputs import as_array
-    from ..methods.classical import fuse_with
-    from ..methods.registry import method_key
+    from ..methods.pansharpening import PANSHARPENING_METHODS
 
     start = time.perf_counter()
-    method = method_key(method)
+    method = _method(method)
     if rescale not in RESCALES:
         raise ValueError(f"unknown rescale {rescale!r}; valid: {', '.join(RESCALES)}")
+    if ratio is not None and not (
+        isinstance(ratio, (int, float, np.integer, np.floating))
+        and not isinstance(ratio, bool)
+        and np.isfinite(ratio)
+        and ratio >= 1
+    ):
+        raise ValueError(f"ratio must be a finite number >= 1, not {ratio!r}")
     if (ms_scale is None) != (pan_scale is None):
         raise ValueError("give both ms_scale and pan_scale, or neither")
     translates = (
@@ -249,38 +434,38 @@ def pansharpen(
         [ms_arr] if single else [np.take(ms_arr, i, axis=axis) for i in range(ms_arr.shape[axis])]
     )
     resampled = ms_shape != pan_hw or scales is not None
-    n = len(bands)
-    outputs, lumas, ranges, band_meta = [], [], [], []
-    for i, band in enumerate(bands):
-        span = (float(band.min()), float(band.max()))  # the original band's range
-        if resampled:
-            band = resample_band(
-                band, pan_hw, src_scale=None if scales is None else scales[0],
-                dst_scale=None if scales is None else scales[1],
-                src_translate=translates[0], dst_translate=translates[1],
-            )  # fmt: skip
-
-        def report(done: int, total: int, i: int = i) -> None:
-            if progress is not None:
-                progress(i * total + done, n * total)
-
-        opts: dict[str, Any] = {"normalization": normalization, "progress": report}
-        if method == "gifnet":
-            opts.update(weights=weights, device=device)
-        res = fuse_with(method, band, pan_arr, **opts)
-        luma = res.luma
-        outputs.append(_rescale(luma, band, span, rescale, res.metadata["inputs"]["a"]))
-        lumas.append(luma)
-        ranges.append(span)
-        band_meta.append(res.metadata)
+    spectral = method in PANSHARPENING_METHODS
+    grid = {
+        "src_scale": None if scales is None else scales[0],
+        "dst_scale": None if scales is None else scales[1],
+        "src_translate": translates[0], "dst_translate": translates[1],
+    }  # fmt: skip
+    ranges = [(float(b.min()), float(b.max())) for b in bands]  # the original bands' ranges
+    if spectral:
+        used_ratio = ratio if ratio is not None else _grid_ratio(ms_shape, pan_hw, scales)
+        outputs, lumas, band_meta = _spectral(
+            method, bands, pan_arr, pan_hw, ranges, rescale, resampled, grid, float(used_ratio),
+            {"weights": weights, "device": device}, progress,
+        )  # fmt: skip
+    else:
+        used_ratio = None
+        outputs, lumas, band_meta = _per_band(
+            method, bands, pan_arr, pan_hw, ranges, rescale, resampled, grid,
+            {"normalization": normalization, "weights": weights, "device": device}, progress,
+        )  # fmt: skip
     image = outputs[0] if single else np.stack(outputs, axis=axis)
     elapsed = time.perf_counter() - start
     first = band_meta[0]
     metadata = {
         "method": first.get("method", method),
+        "family": "spectral" if spectral else "per-band fusion",
+        "ratio": None if used_ratio is None else round(float(used_ratio), 6),
         "napari_gifnet_version": __version__,
-        "task": "pansharpening: each multispectral band (first input) + panchromatic (second)",
-        "bands": n,
+        "task": "pansharpening: the panchromatic details injected into every multispectral band"
+        if spectral
+        else "pansharpening: each multispectral band (first input) + panchromatic (second)",
+        **({"nyquist_gain": first["nyquist_gain"]} if spectral else {}),
+        "bands": len(bands),
         "band_axis": None if single else (0 if axis == 0 else -1),
         "output_shape": list(image.shape),
         "dtype": str(image.dtype),
@@ -289,6 +474,7 @@ def pansharpen(
             "to": list(pan_hw),
             "order": 3,
             "clipped_to_band_range": True,
+            "kept_as_float": spectral,
             "ms_scale": None if scales is None else list(scales[0]),
             "pan_scale": None if scales is None else list(scales[1]),
             "ms_translate": None if scales is None else list(translates[0]),

@@ -28,19 +28,44 @@ __all__ = ["PansharpenWidget"]
 
 _AXES = [("auto", None), ("first (bands, Y, X)", 0), ("last (Y, X, bands)", -1)]
 
+#: What each pansharpening method does, shown as the method list's tooltip (best measured first).
+_METHOD_TIPS = (
+    "MTF-GLP, reduced-resolution gains (default): the panchromatic details above an "
+    "MTF-matched low-pass, added to every band with the gain measured one scale down "
+    "(best measured under Wald's protocol)",
+    "MTF-GLP: the same details, scaled by each band's contrast",
+    "GSA: Gram-Schmidt adaptive component substitution (regression intensity, per-band gains)",
+    "GIHS: generalised IHS, the matched pan minus the bands' mean added to each band",
+    "MTF-GLP-HPM: MTF-GLP details injected multiplicatively",
+    "Brovey: each band scaled by pan / intensity",
+    "GSA + GIFNet detail: GSA with the details of GIFNet's fusion of intensity and pan",
+    "GIFNet and the baselines: each band fused with the pan as an image pair "
+    "(sharp, but the colours drift; see docs/pansharpening.md)",
+)
+
+
+def pansharpen_method_choices() -> list[tuple[str, str]]:
+    """``(display name, key)`` of every pansharpening method, best measured first."""
+    from ...methods.pansharpening import PANSHARPENING_METHODS
+    from ..layer_fusion import method_choices
+
+    return [(label, key) for key, label in PANSHARPENING_METHODS.items()] + method_choices()
+
 
 class PansharpenWidget(JobWidget):
     """Dock widget: fuse every band of a multispectral layer with a panchromatic layer."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        from ...workflows.pansharpening import RESCALES
-        from ..layer_fusion import method_choices
+        from ...workflows.pansharpening import DEFAULT_METHOD, RESCALES
 
         super().__init__(napari_viewer)
         self.ms = ComboBox(label="multispectral", choices=self._image_choices)
         self.pan = ComboBox(label="panchromatic", choices=self._image_choices)
         self.band_axis = ComboBox(label="bands", choices=_AXES, value=None)
-        self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
+        self.method = ComboBox(
+            label="method", choices=pansharpen_method_choices(), value=DEFAULT_METHOD,
+            tooltip="\n".join(_METHOD_TIPS),
+        )  # fmt: skip
         self.rescale = ComboBox(label="band range", choices=list(RESCALES), value="range")
         gifnet_controls(self)
         self._pickers = [self.ms, self.pan]

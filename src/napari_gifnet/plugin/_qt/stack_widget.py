@@ -1,8 +1,9 @@
 """The "Focus stack" dock widget: one layer with a focus axis -> all-in-focus image.
 
 Pick an image layer, its focus axis, a method (GIFNet, focus selection or a
-classical baseline), the pair-folding strategy, and options (copy pixels from
-the depth map's plane, align the planes first, keep the input dtype); Run
+classical baseline), the pair-folding strategy, the alignment (``auto`` by default: the planes'
+measured motion decides; off, translation, scale or similarity) and options
+(copy pixels from the depth map's plane, keep the input dtype); Run
 calls :func:`napari_gifnet.workflows.focus_stack.fuse_stack`, the function a console user
 calls, in a napari worker thread. It adds (or updates) three layers:
 ``"<name> all-in-focus"``, ``"<name> depth"`` (the plane index of each
@@ -34,6 +35,14 @@ __all__ = ["JobCancelled", "JobWidget", "StackWidget", "put_layer"]
 #: Raised in a job's progress callback when Cancel was pressed (the package's one
 #: cancellation exception).
 JobCancelled = Cancelled
+#: (label, ``fuse_stack`` ``align`` value) of the align menu; "auto" is the default.
+ALIGN_CHOICES = [
+    ("auto (align when the planes move)", "auto"),
+    ("off", "none"),
+    ("translation", "translation"),
+    ("translation + focus breathing (scale)", "scale"),
+    ("similarity (hand-held: rotation, scale)", "similarity"),
+]
 
 
 def method_choices() -> list[tuple[str, str]]:
@@ -56,40 +65,31 @@ class StackWidget(JobWidget):
         self.method = ComboBox(label="method", choices=method_choices(), value=DEFAULT_METHOD)
         self.strategy = ComboBox(label="strategy", choices=list(STRATEGIES), value=DEFAULT_STRATEGY)
         self.select = CheckBox(text="copy pixels from the depth map's plane")
-        self.align = CheckBox(text="align planes (translation)")
-        self.align_scale = CheckBox(text="also correct focus breathing (scale)")
+        self.align = ComboBox(label="align", choices=ALIGN_CHOICES, value="auto")
         self.keep_dtype = CheckBox(text="keep the input dtype (e.g. 16-bit)")
         gifnet_controls(self)
         self._pickers = [self.layer]
         self.extend(
             [
                 self.layer, self.axis, self.method, self.strategy, self.select, self.align,
-                self.align_scale, self.keep_dtype, self.device, self.weights, self.buttons,
-                self.status,
+                self.keep_dtype, self.device, self.weights, self.buttons, self.status,
             ]
         )  # fmt: skip
         self.method.changed.connect(self._apply_method)
-        self.align.changed.connect(self._apply_align)
         self._apply_method()
-        self._apply_align()
         self.remember(
-            "focus_stack", "axis", "method", "strategy", "select", "align", "align_scale",
-            "keep_dtype", "device", "weights",
+            "focus_stack", "axis", "method", "strategy", "select", "align", "keep_dtype",
+            "device", "weights",
         )  # fmt: skip
-
-    def _apply_align(self, _value: Any = None) -> None:
-        self.align_scale.enabled = bool(self.align.value)
 
     def _apply_method(self, _value: Any = None) -> None:
         pairwise = self.method.value != "focus"
         self.strategy.enabled = self.select.enabled = pairwise
         self.device.enabled = self.weights.enabled = self.method.value == "gifnet"
 
-    def _align_option(self) -> bool | str:
-        """``fuse_stack``'s ``align``: False, True (translation) or "scale"."""
-        if not self.align.value:
-            return False
-        return "scale" if self.align_scale.value else True
+    def _align_option(self) -> str:
+        """``fuse_stack``'s ``align``: "auto", "none", "translation", "scale" or "similarity"."""
+        return str(self.align.value)
 
     def prepare(self) -> tuple[Callable, str]:
         from ...workflows.focus_stack import fuse_stack
@@ -153,7 +153,12 @@ class StackWidget(JobWidget):
             f"{value.elapsed:.1f} s"
         )
         if value.metadata.get("aligned"):
-            text += f"; largest shift {float(np.abs(value.shifts).max()):.2f} px"
-            if value.metadata.get("alignment") == "scale":
+            text += (f"; aligned ({value.metadata.get('alignment')}), largest shift "
+                     f"{float(np.abs(value.shifts).max()):.2f} px")  # fmt: skip
+            if value.metadata.get("alignment") in ("scale", "similarity"):
                 text += f", scales {value.scales.min():.4f}-{value.scales.max():.4f}"
+            if value.metadata.get("alignment") == "similarity":
+                text += f", rotations up to {float(np.abs(value.rotations).max()):.2f} deg"
+        elif value.metadata.get("motion") is not None:
+            text += "; no motion measured, not aligned"
         return text

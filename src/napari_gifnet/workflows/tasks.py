@@ -1,0 +1,165 @@
+"""Fusion by task: :func:`fuse` runs the method a task measures best with.
+
+``fuse(a, b)`` is GIFNet, exactly :func:`napari_gifnet.engine.fusion.fuse`
+(the same call, the same result). ``fuse(a, b, task="mfif")`` runs the
+task's default method (:attr:`napari_gifnet.methods.presets.TaskPreset.method`,
+chosen on the task's ground-truth benchmark, see ``docs/quality.md``);
+``method=`` picks another. This is a thin layer over the existing methods:
+GIFNet through the engine, a baseline through
+:data:`napari_gifnet.methods.classical.BASELINES`, and focus selection
+(``"focus"``) and the focus-guided pyramid (``"focus_pyramid"``) through
+:func:`napari_gifnet.workflows.focus_pair.fuse_focus_pair` (the pair as a
+2-plane :func:`~napari_gifnet.workflows.focus_stack.fuse_stack`), whose depth
+and confidence maps come with the result (:class:`FocusPairResult`).
+
+When a task or a method is given, the result's metadata says what ran and
+why: ``metadata["method"]`` (the method's key), ``metadata["method_reason"]``
+(the task default's one line, or that the caller chose it) and
+``metadata["task"]`` (the task key, or None).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..engine.fusion import FusionResult
+from ..engine.fusion import fuse as fuse_gifnet
+from ..methods.presets import PRESETS, TaskPreset, get_preset
+from ..methods.registry import FOCUS_PYRAMID, FOCUS_SELECTION, task_method_key
+from .focus_pair import FocusPairResult, fuse_focus_pair
+
+__all__ = ["ENGINE_ONLY_OPTIONS", "FocusPairResult", "fuse", "resolve_method", "task_preset"]
+
+#: ``fuse`` keywords only the network understands; a baseline or focus selection
+#: ignores them (``return_features=True`` is refused: only GIFNet has features).
+ENGINE_ONLY_OPTIONS = frozenset({"weights", "device", "storage", "tile_size", "precision"})
+
+
+def task_preset(task: str) -> TaskPreset:
+    """The preset of ``task`` (its key or menu label, any case).
+
+    Raises
+    ------
+    ValueError
+        ``unknown task 'x'; valid: ivif, medical, ...``.
+    """
+    try:
+        return get_preset(str(task))
+    except KeyError:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(PRESETS)}") from None
+
+
+def resolve_method(task: str | None, method: str | None) -> tuple[str, str]:
+    """``(method key, reason)``: what ``fuse(a, b, task=task, method=method)`` runs, and why.
+
+    Parameters
+    ----------
+    task : str or None
+        A task key or label (:data:`napari_gifnet.methods.presets.PRESETS`).
+    method : str or None
+        A method of :func:`napari_gifnet.methods.registry.task_method_names`;
+        None: the task's default (GIFNet without a task).
+
+    Raises
+    ------
+    ValueError
+        An unknown task or method.
+    """
+    preset = task_preset(task) if task is not None else None
+    if method is not None:
+        key = task_method_key(method)
+        return key, f"method {key!r} given by the caller"
+    if preset is None:
+        return "gifnet", "GIFNet, the default without a task"
+    return preset.method, f"the {preset.key!r} task's default: {preset.reason}"
+
+
+def _run_method(key: str, a: Any, b: Any, options: dict[str, Any]) -> FusionResult:
+    if key == "gifnet":
+        return fuse_gifnet(a, b, **options)
+    if options.get("return_features"):
+        raise ValueError(f"return_features: only GIFNet has feature maps, not {key!r}")
+    rest = {k: v for k, v in options.items() if k not in ENGINE_ONLY_OPTIONS}
+    rest.pop("return_features", None)
+    if key in (FOCUS_SELECTION, FOCUS_PYRAMID):
+        unknown = set(rest) - {"normalization", "progress"}
+        if unknown:
+            raise TypeError(f"{key!r} takes no parameter(s) {sorted(unknown)}")
+        return fuse_focus_pair(a, b, pyramid=key == FOCUS_PYRAMID, **rest)
+    from ..methods.classical import BASELINES
+
+    return BASELINES[key](a, b, **rest)
+
+
+def fuse(
+    a: Any, b: Any, *, task: str | None = None, method: str | None = None, **options: Any
+) -> FusionResult:
+    """Fuse two registered images of one scene, with GIFNet or the task's best method.
+
+    Parameters
+    ----------
+    a, b
+        The first and second input, in the task's order (see
+        :func:`napari_gifnet.engine.fusion.fuse`); never modified.
+    task : str, optional
+        ``"ivif"``, ``"medical"``, ``"nir"``, ``"mfif"``, ``"meif"``,
+        ``"remote"`` or ``"custom"`` (or a menu label): without ``method``,
+        the task's default method runs (GIFNet for ivif, medical, nir,
+        remote and custom; the focus-guided pyramid for mfif; the Laplacian
+        pyramid for meif; see :data:`napari_gifnet.methods.presets.PRESETS`
+        and ``docs/quality.md``).
+    method : str, optional
+        ``"gifnet"``, ``"focus"`` (focus selection: the pair as a 2-plane
+        focus stack), ``"focus_pyramid"`` (that selection guiding a Laplacian
+        pyramid blend; :mod:`napari_gifnet.workflows.focus_pair`) or a
+        baseline of :data:`napari_gifnet.methods.classical.BASELINES`.
+    **options
+        The keywords of :func:`napari_gifnet.engine.fusion.fuse` (weights,
+        device, return_features, normalization, progress, storage,
+        tile_size, precision). A baseline takes ``normalization``,
+        ``progress`` and its own parameters, the focus methods
+        ``normalization`` and ``progress``; the network's options are
+        ignored by both.
+
+    Returns
+    -------
+    FusionResult
+        Without ``task`` and ``method``: exactly what
+        :func:`napari_gifnet.engine.fusion.fuse` returns. Otherwise the
+        method's result with ``metadata["method"]``, ``["method_reason"]``
+        and ``["task"]``; the focus methods give a :class:`FocusPairResult`
+        (``depth_map``, ``confidence``).
+
+    Raises
+    ------
+    ValueError
+        An unknown task or method, ``return_features=True`` with a method
+        other than GIFNet, or inputs the method refuses.
+    """
+    if task is None and method is None:
+        return fuse_gifnet(a, b, **options)
+    key, reason = resolve_method(task, method)
+    result = _run_method(key, a, b, options)
+    result.metadata.update(
+        method=key, method_reason=reason,
+        task=task_preset(task).key if task is not None else None,
+    )  # fmt: skip
+    return result
+
+
+def _signature() -> inspect.Signature:
+    """GIFNet's signature with ``task`` and ``method`` (what ``help(fuse)`` shows)."""
+    engine = inspect.signature(fuse_gifnet)
+    params = list(engine.parameters.values())
+    positional = [p for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation="str | None")
+        for name in ("task", "method")
+    ]  # fmt: skip
+    keywords = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    return engine.replace(parameters=[*positional, *extra, *keywords])
+
+
+fuse.__signature__ = _signature()  # type: ignore[attr-defined]
