@@ -20,6 +20,8 @@ from napari.utils.notifications import notification_manager
 
 from napari_gifnet.engine.fusion import fuse
 from napari_gifnet.methods.presets import PRESETS, get_preset
+from napari_gifnet.methods.registry import task_method_label, task_method_names
+from napari_gifnet.workflows.tasks import fuse as fuse_task
 
 H, W = 64, 96
 DONE_MS = 240_000
@@ -124,15 +126,23 @@ def test_each_preset_runs_and_matches_engine(qtbot, setup, reference_dir, refere
     viewer.add_image(b, name="B")
     widget.task.value = task
     widget.first.value, widget.second.value = viewer.layers["A"], viewer.layers["B"]
+    preset = get_preset(task)
+    assert widget.method.value == preset.method  # the preset's method, unless the user picks one
     _run(qtbot, widget)
-    fused = viewer.layers["A + B (GIFNet)"]
-    assert widget.last_layers == [fused]
-    expected = fuse(
-        a, b, weights=reference_weights, device="cpu", normalization=get_preset(task).normalization
-    )
+    fused = viewer.layers[f"A + B ({task_method_label(preset.method)})"]
+    assert widget.last_layers[0] is fused
+    # the task's default method through the library's own entry point
+    expected = fuse_task(
+        a, b, task=task, weights=reference_weights, device="cpu",
+        normalization=preset.normalization,
+    )  # fmt: skip
+    assert expected.metadata["method"] == preset.method
+    if preset.method == "gifnet":  # GIFNet stays exact to the engine
+        expected = fuse(a, b, weights=reference_weights, device="cpu", normalization=preset.normalization)
     np.testing.assert_array_equal(fused.data, expected.image)
     assert fused.metadata["task"] == task
-    assert fused.metadata["normalization"] == get_preset(task).normalization
+    rule = fused.metadata["normalization"]  # the focus methods record {"rule", "range"}
+    assert (rule["rule"] if isinstance(rule, dict) else rule) == preset.normalization
 
 
 def test_run_adds_layer_with_progress_and_status(qtbot, setup, reference_weights):
@@ -363,13 +373,14 @@ def test_gui_stays_responsive_during_a_1024_fusion(
     assert finish_gap <= 3.0, f"adding the layers froze the GUI for {finish_gap:.2f} s"
 
 
-def test_method_combo_lists_gifnet_then_the_baselines(setup):
+def test_method_combo_lists_gifnet_the_focus_methods_then_the_baselines(setup):
     from napari_gifnet.methods.classical import BASELINES
 
     _viewer, widget, _, _ = setup
     assert widget.method.value == "gifnet"
-    assert _names(widget.method)[0] == "GIFNet" and len(_names(widget.method)) == 1 + len(BASELINES)
-    assert list(widget.method.choices) == ["gifnet", *BASELINES]
+    assert _names(widget.method)[:3] == ["GIFNet", "Focus selection", "Focus-guided pyramid"]
+    assert list(widget.method.choices) == ["gifnet", "focus", "focus_pyramid", *BASELINES]
+    assert list(widget.method.choices) == list(task_method_names())
     gifnet_only = (widget.weights, widget.device, widget.features)
     assert all(w.enabled for w in gifnet_only)
     widget.method.value = "laplacian"
@@ -559,3 +570,134 @@ def test_a_stack_is_normalised_per_layer_unless_asked_per_plane(qtbot, setup):
     widget.first.value, widget.second.value = viewer.layers["PET"], viewer.layers["MRI"]
     _run(qtbot, widget)  # one plane: nothing to say about planes
     assert "normalised" not in widget.status.value
+
+
+# ---------------------------------------------------------------- task presets' methods
+def test_preset_label_shows_the_method_and_why_with_the_table(setup):
+    _viewer, widget, _, _ = setup
+    seen = set()
+    for key, preset in PRESETS.items():
+        widget.task.value = key
+        text = widget.preset_note.value
+        assert text.startswith(f"Preset method: {task_method_label(preset.method)}: "), key
+        assert preset.why in text and text.endswith("(see docs/quality.md)"), key
+        assert widget.method.value == preset.method, key
+        seen.add(text)
+    assert len(seen) == len({(p.method, p.why) for p in PRESETS.values()})  # changes with the task
+    widget.task.value = "mfif"
+    assert "Focus-guided pyramid" in widget.preset_note.value
+    widget.task.value = "meif"
+    assert widget.preset_note.value.startswith("Preset method: Laplacian:")
+
+
+def test_a_method_picked_after_the_task_is_the_one_run(qtbot, setup):
+    viewer, widget, _, _ = setup
+    widget.task.value = "mfif"
+    widget.method.value = "mean"  # the user's pick wins over the preset's
+    _run(qtbot, widget)
+    assert [ly.name for ly in widget.last_layers] == ["PET + MRI (Mean)"]
+    assert "PET + MRI (Focus-guided pyramid)" not in viewer.layers
+
+
+def test_focus_pyramid_run_adds_its_layer(qtbot, setup):
+    viewer, widget, a, b = setup
+    widget.task.value = "mfif"
+    _run(qtbot, widget)
+    fused = viewer.layers["PET + MRI (Focus-guided pyramid)"]
+    expected = fuse_task(a, b, method="focus_pyramid", normalization="dtype")
+    np.testing.assert_array_equal(fused.data, expected.image)
+    assert fused.metadata["method"] == "Focus-guided pyramid"
+
+
+# ---------------------------------------------------------------- compare methods
+def _compare(qtbot, widget, timeout: int = DONE_MS) -> None:
+    from qtpy.QtCore import Qt
+
+    assert widget.compare_button.enabled
+    qtbot.mouseClick(widget.compare_button.native, Qt.MouseButton.LeftButton)
+    assert widget.running and not widget.compare_button.enabled and not widget.run_button.enabled
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+    assert widget.compare_button.enabled and widget.run_button.enabled
+
+
+def _table_rows(widget) -> list[str]:
+    value = widget.compare_table.value
+    return list(value["index"])
+
+
+def test_compare_methods_adds_one_layer_per_method_and_a_table(qtbot, setup):
+    viewer, widget, a, b = setup
+    widget.task.value = "ivif"
+    widget.compare_methods = ("gifnet", "laplacian", "mean")
+    _compare(qtbot, widget)
+    names = [f"compare: PET + MRI ({m})" for m in ("GIFNet", "Laplacian", "Mean")]
+    layer_names = [ly.name for ly in viewer.layers]
+    assert all(layer_names.count(n) == 1 for n in names), layer_names
+    assert layer_names[-3:] == names  # together, at the top of the layer list
+    comparison = widget.last_comparison
+    best = comparison.result(comparison.best).label
+    assert [viewer.layers[n].visible for n in names] == [n.endswith(f"({best})") for n in names]
+    # the table: one row per method (the best marked), the pair metrics as columns
+    assert [r.replace(" (best)", "") for r in _table_rows(widget)] == ["GIFNet", "Laplacian", "Mean"]
+    assert f"{best} (best)" in _table_rows(widget)
+    columns = ["EN", "SD", "SF", "AG", "MI", "VIF", "Qabf"]
+    assert list(widget.compare_table.value["columns"]) == columns
+    # each row holds the metrics of that method's layer against the two inputs
+    from napari_gifnet.metrics import fusion_metrics
+
+    laplacian = fusion_metrics(viewer.layers[names[1]].data, a, b, metrics=columns)
+    row = [float(v) for v in widget.compare_table.value["data"][1]]
+    np.testing.assert_allclose(row, [laplacian[c] for c in columns], atol=6e-5)
+    # each layer holds that method's fusion of the shown plane
+    expected = fuse_task(a, b, method="laplacian", normalization="auto")
+    np.testing.assert_array_equal(viewer.layers[names[1]].data, expected.image)
+    assert viewer.layers[names[1]].metadata["method"] == "laplacian"
+    assert "compared" in widget.status.value.lower()
+
+    # running one method again replaces its own layer only; the others stay
+    old_mean = viewer.layers[names[2]]
+    widget.compare_methods = ("mean",)
+    _compare(qtbot, widget)
+    layer_names = [ly.name for ly in viewer.layers]
+    assert all(layer_names.count(n) == 1 for n in names), layer_names
+    assert viewer.layers[names[2]] is old_mean and old_mean.visible
+    assert not any(viewer.layers[n].visible for n in names[:2])  # only this run's best shows
+    assert [ly.name for ly in viewer.layers][-3:] == names  # still together
+    assert _table_rows(widget) == ["Mean (best)"]
+
+
+def test_cancelled_comparison_adds_no_layer(qtbot, setup):
+    from qtpy.QtCore import Qt
+
+    viewer, widget, _, _ = setup
+    widget.compare_methods = ("gifnet", "laplacian")
+    qtbot.mouseClick(widget.compare_button.native, Qt.MouseButton.LeftButton)
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    assert widget.status.value == "Cancelled; no layer was added."
+    assert not any(ly.name.startswith("compare: ") for ly in viewer.layers)
+    assert widget.compare_button.enabled and widget.run_button.enabled
+
+
+def test_compare_methods_on_an_exposure_pair_ranks_by_mef_ssim(qtbot, setup):
+    viewer, widget, _, _ = setup
+    widget.task.value = "meif"
+    widget.compare_methods = ("laplacian", "max")
+    _compare(qtbot, widget)
+    assert widget.compare_table.value["columns"][0] == "MEF-SSIM"
+    comparison = widget.last_comparison
+    scores = {r.method: r.metrics["MEF-SSIM"] for r in comparison.results}
+    assert comparison.best == max(scores, key=scores.get)
+    assert "compare: PET + MRI (Laplacian)" in viewer.layers
+
+
+def test_compare_refuses_one_layer_twice(qtbot, setup):
+    from qtpy.QtCore import Qt
+
+    viewer, widget, _, _ = setup
+    widget.second.value = widget.first.value
+    count = len(notification_manager.records)
+    qtbot.mouseClick(widget.compare_button.native, Qt.MouseButton.LeftButton)
+    assert not widget.running
+    assert any("Cannot compare" in m for m in _errors_since(count))
+    assert not any(ly.name.startswith("compare: ") for ly in viewer.layers)

@@ -71,3 +71,36 @@ def test_dask_layers_are_read_in_the_worker_not_on_the_gui_thread(
     expected = pansharpen(ms, pan, band_axis=0, method="laplacian", ms_scale=(2, 2),
                           pan_scale=(1, 1))  # fmt: skip
     np.testing.assert_array_equal(viewer.layers["MS dask pansharpened"].data, expected.image)
+
+
+def test_compare_methods_adds_each_method_and_its_qnr(qtbot, setup):
+    from qtpy.QtCore import Qt
+
+    from napari_gifnet.metrics import qnr
+
+    viewer, widget, ms, pan = setup
+    widget.compare_methods = ("mtf_glp_rr", "gihs", "laplacian")
+    qtbot.mouseClick(widget.compare_button.native, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    names = [
+        f"compare: MS + PAN ({m})" for m in ("MTF-GLP, reduced-resolution gains", "GIHS", "Laplacian")
+    ]
+    layer_names = [ly.name for ly in viewer.layers]
+    assert layer_names[-3:] == names and all(layer_names.count(n) == 1 for n in names)
+    expected = pansharpen(ms, pan, band_axis=0, method="gihs", ms_scale=(2, 2), pan_scale=(1, 1))
+    np.testing.assert_array_equal(viewer.layers[names[1]].data, expected.image)
+    table = widget.compare_table.value
+    assert list(table["columns"]) == ["QNR", "D_lambda", "D_s"]
+    score = qnr(np.moveaxis(expected.image, 0, -1).astype(float), np.moveaxis(ms, 0, -1).astype(float),
+                pan.astype(float), 2)
+    assert float(table["data"][1][0]) == pytest.approx(score["QNR"], abs=6e-5)
+    best = widget.last_comparison.best
+    assert [viewer.layers[n].visible for n in names] == [
+        m == best for m in ("mtf_glp_rr", "gihs", "laplacian")
+    ]
+    # one method again: its layer is updated, the others stay
+    widget.compare_methods = ("gihs",)
+    qtbot.mouseClick(widget.compare_button.native, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    layer_names = [ly.name for ly in viewer.layers]
+    assert all(layer_names.count(n) == 1 for n in names), layer_names

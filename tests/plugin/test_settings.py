@@ -31,7 +31,7 @@ WIDGETS = {
 REMEMBERED = {
     "fusion": ["task", "normalization", "method", "align", "per_plane", "device", "weights",
                "features", "keep_previous"],
-    "stack": ["axis", "method", "strategy", "select", "align", "keep_dtype",
+    "stack": ["axis", "task", "method", "strategy", "select", "align", "keep_dtype",
               "device", "weights"],
     "pansharpen": ["band_axis", "method", "rescale", "device", "weights"],
     "enhance": ["variant", "gamma", "device", "weights"],

@@ -116,3 +116,78 @@ def test_a_dask_stack_is_read_in_the_worker_not_on_the_gui_thread(
     assert threads and threading.main_thread().name not in threads, threads
     expected = fuse_stack(data, method="focus")
     np.testing.assert_array_equal(viewer.layers["lazy stack all-in-focus"].data, expected.image)
+
+
+# ---------------------------------------------------------------- task and compare methods
+def _compare(qtbot, widget) -> None:
+    from qtpy.QtCore import Qt
+
+    qtbot.mouseClick(widget.compare_button.native, Qt.MouseButton.LeftButton)
+    assert widget.running and not widget.compare_button.enabled
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    assert widget.compare_button.enabled and widget.run_button.enabled
+
+
+def _exposure_stack() -> np.ndarray:
+    """Three exposures (64 x 64) of one smooth radiance map, clipped like a sensor."""
+    rng = np.random.default_rng(1)
+    radiance = np.exp(ndimage.gaussian_filter(rng.normal(size=(64, 64)), 4.0) * 6.0)
+    radiance /= np.median(radiance)
+    planes = [np.clip(radiance * g, 0.0, 1.0) ** (1 / 2.2) for g in (0.1, 0.4, 1.6)]
+    return np.rint(np.stack(planes) * 255).astype(np.uint8)
+
+
+def test_exposure_task_selects_its_method_and_runs_with_it(qtbot, setup):
+    viewer, widget, _ = setup
+    data = _exposure_stack()
+    viewer.add_image(data, name="bracket")
+    widget.layer.value = viewer.layers["bracket"]
+    widget.task.value = "exposure"
+    assert widget.method.value == "laplacian" and widget.strategy.value == "all"
+    _run(qtbot, widget)
+    expected = fuse_stack(data, task="exposure")
+    np.testing.assert_array_equal(viewer.layers["bracket all-in-focus"].data, expected.image)
+    assert viewer.layers["bracket all-in-focus"].metadata["task"] == "exposure"
+    widget.task.value = "focus"
+    assert widget.method.value == "focus" and widget.strategy.value == "tree"
+
+
+def test_compare_methods_adds_one_layer_per_method_and_keeps_the_others(qtbot, setup):
+    viewer, widget, data = setup
+    widget.compare_methods = ("focus", "laplacian", "mean")
+    _compare(qtbot, widget)
+    names = [f"compare: zstack ({m})" for m in ("Focus selection", "Laplacian", "Mean")]
+    layer_names = [ly.name for ly in viewer.layers]
+    assert layer_names[-3:] == names and all(layer_names.count(n) == 1 for n in names)
+    assert tuple(viewer.layers[names[0]].scale) == (0.5, 0.25)
+    assert tuple(viewer.layers[names[0]].translate) == (10, 20)
+    np.testing.assert_array_equal(
+        viewer.layers[names[1]].data, fuse_stack(data, method="laplacian", task="focus").image
+    )
+    assert sum(viewer.layers[n].visible for n in names) == 1  # only the best is shown
+    assert list(widget.compare_table.value["columns"]) == ["EN", "SD", "SF", "AG"]
+    rows = [r.replace(" (best)", "") for r in widget.compare_table.value["index"]]
+    assert rows == ["Focus selection", "Laplacian", "Mean"]
+    widget.compare_methods = ("laplacian",)
+    _compare(qtbot, widget)
+    layer_names = [ly.name for ly in viewer.layers]
+    assert all(layer_names.count(n) == 1 for n in names), layer_names
+
+
+def test_compare_methods_on_an_exposure_stack_scores_mef_ssim(qtbot, setup):
+    from napari_gifnet.metrics import mef_ssim
+
+    viewer, widget, _ = setup
+    data = _exposure_stack()
+    viewer.add_image(data, name="bracket")
+    widget.layer.value = viewer.layers["bracket"]
+    widget.task.value = "exposure"
+    widget.compare_methods = ("laplacian", "max")
+    _compare(qtbot, widget)
+    table = widget.compare_table.value
+    assert table["columns"][0] == "MEF-SSIM"
+    lap = viewer.layers["compare: bracket (Laplacian)"].data
+    assert float(table["data"][0][0]) == pytest.approx(mef_ssim(list(data), lap), abs=6e-5)
+    comparison = widget.last_comparison
+    scores = {r.method: r.metrics["MEF-SSIM"] for r in comparison.results}
+    assert comparison.best == max(scores, key=scores.get)

@@ -57,7 +57,7 @@ def test_without_a_task_every_keyword_goes_to_the_engine_unchanged(monkeypatch) 
         calls.append((a, b, kw))
         return sentinel
 
-    monkeypatch.setattr(tasks, "fuse_gifnet", recorder)
+    monkeypatch.setattr(tasks.engine, "fuse", recorder)
     a, b = np.zeros((4, 4)), np.ones((4, 4))
     kw = dict(weights="w.pth", device="cpu", return_features=True, normalization="dtype",
               storage="disk", tile_size=16, precision="tf32")  # fmt: skip
@@ -185,7 +185,7 @@ def test_gifnet_tasks_run_the_engine(monkeypatch) -> None:
         seen.append(kw)
         return FusionResult(image=a, luma=a, metadata={"method": "GIFNet"})
 
-    monkeypatch.setattr(tasks, "fuse_gifnet", recorder)
+    monkeypatch.setattr(tasks.engine, "fuse", recorder)
     res = napari_gifnet.fuse(np.zeros((8, 8)), np.ones((8, 8)), task="ivif", device="cpu")
     assert seen == [{"device": "cpu"}]
     assert res.metadata["method"] == "gifnet" and "sharpness" in res.metadata["method_reason"]
@@ -205,3 +205,10 @@ def test_features_are_gifnets_only(near_far) -> None:
         napari_gifnet.fuse(near, far, task="mfif", return_features=True)
     with pytest.raises(TypeError, match="'focus' takes no parameter"):
         napari_gifnet.fuse(near, far, method="focus", levels=3)
+
+
+def test_the_signature_holds_when_the_engine_function_takes_only_keywords(monkeypatch) -> None:
+    """A replaced engine function (``fuse(a, b, **kw)``) keeps ``**kw`` last in the signature."""
+    monkeypatch.setattr(tasks.engine, "fuse", lambda a, b, **kw: None)
+    params = list(tasks._signature().parameters)
+    assert params == ["a", "b", "task", "method", "kw"]

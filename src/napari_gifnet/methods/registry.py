@@ -88,8 +88,9 @@ def method_choices() -> list[tuple[str, str]]:
 
 
 def output_name(first: str, second: str, method: str = "gifnet") -> str:
-    """Name of the fused layer: ``"<first> + <second> (<Method>)"``, e.g. ``(GIFNet)``."""
-    return f"{first} + {second} ({method_label(method)})"
+    """Name of the fused layer: ``"<first> + <second> (<Method>)"``, e.g. ``(GIFNet)``
+    (any task method, :func:`task_method_label`)."""
+    return f"{first} + {second} ({task_method_label(method)})"
 
 
 def task_method_names() -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..methods.registry import method_key, output_name
+from ..methods.registry import output_name, task_method_key
 from .resampling import TOL as _TOL
 from .resampling import Resampling, _inside
 
@@ -50,7 +50,7 @@ class FusionPlan:
     first: LayerInput
     second: LayerInput
     resampling: Resampling | None
-    method: str = "gifnet"  #: ``"gifnet"`` or a key of :data:`napari_gifnet.methods.classical.BASELINES`
+    method: str = "gifnet"  #: a key of :func:`napari_gifnet.methods.registry.task_method_names`
 
     @property
     def leading_shape(self) -> tuple[int, ...]:
@@ -128,8 +128,10 @@ def _extent(inp: LayerInput, lead: int) -> str:
 def prepare_fusion(first: Image, second: Image, method: str = "gifnet") -> FusionPlan:
     """Check two image layers and plan their fusion; reads no pixel data.
 
-    ``method`` is ``"gifnet"`` (default) or a baseline of
-    :data:`napari_gifnet.methods.classical.BASELINES`; it names the output layer.
+    ``method`` is ``"gifnet"`` (default), a baseline of
+    :data:`napari_gifnet.methods.classical.BASELINES` or a focus method of the
+    tasks (:func:`napari_gifnet.methods.registry.task_method_names`); it names
+    the output layer.
 
     Raises
     ------
@@ -140,7 +142,7 @@ def prepare_fusion(first: Image, second: Image, method: str = "gifnet") -> Fusio
         axes placed differently in world space; equal transforms but
         different sizes; no overlap in world space.
     """
-    method = method_key(method)
+    method = task_method_key(method)
     a, b = _capture(first, "first"), _capture(second, "second")
     if a.leading_shape != b.leading_shape:
         same_nd = len(a.leading_shape) == len(b.leading_shape)

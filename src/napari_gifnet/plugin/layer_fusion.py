@@ -29,9 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..methods.registry import (
+    FOCUS_PYRAMID,
+    FOCUS_SELECTION,
+    method_choices,
+    method_key,
+    method_label,
+    output_name,
+    task_method_key,
+    task_method_label,
+)
 from ..methods.registry import GIFNET_ONLY_OPTIONS as GIFNET_ONLY_OPTIONS
 from ..methods.registry import METHOD_LABELS as METHOD_LABELS
-from ..methods.registry import method_choices, method_key, method_label, output_name
 from ..util.progress import Cancelled, Progress
 from .fusion_plan import FusionPlan, LayerInput, prepare_fusion
 from .layer_output import FusionOutput, add_fusion_layers, pca_rgb, status_text
@@ -73,7 +82,8 @@ def iter_fusion(
     The core of both the widget (in a napari ``thread_worker``) and
     :func:`fuse_layers`. Each plane is read with ``np.asarray`` (the second
     resampled when planned), normalised and fused by
-    :func:`napari_gifnet.methods.classical.fuse_with` with the plan's method
+    :func:`napari_gifnet.methods.classical.fuse_with` (the focus methods by
+    :func:`napari_gifnet.workflows.tasks.fuse`) with the plan's method
     (``method``, when given, replaces it): GIFNet gets ``weights``,
     ``device``, ``normalization`` and ``features``; a baseline only
     ``normalization`` (the GIFNet-only options are ignored). ``progress(done, total)`` counts
@@ -105,11 +115,9 @@ def iter_fusion(
     now (progress then counts its Dask tasks), so that the plane a viewer
     shows first is ready; the other planes stay lazy. Ignored otherwise.
     """
-    from ..methods.classical import fuse_with
-
     _refuse_empty_layers(plan)
-    if method is not None and method_key(method) != plan.method:
-        plan = _replace(plan, method=method_key(method))
+    if method is not None and task_method_key(method) != plan.method:
+        plan = _replace(plan, method=task_method_key(method))
     gifnet = plan.method == "gifnet"
     features = bool(features) and gifnet
     if align is not None:
@@ -174,7 +182,7 @@ def iter_fusion(
                     if progress is not None:
                         progress(i * total + done, n * total)
 
-                results = [fuse_with(plan.method, *pairs[0], progress=report, **options)]
+                results = [_fuse_plane(plan.method, *pairs[0], progress=report, **options)]
             else:
                 from ..engine.batch import fuse_planes
 
@@ -209,7 +217,7 @@ def iter_fusion(
     }
     meta = {
         **meta,
-        "method": method_label(plan.method),
+        "method": task_method_label(plan.method),
         "inputs": inputs,
         "first_layer": plan.first.name,
         "second_layer": plan.second.name,
@@ -224,6 +232,27 @@ def iter_fusion(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return FusionOutput(plan, image, feats, summaries, meta, str(meta["device"]), elapsed)
+
+
+def _fuse_plane(method: str, a: np.ndarray, b: np.ndarray, **options: Any) -> Any:
+    """Fuse one plane with GIFNet, a baseline or a focus method of the tasks.
+
+    The focus methods (:data:`FOCUS_SELECTION`, :data:`FOCUS_PYRAMID`) run
+    through :func:`napari_gifnet.workflows.tasks.fuse`; their metadata gains
+    the ``"device"`` and per-input ``"inputs"`` entries the layer output reads.
+    """
+    if method not in (FOCUS_SELECTION, FOCUS_PYRAMID):
+        from ..methods.classical import fuse_with
+
+        return fuse_with(method, a, b, **options)
+    from ..workflows.tasks import fuse
+
+    res = fuse(a, b, method=method, **options)
+    res.metadata.setdefault("device", str(res.device))
+    res.metadata.setdefault("inputs", {
+        k: {"shape": list(x.shape), "dtype": str(x.dtype)} for k, x in (("a", a), ("b", b))
+    })  # fmt: skip
+    return res
 
 
 def _refuse_empty_layers(plan: FusionPlan) -> None:
@@ -404,9 +433,10 @@ def fuse_layers(
     """Fuse two image layers of ``viewer`` (names or layers) and add the result.
 
     The dock widget's code path, run synchronously on the calling (GUI)
-    thread: :func:`prepare_fusion` (``method``: ``"gifnet"`` or a baseline of
-    :data:`napari_gifnet.methods.classical.BASELINES`, e.g. ``"laplacian"``; the
-    baselines ignore ``weights``, ``device`` and ``features``),
+    thread: :func:`prepare_fusion` (``method``: ``"gifnet"``, a baseline of
+    :data:`napari_gifnet.methods.classical.BASELINES`, e.g. ``"laplacian"``, or
+    ``"focus"`` / ``"focus_pyramid"``, the multi-focus task's methods; all but
+    GIFNet ignore ``weights``, ``device`` and ``features``),
     :func:`iter_fusion` (``weights``,
     ``device``, ``normalization``, ``features``, ``progress``, ``task``,
     ``per_plane`` (normalise each plane of a Z/T stack on its own instead of

@@ -23,8 +23,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from ..engine import fusion as engine
 from ..engine.fusion import FusionResult
-from ..engine.fusion import fuse as fuse_gifnet
 from ..methods.presets import PRESETS, TaskPreset, get_preset
 from ..methods.registry import FOCUS_PYRAMID, FOCUS_SELECTION, task_method_key
 from .focus_pair import FocusPairResult, fuse_focus_pair
@@ -77,7 +77,7 @@ def resolve_method(task: str | None, method: str | None) -> tuple[str, str]:
 
 def _run_method(key: str, a: Any, b: Any, options: dict[str, Any]) -> FusionResult:
     if key == "gifnet":
-        return fuse_gifnet(a, b, **options)
+        return engine.fuse(a, b, **options)
     if options.get("return_features"):
         raise ValueError(f"return_features: only GIFNet has feature maps, not {key!r}")
     rest = {k: v for k, v in options.items() if k not in ENGINE_ONLY_OPTIONS}
@@ -137,8 +137,8 @@ def fuse(
         An unknown task or method, ``return_features=True`` with a method
         other than GIFNet, or inputs the method refuses.
     """
-    if task is None and method is None:
-        return fuse_gifnet(a, b, **options)
+    if task is None and method is None:  # the engine's function as it is now (patchable)
+        return engine.fuse(a, b, **options)
     key, reason = resolve_method(task, method)
     result = _run_method(key, a, b, options)
     result.metadata.update(
@@ -150,16 +150,18 @@ def fuse(
 
 def _signature() -> inspect.Signature:
     """GIFNet's signature with ``task`` and ``method`` (what ``help(fuse)`` shows)."""
-    engine = inspect.signature(fuse_gifnet)
-    params = list(engine.parameters.values())
-    positional = [p for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    gifnet = inspect.signature(engine.fuse)
+    params = list(gifnet.parameters.values())
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD)
+    positional = [p for p in params if p.kind not in kinds]
     extra = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                           annotation="str | None")
         for name in ("task", "method")
     ]  # fmt: skip
     keywords = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    return engine.replace(parameters=[*positional, *extra, *keywords])
+    variadic = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+    return gifnet.replace(parameters=[*positional, *extra, *keywords, *variadic])
 
 
 fuse.__signature__ = _signature()  # type: ignore[attr-defined]

@@ -1,15 +1,19 @@
 """The "GIFNet fusion" dock widget.
 
 Two image-layer pickers (first / second input, labelled per task preset), a
-swap button, task, method (GIFNet, then the classical baselines of
-:data:`napari_gifnet.methods.classical.BASELINES`), normalisation, "align second
+swap button, task, the method the task's preset picked and one line on why
+(the measurement, tabled in docs/quality.md), method (GIFNet, focus
+selection, the focus-guided pyramid, then the classical baselines of
+:data:`napari_gifnet.methods.classical.BASELINES`; choosing a task selects its
+default method), normalisation, "align second
 onto first" (off, translation, translation + scale), "normalise each plane on
 its own" (off by default: a Z/T stack gets one range per layer), device,
 weights file (which the *Fine-tune GIFNet* widget fills in with the checkpoint
 it trained, :meth:`FusionWidget.use_checkpoint`), "add feature layers" and
 "keep previous results" options, Run /
-Cancel / Reset, and a status line (which also reports the normalisation scope
-of a stack and the alignment found). Device, weights and feature layers only
+Cancel / Reset, a status line (which also reports the normalisation scope
+of a stack and the alignment found) and "Compare methods" (:mod:`.compare`:
+every method of the task on the shown plane, one layer and one table row each). Device, weights and feature layers only
 apply to GIFNet: they are disabled while a baseline is chosen. Every option
 but the layers is remembered from one launch to the next (:mod:`._settings`).
 
@@ -32,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
 
 from ...engine.preprocess import NORMALIZATIONS
-from ...methods.presets import get_preset, preset_choices
+from ...methods.presets import QUALITY_DOC, get_preset, preset_choices
+from ...methods.registry import task_method_label, task_method_names
 from ...util.progress import Progress
 from ..layer_fusion import (
     GIFNET_ONLY_OPTIONS,
@@ -40,18 +45,20 @@ from ..layer_fusion import (
     FusionPlan,
     add_fusion_layers,
     iter_fusion,
-    method_choices,
-    method_label,
     prepare_fusion,
     status_text,
 )
 from ._job import JobWidget, gifnet_controls, weights_of
+from .compare import CompareJob, add_compare_controls
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.layers import Image
 
-__all__ = ["ALIGN_CHOICES", "FusionWidget", "alignment_text", "describe_error", "scope_text"]
+__all__ = [
+    "ALIGN_CHOICES", "FusionWidget", "alignment_text", "describe_error", "method_choices",
+    "preset_text", "scope_text",
+]  # fmt: skip
 
 #: The "align second onto first" choices: label -> ``iter_fusion``'s ``align``.
 ALIGN_CHOICES = [
@@ -81,12 +88,25 @@ def shown_index(viewer: Any, layer: Any, leading: tuple[int, ...]) -> tuple[int,
         return None
 
 
+def method_choices() -> list[tuple[str, str]]:
+    """(label, key) of every method a task may run on a pair: GIFNet, the focus
+    methods, then the baselines (:func:`napari_gifnet.methods.registry.task_method_names`)."""
+    return [(task_method_label(k), k) for k in task_method_names()]
+
+
+def preset_text(task: str) -> str:
+    """``"Preset method: <Method>: <why> (see docs/quality.md)"`` for a task key."""
+    preset = get_preset(task)
+    why = preset.reason.replace(f"({QUALITY_DOC})", f"(see {QUALITY_DOC})")
+    return f"Preset method: {task_method_label(preset.method)}: {why}"
+
+
 def describe_error(exc: BaseException, method: str = "gifnet") -> str:
     """A one-line message for a failed fusion, as shown in the notification."""
     from ...model.weights import CheckpointError, WeightsUnavailableError
 
     if method != "gifnet":
-        return f"{method_label(method)} fusion failed: {exc}"
+        return f"{task_method_label(method)} fusion failed: {exc}"
     if isinstance(exc, MemoryError):
         return f"GIFNet ran out of memory: {exc}. Try the CPU, or a smaller image or crop."
     if isinstance(exc, CheckpointError):
@@ -149,8 +169,13 @@ class FusionWidget(JobWidget):
         self.first = ComboBox(label="first input", choices=self._image_choices)
         self.second = ComboBox(label="second input", choices=self._image_choices)
         self.swap = PushButton(text="Swap first and second")
+        self.preset_note = Label(label="")
+        self.preset_note.native.setWordWrap(True)
         self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
-        self.method.tooltip = "GIFNet, or a classical baseline (ignores device and weights)"
+        self.method.tooltip = (
+            "GIFNet, focus selection or a classical baseline (these ignore device and "
+            "weights); choosing a task selects the method its preset measured best"
+        )
         self.normalization = ComboBox(label="normalisation", choices=list(NORMALIZATIONS))
         self.align = ComboBox(label="align second onto first", choices=ALIGN_CHOICES, value=None)
         self.align.tooltip = (
@@ -166,13 +191,15 @@ class FusionWidget(JobWidget):
         self._pickers = [self.first, self.second]
         self.extend(
             [
-                self.task, self.hint, self.first, self.second, self.swap, self.method,
+                self.task, self.hint, self.preset_note, self.first, self.second, self.swap,
+                self.method,
                 self.normalization, self.align, self.per_plane, self.device, self.weights,
                 self.features, self.keep_previous, self.buttons, self.status,
             ]
         )  # fmt: skip
         self.last_layers: list[Image] = []
         self._plan: FusionPlan | None = None  # the running (or last) job's plan
+        add_compare_controls(self)
         self.task.changed.connect(self._apply_preset)
         self.method.changed.connect(self._apply_method)
         self.swap.changed.connect(self.swap_inputs)
@@ -208,6 +235,9 @@ class FusionWidget(JobWidget):
         self.hint.value = preset.hint
         self.hint.tooltip = preset.note
         self.normalization.value = preset.normalization
+        self.preset_note.value = preset_text(preset.key)
+        self.preset_note.tooltip = f"The tables behind each task's default: {QUALITY_DOC}"
+        self.method.value = preset.method  # the user may pick another afterwards
 
     def _apply_method(self, _value: Any = None) -> None:
         """Enable the GIFNet-only controls for GIFNet, disable them for a baseline."""
@@ -242,11 +272,11 @@ class FusionWidget(JobWidget):
         def work(progress: Progress) -> Any:
             return (yield from iter_fusion(plan, progress=progress, **options))
 
-        return work, f"{method_label(plan.method)}: {plan.output_name}"
+        return work, f"{task_method_label(plan.method)}: {plan.output_name}"
 
     def running_text(self, label: str) -> str:
         where = f" on {self.device.value}" if self._plan.method == "gifnet" else ""
-        return f"Running {method_label(self._plan.method)}{where}: {self._plan.output_name} ..."
+        return f"Running {task_method_label(self._plan.method)}{where}: {self._plan.output_name} ..."
 
     def describe(self, exc: BaseException) -> str:
         return describe_error(exc, self._plan.method if self._plan else "gifnet")
@@ -257,3 +287,39 @@ class FusionWidget(JobWidget):
     def summary(self, value: FusionOutput) -> str:
         parts = [status_text(value), scope_text(value.metadata), alignment_text(value.metadata)]
         return "; ".join(p for p in parts if p)
+
+    # --------------------------------------------------------------- compare
+    def compare_job(self) -> CompareJob:
+        """Every method of the task on the plane shown (GUI thread, no pixels read)."""
+        from ..compare_methods import compare_pair
+
+        first, second = self.first.value, self.second.value
+        if first is None or second is None or first is second:
+            raise ValueError("choose two different image layers to compare methods on")
+        plan = prepare_fusion(first, second, "gifnet")
+        index = shown_index(self.viewer, first, plan.leading_shape)
+        index = tuple(index) if index is not None and plan.leading_shape else ()
+        options = {
+            "task": self.task.value, "normalization": self.normalization.value,
+            "weights": weights_of(self), "device": self.device.value,
+        }  # fmt: skip
+        methods = self.compare_methods  # None: every method of the task
+
+        def work(progress: Progress) -> Any:
+            a = plan.first.read(index)  # worker thread
+            b = plan.second.read(index)
+            if plan.resampling is not None:
+                b = plan.resampling.apply(b, plan.plane_shape)
+            return compare_pair(a, b, methods=methods, progress=progress, **options)
+
+        tf = {k: tuple(plan.first.transforms[k])[-2:] for k in ("scale", "translate")}
+
+        def look(result: Any) -> dict[str, Any]:
+            rgb = result.image.ndim == 3
+            colour = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
+            return {**colour, "contrast_limits": (0.0, 1.0), **tf}
+
+        base = f"{first.name} + {second.name}"
+        if plan.leading_shape:
+            base += f" [plane {', '.join(map(str, index))}]"
+        return CompareJob(work, f"Compare methods: {base}", base, look)

@@ -9,6 +9,9 @@ panchromatic grid first. The result is added as ``"<ms> pansharpened"`` in
 the multispectral layer's layout, on the panchromatic layer's grid. The
 layers' pixels are read in the worker (a Dask layer is computed there, never
 on the GUI thread). The options are remembered across launches.
+"Compare methods" (:mod:`.compare`) runs every spectral method and GIFNet,
+one ``"compare: <ms> + <pan> (<Method>)"`` layer each, with their QNR
+(no reference) in a table.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from magicgui.widgets import ComboBox
 
 from ._job import JobWidget, gifnet_controls, put_layer, weights_of
+from .compare import CompareJob, add_compare_controls
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -75,11 +79,13 @@ class PansharpenWidget(JobWidget):
                 self.weights, self.buttons, self.status,
             ]
         )  # fmt: skip
+        add_compare_controls(self)
         self._refresh_layers()
         self.remember("pansharpen", "band_axis", "method", "rescale", "device", "weights")
 
-    def prepare(self) -> tuple[Callable, str]:
-        from ...workflows.pansharpening import band_axis_of, pansharpen
+    def _job_inputs(self) -> tuple[Any, Any, dict[str, Any]]:
+        """The two arrays (unread) and ``pansharpen``'s options; records the output layout."""
+        from ...workflows.pansharpening import band_axis_of
 
         ms, pan = self.ms.value, self.pan.value
         if ms is None or pan is None or ms is pan:
@@ -110,6 +116,13 @@ class PansharpenWidget(JobWidget):
             "pan_translate": pan_translate, "weights": weights_of(self),
             "device": self.device.value,
         }  # fmt: skip
+        return ms_data, pan_data, options
+
+    def prepare(self) -> tuple[Callable, str]:
+        from ...workflows.pansharpening import pansharpen
+
+        ms_data, pan_data, options = self._job_inputs()
+        ms, pan = self.ms.value, self.pan.value
 
         def job(progress: Callable[[int, int], None]) -> Any:
             ms_pixels, pan_pixels = np.asarray(ms_data), np.asarray(pan_data)  # worker thread
@@ -133,3 +146,31 @@ class PansharpenWidget(JobWidget):
         meta = value.metadata
         up = " (upsampled)" if meta.get("resampled") else ""
         return f"Last run: {meta['bands']} bands{up}, {meta['method']}, {value.elapsed:.1f} s"
+
+    def compare_job(self) -> CompareJob:
+        """Every spectral method and GIFNet on the two layers (GUI thread, no pixels read)."""
+        from ..compare_methods import compare_pansharpen
+
+        ms_data, pan_data, options = self._job_inputs()
+        options.pop("method")
+        axis = options.pop("band_axis")
+        name, scale, translate = self._target
+        methods = self.compare_methods  # None: every method of the task
+
+        def work(progress: Callable[[int, int], None]) -> Any:
+            ms_pixels, pan_pixels = np.asarray(ms_data), np.asarray(pan_data)  # worker thread
+            return compare_pansharpen(
+                ms_pixels, pan_pixels, band_axis=axis, methods=methods, progress=progress,
+                **options,
+            )  # fmt: skip
+
+        def look(result: Any) -> dict[str, Any]:
+            ranges = result.result.band_ranges
+            lo, hi = float(ranges[:, 0].min()), float(ranges[:, 1].max())
+            return {
+                "rgb": False, "colormap": "gray", "contrast_limits": (lo, hi if hi > lo else lo + 1),
+                "scale": scale, "translate": translate,
+            }  # fmt: skip
+
+        base = f"{name} + {self.pan.value.name}"
+        return CompareJob(work, f"Compare methods: {base}", base, look)

@@ -1,7 +1,9 @@
 """The "Focus stack" dock widget: one layer with a focus axis -> all-in-focus image.
 
-Pick an image layer, its focus axis, a method (GIFNet, focus selection or a
-classical baseline), the pair-folding strategy, the alignment (``auto`` by default: the planes'
+Pick an image layer, its focus axis, what the planes differ by (``task``:
+focus, or exposure, whose default method is the Laplacian pyramid over all
+planes), a method (GIFNet, focus selection or a classical baseline; the task
+selects its default), the pair-folding strategy, the alignment (``auto`` by default: the planes'
 measured motion decides; off, translation, scale or similarity) and options
 (copy pixels from the depth map's plane, keep the input dtype); Run
 calls :func:`napari_gifnet.workflows.focus_stack.fuse_stack`, the function a console user
@@ -9,6 +11,8 @@ calls, in a napari worker thread. It adds (or updates) three layers:
 ``"<name> all-in-focus"``, ``"<name> depth"`` (the plane index of each
 pixel) and ``"<name> confidence"``, with the input's scale and translate
 minus the focus axis. Cancel stops between planes (or GIFNet bands).
+"Compare methods" (:mod:`.compare`) runs every method of the task on the
+layer, one ``"compare: <name> (<Method>)"`` layer and one table row each.
 
 :class:`~._job.JobWidget` (in :mod:`._job`) holds the worker, progress and
 cancel plumbing every job widget shares. torch is imported only when a job runs.
@@ -25,6 +29,7 @@ from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from ...util.progress import Cancelled
 from ._job import JobWidget, gifnet_controls, put_layer, weights_of
+from .compare import CompareJob, add_compare_controls
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -36,6 +41,8 @@ __all__ = ["JobCancelled", "JobWidget", "StackWidget", "put_layer"]
 #: cancellation exception).
 JobCancelled = Cancelled
 #: (label, ``fuse_stack`` ``align`` value) of the align menu; "auto" is the default.
+#: (label, ``fuse_stack`` ``task``) of the task menu.
+TASK_CHOICES = [("focus stack", "focus"), ("exposure bracket", "exposure")]
 ALIGN_CHOICES = [
     ("auto (align when the planes move)", "auto"),
     ("off", "none"),
@@ -62,6 +69,11 @@ class StackWidget(JobWidget):
         super().__init__(napari_viewer)
         self.layer = ComboBox(label="stack", choices=self._image_choices)
         self.axis = SpinBox(label="focus axis", value=0, min=0, max=3)
+        self.task = ComboBox(label="task", choices=TASK_CHOICES, value="focus")
+        self.task.tooltip = (
+            "What the planes differ by: focus (default: focus selection) or exposure "
+            "(default: the Laplacian pyramid over all planes; never focus selection)"
+        )
         self.method = ComboBox(label="method", choices=method_choices(), value=DEFAULT_METHOD)
         self.strategy = ComboBox(label="strategy", choices=list(STRATEGIES), value=DEFAULT_STRATEGY)
         self.select = CheckBox(text="copy pixels from the depth map's plane")
@@ -71,16 +83,27 @@ class StackWidget(JobWidget):
         self._pickers = [self.layer]
         self.extend(
             [
-                self.layer, self.axis, self.method, self.strategy, self.select, self.align,
+                self.layer, self.axis, self.task, self.method, self.strategy, self.select, self.align,
                 self.keep_dtype, self.device, self.weights, self.buttons, self.status,
             ]
         )  # fmt: skip
+        add_compare_controls(self)
         self.method.changed.connect(self._apply_method)
+        self.task.changed.connect(self._apply_task)
         self._apply_method()
         self.remember(
-            "focus_stack", "axis", "method", "strategy", "select", "align", "keep_dtype",
+            "focus_stack", "axis", "task", "method", "strategy", "select", "align", "keep_dtype",
             "device", "weights",
         )  # fmt: skip
+
+    def _apply_task(self, _value: Any = None) -> None:
+        """Select the task's default method and strategy (the user may pick others)."""
+        from ...workflows import focus_stack as fs
+
+        method = fs.task_method(self.task.value)
+        self.method.value = method
+        exposure = self.task.value == "exposure" and method in fs.ALL_AT_ONCE
+        self.strategy.value = fs.EXPOSURE_STRATEGY if exposure else fs.DEFAULT_STRATEGY
 
     def _apply_method(self, _value: Any = None) -> None:
         pairwise = self.method.value != "focus"
@@ -91,9 +114,8 @@ class StackWidget(JobWidget):
         """``fuse_stack``'s ``align``: "auto", "none", "translation", "scale" or "similarity"."""
         return str(self.align.value)
 
-    def prepare(self) -> tuple[Callable, str]:
-        from ...workflows.focus_stack import fuse_stack
-
+    def _checked_layer(self) -> tuple[Any, Any, int, int]:
+        """The chosen layer, its level-0 data, focus axis and number of spatial axes."""
         layer = self.layer.value
         if layer is None:
             raise ValueError("choose an image layer holding a focus stack")
@@ -107,8 +129,22 @@ class StackWidget(JobWidget):
             )
         if axis >= spatial:
             raise ValueError(f"focus axis {axis} is not an axis of {layer.name!r}")
+        return layer, data, axis, spatial
+
+    def _look(self, layer: Any, axis: int, spatial: int) -> dict[str, Any]:
+        """The scale and translate of a result layer: the input's minus the focus axis."""
+        keep = [i for i in range(spatial) if i != axis]
+        return {
+            "scale": tuple(layer.scale[i] for i in keep),
+            "translate": tuple(layer.translate[i] for i in keep),
+        }
+
+    def prepare(self) -> tuple[Callable, str]:
+        from ...workflows.focus_stack import fuse_stack
+
+        layer, data, axis, spatial = self._checked_layer()
         options = {
-            "method": self.method.value, "strategy": self.strategy.value,
+            "method": self.method.value, "task": self.task.value, "strategy": self.strategy.value,
             "select": bool(self.select.value), "align": self._align_option(),
             "keep_dtype": bool(self.keep_dtype.value), "weights": weights_of(self),
             "device": self.device.value,
@@ -162,3 +198,26 @@ class StackWidget(JobWidget):
         elif value.metadata.get("motion") is not None:
             text += "; no motion measured, not aligned"
         return text
+
+    def compare_job(self) -> CompareJob:
+        """Every method of the task on the layer (GUI thread, no pixels read)."""
+        from ..compare_methods import compare_stack
+
+        layer, data, axis, spatial = self._checked_layer()
+        options = {
+            "task": self.task.value, "align": self._align_option(), "weights": weights_of(self),
+            "device": self.device.value,
+        }  # fmt: skip
+        methods = self.compare_methods  # None: every method of the task
+        tf, rgb = self._look(layer, axis, spatial), bool(layer.rgb)
+
+        def work(progress: Callable[[int, int], None]) -> Any:
+            return compare_stack(data, axis, methods=methods, progress=progress, **options)
+
+        def look(result: Any) -> dict[str, Any]:
+            colour: dict[str, Any] = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
+            if result.image.dtype.kind == "f":
+                colour["contrast_limits"] = (0.0, 1.0)
+            return {**colour, **tf}
+
+        return CompareJob(work, f"Compare methods: {layer.name}", layer.name, look)

@@ -1,0 +1,153 @@
+"""The "Compare methods" button and table the fusion, stack and pansharpen widgets share.
+
+:func:`add_compare_controls` gives a :class:`~._job.JobWidget` a "Compare
+methods" button and a table. The widget provides ``compare_job()`` (GUI
+thread, reads no pixels): a :class:`CompareJob`, whose ``work(progress)``
+calls one of :mod:`napari_gifnet.plugin.compare_methods`' functions in the
+widget's worker (the same :class:`~._job.JobRunner` as Run: one job at a
+time, Run and Compare disabled while either runs, Cancel stops it). When it
+is done, each method's result becomes the layer ``"compare: <base>
+(<Method>)"`` (updated in place when that method runs again; the other
+methods' layers stay), the layers of the comparison are put next to each
+other with only the best one visible, and the table shows every
+method's metrics at once, the best row marked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from magicgui.widgets import Label, PushButton, Table
+
+from ..compare_methods import Comparison, comparison_layer_name, group_layers
+from ._job import Work, put_layer
+
+__all__ = ["BEST_MARK", "CompareJob", "add_compare_controls", "table_data"]
+
+#: Appended to the best method's name in the table.
+BEST_MARK = " (best)"
+
+
+@dataclass
+class CompareJob:
+    """What a widget's ``compare_job()`` returns.
+
+    Attributes
+    ----------
+    work
+        ``work(progress) -> Comparison``, run in the worker.
+    label
+        The progress bar's name.
+    base
+        The layer name before the method, e.g. ``"A + B"``.
+    look
+        ``look(method_result) -> dict``: the keywords of each result layer
+        (colormap, scale, ...).
+    """
+
+    work: Work
+    label: str
+    base: str
+    look: Callable[[Any], dict[str, Any]] = field(default=lambda _r: {})
+
+
+def _format(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def table_data(comparison: Comparison) -> dict[str, Any]:
+    """The table's value: one row per method (the best marked), one column per metric."""
+    best = comparison.result(comparison.best).label if comparison.best else None
+    index = [label + (BEST_MARK if label == best else "") for label, _ in comparison.rows()]
+    data = [[_format(v) for v in values] for _, values in comparison.rows()]
+    return {"data": data, "index": index, "columns": list(comparison.metric_names)}
+
+
+class _Buttons:
+    """The buttons a running job disables: Run and Compare methods, as one (``enabled``)."""
+
+    def __init__(self, *buttons: Any) -> None:
+        self.buttons = buttons
+
+    @property
+    def enabled(self) -> bool:
+        return all(b.enabled for b in self.buttons)
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        for b in self.buttons:
+            b.enabled = value
+
+
+def add_compare_controls(widget: Any) -> None:
+    """Add ``compare_button``, ``compare_note`` and ``compare_table`` to a job widget.
+
+    The widget implements ``compare_job() -> CompareJob`` (raise
+    ``ValueError`` / ``TypeError`` to refuse, like ``prepare``), passing its
+    ``compare_methods`` attribute on (None, set here: every method of the
+    task; a sequence of method keys narrows the comparison). The controls are
+    appended at the end of the form.
+    """
+    widget.compare_button = PushButton(text="Compare methods")
+    widget.compare_button.tooltip = (
+        "Run every method of the task on the current layers; each result becomes a "
+        "'compare: ... (Method)' layer (only the best shown), with the metrics below"
+    )
+    widget.compare_note = Label(label="", value="")
+    widget.compare_note.native.setWordWrap(True)
+    widget.compare_table = Table(value={"data": [], "index": [], "columns": []})
+    widget.compare_table.read_only = True
+    widget.compare_table.visible = False
+    widget.compare_methods = None
+    widget.last_comparison = None
+    widget.last_compare_layers = []
+    widget.extend([widget.compare_button, widget.compare_note, widget.compare_table])
+    widget.compare_button.changed.connect(lambda *_: compare(widget))
+    # one job at a time: the runner disables both buttons while Run or Compare runs
+    widget.runner.run_button = _Buttons(widget.run_button, widget.compare_button)
+
+
+def compare(widget: Any) -> Any:
+    """Start the widget's comparison in its worker; returns the worker (None if refused)."""
+    if widget.running:
+        return None
+    try:
+        job: CompareJob = widget.compare_job()
+    except (TypeError, ValueError) as exc:
+        widget.fail(f"Cannot compare: {exc}")
+        return None
+
+    def done(comparison: Comparison) -> str:
+        return show_comparison(widget, comparison, job)
+
+    return widget.runner.start(
+        job.work, job.label, done=done, describe=lambda exc: f"Comparison failed: {exc}",
+        running=f"Comparing methods: {job.label} ...",
+    )  # fmt: skip
+
+
+def show_comparison(widget: Any, comparison: Comparison, job: CompareJob) -> str:
+    """Put the comparison's layers and fill the table (GUI thread); returns the status line."""
+    layers, best_layer = [], None
+    for r in comparison.results:
+        name = comparison_layer_name(job.base, r.label)
+        meta = {"method": r.method, "metrics": dict(r.metrics), "compared": comparison.kind}
+        layer = put_layer(widget.viewer, name, r.image, metadata=meta, **job.look(r))
+        layers.append(layer)
+        if r.method == comparison.best:
+            best_layer = layer
+    # earlier results of other methods on the same inputs join the group, hidden
+    stem = comparison_layer_name(job.base, "")[:-1]  # "compare: <base> ("
+    earlier = [ly for ly in widget.viewer.layers if ly.name.startswith(stem) and ly not in layers]
+    group_layers(widget.viewer, [*earlier, *layers], visible=best_layer)
+    widget.compare_table.value = table_data(comparison)
+    widget.compare_table.visible = bool(comparison.results)
+    widget.last_comparison, widget.last_compare_layers = comparison, layers
+    note = f"Best by {comparison.ranked_by}: {best_layer.name}." if best_layer else ""
+    if comparison.errors:
+        note += " Failed: " + "; ".join(comparison.errors.values())
+    widget.compare_note.value = note.strip()
+    return f"Compared {len(layers)} methods." + (f" {note}" if note else "")
