@@ -26,6 +26,7 @@ EXPECTED = {
     "medical": ["CT-like", "MRI-like"],
     "exposure": ["over-exposed", "under-exposed", "reference exposure"],
     "fluorescence": ["nuclei", "membranes"],
+    "pansharpening": ["multispectral", "panchromatic", "multispectral truth"],
 }
 PUBLISHED_NAMES = {
     "published_ivif": ["infrared", "visible"],
@@ -76,8 +77,12 @@ def test_offline_sample_layers(key: str) -> None:
     assert roles[0] in ("first input", "input stack")
     if roles[0] == "first input":
         assert roles[1] == "second input"
-    shapes = {d.shape[-3:-1] if k.get("rgb") else d.shape[-2:] for _, d, k in sample.layers}
-    assert len(shapes) == 1  # registered: one grid for all layers
+    extents = {
+        tuple(np.multiply(d.shape[-3:-1] if k.get("rgb") else d.shape[-2:],
+                          k.get("scale", (1.0, 1.0))[-2:]))
+        for _, d, k in sample.layers
+    }
+    assert len(extents) == 1  # registered: every layer covers the same world extent
 
 
 @pytest.mark.parametrize("key", sorted(EXPECTED))
@@ -178,11 +183,67 @@ def test_fluorescence_pair_is_12_bit_and_channels_differ() -> None:
     assert membranes[cell_edges].mean() > 2 * nuclei[cell_edges].mean()
 
 
+def _psnr(image: np.ndarray, truth: np.ndarray) -> float:
+    error = np.mean((image.astype(np.float64) - truth.astype(np.float64)) ** 2)
+    return float(10.0 * np.log10(255.0**2 / error))
+
+
+def test_pansharpening_sample_follows_walds_protocol() -> None:
+    sample = samples.pansharpening_sample(size=128)
+    ms, pan, truth = (sample.data(n) for n in EXPECTED["pansharpening"])
+    assert ms.shape == (4, 32, 32) and pan.shape == (128, 128) and truth.shape == (4, 128, 128)
+    assert all(a.dtype == np.uint8 for a in (ms, pan, truth))
+    kwargs = dict((name, k) for name, _, k in sample.layers)
+    assert kwargs["multispectral"]["scale"] == (1.0, 4.0, 4.0)
+    # napari puts pixel j at translate + 4 j: the centre of the 4 x 4 block it covers
+    assert kwargs["multispectral"]["translate"] == (0.0, 1.5, 1.5)
+    assert kwargs["multispectral"]["metadata"]["bands"] == ["red", "green", "blue", "NIR-like"]
+    truth_f = truth.astype(np.float64)
+    # the panchromatic image is the stated weighted sum of the true bands (up to rounding)
+    weights = kwargs["panchromatic"]["metadata"]["pan_weights"]
+    assert np.abs(np.tensordot(weights, truth_f, axes=1) - pan).max() <= 1.0
+    # the coarse sensor keeps each band's mean, and its pixels are near the block means
+    blocks = truth_f.reshape(4, 32, 4, 32, 4).mean(axis=(2, 4))
+    np.testing.assert_allclose(ms.mean(axis=(1, 2)), truth_f.mean(axis=(1, 2)), atol=1.0)
+    assert np.abs(ms - blocks).mean() < 8.0
+    # ... but is blurred: less high-frequency energy than the plain block means
+    assert ndi.laplace(ms.astype(np.float64)).var() < 0.8 * ndi.laplace(blocks).var()
+    # the NIR-like band is not one of the colour bands
+    assert all(np.abs(truth_f[3] - truth_f[i]).mean() > 5.0 for i in range(3))
+
+
+def test_pansharpening_sample_pansharpens_better_than_upsampling() -> None:
+    from skimage.transform import resize
+
+    from napari_gifnet.workflows.pansharpening import pansharpen
+
+    sample = samples.pansharpening_sample(size=256)
+    ms, pan, truth = (sample.data(n) for n in EXPECTED["pansharpening"])
+    layer = sample.layers[0][2]
+    # as the Pansharpen widget calls it: with the layers' scales and translates
+    result = pansharpen(ms, pan, band_axis=0, ms_scale=layer["scale"][1:], pan_scale=(1.0, 1.0),
+                        ms_translate=layer["translate"][1:])
+    cubic = np.stack([resize(b.astype(np.float64), pan.shape, order=3) for b in ms])
+    upsampled = np.rint(np.clip(cubic, 0, 255))
+    assert result.image.shape == truth.shape
+    sharpened, plain = _psnr(result.image, truth), _psnr(upsampled, truth)
+    assert sharpened > plain + 6.0, (sharpened, plain)
+    for band in range(4):
+        assert _psnr(result.image[band], truth[band]) > _psnr(upsampled[band], truth[band])
+    # the translate is the one that makes the grids coincide: without scales
+    # (extents aligned) the result is the same, with translate 0 it is worse
+    same = pansharpen(ms, pan, band_axis=0)
+    np.testing.assert_array_equal(result.image, same.image)
+    shifted = pansharpen(ms, pan, band_axis=0, ms_scale=(4.0, 4.0), pan_scale=(1.0, 1.0))
+    assert _psnr(shifted.image, truth) < sharpened - 1.0
+
+
 @pytest.mark.parametrize("key", sorted(EXPECTED))
 def test_napari_functions_return_layer_data(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     function = {"multifocus": "multifocus_pair", "focus_stack": "focus_stack",
                 "medical": "medical_pair", "exposure": "exposure_pair",
-                "fluorescence": "fluorescence_pair"}[key]
+                "fluorescence": "fluorescence_pair",
+                "pansharpening": "pansharpening_sample"}[key]
     monkeypatch.setattr(samples, function, lambda: _sample(key))
     layers = getattr(_sample_data, function)()
     assert [kwargs["name"] for _, kwargs, _ in layers] == EXPECTED[key]
@@ -202,6 +263,25 @@ def test_open_offline_sample_in_napari_model(key: str, gifnet_plugin: str) -> No
         assert layer.rgb == kwargs.get("rgb", False)
         assert layer.metadata["sample"] == key
         np.testing.assert_array_equal(np.asarray(layer.data), data)
+        assert tuple(layer.scale) == tuple(kwargs.get("scale", (1.0,) * layer.ndim))
+        assert tuple(layer.translate) == tuple(kwargs.get("translate", (0.0,) * layer.ndim))
+
+
+def test_pansharpening_layers_cover_the_same_area_in_napari(gifnet_plugin: str) -> None:
+    """napari draws the coarse bands exactly over the panchromatic pixels they were made from."""
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    viewer.open_sample(gifnet_plugin, "pansharpening")
+    corners = {}
+    for layer in viewer.layers:  # extent.world spans pixel centres: widen by half a pixel
+        half = np.asarray(layer.scale[-2:]) / 2
+        world = layer.extent.world[:, -2:]
+        corners[layer.name] = (tuple(world[0] - half), tuple(world[1] + half))
+    assert corners["multispectral"] == corners["panchromatic"] == corners["multispectral truth"]
+    assert corners["panchromatic"] == ((-0.5, -0.5), (511.5, 511.5))
+    assert viewer.layers["multispectral"].data.shape == (4, 128, 128)
+    assert not viewer.layers["multispectral truth"].visible
 
 
 @functools.cache
@@ -232,6 +312,10 @@ def test_open_offline_sample_in_napari_window(key: str, napari_window, gifnet_pl
     assert [layer.name for layer in viewer.layers] == EXPECTED[key]
     assert [layer.visible for layer in viewer.layers] == [
         kwargs.get("visible", True) for _, _, kwargs in _sample(key).layers
+    ]
+    assert [tuple(layer.scale) for layer in viewer.layers] == [
+        tuple(kwargs.get("scale", (1.0,) * layer.ndim))
+        for layer, (_, _, kwargs) in zip(viewer.layers, _sample(key).layers, strict=True)
     ]
 
 

@@ -159,13 +159,14 @@ def test_run_adds_layer_with_progress_and_status(qtbot, setup, reference_weights
     assert worker is not None and widget.progress_bar is None
     assert values and values == sorted(values) and values[-1] == bar.total > 1
     base = "PET + MRI (GIFNet)"
-    assert [ly.name for ly in viewer.layers][:3] == ["PET", "MRI", base]
+    names = [ly.name for ly in viewer.layers]
+    assert names[:2] == ["PET", "MRI"] and names[-1] == base  # the features below the result
     assert len(viewer.layers) == 2 + 1 + 3 + 3
     fused = viewer.layers[base]
     np.testing.assert_array_equal(fused.data, fuse(a, b, weights=reference_weights).image)
     assert fused.metadata["weights_sha256"] and fused.metadata["device"] == "cpu"
-    assert viewer.layers[f"{base} features: shared"].data.shape == (98, H, W)
-    pca = viewer.layers[f"{base} features: photographic (PCA RGB)"]
+    assert viewer.layers[f"shared features: {base}"].data.shape == (98, H, W)
+    pca = viewer.layers[f"PCA photographic features: {base}"]
     assert pca.rgb and not pca.visible and pca.data.shape == (H, W, 3)
     assert "cpu" in widget.status.value and f"{H} x {W}" in widget.status.value
     assert " s" in widget.status.value

@@ -28,7 +28,6 @@ DONE_MS = 30_000
 N = 16
 
 
-
 def _viewer(make_napari_viewer):
     rng = np.random.default_rng(0)
     viewer = make_napari_viewer()
@@ -36,6 +35,7 @@ def _viewer(make_napari_viewer):
     viewer.add_image(rng.random((N, N), np.float32), name="B")
     viewer.add_image(rng.random((3, N, N), np.float32), name="stack")
     viewer.add_image(rng.random((4, N, N), np.float32), name="MS", rgb=False)
+    viewer.add_image(rng.random((N, N), np.float32), name="fused")
     return viewer
 
 
@@ -89,7 +89,7 @@ def _metrics(viewer, monkeypatch, fake):
 
     monkeypatch.setattr(mw, "metrics_job", fake_job)
     widget = mw.MetricsWidget(viewer)
-    widget.set_inputs("A", "B", ["A"])
+    widget.set_inputs("A", "B", ["fused"])  # an input is not offered as a fused layer
     return widget
 
 
@@ -211,3 +211,33 @@ def test_a_job_stopped_between_yields_is_closed_when_its_worker_finishes(
     qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
     assert events == ["entered", "cleaned up"]
     assert widget.status.value == "Cancelled; no layer was added."
+
+
+@pytest.mark.parametrize("kind", list(CANCELLABLE))
+def test_every_widget_shows_its_progress_while_it_runs(
+    qtbot, make_napari_viewer, monkeypatch, kind
+):
+    """The runner's progress bar, below the Run button: done / total while the job
+    runs, hidden before and after."""
+    viewer = _viewer(make_napari_viewer)
+    reported, release = threading.Event(), threading.Event()
+
+    def fake(progress):
+        progress(2, 5)
+        reported.set()
+        release.wait(20)
+        raise ValueError("the fake job ends here")
+
+    widget = CANCELLABLE[kind](viewer, monkeypatch, fake)
+    viewer.window.add_dock_widget(widget, name=kind)
+    bar = widget.runner.bar
+    assert bar.isHidden() and bar.parentWidget() is not None
+    try:
+        assert _start(widget) is not None
+        qtbot.waitUntil(lambda: bar.value() == 2, timeout=DONE_MS)
+        assert bar.maximum() == 5 and not bar.isHidden()
+        assert bar.format().startswith("2 / 5")
+    finally:
+        release.set()
+        qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    assert bar.isHidden()

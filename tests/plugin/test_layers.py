@@ -61,8 +61,10 @@ def test_fuse_layers_matches_engine_and_records_provenance(viewer, medical, refe
     fused = layers[0]
     assert fused.name == "PET + MRI (GIFNet)" == output_name("PET", "MRI")
     assert fused.data.shape == (H, W) and fused.data.dtype == np.float32
-    assert fused.colormap.name == "gray" and tuple(fused.contrast_limits) == (0.0, 1.0)
+    assert fused.colormap.name == "gray"
     expected = fuse(*medical, weights=reference_weights)
+    lo, hi = float(expected.image.min()), float(expected.image.max())
+    assert tuple(fused.contrast_limits) == pytest.approx((lo, hi))  # its own range
     np.testing.assert_array_equal(fused.data, expected.image)
     meta = fused.metadata
     assert meta["method"] == "GIFNet"
@@ -106,17 +108,44 @@ def test_feature_layers_and_pca_summaries(viewer, medical, reference_weights):
     names = [ly.name for ly in layers]
     base = "PET + MRI (GIFNet)"
     assert names == [base] + [
-        f"{base} features: {k}" for k in ("shared", "multimodal", "photographic")
-    ] + [f"{base} features: {k} (PCA RGB)" for k in ("shared", "multimodal", "photographic")]
+        f"{k} features: {base}" for k in ("shared", "multimodal", "photographic")
+    ] + [f"PCA {k} features: {base}" for k in ("shared", "multimodal", "photographic")]
     expected = fuse(*medical, weights=reference_weights, return_features=True)
     for key, stack, pca in zip(("shared", "multimodal", "photographic"), layers[1:4], layers[4:]):
-        assert stack.data.shape == (98, H, W) and stack.visible
+        assert stack.data.shape == (98, H, W) and not stack.visible
         np.testing.assert_array_equal(stack.data, expected.features[key])
         assert stack.metadata["feature"] == key
         assert pca.rgb and not pca.visible and pca.data.shape == (H, W, 3)
         assert pca.data.dtype == np.float32 and 0 <= pca.data.min() and pca.data.max() <= 1
         assert pca.data.std() > 0
-    assert sorted(names[1:]) == sorted(names[1:], key=str.lower)  # sort together by name
+
+
+def test_feature_layers_go_hidden_below_the_selected_result(viewer, reference_weights):
+    viewer.add_image(np.zeros((H, W), np.float32), name="on top before")
+    layers = fuse_layers(viewer, "PET", "MRI", weights=reference_weights, features=True)
+    fused, features = layers[0], layers[1:]
+    order = [ly.name for ly in viewer.layers]
+    assert order[:3] == ["PET", "MRI", "on top before"] and order[-1] == fused.name
+    assert {ly.name for ly in viewer.layers[3:-1]} == {ly.name for ly in features}
+    assert fused.visible and not any(ly.visible for ly in features)
+    assert viewer.layers.selection.active is fused and set(viewer.layers.selection) == {fused}
+    for ly in features:  # what each is, in the first 20 characters
+        head, key = ly.name[:20], ly.metadata["feature"]
+        assert key[:10] in head and ("PCA" in head if ly.rgb else "feature" in head)
+    # a rerun updates them in place: a feature layer the user showed stays shown
+    features[0].visible = True
+    again = fuse_layers(viewer, "PET", "MRI", weights=reference_weights, features=True)
+    assert [ly.name for ly in viewer.layers] == order and again[1] is features[0]
+    assert features[0].visible and viewer.layers.selection.active is fused
+
+
+def test_feature_layers_are_not_fused_layers(viewer, reference_weights):
+    from napari_gifnet.plugin.layer_output import is_fused_layer
+
+    layers = fuse_layers(viewer, "PET", "MRI", weights=reference_weights, features=True)
+    assert [is_fused_layer(ly.metadata) for ly in layers] == [True] + [False] * 6
+    assert not is_fused_layer(viewer.layers["PET"].metadata)
+    assert is_fused_layer({"method": "GIFNet"})  # e.g. a fused layer read back from a file
 
 
 def test_pca_rgb_finds_the_main_directions():

@@ -72,6 +72,19 @@ def test_menus_put_the_widgets_under_layers() -> None:
     assert {c for commands in MENUS.values() for c in commands} | plugins_only == widgets
 
 
+def test_sample_names_say_offline_or_download() -> None:
+    """File > Open Sample tells which samples work offline; pansharpening has one."""
+    import npe2
+
+    manifest = npe2.PluginManifest.from_file(MANIFEST)
+    titles = {s.key: s.display_name for s in manifest.contributions.sample_data}
+    for key, title in titles.items():
+        published = key.startswith("published_")
+        assert title.endswith("(download)" if published else "offline)"), (key, title)
+    assert "published_remote" in titles and "pansharpening" in titles
+    assert "panchromatic" in titles["pansharpening"]
+
+
 def test_menu_ids_are_napari_contributable_menus() -> None:
     from napari._app_model.constants import MenuId
     from napari._app_model.constants._menus import is_menu_contributable
@@ -227,7 +240,7 @@ def test_wheel_ships_the_manifest_and_npe2_discovers_it(tmp_path: Path) -> None:
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(found["location"][0]).is_relative_to(target)
     assert found["widgets"] == _widget_names()
-    assert {"multifocus", "medical", "published_ivif"} <= set(found["samples"])
+    assert {"multifocus", "medical", "pansharpening", "published_ivif"} <= set(found["samples"])
     assert found["writers"] == ["napari-gifnet.write_tiff"]
     assert found["readers"] == ["napari-gifnet.read_tiff"]
 

@@ -58,6 +58,11 @@ def _compute(qtbot, widget) -> None:
     assert widget.compute_button.isEnabled()
 
 
+def _full_status(widget) -> str:
+    """The status line's whole text (the label may show it elided, the tooltip whole)."""
+    return max(widget.status.text(), widget.status.toolTip(), key=len)
+
+
 def _column(widget, metric: str) -> int:
     return 1 + list(METRICS).index(metric)
 
@@ -127,26 +132,55 @@ def test_sorting_best_marking_and_csv(qtbot, viewer, medical):
     assert QApplication.clipboard().text() == text
 
 
-def test_shape_mismatch_is_a_notification_and_the_widget_recovers(qtbot, viewer, medical):
+def test_a_layer_that_cannot_be_scored_is_skipped_and_the_rest_scored(qtbot, viewer, medical):
+    fuse_layers(viewer, "PET", "MRI", method="mean")
+    fuse_layers(viewer, "PET", "MRI", method="max")
+    viewer.add_image(medical[0][:32, :40], name="small")
+    viewer.add_image(np.full((H, W), 7.5, np.float32), name="bad")
+    widget = _widget(viewer)
+    widget.set_inputs("PET", "MRI", ["PET + MRI (Mean)", "small", "bad", "PET + MRI (Max)"])
+    count = len(notification_manager.records)
+    _compute(qtbot, widget)
+    assert [name for name, _ in widget.table_rows()] == ["PET + MRI (Mean)", "PET + MRI (Max)"]
+    for name, values in widget.table_rows():
+        expected = fusion_metrics(viewer.layers[name].data, *medical)
+        np.testing.assert_allclose(values, list(expected.values()), rtol=0, atol=1e-9)
+    skipped = widget.last_outcome.skipped
+    assert skipped["small"] == "it is 32 x 40 pixels, the inputs are 64 x 64"
+    assert "from 7.5 to 7.5, outside the 0-1 range" in skipped["bad"]
+    warnings = " ".join(_errors_since(count))
+    for text in (_full_status(widget), warnings):
+        assert "Skipped 'small'" in text and "Skipped 'bad'" in text and "scaled" not in text
+    # nothing that can be scored: an empty table that says why
+    widget.set_inputs("PET", "MRI", ["bad"])
+    _compute(qtbot, widget)
+    assert widget.table.rowCount() == 0 and widget.last_outcome.error is None
+    assert "No fused layer could be scored" in _full_status(widget)
+
+
+def test_inputs_of_different_sizes_are_a_notification_and_the_widget_recovers(
+    qtbot, viewer, medical
+):
     fuse_layers(viewer, "PET", "MRI", method="mean")
     viewer.add_image(medical[0][:32, :40], name="small")
     widget = _widget(viewer)
-    widget.set_inputs("PET", "MRI", ["PET + MRI (Mean)", "small"])
+    widget.set_inputs("PET", "small", ["PET + MRI (Mean)"])
     count = len(notification_manager.records)
     assert widget.compute() is None
     errors = _errors_since(count)
     assert errors and "differ in size" in errors[-1] and "'small' 32 x 40" in errors[-1]
-    assert widget.compute_button.isEnabled() and "differ in size" in widget.status.text()
-    # an error inside the worker (float data outside [0, 1]) is reported the same way
+    assert widget.compute_button.isEnabled()
+    # an input the metrics cannot take (float data outside [0, 1]) is reported in words
     viewer.add_image(np.full((H, W), 7.5, np.float32), name="bad")
-    widget.set_inputs("PET", "MRI", ["bad"])
+    widget.set_inputs("PET", "bad", ["PET + MRI (Mean)"])
     count = len(notification_manager.records)
     _compute(qtbot, widget)
     errors = _errors_since(count)
     assert errors and "Metrics failed" in errors[-1] and "'bad'" in errors[-1]
+    assert "scaled" not in errors[-1]
     # nothing selected
     widget.set_inputs("PET", "MRI", [])
-    assert widget.compute() is None and "select one or more" in widget.status.text()
+    assert widget.compute() is None
     # and it works again
     widget.set_inputs("PET", "MRI", ["PET + MRI (Mean)"])
     _compute(qtbot, widget)
@@ -183,13 +217,17 @@ def test_lists_follow_the_layer_list(viewer, medical):
     def names() -> list[str]:
         return [widget.fused.item(i).text() for i in range(widget.fused.count())]
 
-    assert names() == ["PET", "MRI"] and widget.selected_fused() == []
+    assert names() == [] and widget.selected_fused() == []  # the inputs are not offered
     viewer.add_labels(np.zeros((H, W), np.uint8), name="mask")  # not an image: not listed
     fuse_layers(viewer, "PET", "MRI", method="mean")
-    assert names() == ["PET", "MRI", "PET + MRI (Mean)"]
+    assert names() == ["PET + MRI (Mean)"]
     assert widget.selected_fused() == ["PET + MRI (Mean)"]
     viewer.layers["PET + MRI (Mean)"].name = "fused"
-    assert "fused" in names() and widget.selected_fused() == ["fused"]
+    assert names() == ["fused"] and widget.selected_fused() == ["fused"]
+    # choosing another input offers the former one, unselected
+    widget.second.setCurrentText("fused")
+    assert names() == ["MRI"] and widget.selected_fused() == []
+    widget.second.setCurrentText("MRI")
     viewer.layers.remove("MRI")
     assert widget.second.findText("MRI") == -1
 

@@ -10,7 +10,9 @@ input", "second input", "input stack" or "truth").
   seeded random numbers: a near/far-focus pair and a focus stack made from the
   stereo motorcycle and its disparity map, a CT-like + MRI-like pair made
   from the Shepp-Logan phantom, an over/under-exposed pair made from the
-  coffee photograph and a synthetic 12-bit two-channel fluorescence pair.
+  coffee photograph, a synthetic 12-bit two-channel fluorescence pair and a
+  multispectral + panchromatic set made from the astronaut photograph
+  (:mod:`napari_gifnet.data.multispectral`).
 * Published samples, the example pairs of the GIFNet repository, are
   downloaded on demand: see :mod:`napari_gifnet.data.published`.
 
@@ -25,6 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .multispectral import pansharpening_sample
 from .sample import Layer as Layer
 from .sample import Sample, _check_size, _fit, _layer, _luma, _u8
 
@@ -338,4 +341,5 @@ SAMPLES: dict[str, Callable[[], Sample]] = {
     "medical": medical_pair,
     "exposure": exposure_pair,
     "fluorescence": fluorescence_pair,
+    "pansharpening": pansharpening_sample,
 }

@@ -5,7 +5,9 @@
 widget); :func:`metrics_job`, the body of the widget's
 ``thread_worker``, reads those planes and computes
 :func:`napari_gifnet.metrics.fusion.fusion_metrics` for each fused layer, returning a
-:class:`MetricsOutcome`. Re-exported by
+:class:`MetricsOutcome`: a fused layer the metrics cannot take is skipped,
+with the reason in words (:func:`unusable_reason`), and the others are
+scored. Re-exported by
 :mod:`napari_gifnet.plugin._qt.metrics_widget`.
 """
 
@@ -23,7 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.layers import Image
 
-__all__ = ["MetricsOutcome", "displayed_index", "displayed_plane", "metrics_job"]
+__all__ = [
+    "MetricsOutcome", "displayed_index", "displayed_plane", "metrics_job", "unusable_reason",
+]  # fmt: skip
 
 
 def displayed_index(
@@ -102,20 +106,58 @@ class MetricsOutcome:
     """What :func:`metrics_job` returns (errors are returned, never raised)."""
 
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: fused layer name -> why it was not scored (words for a GUI user)
+    skipped: dict[str, str] = field(default_factory=dict)
     error: BaseException | None = None
     thread_id: int = 0  #: ``threading.get_ident()`` of the thread that computed
 
 
-def metrics_job(first: MetricsSource, second: MetricsSource, fused: list[MetricsSource]) -> MetricsOutcome:
-    """Worker body: :func:`fusion_metrics` of each fused plane against the inputs."""
+def unusable_reason(plane: np.ndarray) -> str | None:
+    """Why the metrics cannot take this displayed plane as an image, in words; None if they can.
+
+    Float data must lie in [0, 1] (the range of a fused image and of
+    normalised inputs), and be finite; integer data is scaled by its type.
+    """
+    if plane.dtype.kind != "f" or plane.size == 0:
+        return None
+    if not np.isfinite(plane).all():
+        return "it has missing (NaN) or infinite values"
+    lo, hi = float(plane.min()), float(plane.max())
+    if lo < 0.0 or hi > 1.0:
+        return (
+            f"its values run from {lo:.3g} to {hi:.3g}, outside the 0-1 range of an image "
+            "(feature maps and other measurements are not fused images)"
+        )
+    return None
+
+
+def metrics_job(
+    first: MetricsSource, second: MetricsSource, fused: list[MetricsSource]
+) -> MetricsOutcome:
+    """Worker body: :func:`fusion_metrics` of each fused plane against the inputs.
+
+    A fused plane that :func:`unusable_reason` refuses, or that
+    :func:`fusion_metrics` refuses, goes into ``skipped`` with the reason;
+    the others are scored. Unusable inputs (nothing can be scored) are the
+    outcome's ``error``.
+    """
     out = MetricsOutcome(thread_id=threading.get_ident())
     try:
         a, b = first.read(), second.read()
+        for src, plane in ((first, a), (second, b)):
+            reason = unusable_reason(plane)
+            if reason is not None:
+                raise ValueError(f"the input {src.name!r} cannot be measured: {reason}")
         for src in fused:
+            plane = src.read()
+            reason = unusable_reason(plane)
+            if reason is not None:
+                out.skipped[src.name] = reason
+                continue
             try:
-                out.rows[src.name] = fusion_metrics(src.read(), a, b)
+                out.rows[src.name] = fusion_metrics(plane, a, b)
             except ValueError as exc:
-                raise ValueError(f"{src.name!r}: {exc}") from exc
+                out.skipped[src.name] = str(exc)
     except Exception as exc:  # noqa: BLE001 - shown to the user as a notification
         out.error = exc
     return out

@@ -1,6 +1,10 @@
 """Putting a fusion's output into a napari viewer (no Qt): the fused layer,
 feature layers and their PCA RGB summaries, and the status line.
 
+Every layer added here says what it is in ``metadata["gifnet_layer"]``
+(:data:`FUSED`, :data:`FEATURES` or :data:`FEATURE_SUMMARY`);
+:func:`is_fused_layer` reads it (and the provenance of older layers).
+
 Part of :mod:`napari_gifnet.plugin.layer_fusion` (which re-exports these names).
 """
 
@@ -16,6 +20,61 @@ from .fusion_plan import FusionPlan
 if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.layers import Image
+
+
+#: ``metadata["gifnet_layer"]`` of a fused image layer.
+FUSED = "fused image"
+#: ``metadata["gifnet_layer"]`` of a (C, ...) feature stack.
+FEATURES = "feature maps"
+#: ``metadata["gifnet_layer"]`` of a feature stack's PCA RGB summary.
+FEATURE_SUMMARY = "feature summary"
+
+
+def is_fused_layer(metadata: Any) -> bool:
+    """Whether a layer with this ``metadata`` holds a fused image.
+
+    True for the fused layers of :func:`add_fusion_layers` and for other
+    layers that record the ``"method"`` that made them (e.g. read back from
+    a file), false for feature stacks, their summaries and anything without
+    a method.
+
+    Parameters
+    ----------
+    metadata : Mapping or None
+        The layer's ``metadata``.
+
+    Returns
+    -------
+    bool
+    """
+    if not isinstance(metadata, dict) or "method" not in metadata:
+        return False
+    kind = metadata.get("gifnet_layer", FUSED)
+    return kind == FUSED and "feature" not in metadata and "summary" not in metadata
+
+
+def feature_layer_name(fused: str, key: str, *, summary: bool = False) -> str:
+    """Name of the feature stack ``key`` (or its PCA summary) of the fused layer ``fused``.
+
+    What the layer is comes first, so that the layer list's short column
+    shows it: ``"shared features: <fused>"``, ``"PCA shared features: <fused>"``.
+    """
+    return f"{'PCA ' if summary else ''}{key} features: {fused}"
+
+
+def display_range(image: Any, rgb: bool) -> tuple[float, float]:
+    """Contrast limits that show ``image`` whole: its own range, as napari sets for new layers.
+
+    napari's ``calc_data_range`` (min and max, from a few planes of an nD
+    array; [0, 1] for a constant image). A lazy (non-numpy) image is not
+    read: it gets (0, 1), the range of every fusion result.
+    """
+    if not isinstance(image, np.ndarray) or image.size == 0:
+        return 0.0, 1.0
+    from napari.layers.utils.layer_utils import calc_data_range
+
+    lo, hi = calc_data_range(image, rgb=rgb)
+    return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
 
 @dataclass
@@ -84,14 +143,28 @@ def _with_channel_axis(tf: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _put(viewer: napari.Viewer, name: str, data: np.ndarray, replace: bool, **kw: Any) -> Image:
-    """Update the image layer called ``name`` in place (if ``replace``), or add one."""
+def _put(
+    viewer: napari.Viewer,
+    name: str,
+    data: np.ndarray,
+    replace: bool,
+    below: Image | None = None,
+    **kw: Any,
+) -> Image:
+    """Update the image layer called ``name`` in place (if ``replace``), or add one.
+
+    A new layer goes on top, or just below the layer ``below``; an updated
+    one keeps its place and visibility.
+    """
     from napari.layers import Image
 
     old = next((ly for ly in viewer.layers if ly.name == name and isinstance(ly, Image)), None)
     if not replace or old is None:
         layer = Image(data, name=name, **kw)
-        viewer.add_layer(layer)
+        if below is None:
+            viewer.add_layer(layer)
+        else:
+            viewer.layers.insert(viewer.layers.index(below), layer)
         return layer
     if old.rgb != bool(kw.get("rgb", False)) or old.data.ndim != data.ndim:
         layer = Image(data, name=name, **kw)  # cannot become RGB / change ndim in place
@@ -103,7 +176,10 @@ def _put(viewer: napari.Viewer, name: str, data: np.ndarray, replace: bool, **kw
     for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels"):
         if key in kw and hasattr(old, key):
             setattr(old, key, kw[key])
-    old.contrast_limits, old.metadata = kw["contrast_limits"], kw["metadata"]
+    lo, hi = kw["contrast_limits"]
+    full = display_range(data, bool(kw.get("rgb", False)))  # as for a new layer
+    old.contrast_limits_range = (min(lo, full[0]), max(hi, full[1]))
+    old.contrast_limits, old.metadata = (lo, hi), kw["metadata"]
     return old
 
 
@@ -114,11 +190,13 @@ def add_fusion_layers(
 
     The fused layer is named ``"<first> + <second> (<Method>)"`` and takes the
     first input's transforms, gray colormap (grey output), contrast limits
-    0..1 and the provenance as ``metadata``. A layer of that name is updated
-    in place unless ``keep_previous`` (napari then suffixes the new one,
-    e.g. ``" [1]"``). Feature layers ``"<name> features: <key>"`` are
-    (C, ...) stacks and ``"<name> features: <key> (PCA RGB)"`` their hidden
-    RGB summaries.
+    from its own range (:func:`display_range`, so a dim result is not shown
+    black) and the provenance as ``metadata``. A layer of that name is
+    updated in place unless ``keep_previous`` (napari then suffixes the new
+    one, e.g. ``" [1]"``). Feature layers (:func:`feature_layer_name`) are
+    (C, ...) stacks and their RGB summaries (first three principal
+    components), all hidden and put just below the fused layer, which stays
+    on top of them and is the selected layer.
 
     Returns
     -------
@@ -128,7 +206,8 @@ def add_fusion_layers(
     tf, replace = output.plan.first.transforms, not keep_previous
     rgb = output.image.ndim == len(output.plan.leading_shape) + 3
     look = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
-    fused_kw = {**look, **tf, "contrast_limits": (0.0, 1.0), "metadata": dict(output.metadata)}
+    fused_kw = {**look, **tf, "contrast_limits": display_range(output.image, rgb)}
+    fused_kw["metadata"] = {**output.metadata, "gifnet_layer": FUSED}
     fused = _put(viewer, output.plan.output_name, output.image, replace, **fused_kw)
     stacks, summaries = [], []
     keys = ("method", "weights_sha256", "device", "created")
@@ -136,15 +215,17 @@ def add_fusion_layers(
     for key, feat in output.features.items():
         lo, hi = np.percentile(feat.reshape(-1)[:: max(1, feat.size // 200_000)], [0.5, 99.5])
         meta = {**base, "feature": key, "source_layer": fused.name, "channels": feat.shape[0]}
-        name = f"{fused.name} features: {key}"
-        stack_kw = {"colormap": "viridis", "metadata": meta, **_with_channel_axis(tf)}
+        stack_kw = {"colormap": "viridis", "visible": False, **_with_channel_axis(tf)}
+        stack_kw["metadata"] = {**meta, "gifnet_layer": FEATURES}
         stack_kw["contrast_limits"] = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
-        stacks.append(_put(viewer, name, feat, replace, **stack_kw))
+        name = feature_layer_name(fused.name, key)
+        stacks.append(_put(viewer, name, feat, replace, fused, **stack_kw))
         pca_kw = {"rgb": True, "visible": False, "contrast_limits": (0.0, 1.0), **tf}
-        pca_kw["metadata"] = {**meta, "summary": "PCA RGB"}
-        summaries.append(
-            _put(viewer, f"{name} (PCA RGB)", output.summaries[key], replace, **pca_kw)
-        )
+        pca_kw["metadata"] = {**meta, "summary": "PCA RGB", "gifnet_layer": FEATURE_SUMMARY}
+        name = feature_layer_name(fused.name, key, summary=True)
+        summaries.append(_put(viewer, name, output.summaries[key], replace, fused, **pca_kw))
+    if output.features:
+        viewer.layers.selection.active = fused  # selects it alone
     return [fused, *stacks, *summaries]
 
 

@@ -59,6 +59,11 @@ def fluorescence_pair() -> list[LayerData]:
     return to_layer_data(samples.fluorescence_pair())
 
 
+def pansharpening_sample() -> list[LayerData]:
+    """Four-band multispectral (1/4 resolution) + panchromatic astronaut, with the truth (hidden)."""
+    return to_layer_data(samples.pansharpening_sample())
+
+
 def _published(key: str) -> list[LayerData]:
     return to_layer_data(published_samples.load_published(key))
 

@@ -10,12 +10,18 @@ the console function (``iter_fusion``, ``fuse_stack``, ``pansharpen``,
 * checks one cancellation :class:`threading.Event` in the progress callback
   and raises :class:`napari_gifnet.util.progress.Cancelled` there (the
   package's one cancellation exception),
-* relays ``(done, total)`` to the GUI thread onto a napari progress bar and
-  shows the job's user warnings as notifications,
+* relays ``(done, total)`` to the GUI thread onto a napari progress bar (the
+  activity dock) and onto the widget's own :class:`JobProgressBar` ("3 / 10,
+  about 12 s left", hidden when idle), and shows the job's user warnings as
+  notifications,
 * captures the outcome (value, error or cancelled) and, when the worker has
   finished, calls the job's ``done`` callback (puts the result layers or the
   table; returns the status line), or shows "Cancelled; no layer was added.",
   or an error notification with the job's message.
+
+The status line is a :class:`StatusLine`: one line, elided to the dock's width
+(never widening it), the full text in its tooltip; the next message (a
+successful run's summary) replaces an earlier error, tooltip included.
 
 :class:`LayerWatcher` keeps image-layer pickers in step with the viewer's
 layer list (added, removed, moved, renamed) and disconnects when the widget
@@ -29,13 +35,15 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
+from qtpy.QtWidgets import QBoxLayout, QLabel, QLayout, QProgressBar, QSizePolicy, QWidget
 
 from ...util.progress import Cancelled, Progress
 from ._settings import WidgetSettings
@@ -45,7 +53,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari.layers import Image
     from napari.qt.threading import GeneratorWorker
 
-__all__ = ["JobRunner", "JobWidget", "LayerWatcher", "Outcome", "image_layers", "put_layer"]
+__all__ = [
+    "JobProgressBar", "JobRunner", "JobWidget", "LayerWatcher", "Outcome", "StatusLine",
+    "device_text", "image_layers", "progress_text", "put_layer",
+]  # fmt: skip
 
 #: What a job computes: ``work(progress) -> value``, or a generator returning it.
 Work = Callable[[Progress], Any]
@@ -97,11 +108,194 @@ def _failed(exc: BaseException) -> str:
     return f"Failed: {exc}"
 
 
+def device_text(device: str | None) -> str:
+    """The device a job runs on, in words: ``"the CPU"``, ``"the GPU (NVIDIA H100)"``.
+
+    Parameters
+    ----------
+    device
+        The device control's value; ``"auto"`` is resolved to the device it
+        picks on this machine (:func:`napari_gifnet.engine.devices.resolve_device`).
+
+    Returns
+    -------
+    str
+        The words for the status line; the name as given when it is not a
+        device of this machine (the job then fails with the reason).
+    """
+    from ...engine.devices import resolve_device
+
+    try:
+        resolved = resolve_device(device)
+    except ValueError:
+        return str(device)
+    if resolved.type == "cpu":
+        return "the CPU"
+    if resolved.type == "cuda":
+        import torch
+
+        return f"the GPU ({torch.cuda.get_device_name(resolved.index or 0)})"
+    if resolved.type == "mps":
+        return "the Apple GPU (MPS)"
+    return str(resolved)
+
+
+def progress_text(done: int, total: int, elapsed: float | None) -> str:
+    """The progress bar's text: ``"3 / 10, about 12 s left"``.
+
+    Parameters
+    ----------
+    done, total
+        Tiles, planes or bands done and in all.
+    elapsed
+        Seconds since the first progress report, None before it.
+
+    Returns
+    -------
+    str
+        ``"done / total"``, with the time left estimated from the rate so far
+        once some work is done (in seconds, or minutes from 100 s on).
+    """
+    text = f"{done} / {total}"
+    if elapsed is None or done <= 0 or total <= done:
+        return text
+    left = elapsed / done * (total - done)
+    when = f"{round(left)} s" if left < 100 else f"{round(left / 60)} min"
+    return f"{text}, about {when} left"
+
+
+def _native_label(label: Any) -> QLabel:
+    return label if isinstance(label, QLabel) else label.native
+
+
+def _native_widget(button: Any) -> QWidget:
+    return button if isinstance(button, QWidget) else button.native
+
+
 def _set_text(label: Any, text: str) -> None:
-    if hasattr(label, "setText"):  # a QLabel
+    if isinstance(label, StatusLine):
+        label.show(text)
+    elif hasattr(label, "setText"):  # a QLabel
         label.setText(text)
     else:  # a magicgui Label
         label.value = text
+
+
+class StatusLine(QObject):
+    """Keeps a status label to one line that never widens its dock.
+
+    The label shows the message on one line (its lines joined), elided to the
+    label's width (again when it is resized); the tooltip holds the whole
+    message whenever the label shows it otherwise. A :class:`QLabel` or a
+    magicgui ``Label``.
+    """
+
+    def __init__(self, label: Any) -> None:
+        self.label = _native_label(label)
+        super().__init__(self.label)
+        self.label.setWordWrap(False)
+        policy = self.label.sizePolicy()
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)  # its text never sets the width
+        self.label.setSizePolicy(policy)
+        self.full = self.label.text()
+        self._shown = self.full
+        self.label.installEventFilter(self)
+
+    def show(self, text: str) -> None:
+        """Show ``text`` on one line, elided; the tooltip holds all of it."""
+        self.full = text.strip()
+        self._render()
+
+    def _render(self) -> None:
+        shown = " ".join(line.strip() for line in self.full.splitlines() if line.strip())
+        width = self.label.contentsRect().width()
+        if self.label.isVisible() and width > 0:
+            metrics = self.label.fontMetrics()
+            shown = metrics.elidedText(shown, Qt.TextElideMode.ElideRight, width)
+        self._shown = shown
+        self.label.setText(shown)
+        self.label.setToolTip(self.full if shown != self.full else "")
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        """Re-elide on resize, unless someone else has set the label's text since."""
+        if (
+            event.type() in (QEvent.Type.Resize, QEvent.Type.Show)
+            and self.label.text() == self._shown
+        ):
+            self._render()
+        return False
+
+
+class JobProgressBar(QProgressBar):
+    """A job's progress, "3 / 10, about 12 s left"; hidden when no job runs."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._first: tuple[float, int] | None = None  # (time, done) of the first report
+        self.setTextVisible(True)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setToolTip("Tiles, planes or bands done, and the time left at the rate so far")
+        self.hide()
+
+    def begin(self) -> None:
+        """A job starts: a busy bar until its first report."""
+        self._first = None
+        self.setRange(0, 0)
+        self.setFormat("starting ...")
+        if self.parent() is not None:  # placed in a layout
+            self.show()
+
+    def advance(self, done: int, total: int) -> None:
+        """The job reports ``done`` of ``total``."""
+        now = time.monotonic()
+        if self._first is None or done < self._first[1]:
+            self._first = (now, done)
+        start, done0 = self._first
+        elapsed = (now - start) * done / (done - done0) if done > done0 else None
+        self.setRange(0, max(total, 0))
+        self.setValue(min(max(done, 0), max(total, 0)))
+        self.setFormat(progress_text(done, total, elapsed))
+
+    def end(self) -> None:
+        """The job is over: hide the bar."""
+        self._first = None
+        self.hide()
+
+
+def _place(bar: QWidget, button: QWidget, layout: QLayout | None) -> None:
+    """Put ``bar`` in ``layout``, or below the row that holds ``button``."""
+    if layout is not None:
+        layout.addWidget(bar)
+        return
+    top = button.parentWidget().layout() if button.parentWidget() is not None else None
+    path = _path_to(top, button) if top is not None else None
+    if not path:
+        return  # the widget places the bar itself (``runner.bar``)
+    inner, index = path[-1]
+    across = (QBoxLayout.Direction.LeftToRight, QBoxLayout.Direction.RightToLeft)
+    if len(path) > 1 and isinstance(inner, QBoxLayout) and inner.direction() in across:
+        outer, row = path[-2]
+        if isinstance(outer, QBoxLayout):
+            outer.insertWidget(row + 1, bar)
+            return
+    if isinstance(inner, QBoxLayout):
+        inner.insertWidget(index + 1, bar)
+    else:
+        inner.addWidget(bar)
+
+
+def _path_to(layout: QLayout, widget: QWidget) -> list[tuple[QLayout, int]] | None:
+    """The nested layouts, with item indices, from ``layout`` down to ``widget``."""
+    for i in range(layout.count()):
+        item = layout.itemAt(i)
+        if item.widget() is widget:
+            return [(layout, i)]
+        child = item.layout()
+        if child is not None:
+            below = _path_to(child, widget)
+            if below is not None:
+                return [(layout, i), *below]
+    return None
 
 
 def _enable(button: Any, enabled: bool) -> None:
@@ -131,11 +325,15 @@ class JobRunner:
         The widget's Qt widget (the progress relay's parent; when it is
         destroyed, :meth:`close` is called).
     status
-        The status line (a magicgui ``Label`` or a ``QLabel``).
+        The status line (a magicgui ``Label`` or a ``QLabel``); the runner
+        keeps it to one line (:class:`StatusLine`).
     run_button, cancel_button
         Disabled / enabled while a job runs (magicgui or Qt buttons).
     cancelled
         The status line after a cancelled job.
+    progress_layout
+        Where the :class:`JobProgressBar` goes; by default below the row
+        that holds the run button.
     """
 
     def __init__(
@@ -146,8 +344,12 @@ class JobRunner:
         run_button: Any,
         cancel_button: Any = None,
         cancelled: str = CANCELLED,
+        progress_layout: QLayout | None = None,
     ) -> None:
+        self.status_line = StatusLine(status)
         self.status, self.run_button, self.cancel_button = status, run_button, cancel_button
+        self.bar = JobProgressBar()
+        _place(self.bar, _native_widget(run_button), progress_layout)
         self.cancelled_text = cancelled
         self.progress_bar: Any = None
         self.worker: GeneratorWorker | None = None
@@ -198,6 +400,7 @@ class JobRunner:
             emit(done, total)
 
         self.progress_bar = progress(total=0, desc=label)
+        self.bar.begin()
         # our own handle on the job's generator: a worker stopped between
         # yields leaves it suspended, and closing it when the worker
         # finishes runs its cleanup (``finally``, ``with`` blocks) now
@@ -221,7 +424,7 @@ class JobRunner:
         if self.worker is not None:
             self._cancel.set()
             self.worker.quit()
-            _set_text(self.status, "Cancelling ...")
+            _set_text(self.status_line, "Cancelling ...")
 
     def close(self) -> None:
         """The widget is gone: cancel any job and update no more of the GUI."""
@@ -232,17 +435,18 @@ class JobRunner:
         """Show ``message`` in the status line and as an error notification."""
         from napari.utils.notifications import show_error
 
-        _set_text(self.status, message)
+        _set_text(self.status_line, message)
         show_error(message)
 
     def _set_running(self, running: bool, text: str) -> None:
         _enable(self.run_button, not running)
         _enable(self.cancel_button, running)
-        _set_text(self.status, text)
+        _set_text(self.status_line, text)
 
     def _on_progress(self, done: int, total: int) -> None:
         if self.progress_bar is not None and self.running:
             advance_bar(self.progress_bar, done, total)
+            self.bar.advance(done, total)
 
     @staticmethod
     def _on_warned(args: tuple) -> None:
@@ -265,11 +469,13 @@ class JobRunner:
             self.progress_bar.close()
             self.progress_bar = None
         self.worker = None
+        if self.alive:
+            self.bar.end()
         if not self.alive:  # the widget was closed while the job ran
             return
         self._set_running(False, "Ready.")
         if outcome.cancelled or self._cancel.is_set():
-            _set_text(self.status, self.cancelled_text)
+            _set_text(self.status_line, self.cancelled_text)
         elif outcome.error is not None:
             self.fail(self._describe(outcome.error))
         else:
@@ -278,7 +484,7 @@ class JobRunner:
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.fail(f"Could not add the result layers: {exc}")
                 return
-            _set_text(self.status, text)
+            _set_text(self.status_line, text)
 
 
 def image_layers(viewer: napari.Viewer) -> list[Image]:
@@ -364,6 +570,9 @@ def weights_of(widget: Any) -> str | None:
 class JobWidget(Container):
     """Base of the magicgui job forms: image-layer pickers, Run / Cancel, status.
 
+    ``buttons`` holds the Run / Cancel / Reset row and, below it, the runner's
+    progress bar (shown while a job runs).
+
     A subclass builds its controls, lists its pickers in ``_pickers`` (the
     second and later ones default to a layer other than the first's) and
     implements :meth:`prepare` (GUI thread: check the form, read no pixels,
@@ -385,19 +594,21 @@ class JobWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.reset_button = PushButton(text="Reset")
         self.reset_button.tooltip = "Restore the default settings (and forget the stored ones)"
-        self.buttons = Container(
+        row = Container(
             widgets=[self.run_button, self.cancel_button, self.reset_button], layout="horizontal",
             labels=False,
         )  # fmt: skip
+        row.margins = (0, 0, 0, 0)
+        # the buttons' row, and the progress bar below it while a job runs
+        self.buttons = Container(widgets=[row], layout="vertical", labels=False)
         self.buttons.margins = (0, 0, 0, 0)
         self.status = Label(label="", value="Ready.")
-        self.status.native.setWordWrap(True)
         self.last_layers: list[Any] = []
         self.last_result: Any = None
         self._pickers: list[ComboBox] = []
         self.runner = JobRunner(
             self.native, status=self.status, run_button=self.run_button,
-            cancel_button=self.cancel_button,
+            cancel_button=self.cancel_button, progress_layout=self.buttons.native.layout(),
         )  # fmt: skip
         self.settings: WidgetSettings | None = None
         self.run_button.changed.connect(self.run)
@@ -465,8 +676,15 @@ class JobWidget(Container):
         """The one-line message of a failed job."""
         return _failed(exc)
 
+    def device_text(self) -> str:
+        """The device control's choice in words, "auto" resolved (:func:`device_text`)."""
+        return device_text(self.device.value)
+
     def running_text(self, label: str) -> str:
-        return f"Running: {label} ..."
+        """The status line while the job runs; names the device where GIFNet runs."""
+        device = getattr(self, "device", None)
+        where = f" on {self.device_text()}" if device is not None and device.enabled else ""
+        return f"Running: {label}{where} ..."
 
     def run(self) -> GeneratorWorker | None:
         """Start the job in a worker thread; returns the worker (None if refused)."""

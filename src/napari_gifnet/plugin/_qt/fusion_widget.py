@@ -275,7 +275,7 @@ class FusionWidget(JobWidget):
         return work, f"{task_method_label(plan.method)}: {plan.output_name}"
 
     def running_text(self, label: str) -> str:
-        where = f" on {self.device.value}" if self._plan.method == "gifnet" else ""
+        where = f" on {self.device_text()}" if self._plan.method == "gifnet" else ""
         return f"Running {task_method_label(self._plan.method)}{where}: {self._plan.output_name} ..."
 
     def describe(self, exc: BaseException) -> str:

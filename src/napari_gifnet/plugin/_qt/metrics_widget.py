@@ -12,9 +12,15 @@ full precision, on the clipboard.
 plane shown in the viewer is used: the leading axes are indexed at the
 viewer's current position (``viewer.dims.current_step``, mapped into each
 layer's data coordinates), which needs a 2-D view of the last two axes;
-otherwise the widget refuses with a message. Errors (different sizes, data
-the metrics cannot take, ...) are napari notifications; the widget stays
-usable. The Qt-free part (:func:`displayed_plane`, :func:`metrics_job`) lives
+otherwise the widget refuses with a message.
+
+The "fused layers" list offers the image layers other than the two inputs
+and the feature layers of a fusion; fused layers (:func:`is_fused_layer`)
+are selected when they appear. A selected layer that cannot be scored (a
+different size, values outside [0, 1], ...) is skipped and named, with the
+reason in words, in the status line and a warning; the others are scored.
+Errors that leave nothing to score (no inputs, inputs of different sizes)
+are napari notifications; the widget stays usable. The Qt-free part (:func:`displayed_plane`, :func:`metrics_job`) lives
 in :mod:`napari_gifnet.plugin.layer_metrics` and is re-exported here.
 """
 
@@ -45,6 +51,7 @@ from qtpy.QtWidgets import (
 from ...metrics.fusion import METRICS
 from ...util.progress import Progress
 from ..layer_metrics import MetricsOutcome, MetricsSource, displayed_plane, metrics_job
+from ..layer_output import FEATURE_SUMMARY, FEATURES, is_fused_layer
 from ._job import JobRunner, LayerWatcher, image_layers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +62,18 @@ __all__ = ["MetricsWidget", "displayed_plane", "metrics_job"]
 
 #: Role holding a cell's exact value (float) or a row's layer name.
 VALUE_ROLE = Qt.ItemDataRole.UserRole
+
+
+def _is_feature_layer(metadata: object) -> bool:
+    """Whether a layer's metadata marks it as a fusion's feature stack or summary."""
+    if not isinstance(metadata, dict):
+        return False
+    return metadata.get("gifnet_layer") in (FEATURES, FEATURE_SUMMARY) or "feature" in metadata
+
+
+def skipped_text(skipped: dict[str, str]) -> str:
+    """The layers that were not scored and why, one sentence each."""
+    return " ".join(f"Skipped {name!r}: {why}." for name, why in skipped.items())
 
 
 def _format(value: float) -> str:
@@ -140,41 +159,66 @@ class MetricsWidget(QWidget):
         layout.addWidget(self.status)
 
         self.results: dict[str, dict[str, float]] = {}
+        self._known: list[str] = []  # image layers seen by the last refresh
         self.last_outcome: MetricsOutcome | None = None
         self.runner = JobRunner(
             self, status=self.status, run_button=self.compute_button,
             cancelled="Cancelled; the table was not changed.",
         )  # fmt: skip
         self.compute_button.clicked.connect(self.compute)
+        self.first.currentTextChanged.connect(self._refresh_fused)
+        self.second.currentTextChanged.connect(self._refresh_fused)
         self.copy_button.clicked.connect(self.copy_csv)
         self.layer_watcher = LayerWatcher(self.viewer, self._refresh_layers, self)
         self._refresh_layers()
 
     # ----------------------------------------------------------- layer pickers
     def _refresh_layers(self) -> None:
-        """Re-list image layers, keeping the choices that still exist."""
-        names = [ly.name for ly in image_layers(self.viewer)]
-        old_first, old_second = self.first.currentText(), self.second.currentText()
-        selected = set(self.selected_fused())
-        known = {self.fused.item(i).text() for i in range(self.fused.count())}
-        for combo, old, default in (
-            (self.first, old_first, 0),
-            (self.second, old_second, 1),
-        ):
+        """Re-list image layers, keeping the choices that still exist.
+
+        New inputs default to the first two layers that are neither fused
+        nor feature layers (those a fused layer records as its inputs, if
+        it is the only fused layer).
+        """
+        layers = image_layers(self.viewer)
+        names = [ly.name for ly in layers]
+        plain = [ly.name for ly in layers if not self._is_result(ly.metadata)]
+        fused = [ly for ly in layers if is_fused_layer(ly.metadata)]
+        if len(fused) == 1:
+            recorded = [fused[0].metadata.get(k) for k in ("first_layer", "second_layer")]
+            if all(r in names for r in recorded):
+                plain = [*recorded, *(n for n in plain if n not in recorded)]
+        defaults = plain + [n for n in names if n not in plain]
+        for combo, default in ((self.first, 0), (self.second, 1)):
+            old = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
             if old in names:
                 combo.setCurrentText(old)
-            elif len(names) > default:
-                combo.setCurrentIndex(default)
+            elif len(defaults) > default:
+                combo.setCurrentText(defaults[default])
             combo.blockSignals(False)
+        self._refresh_fused()
+
+    @staticmethod
+    def _is_result(metadata: object) -> bool:
+        return is_fused_layer(metadata) or _is_feature_layer(metadata)
+
+    def _refresh_fused(self, _text: str = "") -> None:
+        """Re-list the fused-layer candidates: image layers but the inputs and feature layers."""
+        selected = set(self.selected_fused())
+        known = set(self._known)
+        inputs = {self.first.currentText(), self.second.currentText()}
         self.fused.clear()
-        for name in names:
-            item = QListWidgetItem(name, self.fused)
-            new = name not in known
-            layer = self.viewer.layers[name]
-            item.setSelected(name in selected or (new and "method" in layer.metadata))
+        self._known = []
+        for layer in image_layers(self.viewer):
+            self._known.append(layer.name)
+            if layer.name in inputs or _is_feature_layer(layer.metadata):
+                continue
+            item = QListWidgetItem(layer.name, self.fused)
+            new = layer.name not in known
+            item.setSelected(layer.name in selected or (new and is_fused_layer(layer.metadata)))
 
     def selected_fused(self) -> list[str]:
         """Names of the selected fused layers, in list order."""
@@ -188,6 +232,7 @@ class MetricsWidget(QWidget):
         """Choose the inputs and the fused layers by name (for scripts and tests)."""
         self.first.setCurrentText(first)
         self.second.setCurrentText(second)
+        self._refresh_fused()
         for i in range(self.fused.count()):
             self.fused.item(i).setSelected(self.fused.item(i).text() in fused)
 
@@ -212,31 +257,52 @@ class MetricsWidget(QWidget):
         """Start computing the metrics in a worker thread (None if refused)."""
         if self.running:
             return None
+        skipped: dict[str, str] = {}
         try:
             first = self._source(self.first.currentText(), "first input")
             second = self._source(self.second.currentText(), "second input")
+            size = self._plane_hw(first)
+            if self._plane_hw(second) != size:
+                raise ValueError(
+                    f"the inputs differ in size: {first.name!r} {self._hw_text(first)}, "
+                    f"{second.name!r} {self._hw_text(second)}"
+                )
             names = self.selected_fused()
             if not names:
                 raise ValueError("select one or more fused layers")
-            fused = [self._source(n, "fused layer") for n in names]
-            shapes = {s.name: self._plane_hw(s) for s in (first, second, *fused)}
-            if len(set(shapes.values())) > 1:
-                sizes = ", ".join(f"{n!r} {h} x {w}" for n, (h, w) in shapes.items())
-                raise ValueError(f"the layers differ in size: {sizes}")
+            fused = []
+            for name in names:
+                try:
+                    src = self._source(name, "fused layer")
+                except (TypeError, ValueError) as exc:
+                    skipped[name] = str(exc)
+                    continue
+                if self._plane_hw(src) != size:
+                    skipped[name] = (
+                        f"it is {self._hw_text(src)} pixels, the inputs are {self._hw_text(first)}"
+                    )
+                    continue
+                fused.append(src)
         except (TypeError, ValueError) as exc:
             self.runner.fail(f"Cannot compute metrics: {exc}")
             return None
 
         def work(_progress: Progress) -> MetricsOutcome:
             outcome = metrics_job(first, second, fused)
+            outcome.skipped = {**skipped, **outcome.skipped}
             if outcome.error is not None:  # returned, not raised: raised for the runner
                 raise _Failed(outcome)
             return outcome
 
         return self.runner.start(
-            work, f"Fusion metrics: {len(fused)} layer(s)", done=self._show,
-            describe=self._describe, running=f"Computing metrics for {len(fused)} layer(s) ...",
+            work, f"Fusion metrics: {len(names)} layer(s)", done=self._show,
+            describe=self._describe, running=f"Computing metrics for {len(names)} layer(s) ...",
         )  # fmt: skip
+
+    @classmethod
+    def _hw_text(cls, src: MetricsSource) -> str:
+        h, w = cls._plane_hw(src)
+        return f"{h} x {w}"
 
     @staticmethod
     def _plane_hw(src: MetricsSource) -> tuple[int, int]:
@@ -253,7 +319,15 @@ class MetricsWidget(QWidget):
         self.last_outcome = outcome
         self.results = outcome.rows
         self._fill_table(outcome.rows)
-        return f"Metrics of {len(outcome.rows)} fused layer(s); best in bold."
+        text = f"Metrics of {len(outcome.rows)} fused layer(s); best in bold."
+        if not outcome.rows:
+            text = "No fused layer could be scored."
+        if outcome.skipped:
+            from napari.utils.notifications import show_warning
+
+            text += " " + skipped_text(outcome.skipped)
+            show_warning(f"Fusion metrics: {skipped_text(outcome.skipped)}")
+        return text
 
     # ----------------------------------------------------------------- table
     def _fill_table(self, rows: dict[str, dict[str, float]]) -> None:
