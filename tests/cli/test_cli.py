@@ -139,7 +139,7 @@ def test_fuse_matches_engine(
     assert "Traceback" not in err and "fusing" not in err  # stderr is not a terminal
     line = stdout.strip()
     assert "\n" not in line
-    assert line.startswith(f"fused {pngs[0]} + {pngs[1]} -> {out}: 64 x 64, device cpu, ")
+    assert line.startswith(f"fused {pngs[0]} + {pngs[1]} -> {out}: 64 x 64 px (width x height), device cpu, ")
     assert line.endswith(f"features shared, multimodal, photographic, branch -> {feats}")
 
     expected = fuse(*medical, weights=reference_weights, device="cpu", return_features=True)

@@ -367,3 +367,11 @@ def test_stack_aligns_by_the_data_unless_told_otherwise(tmp_path, capsys, stack)
                         "--no-align", "--align-similarity")  # fmt: skip
     assert code == 2
     _one_error_line(err, "--no-align cannot be combined with an --align option")
+
+
+def test_sizes_are_reported_as_width_x_height(tmp_path, capsys, stack):
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")  # 40 high, 48 wide
+    code, text, err = _run(capsys, "stack", str(tmp_path / "z.tif"), "-o", str(tmp_path / "o.tif"),
+                           "--method", "mean", "--no-align")  # fmt: skip
+    assert code == 0, err
+    assert "48 x 40 px (width x height)" in text

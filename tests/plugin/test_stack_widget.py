@@ -191,3 +191,19 @@ def test_compare_methods_on_an_exposure_stack_scores_mef_ssim(qtbot, setup):
     comparison = widget.last_comparison
     scores = {r.method: r.metrics["MEF-SSIM"] for r in comparison.results}
     assert comparison.best == max(scores, key=scores.get)
+
+
+def test_a_dim_stack_result_is_shown_with_its_own_range(qtbot, make_napari_viewer):
+    from napari_gifnet.plugin._qt.stack_widget import StackWidget
+
+    viewer = make_napari_viewer()
+    dim = (_stack().astype(np.float32) / 255) * 0.05 + 0.01  # a dim float stack in [0.01, 0.06]
+    viewer.add_image(dim, name="dim")
+    widget = StackWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Focus stack")
+    widget.align.value = "off" if "off" in widget.align.choices else widget.align.choices[0]
+    _run(qtbot, widget)
+    aif = viewer.layers["dim all-in-focus"]
+    lo, hi = aif.contrast_limits
+    assert lo == pytest.approx(float(aif.data.min())) and hi == pytest.approx(float(aif.data.max()))
+    assert hi < 0.1  # not 0-1, where the result would look black

@@ -252,7 +252,8 @@ def _run_fuse(args: argparse.Namespace) -> int:
     io.write_image(output, result.image, metadata)
     summary = (
         f"fused {described} -> {args.output}: "
-        f"{result.luma.shape[0]} x {result.luma.shape[1]}, device {result.device}, "
+        f"{result.luma.shape[1]} x {result.luma.shape[0]} px (width x height), "
+        f"device {result.device}, "
         f"{result.elapsed:.1f} s"
     )
     if args.task or args.method:

@@ -188,7 +188,8 @@ def _run_stack(args: argparse.Namespace) -> int:
                            f"{result.rotations.max():.2f} deg")  # fmt: skip
         print(
             f"fused {result.metadata['planes']} planes -> {output}: "
-            f"{result.luma.shape[0]} x {result.luma.shape[1]}, {result.metadata['method']}"
+            f"{result.luma.shape[1]} x {result.luma.shape[0]} px (width x height), "
+            f"{result.metadata['method']}"
             f"{shifts}, {result.elapsed:.1f} s"
         )
     return 0

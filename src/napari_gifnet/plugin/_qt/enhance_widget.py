@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox
 
+from ..layer_output import display_range
 from ._job import JobWidget, gifnet_controls, put_layer, weights_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,7 +76,8 @@ class EnhanceWidget(JobWidget):
         meta = dict(value.metadata, source_layer=layer.name)
         return [
             put_layer(
-                self.viewer, f"{layer.name} enhanced", value.image, contrast_limits=(0.0, 1.0),
+                self.viewer, f"{layer.name} enhanced", value.image,
+                contrast_limits=display_range(value.image, rgb),
                 scale=tuple(layer.scale), translate=tuple(layer.translate), metadata=meta,
                 **look,
             )

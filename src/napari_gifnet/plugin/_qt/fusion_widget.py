@@ -48,6 +48,7 @@ from ..layer_fusion import (
     prepare_fusion,
     status_text,
 )
+from ..layer_output import display_range
 from ._job import JobWidget, gifnet_controls, weights_of
 from .compare import CompareJob, add_compare_controls
 
@@ -317,7 +318,7 @@ class FusionWidget(JobWidget):
         def look(result: Any) -> dict[str, Any]:
             rgb = result.image.ndim == 3
             colour = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
-            return {**colour, "contrast_limits": (0.0, 1.0), **tf}
+            return {**colour, "contrast_limits": display_range(result.image, rgb), **tf}
 
         base = f"{first.name} + {second.name}"
         if plan.leading_shape:

@@ -28,6 +28,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, SpinBox
 
 from ...util.progress import Cancelled
+from ..layer_output import display_range
 from ._job import JobWidget, gifnet_controls, put_layer, weights_of
 from .compare import CompareJob, add_compare_controls
 
@@ -169,8 +170,8 @@ class StackWidget(JobWidget):
         meta = dict(value.metadata, source_layer=name)
         image = value.image
         look: dict[str, Any] = {"rgb": True} if rgb else {"colormap": "gray"}
-        if image.dtype.kind == "f":
-            look["contrast_limits"] = (0.0, 1.0)
+        if image.dtype.kind == "f":  # its own range, so a dim result is not shown black
+            look["contrast_limits"] = display_range(image, rgb)
         return [
             put_layer(self.viewer, f"{name} all-in-focus", image, metadata=meta, **look, **tf),
             put_layer(
