@@ -95,6 +95,7 @@ __all__ = [
     "METRICS",
     "REFERENCE_METRICS",
     "fusion_metrics",
+    "outside_unit_range",
     "psnr",
     "reference_metrics",
     "ssim",
@@ -154,6 +155,15 @@ def _checked(image: Any, name: str) -> tuple[np.ndarray, str]:
     return (arr[..., :3] if arr.ndim == 3 else arr), what
 
 
+def outside_unit_range(arr: np.ndarray) -> tuple[float, float] | None:
+    """``(min, max)`` of float data that leaves [0, 1] (the range the metrics read float
+    images in), else None; integer and bool data are scaled by their type and always fit."""
+    if arr.dtype.kind != "f":
+        return None
+    lo, hi = float(arr.min()), float(arr.max())
+    return (lo, hi) if lo < 0.0 or hi > 1.0 else None
+
+
 def _values(arr: np.ndarray, scaled: bool, what: str, *, rounded: bool = True) -> np.ndarray:
     """Every value on the 0-255 scale by the data type's rule (float64, a new
     array); rounded to integer levels unless ``scaled`` or not ``rounded``."""
@@ -165,8 +175,9 @@ def _values(arr: np.ndarray, scaled: bool, what: str, *, rounded: bool = True) -
         info = np.iinfo(arr.dtype)
         x = (arr.astype(np.float64) - info.min) * (255.0 / (float(info.max) - info.min))
     else:
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < 0.0 or hi > 1.0:
+        outside = outside_unit_range(arr)
+        if outside is not None:
+            lo, hi = outside
             raise ValueError(
                 f"{what} has values in [{lo:g}, {hi:g}], outside [0, 1]; pass "
                 "scaled=True if it is already on the 0-255 scale, or normalise it first"

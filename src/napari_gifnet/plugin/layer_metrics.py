@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..metrics.fusion import fusion_metrics
+from ..metrics.fusion import fusion_metrics, outside_unit_range
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -122,8 +122,9 @@ def unusable_reason(plane: np.ndarray) -> str | None:
         return None
     if not np.isfinite(plane).all():
         return "it has missing (NaN) or infinite values"
-    lo, hi = float(plane.min()), float(plane.max())
-    if lo < 0.0 or hi > 1.0:
+    outside = outside_unit_range(plane)  # the metrics' own rule, worded for the GUI
+    if outside is not None:
+        lo, hi = outside
         return (
             f"its values run from {lo:.3g} to {hi:.3g}, outside the 0-1 range of an image "
             "(feature maps and other measurements are not fused images)"
