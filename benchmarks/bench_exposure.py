@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,8 @@ from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from peers import peer_python  # noqa: E402
 
 from napari_gifnet import fuse, fuse_stack  # noqa: E402
 from napari_gifnet.methods.classical import fuse_with, laplacian_fusion, mertens_fusion  # noqa: E402
@@ -163,9 +164,10 @@ def expose(rad: np.ndarray, ev: float) -> np.ndarray:
 
 # --------------------------------------------------------------------------- peers
 def run_opencv(cases: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    python = os.environ.get("NAPARI_GIFNET_PEER_OPENCV", "/work/peers/opencv/bin/python")
-    if not Path(python).exists():
-        print(f"note: OpenCV peer not found at {python}; its rows are left out", file=sys.stderr)
+    python = peer_python("opencv")
+    if python is None:
+        print("note: OpenCV peer not found (/work/peers/opencv); its rows are left out",
+              file=sys.stderr)
         return None
     with tempfile.TemporaryDirectory() as tmp:
         src, dst, meta = (Path(tmp) / n for n in ("in.npz", "out.npz", "meta.json"))

@@ -46,10 +46,8 @@ imports excluded; openfocus's includes reading the plane files).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +61,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from evaluate_stacks import render  # noqa: E402
+from peers import peer_python, run_driver  # noqa: E402
 
 from napari_gifnet import __version__  # noqa: E402
 from napari_gifnet.metrics.evaluation import scene_grey  # noqa: E402
@@ -168,11 +167,6 @@ print(json.dumps(times))
 """
 
 
-def peer_python(name: str) -> str | None:
-    path = os.environ.get(f"NAPARI_GIFNET_PEER_{name.upper()}", f"/work/peers/{name}/bin/python")
-    return path if Path(path).is_file() else None
-
-
 def _luma(image: np.ndarray) -> np.ndarray:
     """Float luma in [0, 1] of a uint8/uint16 grey or RGB image."""
     x = np.asarray(image, dtype=np.float64) / (65535.0 if image.dtype == np.uint16 else 255.0)
@@ -190,12 +184,9 @@ def run_focusweave(cases, work: Path) -> dict[int, tuple[np.ndarray, float]]:
         np.save(work / f"fw_{k}.npy", stack)
         jobs.append({"stack": str(work / f"fw_{k}.npy"), "out": str(work / f"fw_{k}_out.npy"),
                      "align": condition == "hand-held"})  # fmt: skip
-    proc = subprocess.run([python, "-c", _FOCUSWEAVE_DRIVER, json.dumps(jobs)],
-                          capture_output=True, text=True, cwd=work)  # fmt: skip
-    if proc.returncode != 0:
-        print(f"note: focusweave failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+    times = run_driver(python, _FOCUSWEAVE_DRIVER, jobs, work, "focusweave")
+    if times is None:
         return {}
-    times = json.loads(proc.stdout.strip().splitlines()[-1])
     return {k: (_luma(np.load(j["out"])), times[j["out"]]) for k, j in enumerate(jobs)}
 
 
@@ -217,12 +208,9 @@ def run_openfocus(cases, work: Path, method: str) -> dict[int, tuple[np.ndarray,
             files.append(str(path))
         jobs.append({"planes": files, "out": str(work / f"of_{method}_{k}.png"), "method": method,
                      "align": "openfocus" if condition == "hand-held" else "none"})  # fmt: skip
-    proc = subprocess.run([python, "-c", _OPENFOCUS_DRIVER, json.dumps(jobs)],
-                          capture_output=True, text=True, cwd=work)  # fmt: skip
-    if proc.returncode != 0:
-        print(f"note: openfocus {method} failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+    times = run_driver(python, _OPENFOCUS_DRIVER, jobs, work, f"openfocus {method}")
+    if times is None:
         return {}
-    times = json.loads(proc.stdout.strip().splitlines()[-1])
     return {k: (_luma(read_image(j["out"])), times[j["out"]])
             for k, j in enumerate(jobs) if times[j["out"]] is not None}  # fmt: skip
 

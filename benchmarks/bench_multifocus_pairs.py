@@ -48,10 +48,7 @@ openfocus's includes reading and writing two small PNG files).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,6 +59,8 @@ from scipy import ndimage as ndi
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from peers import peer_python, run_driver  # noqa: E402
 
 from napari_gifnet import __version__, fuse  # noqa: E402
 from napari_gifnet.methods.classical import BASELINES  # noqa: E402
@@ -190,11 +189,6 @@ print(json.dumps(times))
 """
 
 
-def peer_python(name: str) -> str | None:
-    path = os.environ.get(f"NAPARI_GIFNET_PEER_{name.upper()}", f"/work/peers/{name}/bin/python")
-    return path if Path(path).is_file() else None
-
-
 def _rgb(x: np.ndarray) -> np.ndarray:
     return x if x.ndim == 3 else np.repeat(x[..., None], 3, axis=-1)
 
@@ -217,12 +211,9 @@ def run_openfocus(pairs, work: Path) -> dict[str, list]:
     for method in OPENFOCUS_METHODS:
         jobs = [{"a": a, "b": b, "method": method, "out": str(work / f"of_{method}_{i}.png")}
                 for i, (a, b) in enumerate(files)]  # fmt: skip
-        proc = subprocess.run([python, "-c", _OPENFOCUS_DRIVER, json.dumps(jobs)],
-                              capture_output=True, text=True, cwd=work)  # fmt: skip
-        if proc.returncode != 0:
-            print(f"note: openfocus {method} failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+        times = run_driver(python, _OPENFOCUS_DRIVER, jobs, work, f"openfocus {method}")
+        if times is None:
             continue
-        times = json.loads(proc.stdout.strip().splitlines()[-1])
         if any(times[j["out"]] is None for j in jobs):
             print(f"note: openfocus {method} failed on a pair; skipped", file=sys.stderr)
             continue
@@ -241,12 +232,9 @@ def run_focusweave(pairs, work: Path) -> dict[str, list]:
         np.save(a, _rgb(near))
         np.save(b, _rgb(far))
         jobs.append({"a": str(a), "b": str(b), "out": str(work / f"fw_{i}.npy")})
-    proc = subprocess.run([python, "-c", _FOCUSWEAVE_DRIVER, json.dumps(jobs)],
-                          capture_output=True, text=True, cwd=work)  # fmt: skip
-    if proc.returncode != 0:
-        print(f"note: focusweave failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+    times = run_driver(python, _FOCUSWEAVE_DRIVER, jobs, work, "focusweave")
+    if times is None:
         return {}
-    times = json.loads(proc.stdout.strip().splitlines()[-1])
     return {"focusweave": [(np.load(j["out"]), times[j["out"]]) for j in jobs]}
 
 

@@ -37,7 +37,6 @@ the data (no truth).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,8 @@ from scipy import ndimage
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from peers import peer_python  # noqa: E402
+
 from napari_gifnet.methods.pansharpening import PANSHARPENING_METHODS, reduce  # noqa: E402
 from napari_gifnet.metrics.pansharpening import pansharpening_metrics, qnr  # noqa: E402
 from napari_gifnet.workflows.pan_grid import resample_band  # noqa: E402
@@ -60,7 +61,6 @@ REPORTED = ("chelsea", "rocket")
 #: Panchromatic weights of (R, G, B, NIR) for 4 bands, of (R, G, B) for 3 (``--bands 3``).
 PAN_WEIGHTS = {4: np.array([0.25, 0.35, 0.1, 0.3]), 3: np.array([0.3, 0.45, 0.25])}
 RATIO = 4
-PEER_DEFAULT = Path("/work/peers/pysharpen/bin/python")
 
 # runs in pysharpen's own environment: arrays in and out through .npy files
 PEER_SCRIPT = r"""
@@ -194,11 +194,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.size % 32:
         parser.error("--size must be a multiple of 32")
-    peer = Path(os.environ.get("NAPARI_GIFNET_PEER_PYSHARPEN", PEER_DEFAULT))
-    notes = []
-    if not peer.exists():
-        notes.append(f"> pysharpen not found at {peer}: its rows are skipped")
-        peer = None
+    found = peer_python("pysharpen")
+    notes = [] if found else ["> pysharpen not found (/work/peers/pysharpen): its rows are skipped"]
+    peer = Path(found) if found else None
     runs = {name: fuse_scene(args, name, peer) for name in (*TUNING, *REPORTED)}
     text = "\n".join([
         *notes,
