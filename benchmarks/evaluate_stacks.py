@@ -58,7 +58,7 @@ from napari_gifnet import __version__
 from napari_gifnet.data import synthetic as samples
 from napari_gifnet.metrics.fusion import psnr, ssim, to_metric_scale
 from napari_gifnet.workflows.alignment import apply_transform, estimate_alignment
-from napari_gifnet.workflows.focus import BestPlane, focus_measure, luma_of
+from napari_gifnet.workflows.focus import BestPlane, luma_of
 from napari_gifnet.workflows.focus_stack import fuse_stack
 from napari_gifnet.workflows.planes import Planes
 
@@ -164,6 +164,12 @@ def scenes(size: int, planes: int, max_sigma: float, step_sigma: float, seed: in
     yield "steps, shifted + noisy", noisy, samples._u8(grey), level, True, mask
 
 
+def _sigma2_focus(luma: np.ndarray) -> np.ndarray:
+    """The old focus measure: the squared Laplacian smoothed by a Gaussian of sigma 2 px."""
+    lap = ndi.laplace(np.asarray(luma, dtype=np.float32), mode="mirror")
+    return ndi.gaussian_filter(lap * lap, 2.0, mode="mirror")
+
+
 def old_default(stack: np.ndarray, align: bool):
     """Today's default before issue 16: (fused luma, depth map)."""
     planes = Planes(stack, 0)
@@ -177,7 +183,7 @@ def old_default(stack: np.ndarray, align: bool):
 
     best = BestPlane(planes.plane_shape[:2])
     for i in range(planes.n):
-        best.update(i, focus_measure(luma_of(read(i))))
+        best.update(i, _sigma2_focus(luma_of(read(i))))
     depth = ndi.median_filter(best.index, size=5, mode="nearest")
     fused = np.zeros(planes.plane_shape, np.float32)
     for i in range(planes.n):

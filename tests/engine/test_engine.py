@@ -199,10 +199,11 @@ def test_out_of_memory_retries_with_smaller_tiles_on_disk(
     medical, weights: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     from napari_gifnet.engine import eager as engine
-    from napari_gifnet.engine.tiled import run as streaming
+    from napari_gifnet.engine.tiled import run as tiled_run
+    from napari_gifnet.engine.tiled.plan import TilePlan
 
-    calls: list[streaming.StreamPlan] = []
-    real = streaming.fuse_streamed
+    calls: list[TilePlan] = []
+    real = tiled_run.fuse_tiled
 
     def flaky(model, a, b, *, plan, **kw):
         calls.append(plan)
@@ -210,7 +211,7 @@ def test_out_of_memory_retries_with_smaller_tiles_on_disk(
             raise error
         return real(model, a, b, tile_size=None, storage="memory", **kw)  # fast: one tile
 
-    monkeypatch.setattr(engine, "fuse_streamed", flaky)
+    monkeypatch.setattr(engine, "fuse_tiled", flaky)
     result = _fuse(*medical, weights)
     # "auto" resolved: the small image fits in memory, in one automatic 64 x 96 tile
     assert (calls[0].tile_size, calls[0].storage, calls[0].out) == (None, "memory", TileShape(64, 96))
@@ -221,7 +222,7 @@ def test_out_of_memory_retries_with_smaller_tiles_on_disk(
     assert (meta["storage"], meta["tile_size"], meta["tile_shape"]) == ("recompute", None, [16, 16])
     assert meta["tile_pixels"] == 256 and meta["out_of_memory_retries"] == 2
     assert meta["retry_tile_size"] == 16
-    monkeypatch.setattr(engine, "fuse_streamed", real)
+    monkeypatch.setattr(engine, "fuse_tiled", real)
     np.testing.assert_allclose(result.luma, _fuse(*medical, weights).luma, atol=2e-6)
 
 
@@ -239,11 +240,11 @@ def test_a_retry_keeps_the_tile_size_asked_for(
     medical, weights: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from napari_gifnet.engine import eager as engine
-    from napari_gifnet.engine.tiled import run as streaming
+    from napari_gifnet.engine.tiled import run as tiled_run
 
     monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(tmp_path))
 
-    real, tries = streaming.fuse_streamed, []
+    real, tries = tiled_run.fuse_tiled, []
 
     def once(model, a, b, *, plan, **kw):
         tries.append(plan)
@@ -251,7 +252,7 @@ def test_a_retry_keeps_the_tile_size_asked_for(
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, a, b, plan=plan, **kw)
 
-    monkeypatch.setattr(engine, "fuse_streamed", once)
+    monkeypatch.setattr(engine, "fuse_tiled", once)
     meta = _fuse(*medical, weights, tile_size=48, storage="memory").metadata
     assert [(p.storage, p.tile_size) for p in tries] == [("memory", 48), ("disk", 24)]
     assert (meta["tile_size"], meta["retry_tile_size"], meta["tile_shape"]) == (48, 24, [24, 24])
@@ -262,12 +263,12 @@ def test_a_storage_that_cannot_fit_is_refused_before_any_work(
     medical, weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from napari_gifnet.engine import eager as engine
-    from napari_gifnet.engine.tiled import plan as _stream_plan
+    from napari_gifnet.engine.tiled import plan as tile_plan
     from napari_gifnet.engine.tiled.stores import ScratchError
 
-    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 999)
+    monkeypatch.setattr(tile_plan, "scratch_free_bytes", lambda: 999)
     ran: list[object] = []
-    monkeypatch.setattr(engine, "fuse_streamed", lambda *a, **k: ran.append(k))
+    monkeypatch.setattr(engine, "fuse_tiled", lambda *a, **k: ran.append(k))
     for storage in ("disk", "recompute"):
         with pytest.raises(ScratchError, match=rf"storage='{storage}' needs .* has 999 B free"):
             _fuse(*medical, weights, storage=storage)
@@ -282,11 +283,11 @@ def test_out_of_memory_everywhere_is_a_clear_memory_error(
     def broke(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
 
-    monkeypatch.setattr(engine, "fuse_streamed", broke)
+    monkeypatch.setattr(engine, "fuse_tiled", broke)
     with pytest.raises(MemoryError, match=r"64 x 96 fusion does not fit in the memory of cpu"):
         _fuse(*medical, weights)
     other = RuntimeError("something else")
-    monkeypatch.setattr(engine, "fuse_streamed", lambda *a, **k: (_ for _ in ()).throw(other))
+    monkeypatch.setattr(engine, "fuse_tiled", lambda *a, **k: (_ for _ in ()).throw(other))
     with pytest.raises(RuntimeError, match="something else"):
         _fuse(*medical, weights)
 

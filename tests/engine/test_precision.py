@@ -10,7 +10,7 @@ import torch
 
 from napari_gifnet import fuse
 from napari_gifnet.engine.precision import DOCUMENTED_ERROR, PRECISIONS, precision_mode
-from napari_gifnet.engine.tiled import plan as _stream_plan
+from napari_gifnet.engine.tiled import plan as tile_plan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -81,7 +81,7 @@ def test_every_storage_gives_memory_storage_values_in_every_precision(
     assert np.abs(memory - exact).max() <= DOCUMENTED_ERROR[precision]
     lumas = {storage: run(storage) for storage in ("disk", "recompute")}
     # too little memory for the maps: "auto" moves them to disk
-    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 1 << 20)
+    monkeypatch.setattr(tile_plan, "_available_memory", lambda device: 1 << 20)
     lumas["auto"] = run("auto")
     for storage, luma in lumas.items():
         assert np.isfinite(luma).all(), storage

@@ -17,7 +17,7 @@ from napari_gifnet import fuse
 from napari_gifnet.engine import eager as engine
 from napari_gifnet.engine.fusion import MonotonicProgress
 from napari_gifnet.engine.precision import DOCUMENTED_ERROR
-from napari_gifnet.engine.tiled import plan as _stream_plan
+from napari_gifnet.engine.tiled import plan as tile_plan
 from napari_gifnet.engine.tiled.grid import TileShape, smaller_tile, tile_shape
 from napari_gifnet.engine.tiled.stores import DiskStore, MemoryStore
 from napari_gifnet.model.windows import CHANNELS
@@ -32,7 +32,7 @@ def pair(reference_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Recorder:
-    """A stand-in for ``fuse_streamed``: records each try's storage and tile
+    """A stand-in for ``fuse_tiled``: records each try's storage and tile
     shape, reports ``ticks`` tiles of progress, then fails ``fail`` times."""
 
     def __init__(self, fail: int, ticks: int = 0, error: BaseException = OOM) -> None:
@@ -80,7 +80,7 @@ def test_every_retry_uses_strictly_smaller_tiles(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch, tile_size: int | None
 ) -> None:
     fake = Recorder(fail=99)
-    monkeypatch.setattr(engine, "fuse_streamed", fake)
+    monkeypatch.setattr(engine, "fuse_tiled", fake)
     with pytest.raises(MemoryError, match="64 x 96 fusion does not fit in the memory of cpu"):
         _fuse(pair, reference_weights, tile_size=tile_size, storage="memory")
     assert [s for s, _ in fake.tries] == ["memory", "disk", "recompute"]
@@ -92,13 +92,13 @@ def test_a_retry_that_cannot_shrink_or_change_anything_is_skipped(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = Recorder(fail=99)
-    monkeypatch.setattr(engine, "fuse_streamed", fake)
+    monkeypatch.setattr(engine, "fuse_tiled", fake)
     with pytest.raises(MemoryError, match=r"skipped 'recompute' with tiles no smaller than 8 x 8"):
         _fuse(pair, reference_weights, tile_size=8, storage="recompute")
     assert fake.tries == [("recompute", TileShape(8, 8))]
     # at the floor, a change of storage is still worth a try
     fake = Recorder(fail=99)
-    monkeypatch.setattr(engine, "fuse_streamed", fake)
+    monkeypatch.setattr(engine, "fuse_tiled", fake)
     with pytest.raises(MemoryError):
         _fuse(pair, reference_weights, tile_size=8, storage="memory")
     assert fake.tries == [(s, TileShape(8, 8)) for s in ("memory", "disk", "recompute")]
@@ -111,9 +111,9 @@ def test_a_retry_whose_scratch_files_cannot_fit_is_skipped(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     one_map = CHANNELS * 64 * 96 * 4  # 2.4 MB
-    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 2 * one_map)  # disk needs 3
+    monkeypatch.setattr(tile_plan, "scratch_free_bytes", lambda: 2 * one_map)  # disk needs 3
     fake = Recorder(fail=1)
-    monkeypatch.setattr(engine, "fuse_streamed", fake)
+    monkeypatch.setattr(engine, "fuse_tiled", fake)
     result = _fuse(pair, reference_weights, storage="memory")
     assert [s for s, _ in fake.tries] == ["memory", "recompute"]
     assert _pixels(fake.tries[1][1]) <= _pixels(fake.tries[0][1]) // 4
@@ -124,9 +124,9 @@ def test_a_retry_whose_scratch_files_cannot_fit_is_skipped(
 def test_no_room_anywhere_is_a_clear_memory_error_in_human_sizes(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 300_000)
+    monkeypatch.setattr(tile_plan, "scratch_free_bytes", lambda: 300_000)
     fake = Recorder(fail=99)
-    monkeypatch.setattr(engine, "fuse_streamed", fake)
+    monkeypatch.setattr(engine, "fuse_tiled", fake)
     with pytest.raises(MemoryError) as info:
         _fuse(pair, reference_weights, storage="memory")
     assert [s for s, _ in fake.tries] == ["memory"]
@@ -142,7 +142,7 @@ def test_a_bad_scratch_folder_skips_the_retries_on_disk(
 ) -> None:
     missing = tmp_path / "nowhere"
     monkeypatch.setenv("NAPARI_GIFNET_SCRATCH", str(missing))
-    monkeypatch.setattr(engine, "fuse_streamed", Recorder(fail=99))
+    monkeypatch.setattr(engine, "fuse_tiled", Recorder(fail=99))
     with pytest.raises(MemoryError, match=r"NAPARI_GIFNET_SCRATCH\) does not exist") as info:
         _fuse(pair, reference_weights, storage="memory")
     assert str(missing) in str(info.value)
@@ -219,7 +219,7 @@ def test_progress_continues_across_retries(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch, ticks: int
 ) -> None:
     fake = Recorder(fail=2, ticks=ticks)
-    monkeypatch.setattr(engine, "fuse_streamed", fake)
+    monkeypatch.setattr(engine, "fuse_tiled", fake)
     seen: list[tuple[int, int]] = []
     _fuse(pair, reference_weights, progress=lambda d, t: seen.append((d, t)))
     assert len(fake.tries) == 3
@@ -251,13 +251,13 @@ def test_monotonic_progress_relays_the_first_try_unchanged() -> None:
 def test_a_memory_error_from_the_progress_callback_is_not_retried(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
 ) -> None:
-    real, tries = engine.fuse_streamed, []
+    real, tries = engine.fuse_tiled, []
 
     def spy(*args, **kwargs):
         tries.append(kwargs["plan"].storage)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "fuse_streamed", spy)
+    monkeypatch.setattr(engine, "fuse_tiled", spy)
     calls: list[tuple[int, int]] = []
 
     def progress(done: int, total: int) -> None:

@@ -70,33 +70,31 @@ def test_fuse_gives_the_same_values_with_every_storage(
 
 
 def test_auto_storage_follows_free_memory_and_scratch_space(monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_gifnet.engine.tiled import plan as _stream_plan
-    from napari_gifnet.engine.tiled import run as streaming
+    from napari_gifnet.engine.tiled import plan as tile_plan
 
     cpu = torch.device("cpu")
     one_map = 98 * 100 * 100 * 4
-    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 10 * one_map)
-    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 10 * one_map)
-    assert streaming.choose_storage(100, 100, cpu) == "memory"  # 3 maps <= 40% of 10
-    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 5 * one_map)
-    assert streaming.choose_storage(100, 100, cpu) == "disk"  # 3 maps <= 80% of 10
-    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 3 * one_map)
-    assert streaming.choose_storage(100, 100, cpu) == "recompute"
+    monkeypatch.setattr(tile_plan, "scratch_free_bytes", lambda: 10 * one_map)
+    monkeypatch.setattr(tile_plan, "_available_memory", lambda device: 10 * one_map)
+    assert tile_plan.choose_storage(100, 100, cpu) == "memory"  # 3 maps <= 40% of 10
+    monkeypatch.setattr(tile_plan, "_available_memory", lambda device: 5 * one_map)
+    assert tile_plan.choose_storage(100, 100, cpu) == "disk"  # 3 maps <= 80% of 10
+    monkeypatch.setattr(tile_plan, "scratch_free_bytes", lambda: 3 * one_map)
+    assert tile_plan.choose_storage(100, 100, cpu) == "recompute"
 
 
 def test_auto_tile_size_follows_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_gifnet.engine.tiled import plan as _stream_plan
-    from napari_gifnet.engine.tiled import run as streaming
+    from napari_gifnet.engine.tiled import plan as tile_plan
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    per_pixel = _stream_plan.TILE_BYTES_PER_PIXEL
-    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 256 << 30)
-    assert streaming.auto_tile_pixels(1000, 1000, cpu, "disk") == 1 << 16  # the CPU cap
-    assert streaming.auto_tile_pixels(1000, 1000, gpu, "disk") == 1 << 22  # the GPU cap
+    per_pixel = tile_plan.TILE_BYTES_PER_PIXEL
+    monkeypatch.setattr(tile_plan, "_available_memory", lambda device: 256 << 30)
+    assert tile_plan.auto_tile_pixels(1000, 1000, cpu, "disk") == 1 << 16  # the CPU cap
+    assert tile_plan.auto_tile_pixels(1000, 1000, gpu, "disk") == 1 << 22  # the GPU cap
     # a quarter of what is left once the stored maps are counted
-    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 4 * per_pixel * 5000)
-    assert streaming.auto_tile_pixels(1000, 1000, gpu, "disk") == 5000
-    assert streaming.auto_tile_pixels(1000, 1000, gpu, "memory") == 1 << 12  # the floor
+    monkeypatch.setattr(tile_plan, "_available_memory", lambda device: 4 * per_pixel * 5000)
+    assert tile_plan.auto_tile_pixels(1000, 1000, gpu, "disk") == 5000
+    assert tile_plan.auto_tile_pixels(1000, 1000, gpu, "memory") == 1 << 12  # the floor
 
 
 # ---- the scratch folder ----------------------------------------------------------
@@ -111,28 +109,26 @@ def test_sizes_are_printed_in_the_unit_that_fits() -> None:
 
 
 def test_scratch_space_messages_use_human_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_gifnet.engine.tiled import plan as _stream_plan
-    from napari_gifnet.engine.tiled import run as streaming
+    from napari_gifnet.engine.tiled import plan as tile_plan
     from napari_gifnet.engine.tiled.stores import ScratchError
 
-    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", lambda: 123_456)
+    monkeypatch.setattr(tile_plan, "scratch_free_bytes", lambda: 123_456)
     with pytest.raises(ScratchError, match=r"needs 2\.4 MB of scratch space .* has 123\.5 kB free"):
-        streaming.check_scratch("recompute", 64, 96)
+        tile_plan.check_scratch("recompute", 64, 96)
     with pytest.raises(OSError, match=r"needs 7\.2 MB .*storage='recompute'"):
-        streaming.check_scratch("disk", 64, 96)
+        tile_plan.check_scratch("disk", 64, 96)
 
 
 def test_memory_storage_never_touches_the_scratch_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_gifnet.engine.tiled import plan as _stream_plan
-    from napari_gifnet.engine.tiled import run as streaming
+    from napari_gifnet.engine.tiled import plan as tile_plan
 
     def broken() -> int:
         raise AssertionError("the scratch folder was consulted")
 
-    monkeypatch.setattr(_stream_plan, "scratch_free_bytes", broken)
-    streaming.check_scratch("memory", 10_000, 10_000)
-    monkeypatch.setattr(_stream_plan, "_available_memory", lambda device: 1 << 40)
-    assert streaming.choose_storage(100, 100, torch.device("cpu")) == "memory"
+    monkeypatch.setattr(tile_plan, "scratch_free_bytes", broken)
+    tile_plan.check_scratch("memory", 10_000, 10_000)
+    monkeypatch.setattr(tile_plan, "_available_memory", lambda device: 1 << 40)
+    assert tile_plan.choose_storage(100, 100, torch.device("cpu")) == "memory"
 
 
 @pytest.mark.parametrize("kind", ["missing", "file"])
@@ -227,7 +223,7 @@ def test_available_memory_comes_from_psutil_on_every_os(monkeypatch: pytest.Monk
     import psutil
     import torch
 
-    from napari_gifnet.engine.tiled import plan as _stream_plan
+    from napari_gifnet.engine.tiled import plan as tile_plan
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=7 << 30))
     real_open = builtins.open
@@ -238,7 +234,7 @@ def test_available_memory_comes_from_psutil_on_every_os(monkeypatch: pytest.Monk
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", no_proc)
-    assert _stream_plan._available_memory(torch.device("cpu")) == 7 << 30
+    assert tile_plan._available_memory(torch.device("cpu")) == 7 << 30
 
 
 def test_the_pool_keeps_tensors_of_one_size_only_while_held() -> None:

@@ -16,16 +16,16 @@ from napari_gifnet import fuse
 from napari_gifnet.engine.tiled.grid import (
     MIN_TILE,
     TileShape,
-    conv_region,
     count_tiles,
     pixel_count,
     tile_shape,
     tiles,
 )
-from napari_gifnet.engine.tiled.run import StreamPlan, fuse_streamed, plan_stream
+from napari_gifnet.engine.tiled.plan import TilePlan, plan_tiles
+from napari_gifnet.engine.tiled.run import fuse_tiled
 from napari_gifnet.model.network import GIFNet
 from napari_gifnet.model.weights import load_model
-from napari_gifnet.model.windows import reflect_indices
+from napari_gifnet.model.windows import conv_region, reflect_indices
 from reference_cases import CASES
 
 
@@ -83,24 +83,24 @@ def test_one_integer_rule_for_tile_sizes_and_lazy_options() -> None:
         pixel_count("edge", np.int8(3), 8, "{name} {value} is too small, {minimum}")
 
 
-def test_a_stream_plan_tiles_the_padded_grid_and_the_output() -> None:
+def test_a_tile_plan_tiles_the_padded_grid_and_the_output() -> None:
     cpu = torch.device("cpu")
-    plan = plan_stream(50, 70, cpu, "memory", tile_size=np.int64(40))
-    assert plan == StreamPlan((50, 70), "memory", 40, TileShape(40, 40), TileShape(40, 40))
+    plan = plan_tiles(50, 70, cpu, "memory", tile_size=np.int64(40))
+    assert plan == TilePlan((50, 70), "memory", 40, TileShape(40, 40), TileShape(40, 40))
     assert type(plan.tile_size) is int
-    plan = plan_stream(50, 70, cpu, "memory", tile_pixels=40 * 72)
+    plan = plan_tiles(50, 70, cpu, "memory", tile_pixels=40 * 72)
     assert (plan.grid, plan.out) == (TileShape(40, 72), TileShape(40, 70))  # grid: 52 x 72
     with pytest.raises(ValueError, match="unknown storage 'cloud'"):
-        plan_stream(50, 70, cpu, "cloud")
+        plan_tiles(50, 70, cpu, "cloud")
     with pytest.raises(ValueError, match="tile_size 4 is too small"):
-        plan_stream(50, 70, cpu, "memory", tile_size=4)
+        plan_tiles(50, 70, cpu, "memory", tile_size=4)
 
 
-def test_fuse_streamed_refuses_a_plan_for_another_size(model: GIFNet) -> None:
+def test_fuse_tiled_refuses_a_plan_for_another_size(model: GIFNet) -> None:
     a, b = _pair(24, 32, 0)
-    plan = plan_stream(24, 40, torch.device("cpu"), "memory", tile_size=16)
+    plan = plan_tiles(24, 40, torch.device("cpu"), "memory", tile_size=16)
     with torch.inference_mode(), pytest.raises(ValueError, match=r"plan is for a \(24, 40\) pair"):
-        fuse_streamed(model, a, b, plan=plan)
+        fuse_tiled(model, a, b, plan=plan)
 
 
 def test_automatic_tiles_are_bands_when_wide_enough_else_squares() -> None:
@@ -176,7 +176,7 @@ def test_tiles_of_any_size_and_storage_equal_whole_image_evaluation(
     a, b = _pair(h, w, h * 1000 + w)
     with torch.inference_mode():
         whole = model(a, b)
-        tiled = fuse_streamed(model, a, b, tile_size=edge, storage=storage)
+        tiled = fuse_tiled(model, a, b, tile_size=edge, storage=storage)
     torch.testing.assert_close(tiled, whole, rtol=0, atol=3e-6)
 
 
@@ -186,7 +186,7 @@ def test_thin_images_in_small_tiles(model: GIFNet, size: tuple[int, int]) -> Non
     with torch.inference_mode():
         whole = model(a, b)
         for edge in (8, 16, 48):
-            tiled = fuse_streamed(model, a, b, tile_size=edge, storage="memory")
+            tiled = fuse_tiled(model, a, b, tile_size=edge, storage="memory")
             torch.testing.assert_close(tiled, whole, rtol=0, atol=3e-6)
 
 
@@ -196,7 +196,7 @@ def test_tiled_features_equal_whole_image_features(model: GIFNet) -> None:
     tiled: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
         model(a, b, whole)
-        fuse_streamed(model, a, b, tile_size=16, storage="disk", features=tiled)
+        fuse_tiled(model, a, b, tile_size=16, storage="disk", features=tiled)
     for name in ("shared", "multimodal", "photographic", "branch"):
         ref = whole[name][..., :45, :70]
         scale = float(ref.abs().max())
@@ -214,11 +214,11 @@ def test_reference_cases_in_tiles_from_the_smallest_to_the_whole(
     with torch.inference_mode():
         whole = model(ta, tb)
         for edge in (24, 64, 100):
-            tiled = fuse_streamed(model, ta, tb, tile_size=edge, storage="memory")
+            tiled = fuse_tiled(model, ta, tb, tile_size=edge, storage="memory")
             assert float((tiled - whole).abs().max()) <= 1e-4, edge
         # the smallest tile (much halo per tile, so slower) on a corner
         ta, tb = ta[..., :24, :36], tb[..., :24, :36]
-        tiled = fuse_streamed(model, ta, tb, tile_size=8, storage="memory")
+        tiled = fuse_tiled(model, ta, tb, tile_size=8, storage="memory")
         assert float((tiled - model(ta, tb)).abs().max()) <= 1e-4
 
 
@@ -237,7 +237,7 @@ def test_progress_counts_tiles(model: GIFNet) -> None:
     a, b = _pair(40, 40, 1)
     seen: list[tuple[int, int]] = []
     with torch.inference_mode():
-        fuse_streamed(model, a, b, tile_size=16, storage="memory", progress=lambda d, t: seen.append((d, t)))
+        fuse_tiled(model, a, b, tile_size=16, storage="memory", progress=lambda d, t: seen.append((d, t)))
     total = seen[0][1]
     assert [d for d, _ in seen] == list(range(1, total + 1))
     shape, shift = TileShape(16, 16), model.branch.layer1.blocks[0].shift

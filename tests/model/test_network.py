@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_gifnet.engine.tiled.run import fuse_streamed
+from napari_gifnet.engine.tiled.run import fuse_tiled
 from napari_gifnet.model.network import GIFNet, parameter_count, relative_positions
 from napari_gifnet.model.weights import load_model
 
@@ -64,7 +64,7 @@ def test_intermediate_tensors_match_the_published_model(
         if evaluate == "whole":
             fused = model(a, b, feats)
         else:  # 8-row bands: every pass runs in many pieces
-            fused = fuse_streamed(model, a, b, tile_pixels=8 * 56, features=feats)
+            fused = fuse_tiled(model, a, b, tile_pixels=8 * 56, features=feats)
     h, w = activations["fused"].shape
     got = {k: v[0].numpy() for k, v in feats.items()}
     np.testing.assert_allclose(fused[0, 0].numpy(), activations["fused"], rtol=0, atol=1e-5)
@@ -89,7 +89,7 @@ def test_band_evaluation_equals_whole_image_evaluation(model: GIFNet, size: tupl
     with torch.inference_mode():
         whole = model(a, b)
         for rows in (8, 16, 24):
-            bands = fuse_streamed(model, a, b, tile_pixels=rows * size[1])
+            bands = fuse_tiled(model, a, b, tile_pixels=rows * size[1])
             torch.testing.assert_close(bands, whole, rtol=0, atol=2e-6)
 
 
@@ -108,14 +108,14 @@ def test_bands_of_any_height_and_any_storage_equal_whole_image(
     b = torch.rand(1, 1, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         whole = model(a, b)
-        bands = fuse_streamed(model, a, b, tile_pixels=8 * rows * w, storage=storage)
+        bands = fuse_tiled(model, a, b, tile_pixels=8 * rows * w, storage=storage)
     torch.testing.assert_close(bands, whole, rtol=0, atol=3e-6)
 
 
 def test_unknown_storage_is_refused(model: GIFNet) -> None:
     a = torch.rand(1, 1, 8, 8)
     with pytest.raises(ValueError, match="unknown storage 'cloud'"):
-        fuse_streamed(model, a, a, storage="cloud")
+        fuse_tiled(model, a, a, storage="cloud")
 
 
 def test_batch_equals_single_images(model: GIFNet) -> None:

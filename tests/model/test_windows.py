@@ -1,4 +1,4 @@
-"""The region helpers' statistics: fast moments that equal a float64 reference."""
+"""The region helpers: fast moments equal to a float64 reference, reflected reads, convolutions."""
 
 from __future__ import annotations
 
@@ -97,3 +97,18 @@ def test_gather_image_reads_the_reflected_positions_channels_last(rows, cols) ->
     got = windows.gather_image(x, r, c)
     assert torch.equal(got, x[:, :, r][:, :, :, c])
     assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("h, w", [(2, 7), (5, 5), (13, 21)])
+def test_the_whole_map_convolution_is_the_tiles_region_convolution(h: int, w: int) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(98, 98, 3)
+    x = torch.randn(1, 98, h, w)
+    with torch.no_grad():
+        whole = windows.reflect_conv3x3(x, conv)
+        padded = torch.nn.functional.conv2d(
+            torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), conv.weight, conv.bias
+        )
+        region = windows.conv_region(x, (0, 0), (0, h), (0, w), (h, w), conv)
+    assert torch.equal(whole, region)  # one convolution: tiles and whole maps agree bit for bit
+    torch.testing.assert_close(whole, padded, rtol=0, atol=1e-5)

@@ -33,7 +33,7 @@ def test_enhance_adds_the_console_result(qtbot, setup, reference_weights: Path):
     widget.variant.value = "exposure"
     assert widget.run() is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
-    out = viewer.layers["MRI enhanced"]
+    out = viewer.layers["MRI enhanced (image + brightened copy)"]
     expected = enhance(image, variant="exposure", weights=reference_weights, device="cpu")
     np.testing.assert_allclose(out.data, expected.image, rtol=0, atol=1e-6)
     assert tuple(out.scale) == (2, 2) and out.metadata["source_layer"] == "MRI"
@@ -60,5 +60,43 @@ def test_a_dask_layer_is_read_in_the_worker_not_on_the_gui_thread(
     run_in_worker(widget, threads)
     assert len(threads) >= 4  # its four chunks, read in the worker
     expected = enhance(image, weights=reference_weights, device="cpu")
-    np.testing.assert_allclose(viewer.layers["MRI dask enhanced"].data, expected.image, rtol=0,
-                               atol=1e-6)  # fmt: skip
+    out = viewer.layers["MRI dask enhanced (the image twice)"]
+    np.testing.assert_allclose(out.data, expected.image, rtol=0, atol=1e-6)
+
+
+def _click_run(qtbot, widget) -> None:
+    from qtpy.QtCore import Qt
+
+    qtbot.mouseClick(widget.run_button.native, Qt.MouseButton.LeftButton)
+    assert widget.running
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+
+
+def test_each_variant_keeps_its_layer_and_reruns_add_by_default(qtbot, setup):
+    viewer, widget, image = setup
+    assert widget.keep_previous.value  # on by default: gamma tries share the variant's name
+    assert not widget.gamma.enabled  # used by the brightened copy only
+    _click_run(qtbot, widget)
+    widget.variant.value = "exposure"
+    assert widget.gamma.enabled
+    _click_run(qtbot, widget)
+    names = ["MRI enhanced (the image twice)", "MRI enhanced (image + brightened copy)"]
+    assert [ly.name for ly in viewer.layers][1:] == names
+    widget.gamma.value = 0.3
+    _click_run(qtbot, widget)  # kept: a third layer, uniquely named
+    added = [ly.name for ly in viewer.layers][1:]
+    assert added[:2] == names and len(added) == 3 == len(set(added))
+    assert added[2].startswith(names[1]) and viewer.layers[added[2]].metadata["gamma"] == 0.3
+    widget.keep_previous.value = False
+    latest = viewer.layers[names[0]]
+    widget.variant.value = "self"
+    _click_run(qtbot, widget)  # off: the same variant's layer is updated in place
+    assert [ly.name for ly in viewer.layers][1:] == added and viewer.layers[names[0]] is latest
+
+
+def test_every_control_says_what_it_does(setup):
+    _, widget, _ = setup
+    for name in ("image", "variant", "gamma", "keep_previous"):
+        assert getattr(widget, name).tooltip, name
+    for text in ("the image twice", "image + brightened copy"):
+        assert f"\n{text}" in widget.variant.tooltip, text

@@ -86,6 +86,25 @@ def _log_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _step_ticks(widget) -> list[str]:
+    """The loss plot's step tick labels as drawn."""
+    widget.canvas.draw()
+    return [t.get_text().replace("\N{MINUS SIGN}", "-") for t in widget.axes.get_xticklabels()]
+
+
+def _controls(container) -> list:
+    """Every control of a magicgui container, nested rows included (a file field is one)."""
+    from magicgui.widgets import Container, FileEdit
+
+    out = []
+    for w in container:
+        if isinstance(w, Container) and not isinstance(w, FileEdit):
+            out += _controls(w)
+        else:
+            out.append(w)
+    return out
+
+
 def test_folder_run_off_the_gui_thread_plots_and_hands_over(
     qtbot, make_napari_viewer, reference_weights, tmp_path, spy
 ):
@@ -104,16 +123,31 @@ def test_folder_run_off_the_gui_thread_plots_and_hands_over(
     # the training ran in the worker thread, never on the GUI thread
     assert spy["threads"] and threading.main_thread() not in spy["threads"]
     (config,) = spy["configs"]
-    assert (config.max_steps, config.batch_size, config.crop, config.init) == (3, 2, 32, "published")
+    assert (config.max_steps, config.batch_size, config.crop, config.init) == (
+        3,
+        2,
+        32,
+        "published",
+    )
     assert config.lr == pytest.approx(1e-4) and config.workers == 0 and not config.progress
     # the live plot got every logged value, in order
     totals = [r["total"] for r in result.rows]
     assert [r["total"] for r in widget.losses] == totals
     np.testing.assert_array_equal(widget.loss_lines["total"].get_xdata(), [1, 2, 3])
     np.testing.assert_allclose(widget.loss_lines["total"].get_ydata(), totals)
-    np.testing.assert_allclose(widget.loss_lines["s2_total"].get_ydata(),
-                               [r["s2_total"] for r in result.rows])
+    np.testing.assert_allclose(
+        widget.loss_lines["s2_total"].get_ydata(), [r["s2_total"] for r in result.rows]
+    )
     assert [float(r["total"]) for r in _log_rows(result.log)] == pytest.approx(totals)
+    # labelled axes, whole steps only, the hint gone
+    assert (widget.axes.get_xlabel(), widget.axes.get_ylabel()) == ("step", "loss")
+    ticks = _step_ticks(widget)
+    assert ticks and all(t.lstrip("-").isdigit() for t in ticks), ticks
+    assert not widget.hint.get_visible()
+    # the random-DenseNet advice names the widget's control, not the command's flag
+    advice = [str(n.message) for n in notification_manager.records if "DenseNet" in str(n.message)]
+    assert advice and '"DenseNet-121 weights"' in advice[-1], advice
+    assert "--densenet-weights" not in " ".join(advice)
     # the checkpoint is handed to the docked fusion widget, and it fuses
     out = tmp_path / "run" / "tuned.pth"
     assert result.checkpoint == out and out.is_file()
@@ -160,6 +194,67 @@ def test_cancel_after_the_first_step_keeps_its_checkpoint(
     widget.use_button.changed.emit(True)
     fusion = find_fusion_widget(viewer)
     assert fusion is not None and Path(str(fusion.weights.value)) == out
+
+
+def test_form_fits_beside_fusion_explains_itself_and_plots_whole_steps(
+    qtbot, make_napari_viewer, tmp_path
+):
+    from napari_gifnet.plugin._qt.finetune_widget import FinetuneWidget
+    from napari_gifnet.plugin._qt.fusion_widget import FusionWidget
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1280, 1000)
+    widget = FinetuneWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Fine-tune GIFNet")
+    viewer.window.add_dock_widget(FusionWidget(viewer), name="GIFNet fusion")
+    qtbot.wait(50)
+    # both docks fit a 1000-pixel-high window: it does not grow to hold them
+    assert window.height() <= 1000, (window.height(), widget.native.minimumSizeHint())
+    assert widget.native.height() >= widget.native.minimumSizeHint().height()
+    assert widget.canvas.height() >= 100 and widget.run_button.native.isVisible()
+    # the advanced options fold away; the source shows only its own inputs
+    assert not widget.more.visible and widget.pairs.visible and not widget.first.visible
+    widget.advanced.value = True
+    assert widget.more.visible and widget.densenet.visible
+    widget.source.value = "layers"
+    assert widget.first.visible and widget.second.visible and not widget.pairs.visible
+    # every control says what it does
+    controls = [*_controls(widget.form), *_controls(widget.buttons)]
+    assert len(controls) >= 16
+    assert [w.label or w.text for w in controls if not (w.tooltip or "").strip()] == []
+    assert widget.canvas.toolTip()
+    # an empty plot: labelled axes, whole steps (1 to the steps to train), a hint
+    assert (widget.axes.get_xlabel(), widget.axes.get_ylabel()) == ("step", "loss")
+    assert widget.hint.get_visible() and "Train" in widget.hint.get_text()
+    widget.steps.value = 7
+    ticks = _step_ticks(widget)
+    assert ticks and all(t.lstrip("-").isdigit() for t in ticks), ticks
+    assert widget.axes.get_xlim() == (1, 7)
+
+
+def test_densenet_weights_control_is_used_and_remembered(qtbot, make_napari_viewer, tmp_path, spy):
+    from napari_gifnet.plugin._qt.finetune_widget import DENSENET_ENV, FinetuneWidget
+    from napari_gifnet.training.features import DENSENET_ENV as TRAINING_ENV
+
+    assert DENSENET_ENV == TRAINING_ENV
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, tmp_path, steps=1)
+    widget.pairs.value = str(_pairs(tmp_path))
+    widget.densenet.value = str(tmp_path / "missing.pth")
+    assert widget.run() is None
+    assert "DenseNet-121 weights file" in widget.status.value
+    assert "missing.pth" in widget.status.value
+    bad = tmp_path / "densenet.pth"
+    bad.write_bytes(b"not weights")
+    widget.densenet.value = str(bad)
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    assert spy["configs"][-1].densenet_weights == str(bad)
+    assert "not a readable PyTorch weights file" in widget.status.value
+    # remembered like the other options
+    again = FinetuneWidget(viewer)
+    assert Path(str(again.densenet.value)) == bad
 
 
 def test_two_layers_become_a_temporary_pairs_folder(
@@ -277,3 +372,20 @@ def test_layer_pairs_refuse_a_plane_with_nan_by_its_layers_name(tmp_path):
         write_layer_pairs(tmp_path / "a", stack, other, (3,), names=("A", "B"))
     ints = np.zeros((40, 40), np.uint8)  # integers are always finite
     assert write_layer_pairs(tmp_path / "b", ints, ints, (), names=("A", "B")) == 1
+
+
+def test_start_from_the_shared_weights_without_a_fusion_widget(make_napari_viewer, tmp_path):
+    """"start from" the GIFNet widgets' weights reads the plugin-wide setting, docked
+    fusion widget or not."""
+    from napari_gifnet.plugin._qt._settings import store_weights
+    from napari_gifnet.plugin._qt.finetune_widget import FinetuneWidget
+
+    checkpoint = tmp_path / "earlier.pth"
+    checkpoint.write_bytes(b"a checkpoint")
+    store_weights(str(checkpoint))
+    widget = FinetuneWidget(make_napari_viewer())
+    assert widget.fusion_widget() is None
+    widget.init.value = "fusion"
+    assert widget._init() == str(checkpoint)
+    widget.init.value = "published"
+    assert widget._init() == "published"

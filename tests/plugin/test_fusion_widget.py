@@ -702,3 +702,102 @@ def test_compare_refuses_one_layer_twice(qtbot, setup):
     assert not widget.running
     assert any("Cannot compare" in m for m in _errors_since(count))
     assert not any(ly.name.startswith("compare: ") for ly in viewer.layers)
+
+
+def _store_settings(**values) -> None:
+    import json
+    import os
+
+    from qtpy.QtCore import QSettings
+
+    qs = QSettings(os.environ["NAPARI_GIFNET_SETTINGS"], QSettings.Format.IniFormat)
+    for key, value in values.items():
+        qs.setValue(f"fusion/{key}", json.dumps(value))
+    qs.sync()
+
+
+def _fluorescence(viewer, metadata: bool = True) -> list:
+    """The 12-bit fluorescence sample (96 px) as layers, with or without its metadata."""
+    from napari_gifnet.data import synthetic
+
+    layers = []
+    for name, data, kwargs in synthetic.fluorescence_pair(size=96).layers:
+        kwargs = kwargs if metadata else {k: v for k, v in kwargs.items() if k != "metadata"}
+        layers.append(viewer.add_image(data, name=name, **kwargs))
+    return layers
+
+
+def test_the_task_follows_a_samples_layers_over_remembered_settings(
+    qtbot, make_napari_viewer, reference_weights
+):
+    from qtpy.QtCore import Qt
+
+    from napari_gifnet.plugin._qt.fusion_widget import FusionWidget
+
+    # the issue's case: "Multi-exposure" and "dtype" remembered from an earlier session
+    _store_settings(task="meif", normalization="dtype")
+    viewer = make_napari_viewer()
+    widget = FusionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="GIFNet fusion")
+    assert widget.task.value == "meif" and widget.normalization.value == "dtype"
+    widget.weights.value, widget.device.value = str(reference_weights), "cpu"
+    _fluorescence(viewer)  # then the 12-bit sample is opened: the layers say what they are
+    assert widget.first.value.name == "nuclei" and widget.second.value.name == "membranes"
+    assert widget.task.value == "custom" and widget.normalization.value == "auto"
+    assert "Task: Custom, as the layers are the 'fluorescence' sample" in widget.status.value
+    qtbot.mouseClick(widget.run_button.native, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    fused = viewer.layers["nuclei + membranes (GIFNet)"].data
+    lo, hi = np.percentile(fused, [1, 99])
+    assert hi - lo > 0.6  # uses most of [0, 1] (before: 0.013-0.027, black)
+    # a widget opened on those layers picks the task at once; the user may still change it
+    again = FusionWidget(viewer)
+    assert again.task.value == "custom"
+    again.task.value = "meif"
+    assert again.task.value == "meif" and again.normalization.value == "dtype"
+
+
+def test_dtype_normalisation_of_12_bit_data_uses_its_bit_depth(qtbot, make_napari_viewer):
+    from qtpy.QtCore import Qt
+
+    from napari_gifnet.plugin._qt.fusion_widget import FusionWidget, bit_depth_range
+
+    viewer = make_napari_viewer()
+    _fluorescence(viewer, metadata=False)  # nothing says what they are
+    widget = FusionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="GIFNet fusion")
+    widget.task.value = "meif"  # "dtype", Laplacian pyramid
+    assert widget.normalization.value == "dtype" and widget.method.value == "laplacian"
+    qtbot.mouseClick(widget.run_button.native, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not widget.running, timeout=DONE_MS)
+    layer = widget.last_layers[0]
+    assert layer.name == "nuclei + membranes (Laplacian)"
+    note = "normalisation: the data's 12-bit range 0-4095, not 'dtype' (it would use 6.2% of uint16)"
+    assert note in widget.status.value and layer.metadata["normalization_note"] == note
+    assert float(np.max(layer.data)) > 0.8  # with uint16's range: 0.058
+    # the rule: only wide unsigned integers using under a tenth of their type's range
+    assert bit_depth_range([np.dtype("uint8")] * 2, 20) is None
+    assert bit_depth_range([np.dtype("uint16")] * 2, 40_000) is None
+    assert bit_depth_range([np.dtype("float32")] * 2, 0.5) is None
+    assert bit_depth_range([np.dtype("uint16")] * 2, 300)[0] == (0, 511)
+
+
+def test_every_control_explains_itself(setup):
+    from magicgui.widgets import Label
+
+    _, widget, _, _ = setup
+    controls = [
+        widget.task, widget.first, widget.second, widget.swap, widget.method,
+        widget.normalization, widget.align, widget.per_plane, widget.device, widget.weights,
+        widget.features, widget.keep_previous, widget.run_button, widget.cancel_button,
+        widget.reset_button, widget.compare_button, widget.shared_weights.published,
+    ]  # fmt: skip
+    for control in controls:
+        assert control.tooltip and len(control.tooltip) > 30, control
+    others = [w for w in widget if not isinstance(w, Label) and w not in controls]
+    assert all(w.tooltip for w in others if w.__class__.__name__ != "Container"), others
+    for choice in ("auto", "dtype", "minmax", "percentile"):
+        assert f"{choice}:" in widget.normalization.tooltip
+    for word in ("GPU", "cpu"):
+        assert word in widget.device.tooltip
+    assert "GIFNET_WEIGHTS" in widget.weights.tooltip and "download" in widget.weights.tooltip

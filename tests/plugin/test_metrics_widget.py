@@ -63,8 +63,8 @@ def _full_status(widget) -> str:
     return max(widget.status.text(), widget.status.toolTip(), key=len)
 
 
-def _column(widget, metric: str) -> int:
-    return 1 + list(METRICS).index(metric)
+def _row(metric: str) -> int:
+    return list(METRICS).index(metric)
 
 
 def _errors_since(count: int) -> list[str]:
@@ -82,11 +82,10 @@ def test_table_matches_fusion_metrics_off_the_gui_thread(qtbot, viewer, medical,
     assert (widget.first.currentText(), widget.second.currentText()) == ("PET", "MRI")
     _compute(qtbot, widget)
     assert widget.last_outcome.thread_id != threading.get_ident()
-    assert widget.table.rowCount() == 3
-    assert [widget.table.horizontalHeaderItem(c).text() for c in range(11)] == [
-        "layer",
-        *METRICS,
-    ]
+    # one row per metric, one column per fused layer (in the list's order)
+    assert widget.table.rowCount() == len(METRICS) and widget.table.columnCount() == 3
+    assert [widget.table.verticalHeaderItem(r).text() for r in range(len(METRICS))] == [*METRICS]
+    assert [widget.table.horizontalHeaderItem(c).text() for c in range(3)] == fused
     rows = dict(widget.table_rows())
     assert set(rows) == set(fused)
     for name in fused:
@@ -96,38 +95,51 @@ def test_table_matches_fusion_metrics_off_the_gui_thread(qtbot, viewer, medical,
     assert "3 fused layer" in widget.status.text()
 
 
-def test_sorting_best_marking_and_csv(qtbot, viewer, medical):
+def test_metrics_as_rows_fit_the_dock_best_marking_and_csv(qtbot, make_napari_viewer, medical):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(medical[0], name="PET")
+    viewer.add_image(medical[1], name="MRI")
     for method in ("mean", "max", "laplacian"):
         fuse_layers(viewer, "PET", "MRI", method=method)
     widget = _widget(viewer)
+    qtbot.wait(50)
+    dock_width = widget.width()
+    # every control says what it does
+    controls = [widget.first, widget.second, widget.fused, widget.compute_button,
+                widget.copy_button, widget.table]  # fmt: skip
+    assert all(c.toolTip().strip() for c in controls)
     _compute(qtbot, widget)
+    qtbot.wait(50)
     table = widget.table
-    assert table.isSortingEnabled()
-    col = _column(widget, "SD")
-    table.sortItems(col, Qt.SortOrder.AscendingOrder)
-    values = [v[list(METRICS).index("SD")] for _, v in widget.table_rows()]
-    assert values == sorted(values)
-    table.sortItems(col, Qt.SortOrder.DescendingOrder)
-    rows = widget.table_rows()
-    values = [v[list(METRICS).index("SD")] for _, v in rows]
-    assert values == sorted(values, reverse=True)
-    # each row keeps its own numbers when sorted
-    for name, vals in rows:
+    names = ["PET + MRI (Mean)", "PET + MRI (Max)", "PET + MRI (Laplacian)"]
+    assert [name for name, _ in widget.table_rows()] == names
+    # the table fits the dock: no horizontal scrolling, the dock no wider
+    assert widget.width() == dock_width
+    assert table.horizontalScrollBar().maximum() == 0, table.horizontalHeader().length()
+    assert table.horizontalHeader().length() <= table.viewport().width()
+    # the metrics name their rows and say what they measure; not sortable, no sort arrow
+    for r, (metric, (direction, text)) in enumerate(METRICS.items()):
+        head = table.verticalHeaderItem(r)
+        assert head.text() == metric and text in head.toolTip() and direction in head.toolTip()
+    assert not table.isSortingEnabled() and not table.horizontalHeader().isSortIndicatorShown()
+    # a long layer name is whole in its column's tooltip
+    assert table.horizontalHeaderItem(2).toolTip() == "PET + MRI (Laplacian)"
+    # each column keeps its own layer's numbers
+    for name, vals in widget.table_rows():
         expected = fusion_metrics(viewer.layers[name].data, *medical)
         np.testing.assert_allclose(vals, list(expected.values()), rtol=0, atol=1e-9)
-    # best per column (all metrics: higher is better) in bold, others not
+    # best per row (all metrics: higher is better) in bold, others not
     for metric, (direction, _) in METRICS.items():
-        c = _column(widget, metric)
-        cells = [table.item(r, c) for r in range(table.rowCount())]
+        cells = [table.item(_row(metric), c) for c in range(table.columnCount())]
         vals = [cell.data(Qt.ItemDataRole.UserRole) for cell in cells]
         best = max(vals) if direction == "higher" else min(vals)
         assert [cell.font().bold() for cell in cells] == [v == best for v in vals], metric
-    # CSV, in the displayed order, parses back to the same numbers
+    # CSV, a line per layer in the columns' order, parses back to the same numbers
     text = widget.copy_csv()
     assert QApplication.clipboard().text() == text
     parsed = list(csv.reader(io.StringIO(text)))
     assert parsed[0] == ["layer", *METRICS]
-    assert [(r[0], [float(x) for x in r[1:]]) for r in parsed[1:]] == rows
+    assert [(r[0], [float(x) for x in r[1:]]) for r in parsed[1:]] == widget.table_rows()
     widget.copy_button.click()
     assert QApplication.clipboard().text() == text
 
@@ -154,7 +166,7 @@ def test_a_layer_that_cannot_be_scored_is_skipped_and_the_rest_scored(qtbot, vie
     # nothing that can be scored: an empty table that says why
     widget.set_inputs("PET", "MRI", ["bad"])
     _compute(qtbot, widget)
-    assert widget.table.rowCount() == 0 and widget.last_outcome.error is None
+    assert widget.table.columnCount() == 0 and widget.last_outcome.error is None
     assert "No fused layer could be scored" in _full_status(widget)
 
 
@@ -184,7 +196,7 @@ def test_inputs_of_different_sizes_are_a_notification_and_the_widget_recovers(
     # and it works again
     widget.set_inputs("PET", "MRI", ["PET + MRI (Mean)"])
     _compute(qtbot, widget)
-    assert widget.table.rowCount() == 1 and widget.last_outcome.error is None
+    assert widget.table.columnCount() == 1 and widget.last_outcome.error is None
 
 
 def test_nd_layers_use_the_displayed_plane(qtbot, make_napari_viewer, medical):

@@ -39,7 +39,7 @@ def test_pansharpen_upsamples_by_the_layer_scales(qtbot, setup):
     widget.method.value = "laplacian"
     assert widget.run() is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
-    out = viewer.layers["MS pansharpened"]
+    out = viewer.layers["MS pansharpened (Laplacian)"]
     expected = pansharpen(ms, pan, band_axis=0, method="laplacian", ms_scale=(2, 2),
                           pan_scale=(1, 1))
     assert out.data.shape == (4, 64, 48) and out.data.dtype == np.uint8
@@ -70,7 +70,8 @@ def test_dask_layers_are_read_in_the_worker_not_on_the_gui_thread(
     assert len(threads) >= 16 + 4  # every chunk of both layers, read in the worker
     expected = pansharpen(ms, pan, band_axis=0, method="laplacian", ms_scale=(2, 2),
                           pan_scale=(1, 1))  # fmt: skip
-    np.testing.assert_array_equal(viewer.layers["MS dask pansharpened"].data, expected.image)
+    out = viewer.layers["MS dask pansharpened (Laplacian)"]
+    np.testing.assert_array_equal(out.data, expected.image)
 
 
 def test_compare_methods_adds_each_method_and_its_qnr(qtbot, setup):
@@ -104,3 +105,55 @@ def test_compare_methods_adds_each_method_and_its_qnr(qtbot, setup):
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
     layer_names = [ly.name for ly in viewer.layers]
     assert all(layer_names.count(n) == 1 for n in names), layer_names
+
+
+def _click_run(qtbot, widget) -> None:
+    from qtpy.QtCore import Qt
+
+    qtbot.mouseClick(widget.run_button.native, Qt.MouseButton.LeftButton)
+    assert widget.running
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+
+
+def test_each_method_keeps_its_own_layer_and_keep_previous_adds_more(qtbot, setup):
+    viewer, widget, ms, pan = setup
+    assert not widget.keep_previous.value
+    widget.method.value = "gihs"
+    _click_run(qtbot, widget)
+    widget.method.value = "brovey"
+    _click_run(qtbot, widget)
+    names = ["MS pansharpened (GIHS)", "MS pansharpened (Brovey)"]
+    assert [ly.name for ly in viewer.layers][2:] == names  # the second replaced nothing
+    expected = pansharpen(ms, pan, band_axis=0, method="gihs", ms_scale=(2, 2), pan_scale=(1, 1))
+    np.testing.assert_array_equal(viewer.layers[names[0]].data, expected.image)
+    first = viewer.layers[names[1]]
+    _click_run(qtbot, widget)  # the same method, keep previous off: updated in place
+    assert [ly.name for ly in viewer.layers][2:] == names and viewer.layers[names[1]] is first
+    widget.keep_previous.value = True
+    _click_run(qtbot, widget)  # on: a new, uniquely named layer
+    added = [ly.name for ly in viewer.layers][2:]
+    assert added[:2] == names and len(added) == 3 == len(set(added))
+    assert added[2].startswith(names[1])
+
+
+def test_every_control_says_what_it_does_and_each_method_what_it_is_for(setup):
+    from napari_gifnet.methods.pansharpening import PANSHARPENING_METHODS
+
+    _, widget, _, _ = setup
+    names = ["ms", "pan", "band_axis", "method", "rescale", "keep_previous", "compare_button",
+             "compare_note", "compare_table"]  # fmt: skip
+    for name in names:
+        assert getattr(widget, name).tooltip, name
+    for text in ("auto", "first", "last"):
+        assert f"\n{text}" in widget.band_axis.tooltip, text
+    for text in ("range", "moments", "none"):
+        assert f"\n{text}" in widget.rescale.tooltip, text
+    combo = widget.method.native
+    labels = [combo.itemText(i) for i in range(combo.count())]
+    assert labels[0] == "MTF-GLP, reduced-resolution gains — best measured"
+    assert all(" — " in label for label in labels)
+    longest = max(combo.fontMetrics().horizontalAdvance(label) for label in labels)
+    assert combo.minimumSizeHint().width() < longest  # elided in the form: the dock stays narrow
+    assert "colours drift" in labels[list(widget.method.choices).index("gifnet")]
+    for key, name in PANSHARPENING_METHODS.items():
+        assert labels[list(widget.method.choices).index(key)].startswith(f"{name} — ")

@@ -27,15 +27,16 @@ WIDGETS = {
     "pansharpen": ("pansharpen_widget.PansharpenWidget", "pansharpen"),
     "enhance": ("enhance_widget.EnhanceWidget", "enhance"),
 }
-#: what each widget must remember (never its layer pickers)
+#: what each widget remembers in its own group (never its layer pickers, nor the fusion's
+#: normalisation, which follows the task)
 REMEMBERED = {
-    "fusion": ["task", "normalization", "method", "align", "per_plane", "device", "weights",
-               "features", "keep_previous"],
-    "stack": ["axis", "task", "method", "strategy", "select", "align", "keep_dtype",
-              "device", "weights"],
-    "pansharpen": ["band_axis", "method", "rescale", "device", "weights"],
-    "enhance": ["variant", "gamma", "device", "weights"],
+    "fusion": ["task", "method", "align", "per_plane", "device", "features", "keep_previous"],
+    "stack": ["axis", "task", "method", "strategy", "select", "align", "keep_dtype", "device"],
+    "pansharpen": ["band_axis", "method", "rescale", "device"],
+    "enhance": ["variant", "gamma", "device"],
 }  # fmt: skip
+#: ... and what it shows from one launch to the next: those and the shared weights file
+SHOWN = {kind: [*names, "weights"] for kind, names in REMEMBERED.items()}
 PICKERS = {"fusion": ["first", "second"], "stack": ["layer"], "pansharpen": ["ms", "pan"],
            "enhance": ["image"]}  # fmt: skip
 
@@ -103,48 +104,60 @@ def _ini(path) -> configparser.ConfigParser:
 @pytest.mark.parametrize("kind", list(WIDGETS))
 def test_settings_are_restored_in_a_new_launch_and_reset(viewer, settings_file, weights_file,
                                                          kind):  # fmt: skip
-    names, group = REMEMBERED[kind], WIDGETS[kind][1]
+    group = WIDGETS[kind][1]
     widget = _make(kind, viewer)
-    assert widget.settings is not None and list(widget.settings.controls) == names
-    defaults = _values(widget, names)
-    for name in names:  # in the widget's order: a task preset first, then what it sets
+    assert widget.settings is not None
+    names = list(widget.settings.controls)  # REMEMBERED first, in order, maybe more after
+    assert names[: len(REMEMBERED[kind])] == REMEMBERED[kind]
+    assert "weights" not in names and "normalization" not in names
+    shown = [*names, "weights"]
+    defaults = _values(widget, shown)
+    for name in shown:  # in the widget's order: a task preset first, then what it sets
         _change(getattr(widget, name), weights_file)
-    chosen = _values(widget, names)
-    changed = [n for n in names if chosen[n] != defaults[n]]
+    chosen = _values(widget, shown)
+    changed = [n for n in shown if chosen[n] != defaults[n]]
     assert changed, chosen
     if kind == "fusion":  # the options the issue names, all remembered
         assert {"task", "method", "align", "per_plane", "device", "weights"} <= set(changed)
         assert chosen["weights"] == str(weights_file)
-    # stored as soon as they changed, in the widget's own group of the INI file
+    # stored as soon as they changed, in the widget's own group of the INI file; the
+    # weights in the plugin-wide group
     stored = _ini(settings_file)
-    assert group in stored and set(changed) <= set(stored[group])
+    assert group in stored and set(changed) - {"weights"} <= set(stored[group])
+    assert "weights" not in stored[group]
+    assert json.loads(stored["plugin"]["weights"].replace('\\"', '"')) == str(weights_file)
     for picker in PICKERS[kind]:  # layer choices are not remembered
         assert picker not in stored[group]
 
     again = _make(kind, viewer)  # a new launch
-    assert _values(again, names) == chosen
+    assert _values(again, shown) == chosen
     assert again.status.value == "Ready."
 
     again.reset_button.clicked.emit()
-    assert _values(again, names) == defaults
+    assert _values(again, shown) == defaults
     assert group not in _ini(settings_file)  # forgotten, not just overwritten
-    assert _values(_make(kind, viewer), names) == defaults
+    assert _values(_make(kind, viewer), shown) == defaults
 
 
-def test_fusion_restores_a_normalisation_other_than_the_presets(viewer):
+def test_fusion_normalisation_follows_the_task_not_the_settings(viewer, settings_file):
     from napari_gifnet.methods.presets import get_preset
 
     widget = _make("fusion", viewer)
     widget.task.value = "meif"  # its preset sets "dtype"
     assert widget.normalization.value == get_preset("meif").normalization == "dtype"
-    widget.normalization.value = "minmax"  # then changed by hand
+    widget.normalization.value = "minmax"  # then changed by hand, for this session
     widget.align.value = "scale"
     widget.per_plane.value = True
+    assert widget.options()["normalization"] == "minmax"
+    assert "normalization" not in _ini(settings_file)["fusion"]
+    _store(settings_file, "fusion", {"normalization": json.dumps("minmax")})  # an older file
     again = _make("fusion", viewer)
-    assert again.task.value == "meif" and again.normalization.value == "minmax"
+    assert again.task.value == "meif" and again.normalization.value == "dtype"
     assert again.align.value == "scale" and again.per_plane.value is True
     assert again.options()["align"] == "scale" and again.options()["per_plane"] is True
     assert again.hint.value == get_preset("meif").hint
+    again.task.value = "medical"  # choosing a task applies its preset's normalisation
+    assert again.normalization.value == get_preset("medical").normalization == "auto"
 
 
 def _store(settings_file, group: str, values: dict[str, str]) -> None:
@@ -231,18 +244,18 @@ def test_a_file_the_plugin_did_not_write_is_never_written(viewer, settings_file,
                                                           kind):  # fmt: skip
     settings_file.write_bytes(FOREIGN[kind])
     widget = _make("fusion", viewer)
-    defaults = _values(widget, REMEMBERED["fusion"])
+    defaults = _values(widget, SHOWN["fusion"])
     (message,) = _warnings_naming(settings_file)
     assert "not written by napari-gifnet" in message and "kept in memory only" in message
-    for name in REMEMBERED["fusion"]:
+    for name in SHOWN["fusion"]:
         _change(getattr(widget, name), weights_file)
-    chosen = _values(widget, REMEMBERED["fusion"])
+    chosen = _values(widget, SHOWN["fusion"])
     assert settings_file.read_bytes() == FOREIGN[kind]  # never rewritten
     # remembered in memory for this session, with one warning in all
     again = _make("fusion", viewer)
-    assert _values(again, REMEMBERED["fusion"]) == chosen
+    assert _values(again, SHOWN["fusion"]) == chosen
     again.reset_button.clicked.emit()
-    assert _values(_make("fusion", viewer), REMEMBERED["fusion"]) == defaults
+    assert _values(_make("fusion", viewer), SHOWN["fusion"]) == defaults
     assert len(_warnings_naming(settings_file)) == 1
     assert settings_file.read_bytes() == FOREIGN[kind]
     assert sorted(p.name for p in settings_file.parent.iterdir()) == sorted(
@@ -256,7 +269,7 @@ def test_which_files_are_the_plugins(tmp_path, settings_file, weights_file, view
     (tmp_path / "empty.ini").write_bytes(b"")
     assert foreign_reason(tmp_path / "empty.ini") is None
     widget = _make("fusion", viewer)  # what the widgets write is theirs
-    for name in REMEMBERED["fusion"]:
+    for name in SHOWN["fusion"]:
         _change(getattr(widget, name), weights_file)
     widget.weights.value = str(weights_file.rename(tmp_path / 'a, "b" @c;d.pth'))
     assert foreign_reason(settings_file) is None
@@ -265,6 +278,9 @@ def test_which_files_are_the_plugins(tmp_path, settings_file, weights_file, view
     legacy = tmp_path / "legacy.ini"  # a file of an earlier version: no marker, only widget groups
     legacy.write_text('[fusion]\nmethod=\\"gifnet\\"\n\n[enhance]\ngamma=0.5\n')
     assert foreign_reason(legacy) is None
+    shared = tmp_path / "shared.ini"  # the plugin-wide group alone is the plugin's too
+    shared.write_text('[plugin]\nweights=\\"/data/run.pth\\"\n')
+    assert foreign_reason(shared) is None
     for kind, data in FOREIGN.items():
         (tmp_path / "foreign").write_bytes(data)
         assert foreign_reason(tmp_path / "foreign"), kind

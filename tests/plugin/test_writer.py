@@ -176,7 +176,9 @@ def test_dtypes_imagej_cannot_hold_are_a_plain_tiff(tmp_path: Path, dtype) -> No
     back, description = read_fused_tiff(written)
     assert back.dtype == dtype
     np.testing.assert_array_equal(back, data)
-    assert io.read_tiff_metadata(written) == description  # JSON in the ImageDescription
+    assert io.read_tiff_metadata(written) == description["metadata"]  # the provenance
+    with tifffile.TiffFile(written) as tif:  # the JSON in the ImageDescription
+        assert json.loads(tif.pages[0].description)["name"] == "fused"
     assert description["name"] == "fused" and description["dtype"] == np.dtype(dtype).name
     with tifffile.TiffFile(written) as tif:
         assert not tif.is_imagej
@@ -264,7 +266,9 @@ def test_other_suffix_multiscale_bool_and_empty_metadata(tmp_path: Path) -> None
     np.testing.assert_array_equal(back, np.eye(8, dtype=bool))
     assert description == {"name": "mask", "metadata": {}, "dtype": "bool",
                            "napari_gifnet_version": __version__}
-    np.testing.assert_array_equal(io.read_image(written), np.eye(8, dtype=np.uint8) * 255)
+    np.testing.assert_array_equal(io.read_image(written, as_stored=True),
+                                  np.eye(8, dtype=np.uint8) * 255)
+    np.testing.assert_array_equal(io.read_image(written), np.eye(8, dtype=bool))
 
 
 def test_bad_data_is_refused(tmp_path: Path) -> None:
@@ -415,3 +419,22 @@ def test_napari_multiscale_layer_and_refusals_through_napari(tmp_path: Path,
     with pytest.raises(LayerWriteError, match="layer 'tiny' .*scale"):
         tiny.layers.save(str(tmp_path / "tiny.tif"), plugin=gifnet_plugin)
     assert not (tmp_path / "tiny.tif").exists()
+
+
+def test_a_large_layer_goes_to_the_file_in_pieces_without_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tracemalloc
+
+    from napari_gifnet.io import imagej_tiff
+
+    monkeypatch.setattr(imagej_tiff, "_PIECE_BYTES", 1 << 20)
+    data = np.random.default_rng(0).random((1024, 2048), dtype=np.float32)  # 8 MiB
+    tracemalloc.start()
+    try:
+        (written,) = write_fused_tiff(str(tmp_path / "big.tif"), data, _meta())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+    np.testing.assert_array_equal(read_fused_tiff(written)[0], data)

@@ -11,6 +11,19 @@ from typing import TextIO
 
 PROG = "napari-gifnet"
 
+#: What every command's single output does to an existing file (said in each --help).
+REPLACES = ("an existing file is replaced atomically: only once the new one is complete "
+            "(a failed or interrupted run leaves it as it was)")
+
+#: What a batch (``fuse --pairs``, ``stack --stacks``) does with the outputs of a
+#: former run (said in each --help).
+SKIPS = ("a re-run skips every item whose outputs are all written; --overwrite redoes "
+         "them, replacing each file atomically")
+
+#: What a TIFF output holds (said in each --help; ``{}``: the input whose pixel size it gets).
+TIFF_OUTPUT = ("an ImageJ-compatible TIFF with the provenance as JSON and the pixel size of "
+               "{}, when that is a TIFF that has one")
+
 #: Exit status for errors during a run.
 EXIT_ERROR = 1
 
@@ -26,6 +39,11 @@ EXIT_TERMINATED = 143
 #: Errors reported as one line instead of a traceback (WeightsUnavailableError
 #: is a RuntimeError, CheckpointError a ValueError).
 EXPECTED_ERRORS = (FileNotFoundError, ValueError, RuntimeError, MemoryError, OSError)
+
+
+def size_text(height: int, width: int) -> str:
+    """An image's size as every command prints it: ``"W x H px (width x height)"``."""
+    return f"{width} x {height} px (width x height)"
 
 
 class UsageError(Exception):

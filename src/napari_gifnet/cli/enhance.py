@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from .common import (
+    REPLACES,
+    TIFF_OUTPUT,
     Progress,
     Subcommand,
     add_common_gifnet,
@@ -13,6 +15,7 @@ from .common import (
     check_files,
     check_output_of,
     check_single_image,
+    size_text,
 )
 
 
@@ -21,7 +24,8 @@ def _add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("image", metavar="IMAGE", help="the image to enhance")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="enhanced image (.tif float32 with metadata, .png, .jpg)")
+                        help=f"enhanced image (.tif: float32, {TIFF_OUTPUT.format('IMAGE')}; "
+                        f".png, .jpg); {REPLACES}")
     parser.add_argument("--variant", choices=VARIANTS, default="self",
                         help="self: the image as both inputs; exposure: x**gamma + x")
     parser.add_argument("--gamma", type=float, default=0.5, help="exposure variant (default 0.5)")
@@ -43,9 +47,13 @@ def _run_enhance(args: argparse.Namespace) -> int:
                          device=args.device, progress=progress)
     finally:
         progress.close()
-    io.write_image(output, result.image, {**result.metadata, "input_file": str(args.image)})
+    from ..io.images import tiff_calibration
+
+    io.write_image(output, result.image, {**result.metadata, "input_file": str(args.image)},
+                   calibration=tiff_calibration(args.image))
     if not args.quiet:
-        print(f"enhanced {args.image} -> {output} ({args.variant}), {result.elapsed:.1f} s")
+        print(f"enhanced {args.image} -> {output} ({args.variant}): "
+              f"{size_text(*result.image.shape[:2])}, {result.elapsed:.1f} s")
     return 0
 
 

@@ -56,7 +56,9 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out", required=True, metavar="DIR",
-        help="output folder for metrics.csv and metrics.md (created if needed)",
+        help="output folder for metrics.csv and metrics.md (created if needed); an existing "
+        "metrics.csv or metrics.md there is replaced atomically (a failed run leaves it as "
+        "it was)",
     )
     parser.add_argument("--weights", metavar="W", help="GIFNet checkpoint file (default: search)")
     parser.add_argument(

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 from .common import (
+    REPLACES,
+    SKIPS,
+    TIFF_OUTPUT,
     BatchJob,
     Progress,
     Subcommand,
@@ -16,6 +19,7 @@ from .common import (
     check_output,
     check_single_image,
     run_batch,
+    size_text,
 )
 
 _NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile")
@@ -50,9 +54,10 @@ inputs, one of:
   --sample NAME       an offline sample pair made on the fly (--list-samples)
   --pairs DIR         a batch: DIR/first/ + DIR/second/ with matching file names;
                       -o is then a folder outside first/ and second/, one
-                      OUT/<name>.<format> per pair; finished outputs are skipped
-                      on a re-run (--overwrite redoes them),
-                      a pair that fails is reported and the others go on (exit status 1)
+                      OUT/<name>.<format> per pair; a re-run skips every pair
+                      whose output is written; --overwrite redoes them,
+                      replacing each file atomically; a pair that fails is
+                      reported and the others go on (exit status 1)
 """
 
 
@@ -69,8 +74,9 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "-o", "--output", metavar="OUT",
-        help="fused image; format from the extension: .tif/.tiff (float32 with JSON "
-        "metadata), .png (8-bit), .jpg/.jpeg (8-bit); with --pairs, a folder",
+        help="fused image; format from the extension: .tif/.tiff (float32, "
+        f"{TIFF_OUTPUT.format('the first input')}), .png (8-bit), .jpg/.jpeg (8-bit); {REPLACES}; "
+        f"with --pairs, a folder: {SKIPS}",
     )
     parser.add_argument("--sample", choices=PAIR_SAMPLES, metavar="NAME",
                         help=f"fuse an offline sample pair instead of files: {', '.join(PAIR_SAMPLES)}")
@@ -80,7 +86,8 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=BATCH_FORMATS, default="tif",
                         help="output format of a --pairs batch (default tif)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="with --pairs: fuse again the pairs whose output exists")
+                        help="with --pairs: fuse again the pairs whose output exists "
+                        "(each replaced atomically)")
     parser.add_argument(
         "--align", nargs="?", const="translation", choices=("translation", "scale"),
         help="align the second input onto the first before fusing: translation (phase "
@@ -106,7 +113,8 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--features", metavar="DIR",
-        help="also write the feature maps as float32 TIFF stacks <DIR>/<name>.tif",
+        help="also write the feature maps as float32 ImageJ channel stacks <DIR>/<name>.tif "
+        f"(with the first input's pixel size); {REPLACES}",
     )
     parser.add_argument(
         "--normalization", type=_normalization, default="auto",
@@ -222,6 +230,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
     if source == "pairs":
         return _run_batch(args)
     from ..io import images as io
+    from ..io.images import tiff_calibration
     from ..util.safe_files import check_output_folder
 
     inputs = [args.a, args.b] if source == "files" else []
@@ -249,10 +258,11 @@ def _run_fuse(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     metadata = {**result.metadata, **extra, "input_files": names}
-    io.write_image(output, result.image, metadata)
+    calibration = tiff_calibration(args.a) if source == "files" else None  # the first input's
+    io.write_image(output, result.image, metadata, calibration=calibration)
     summary = (
         f"fused {described} -> {args.output}: "
-        f"{result.luma.shape[1]} x {result.luma.shape[0]} px (width x height), "
+        f"{size_text(*result.luma.shape[:2])}, "
         f"device {result.device}, "
         f"{result.elapsed:.1f} s"
     )
@@ -261,7 +271,8 @@ def _run_fuse(args: argparse.Namespace) -> int:
     if align_text:
         summary += f"; {align_text}"
     if args.features:
-        written = io.write_features(args.features, result.features, metadata)
+        written = io.write_features(args.features, result.features, metadata,
+                                    calibration=calibration)
         summary += f"; features {', '.join(p.stem for p in written)} -> {args.features}"
     if not args.quiet:
         print(summary)
@@ -271,6 +282,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
 def _run_batch(args: argparse.Namespace) -> int:
     """``--pairs DIR -o OUTDIR``: every pair, one model load, failures reported by name."""
     from ..io import images as io
+    from ..io.images import tiff_calibration
     from ..io.pairs import pair_folder, pair_inputs
     from ..util.safe_files import check_output_folder
 
@@ -291,7 +303,7 @@ def _run_batch(args: argparse.Namespace) -> int:
             result, extra, _ = _fuse_arrays(a, b, args, None, (str(a_path), str(b_path)))
             metadata = {**result.metadata, **extra,
                         "input_files": {"a": str(a_path), "b": str(b_path)}}  # fmt: skip
-            io.write_image(out, result.image, metadata)
+            io.write_image(out, result.image, metadata, calibration=tiff_calibration(a_path))
 
         return BatchJob(name, (out,), run)
 

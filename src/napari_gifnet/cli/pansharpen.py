@@ -7,6 +7,8 @@ import sys
 from typing import Any
 
 from .common import (
+    REPLACES,
+    TIFF_OUTPUT,
     Progress,
     Subcommand,
     UsageError,
@@ -14,6 +16,7 @@ from .common import (
     check_device,
     check_files,
     check_output_of,
+    size_text,
 )
 
 
@@ -40,8 +43,11 @@ def _add_pansharpen_arguments(parser: argparse.ArgumentParser) -> None:
         help="MS PAN: a multiband file (bands first or last) or several single-band files, "
         "then the panchromatic file",
     )
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="pansharpened image, .tif (multiband, with JSON metadata)")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUT",
+        help=f"pansharpened image, .tif (multiband: {TIFF_OUTPUT.format('the panchromatic file')}; "
+        f"bands last: a plain TIFF); {REPLACES}",
+    )
     parser.add_argument("--band-axis", type=int, choices=(0, -1), default=None,
                         help="band axis of a multiband file (default: the shorter end axis)")
     parser.add_argument(
@@ -93,13 +99,36 @@ def _run_pansharpen(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     metadata = {**result.metadata, "input_files": {"ms": ms_files, "pan": str(pan_file)}}
-    io.write_tiff(output, result.image, metadata)
+    _write_bands(output, result.image, metadata, pan_file)
     if not args.quiet:
+        shape = tuple(result.image.shape)
+        size = size_text(*_plane_shape(shape, result.metadata.get("band_axis")))
         print(
-            f"pansharpened {result.metadata['bands']} band(s) -> {output}: "
-            f"shape {tuple(result.image.shape)}, {result.image.dtype}, {result.elapsed:.1f} s"
+            f"pansharpened {result.metadata['bands']} band(s) -> {output}: {size}, "
+            f"array shape {shape}, {result.image.dtype}, {result.elapsed:.1f} s"
         )
     return 0
+
+
+def _plane_shape(shape: tuple[int, ...], band_axis: int | None) -> tuple[int, int]:
+    """(height, width) of the bands: ``shape`` (H, W), (B, H, W) or (H, W, B)."""
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    return (shape[1], shape[2]) if band_axis == 0 else (shape[0], shape[1])
+
+
+def _write_bands(output: Any, image: Any, metadata: dict, pan_file: str) -> None:
+    """Write the bands with the panchromatic file's pixel size (the output's grid): bands
+    first as ImageJ channels, bands last as a plain TIFF (ImageJ has no axis for them)."""
+    from ..io import images as io
+    from ..io.images import tiff_calibration
+
+    calibration = tiff_calibration(pan_file)
+    if image.ndim == 2 or metadata.get("band_axis") == 0:
+        labels = None if image.ndim == 2 else ["band", "y", "x"]
+        io.write_tiff(output, image, metadata, calibration=calibration, axis_labels=labels)
+    else:
+        io.write_tiff(output, image, metadata, imagej=False)
 
 
 #: The subcommand.

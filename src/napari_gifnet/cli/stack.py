@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    REPLACES,
+    SKIPS,
+    TIFF_OUTPUT,
     BatchJob,
     Progress,
     Subcommand,
@@ -19,6 +22,7 @@ from .common import (
     input_files,
     input_folders,
     run_batch,
+    size_text,
 )
 
 
@@ -98,20 +102,21 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
         "--stacks", metavar="DIR",
         help="instead of INPUT: every stack in DIR (each multi-page TIFF, and each sub-folder "
         "of images, is one stack); -o is then a folder outside DIR, one OUT/<name>.<format> "
-        "per stack; a stack whose files are all written is skipped on a re-run (--overwrite "
-        "redoes it), a stack that fails is reported and the others go on (exit status 1)",
+        f"per stack; {SKIPS}; a stack that fails is reported and the others go on "
+        "(exit status 1)",
     )
     parser.add_argument("--format", choices=("tif", "png", "jpg"), default="tif",
                         help="output format of a --stacks batch (default tif)")
     parser.add_argument("--maps", action="store_true",
                         help="with --stacks: also write <name>_depth.tif and <name>_confidence.tif")
     parser.add_argument("--overwrite", action="store_true",
-                        help="with --stacks: fuse again the stacks whose output exists")
+                        help="with --stacks: fuse again the stacks whose output exists "
+                        "(each replaced atomically)")
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUT",
         help="all-in-focus image (.tif: float32 in [0, 1] or the input dtype with "
-        "--keep-dtype, with JSON metadata; .png: 16-bit grey or 8-bit RGB; .jpg: 8-bit; "
-        "--keep-dtype with data other than uint8/uint16 needs .tif)",
+        f"--keep-dtype, {TIFF_OUTPUT.format('the first file')}; .png: 16-bit grey or 8-bit RGB; "
+        f".jpg: 8-bit; --keep-dtype with data other than uint8/uint16 needs .tif); {REPLACES}",
     )
     parser.add_argument("--axis", type=int, default=0,
                         help="focus axis of a TIFF (default 0; a folder or files: 0 only)")
@@ -144,8 +149,10 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                         help="align the planes first for rotation, magnification and "
                         "translation (hand-held stacks); implies --align")
     parser.add_argument("--depth-map", metavar="PATH",
-                        help="also write the depth (plane index) map (.tif or 16-bit .png)")
-    parser.add_argument("--confidence", metavar="PATH", help="also write the confidence map (.tif)")
+                        help="also write the depth (plane index) map (.tif or 16-bit .png); "
+                        "replaced as -o is")
+    parser.add_argument("--confidence", metavar="PATH",
+                        help="also write the confidence map (.tif); replaced as -o is")
     parser.add_argument("--keep-dtype", action="store_true",
                         help="write the input dtype (e.g. 16-bit) instead of float32")
     add_common_gifnet(parser)
@@ -188,7 +195,7 @@ def _run_stack(args: argparse.Namespace) -> int:
                            f"{result.rotations.max():.2f} deg")  # fmt: skip
         print(
             f"fused {result.metadata['planes']} planes -> {output}: "
-            f"{result.luma.shape[1]} x {result.luma.shape[0]} px (width x height), "
+            f"{size_text(*result.luma.shape[:2])}, "
             f"{result.metadata['method']}"
             f"{shifts}, {result.elapsed:.1f} s"
         )
@@ -246,12 +253,23 @@ def _fuse_one(inputs: list[str], output: Path, depth_path: Path | None, conf_pat
         if hasattr(stack, "close"):
             stack.close()
     metadata = {**result.metadata, "input_files": [str(p) for p in inputs]}
-    io.write_image(output, result.image, metadata, bit_depth=None)  # as checked above
+    calibration = _calibration(inputs)
+    io.write_image(output, result.image, metadata, bit_depth=None,  # as checked above
+                   calibration=calibration)
     if depth_path is not None:
-        io.write_image(depth_path, result.depth_map.astype(np.uint16), metadata, bit_depth=None)
+        io.write_image(depth_path, result.depth_map.astype(np.uint16), metadata, bit_depth=None,
+                       calibration=calibration)
     if conf_path is not None:
-        io.write_image(conf_path, result.confidence, metadata)
+        io.write_image(conf_path, result.confidence, metadata, calibration=calibration)
     return result
+
+
+def _calibration(inputs: list[str]) -> Any:
+    """The pixel size of the stack's first file (a TIFF's, or a folder's first image's)."""
+    from ..io.images import tiff_calibration
+
+    files = input_files(inputs)
+    return tiff_calibration(files[0]) if files else None
 
 
 def stacks_in(folder: Path) -> list[tuple[str, Path]]:

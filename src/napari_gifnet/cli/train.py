@@ -70,7 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", required=True, metavar="DIR",
                         help="training folder with first/ and second/ subfolders")
     parser.add_argument("--out", required=True, metavar="CKPT",
-                        help="checkpoint to write (other outputs are named after it)")
+                        help="checkpoint to write (other outputs are named after it); "
+                        "without --resume, an existing CKPT and its other outputs are "
+                        "replaced by the new run's, each atomically, at its first checkpoint")
     parser.add_argument("--init", default="published", metavar="published|scratch|FILE",
                         help="start from the published checkpoint (default), random weights, "
                         "or a checkpoint file")

@@ -14,8 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.colour import LUMA_WEIGHTS
+
 #: One layer: (name, data, extra napari kwargs including "metadata").
 Layer = tuple[str, np.ndarray, dict[str, Any]]
+#: Sample key (a layer's ``metadata["sample"]``) -> the task preset its pair belongs to.
+SAMPLE_TASKS = {
+    "multifocus": "mfif", "focus_stack": "mfif", "medical": "medical", "exposure": "meif",
+    "fluorescence": "custom", "pansharpening": "remote", "published_ivif": "ivif",
+    "published_medical": "medical", "published_mfif": "mfif", "published_meif": "meif",
+    "published_nir": "nir", "published_remote": "remote",
+}  # fmt: skip
 
 
 @dataclass
@@ -80,7 +89,7 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ np.array([0.299, 0.587, 0.114])
+    return rgb @ np.array(LUMA_WEIGHTS)
 
 
 def _check_size(size: int) -> int:

@@ -18,7 +18,7 @@ prepared once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from os import PathLike
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..model.weights import load_model
+from ..util.progress import Progress
 from ._memory import fusion_run
 from .devices import resolve_device
 from .eager import fuse_arrays, fusion_result
@@ -49,9 +50,6 @@ _FREE_SHARE = 0.7
 #: Planes above this many pixels are fused one by one (the tiled engine's
 #: GPU tile: larger planes are tiled anyway).
 MAX_BATCH_PLANE_PIXELS = 1 << 22
-
-#: Called as ``progress(planes done, planes)``.
-PlaneProgress = Callable[[int, int], Any]
 
 
 def batch_size(
@@ -82,7 +80,7 @@ def fuse_planes(
     normalization: Normalization = "auto",
     precision: str = "float32",
     batch: int | None = None,
-    progress: PlaneProgress | None = None,
+    progress: Progress | None = None,
 ) -> list[FusionResult]:
     """Fuse plane pairs ``a[i]``, ``b[i]`` of one size; one result per pair.
 

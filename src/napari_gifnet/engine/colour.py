@@ -25,6 +25,8 @@ import numpy as np
 
 #: BT.601 luma weights for R, G and B.
 KR, KG, KB = 0.299, 0.587, 0.114
+#: The same weights as one (R, G, B) tuple.
+LUMA_WEIGHTS = (KR, KG, KB)
 #: Chroma scale factors: Cb = (B - Y) / CB_SCALE, Cr = (R - Y) / CR_SCALE.
 CB_SCALE = 2.0 * (1.0 - KB)  # 1.772
 CR_SCALE = 2.0 * (1.0 - KR)  # 1.402

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..model.weights import load_model
+from ..util.progress import Progress
 from ._memory import reuse_heap
 from .colour import apply_colour
 from .devices import resolve_device
@@ -27,8 +28,8 @@ from .retry import (
     is_out_of_memory,
     next_try,
 )
-from .tiled.plan import plan_stream
-from .tiled.run import Progress, fuse_streamed
+from .tiled.plan import plan_tiles
+from .tiled.run import fuse_tiled
 
 
 def fuse_arrays(
@@ -62,14 +63,14 @@ def fuse_arrays(
     run_size = pa.shape  # the size the network runs on (small images padded)
     features: dict[str, torch.Tensor] | None = {} if return_features else None
     # storage and tiles, once per try; a storage that cannot fit is refused here
-    plan = plan_stream(*run_size, dev, storage, tile_size=tile_size)
+    plan = plan_tiles(*run_size, dev, storage, tile_size=tile_size)
     options = list(RETRY_STORAGES[plan.storage])  # on running out of memory
     report, retries, failures = MonotonicProgress(guarded(progress)), 0, []
     raised: BaseException | None = None  # by the progress callback: passed on unchanged
     while True:
         try:
             with torch.inference_mode(), reuse_heap(), precision_mode(precision, dev):
-                out = fuse_streamed(
+                out = fuse_tiled(
                     model,
                     to_tensor(pa, dev),
                     to_tensor(pb, dev),

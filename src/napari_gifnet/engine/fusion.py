@@ -13,20 +13,17 @@ from typing import Any
 
 import torch
 
+from ..util.progress import Progress
 from .eager import fuse_arrays
+from .lazy import is_dask
 from .precision import check_precision
 from .preprocess import Normalization
 from .result import FusionResult, NonFiniteResultError
 from .retry import MonotonicProgress
 from .tiled.grid import tile_shape
 from .tiled.plan import STORAGE
-from .tiled.run import Progress
 
 __all__ = ["FusionResult", "MonotonicProgress", "NonFiniteResultError", "fuse"]
-
-
-def _is_dask(x: Any) -> bool:
-    return type(x).__module__.startswith("dask.")
 
 
 def _fuse_lazy(
@@ -162,7 +159,7 @@ def fuse(
     start = time.perf_counter()
     _check_options(storage, tile_size)
     check_precision(precision)
-    if _is_dask(a) or _is_dask(b):
+    if is_dask(a) or is_dask(b):
         if return_features:
             raise ValueError("return_features is not available for Dask inputs (lazy fusion)")
         if precision != "float32":

@@ -70,12 +70,12 @@ from typing import Any, Union
 
 import numpy as np
 
+from .colour import LUMA_WEIGHTS
+
 #: The named normalisation rules; a ``(lo, hi)`` pair is also accepted.
 NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile")
 #: Percentiles used by the ``"percentile"`` rule.
 PERCENTILES = (0.1, 99.9)
-#: BT.601 luma weights for R, G, B.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: How a grey image stored as RGB (R = G = B) is read: ``"exact"`` (its one
 #: channel) or ``"published"`` (the published script's luma, like colour).
 GREY_RGB = ("exact", "published")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from ..util.progress import Progress
 from .tiled.grid import smaller_tile, tile_shape
-from .tiled.plan import StreamPlan, plan_stream
-from .tiled.run import Progress
+from .tiled.plan import TilePlan, plan_tiles
 from .tiled.stores import ScratchError
 
 #: The storages of the retries after running out of memory, by the storage
@@ -86,13 +86,13 @@ class MonotonicProgress:
 
 
 def next_try(
-    failed: StreamPlan, device: torch.device, options: list[str]
-) -> tuple[StreamPlan | None, list[str]]:
+    failed: TilePlan, device: torch.device, options: list[str]
+) -> tuple[TilePlan | None, list[str]]:
     """The plan of the next try after running out of memory with ``failed``
     (None when no retry is left), and why the retries passed over were
     skipped. ``options`` (the retries' storages, consumed) are skipped when
     they would repeat the failed try, or when their scratch files cannot fit
-    (:func:`~napari_gifnet.engine.tiled.run.plan_stream` refuses them)."""
+    (:func:`~napari_gifnet.engine.tiled.plan.plan_tiles` refuses them)."""
     h, w = failed.size
     tile = failed.out
     edge = smaller_tile(tile, h, w)
@@ -104,7 +104,7 @@ def next_try(
             skipped.append(f"{candidate!r} with tiles no smaller than {tile.describe()}")
             continue
         try:
-            return plan_stream(h, w, device, candidate, tile_size=edge), skipped
+            return plan_tiles(h, w, device, candidate, tile_size=edge), skipped
         except ScratchError as exc:
             skipped.append(str(exc))
     return None, skipped

@@ -1,7 +1,8 @@
 """Image files: reading, writing (atomically) and the formats' rules; no torch.
 
-``images`` reads and writes PNG, JPEG and TIFF (provenance as JSON in the
-TIFF description), ``formats`` says what each format can hold, and
+``images`` reads and writes PNG, JPEG and TIFF, ``imagej_tiff`` is the one
+TIFF writer (ImageJ-compatible, calibrated, provenance as JSON; the command
+line's and napari's), ``formats`` says what each format can hold, and
 ``tiff_stack`` opens a multi-page TIFF page by page.
 """
 
@@ -18,6 +19,7 @@ from .images import (
     image_info,
     read_image,
     read_tiff_metadata,
+    tiff_calibration,
     write_features,
     write_image,
     write_tiff,
@@ -27,5 +29,6 @@ from .tiff_stack import TiffPlanes, open_tiff_stack
 __all__ = [
     "JPEG_QUALITY", "READ_EXTENSIONS", "TIFF_EXTENSIONS", "WRITE_EXTENSIONS", "FormatError",
     "TiffPlanes", "check_writable", "image_info", "open_tiff_stack", "output_format",
-    "read_image", "read_tiff_metadata", "write_features", "write_image", "write_tiff",
+    "read_image", "read_tiff_metadata", "tiff_calibration", "write_features", "write_image",
+    "write_tiff",
 ]  # fmt: skip

@@ -4,9 +4,14 @@ Formats are chosen by file extension (case-insensitive):
 
 * ``.png``, ``.jpg``, ``.jpeg``: read and written with :mod:`imageio.v3`
   (Pillow); the stored dtype (uint8, or uint16 for 16-bit PNG) is kept.
-* ``.tif``, ``.tiff``: read and written with :mod:`tifffile`, any dtype; the
-  provenance metadata is stored as JSON in the ImageDescription tag and read
-  back with :func:`read_tiff_metadata`.
+* ``.tif``, ``.tiff``: read and written with :mod:`tifffile`, any dtype,
+  by the one TIFF writer of the project
+  (:func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`): an ImageJ
+  hyperstack where ImageJ holds the dtype, with the pixel size given as
+  ``calibration`` (:func:`tiff_calibration` reads an input's), and the
+  provenance as JSON, read back with :func:`read_tiff_metadata`.
+  :func:`read_image` gives such a file's image as it was written (colour
+  last, exact casts undone).
 
 What each format can hold is checked by :func:`check_writable` (the rules
 live in ``napari_gifnet.io.formats``), which :func:`write_image` calls and the
@@ -17,7 +22,6 @@ No torch import happens here, so the command line stays quick to start.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
@@ -43,11 +47,21 @@ from .formats import (
 from .formats import WRITE_EXTENSIONS as WRITE_EXTENSIONS
 from .formats import FormatError as FormatError
 from .formats import output_format as output_format
+from .imagej_tiff import (
+    Calibration,
+    calibration_of,
+    json_safe,
+    provenance,
+    provenance_of,
+    restore_written,
+    write_calibrated_tiff,
+    written_shape,
+)
+from .imagej_tiff import _pieces as _pieces
+from .imagej_tiff import tiff_json as tiff_json
 
 #: JPEG quality used by :func:`write_image`.
 JPEG_QUALITY = 95
-#: The most bytes of pixels handed to a TIFF file in one write.
-_PIECE_BYTES = 16 * 1024 * 1024
 
 
 def _warn_if_png_truncated(path: Path) -> None:
@@ -59,21 +73,25 @@ def _warn_if_png_truncated(path: Path) -> None:
         warnings.warn(message + "; save it as TIFF to keep 16 bits", UserWarning, stacklevel=3)
 
 
-def read_image(path: PathLike) -> np.ndarray:
+def read_image(path: PathLike, *, as_stored: bool = False) -> np.ndarray:
     """Read an image file as stored.
 
     Parameters
     ----------
     path
         A ``.png``, ``.jpg``/``.jpeg`` or ``.tif``/``.tiff`` file.
+    as_stored
+        TIFF: the first series as stored, also for a file this project wrote.
 
     Returns
     -------
     numpy.ndarray
         PNG/JPEG: uint8 (or uint16 for 16-bit grey PNG), shape (H, W),
         (H, W, 3) or (H, W, 4); palette images are expanded to RGB(A).
-        TIFF: the first series as stored, any dtype and shape (a multi-page
-        file gives a stack); :func:`napari_gifnet.engine.fusion.fuse` validates it.
+        TIFF: the first series, any dtype and shape (a multi-page file gives
+        a stack), as stored, or for a file this project wrote as written
+        (an RGB composite with its colour last, bool, int8 and float16 in
+        their own dtype); :func:`napari_gifnet.engine.fusion.fuse` validates it.
 
     Raises
     ------
@@ -91,7 +109,10 @@ def read_image(path: PathLike) -> np.ndarray:
         if ext in TIFF_EXTENSIONS:
             import tifffile
 
-            return np.asarray(tifffile.imread(p))
+            with open_tiff(p) as (tif, series):
+                restore = restore_written(tif, series)
+            data = np.asarray(tifffile.imread(p))
+            return data if as_stored else restore(data)
         import imageio.v3 as iio
 
         if ext == ".png":
@@ -262,64 +283,13 @@ def image_info(path: PathLike) -> tuple[tuple[int, ...], np.dtype]:
     """
     p, ext = _readable(path)
     if ext in TIFF_EXTENSIONS:
-        with open_tiff(p) as (_, series):
-            shape, dtype = tuple(int(s) for s in series.shape), np.dtype(series.dtype)
+        with open_tiff(p) as (tif, series):
+            shape, dtype = written_shape(tif, series)
     else:
         with _decoding(p, ext):
             shape, dtype = _pillow_info(p)
     check_fits_memory(p, shape, dtype)
     return shape, dtype
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def _description(metadata: Mapping[str, Any] | None, shape: tuple[int, ...]) -> str | None:
-    # tifffile parses any JSON description holding '"shape":' as its own "shaped"
-    # metadata, whose top-level "shape" must be the array's: so it comes first.
-    if metadata is None:
-        return None
-    if "shape" in metadata:
-        raise ValueError("the metadata key 'shape' is reserved (tifffile stores the shape there)")
-    body = json.loads(json.dumps(dict(metadata), default=_json_default))
-    return json.dumps({"shape": list(shape), **body})
-
-
-def _write_tiff(
-    path: Path, data: np.ndarray, metadata: Mapping[str, Any] | None, photometric: str,
-    alpha: bool = False,
-) -> None:
-    import tifffile
-
-    extrasamples = ("unassalpha",) if alpha else None
-    if data.dtype == bool and photometric == "rgb":  # TIFF has no 1-bit colour: 0/255
-        data = data.astype(np.uint8) * np.uint8(255)
-    description = _description(metadata, data.shape)
-    pixels: Any = data
-    if data.dtype.kind != "b" and data.dtype.isnative:  # tifffile packs bool, swaps bytes
-        pixels = _pieces(data)  # the same file, without a copy of the whole image
-    with atomic_write(path) as fh:
-        tifffile.imwrite(
-            fh, pixels, shape=data.shape, dtype=data.dtype, photometric=photometric,
-            extrasamples=extrasamples, description=description, metadata=None,
-        )
-
-
-def _pieces(data: np.ndarray) -> Iterator[np.ndarray]:
-    """The pixels of ``data`` in C order, as flat pieces of at most :data:`_PIECE_BYTES`.
-
-    tifffile writes each piece through the file's ``write()`` (atomic_write's
-    file has no descriptor), copying one piece at a time, never the whole array.
-    """
-    flat = np.ascontiguousarray(data).reshape(-1)
-    step = max(1, _PIECE_BYTES // max(1, flat.itemsize))
-    for start in range(0, flat.size, step):
-        yield flat[start : start + step]
 
 
 def _to_integer(image: np.ndarray, bits: int, path: Path) -> np.ndarray:
@@ -339,12 +309,28 @@ def _to_integer(image: np.ndarray, bits: int, path: Path) -> np.ndarray:
     return np.rint(np.clip(image, 0.0, 1.0) * float(top)).astype(dtype)
 
 
+def _tiff_description(
+    metadata: Mapping[str, Any] | None, calibration: Calibration | None, ndim: int,
+    axis_labels: list[str] | None = None,
+) -> dict[str, Any]:
+    """The writer's JSON for a command's output: ``metadata`` as the provenance, the
+    pixel size of ``calibration`` for ``ndim`` axes (the last two Y, X)."""
+    out: dict[str, Any] = {}
+    if calibration is not None:
+        out.update(calibration.description(ndim))
+    if axis_labels is not None:
+        out["axis_labels"] = list(axis_labels)
+    out["metadata"] = json_safe(dict(metadata or {}))
+    return out
+
+
 def write_image(
     path: PathLike,
     image: np.ndarray,
     metadata: Mapping[str, Any] | None = None,
     *,
     bit_depth: int | None = 8,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write an image; the format follows the extension.
 
@@ -352,23 +338,29 @@ def write_image(
     ----------
     path
         Output file. ``.tif``/``.tiff``: the array is written unchanged (a
-        float32 fusion stays float32; bool colour, which TIFF cannot hold, as
-        uint8 0/255) with ``metadata`` as JSON in the ImageDescription. ``.png``: 8-bit, or 16-bit (grey only: Pillow
-        cannot write 16-bit colour PNG). ``.jpg``/``.jpeg``: 8-bit, quality
-        :data:`JPEG_QUALITY`, grey or RGB. For PNG and JPEG, float data are
-        clipped to [0, 1], scaled by 255 (or 65535) and rounded to the nearest
-        integer (``numpy.rint``: halves to even); bool data become 0 and 255
-        (or 65535); uint8 (uint16 for 16-bit) data are written as they are.
-        PNG and JPEG drop ``metadata``. The rules are :func:`check_writable`'s.
+        float32 fusion stays float32) by
+        :func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`: an ImageJ
+        image (8-bit RGB as ImageJ RGB, other colour data as a composite of 3
+        or 4 channels, bool as 0/255) with ``calibration`` and ``metadata``.
+        ``.png``: 8-bit, or 16-bit (grey only: Pillow cannot write 16-bit
+        colour PNG). ``.jpg``/``.jpeg``: 8-bit, quality :data:`JPEG_QUALITY`,
+        grey or RGB. For PNG and JPEG, float data are clipped to [0, 1],
+        scaled by 255 (or 65535) and rounded to the nearest integer
+        (``numpy.rint``: halves to even); bool data become 0 and 255 (or
+        65535); uint8 (uint16 for 16-bit) data are written as they are. PNG
+        and JPEG drop ``metadata`` and ``calibration``. The rules are
+        :func:`check_writable`'s.
     image
         (H, W), (H, W, 3) or (H, W, 4) array; never modified.
     metadata
         JSON-serialisable mapping (numpy scalars and other objects are
-        converted); TIFF only. It is stored as tifffile's "shaped" JSON
-        (``{"shape": [...], **metadata}``), so the key ``"shape"`` is reserved.
+        converted); TIFF only, read back by :func:`read_tiff_metadata`.
     bit_depth
         8 or 16 (PNG only), or None: 16 for grey PNG of uint16 or float data,
         else 8.
+    calibration
+        The pixel size (TIFF only), e.g. an input's
+        (:func:`napari_gifnet.io.imagej_tiff.tiff_calibration`); None writes none.
 
     Returns
     -------
@@ -379,7 +371,7 @@ def write_image(
     ------
     ValueError
         Unsupported extension, shape, dtype or bit depth (see
-        :func:`check_writable`), or NaN values.
+        :func:`check_writable`), or NaN values (PNG, JPEG).
     OSError
         If the file cannot be written ("cannot write PATH: no space left on
         device" for a full disk). The file is written atomically
@@ -391,8 +383,9 @@ def write_image(
     bits = check_writable(p, arr.dtype, arr.shape, bit_depth=bit_depth)
     ext = p.suffix.lower()
     if ext in TIFF_EXTENSIONS:
-        alpha = arr.ndim == 3 and arr.shape[-1] == 4
-        _write_tiff(p, arr, metadata, "minisblack" if arr.ndim == 2 else "rgb", alpha)
+        rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
+        description = _tiff_description(metadata, calibration, 2)
+        write_calibrated_tiff(p, arr, description, rgb=rgb)
         return p
     import imageio.v3 as iio
 
@@ -404,13 +397,20 @@ def write_image(
 
 
 def write_tiff(
-    path: PathLike, data: np.ndarray, metadata: Mapping[str, Any] | None = None
+    path: PathLike, data: np.ndarray, metadata: Mapping[str, Any] | None = None, *,
+    calibration: Calibration | None = None, axis_labels: list[str] | None = None,
+    imagej: bool = True,
 ) -> Path:
-    """Write an array of any shape and dtype to a grey (minisblack) TIFF, atomically.
+    """Write an array of any shape and dtype to a grey TIFF, atomically.
 
     For multiband or stacked results (e.g. pansharpened bands), which
-    :func:`write_image` does not take. ``metadata`` is stored as in
-    :func:`write_image` and read back by :func:`read_tiff_metadata`.
+    :func:`write_image` does not take; written as :func:`write_image` writes
+    a TIFF, its leading axes named by ``axis_labels`` (e.g. ``["band", "y",
+    "x"]`` for ImageJ's channels; see
+    :func:`napari_gifnet.io.imagej_tiff.plan_layout`). ``imagej=False``
+    writes a plain TIFF (for axes ImageJ cannot name, such as bands last);
+    its ``calibration`` then applies to the last two axes, so give none
+    unless they are Y, X.
 
     Raises
     ------
@@ -421,7 +421,9 @@ def write_tiff(
     """
     p = Path(path)
     _extension(p, TIFF_EXTENSIONS, "write")
-    _write_tiff(p, np.asarray(data), metadata, "minisblack")
+    arr = np.asarray(data)
+    description = _tiff_description(metadata, calibration, arr.ndim, axis_labels)
+    write_calibrated_tiff(p, arr, description, imagej=imagej)
     return p
 
 
@@ -429,6 +431,8 @@ def write_features(
     directory: PathLike,
     features: Mapping[str, np.ndarray],
     metadata: Mapping[str, Any] | None = None,
+    *,
+    calibration: Calibration | None = None,
 ) -> list[Path]:
     """Write each feature map as a float32 TIFF stack ``<directory>/<name>.tif``.
 
@@ -442,11 +446,14 @@ def write_features(
     metadata
         Provenance stored as JSON in every file, with ``"feature"`` (the name)
         and ``"axes": "CYX"`` added.
+    calibration
+        The pixel size of the fused image (its Y and X), or None.
 
     Returns
     -------
     list of pathlib.Path
-        The files written, in the order of ``features``.
+        The files written, in the order of ``features``: ImageJ channel
+        stacks (axes CYX), as :func:`write_tiff` writes them.
 
     Raises
     ------
@@ -467,34 +474,57 @@ def write_features(
     for name, arr in features.items():
         meta = {**(metadata or {}), "feature": name, "axes": "CYX"}
         out = folder / f"{name}.tif"
-        _write_tiff(out, np.asarray(arr, dtype=np.float32), meta, "minisblack")
+        write_tiff(out, np.asarray(arr, dtype=np.float32), meta, calibration=calibration,
+                   axis_labels=["channel", "y", "x"])  # fmt: skip
         written.append(out)
     return written
 
 
 def read_tiff_metadata(path: PathLike) -> dict[str, Any]:
-    """Return the JSON metadata that :func:`write_image` stored in a TIFF.
+    """Return the provenance this project stored in a TIFF.
 
-    The ``"shape"`` entry tifffile needs is left out. Returns an empty dict
-    when the file has no JSON ImageDescription. Raises as :func:`open_tiff`
-    (a file that is not a complete TIFF: ValueError naming it).
+    For a file of the one TIFF writer (the commands' and the napari
+    writer's), the image's ``metadata`` (without the calibration and layer
+    entries, :func:`napari_gifnet.io.imagej_tiff.read_description` has them);
+    for any other JSON ImageDescription, that object without tifffile's
+    ``"shape"`` entry. Returns an empty dict when the file has no JSON.
+    Raises as :func:`open_tiff` (a file that is not a complete TIFF:
+    ValueError naming it).
     """
-    with open_tiff(path) as (tif, _):
-        return tiff_json(tif)
+    return provenance_of(read_description(path))
 
 
-def tiff_json(tif: Any) -> dict[str, Any]:
-    """The JSON object in the first ImageDescription of an open ``tifffile.TiffFile``.
+def read_description(path: str | Path, *, check: bool = True) -> dict[str, Any]:
+    """The provenance JSON of a TIFF: ImageJ's ``Info`` entry, else the ImageDescription.
 
-    Without tifffile's ``"shape"`` entry; empty when there is none (or no page).
+    The first is where :func:`write_fused_tiff` puts it in an ImageJ file,
+    the second where it does in a plain TIFF (and where ``napari-gifnet
+    fuse/stack/enhance -o x.tif`` do: :func:`read_tiff_metadata`,
+    without its ``"shape"``). Empty when the file holds no JSON object.
+    Raises ValueError naming the file for one that is not a complete TIFF
+    (:func:`open_tiff`); ``check=False`` reads the
+    headers of the first page only, as tifffile finds them (for telling
+    this project's files from others, however damaged).
     """
-    if len(tif.pages) == 0:
-        return {}
+    with open_tiff(path, check=check) as (tif, _):
+        return provenance(tif)
+
+
+def tiff_calibration(path: PathLike) -> Calibration | None:
+    """The pixel size a TIFF states, or None (not a TIFF, or no pixel size).
+
+    Read, in this order, from this project's provenance (``scale`` and
+    ``units``), from ImageJ's ``unit`` (and ``yunit``) with the resolution
+    tags, or from resolution tags per centimetre (as micrometres). Resolution
+    tags without a unit, or per inch (a print size, e.g. 72 dpi), are no
+    pixel size. Nothing but the headers is read; a file that cannot be read
+    gives None (its reader reports the problem).
+    """
+    p = Path(path)
+    if p.suffix.lower() not in TIFF_EXTENSIONS or not p.is_file():
+        return None
     try:
-        value = json.loads(tif.pages[0].description)
-    except (TypeError, ValueError):
-        return {}
-    if not isinstance(value, dict):
-        return {}
-    value.pop("shape", None)
-    return value
+        with open_tiff(p, check=False) as (tif, _):
+            return calibration_of(tif)
+    except Exception:  # noqa: BLE001 - no calibration from a file its reader refuses
+        return None

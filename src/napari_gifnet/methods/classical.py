@@ -56,11 +56,11 @@ from .. import __version__
 from ..engine.colour import KB, KG, KR, ColourPlan, apply_colour, rgb_to_ycbcr
 from ..engine.inputs import prepare_pair
 from ..engine.preprocess import Normalization
+from ..util.progress import Progress
 
 if TYPE_CHECKING:
     from ..engine.fusion import FusionResult
 
-Progress = Callable[[int, int], Any]
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 

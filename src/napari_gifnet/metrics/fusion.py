@@ -80,6 +80,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.colour import LUMA_WEIGHTS
 from ..engine.preprocess import check_grey_rgb, grey_rgb_channel, published_luma_uint8
 from .formulas import (
     _COMPUTE,
@@ -128,7 +129,6 @@ CONVENTIONS: dict[str, str] = {
     "vifb": "VIFB: each colour band against each input, averaged; VIFB's AG and SF",
 }
 
-_LUMA = (0.299, 0.587, 0.114)
 #: MATLAB's ``rgb2gray`` weights (VIFB's grey conversion).
 _MATLAB_LUMA = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 
@@ -244,12 +244,12 @@ def to_metric_scale(
     if arr.ndim == 2:
         return _values(arr, scaled, what)
     if convention != "project":
-        weights = _LUMA if convention == "cddfuse" else _MATLAB_LUMA
+        weights = LUMA_WEIGHTS if convention == "cddfuse" else _MATLAB_LUMA
         x = _luma(_values(arr, scaled, what), weights)
         return x if scaled else np.rint(x)
     if arr.dtype == np.uint8 and not scaled:
         return published_luma_uint8(arr).astype(np.float64)
-    x = _luma(_values(arr, scaled, what, rounded=False), _LUMA)
+    x = _luma(_values(arr, scaled, what, rounded=False), LUMA_WEIGHTS)
     return x if scaled else np.rint(x)
 
 

@@ -32,7 +32,7 @@ __all__ = [
 ]  # fmt: skip
 
 #: The shift of the second block's window grid (windows are 8 x 8; streams
-#: have 98 channels in 2 heads of 49: see ``_regions``).
+#: have 98 channels in 2 heads of 49: see :mod:`napari_gifnet.model.windows`).
 SHIFT = WINDOW // 2
 #: The task branch pads its input to a multiple of this (bottom and right).
 BRANCH_MULTIPLE = 4
@@ -190,7 +190,7 @@ class TaskBranch(nn.Module):
 
         When ``features`` is a dict, the stream outputs are stored in it
         (cropped): ``"multimodal"`` (MM after block 0) and ``"photographic"``
-        (DP after block 1). :func:`napari_gifnet.engine.tiled.run.fuse_streamed`
+        (DP after block 1). :func:`napari_gifnet.engine.tiled.run.fuse_tiled`
         computes the same band by band.
         """
         h, w = shared.shape[-2:]

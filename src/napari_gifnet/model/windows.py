@@ -178,26 +178,77 @@ def row_bands(height: int, shift: int, band: int) -> Iterator[tuple[int, int]]:
 
 
 def reflect_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``conv`` (3 x 3) applied to ``x`` reflect-padded by one pixel.
-
-    Runs a zero-padded convolution and recomputes the four border lines from
-    thin reflect-padded strips, which avoids copying the whole map into a
-    padded buffer (the same values as ``F.pad(x, 1, "reflect")`` first).
-    """
-    weight, bias = conv.weight, conv.bias
+    """``conv`` (3 x 3) applied to ``x`` reflect-padded by one pixel: the same
+    values as ``F.pad(x, 1, "reflect")`` first (:func:`conv_region` over the
+    whole map)."""
     h, w = x.shape[-2:]
-    if h < 3 or w < 3:
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias)
-    y = F.conv2d(x, weight, bias, padding=1)
-    lines = [1, 0, 1]
-    y[:, :, :1] = F.conv2d(F.pad(x[:, :, lines], (1, 1, 0, 0), mode="reflect"), weight, bias)
-    y[:, :, -1:] = F.conv2d(
-        F.pad(x[:, :, [h - 2, h - 1, h - 2]], (1, 1, 0, 0), mode="reflect"), weight, bias
-    )
-    y[:, :, :, :1] = F.conv2d(F.pad(x[:, :, :, lines], (0, 0, 1, 1), mode="reflect"), weight, bias)
-    y[:, :, :, -1:] = F.conv2d(
-        F.pad(x[:, :, :, [w - 2, w - 1, w - 2]], (0, 0, 1, 1), mode="reflect"), weight, bias
-    )
+    return conv_region(x, (0, 0), (0, h), (0, w), (h, w), conv)
+
+
+def conv_region(
+    x: torch.Tensor,
+    origin: tuple[int, int],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    size: tuple[int, int],
+    conv: nn.Conv2d,
+) -> torch.Tensor:
+    """``rows`` x ``cols`` of a reflect-padded 3x3 ``conv`` of a map of ``size``.
+
+    ``x`` holds the input from row ``origin[0]`` and column ``origin[1]`` on;
+    every position the output reads (reflections included) must be in it.
+    The input is read as a view: rows and columns past the map's edges are
+    zero-padded, and the output lines that read a reflection are recomputed
+    from thin reflected strips (no copy of the whole input).
+    """
+    height = size[0]
+    r0, r1 = rows
+    top, bottom = r0 == 0, r1 == height
+    if not (top or bottom) or r1 - r0 < 3:
+        return _conv_gathered_rows(x, origin, rows, cols, size, conv)
+    # the rows read, as a view; one zero row stands for each reflected one
+    a, b = max(r0 - 1, 0), min(r1 + 1, height)
+    y = _conv_columns(x[:, :, a - origin[0] : b - origin[0]], origin[1], cols, size[1], conv, 1)
+    first = r0 - a  # output row of map row r0 (the padding adds one row on top)
+    y = y[:, :, first : first + r1 - r0]
+    if top:
+        y[:, :, :1] = _conv_gathered_rows(x, origin, (0, 1), cols, size, conv)
+    if bottom:
+        y[:, :, -1:] = _conv_gathered_rows(x, origin, (height - 1, height), cols, size, conv)
+    return y
+
+
+def _conv_gathered_rows(
+    x: torch.Tensor,
+    origin: tuple[int, int],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    size: tuple[int, int],
+    conv: nn.Conv2d,
+) -> torch.Tensor:
+    """:func:`conv_region` with the rows (reflections included) gathered first."""
+    (r0, r1) = rows
+    xr = take(x, reflect_indices(r0 - 1, r1 + 1, size[0]) - origin[0], 2)
+    return _conv_columns(xr, origin[1], cols, size[1], conv, 0)
+
+
+def _conv_columns(
+    xr: torch.Tensor, o: int, cols: tuple[int, int], width: int, conv: nn.Conv2d, row_pad: int
+) -> torch.Tensor:
+    """The 3x3 ``conv`` of rows ``xr`` (zero-padded by ``row_pad`` rows) over
+    columns ``cols`` of a map ``width`` wide, ``xr`` starting at column ``o``.
+    Columns are read as a view, zero-padded, and the border columns that
+    read reflections recomputed."""
+    c0, c1 = cols
+    lo, hi = max(c0 - 1, 0), min(c1 + 1, width)
+    weight, bias = conv.weight, conv.bias
+    y = F.conv2d(xr[..., lo - o : hi - o], weight, bias, padding=(row_pad, 1))
+    y = y[..., c0 - lo : c1 - lo]
+    if c0 == 0:
+        y[..., :1] = F.conv2d(xr[..., [1 - o, -o, 1 - o]], weight, bias, padding=(row_pad, 0))
+    if c1 == width:
+        edge = [width - 2 - o, width - 1 - o, width - 2 - o]
+        y[..., -1:] = F.conv2d(xr[..., edge], weight, bias, padding=(row_pad, 0))
     return y
 
 

@@ -89,7 +89,9 @@ def iter_fusion(
     ``normalization`` (the GIFNet-only options are ignored). ``progress(done, total)`` counts
     bands over all planes; an exception raised in it (e.g.
     :class:`FusionCancelled`) stops the fusion. ``task`` is recorded in the
-    provenance. Returns a :class:`FusionOutput` (via ``StopIteration``).
+    provenance, and for GIFNet ``weights_published`` (whether the checkpoint
+    is the published one, by sha256). Returns a :class:`FusionOutput` (via
+    ``StopIteration``).
 
     Normalisation of a layer with several planes (Z, T, ...): by default one
     range for the whole layer, each input its own (the rule of
@@ -228,10 +230,21 @@ def iter_fusion(
         "alignment": alignments or None,
         "resampled": resampled,
         "features": list(feats),
+        **_weights_published(meta),
         "elapsed_s": round(elapsed, 4),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return FusionOutput(plan, image, feats, summaries, meta, str(meta["device"]), elapsed)
+
+
+def _weights_published(meta: dict[str, Any]) -> dict[str, bool]:
+    """``{"weights_published": ...}``: whether a GIFNet result's checkpoint is the
+    published one (by sha256); nothing for other methods."""
+    if "weights_sha256" not in meta:
+        return {}
+    from ..model.weights import OFFICIAL_SHA256
+
+    return {"weights_published": meta["weights_sha256"] == OFFICIAL_SHA256}
 
 
 def _fuse_plane(method: str, a: np.ndarray, b: np.ndarray, **options: Any) -> Any:
@@ -363,6 +376,7 @@ def _lazy_output(
         "features": [],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    meta.update(_weights_published(meta))
     elapsed = time.perf_counter() - start
     return FusionOutput(plan, image, {}, {}, meta, dev, elapsed)
 

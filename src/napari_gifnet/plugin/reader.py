@@ -4,12 +4,14 @@ Two kinds of file are this plugin's, told apart by their JSON provenance
 (:func:`napari_gifnet.plugin.writer.read_description`: ImageJ's ``Info``
 entry or the ImageDescription):
 
-* the napari writer's (:func:`napari_gifnet.plugin.writer.write_fused_tiff`):
-  the layer comes back with its ``name``, ``scale``, ``translate``,
-  ``units``, ``axis_labels``, ``colormap``, ``rgb`` and ``metadata`` (the
-  provenance), and its pixels in their own shape and dtype;
-* the commands' (``napari-gifnet fuse/stack/enhance/pansharpen -o x.tif``,
-  ``fuse --features``): a JSON object holding ``"napari_gifnet_version"``;
+* the one TIFF writer's (:func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`:
+  the napari writer, :func:`napari_gifnet.plugin.writer.write_fused_tiff`,
+  and the commands, ``napari-gifnet fuse/stack/enhance/pansharpen -o x.tif``,
+  ``fuse --features``): the layer comes back with its ``name`` (a command's
+  output: the file's), ``scale``, ``translate``, ``units``, ``axis_labels``,
+  ``colormap``, ``rgb`` and ``metadata`` (the provenance), and its pixels in
+  their own shape and dtype;
+* older commands' files: a JSON object holding ``"napari_gifnet_version"``;
   the layer is named after the file and its ``metadata`` is that JSON.
 
 Any other TIFF (and anything that cannot be read as one) gets ``None``, so
@@ -31,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from ..io.imagej_tiff import is_layer_description
 from .writer import (
     EXTENSIONS,
-    LAYER_KEYS,
     VERSION_KEY,
     calibration_problems,
     read_description,
@@ -45,8 +47,8 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def is_writer_description(description: Mapping[str, Any]) -> bool:
-    """The JSON is the napari writer's: a ``metadata`` object and only layer keys."""
-    return isinstance(description.get("metadata"), dict) and set(description) <= LAYER_KEYS
+    """The JSON is the one TIFF writer's: a ``metadata`` object and only layer keys."""
+    return is_layer_description(description)
 
 
 def is_project_description(description: Mapping[str, Any]) -> bool:

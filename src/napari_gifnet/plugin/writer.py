@@ -1,505 +1,50 @@
 """napari writer: one image layer -> an ImageJ-compatible TIFF with its provenance.
 
 See ``napari.yaml``; :mod:`napari_gifnet.plugin.reader` opens the files again.
-
-**What Fiji/ImageJ sees.** Layers whose dtype ImageJ holds are written as an
-ImageJ hyperstack (tifffile's ``imagej=True``), so Fiji opens a fused stack
-with its calibration:
-
-* axes: the last two are YX; leading axes become ImageJ's T, Z and C (from
-  the layer's ``axis_labels`` when they say so, "t"/"time", "z"/"depth"/
-  "plane", "c"/"channel", in TZC order; otherwise one leading axis is Z, two
-  are TZ, three TZC). An 8-bit RGB layer is written as ImageJ RGB (axes
-  ``...YXS``); any other RGB(A) layer (float32, uint16, RGBA) as a composite
-  image of 3 or 4 channels (axes ``...CYX``, red, green, blue, grey LUTs).
-* calibration: the pixel size (the last two ``scale`` entries) in the
-  resolution tags (1 / pixel size, ResolutionUnit none) with ImageJ's
-  ``unit`` (``micron``, ``nm``, ``mm``, ... from the layer's ``units``;
-  ``yunit`` when Y differs), the Z step as ``spacing`` (in X's unit), a T
-  step in a time unit as ``finterval`` (seconds), the ``translate`` as
-  ``xorigin``/``yorigin``/``zorigin`` (in pixels), and a grey layer's
-  colormap as its LUT.
-* dtypes: uint8, uint16, int16 and float32 are written as they are; three
-  are cast exactly into one ImageJ holds and cast back by the reader: bool
-  -> uint8 0/255 (ImageJ's mask convention), int8 -> int16, float16 ->
-  float32. Every other dtype (float64, (u)int32, (u)int64, complex, ...),
-  and shapes ImageJ cannot hold (more than 3 leading axes; 2 for a
-  composite), are written as a plain TIFF instead, pixels unchanged; its
-  resolution tags are per centimetre for metric units, per inch for inches,
-  otherwise without a unit.
-
-**The provenance.** A JSON object that maps back onto napari layer keywords::
-
-    {"name": ..., "scale": [...], "translate": [...], "units": [...],
-     "axis_labels": [...], "rgb": ..., "colormap": {...},
-     "metadata": {...the layer's metadata...},
-     "dtype": "float32", "napari_gifnet_version": "..."}
-
-In an ImageJ file it is the ImageJ ``Info`` entry (Fiji: Image > Show
-Info...), since ImageJ's own ImageDescription (``ImageJ=...``) has to stay
-first; in a plain TIFF it is the ImageDescription (tifffile's "shaped" JSON,
-with a leading ``"shape"``). :func:`read_description` finds it in either.
-The metadata is made JSON-safe: numpy scalars and arrays become numbers and
-lists, tuples become lists, mapping keys become strings and any other object
-its ``str``.
-
-**Large layers.** The data is read and written one plane at a time (one YX
-image, with its colour channels), never as a whole: a Dask-backed layer is
-computed plane by plane, as chunked by this package's lazy results. A
-multiscale layer is written as its full-resolution level.
-
-**Refusals.** Before anything is written, a layer a TIFF cannot hold is
-refused with a :class:`LayerWriteError` naming the layer and the value: data
-that are not numbers (object, str), fewer than 2 dimensions or empty; a
-``scale`` or ``translate`` that is not finite or absurd
-(:func:`calibration_problems`, the rule the reader applies too); a pixel
-size whose resolution (pixels per unit) a TIFF's 32-bit fractions cannot
-hold to 6 digits.
+The file is written by :func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`,
+the one TIFF writer of this project (the command line's too): what Fiji/ImageJ
+sees (axes, calibration, dtypes), where the provenance goes and what is
+refused are said there. This module turns a layer into that writer's input:
+the layer's attributes (:func:`layer_description`), its full-resolution
+level for a multiscale layer, and ``.tif`` added to another suffix.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..io import images as io
-from ..util.safe_files import atomic_write, check_output_folder
+from ..io.imagej_tiff import (
+    CALIBRATION_LIMIT,
+    IMAGEJ_CASTS,
+    IMAGEJ_DTYPES,
+    LAYER_KEYS,
+    TIFF_KINDS,
+    VERSION_KEY,
+    Layout,
+    calibration_problems,
+    imagej_calibration,
+    json_safe,
+    layer_description,
+    plan_layout,
+    restore_layer_data,
+    write_calibrated_tiff,
+)
+from ..io.imagej_tiff import TiffWriteError as LayerWriteError
+from ..io.images import read_description
+
+__all__ = [
+    "CALIBRATION_LIMIT", "EXTENSIONS", "IMAGEJ_CASTS", "IMAGEJ_DTYPES", "LAYER_KEYS",
+    "TIFF_KINDS", "VERSION_KEY", "LayerWriteError", "Layout", "calibration_problems",
+    "imagej_calibration", "json_safe", "layer_description", "plan_layout", "read_description",
+    "read_fused_tiff", "read_series", "restore_layer_data", "write_fused_tiff",
+]  # fmt: skip
 
 #: Extensions the writer accepts; another suffix gets ``.tif`` appended.
 EXTENSIONS = (".tif", ".tiff")
-#: The key that marks a TIFF as written by napari-gifnet (also in every result's metadata).
-VERSION_KEY = "napari_gifnet_version"
-#: The top-level keys of the writer's JSON (a file with only these is the writer's).
-LAYER_KEYS = frozenset({
-    "name", "scale", "translate", "units", "axis_labels", "rgb", "colormap", "metadata",
-    "dtype", VERSION_KEY,
-})
-#: Data types an ImageJ hyperstack holds as they are.
-IMAGEJ_DTYPES = ("uint8", "uint16", "int16", "float32")
-#: Exact casts into an ImageJ data type, undone by :func:`restore_layer_data`.
-IMAGEJ_CASTS = {"bool": "uint8", "int8": "int16", "float16": "float32"}
-#: Length units (as napari/pint spell them) -> centimetres.
-_CENTIMETRES = {
-    "nanometer": 1e-7, "micrometer": 1e-4, "micron": 1e-4, "millimeter": 0.1,
-    "centimeter": 1.0, "meter": 100.0, "nm": 1e-7, "um": 1e-4, "µm": 1e-4, "mm": 0.1,
-    "cm": 1.0, "m": 100.0,
-}
-#: Length units -> how ImageJ spells them ("micron" shows as µm in Fiji).
-_IMAGEJ_UNITS = {
-    "nanometer": "nm", "nm": "nm", "micrometer": "micron", "micron": "micron",
-    "um": "micron", "µm": "micron", "millimeter": "mm", "mm": "mm", "centimeter": "cm",
-    "cm": "cm", "meter": "m", "m": "m", "inch": "inch", "in": "inch",
-}
-#: Time units -> seconds (ImageJ's ``finterval``).
-_SECONDS = {
-    "second": 1.0, "s": 1.0, "sec": 1.0, "millisecond": 1e-3, "ms": 1e-3,
-    "microsecond": 1e-6, "us": 1e-6, "nanosecond": 1e-9, "ns": 1e-9, "minute": 60.0,
-    "min": 60.0, "hour": 3600.0, "h": 3600.0,
-}
-#: Axis labels -> ImageJ axes.
-_AXIS_WORDS = {
-    "t": "T", "time": "T", "frame": "T", "frames": "T",
-    "z": "Z", "depth": "Z", "slice": "Z", "slices": "Z", "plane": "Z", "planes": "Z",
-    "c": "C", "ch": "C", "channel": "C", "channels": "C",
-}
-_DEFAULT_AXES = {0: "", 1: "Z", 2: "TZ", 3: "TZC"}
-#: The largest magnitude of a calibration entry (and the smallest of a scale
-#: entry): beyond it, extents, origins and resolutions overflow or vanish.
-CALIBRATION_LIMIT = 1e100
-#: A TIFF resolution is a fraction of two 32-bit integers.
-_RATIONAL_MAX = 2**32 - 1
-#: The relative error a stored resolution may have.
-_RATIONAL_TOLERANCE = 1e-6
-#: numpy kinds a TIFF holds: bool, signed and unsigned integers, floats, complex.
-TIFF_KINDS = "biufc"
-
-
-class LayerWriteError(RuntimeError):
-    """A layer the writer cannot store as it is: its data or calibration; names the layer.
-
-    Not a ValueError: napari reads a writer's ValueError as "not a valid
-    writer" and drops its message.
-    """
-
-
-def json_safe(value: Any) -> Any:
-    """Return ``value`` as plain JSON types (dict, list, str, int, float, bool, None).
-
-    Parameters
-    ----------
-    value : Any
-        Possibly nested mappings, sequences, numpy scalars and arrays.
-
-    Returns
-    -------
-    Any
-        Mappings with string keys, lists, Python numbers; other objects as ``str``.
-    """
-    if value is None or isinstance(value, (bool, str, int, float)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
-
-
-def _pixel_size(scale: list[float]) -> tuple[float, float] | None:
-    """(x, y) pixel size from the last two scale entries, if both are finite and nonzero."""
-    if len(scale) < 2:
-        return None
-    sy, sx = (abs(float(s)) for s in scale[-2:])
-    if not (sx > 0 and sy > 0 and math.isfinite(sx) and math.isfinite(sy)):
-        return None
-    return sx, sy
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_))
-
-
-def calibration_problems(description: Mapping[str, Any]) -> dict[str, str]:
-    """The ``scale`` and ``translate`` entries of a layer's JSON that no viewer can use.
-
-    The rule, the same for writing and reading: a list of numbers, finite,
-    at most :data:`CALIBRATION_LIMIT` in magnitude, and for ``scale`` nonzero
-    and at least ``1 / CALIBRATION_LIMIT`` in magnitude.
-
-    Returns
-    -------
-    dict
-        Key -> what is wrong with it, in words (empty when all is well).
-    """
-    problems: dict[str, str] = {}
-    for key in ("scale", "translate"):
-        value = description.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, list) or not all(_is_number(v) for v in value):
-            problems[key] = f"{key} {value!r} is not a list of numbers"
-            continue
-        shown = [float(v) for v in value]
-        if not all(math.isfinite(v) for v in shown):
-            problems[key] = f"{key} {shown} is not finite"
-        elif any(abs(v) > CALIBRATION_LIMIT for v in shown):
-            problems[key] = f"{key} {shown} is beyond {CALIBRATION_LIMIT:g} in magnitude"
-        elif key == "scale" and any(abs(v) < 1 / CALIBRATION_LIMIT for v in shown):
-            problems[key] = f"scale {shown} has an entry of 0 or below {1 / CALIBRATION_LIMIT:g}"
-    return problems
-
-
-def _rational_problem(value: float) -> str | None:
-    """Why a resolution (pixels per unit) cannot be a TIFF RATIONAL to 6 digits, or None."""
-    if not (math.isfinite(value) and value > 0):
-        return "is not a positive finite number"
-    if value > _RATIONAL_MAX:
-        return f"is above {_RATIONAL_MAX}, the largest a TIFF resolution holds"
-    fraction = Fraction(value).limit_denominator(min(_RATIONAL_MAX, int(_RATIONAL_MAX / value)))
-    if fraction == 0 or abs(float(fraction) - value) > _RATIONAL_TOLERANCE * value:
-        return "is too small for a TIFF resolution (a fraction of 32-bit integers)"
-    return None
-
-
-def _check_resolution(resolution: tuple[float, float] | None, scale: list[float],
-                      unit: str, layer: str, out: Path) -> None:
-    if resolution is None:
-        return
-    for axis, value in zip("XY", resolution):
-        why = _rational_problem(value)
-        if why is not None:
-            raise LayerWriteError(
-                f"cannot write layer {layer!r} to {out}: its scale {scale} gives "
-                f"{value:.6g} pixels per {unit or 'unit'} in {axis}, which {why}; "
-                f"rescale the layer (e.g. change its units)"
-            )
-
-
-def _resolution(scale: list[float], units: list[str]) -> tuple[tuple[float, float], int] | None:
-    """Plain TIFF: (x, y) pixels per unit and the ResolutionUnit (1 none, 2 inch, 3 cm)."""
-    size = _pixel_size(scale)
-    if size is None:
-        return None
-    sx, sy = size
-    unit_y, unit_x = (units[-2:] if len(units) >= 2 else ["", ""])
-    if unit_x == unit_y and unit_x in ("inch", "in"):
-        return (1.0 / sx, 1.0 / sy), 2
-    if unit_x == unit_y and unit_x in _CENTIMETRES:
-        cm = _CENTIMETRES[unit_x]
-        return (1.0 / (sx * cm), 1.0 / (sy * cm)), 3
-    return (1.0 / sx, 1.0 / sy), 1
-
-
-def _colormap(value: Any) -> dict[str, Any] | None:
-    """A napari colormap (its ``model_dump()``, a Colormap or a name) as compact JSON."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return {"name": value}
-    if not isinstance(value, Mapping):
-        dump = getattr(value, "model_dump", None)
-        if dump is None:
-            return None
-        value = dump()
-    out: dict[str, Any] = {"name": str(value.get("name", ""))}
-    if value.get("colors") is not None:
-        colors = np.asarray(value["colors"], dtype=np.float64).reshape(-1, 4)
-        out["colors"] = np.round(colors, 6).tolist()
-    if value.get("controls") is not None:
-        out["controls"] = np.round(np.asarray(value["controls"], dtype=np.float64), 6).tolist()
-    if value.get("interpolation") is not None:
-        out["interpolation"] = str(getattr(value["interpolation"], "value",
-                                           value["interpolation"]))
-    return out
-
-
-def layer_description(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON-safe dict of a layer's attributes (the provenance, without the file's keys).
-
-    Parameters
-    ----------
-    meta : mapping
-        napari layer attributes (``name``, ``scale``, ``translate``,
-        ``units``, ``axis_labels``, ``rgb``, ``colormap``, ``metadata``);
-        missing ones are left out (``colormap`` also for an RGB layer).
-
-    Returns
-    -------
-    dict
-        ``name``, ``scale``, ``translate``, ``units`` and ``axis_labels`` (as
-        strings), ``rgb``, ``colormap`` (name, colours, controls,
-        interpolation) and ``metadata`` (the layer's metadata, JSON-safe).
-    """
-    out: dict[str, Any] = {}
-    if meta.get("name") is not None:
-        out["name"] = str(meta["name"])
-    for key in ("scale", "translate"):
-        if meta.get(key) is not None:
-            out[key] = [float(v) for v in np.ravel(meta[key])]
-    for key in ("units", "axis_labels"):
-        if meta.get(key) is not None:
-            out[key] = [str(u) for u in meta[key]]
-    if meta.get("rgb") is not None:
-        out["rgb"] = bool(meta["rgb"])
-    colormap = None if meta.get("rgb") else _colormap(meta.get("colormap"))
-    if colormap is not None:
-        out["colormap"] = colormap
-    out["metadata"] = json_safe(dict(meta.get("metadata") or {}))
-    return out
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How a layer is stored: as an ImageJ hyperstack or a plain TIFF.
-
-    ``shape``/``dtype`` are the stored ones; ``axes`` the ImageJ axes
-    (empty for a plain TIFF); ``channels_first`` when the layer's colour
-    axis (last) is stored as ImageJ's C axis before YX.
-    """
-
-    imagej: bool
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    axes: str = ""
-    rgb: bool = False
-    channels_first: bool = False
-
-
-def _leading_axes(labels: list[str], count: int, allowed: str) -> str:
-    """ImageJ letters for ``count`` leading axes: from the labels if they say so, else a default."""
-    letters = "".join(_AXIS_WORDS.get(label.strip().lower(), "?") for label in labels[:count])
-    order = [allowed.find(a) for a in letters]
-    if len(letters) == count and -1 not in order and order == sorted(set(order)):
-        return letters
-    return _DEFAULT_AXES[count]
-
-
-def plan_layout(shape: tuple[int, ...], dtype: Any, rgb: bool = False,
-                axis_labels: list[str] | None = None) -> Layout:
-    """Decide how an image of ``shape``/``dtype`` is stored (see the module docstring).
-
-    Parameters
-    ----------
-    shape, dtype
-        The layer data's.
-    rgb : bool
-        The layer is RGB(A): its last axis (3 or 4) is colour.
-    axis_labels : list of str, optional
-        The layer's axis labels, used to name the leading axes.
-
-    Returns
-    -------
-    Layout
-    """
-    dtype = np.dtype(dtype)
-    labels = list(axis_labels or [])
-    cast = np.dtype(IMAGEJ_CASTS[dtype.name]) if dtype.name in IMAGEJ_CASTS else dtype
-    plain = Layout(False, tuple(shape), np.dtype(np.uint8) if dtype.kind == "b" else dtype, rgb=rgb)
-    if cast.name not in IMAGEJ_DTYPES:
-        return plain
-    lead = len(shape) - (3 if rgb else 2)
-    if lead < 0:
-        return plain
-    if rgb and cast == np.uint8 and shape[-1] == 3:
-        if lead > 3:
-            return plain
-        axes = _leading_axes(labels, lead, "TZC") + "YXS"
-        return Layout(True, tuple(shape), cast, axes, rgb=True)
-    if rgb:  # a composite: colour as ImageJ channels
-        if lead > 2:
-            return plain
-        stored = (*shape[:lead], shape[-1], *shape[lead:-1])
-        axes = _leading_axes(labels, lead, "TZ") + "CYX"
-        return Layout(True, stored, cast, axes, rgb=True, channels_first=True)
-    if lead > 3:
-        return plain
-    return Layout(True, tuple(shape), cast, _leading_axes(labels, lead, "TZC") + "YX")
-
-
-def _cast(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if block.dtype == bool:
-        return block.astype(np.uint8) * np.uint8(255)
-    return block.astype(dtype, copy=False)
-
-
-def _planes(data: Any, layout: Layout, rgb: bool) -> Iterator[np.ndarray]:
-    """The stored pages, reading ``data`` one plane (YX, with its colour) at a time."""
-    shape = tuple(int(s) for s in data.shape)
-    lead = shape[: len(shape) - (3 if rgb else 2)]
-    for index in np.ndindex(*lead):
-        block = _cast(np.asarray(data[index] if index else data), layout.dtype)
-        if layout.channels_first:
-            for channel in range(block.shape[-1]):
-                yield np.ascontiguousarray(block[..., channel])
-        else:
-            yield np.ascontiguousarray(block)
-
-
-def _ascii(text: str) -> str | None:
-    text = str(text)
-    return text if text.isascii() and text.isprintable() and "=" not in text else None
-
-
-def _lut(colormap: Mapping[str, Any] | None) -> np.ndarray | None:
-    """An ImageJ LUT (uint8, (3, 256)) sampled from a colormap's colours and controls."""
-    if not colormap or not colormap.get("colors"):
-        return None
-    colors = np.asarray(colormap["colors"], dtype=np.float64)[:, :3]
-    controls = np.asarray(colormap.get("controls") or np.linspace(0, 1, len(colors)))
-    x = np.linspace(0.0, 1.0, 256)
-    if colormap.get("interpolation") == "zero" and len(controls) == len(colors) + 1:
-        index = np.clip(np.searchsorted(controls, x, side="right") - 1, 0, len(colors) - 1)
-        rgb = colors[index]
-    elif len(controls) == len(colors):
-        rgb = np.stack([np.interp(x, controls, colors[:, i]) for i in range(3)], axis=1)
-    else:
-        return None
-    return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8).T.copy()
-
-
-def _channel_luts(channels: int) -> list[np.ndarray]:
-    luts = []
-    for c in range(channels):
-        lut = np.zeros((3, 256), np.uint8)
-        lut[[c] if c < 3 else [0, 1, 2]] = np.arange(256, dtype=np.uint8)
-        luts.append(lut)
-    return luts
-
-
-def imagej_calibration(description: Mapping[str, Any], layout: Layout
-                       ) -> tuple[dict[str, Any], tuple[float, float] | None]:
-    """ImageJ metadata entries (unit, spacing, finterval, origins, LUTs) and the resolution.
-
-    Parameters
-    ----------
-    description : mapping
-        :func:`layer_description` of the layer.
-    layout : Layout
-        From :func:`plan_layout` (an ImageJ one).
-
-    Returns
-    -------
-    metadata : dict
-        For tifffile's ``metadata=`` (``axes`` included, ``Info`` not).
-    resolution : (float, float) or None
-        X and Y pixels per ``unit`` (1 / pixel size).
-    """
-    scale = list(description.get("scale") or [])
-    units = list(description.get("units") or [])
-    translate = list(description.get("translate") or [])
-    spatial = layout.axes.replace("S", "")  # the layer's axes, in order
-    if layout.channels_first:
-        spatial = spatial.replace("C", "")
-    meta: dict[str, Any] = {"axes": layout.axes}
-    if layout.channels_first:
-        meta["mode"] = "composite"
-        meta["LUTs"] = _channel_luts(layout.shape[layout.axes.index("C")])
-    elif "C" not in layout.axes and not layout.rgb:
-        lut = _lut(description.get("colormap"))
-        if lut is not None:
-            meta["LUTs"] = [lut]
-    if len(scale) != len(spatial):
-        return meta, None
-    unit = dict(zip(spatial, units)) if len(units) == len(spatial) else {}
-    step = dict(zip(spatial, scale))
-    x_unit = unit.get("X", "")
-    ij_x = _IMAGEJ_UNITS.get(x_unit) or (_ascii(x_unit) if x_unit not in ("", "pixel") else None)
-    if ij_x:
-        meta["unit"] = ij_x
-    y_unit = unit.get("Y", "")
-    if y_unit != x_unit:
-        ij_y = _IMAGEJ_UNITS.get(y_unit) or _ascii(y_unit)
-        if ij_y:
-            meta["yunit"] = ij_y
-    if "Z" in step and math.isfinite(step["Z"]) and step["Z"]:
-        z_unit = unit.get("Z", "")
-        ratio = (_CENTIMETRES[z_unit] / _CENTIMETRES[x_unit]
-                 if z_unit in _CENTIMETRES and x_unit in _CENTIMETRES else 1.0)
-        meta["spacing"] = abs(step["Z"]) * ratio
-    if "T" in step and unit.get("T") in _SECONDS and math.isfinite(step["T"]) and step["T"]:
-        meta["finterval"] = abs(step["T"]) * _SECONDS[unit["T"]]
-    if len(translate) == len(spatial):
-        for axis, shift in zip(spatial, translate):
-            if axis in "XYZ" and shift and step[axis]:
-                meta[f"{axis.lower()}origin"] = -float(shift) / float(step[axis])
-    size = _pixel_size(scale)
-    return meta, (None if size is None else (1.0 / size[0], 1.0 / size[1]))
-
-
-def _check_output(out: Path, layer: str) -> None:
-    """Before any work: ``out`` is not a folder and its folder is one or can be made."""
-    try:
-        check_output_folder(out.parent, "the folder")
-    except ValueError as exc:
-        raise NotADirectoryError(f"cannot write layer {layer!r} to {out}: {exc}") from None
-    if out.is_dir():
-        raise IsADirectoryError(f"cannot write layer {layer!r} to {out}: it is a folder")
-
-
-def _check_data(out: Path, layer: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """The layer's data is an image a TIFF holds: numbers, 2-D or more, not empty."""
-    where = f"cannot write layer {layer!r} to {out}"
-    if dtype.kind not in TIFF_KINDS:
-        raise LayerWriteError(f"{where}: its data type {dtype} is not numbers (a TIFF holds "
-                              "bool, integers, floats and complex numbers)")
-    if len(shape) < 2:
-        raise LayerWriteError(f"{where}: an image needs at least 2 dimensions (Y, X), "
-                              f"got shape {shape}")
-    if math.prod(shape) == 0:
-        raise LayerWriteError(f"{where}: the layer has no data (shape {shape})")
 
 
 def write_fused_tiff(path: str, data: Any, meta: dict) -> list[str]:
@@ -526,132 +71,25 @@ def write_fused_tiff(path: str, data: Any, meta: dict) -> list[str]:
     Raises
     ------
     LayerWriteError
-        Naming the layer and the value, before anything is written: empty
-        data, fewer than 2 dimensions, a dtype that is not numbers (object,
-        str, ...), an RGB layer whose last axis is not 3 or 4, or a
-        calibration that is not finite, absurd (:func:`calibration_problems`)
-        or that a TIFF resolution cannot hold.
+        Naming the layer and the value, before anything is written
+        (:func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`'s refusals).
     NotADirectoryError, IsADirectoryError
         The output's folder is a file (or under one), or the output is a folder.
     OSError
         The file cannot be written (no partial file is left).
     """
-    import tifffile
-
-    from .. import __version__
-
     out = Path(path)
     if out.suffix.lower() not in EXTENSIONS:
         out = out.with_name(out.name + ".tif")
     layer = str(meta.get("name") or out.stem)
-    _check_output(out, layer)
     if meta.get("multiscale") and not isinstance(data, np.ndarray):
         data = data[0]  # the full-resolution level (a list or napari's MultiScaleData)
     if not (hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")):
         data = np.asarray(data)
-    shape, dtype = tuple(int(s) for s in data.shape), np.dtype(data.dtype)
-    _check_data(out, layer, shape, dtype)
-    rgb = bool(meta.get("rgb")) and len(shape) >= 3
-    if rgb and shape[-1] not in (3, 4):
-        raise LayerWriteError(f"cannot write layer {layer!r} to {out}: RGB data must end in 3 "
-                              f"or 4 channels, got shape {shape}")
+    rgb = bool(meta.get("rgb")) and len(data.shape) >= 3
     description = layer_description({**meta, "rgb": rgb})
-    problems = calibration_problems(description)
-    if problems:
-        raise LayerWriteError(f"cannot write layer {layer!r} to {out}: its "
-                              + "; its ".join(problems.values()))
-    if not rgb:
-        description.pop("rgb")
-    layout = plan_layout(shape, dtype, rgb, description.get("axis_labels"))
-    provenance = {**description, "dtype": dtype.name, VERSION_KEY: __version__}
-    planes = _planes(data, layout, rgb)
-    options: dict[str, Any] = {"shape": layout.shape, "dtype": layout.dtype}
-    if layout.imagej:
-        ij_meta, resolution = imagej_calibration(description, layout)
-        _check_resolution(resolution, description.get("scale", []),
-                          ij_meta.get("unit", "unit"), layer, out)
-        options.update(imagej=True, metadata={**ij_meta, "Info": json.dumps(provenance)})
-        if resolution is not None:
-            options["resolution"] = resolution
-        if layout.axes.endswith("S"):
-            options["photometric"] = "rgb"
-    else:
-        options.update(
-            photometric="rgb" if rgb else "minisblack",
-            extrasamples=("unassalpha",) if rgb and shape[-1] == 4 else None,
-            description=io._description(provenance, layout.shape),
-            metadata=None,
-        )
-        resolution_tags = _resolution(description.get("scale", []),
-                                      description.get("units", []))
-        if resolution_tags is not None:
-            unit = {2: "inch", 3: "cm"}.get(resolution_tags[1], "unit")
-            _check_resolution(resolution_tags[0], description.get("scale", []), unit, layer, out)
-            options["resolution"], options["resolutionunit"] = resolution_tags
-    with atomic_write(out, make_folder=True) as fh:  # no partial file, an old one kept
-        tifffile.imwrite(fh, planes, **options)
+    write_calibrated_tiff(out, data, description, rgb=rgb, what=f"layer {layer!r}")
     return [str(out)]
-
-
-def _json_object(text: Any) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def read_description(path: str | Path, *, check: bool = True) -> dict[str, Any]:
-    """The provenance JSON of a TIFF: ImageJ's ``Info`` entry, else the ImageDescription.
-
-    The first is where :func:`write_fused_tiff` puts it in an ImageJ file,
-    the second where it does in a plain TIFF (and where ``napari-gifnet
-    fuse/stack/enhance -o x.tif`` do: :func:`napari_gifnet.io.images.read_tiff_metadata`,
-    without its ``"shape"``). Empty when the file holds no JSON object.
-    Raises ValueError naming the file for one that is not a complete TIFF
-    (:func:`napari_gifnet.io.images.open_tiff`); ``check=False`` reads the
-    headers of the first page only, as tifffile finds them (for telling
-    this project's files from others, however damaged).
-    """
-    with io.open_tiff(path, check=check) as (tif, _):
-        return _provenance(tif)
-
-
-def _provenance(tif: Any) -> dict[str, Any]:
-    """The JSON of an open TIFF: ImageJ's ``Info`` entry, else the ImageDescription."""
-    info = (tif.imagej_metadata or {}).get("Info") if len(tif.pages) else None
-    found = _json_object(info) if isinstance(info, str) else None
-    return found if found is not None else io.tiff_json(tif)
-
-
-def restore_layer_data(data: Any, description: Mapping[str, Any], axes: str = "") -> Any:
-    """Stored pixels -> the layer's: colour axis back to last, exact casts undone.
-
-    Parameters
-    ----------
-    data : array-like
-        As read from the file (tifffile's first series).
-    description : mapping
-        The file's provenance (:func:`read_description`).
-    axes : str
-        The series' axes (tifffile), e.g. ``"ZCYX"`` for a composite.
-
-    Returns
-    -------
-    array-like
-        An RGB(A) composite with its channels last; bool, int8 and float16
-        layers (stored as uint8 0/255, int16, float32) in their own dtype.
-    """
-    if description.get("rgb") and "C" in axes and "S" not in axes and data.ndim == len(axes):
-        data = np.moveaxis(data, axes.index("C"), -1)
-    wanted = description.get("dtype")
-    if not isinstance(wanted, str):  # none stored (or not a dtype's name): as stored
-        return data
-    if wanted == "bool" and data.dtype == np.uint8:
-        return data != 0
-    if wanted in IMAGEJ_CASTS and data.dtype == np.dtype(IMAGEJ_CASTS[wanted]):
-        return data.astype(wanted)
-    return data
 
 
 def read_fused_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -690,4 +128,4 @@ def read_series(path: str | Path) -> tuple[np.ndarray, str, bool]:
     with io.open_tiff(path) as (tif, series):
         axes = str(series.axes)
         photometric_rgb = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
-    return io.read_image(path), axes, photometric_rgb
+    return io.read_image(path, as_stored=True), axes, photometric_rgb

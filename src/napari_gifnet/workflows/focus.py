@@ -4,9 +4,6 @@ Everything here streams over the planes of a stack: it keeps the best and
 the second-best score per pixel and the index of the best plane, so memory
 holds a few full-size planes whatever the number of planes.
 
-* :func:`focus_measure`: local focus energy of a luma plane, the squared
-  Laplacian (3 x 3, mirrored borders) smoothed by a Gaussian of ``sigma``
-  (``fuse_stack``'s decision before issue 16, with sigma 2 px).
 * :func:`edge_focus`: the focus score ``fuse_stack(method="focus")`` decides
   by: the squared Laplacian of the luma pre-blurred by sigma 0.5 px,
   averaged over sigma 0.5 px, plus 0.07 x the same averaged over about
@@ -29,8 +26,8 @@ holds a few full-size planes whatever the number of planes.
 * :func:`guarded_median`: a median of the plane map that only replaces
   unconfident decisions (confident ones, typically at in-focus edges, are
   never moved across a depth step).
-* :func:`dissimilarity`: local mean squared difference of two lumas, the same
-  Gaussian smoothing.
+* :func:`dissimilarity`: local mean squared difference of two lumas,
+  smoothed by a Gaussian of :data:`FOCUS_SIGMA`.
 * :class:`BestPlane`: running argmax (or argmin) over planes, giving the
   index map and a confidence in [0, 1]: the normalised margin between the
   best and the second-best score.
@@ -43,12 +40,13 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ..engine.colour import LUMA_WEIGHTS
+
 __all__ = [
     "BestPlane",
     "dissimilarity",
     "edge_focus",
     "edge_focus_torch",
-    "focus_measure",
     "guarded_median",
     "luma_of",
     "noise_sigma",
@@ -58,7 +56,7 @@ __all__ = [
     "SoftBlend",
 ]
 
-#: Gaussian sigma (pixels) of the local averaging of the focus measure.
+#: Gaussian sigma (pixels) of :func:`dissimilarity`'s local averaging.
 FOCUS_SIGMA = 2.0
 #: :func:`edge_focus`: Gaussian pre-blur of the luma (noise) and fine window (3 taps each);
 #: the coarse term's block size (px), its Gaussian on the block grid (blocks) and weight.
@@ -80,7 +78,7 @@ NOISY_LOG_SIGMA, NOISY_WEIGHT_SIGMA, NOISY_DEPTH_SIGMA, NOISY_TEMPERATURE = 1.0,
 #: and from which it is taken alone.
 SHARE_FROM, SHARE_FULL = 32.0, 128.0
 _MAD = 0.6744897501960817  # the median of |N(0, 1)|
-_BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_BT601 = np.array(LUMA_WEIGHTS, dtype=np.float32)
 _EPS = 1e-12
 
 
@@ -88,25 +86,6 @@ def luma_of(plane: np.ndarray) -> np.ndarray:
     """Float32 (H, W) luma of a grey (H, W) or RGB (H, W, 3) float plane (BT.601)."""
     plane = np.asarray(plane, dtype=np.float32)
     return plane @ _BT601 if plane.ndim == 3 else plane
-
-
-def focus_measure(luma: np.ndarray, sigma: float = FOCUS_SIGMA) -> np.ndarray:
-    """Local focus energy: Gaussian-smoothed squared Laplacian of ``luma``.
-
-    Parameters
-    ----------
-    luma : numpy.ndarray
-        2-D float image (values in [0, 1]).
-    sigma : float
-        Standard deviation (pixels) of the Gaussian window.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32, same shape; larger is sharper.
-    """
-    lap = ndimage.laplace(np.asarray(luma, dtype=np.float32), mode="mirror")
-    return ndimage.gaussian_filter(lap * lap, sigma, mode="mirror")
 
 
 def _gaussian_taps(sigma: float, radius: int) -> list[float]:

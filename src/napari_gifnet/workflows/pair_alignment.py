@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.preprocess import check_finite
+from ..engine.preprocess import PERCENTILES, check_finite
 from ._dtype_cast import cast_to_dtype
 from .alignment import align_mode, apply_transform, estimate_transform
 from .focus import luma_of
@@ -60,7 +60,7 @@ def _unit_luma(image: np.ndarray) -> np.ndarray:
     """A float luma on a common scale for estimating the transform (not for fusing)."""
     luma = luma_of(np.asarray(image, dtype=np.float64)[..., :3] if np.ndim(image) == 3
                    else np.asarray(image, dtype=np.float64))  # fmt: skip
-    lo, hi = np.percentile(luma, (0.1, 99.9))
+    lo, hi = np.percentile(luma, PERCENTILES)
     return np.clip((luma - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(luma)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.preprocess import PERCENTILES
 from .alignment import apply_transform, resample
 
 __all__ = ["FileStack", "Planes", "focus_axis"]
@@ -318,7 +319,7 @@ def stack_range(
         x = x.astype(np.float64).ravel()
         mins.append(x.min()), maxs.append(x.max())  # of every pixel, not the sample
         x = x[:: max(1, x.size // 1_000_000)]
-        lo, hi = np.percentile(x, [0.1, 99.9])
+        lo, hi = np.percentile(x, PERCENTILES)
         los.append(lo), his.append(hi)
         if step is not None:
             step()

@@ -4,7 +4,8 @@ convolutions that read their neighbourhood exactly.
 A tile is a rectangle of a feature map. Tiles are laid on the 8 x 8 window
 grid of the pass that uses them (:func:`tiles`), so no attention window is
 split between two tiles, and every convolution of a tile reads its input
-through the reflections whole-map evaluation uses (:func:`conv_region`).
+through the reflections whole-map evaluation uses
+(:func:`~napari_gifnet.model.windows.conv_region`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from ...model.windows import WINDOW, reflect_indices, row_bands, take
+from ...model.windows import WINDOW, reflect_indices, row_bands
 
 #: The smallest tile edge: one attention window.
 MIN_TILE = WINDOW
@@ -130,73 +129,6 @@ def hull(start: int, stop: int, length: int, halo: int = 1) -> Range:
         idx = reflect_indices(start - 1, stop + 1, length)
         start, stop = int(idx.min()), int(idx.max()) + 1
     return start, stop
-
-
-def conv_region(
-    x: torch.Tensor,
-    origin: tuple[int, int],
-    rows: Range,
-    cols: Range,
-    size: tuple[int, int],
-    conv: nn.Conv2d,
-) -> torch.Tensor:
-    """``rows`` x ``cols`` of a reflect-padded 3x3 ``conv`` of a map of ``size``.
-
-    ``x`` holds the input from row ``origin[0]`` and column ``origin[1]`` on;
-    every position the output reads (reflections included) must be in it.
-    The input is read as a view: rows and columns past the map's edges are
-    zero-padded, and the output lines that read a reflection are recomputed
-    from thin reflected strips (no copy of the whole input).
-    """
-    height = size[0]
-    r0, r1 = rows
-    top, bottom = r0 == 0, r1 == height
-    if not (top or bottom) or r1 - r0 < 3:
-        return _conv_gathered_rows(x, origin, rows, cols, size, conv)
-    # the rows read, as a view; one zero row stands for each reflected one
-    a, b = max(r0 - 1, 0), min(r1 + 1, height)
-    y = _conv_columns(x[:, :, a - origin[0] : b - origin[0]], origin[1], cols, size[1], conv, 1)
-    first = r0 - a  # output row of map row r0 (the padding adds one row on top)
-    y = y[:, :, first : first + r1 - r0]
-    if top:
-        y[:, :, :1] = _conv_gathered_rows(x, origin, (0, 1), cols, size, conv)
-    if bottom:
-        y[:, :, -1:] = _conv_gathered_rows(x, origin, (height - 1, height), cols, size, conv)
-    return y
-
-
-def _conv_gathered_rows(
-    x: torch.Tensor,
-    origin: tuple[int, int],
-    rows: Range,
-    cols: Range,
-    size: tuple[int, int],
-    conv: nn.Conv2d,
-) -> torch.Tensor:
-    """:func:`conv_region` with the rows (reflections included) gathered first."""
-    (r0, r1) = rows
-    xr = take(x, reflect_indices(r0 - 1, r1 + 1, size[0]) - origin[0], 2)
-    return _conv_columns(xr, origin[1], cols, size[1], conv, 0)
-
-
-def _conv_columns(
-    xr: torch.Tensor, o: int, cols: Range, width: int, conv: nn.Conv2d, row_pad: int
-) -> torch.Tensor:
-    """The 3x3 ``conv`` of rows ``xr`` (zero-padded by ``row_pad`` rows) over
-    columns ``cols`` of a map ``width`` wide, ``xr`` starting at column ``o``.
-    Columns are read as a view, zero-padded, and the border columns that
-    read reflections recomputed."""
-    c0, c1 = cols
-    lo, hi = max(c0 - 1, 0), min(c1 + 1, width)
-    weight, bias = conv.weight, conv.bias
-    y = F.conv2d(xr[..., lo - o : hi - o], weight, bias, padding=(row_pad, 1))
-    y = y[..., c0 - lo : c1 - lo]
-    if c0 == 0:
-        y[..., :1] = F.conv2d(xr[..., [1 - o, -o, 1 - o]], weight, bias, padding=(row_pad, 0))
-    if c1 == width:
-        edge = [width - 2 - o, width - 1 - o, width - 2 - o]
-        y[..., -1:] = F.conv2d(xr[..., edge], weight, bias, padding=(row_pad, 0))
-    return y
 
 
 def crop(x: torch.Tensor, origin: tuple[int, int], rows: Range, cols: Range) -> torch.Tensor:

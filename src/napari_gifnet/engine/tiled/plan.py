@@ -1,11 +1,11 @@
 """How a pair is evaluated tile by tile: where the maps go and how big the tiles are.
 
-:func:`plan_stream` resolves the storage of the maps that outlive a pass
+:func:`plan_tiles` resolves the storage of the maps that outlive a pass
 (:func:`choose_storage`: memory when it fits comfortably, else scratch
 files, else recomputation), refuses before any work a storage whose scratch
 files cannot fit (:func:`check_scratch`) and sizes the tiles from the memory
 available (:func:`auto_tile_pixels`). Used by
-:func:`napari_gifnet.engine.tiled.run.fuse_streamed` and :func:`napari_gifnet.fuse`.
+:func:`napari_gifnet.engine.tiled.run.fuse_tiled` and :func:`napari_gifnet.fuse`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .grid import TileShape, tile_shape
 from .stages import padded_size
 from .stores import POOL, SCRATCH_ENV, ScratchError, human_bytes, scratch_free_bytes
 
-#: Storage choices for the maps that outlive a pass (see :func:`fuse_streamed`).
+#: Storage choices for the maps that outlive a pass (see :func:`fuse_tiled`).
 STORAGE = ("auto", "memory", "disk", "recompute")
 
 
@@ -107,8 +107,8 @@ def auto_tile_pixels(height: int, width: int, device: torch.device, storage: str
 
 
 @dataclass(frozen=True)
-class StreamPlan:
-    """How :func:`fuse_streamed` evaluates a pair (from :func:`plan_stream`)."""
+class TilePlan:
+    """How :func:`fuse_tiled` evaluates a pair (from :func:`plan_tiles`)."""
 
     size: tuple[int, int]  #: (H, W) of the pair
     storage: str  #: ``"memory"``, ``"disk"`` or ``"recompute"`` (``"auto"`` resolved)
@@ -117,7 +117,7 @@ class StreamPlan:
     out: TileShape  #: the output tiles (the last pass)
 
 
-def plan_stream(
+def plan_tiles(
     height: int,
     width: int,
     device: torch.device,
@@ -125,8 +125,8 @@ def plan_stream(
     *,
     tile_size: int | None = None,
     tile_pixels: int | None = None,
-) -> StreamPlan:
-    """The storage and tiles :func:`fuse_streamed` uses on a ``height`` x
+) -> TilePlan:
+    """The storage and tiles :func:`fuse_tiled` uses on a ``height`` x
     ``width`` pair: ``storage`` (``"auto"``: :func:`resolve_storage`), tiles
     of edge ``tile_size`` when given, else of about ``tile_pixels`` pixels
     (None: from :func:`auto_tile_pixels`).
@@ -152,4 +152,4 @@ def plan_stream(
 
     grid = shape(hp, wp)  # also refuses a bad tile size
     edge = None if tile_size is None else int(tile_size)
-    return StreamPlan((height, width), storage, edge, grid, shape(height, width))
+    return TilePlan((height, width), storage, edge, grid, shape(height, width))

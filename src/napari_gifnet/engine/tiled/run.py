@@ -2,7 +2,7 @@
 
 :meth:`GIFNet.forward` evaluates every layer on the whole image at once, so
 each of its dozens of intermediate maps (98 to 294 channels) is a full-size
-allocation. :func:`fuse_streamed` evaluates the network in tiles (full-width
+allocation. :func:`fuse_tiled` evaluates the network in tiles (full-width
 bands or squares, see :func:`napari_gifnet.engine.tiled.grid.tile_shape`) in three
 passes, keeping only the maps that whole-image statistics force it to keep
 (three 98-channel maps, in memory or in scratch files):
@@ -19,9 +19,9 @@ passes, keeping only the maps that whole-image statistics force it to keep
 
 Every tile reads its inputs through the reflections whole-map evaluation
 would use, so results agree with :meth:`GIFNet.forward` to float32 rounding
-whatever the tile size. The storage and tile plan (:func:`plan_stream`,
-:func:`choose_storage`, :func:`auto_tile_pixels`...) live in
-:mod:`napari_gifnet.engine.tiled.plan` and are re-exported here.
+whatever the tile size. The storage and tile plan (``plan_tiles``,
+``choose_storage``, ``auto_tile_pixels``...) live in
+:mod:`napari_gifnet.engine.tiled.plan`.
 """
 
 from __future__ import annotations
@@ -32,32 +32,17 @@ import torch
 
 from ...model.network import GIFNet
 from ...model.windows import CHANNELS, RunningMoments
-from ...util.progress import Progress as _Progress
+from ...util.progress import Progress
 from .grid import Range, TileShape, count_tiles, tile_shape, tiles
-from .plan import (
-    STORAGE,
-    StreamPlan,
-    auto_tile_pixels,
-    check_scratch,
-    choose_storage,
-    plan_stream,
-    resolve_storage,
-)
+from .plan import TilePlan, plan_tiles
 from .stages import NetStats, Pieces, Stats
 from .stores import POOL, DiskStore, MemoryStore
 
-__all__ = [
-    "REGION_HALO", "STORAGE", "Progress", "StreamPlan", "auto_tile_pixels", "check_scratch",
-    "choose_storage", "fuse_region", "fuse_streamed", "network_statistics", "plan_stream",
-    "resolve_storage",
-]  # fmt: skip
-
-#: Called after each tile with (tiles done, tiles in all).
-Progress = _Progress
+__all__ = ["REGION_HALO", "fuse_region", "fuse_tiled", "network_statistics"]
 
 
 class _Ticker:
-    """Counts finished tiles and reports them to a :data:`Progress` callback."""
+    """Counts finished tiles and reports them to a progress callback."""
 
     def __init__(self, total: int, progress: Progress | None) -> None:
         self.total, self.done, self.progress = total, 0, progress
@@ -68,7 +53,7 @@ class _Ticker:
             self.progress(self.done, self.total)
 
 
-def fuse_streamed(
+def fuse_tiled(
     model: GIFNet,
     a: torch.Tensor,
     b: torch.Tensor,
@@ -78,7 +63,7 @@ def fuse_streamed(
     storage: str = "auto",
     features: dict[str, torch.Tensor] | None = None,
     progress: Progress | None = None,
-    plan: StreamPlan | None = None,
+    plan: TilePlan | None = None,
 ) -> torch.Tensor:
     """Fuse two (1, 1, H, W) images tile by tile; returns (1, 1, H, W).
 
@@ -94,21 +79,24 @@ def fuse_streamed(
         chosen from ``tile_pixels``.
     tile_pixels
         About how many pixels a tile holds when ``tile_size`` is None. None:
-        from the memory available (:func:`auto_tile_pixels`).
+        from the memory available
+        (:func:`~napari_gifnet.engine.tiled.plan.auto_tile_pixels`).
     storage
         Where the three maps that outlive a pass (both streams' embeddings,
         and the gated stream) are kept: ``"memory"``, ``"disk"`` (scratch
         files: resident memory stays bounded), ``"recompute"`` (the
         embeddings are recomputed where needed, only the gated stream goes to
         disk: a third of the scratch space, more time) or ``"auto"`` (see
-        :func:`choose_storage`). All give the same values.
+        :func:`~napari_gifnet.engine.tiled.plan.choose_storage`). All give the
+        same values.
     features
         A dict to receive ``shared``, ``multimodal``, ``photographic`` and
         ``branch`` as (1, 98, H, W) maps (held in memory), or None.
     progress
         Called after each tile with (done, total) over all passes.
     plan
-        The storage and tiles, already planned by :func:`plan_stream` for
+        The storage and tiles, already planned by
+        :func:`~napari_gifnet.engine.tiled.plan.plan_tiles` for
         this pair (its scratch space checked); ``tile_size``,
         ``tile_pixels`` and ``storage`` are then not used. None: planned
         here from them.
@@ -123,12 +111,12 @@ def fuse_streamed(
         space for the chosen storage (never raised for ``"memory"``).
     """
     if a.shape[0] != 1:
-        raise ValueError("fuse_streamed works on one image pair at a time")
+        raise ValueError("fuse_tiled works on one image pair at a time")
     net = Pieces(model, a, b)
     h, w, hp, wp = net.h, net.w, net.hp, net.wp
     dev = a.device
     if plan is None:
-        plan = plan_stream(h, w, dev, storage, tile_size=tile_size, tile_pixels=tile_pixels)
+        plan = plan_tiles(h, w, dev, storage, tile_size=tile_size, tile_pixels=tile_pixels)
     elif plan.size != (h, w):
         raise ValueError(f"the plan is for a {plan.size} pair, not {(h, w)}")
     storage, shape, out_shape = plan.storage, plan.grid, plan.out
@@ -220,7 +208,7 @@ def network_statistics(
 ) -> NetStats:
     """The whole-image normalisation statistics of a (1, 1, H, W) pair,
     computed tile by tile without storing any map (the first two passes
-    of :func:`fuse_streamed` with the embeddings recomputed)."""
+    of :func:`fuse_tiled` with the embeddings recomputed)."""
     net = Pieces(model, a, b)
     shape = tile_shape(net.hp, net.wp, tile_pixels=tile_pixels)
     shift0 = net.block0.shift
@@ -264,7 +252,7 @@ def fuse_region(
 
     ``a`` and ``b`` hold the inputs of a ``size`` image from ``origin`` on,
     with at least :data:`REGION_HALO` pixels around the region (fewer at the
-    image's edges). Gives the values :func:`fuse_streamed` gives there; the
+    image's edges). Gives the values :func:`fuse_tiled` gives there; the
     gated stream is computed on the region's neighbourhood, in tiles, and
     kept in memory.
     """

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ...model.network import BRANCH_MULTIPLE, GIFNet
-from ...model.windows import block_axis, reflect_indices
-from .grid import Range, conv_region, crop, hull, take
+from ...model.windows import block_axis, conv_region, reflect_indices, take
+from .grid import Range, crop, hull
 
 Stats = tuple[torch.Tensor, torch.Tensor]
 
@@ -148,12 +148,6 @@ class Pieces:
             conv_region(padded, origin, rows, cols, size, embed.proj)
             for embed in (branch.patch_embed_ivif, branch.patch_embed_mfif)
         )
-
-    def gate_source(self, rows: Range, cols: Range) -> tuple[Range, Range]:
-        """The region of block 0's input the gate on ``rows`` x ``cols`` reads."""
-        ra = block_axis(*rows, self.hp, self.block0.shift)
-        ca = block_axis(*cols, self.wp, self.block0.shift)
-        return (ra.src_start, ra.src_stop), (ca.src_start, ca.src_stop)
 
     def gate(
         self,

@@ -25,7 +25,10 @@ successful run's summary) replaces an earlier error, tooltip included.
 
 :class:`LayerWatcher` keeps image-layer pickers in step with the viewer's
 layer list (added, removed, moved, renamed) and disconnects when the widget
-is destroyed; :func:`put_layer` adds or updates a result layer. The runner
+is destroyed; :func:`put_layer` adds or updates a result layer;
+:func:`gifnet_controls` adds the GIFNet device and weights controls, the
+weights field showing the one plugin-wide weights setting
+(:class:`SharedWeights`, with a line saying which weights a run uses). The runner
 and the watcher work by composition in a magicgui ``Container`` and in a plain
 ``QWidget`` (the metrics widget); :class:`JobWidget` is the magicgui form base
 of the fusion, focus-stack, pansharpen and enhance widgets.
@@ -54,8 +57,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari.qt.threading import GeneratorWorker
 
 __all__ = [
-    "JobProgressBar", "JobRunner", "JobWidget", "LayerWatcher", "Outcome", "StatusLine",
-    "device_text", "image_layers", "progress_text", "put_layer",
+    "JobProgressBar", "JobRunner", "JobWidget", "LayerWatcher", "Outcome", "SharedWeights",
+    "StatusLine", "WEIGHTS_SEARCH", "device_text", "gifnet_controls", "image_layers",
+    "progress_text", "put_layer", "weights_of", "weights_state",
 ]  # fmt: skip
 
 #: What a job computes: ``work(progress) -> value``, or a generator returning it.
@@ -552,14 +556,175 @@ def put_layer(viewer: napari.Viewer, name: str, data: np.ndarray, **kwargs: Any)
     return viewer.add_image(data, name=name, **kwargs)
 
 
+#: The weights search, in one line (:func:`napari_gifnet.model.weights.resolve_weights`).
+WEIGHTS_SEARCH = (
+    "Weights search: this field, else the file named by GIFNET_WEIGHTS, else the cache "
+    "(gifnet-official.pth, sha256 checked), else a download of the published checkpoint."
+)
+_WEIGHTS_TIP = (
+    "GIFNet checkpoint file (.pth) for every GIFNet widget: one setting shared by all of "
+    "them and remembered for the next launch. Leave it empty for the published weights; "
+    "choose a fine-tuned or local file to use it instead. " + WEIGHTS_SEARCH
+)
+_DEVICE_TIP = (
+    "Where GIFNet runs: auto picks the GPU when there is one (CUDA or Apple MPS), else the "
+    "CPU. Choose cpu when the GPU runs out of memory or is busy; cuda:N for one GPU of several."
+)
+_PUBLISHED_TIP = "Forget the chosen checkpoint: every GIFNet widget uses the published weights"
+
+
+def weights_state(path: str | None, remembered: bool = False) -> tuple[str, bool]:
+    """The weights line of a widget, and whether the weights are other than the published ones.
+
+    Parameters
+    ----------
+    path
+        The weights field ("" or None: the search, which reads ``GIFNET_WEIGHTS``).
+    remembered
+        Whether the field's file was restored from an earlier session.
+
+    Returns
+    -------
+    str
+        ``"Weights: run.pth (not the published checkpoint; remembered from an earlier
+        session)"``, ``"Weights: published (...)"``, ...
+    bool
+        True for a file other than the published checkpoint.
+    """
+    import os
+    from pathlib import Path
+
+    from ...model.weights import OFFICIAL_SHA256, WEIGHTS_ENV, file_sha256
+
+    path = str(path or "").strip()
+    where = "this field"
+    if not path:
+        path = os.environ.get(WEIGHTS_ENV, "").strip()
+        if not path:
+            return "Weights: the published checkpoint (cache or download)", False
+        where = WEIGHTS_ENV
+    file = Path(path).expanduser()
+    if not file.is_file():
+        return f"Weights: {file.name} (file not found; from {where})", True
+    try:
+        published = file_sha256(file) == OFFICIAL_SHA256
+    except OSError:
+        published = False
+    if published:
+        return f"Weights: {file.name} (the published checkpoint; from {where})", False
+    since = "remembered from an earlier session" if remembered else f"from {where}"
+    return f"Weights: {file.name} (not the published checkpoint; {since})", True
+
+
+class SharedWeights:
+    """Keeps a widget's weights field equal to the plugin-wide weights setting.
+
+    The field starts at the stored setting (:func:`._settings.stored_weights`);
+    a change of the field stores it and sets it in every other open widget
+    (:func:`._settings.store_weights`); ``note`` says which weights a run
+    uses and ``published`` (shown for any other file) puts the published
+    weights back everywhere.
+    """
+
+    def __init__(self, widget: Any) -> None:
+        from ._settings import stored_weights, weights_chosen_now, weights_hub
+
+        self.widget = widget
+        self.field: FileEdit = widget.weights
+        self.note = Label(label="", value="")
+        self.note.native.setWordWrap(True)
+        policy = self.note.native.sizePolicy()
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)  # a long name never widens the dock
+        self.note.native.setSizePolicy(policy)
+        self.note.tooltip = WEIGHTS_SEARCH
+        self.published = PushButton(text="Use the published weights")
+        self.published.tooltip = _PUBLISHED_TIP
+        self.published.native.setVisible(False)
+        self._quiet = True
+        stored = stored_weights()
+        if stored:
+            self.field.value = stored
+        self._quiet = False
+        self.remembered = bool(stored) and not weights_chosen_now(stored)
+        self.text, self.custom = weights_state(stored, self.remembered)
+        self.field.changed.connect(self._changed)
+        self.published.changed.connect(self.use_published)
+        hub = weights_hub()
+        hub.changed.connect(self._shared)
+        on_destroyed(widget.native, lambda: _disconnect(hub, self._shared))
+        self._show()
+
+    def _changed(self, _value: Any = None) -> None:
+        """The user (or code) changed this widget's field: share it."""
+        if not self._quiet:
+            from ._settings import store_weights
+
+            store_weights(weights_of(self.widget) or "")
+
+    def _shared(self, path: str) -> None:
+        """The shared setting changed (in this or another widget)."""
+        self.remembered = False
+        if (weights_of(self.widget) or "") != path:
+            self._quiet = True
+            try:
+                if path:
+                    self.field.value = path
+                else:
+                    self.field.line_edit.value = ""
+            finally:
+                self._quiet = False
+        self._show()
+
+    def use_published(self, _value: Any = None) -> None:
+        """The published weights in every widget (the field emptied)."""
+        from ._settings import store_weights
+
+        store_weights("")
+
+    def _show(self) -> None:
+        path = weights_of(self.widget)
+        self.text, self.custom = weights_state(path, self.remembered)
+        self.note.value = self.text
+        self.note.tooltip = "\n".join(t for t in (self.text, path, WEIGHTS_SEARCH) if t)
+        if self.published.native.parent() is not None:  # placed: never a window of its own
+            self.published.native.setVisible(self.custom and bool(weights_of(self.widget)))
+
+    def place(self, container: Container) -> None:
+        """Put the weights line and the button below the weights field in ``container``."""
+        try:
+            index = list(container).index(self.field)
+        except ValueError:
+            return
+        container.insert(index + 1, self.note)
+        container.insert(index + 2, self.published)
+        self._show()
+
+
+def _disconnect(hub: Any, slot: Callable[..., Any]) -> None:
+    try:
+        hub.changed.disconnect(slot)
+    except (TypeError, RuntimeError):  # not connected, or the hub is gone already
+        pass
+
+
 def gifnet_controls(widget: Any) -> None:
-    """Add the GIFNet-only ``device`` and ``weights`` controls to ``widget``."""
+    """Add the GIFNet-only ``device`` and ``weights`` controls to ``widget``.
+
+    The weights field shows the plugin-wide weights setting
+    (:class:`SharedWeights`, ``widget.shared_weights``); :meth:`JobWidget.remember`
+    puts its weights line and *Use the published weights* button below it.
+    """
     from ...engine.devices import available_devices
 
     widget.device = ComboBox(label="device", choices=["auto", *available_devices()])
+    widget.device.tooltip = _DEVICE_TIP
     widget.weights = FileEdit(label="weights", mode="r", filter=_WEIGHT_FILTER)
-    widget.weights.tooltip = "GIFNet checkpoint file; empty: GIFNET_WEIGHTS, cache, download"
-    widget.weights.line_edit.native.setPlaceholderText("default (GIFNET_WEIGHTS, cache, download)")
+    widget.weights.tooltip = _WEIGHTS_TIP
+    placeholder = "published (GIFNET_WEIGHTS, cache, download)"
+    widget.weights.line_edit.native.setPlaceholderText(placeholder)
+    widget.weights.line_edit.tooltip = _WEIGHTS_TIP
+    widget.weights.choose_btn.tooltip = "Choose a GIFNet checkpoint file"
+    widget.shared_weights = SharedWeights(widget)
 
 
 def weights_of(widget: Any) -> str | None:
@@ -640,15 +805,26 @@ class JobWidget(Container):
 
         Called at the end of a subclass's ``__init__``: their current values
         are the defaults; the stored values are restored now (in this order)
-        and every change is stored. Returns the restored values.
+        and every change is stored. Returns the restored values. ``"weights"``
+        is the plugin-wide setting (:class:`SharedWeights`), not the group's;
+        its line and button are placed below the field here.
         """
+        shared = getattr(self, "shared_weights", None)
+        if shared is not None:  # the plugin-wide setting, not the widget's own
+            shared.place(self)
+            names = tuple(name for name in names if name != "weights")
+            self.reset_button.tooltip += "; the weights go back to the published ones everywhere"
         self.settings = WidgetSettings(group, {name: getattr(self, name) for name in names})
         return self.settings.restore()
 
     def reset_settings(self) -> None:
-        """The Reset button: the remembered controls back to their defaults, nothing stored."""
+        """The Reset button: the remembered controls back to their defaults, nothing
+        stored; the shared weights back to the published ones."""
         if self.settings is not None:
             self.settings.reset()
+        shared = getattr(self, "shared_weights", None)
+        if shared is not None and weights_of(self):
+            shared.use_published()
 
     # ------------------------------------------------------------------ runs
     @property

@@ -5,7 +5,14 @@ preset, method, options; never the layer pickers). :class:`WidgetSettings`
 restores them when the widget is created, stores a control's value whenever
 it changes, and :meth:`WidgetSettings.reset` puts the defaults back and
 forgets what was stored. Values are stored as JSON text, one key per control,
-in one group per widget (``fusion/method``, ``enhance/gamma``, ...). A stored
+in one group per widget (``fusion/method``, ``enhance/gamma``, ...). The
+GIFNet weights file is one plugin-wide setting, ``plugin/weights``
+(:func:`stored_weights`, :func:`store_weights`): every widget with a weights
+field shows it, and a change in one reaches every open widget at once
+(:func:`weights_hub`). A settings file from before the shared setting may
+hold a widget's own ``<group>/weights``: while ``plugin/weights`` was never
+stored, the first valid one of those is read (in the order of
+:data:`OLD_WEIGHTS_GROUPS`) and stored as the shared setting. A stored
 value the control cannot take any more (a choice that is gone, a device that
 is not there, a weights file that no longer exists, unreadable text) is
 ignored: the control keeps its default.
@@ -51,18 +58,24 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, SpinBox
-from qtpy.QtCore import QSettings
+from qtpy.QtCore import QObject, QSettings, Signal
 
 __all__ = [
     "APPLICATION", "ENV", "GROUPS", "MARKER_GROUP", "MemorySettings", "ORGANISATION",
-    "WidgetSettings", "foreign_reason", "open_settings",
+    "PLUGIN_GROUP", "WEIGHTS_KEY", "WidgetSettings", "foreign_reason", "open_settings",
+    "store_weights", "stored_weights", "weights_chosen_now", "weights_hub",
 ]  # fmt: skip
 
 #: Environment variable naming an INI file to use instead of the user's settings.
 ENV = "NAPARI_GIFNET_SETTINGS"
 ORGANISATION, APPLICATION = "napari-gifnet", "widgets"
-#: The settings groups of the job widgets (one per widget).
-GROUPS = frozenset({"enhance", "finetune", "focus_stack", "fusion", "pansharpen"})
+#: The plugin-wide settings group (shared by every widget) and its weights key.
+PLUGIN_GROUP = "plugin"
+WEIGHTS_KEY = f"{PLUGIN_GROUP}/weights"
+#: The settings groups of the job widgets (one per widget), and the plugin-wide one.
+GROUPS = frozenset({"enhance", "finetune", "focus_stack", "fusion", "pansharpen", PLUGIN_GROUP})
+#: The widgets' groups that held their own weights file before the shared setting.
+OLD_WEIGHTS_GROUPS = ("fusion", "focus_stack", "pansharpen", "enhance")
 #: The group marking a settings file as the plugin's, and its one key and value.
 MARKER_GROUP, MARKER_KEY, MARKER_VALUE = "napari-gifnet", "format", "1"
 #: A file larger than this is not one the plugin wrote (its values are a few paths).
@@ -230,12 +243,17 @@ def value_of(control: Any) -> Any:
     return control.value
 
 
+def _file_value(value: Any) -> Any:
+    """``value`` if it is "" or the path of an existing file, else ``_INVALID``."""
+    if not isinstance(value, str):
+        return _INVALID
+    return value if not value or Path(value).expanduser().is_file() else _INVALID
+
+
 def accepted(control: Any, value: Any) -> Any:
     """``value`` as ``control`` takes it now, or ``_INVALID``."""
     if isinstance(control, FileEdit):
-        if not isinstance(value, str):
-            return _INVALID
-        return value if not value or Path(value).expanduser().is_file() else _INVALID
+        return _file_value(value)
     if isinstance(control, CheckBox):
         return value if isinstance(value, bool) else _INVALID
     if isinstance(control, (FloatSpinBox, SpinBox)):
@@ -337,3 +355,81 @@ class WidgetSettings:
         if settings is not None:
             settings.remove(self.group)
             settings.sync()
+
+
+class _WeightsHub(QObject):
+    """Tells every open widget that the shared weights file changed (its new value)."""
+
+    changed = Signal(str)
+
+
+_hub: _WeightsHub | None = None
+#: Weights files chosen in this process (they are not "remembered from an earlier session").
+_chosen_now: set[str] = set()
+
+
+def weights_hub() -> _WeightsHub:
+    """The one object whose ``changed(str)`` signal carries the shared weights file."""
+    global _hub
+    try:
+        if _hub is not None:
+            _hub.objectName()  # raises once Qt has deleted it (e.g. at exit)
+            return _hub
+    except RuntimeError:
+        pass
+    _hub = _WeightsHub()
+    return _hub
+
+
+def _weights_value(text: Any) -> str | None:
+    """A stored weights value (JSON text) as a path the field can take, or None."""
+    if not isinstance(text, str) or len(text) > MAX_VALUE_CHARS:
+        return None
+    try:
+        value = _file_value(json.loads(text))
+    except (ValueError, TypeError, RecursionError, OverflowError, OSError):
+        return None
+    return None if value is _INVALID else value
+
+
+def _write(settings: QSettings | MemorySettings, key: str, value: Any) -> None:
+    settings.setValue(f"{MARKER_GROUP}/{MARKER_KEY}", MARKER_VALUE)
+    settings.setValue(key, json.dumps(value))
+    settings.sync()
+
+
+def stored_weights() -> str:
+    """The shared weights file stored now: a path of an existing file, or "" (the search).
+
+    While ``plugin/weights`` was never stored, the first valid ``<group>/weights``
+    of :data:`OLD_WEIGHTS_GROUPS` is read, and stored as ``plugin/weights``.
+    """
+    settings = open_settings()
+    if settings is None:
+        return ""
+    text = settings.value(WEIGHTS_KEY)
+    if text is not None:
+        return _weights_value(text) or ""
+    for group in OLD_WEIGHTS_GROUPS:
+        old = _weights_value(settings.value(f"{group}/weights"))
+        if old:
+            _write(settings, WEIGHTS_KEY, old)
+            return old
+    return ""
+
+
+def store_weights(path: str) -> None:
+    """Make ``path`` ("" for the search) the shared weights file: stored, and sent to
+    every open widget (:func:`weights_hub`)."""
+    path = str(path).strip()
+    if path:
+        _chosen_now.add(path)
+    settings = open_settings()
+    if settings is not None:
+        _write(settings, WEIGHTS_KEY, path)
+    weights_hub().changed.emit(path)
+
+
+def weights_chosen_now(path: str) -> bool:
+    """Whether ``path`` was made the shared weights file in this process (not remembered)."""
+    return str(path).strip() in _chosen_now

@@ -94,12 +94,22 @@ def add_compare_controls(widget: Any) -> None:
     widget.compare_button = PushButton(text="Compare methods")
     widget.compare_button.tooltip = (
         "Run every method of the task on the current layers; each result becomes a "
-        "'compare: ... (Method)' layer (only the best shown), with the metrics below"
+        "'compare: ... (Method)' layer (only the best shown), with the metrics below. "
+        "Use it to check which method suits your own data"
     )
     widget.compare_note = Label(label="", value="")
     widget.compare_note.native.setWordWrap(True)
+    widget.compare_note.tooltip = (
+        "The best method of the last comparison and the rule that chose it, and any method "
+        "that failed"
+    )
     widget.compare_table = Table(value={"data": [], "index": [], "columns": []})
     widget.compare_table.read_only = True
+    widget.compare_table.tooltip = (
+        "One row per method compared, one column per metric: higher is better, except "
+        "D_lambda and D_s (distortions); the best row is marked (best). No-reference "
+        "metrics: a hint, not a verdict against the truth (docs/quality.md has those)"
+    )
     widget.compare_table.visible = False
     widget.compare_methods = None
     widget.last_comparison = None

@@ -3,8 +3,11 @@
 Pick an image layer (grey or RGB, one plane) and a variant; Run calls
 :func:`napari_gifnet.workflows.enhancement.enhance` (the console function) in a napari
 worker thread (which also reads the layer's pixels: a Dask layer is never
-computed on the GUI thread) and adds ``"<name> enhanced"`` with the layer's
-transforms. The options are remembered across launches.
+computed on the GUI thread) and adds ``"<name> enhanced (<variant>)"``, e.g.
+``"MRI enhanced (image + brightened copy)"``, with the layer's transforms.
+With "keep previous results" (on by default: gamma changes the result but
+not the name) every run adds a layer; off, a rerun of the same variant
+updates its own. The options are remembered across launches.
 """
 
 from __future__ import annotations
@@ -13,15 +16,39 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
 
+from ..layer_output import _put as put_image
 from ..layer_output import display_range
-from ._job import JobWidget, gifnet_controls, put_layer, weights_of
+from ._job import JobWidget, gifnet_controls, weights_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["EnhanceWidget"]
+__all__ = ["VARIANTS", "EnhanceWidget"]
+
+#: (label, ``enhance`` ``variant``) of the variant menu; the label names the result layer.
+VARIANTS = [("the image twice", "self"), ("image + brightened copy", "exposure")]
+_TOOLTIPS = {
+    "image": "The image layer to enhance: one plane, grey (Y, X) or RGB (Y, X, 3)",
+    "variant": (
+        "What GIFNet fuses the image with (docs/enhancement.md):\n"
+        "the image twice (default): raised contrast (SD) about 27 % and sharpness (AG, EI) "
+        "about 60 % on average, and never lowered sharpness on the 12 test images\n"
+        "image + brightened copy: the image with a copy raised to the power gamma, like an "
+        "exposure pair; stronger on dark images (infrared, under-exposed, remote-sensing "
+        "bands), worse on already bright ones"
+    ),
+    "gamma": (
+        "Exponent of the brightened copy (image + brightened copy only): lower lifts the "
+        "shadows more, nearer 1 keeps the copy close to the image; 0.5 by default"
+    ),
+    "keep_previous": (
+        "On (default): every run adds a new layer, so tries with other gamma values (which "
+        "share the variant's name) stay side by side. Off: a rerun with the same variant "
+        "updates its own layer (the other variant's result always stays)"
+    ),
+}
 
 
 class EnhanceWidget(JobWidget):
@@ -30,20 +57,25 @@ class EnhanceWidget(JobWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         self.image = ComboBox(label="image", choices=self._image_choices)
-        self.variant = ComboBox(
-            label="variant",
-            choices=[("the image twice", "self"), ("image + brightened copy", "exposure")],
-            value="self",
-        )
+        self.variant = ComboBox(label="variant", choices=VARIANTS, value="self")
         self.gamma = FloatSpinBox(label="gamma", value=0.5, min=0.05, max=0.95, step=0.05)
+        self.keep_previous = CheckBox(text="keep previous results", value=True)
+        for name, tip in _TOOLTIPS.items():
+            getattr(self, name).tooltip = tip
         gifnet_controls(self)
         self._pickers = [self.image]
         self.extend(
-            [self.image, self.variant, self.gamma, self.device, self.weights, self.buttons,
-             self.status]
+            [self.image, self.variant, self.gamma, self.device, self.weights, self.keep_previous,
+             self.buttons, self.status]
         )  # fmt: skip
+        self.variant.changed.connect(self._apply_variant)
+        self._apply_variant()
         self._refresh_layers()
-        self.remember("enhance", "variant", "gamma", "device", "weights")
+        self.remember("enhance", "variant", "gamma", "device", "weights", "keep_previous")
+
+    def _apply_variant(self, _value: Any = None) -> None:
+        """Gamma is used by the brightened copy only."""
+        self.gamma.enabled = self.variant.value == "exposure"
 
     def prepare(self) -> tuple[Callable, str]:
         from ...workflows.enhancement import enhance
@@ -58,7 +90,7 @@ class EnhanceWidget(JobWidget):
                 f"{layer.name!r} has shape {tuple(data.shape)}: enhance works on one plane "
                 "(Y, X) or (Y, X, RGB)"
             )
-        self._target = layer
+        self._target = layer, {key: label for label, key in VARIANTS}[self.variant.value]
         options = {
             "variant": self.variant.value, "gamma": float(self.gamma.value),
             "weights": weights_of(self), "device": self.device.value,
@@ -70,14 +102,14 @@ class EnhanceWidget(JobWidget):
         return job, f"Enhance: {layer.name}"
 
     def finish(self, value: Any) -> list[Any]:
-        layer = self._target
+        layer, variant = self._target
         rgb = value.image.ndim == 3
         look = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
         meta = dict(value.metadata, source_layer=layer.name)
         return [
-            put_layer(
-                self.viewer, f"{layer.name} enhanced", value.image,
-                contrast_limits=display_range(value.image, rgb),
+            put_image(
+                self.viewer, f"{layer.name} enhanced ({variant})", value.image,
+                not self.keep_previous.value, contrast_limits=display_range(value.image, rgb),
                 scale=tuple(layer.scale), translate=tuple(layer.translate), metadata=meta,
                 **look,
             )

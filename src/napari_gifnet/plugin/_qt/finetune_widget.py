@@ -4,21 +4,28 @@ The training data is a folder of pairs (``DIR/first`` + ``DIR/second``, what
 ``napari-gifnet train --pairs DIR`` reads) or the current two image layers:
 these are written, plane by plane, as a tiny pairs folder in a temporary
 directory (removed afterwards), each plane as often as needed to fill a batch,
-so every batch holds ``batch size`` random crops of them. Then steps, batch
-size, crop, learning rate, the checkpoint to write, where to start (the
-published checkpoint, or the weights the docked *GIFNet fusion* widget uses)
-and the device.
+so every batch holds ``batch size`` random crops of them. Then the steps and
+the checkpoint to write; under *more options* the batch size, crop, learning
+rate, where to start (the published checkpoint, or the weights the docked
+*GIFNet fusion* widget uses), the device and the DenseNet-121 weights file the
+training loss needs (``--densenet-weights`` of the command; empty: the
+training's own search, ``GIFNET_DENSENET_WEIGHTS`` first). The settings
+scroll when the dock is short; Train, the status line and the loss plot stay
+in view, so this widget and the fusion widget it opens share a 1000-pixel
+screen. Every control's tooltip says what it does and when to change it.
 
 Run calls :func:`napari_gifnet.training.loop.train`, the code path of
 ``napari-gifnet train``, in the shared job runner's worker thread
 (:class:`~._job.JobRunner`): a napari progress bar counts the steps and each
 step's losses (total, multimodal step, photographic step) are drawn in the
-dock's live loss plot (matplotlib), updated on the GUI thread. Cancel stops
-after the current step and keeps its checkpoint (with the state, the log and
-the metadata, as Ctrl-C does for the command). When the run ends, the new
-checkpoint goes into the *weights* field of the *GIFNet fusion* widget (which
-is opened when not docked); *Use checkpoint in GIFNet fusion* does the same
-for a cancelled run.
+dock's live loss plot (matplotlib; axes "step" and "loss", integer steps,
+a hint until the first step), updated on the GUI thread. The random-DenseNet
+fallback warning names the widget's *DenseNet-121 weights* control. Cancel
+stops after the current step and keeps its checkpoint (with the state, the
+log and the metadata, as Ctrl-C does for the command). When the run ends, the
+new checkpoint goes into the *weights* field of the *GIFNet fusion* widget
+(which is opened when not docked); *Use in fusion* does the same for a
+cancelled run.
 
 The samples are built in the training thread (``workers=0``: no worker
 processes forked from napari). torch is imported only when a job runs.
@@ -40,8 +47,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    PushButton,
+    SpinBox,
+)
 from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import QFrame, QScrollArea
 
 from ...util.progress import Progress
 from ._job import JobWidget, on_destroyed
@@ -58,8 +74,18 @@ __all__ = [
 
 #: The smallest crop (``napari_gifnet.training.dataset.MIN_CROP``, without importing torch).
 MIN_CROP = 29
+#: ``napari_gifnet.training.features.DENSENET_ENV``, without importing torch.
+DENSENET_ENV = "GIFNET_DENSENET_WEIGHTS"
+#: The DenseNet-121 weights control's label (the fallback advice names it).
+DENSENET_LABEL = "DenseNet-121 weights"
+#: The command's advice in the DenseNet fallback warning, and the widget's words for it.
+DENSENET_FLAG_ADVICE = "pass --densenet-weights FILE"
+DENSENET_WIDGET_ADVICE = f'choose the file in "{DENSENET_LABEL}" under "more options"'
+#: The loss plot's height bounds (pixels) and the settings' smallest height (they scroll).
+PLOT_HEIGHT = (110, 240)
+FORM_MIN_HEIGHT = 72
 SOURCES = [("folder of pairs (first/ + second/)", "folder"), ("two image layers", "layers")]
-INITS = [("published checkpoint", "published"), ("GIFNet fusion widget's weights", "fusion")]
+INITS = [("published checkpoint", "published"), ("the GIFNet widgets' weights", "fusion")]
 _CHECKPOINTS = "Checkpoints (*.pth *.pt);;All files (*)"
 #: The loss curves drawn: log column -> legend.
 CURVES = {"total": "total", "s1_total": "multimodal step", "s2_total": "photographic step"}
@@ -199,39 +225,104 @@ class FinetuneWidget(JobWidget):
 
         super().__init__(napari_viewer)
         self.run_button.text = "Train"
-        self.source = ComboBox(label="training data", choices=SOURCES, value="folder")
-        self.pairs = FileEdit(label="pairs folder", mode="d")
-        self.pairs.tooltip = "A folder with first/ and second/ (as for napari-gifnet train --pairs)"
-        self.first = ComboBox(label="first (modality)", choices=self._image_choices)
-        self.second = ComboBox(label="second (reference)", choices=self._image_choices)
-        self.steps = SpinBox(label="steps", value=200, min=1, max=10_000_000)
-        self.steps.tooltip = "Batches to train on (two optimiser steps each)"
-        self.batch_size = SpinBox(label="batch size", value=4, min=1, max=1024)
-        self.crop = SpinBox(label="crop", value=128, min=MIN_CROP, max=8192)
-        self.crop.tooltip = f"Side of the random square crops (at least {MIN_CROP})"
-        self.lr = FloatSpinBox(label="learning rate", value=1e-4, min=1e-5, max=1.0, step=1e-5)
-        self.lr.tooltip = "Adam learning rate (1e-4 is safer for fine-tuning; 1e-3 published)"
-        self.init = ComboBox(label="start from", choices=INITS, value="published")
-        self.init.tooltip = (
-            "The published checkpoint, or the weights file of the GIFNet fusion widget "
-            "(its default when empty: the published checkpoint)"
+        self.run_button.tooltip = "Start fine-tuning with these settings (in the background)"
+        self.cancel_button.tooltip = (
+            "Stop after the current step; that step's checkpoint is written and kept"
         )
-        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.source = ComboBox(label="training data", choices=SOURCES, value="folder")
+        self.source.tooltip = (
+            "Train on a folder of pairs (many images: a better model), or on the two image "
+            "layers chosen below (a quick trial on what is open)"
+        )
+        self.pairs = FileEdit(label="pairs folder", mode="d")
+        self.pairs.tooltip = (
+            "A folder with first/ and second/ subfolders of aligned images with matching "
+            "names (as for napari-gifnet train --pairs)"
+        )
+        self.first = ComboBox(label="first (modality)", choices=self._image_choices)
+        self.first.tooltip = "The image layer of the first modality (e.g. infrared, CT, PET)"
+        self.second = ComboBox(label="second (reference)", choices=self._image_choices)
+        self.second.tooltip = (
+            "The image layer of the second modality, aligned with the first and of its size "
+            "(e.g. visible, MRI); it is also the reconstruction target"
+        )
+        self.steps = SpinBox(label="steps", value=200, min=1, max=10_000_000)
+        self.steps.tooltip = (
+            "Batches to train on (two optimiser steps each); a few hundred adapt the "
+            "published weights, 1-3 only test the set-up"
+        )
         self.out = FileEdit(label="output checkpoint", mode="w", filter=_CHECKPOINTS)
         self.out.tooltip = (
             "The checkpoint to write; its .train.pt, .log.csv, .loss.png and .train.json "
-            "are written next to it"
+            "are written next to it. Choose a new name to keep earlier runs"
         )
-        self.use_button = PushButton(text="Use checkpoint in GIFNet fusion")
-        self.use_button.tooltip = "Put the output checkpoint into the GIFNet fusion widget"
-        self._pickers = [self.first, self.second]
-        self.extend(
-            [
-                self.source, self.pairs, self.first, self.second, self.steps, self.batch_size,
-                self.crop, self.lr, self.init, self.device, self.out, self.buttons,
-                self.use_button, self.status,
-            ]
+        self.advanced = CheckBox(text="more options", value=False)
+        self.advanced.tooltip = (
+            "Show batch size, crop, learning rate, starting weights, device and the "
+            "DenseNet-121 weights the loss needs"
+        )
+        self.batch_size = SpinBox(label="batch size", value=4, min=1, max=1024)
+        self.batch_size.tooltip = (
+            "Crops per step; lower it if memory runs out, raise it on a large GPU"
+        )
+        self.crop = SpinBox(label="crop", value=128, min=MIN_CROP, max=8192)
+        self.crop.tooltip = (
+            f"Side of the random square crops, in pixels (at least {MIN_CROP}); at most the "
+            "images' smaller side, lower it for small images or little memory"
+        )
+        self.lr = FloatSpinBox(label="learning rate", value=1e-4, min=1e-5, max=1.0, step=1e-5)
+        self.lr.tooltip = (
+            "Adam learning rate: 1e-4 is safer for fine-tuning; 1e-3 (published) only to "
+            "train from scratch"
+        )
+        self.init = ComboBox(label="start from", choices=INITS, value="published")
+        self.init.tooltip = (
+            "The published checkpoint, or the weights file the GIFNet widgets share (the "
+            "published checkpoint when empty); choose the latter to go on from an earlier "
+            "fine-tune"
+        )
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.device.tooltip = (
+            "Where training runs: auto takes the GPU when there is one, else the CPU; "
+            "choose cpu to leave the GPU free"
+        )
+        self.densenet = FileEdit(label=DENSENET_LABEL, mode="r", filter=_CHECKPOINTS)
+        self.densenet.tooltip = (
+            "ImageNet DenseNet-121 weights (a state_dict file) that weigh the training loss. "
+            f"Empty: {DENSENET_ENV}, else timm's download (cached); offline without either, "
+            "a random DenseNet-121 is used and the loss is not the published one"
+        )
+        self.densenet.line_edit.native.setPlaceholderText(f"default ({DENSENET_ENV}, download)")
+        self.more = Container(
+            widgets=[self.batch_size, self.crop, self.lr, self.init, self.device, self.densenet],
+            labels=True,
         )  # fmt: skip
+        self.more.margins = (0, 0, 0, 0)
+        self.form = Container(
+            widgets=[self.source, self.pairs, self.first, self.second, self.steps, self.out,
+                     self.advanced, self.more],
+            labels=True,
+        )  # fmt: skip
+        self.form.margins = (0, 0, 0, 0)
+        # the settings scroll when the dock is short; Train, the status and the plot stay shown
+        self.form_area = QScrollArea()
+        self.form_area.setWidgetResizable(True)
+        self.form_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.form_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.form_area.setMinimumHeight(FORM_MIN_HEIGHT)
+        self.form_area.setWidget(self.form.native)
+        scrollbar = self.form_area.verticalScrollBar().sizeHint().width()
+        self.form_area.setMinimumWidth(self.form.native.minimumSizeHint().width() + scrollbar)
+        self.use_button = PushButton(text="Use in fusion")
+        self.use_button.tooltip = (
+            "Put the output checkpoint into the GIFNet fusion widget's weights (opened if "
+            "needed); for a cancelled run or an earlier checkpoint"
+        )
+        self.buttons[0].append(self.use_button)
+        self._pickers = [self.first, self.second]
+        self.extend([self.buttons, self.status])
+        self.margins = (4, 4, 4, 4)
+        self.native.layout().insertWidget(0, self.form_area)
         self.losses: list[dict[str, float]] = []
         self.last_result: Any = None
         self.handed_to: FusionWidget | None = None
@@ -242,43 +333,89 @@ class FinetuneWidget(JobWidget):
         self._relay.logged.connect(self._on_row, Qt.ConnectionType.QueuedConnection)
         self._alive = True
         on_destroyed(self.native, self._closed)
+        # the fallback advice names this widget's control, not the command's flag
+        self.runner._on_warned = self._on_warned  # type: ignore[method-assign]
         self._make_plot()
         self.source.changed.connect(self._apply_source)
+        self.advanced.changed.connect(self._apply_advanced)
+        self.steps.changed.connect(self._idle_plot)
         self.use_button.changed.connect(self.use_checkpoint)
         self._refresh_layers()
         self.remember(
             "finetune", "source", "steps", "batch_size", "crop", "lr", "init", "device", "out",
+            "densenet", "advanced",
         )  # fmt: skip
         self._apply_source()
+        self._apply_advanced()
 
     # ------------------------------------------------------------------ form
     def _closed(self) -> None:
         self._alive = False
 
     def _apply_source(self, _value: Any = None) -> None:
+        """Show the pairs folder or the two layer pickers, as the training data says."""
         layers = self.source.value == "layers"
-        self.pairs.enabled = not layers
-        self.first.enabled = self.second.enabled = layers
+        self.pairs.visible = not layers
+        self.first.visible = self.second.visible = layers
+
+    def _apply_advanced(self, _value: Any = None) -> None:
+        self.more.visible = bool(self.advanced.value)
+
+    def _on_warned(self, args: tuple) -> None:
+        """The job's user warnings as notifications, the DenseNet advice in the widget's words."""
+        from napari.utils.notifications import show_warning
+
+        if isinstance(args[1], type) and issubclass(args[1], UserWarning):
+            message = str(args[0])
+            if args[1].__name__ == "DenseNetFallbackWarning":
+                message = message.replace(DENSENET_FLAG_ADVICE, DENSENET_WIDGET_ADVICE)
+            show_warning(f"GIFNet: {message}")
 
     def _make_plot(self) -> None:
+        """The loss plot: labelled axes, integer steps, a hint until the first step."""
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
 
-        self.figure = Figure(figsize=(4.0, 2.6), layout="tight")
+        self.figure = Figure(figsize=(4.0, 2.0), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(180)
+        self.canvas.setMinimumHeight(PLOT_HEIGHT[0])
+        self.canvas.setMaximumHeight(PLOT_HEIGHT[1])
+        self.canvas.setToolTip(
+            "The loss of each step: total, and its multimodal and photographic parts "
+            "(lower is better; a curve that rises or jumps asks for a lower learning rate)"
+        )
         self.axes = self.figure.add_subplot()
-        self.axes.set_xlabel("step")
-        self.axes.set_ylabel("loss")
+        self.axes.set_xlabel("step", fontsize=9)
+        self.axes.set_ylabel("loss", fontsize=9)
+        self.axes.tick_params(labelsize=8)
+        self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         self.loss_lines = {key: self.axes.plot([], [], label=name, lw=1.2)[0]
                            for key, name in CURVES.items()}  # fmt: skip
-        self.axes.legend(fontsize="small")
+        # one row above the axes: the curves and the hint stay clear of it
+        self.figure.legend(loc="outside upper center", ncols=len(CURVES), fontsize=8,
+                           frameon=False)  # fmt: skip
+        self.hint = self.axes.text(
+            0.5, 0.5, "Press Train: the loss of each step is drawn here",
+            transform=self.axes.transAxes, ha="center", va="center", color="0.45",
+        )  # fmt: skip
         self.native.layout().addWidget(self.canvas)
+        self._clear_plot()
 
-    def _clear_plot(self) -> None:
+    def _idle_plot(self, _value: Any = None) -> None:
+        """The empty plot spans the steps to train, while no run has drawn on it."""
+        if not self.losses and not self.running:
+            self._clear_plot()
+
+    def _clear_plot(self, total: int | None = None) -> None:
+        """No curves: the hint, steps 1 to ``total`` (default: the steps control), loss 0-1."""
         self.losses = []
         for line in self.loss_lines.values():
             line.set_data([], [])
+        steps = int(self.steps.value) if total is None else int(total)
+        self.axes.set_xlim(1, max(2, steps))
+        self.axes.set_ylim(0.0, 1.0)
+        self.hint.set_visible(True)
         self.canvas.draw_idle()
 
     def _on_row(self, row: dict[str, float]) -> None:
@@ -289,8 +426,11 @@ class FinetuneWidget(JobWidget):
         steps = [r["step"] for r in self.losses]
         for key, line in self.loss_lines.items():
             line.set_data(steps, [r[key] for r in self.losses])
+        self.hint.set_visible(False)
+        self.axes.set_xlim(1, max(2, self._total, int(row["step"])))
         self.axes.relim()
-        self.axes.autoscale_view()
+        self.axes.set_autoscaley_on(True)
+        self.axes.autoscale_view(scalex=False)
         self.canvas.draw_idle()
         step = int(row["step"])
         self.runner.cancelled_text = (
@@ -306,15 +446,26 @@ class FinetuneWidget(JobWidget):
     def _init(self) -> str:
         if self.init.value == "fusion":
             from ._job import weights_of
+            from ._settings import stored_weights
 
             fusion = self.fusion_widget()
-            path = weights_of(fusion) if fusion is not None else None
+            path = weights_of(fusion) if fusion is not None else stored_weights()
             if path:
                 if not Path(path).expanduser().is_file():
-                    raise ValueError(f"the GIFNet fusion widget's weights file {path} "
+                    raise ValueError(f"the GIFNet widgets' weights file {path} "
                                      "does not exist")  # fmt: skip
                 return str(Path(path).expanduser())
         return "published"
+
+    def _densenet(self) -> str | None:
+        """The DenseNet-121 weights file, None when empty (the training's own search)."""
+        path = str(self.densenet.line_edit.value).strip()
+        if not path:
+            return None
+        if not Path(path).expanduser().is_file():
+            raise ValueError(f'the {DENSENET_LABEL} file {path} does not exist (choose the '
+                             f'file in "{DENSENET_LABEL}", or leave it empty)')  # fmt: skip
+        return str(Path(path).expanduser())
 
     # ------------------------------------------------------------------ runs
     def prepare(self) -> tuple[Callable, str]:
@@ -327,6 +478,7 @@ class FinetuneWidget(JobWidget):
             "out": out, "init": self._init(), "max_steps": int(self.steps.value),
             "batch_size": batch, "crop": crop, "lr": float(self.lr.value),
             "device": self.device.value, "progress": False, "workers": 0, "plot": True,
+            "densenet_weights": self._densenet(),
         }  # fmt: skip
         layers: dict[str, Any] | None = None
         if self.source.value == "layers":
@@ -340,7 +492,7 @@ class FinetuneWidget(JobWidget):
             label = f"Fine-tune GIFNet: {Path(pairs).name}"
         self._total, self._out = int(self.steps.value), out
         self.runner.cancelled_text = "Cancelled before the first step; no checkpoint was written."
-        self._clear_plot()
+        self._clear_plot(self._total)
         self.handed_to = None
         self._cancelling = False
         emit = self._relay.logged.emit
@@ -422,7 +574,7 @@ class FinetuneWidget(JobWidget):
         return fusion
 
     def use_checkpoint(self) -> FusionWidget | None:
-        """The *Use checkpoint* button: the output checkpoint into the fusion widget."""
+        """The *Use in fusion* button: the output checkpoint into the fusion widget."""
         out = str(self.out.line_edit.value).strip()
         if not out or not Path(out).expanduser().is_file():
             self.fail(f"No checkpoint to use: {out or 'choose the output checkpoint'}")

@@ -8,14 +8,24 @@ selection, the focus-guided pyramid, then the classical baselines of
 default method), normalisation, "align second
 onto first" (off, translation, translation + scale), "normalise each plane on
 its own" (off by default: a Z/T stack gets one range per layer), device,
-weights file (which the *Fine-tune GIFNet* widget fills in with the checkpoint
-it trained, :meth:`FusionWidget.use_checkpoint`), "add feature layers" and
+weights file (the plugin-wide setting every GIFNet widget shares, which the
+*Fine-tune GIFNet* widget sets to the checkpoint it trained,
+:meth:`FusionWidget.use_checkpoint`; a line below it says which weights a run
+uses), "add feature layers" and
 "keep previous results" options, Run /
 Cancel / Reset, a status line (which also reports the normalisation scope
 of a stack and the alignment found) and "Compare methods" (:mod:`.compare`:
 every method of the task on the shown plane, one layer and one table row each). Device, weights and feature layers only
 apply to GIFNet: they are disabled while a baseline is chosen. Every option
-but the layers is remembered from one launch to the next (:mod:`._settings`).
+but the layers and the normalisation is remembered from one launch to the
+next (:mod:`._settings`); the normalisation follows the task's preset. The
+task follows the layers where they say what they are (a sample's
+``metadata["sample"]``, :data:`napari_gifnet.data.sample.SAMPLE_TASKS`), when
+they are picked and when the widget opens; the status line says so. The
+``"dtype"`` normalisation of integer data that uses less than
+:data:`MIN_DTYPE_SHARE` of its type's range (12-bit data in uint16) is
+replaced for the run by the data's bit-depth range (:func:`bit_depth_range`),
+and the status line says so.
 
 The fusion runs in a napari ``thread_worker`` (a generator that yields once
 per plane), never on the GUI thread; band-by-band progress is relayed to a
@@ -33,8 +43,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
 
+from ...data.sample import SAMPLE_TASKS
 from ...engine.preprocess import NORMALIZATIONS
 from ...methods.presets import QUALITY_DOC, get_preset, preset_choices
 from ...methods.registry import task_method_label, task_method_names
@@ -49,7 +61,7 @@ from ..layer_fusion import (
     status_text,
 )
 from ..layer_output import display_range
-from ._job import JobWidget, gifnet_controls, weights_of
+from ._job import JobWidget, gifnet_controls, weights_of, weights_state
 from .compare import CompareJob, add_compare_controls
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,8 +69,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari.layers import Image
 
 __all__ = [
-    "ALIGN_CHOICES", "FusionWidget", "alignment_text", "describe_error", "method_choices",
-    "preset_text", "scope_text",
+    "ALIGN_CHOICES", "MIN_DTYPE_SHARE", "FusionWidget", "alignment_text", "bit_depth_range",
+    "data_task", "describe_error", "method_choices", "preset_text", "scope_text",
 ]  # fmt: skip
 
 #: The "align second onto first" choices: label -> ``iter_fusion``'s ``align``.
@@ -71,6 +83,37 @@ _PER_PLANE_TIP = (
     "Off (default): a Z/T stack is normalised with one range per layer, over all its planes, "
     "so brightness compares across planes (no flicker). On: each plane gets its own range."
 )
+#: Below this share of an integer type's range, ``"dtype"`` gives way to :func:`bit_depth_range`.
+MIN_DTYPE_SHARE = 0.10
+#: The tooltips of the form's controls (the device and weights ones: :func:`gifnet_controls`).
+TIPS = {
+    "task": (
+        "What the two images are. It sets the input labels, the normalisation and the "
+        "method its preset measured best; it follows the layers when they say what they "
+        "are (a sample). Change it when your images are another kind of pair."
+    ),
+    "first": "The first input (the modality named in brackets: the order GIFNet was trained on)",
+    "second": "The second input (the modality named in brackets), registered to the first",
+    "swap": "Exchange the first and the second input, when they were picked the wrong way round",
+    "normalization": (
+        "How each input's values are mapped to 0-1 before fusing. auto: uint8 / 255, other "
+        "integers and floats outside 0-1 by their 0.1-99.9th percentiles. dtype: the data "
+        "type's full range, both inputs alike (keeps relative brightness of one sensor; 12-bit "
+        "data in uint16 then uses its bit depth instead). minmax: each image's min..max. "
+        "percentile: each image's 0.1-99.9th percentiles (ignores outliers). Set by the task; "
+        "change it for this session when the result looks too dark or too flat."
+    ),
+    "features": (
+        "Also add GIFNet's feature maps (three 98-channel stacks, hidden, and their PCA "
+        "colour summaries) below the result: to look at what the network sees. Slower."
+    ),
+    "keep_previous": (
+        "Keep earlier results: a new run adds a numbered layer instead of replacing the "
+        "result of the same inputs and method"
+    ),
+    "run": "Fuse the two inputs with the chosen method; the result is added above the inputs",
+    "cancel": "Stop the running fusion at the next band or plane; nothing is added",
+}
 
 
 def shown_index(viewer: Any, layer: Any, leading: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -145,6 +188,57 @@ def scope_text(metadata: dict[str, Any]) -> str:
     return "normalised with one range per layer"
 
 
+def data_task(*layers: Any) -> tuple[str, str] | None:
+    """The task the layers say they are, and the sample that says it (None if they do not).
+
+    A layer of a sample carries its key in ``metadata["sample"]``
+    (:data:`~napari_gifnet.data.sample.SAMPLE_TASKS`); layers of different
+    samples say nothing.
+    """
+    found = set()
+    for layer in layers:
+        metadata = getattr(layer, "metadata", None) or {}
+        sample = metadata.get("sample") if isinstance(metadata, dict) else None
+        if isinstance(sample, str) and sample in SAMPLE_TASKS:
+            found.add((SAMPLE_TASKS[sample], sample))
+    return found.pop() if len(found) == 1 else None
+
+
+def bit_depth_range(dtypes: list[np.dtype], peak: float) -> tuple[tuple[int, int], str] | None:
+    """The range to use instead of ``"dtype"`` for data using little of its type's range.
+
+    Parameters
+    ----------
+    dtypes
+        The inputs' data types.
+    peak
+        The largest value of the inputs (a plane of each).
+
+    Returns
+    -------
+    ((0, 2**bits - 1), str) or None
+        For unsigned integers wider than 8 bits whose ``peak`` is below
+        :data:`MIN_DTYPE_SHARE` of the type's maximum: the data's bit depth
+        (at least 8 bits) as a fixed range for both inputs, and a sentence
+        saying so. None otherwise (``"dtype"`` is used as asked).
+    """
+    kinds = [np.dtype(d) for d in dtypes]
+    if not all(d.kind == "u" and d.itemsize > 1 for d in kinds) or not peak > 0:
+        return None
+    top = max(np.iinfo(d).max for d in kinds)
+    share = float(peak) / top
+    if share >= MIN_DTYPE_SHARE:
+        return None
+    bits = max(8, int(math.ceil(peak)).bit_length())
+    hi = 2**bits - 1
+    widest = max(kinds, key=lambda d: d.itemsize)
+    text = (
+        f"normalisation: the data's {bits}-bit range 0-{hi}, not 'dtype' (it would use "
+        f"{share:.1%} of {widest.name})"
+    )
+    return (0, hi), text
+
+
 class FusionWidget(JobWidget):
     """Dock widget that fuses two image layers of a napari viewer with GIFNet.
 
@@ -166,28 +260,40 @@ class FusionWidget(JobWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         self.task = ComboBox(label="task", choices=preset_choices(), value="ivif")
+        self.task.tooltip = TIPS["task"]
         self.hint = Label(label="")
         self.first = ComboBox(label="first input", choices=self._image_choices)
         self.second = ComboBox(label="second input", choices=self._image_choices)
+        self.first.tooltip, self.second.tooltip = TIPS["first"], TIPS["second"]
         self.swap = PushButton(text="Swap first and second")
+        self.swap.tooltip = TIPS["swap"]
         self.preset_note = Label(label="")
         self.preset_note.native.setWordWrap(True)
         self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
         self.method.tooltip = (
-            "GIFNet, focus selection or a classical baseline (these ignore device and "
-            "weights); choosing a task selects the method its preset measured best"
+            "How to fuse. GIFNet: the published network (uses device and weights). Focus "
+            "selection / focus-guided pyramid: sharpest pixels of a focus pair. Classical "
+            "baselines (mean, max, Laplacian pyramid, ...): fast rules that ignore device and "
+            "weights. Choosing a task selects the method its preset measured best; change it "
+            "to compare, or with 'Compare methods'"
         )
         self.normalization = ComboBox(label="normalisation", choices=list(NORMALIZATIONS))
+        self.normalization.tooltip = TIPS["normalization"]
         self.align = ComboBox(label="align second onto first", choices=ALIGN_CHOICES, value=None)
         self.align.tooltip = (
             "Move the second input onto the first before fusing: a translation, or a "
-            "translation and a magnification (focus breathing); found per plane"
+            "translation and a magnification (focus breathing); found per plane. Off when the "
+            "images are registered; translation when one is shifted; + scale for a focus pair "
+            "whose magnification changes with focus"
         )
         self.per_plane = CheckBox(text="normalise each plane on its own", value=False)
         self.per_plane.tooltip = _PER_PLANE_TIP
         gifnet_controls(self)
         self.features = CheckBox(text="add feature layers")
+        self.features.tooltip = TIPS["features"]
         self.keep_previous = CheckBox(text="keep previous results")
+        self.keep_previous.tooltip = TIPS["keep_previous"]
+        self.run_button.tooltip, self.cancel_button.tooltip = TIPS["run"], TIPS["cancel"]
         self.hint.native.setWordWrap(True)
         self._pickers = [self.first, self.second]
         self.extend(
@@ -208,9 +314,12 @@ class FusionWidget(JobWidget):
         self._apply_method()
         self._refresh_layers()
         self.remember(
-            "fusion", "task", "normalization", "method", "align", "per_plane", "device",
-            "weights", "features", "keep_previous",
+            "fusion", "task", "method", "align", "per_plane", "device", "weights", "features",
+            "keep_previous",
         )  # fmt: skip
+        self.first.changed.connect(self.follow_layers)
+        self.second.changed.connect(self.follow_layers)
+        self.follow_layers()
 
     @property
     def last_output(self) -> FusionOutput | None:
@@ -218,10 +327,33 @@ class FusionWidget(JobWidget):
         return self.last_result
 
     def use_checkpoint(self, path: str | Path) -> None:
-        """Fuse with the checkpoint ``path`` from now on (from the *Fine-tune GIFNet* widget)."""
+        """Fuse with the checkpoint ``path`` from now on (from the *Fine-tune GIFNet* widget).
+
+        It becomes the plugin-wide weights setting: every GIFNet widget uses it,
+        now and in the next launch.
+        """
         self.weights.value = str(path)
         if not self.running:
             self.status.value = f"Weights: {path}"
+
+    def follow_layers(self, _value: Any = None) -> str | None:
+        """Select the task the chosen layers say they are (a sample's); returns its key.
+
+        The task's preset sets the normalisation and the method; the status
+        line says why the task changed.
+        """
+        found = data_task(self.first.value, self.second.value)
+        if found is None or self.running:
+            return None
+        task, sample = found
+        if self.task.value != task:
+            self.task.value = task
+            label = get_preset(task).label
+            self.status.value = (
+                f"Task: {label}, as the layers are the {sample!r} sample (normalisation "
+                f"{self.normalization.value}, method {task_method_label(self.method.value)})"
+            )
+        return task
 
     def swap_inputs(self) -> None:
         """Exchange the first and the second input."""
@@ -269,24 +401,50 @@ class FusionWidget(JobWidget):
         plan = prepare_fusion(first, second, self.method.value)
         options = {**self.options(), "show": shown_index(self.viewer, first, plan.leading_shape)}
         self._plan = plan
+        dtypes = [np.dtype(plan.first.data.dtype), np.dtype(plan.second.data.dtype)]
+        # whether the bit-depth rule may apply (wide unsigned integers), before reading pixels
+        check = options["normalization"] == "dtype" and bit_depth_range(dtypes, 1) is not None
 
         def work(progress: Progress) -> Any:
-            return (yield from iter_fusion(plan, progress=progress, **options))
+            note = None
+            if check:  # a plane of each input (worker thread)
+                index = options["show"] or next(iter(plan.plane_indices()))
+                peak = max(float(np.max(x.read(index))) for x in (plan.first, plan.second))
+                rescue = bit_depth_range(dtypes, peak)
+                if rescue is not None:
+                    options["normalization"], note = rescue
+            output = yield from iter_fusion(plan, progress=progress, **options)
+            if note is not None:
+                output.metadata["normalization_note"] = note
+            return output
 
         return work, f"{task_method_label(plan.method)}: {plan.output_name}"
 
     def running_text(self, label: str) -> str:
         where = f" on {self.device_text()}" if self._plan.method == "gifnet" else ""
-        return f"Running {task_method_label(self._plan.method)}{where}: {self._plan.output_name} ..."
+        method = task_method_label(self._plan.method)
+        return f"Running {method}{where}: {self._plan.output_name} ..."
 
     def describe(self, exc: BaseException) -> str:
         return describe_error(exc, self._plan.method if self._plan else "gifnet")
 
+    def weights_text(self, value: FusionOutput) -> str:
+        """The weights a GIFNet run used, when they are not the published ones ("" else)."""
+        if value.plan.method != "gifnet":
+            return ""
+        text, custom = weights_state(weights_of(self), self.shared_weights.remembered)
+        return text if custom else ""
+
     def finish(self, value: FusionOutput) -> list[Image]:
+        note = self.weights_text(value)
+        if note:
+            value.metadata["weights_note"] = note
         return add_fusion_layers(self.viewer, value, keep_previous=bool(self.keep_previous.value))
 
     def summary(self, value: FusionOutput) -> str:
-        parts = [status_text(value), scope_text(value.metadata), alignment_text(value.metadata)]
+        meta = value.metadata
+        parts = [status_text(value), meta.get("weights_note"), meta.get("normalization_note"),
+                 scope_text(meta), alignment_text(meta)]  # fmt: skip
         return "; ".join(p for p in parts if p)
 
     # --------------------------------------------------------------- compare

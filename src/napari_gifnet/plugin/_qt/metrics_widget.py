@@ -3,10 +3,14 @@
 Pick the two inputs and one or more fused image layers, press Compute: the
 reference-free metrics of :func:`napari_gifnet.metrics.fusion.fusion_metrics` are
 computed for every fused layer in a napari ``thread_worker`` (never on the
-GUI thread) and shown in a sortable table (rows: fused layers; columns: the
-metrics of :data:`napari_gifnet.metrics.fusion.METRICS`), the best value of each
-column in bold. "Copy as CSV" puts the table, in its current order and at
-full precision, on the clipboard.
+GUI thread) and shown in a table that fits the dock: one row per metric of
+:data:`napari_gifnet.metrics.fusion.METRICS` (in that order; the row header's
+tooltip says what it measures), one column per fused layer (in the list's
+order, the columns share the dock's width; a long name is shortened from the
+left, where fused layers share their inputs' names, and shown whole in its
+tooltip), the best value of each row in bold. The table is not sortable.
+"Copy as CSV" puts the table on the clipboard at full precision, one line per
+fused layer (``layer,EN,SD,...``), as a spreadsheet expects it.
 
 2-D layers (grey or RGB) are used whole. For layers with more dimensions the
 plane shown in the viewer is used: the leading axes are indexed at the
@@ -38,6 +42,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -60,8 +65,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["MetricsWidget", "displayed_plane", "metrics_job"]
 
-#: Role holding a cell's exact value (float) or a row's layer name.
+#: Role holding a cell's exact value (float) or a column's layer name.
 VALUE_ROLE = Qt.ItemDataRole.UserRole
+#: The narrowest column (pixels): a value ("0.1234") and a little of its layer's name.
+MIN_COLUMN = 56
+#: Rows of the fused-layer list shown without scrolling (the table gets the rest).
+FUSED_ROWS = 5
 
 
 def _is_feature_layer(metadata: object) -> bool:
@@ -80,22 +89,20 @@ def _format(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
 
 
-class _NumberItem(QTableWidgetItem):
-    """A table cell that sorts by its exact value (NaN last when ascending)."""
+def _number_item(value: float, tooltip: str) -> QTableWidgetItem:
+    """A read-only, right-aligned cell showing ``value`` (its exact value in ``VALUE_ROLE``)."""
+    item = QTableWidgetItem(_format(value))
+    item.setData(VALUE_ROLE, float(value))
+    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    item.setToolTip(tooltip)
+    return item
 
-    def __init__(self, value: float) -> None:
-        super().__init__(_format(value))
-        self.setData(VALUE_ROLE, float(value))
-        self.setFlags(self.flags() & ~Qt.ItemFlag.ItemIsEditable)
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        x, y = self.data(VALUE_ROLE), other.data(VALUE_ROLE)
-        if not isinstance(y, float):
-            return super().__lt__(other)
-        if math.isnan(x) or math.isnan(y):
-            return not math.isnan(x) and math.isnan(y)
-        return x < y
+def metric_tooltip(name: str) -> str:
+    """A metric's row tooltip: what it measures and which way is better."""
+    direction, text = METRICS[name]
+    return f"{name}: {text} ({direction} is better)"
 
 
 class _Failed(Exception):
@@ -126,22 +133,48 @@ class MetricsWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.first = QComboBox()
+        self.first.setToolTip(
+            "The first input of the fusion (e.g. infrared, CT): the metrics that compare "
+            "with the inputs (MI, SCD, VIF, Qabf, SSIM) use it; choose the layers you fused"
+        )
         self.second = QComboBox()
+        self.second.setToolTip(
+            "The second input of the fusion (e.g. visible, MRI), of the first's size"
+        )
         self.fused = QListWidget()
         self.fused.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
-        self.fused.setToolTip("Fused layers to compare (select one or more)")
+        row = self.fused.fontMetrics().height() + 4
+        self.fused.setMaximumHeight(FUSED_ROWS * row + 2 * self.fused.frameWidth())
+        self.fused.setToolTip(
+            "Fused layers to compare (click to select or deselect one or more); fused "
+            "results are selected when they appear, inputs and feature layers are not listed"
+        )
         self.compute_button = QPushButton("Compute")
+        self.compute_button.setToolTip(
+            "Score the selected fused layers (the plane shown, for stacks) in the background; "
+            "press it again after a new fusion or a move along a stack"
+        )
         self.copy_button = QPushButton("Copy as CSV")
+        self.copy_button.setToolTip(
+            "Put the table on the clipboard as CSV, one line per fused layer, at full "
+            "precision (to paste into a spreadsheet)"
+        )
         self.copy_button.setEnabled(False)
-        self.table = QTableWidget(0, 1 + len(METRICS))
-        self.table.setHorizontalHeaderLabels(["layer", *METRICS])
-        for col, (name, (direction, text)) in enumerate(METRICS.items(), start=1):
-            self.table.horizontalHeaderItem(col).setToolTip(
-                f"{name}: {text} ({direction} is better)"
-            )
-        self.table.verticalHeader().setVisible(False)
+        self.table = QTableWidget(len(METRICS), 0)
+        self.table.setToolTip(
+            "One row per metric, one column per fused layer; the best of each row in bold "
+            "(hover a metric's name for what it measures)"
+        )
+        self.table.setVerticalHeaderLabels(list(METRICS))
+        for row, name in enumerate(METRICS):
+            self.table.verticalHeaderItem(row).setToolTip(metric_tooltip(name))
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(MIN_COLUMN)
+        header.setTextElideMode(Qt.TextElideMode.ElideLeft)
+        header.setSortIndicatorShown(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSortingEnabled(True)
+        self.table.setSortingEnabled(False)
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
 
@@ -155,7 +188,7 @@ class MetricsWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
-        layout.addWidget(self.table)
+        layout.addWidget(self.table, 1)  # the table takes the dock's free height
         layout.addWidget(self.status)
 
         self.results: dict[str, dict[str, float]] = {}
@@ -331,27 +364,26 @@ class MetricsWidget(QWidget):
 
     # ----------------------------------------------------------------- table
     def _fill_table(self, rows: dict[str, dict[str, float]]) -> None:
+        """One column per scored layer (in order), one row per metric, the best in bold."""
         table = self.table
-        table.setSortingEnabled(False)
         table.clearContents()
-        table.setRowCount(len(rows))
+        table.setColumnCount(len(rows))
         best = self.best_values(rows)
-        for r, (name, values) in enumerate(rows.items()):
-            label = QTableWidgetItem(name)
-            label.setData(VALUE_ROLE, name)
-            label.setFlags(label.flags() & ~Qt.ItemFlag.ItemIsEditable)
-            table.setItem(r, 0, label)
-            for c, metric in enumerate(METRICS, start=1):
+        for c, (name, values) in enumerate(rows.items()):
+            head = QTableWidgetItem(name)
+            head.setData(VALUE_ROLE, name)
+            head.setToolTip(name)
+            table.setHorizontalHeaderItem(c, head)
+            for r, metric in enumerate(METRICS):
                 value = float(values.get(metric, math.nan))
-                item = _NumberItem(value)
-                if metric in best and value == best[metric]:
+                is_best = metric in best and value == best[metric]
+                tip = f"{name}: {metric} = {value!r}" + (f" (best {metric})" if is_best else "")
+                item = _number_item(value, tip)
+                if is_best:
                     font = item.font()
                     font.setBold(True)
                     item.setFont(font)
-                    item.setToolTip(f"best {metric}")
                 table.setItem(r, c, item)
-        table.setSortingEnabled(True)
-        table.resizeColumnsToContents()
         self.copy_button.setEnabled(bool(rows))
 
     @staticmethod
@@ -365,16 +397,16 @@ class MetricsWidget(QWidget):
         return best
 
     def table_rows(self) -> list[tuple[str, list[float]]]:
-        """The table as shown (current sort order): (layer name, values in METRICS order)."""
-        out = []
-        for r in range(self.table.rowCount()):
-            name = self.table.item(r, 0).data(VALUE_ROLE)
-            values = [self.table.item(r, c).data(VALUE_ROLE) for c in range(1, 1 + len(METRICS))]
-            out.append((name, values))
-        return out
+        """The table's columns, left to right: (layer name, values in METRICS order)."""
+        table = self.table
+        return [
+            (table.horizontalHeaderItem(c).data(VALUE_ROLE),
+             [table.item(r, c).data(VALUE_ROLE) for r in range(len(METRICS))])
+            for c in range(table.columnCount())
+        ]  # fmt: skip
 
     def csv_text(self) -> str:
-        """The table as CSV (header ``layer,EN,...``), full precision, in display order."""
+        """The table as CSV (header ``layer,EN,...``, a line per layer), full precision."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["layer", *METRICS])
@@ -386,5 +418,5 @@ class MetricsWidget(QWidget):
         """Put :meth:`csv_text` on the clipboard and return it."""
         text = self.csv_text()
         QApplication.clipboard().setText(text)
-        self.status.setText(f"Copied {self.table.rowCount()} row(s) as CSV.")
+        self.status.setText(f"Copied {self.table.columnCount()} layer(s) as CSV.")
         return text

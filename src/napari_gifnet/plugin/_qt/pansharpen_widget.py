@@ -1,12 +1,15 @@
 """The "Pansharpen" dock widget: a multispectral layer + a panchromatic layer.
 
 Pick the multiband layer ((bands, Y, X) or (Y, X, bands)), the panchromatic
-layer, where the bands are, a method and how each band returns to its range;
+layer, where the bands are, a method (the list is best measured first, each
+entry saying what the method is for) and how each band returns to its range;
 Run calls :func:`napari_gifnet.workflows.pansharpening.pansharpen` (the console function)
 in a napari worker thread, with the layers' scale and translate, so a
 multispectral layer at a coarser pixel size is upsampled onto the
-panchromatic grid first. The result is added as ``"<ms> pansharpened"`` in
-the multispectral layer's layout, on the panchromatic layer's grid. The
+panchromatic grid first. The result is added as ``"<ms> pansharpened
+(<Method>)"`` in the multispectral layer's layout, on the panchromatic
+layer's grid: another method's result never replaces it; a rerun with the
+same method updates it, or adds a new layer with "keep previous results". The
 layers' pixels are read in the worker (a Dask layer is computed there, never
 on the GUI thread). The options are remembered across launches.
 "Compare methods" (:mod:`.compare`) runs every spectral method and GIFNet,
@@ -20,9 +23,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox
+from magicgui.widgets import CheckBox, ComboBox
+from qtpy.QtWidgets import QComboBox
 
-from ._job import JobWidget, gifnet_controls, put_layer, weights_of
+from ..layer_output import _put as put_image
+from ._job import JobWidget, gifnet_controls, weights_of
 from .compare import CompareJob, add_compare_controls
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,28 +37,94 @@ __all__ = ["PansharpenWidget"]
 
 _AXES = [("auto", None), ("first (bands, Y, X)", 0), ("last (Y, X, bands)", -1)]
 
+#: What each pansharpening method is for, in its list entry; the list is in the order of
+#: :func:`napari_gifnet.workflows.pansharpening.pansharpen_method_names`, best measured
+#: first (PSNR and ERGAS against the truth under Wald's protocol, docs/pansharpening.md).
+_METHOD_USES = {
+    "mtf_glp_rr": "best measured",
+    "mtf_glp": "details scaled by band contrast",
+    "gsa": "Gram-Schmidt substitution",
+    "gihs": "generalised IHS; for R, G, B bands",
+    "mtf_glp_hpm": "details multiplied in",
+    "brovey": "band ratios; keeps the spectral angles",
+    "gsa_gifnet": "GSA with GIFNet's details",
+    "gifnet": "each band with the pan; colours drift",
+}
+#: The list entry of a per-band fusion baseline (not measured for pansharpening).
+_BASELINE_USE = "each band with the pan as a pair"
+
 #: What each pansharpening method does, shown as the method list's tooltip (best measured first).
 _METHOD_TIPS = (
+    "How the panchromatic details enter the bands, best measured first (PSNR and ERGAS "
+    "against the truth under Wald's protocol, docs/pansharpening.md):",
     "MTF-GLP, reduced-resolution gains (default): the panchromatic details above an "
-    "MTF-matched low-pass, added to every band with the gain measured one scale down "
-    "(best measured under Wald's protocol)",
+    "MTF-matched low-pass, added to every band with the gain measured one scale down",
     "MTF-GLP: the same details, scaled by each band's contrast",
     "GSA: Gram-Schmidt adaptive component substitution (regression intensity, per-band gains)",
-    "GIHS: generalised IHS, the matched pan minus the bands' mean added to each band",
+    "GIHS: generalised IHS, the matched pan minus the bands' mean added to each band "
+    "(edges out the default when the bands are R, G, B and the pan their mix)",
     "MTF-GLP-HPM: MTF-GLP details injected multiplicatively",
-    "Brovey: each band scaled by pan / intensity",
+    "Brovey: each band scaled by pan / intensity (best QNR: keeps the upsampled bands' "
+    "spectral angles, 1.3 dB below the default against the truth)",
     "GSA + GIFNet detail: GSA with the details of GIFNet's fusion of intensity and pan",
     "GIFNet and the baselines: each band fused with the pan as an image pair "
     "(sharp, but the colours drift; see docs/pansharpening.md)",
 )
+_TOOLTIPS = {
+    "ms": (
+        "The multiband layer, (bands, Y, X) or (Y, X, bands), shown as a non-RGB layer; "
+        "coarser than the panchromatic layer is fine (upsampled by the layers' scales)"
+    ),
+    "pan": "The panchromatic layer (Y, X): its grid is the result's",
+    "band_axis": (
+        "Where the bands are in the multispectral layer:\n"
+        "auto (default): the shorter of the first and last axes\n"
+        "first: (bands, Y, X)\n"
+        "last: (Y, X, bands)\n"
+        "Change it when a small image is read the wrong way round (Run then refuses "
+        "with a hint)"
+    ),
+    "rescale": (
+        "How each sharpened band returns to its band's values:\n"
+        "range (default): within the band's own minimum..maximum (spectral methods clipped "
+        "to it, per-band fusion stretched onto it)\n"
+        "moments: the band's mean and standard deviation matched instead, for per-band "
+        "fusion when stretching onto the full range is too strong\n"
+        "none: the values as computed (per-band fusion: the band's normalisation undone), "
+        "to inspect a method's own output"
+    ),
+    "keep_previous": (
+        "Off (default): a rerun with the same method updates its own result layer (another "
+        "method's result always stays). On: every run adds a new layer, to compare options "
+        "such as the band range side by side"
+    ),
+}
 
 
 def pansharpen_method_choices() -> list[tuple[str, str]]:
-    """``(display name, key)`` of every pansharpening method, best measured first."""
-    from ...methods.pansharpening import PANSHARPENING_METHODS
-    from ..layer_fusion import method_choices
+    """``(label, key)`` of every pansharpening method, best measured first.
 
-    return [(label, key) for key, label in PANSHARPENING_METHODS.items()] + method_choices()
+    Returns
+    -------
+    list of (str, str)
+        Labels saying what each is for, e.g. ``"MTF-GLP, reduced-resolution
+        gains — best measured"``; the keys in the order of
+        :func:`~napari_gifnet.workflows.pansharpening.pansharpen_method_names`.
+    """
+    from ...workflows.pansharpening import pansharpen_method_names
+
+    return [
+        (f"{method_name(key)} — {_METHOD_USES.get(key, _BASELINE_USE)}", key)
+        for key in pansharpen_method_names()
+    ]
+
+
+def method_name(key: str) -> str:
+    """A pansharpening method's display name, e.g. ``"GSA"``, ``"GIFNet"``."""
+    from ...methods.pansharpening import PANSHARPENING_METHODS
+    from ...methods.registry import method_label
+
+    return PANSHARPENING_METHODS.get(key) or method_label(key)
 
 
 class PansharpenWidget(JobWidget):
@@ -71,17 +142,27 @@ class PansharpenWidget(JobWidget):
             tooltip="\n".join(_METHOD_TIPS),
         )  # fmt: skip
         self.rescale = ComboBox(label="band range", choices=list(RESCALES), value="range")
+        self.keep_previous = CheckBox(text="keep previous results", value=False)
+        for name, tip in _TOOLTIPS.items():
+            getattr(self, name).tooltip = tip
+        # the entries are long: elided in the form (never widening the dock), whole in the list
+        self.method.native.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.method.native.setMinimumContentsLength(20)
         gifnet_controls(self)
         self._pickers = [self.ms, self.pan]
         self.extend(
             [
                 self.ms, self.pan, self.band_axis, self.method, self.rescale, self.device,
-                self.weights, self.buttons, self.status,
+                self.weights, self.keep_previous, self.buttons, self.status,
             ]
         )  # fmt: skip
         add_compare_controls(self)
         self._refresh_layers()
-        self.remember("pansharpen", "band_axis", "method", "rescale", "device", "weights")
+        self.remember(
+            "pansharpen", "band_axis", "method", "rescale", "device", "weights", "keep_previous"
+        )
 
     def _job_inputs(self) -> tuple[Any, Any, dict[str, Any]]:
         """The two arrays (unread) and ``pansharpen``'s options; records the output layout."""
@@ -109,7 +190,7 @@ class PansharpenWidget(JobWidget):
             scale, translate = (band_scale, *pan_scale), (0.0, *pan_translate)
         else:
             scale, translate = (*pan_scale, band_scale), (*pan_translate, 0.0)
-        self._target = (ms.name, scale, translate)
+        self._target = (ms.name, scale, translate, method_name(self.method.value))
         options = {
             "band_axis": axis, "method": self.method.value, "rescale": self.rescale.value,
             "ms_scale": ms_scale, "pan_scale": pan_scale, "ms_translate": ms_translate,
@@ -131,12 +212,13 @@ class PansharpenWidget(JobWidget):
         return job, f"Pansharpen: {ms.name} + {pan.name}"
 
     def finish(self, value: Any) -> list[Any]:
-        name, scale, translate = self._target
+        name, scale, translate, label = self._target
         lo, hi = float(value.band_ranges[:, 0].min()), float(value.band_ranges[:, 1].max())
         meta = dict(value.metadata, source_layer=name)
         return [
-            put_layer(
-                self.viewer, f"{name} pansharpened", value.image, rgb=False, colormap="gray",
+            put_image(
+                self.viewer, f"{name} pansharpened ({label})", value.image,
+                not self.keep_previous.value, rgb=False, colormap="gray",
                 contrast_limits=(lo, hi if hi > lo else lo + 1), scale=scale,
                 translate=translate, metadata=meta,
             )
@@ -154,7 +236,7 @@ class PansharpenWidget(JobWidget):
         ms_data, pan_data, options = self._job_inputs()
         options.pop("method")
         axis = options.pop("band_axis")
-        name, scale, translate = self._target
+        name, scale, translate, _ = self._target
         methods = self.compare_methods  # None: every method of the task
 
         def work(progress: Callable[[int, int], None]) -> Any:
