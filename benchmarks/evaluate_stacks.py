@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from napari_gifnet import __version__
+from napari_gifnet.data import sample
 from napari_gifnet.data import synthetic as samples
 from napari_gifnet.metrics.fusion import psnr, ssim, to_metric_scale
 from napari_gifnet.workflows.alignment import apply_transform, estimate_alignment
@@ -90,10 +91,10 @@ def render(grey: np.ndarray, nearness: np.ndarray, planes: int, max_sigma: float
     """(stack uint8 (Z, H, W), truth uint8, true depth index) from an image and its nearness."""
     focus = np.linspace(float(nearness.min()), float(nearness.max()), planes)
     stack = np.stack(
-        [samples._u8(samples.defocus(grey, nearness, float(f), max_sigma)) for f in focus]
+        [sample.to_uint8(samples.defocus(grey, nearness, float(f), max_sigma)) for f in focus]
     )
     depth = np.argmin(np.abs(nearness[None] - focus[:, None, None]), axis=0)
-    return stack, samples._u8(grey), depth
+    return stack, sample.to_uint8(grey), depth
 
 
 def step_scene(size: int, planes: int, step_sigma: float):
@@ -159,9 +160,9 @@ def scenes(size: int, planes: int, max_sigma: float, step_sigma: float, seed: in
     yield "motorcycle", moto.data("focus stack"), grey, depth, False, None
     stack, grey, level = step_scene(size, planes, step_sigma)
     mask = near_steps(level)
-    yield "steps", samples._u8(stack), samples._u8(grey), level, False, mask
-    noisy = samples._u8(shift_and_noise(stack))
-    yield "steps, shifted + noisy", noisy, samples._u8(grey), level, True, mask
+    yield "steps", sample.to_uint8(stack), sample.to_uint8(grey), level, False, mask
+    noisy = sample.to_uint8(shift_and_noise(stack))
+    yield "steps, shifted + noisy", noisy, sample.to_uint8(grey), level, True, mask
 
 
 def _sigma2_focus(luma: np.ndarray) -> np.ndarray:

@@ -15,18 +15,33 @@ fluorescence Z-stack whose planes dim with depth, fused with one range per
 layer beside per-plane normalisation, both at the deepest plane
 (``walkthrough_zstack.png``). Screenshots go through the running Qt settings
 of a temporary INI file (``NAPARI_GIFNET_SETTINGS``), not the user's.
+
+Then every dock widget (fusion, metrics, focus stack, pansharpen, enhance,
+fine-tune) alone in the window, at rest and after a run, as
+``widget_<name>_rest.png`` and ``widget_<name>_run.png``: each opened from
+the plugin's menu entry on an offline sample and run by pressing its button.
+``--only widgets`` makes only these, ``--only walkthrough`` only the others;
+``--size N`` makes the samples at N pixels (a quick check on a slow machine;
+the published screenshots use the samples' own sizes); ``--out DIR`` writes
+them elsewhere. Notifications
+(toasts) are closed before each screenshot.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("NAPARI_GIFNET_SETTINGS", str(Path(tempfile.mkdtemp()) / "widgets.ini"))
 
 import napari
+from qtpy.QtCore import Qt
+from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication
 
 OUT = Path(__file__).resolve().parent / "images"
@@ -49,10 +64,36 @@ def _wait(widget, timeout: float = 600.0) -> None:
         QApplication.processEvents()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=("all", "walkthrough", "widgets"), default="all")
+    parser.add_argument("--size", type=int, default=None, help="sample side in pixels")
+    parser.add_argument("--out", type=Path, default=None, help="folder (default docs/images)")
+    args = parser.parse_args(argv)
+    global OUT
+    OUT = args.out or OUT
+    if args.size is not None:
+        _small_samples(args.size)
     OUT.mkdir(exist_ok=True)
     viewer = napari.Viewer(title="napari-gifnet")
     viewer.window.resize(1400, 850)
+    if args.only in ("all", "walkthrough"):
+        _walkthrough(viewer)
+    if args.only in ("all", "widgets"):
+        _widgets(viewer)
+    viewer.close()
+
+
+def _small_samples(size: int) -> None:
+    """The offline samples that have a size, made at ``size`` pixels."""
+    from napari_gifnet.data import synthetic
+
+    for name in ("medical_pair", "multifocus_pair", "focus_stack", "exposure_pair",
+                 "fluorescence_pair"):  # fmt: skip
+        setattr(synthetic, name, functools.partial(getattr(synthetic, name), size=size))
+
+
+def _walkthrough(viewer) -> None:
     _, widget = viewer.window.add_plugin_dock_widget("napari-gifnet", "GIFNet fusion")
     for key, task, first, second, features in WALKTHROUGH:
         viewer.layers.clear()
@@ -66,7 +107,7 @@ def main() -> None:
         widget.run()
         _wait(widget)
         for layer in viewer.layers:
-            layer.visible = "(GIFNet)" in layer.name and "features" not in layer.name
+            layer.visible = layer is widget.last_layers[0]  # the fused image alone
         viewer.reset_view()
         for _ in range(10):
             QApplication.processEvents()
@@ -76,7 +117,6 @@ def main() -> None:
     _aligned(viewer, widget)
     _zstack(viewer, widget)
     _menu(viewer)
-    viewer.close()
 
 
 def _settle(n: int = 10) -> None:
@@ -110,7 +150,7 @@ def _aligned(viewer, widget) -> None:
     widget.run()
     _wait(widget)
     for layer in viewer.layers:
-        layer.visible = "(GIFNet)" in layer.name
+        layer.visible = layer is widget.last_layers[0]
     viewer.reset_view()
     _settle()
     path = OUT / "walkthrough_align.png"
@@ -188,6 +228,107 @@ def _menu(viewer) -> None:
     shot.save(str(path))
     print("wrote", path)
     menu.close()
+
+
+# ------------------------------------------------------------------ widget screenshots
+def _close_toasts(viewer) -> None:
+    """Close the notification toasts (they would cover the canvas's corner)."""
+    try:
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+    except ImportError:  # a napari that keeps its toasts elsewhere: leave them
+        return
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+
+
+def _shot(viewer, name: str, status: str = "") -> None:
+    """Save the window as ``docs/images/<name>.png``."""
+    viewer.reset_view()
+    _settle()
+    _close_toasts(viewer)
+    _settle()
+    path = OUT / f"{name}.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    size = viewer.window._qt_window.size()
+    print("wrote", path, f"({size.width()} x {size.height()} window) -", status)
+
+
+def _status_of(widget) -> str:
+    label = widget.status if hasattr(widget.status, "toolTip") else widget.status.native
+    return label.toolTip() or label.text()
+
+
+def _press(widget, button, timeout: float = 900.0) -> None:
+    """Press a widget's button as a user does and wait for its job."""
+    QTest.mouseClick(getattr(button, "native", button), Qt.MouseButton.LeftButton)
+    _wait(widget, timeout)
+
+
+def _open(viewer, title: str) -> Any:
+    """The plugin's widget ``title``, docked alone (as its menu entry opens it)."""
+    viewer.window.remove_dock_widget("all")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gifnet", title)
+    _settle()
+    return widget
+
+
+def _only_visible(viewer, layers) -> None:
+    for layer in viewer.layers:
+        layer.visible = layer in layers
+
+
+def _widgets(viewer) -> None:
+    """Every dock widget at rest and after a run (``widget_<name>_rest/_run.png``)."""
+    viewer.layers.clear()
+    viewer.open_sample("napari-gifnet", "medical")
+    fusion = _open(viewer, "GIFNet fusion")
+    fusion.features.value = True
+    _shot(viewer, "widget_fusion_rest", _status_of(fusion))
+    _press(fusion, fusion.run_button)
+    _shot(viewer, "widget_fusion_run", _status_of(fusion))
+
+    metrics = _open(viewer, "Fusion metrics")
+    _shot(viewer, "widget_metrics_rest", _status_of(metrics))
+    _press(metrics, metrics.compute_button)
+    _shot(viewer, "widget_metrics_run", _status_of(metrics))
+
+    viewer.layers.clear()
+    viewer.open_sample("napari-gifnet", "focus_stack")
+    stack = _open(viewer, "Focus stack")
+    stack.layer.value = viewer.layers["focus stack"]
+    _shot(viewer, "widget_focus_stack_rest", _status_of(stack))
+    _press(stack, stack.run_button)
+    _only_visible(viewer, stack.last_layers[:1])
+    _shot(viewer, "widget_focus_stack_run", _status_of(stack))
+
+    viewer.layers.clear()
+    viewer.open_sample("napari-gifnet", "pansharpening")
+    pansharpen = _open(viewer, "Pansharpen")
+    _shot(viewer, "widget_pansharpen_rest", _status_of(pansharpen))
+    _press(pansharpen, pansharpen.run_button)
+    _only_visible(viewer, pansharpen.last_layers[:1])
+    _shot(viewer, "widget_pansharpen_run", _status_of(pansharpen))
+
+    viewer.layers.clear()
+    viewer.open_sample("napari-gifnet", "exposure")
+    enhance = _open(viewer, "Enhance one image")
+    enhance.image.value = viewer.layers["under-exposed"]
+    _shot(viewer, "widget_enhance_rest", _status_of(enhance))
+    enhance.variant.value = "exposure"
+    _press(enhance, enhance.run_button)
+    _only_visible(viewer, enhance.last_layers[:1])
+    _shot(viewer, "widget_enhance_run", _status_of(enhance))
+
+    viewer.layers.clear()
+    viewer.open_sample("napari-gifnet", "medical")
+    tune = _open(viewer, "Fine-tune GIFNet")
+    tune.source.value = "layers"
+    tune.first.value, tune.second.value = viewer.layers["CT-like"], viewer.layers["MRI-like"]
+    tune.steps.value, tune.batch_size.value, tune.crop.value = 5, 2, 64
+    tune.out.value = str(Path(tempfile.mkdtemp()) / "ct_mri_tuned.pth")
+    _shot(viewer, "widget_finetune_rest", _status_of(tune))
+    _press(tune, tune.run_button)
+    _shot(viewer, "widget_finetune_run", _status_of(tune))
 
 
 if __name__ == "__main__":

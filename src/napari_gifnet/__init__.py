@@ -25,7 +25,7 @@ except PackageNotFoundError:  # running from a source tree
 
 #: Where each public name is defined (module under the package -> names).
 _PUBLIC = {
-    "engine.fusion": ["FusionResult"],
+    "engine.result": ["FusionResult"],
     # GIFNet without a task (engine.fusion.fuse, the same call); with one, its best method
     "workflows.tasks": ["fuse"],
     "plugin.layer_fusion": ["fuse_layers"],

@@ -82,17 +82,6 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     assert err.strip().splitlines()[-1].startswith("napari-gifnet: error: a command is required")
 
 
-def test_help_does_not_import_torch() -> None:
-    code = (
-        "import sys\nfrom napari_gifnet.cli.main import main\n"
-        "assert main(['--help']) == 0\nassert 'torch' not in sys.modules, 'torch imported'\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-
-
 def test_python_m_version() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "napari_gifnet", "--version"],

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from napari_gifnet.data import multispectral
 from napari_gifnet.data import published as published_samples
 from napari_gifnet.data import synthetic as samples
 from napari_gifnet.plugin import sample_data as _sample_data
@@ -189,7 +190,7 @@ def _psnr(image: np.ndarray, truth: np.ndarray) -> float:
 
 
 def test_pansharpening_sample_follows_walds_protocol() -> None:
-    sample = samples.pansharpening_sample(size=128)
+    sample = multispectral.pansharpening_sample(size=128)
     ms, pan, truth = (sample.data(n) for n in EXPECTED["pansharpening"])
     assert ms.shape == (4, 32, 32) and pan.shape == (128, 128) and truth.shape == (4, 128, 128)
     assert all(a.dtype == np.uint8 for a in (ms, pan, truth))
@@ -217,7 +218,7 @@ def test_pansharpening_sample_pansharpens_better_than_upsampling() -> None:
 
     from napari_gifnet.workflows.pansharpening import pansharpen
 
-    sample = samples.pansharpening_sample(size=256)
+    sample = multispectral.pansharpening_sample(size=256)
     ms, pan, truth = (sample.data(n) for n in EXPECTED["pansharpening"])
     layer = sample.layers[0][2]
     # as the Pansharpen widget calls it: with the layers' scales and translates

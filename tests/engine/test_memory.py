@@ -89,18 +89,3 @@ def test_the_free_heap_of_this_c_library_is_readable() -> None:
         block = bytearray(64 << 20)
         del block  # freed into the held heap
         assert _memory.free_heap_bytes() >= 64 << 20
-
-
-@pytest.mark.parametrize("shape", [(3, 4, 5), (0, 4)])
-def test_outputs_outside_the_heap_are_zeroed_writable_maps(shape) -> None:
-    import numpy as np
-
-    from heap_checks import mapped_on_its_own
-    from napari_gifnet.engine import empty_outside_heap
-
-    with reuse_heap():
-        array = empty_outside_heap(shape)
-    assert array.shape == shape and array.dtype == np.float32 and not array.any()
-    array[...] = 2.0  # writable
-    assert array.size == 0 or mapped_on_its_own(array)
-    assert not mapped_on_its_own(np.zeros(shape))

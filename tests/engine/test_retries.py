@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from napari_gifnet import fuse
 from napari_gifnet.engine import eager as engine
-from napari_gifnet.engine.fusion import MonotonicProgress
 from napari_gifnet.engine.precision import DOCUMENTED_ERROR
+from napari_gifnet.engine.retry import MonotonicProgress
 from napari_gifnet.engine.tiled import plan as tile_plan
 from napari_gifnet.engine.tiled.grid import TileShape, smaller_tile, tile_shape
 from napari_gifnet.engine.tiled.stores import DiskStore, MemoryStore
@@ -76,14 +76,14 @@ def test_a_retry_tile_holds_at_most_a_quarter_of_the_pixels(h: int, w: int, rows
 
 
 @pytest.mark.parametrize("tile_size", [None, 10_000, 48])
-def test_every_retry_uses_strictly_smaller_tiles(
+def test_one_retry_in_smaller_tiles_on_disk_then_a_memory_error(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch, tile_size: int | None
 ) -> None:
     fake = Recorder(fail=99)
     monkeypatch.setattr(engine, "fuse_tiled", fake)
     with pytest.raises(MemoryError, match="64 x 96 fusion does not fit in the memory of cpu"):
         _fuse(pair, reference_weights, tile_size=tile_size, storage="memory")
-    assert [s for s, _ in fake.tries] == ["memory", "disk", "recompute"]
+    assert [s for s, _ in fake.tries] == ["memory", "disk"]
     sizes = [_pixels(t) for _, t in fake.tries]
     assert all(b < a for a, b in zip(sizes, sizes[1:])), fake.tries
 
@@ -101,7 +101,7 @@ def test_a_retry_that_cannot_shrink_or_change_anything_is_skipped(
     monkeypatch.setattr(engine, "fuse_tiled", fake)
     with pytest.raises(MemoryError):
         _fuse(pair, reference_weights, tile_size=8, storage="memory")
-    assert fake.tries == [(s, TileShape(8, 8)) for s in ("memory", "disk", "recompute")]
+    assert fake.tries == [(s, TileShape(8, 8)) for s in ("memory", "disk")]
 
 
 # ---- storages that cannot fit are skipped ------------------------------------
@@ -218,14 +218,14 @@ def _assert_monotonic(seen: list[tuple[int, int]]) -> None:
 def test_progress_continues_across_retries(
     pair, reference_weights: Path, monkeypatch: pytest.MonkeyPatch, ticks: int
 ) -> None:
-    fake = Recorder(fail=2, ticks=ticks)
+    fake = Recorder(fail=1, ticks=ticks)
     monkeypatch.setattr(engine, "fuse_tiled", fake)
     seen: list[tuple[int, int]] = []
     _fuse(pair, reference_weights, progress=lambda d, t: seen.append((d, t)))
-    assert len(fake.tries) == 3
+    assert len(fake.tries) == 2
     _assert_monotonic(seen)
     # every tile of every try is relayed (so Cancel stops a retry at once)
-    assert len(seen) == 2 * ticks + 30
+    assert len(seen) == ticks + 20
 
 
 def test_monotonic_progress_relays_the_first_try_unchanged() -> None:

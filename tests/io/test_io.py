@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_gifnet.io.formats import output_format
 from napari_gifnet.io.images import (
-    output_format,
     read_image,
     read_tiff_metadata,
     write_features,
@@ -206,7 +206,7 @@ _SHAPES = [(4, 5), (4, 5, 3), (4, 5, 4), (4, 5, 2)]
 @pytest.mark.parametrize("ext", [".tif", ".png", ".jpg"])
 @pytest.mark.parametrize("bit_depth", [8, 16, None])
 def test_check_writable_agrees_with_write_image(tmp_path: Path, ext: str, bit_depth) -> None:
-    from napari_gifnet.io.images import check_writable
+    from napari_gifnet.io.formats import check_writable
 
     for dtype in _DTYPES:
         for shape in _SHAPES:
@@ -242,7 +242,7 @@ def test_check_writable_agrees_with_write_image(tmp_path: Path, ext: str, bit_de
     ],
 )  # fmt: skip
 def test_check_writable_says_which_format_holds_the_data(name, dtype, shape, needs) -> None:
-    from napari_gifnet.io.images import FormatError, check_writable
+    from napari_gifnet.io.formats import FormatError, check_writable
 
     with pytest.raises(FormatError) as info:
         check_writable(name, dtype, shape, bit_depth=None, unit_floats=False)
@@ -251,7 +251,7 @@ def test_check_writable_says_which_format_holds_the_data(name, dtype, shape, nee
 
 
 def test_check_writable_picks_the_bit_depth(tmp_path: Path) -> None:
-    from napari_gifnet.io.images import check_writable
+    from napari_gifnet.io.formats import check_writable
 
     assert check_writable("x.png", np.uint16, (4, 5), bit_depth=None) == 16
     assert check_writable("x.png", np.float32, (4, 5), bit_depth=None) == 16

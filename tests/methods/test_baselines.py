@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from napari_gifnet import FusionResult
 from napari_gifnet.engine.colour import apply_colour, plan_colour
+from napari_gifnet.engine.options import FusionOptions
 from napari_gifnet.engine.preprocess import to_rgb_unit
 from napari_gifnet.methods.classical import (
     BASELINES,
@@ -187,13 +188,14 @@ def test_fuse_with_dispatch(monkeypatch) -> None:
     from napari_gifnet.engine import fusion as engine
 
     calls = []
-    monkeypatch.setattr(engine, "fuse", lambda a, b, **kw: calls.append(kw) or "gifnet result")
+    monkeypatch.setattr(engine, "fuse_options", lambda *args: calls.append(args) or "gifnet result")
     assert fuse_with("GIFNet", 1, 2, device="cpu") == "gifnet result"
-    assert calls == [{"device": "cpu"}]
+    assert calls == [(1, 2, FusionOptions(device="cpu"), None)]
     done = []
     result = fuse_with(
-        "MEAN", np.zeros((4, 4)), np.ones((4, 4)), progress=lambda i, n: done.append((i, n))
-    )
+        "MEAN", np.zeros((4, 4)), np.ones((4, 4)), progress=lambda i, n: done.append((i, n)),
+        device="cuda:7", tile_size=64,  # GIFNet's options: a baseline ignores them
+    )  # fmt: skip
     assert done == [(1, 1)] and result.metadata["method"] == "mean"
     assert fuse_with("dwt", _scene(), _scene()).metadata["parameters"] == {
         "wavelet": "db2",

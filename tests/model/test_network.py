@@ -1,4 +1,8 @@
-"""The network itself: checkpoint layout, intermediate tensors, band-wise evaluation."""
+"""The network itself: checkpoint layout, intermediate tensors, batches.
+
+Tiled and band-wise evaluation against the whole image is tested in
+``tests/engine/test_tiles.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from napari_gifnet.engine.tiled.run import fuse_tiled
 from napari_gifnet.model.network import GIFNet, parameter_count, relative_positions
 from napari_gifnet.model.weights import load_model
 
@@ -53,18 +54,14 @@ def activations(reference_dir: Path) -> dict[str, np.ndarray]:
         return dict(data)
 
 
-@pytest.mark.parametrize("evaluate", ["whole", "bands"])
 def test_intermediate_tensors_match_the_published_model(
-    model: GIFNet, activations: dict[str, np.ndarray], evaluate: str
+    model: GIFNet, activations: dict[str, np.ndarray]
 ) -> None:
     a = _tensor(activations["input_a_uint8"] / np.float32(255))
     b = _tensor(activations["input_b_uint8"] / np.float32(255))
     feats: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
-        if evaluate == "whole":
-            fused = model(a, b, feats)
-        else:  # 8-row bands: every pass runs in many pieces
-            fused = fuse_tiled(model, a, b, tile_pixels=8 * 56, features=feats)
+        fused = model(a, b, feats)
     h, w = activations["fused"].shape
     got = {k: v[0].numpy() for k, v in feats.items()}
     np.testing.assert_allclose(fused[0, 0].numpy(), activations["fused"], rtol=0, atol=1e-5)
@@ -77,45 +74,6 @@ def test_intermediate_tensors_match_the_published_model(
     ):
         scale = float(np.abs(ref).max())
         np.testing.assert_allclose(got[ours], ref, rtol=0, atol=1e-5 * scale, err_msg=ours)
-
-
-@pytest.mark.parametrize(
-    "size", [(5, 5), (8, 8), (9, 13), (12, 481 % 64), (37, 61), (67, 8), (130, 45), (33, 129)]
-)
-def test_band_evaluation_equals_whole_image_evaluation(model: GIFNet, size: tuple[int, int]) -> None:
-    gen = torch.Generator().manual_seed(sum(size))
-    a = torch.rand(1, 1, *size, generator=gen).contiguous(memory_format=torch.channels_last)
-    b = torch.rand(1, 1, *size, generator=gen).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        whole = model(a, b)
-        for rows in (8, 16, 24):
-            bands = fuse_tiled(model, a, b, tile_pixels=rows * size[1])
-            torch.testing.assert_close(bands, whole, rtol=0, atol=2e-6)
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    h=st.integers(5, 70),
-    w=st.integers(5, 70),
-    rows=st.integers(1, 9),
-    storage=st.sampled_from(["memory", "disk", "recompute"]),
-)
-def test_bands_of_any_height_and_any_storage_equal_whole_image(
-    model: GIFNet, h: int, w: int, rows: int, storage: str
-) -> None:
-    gen = torch.Generator().manual_seed(h * 1000 + w)
-    a = torch.rand(1, 1, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
-    b = torch.rand(1, 1, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        whole = model(a, b)
-        bands = fuse_tiled(model, a, b, tile_pixels=8 * rows * w, storage=storage)
-    torch.testing.assert_close(bands, whole, rtol=0, atol=3e-6)
-
-
-def test_unknown_storage_is_refused(model: GIFNet) -> None:
-    a = torch.rand(1, 1, 8, 8)
-    with pytest.raises(ValueError, match="unknown storage 'cloud'"):
-        fuse_tiled(model, a, a, storage="cloud")
 
 
 def test_batch_equals_single_images(model: GIFNet) -> None:

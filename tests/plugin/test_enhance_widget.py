@@ -38,7 +38,7 @@ def test_enhance_adds_the_console_result(qtbot, setup, reference_weights: Path):
     np.testing.assert_allclose(out.data, expected.image, rtol=0, atol=1e-6)
     assert tuple(out.scale) == (2, 2) and out.metadata["source_layer"] == "MRI"
     np.testing.assert_array_equal(viewer.layers["MRI"].data, before)  # input untouched
-    assert "exposure" in widget.status.value
+    assert "Last run: image + brightened copy" in widget.status.value  # the label, not the key
 
 
 def test_a_stack_is_refused_with_a_clear_message(setup):

@@ -207,10 +207,19 @@ def test_form_fits_beside_fusion_explains_itself_and_plots_whole_steps(
     window.resize(1280, 1000)
     widget = FinetuneWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Fine-tune GIFNet")
-    viewer.window.add_dock_widget(FusionWidget(viewer), name="GIFNet fusion")
+    fusion = FusionWidget(viewer)
+    viewer.window.add_dock_widget(fusion, name="GIFNet fusion")
+    # as after a fine-tune: its checkpoint in the weights (with its line and the way
+    # back to the published weights) and a long preset reason
+    checkpoint = tmp_path / "ct_mri_tuned.pth"
+    checkpoint.write_bytes(b"a checkpoint")
+    fusion.use_checkpoint(checkpoint)
+    fusion.task.value = "medical"
     qtbot.wait(50)
+    assert fusion.shared_weights.published.native.isVisible()
     # both docks fit a 1000-pixel-high window: it does not grow to hold them
     assert window.height() <= 1000, (window.height(), widget.native.minimumSizeHint())
+    assert fusion.run_button.native.isVisible()
     assert widget.native.height() >= widget.native.minimumSizeHint().height()
     assert widget.canvas.height() >= 100 and widget.run_button.native.isVisible()
     # the advanced options fold away; the source shows only its own inputs

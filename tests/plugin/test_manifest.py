@@ -10,6 +10,8 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "napari.yaml"
 IN_PACKAGE = ROOT / "src" / "napari_gifnet" / "napari.yaml"
@@ -179,27 +181,22 @@ def test_every_command_resolves_to_a_callable() -> None:
         assert callable(getattr(importlib.import_module(module), attr)), command.id
 
 
-def test_wheel_ships_the_manifest_and_npe2_discovers_it(tmp_path: Path) -> None:
-    """Build a wheel, unpack it into a fresh folder and let npe2 discover it there."""
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once for the tests of this module."""
+    dist = tmp_path_factory.mktemp("dist")
     build = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(dist),
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-w", str(dist), str(ROOT)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
-    (wheel,) = dist.glob("napari_gifnet-*.whl")
+    (built,) = dist.glob("napari_gifnet-*.whl")
+    return built
+
+
+def test_wheel_ships_the_manifest_and_npe2_discovers_it(tmp_path: Path, wheel: Path) -> None:
+    """Unpack the wheel into a fresh folder and let npe2 discover it there."""
     with zipfile.ZipFile(wheel) as zf:
         shipped = zf.read("napari_gifnet/napari.yaml").decode()
         entry_points = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
@@ -249,8 +246,6 @@ def test_installed_distribution_serves_the_repository_manifest() -> None:
     """In an editable install (as CI makes), npe2 reads the manifest in src/."""
     import importlib.metadata
 
-    import pytest
-
     try:
         importlib.metadata.distribution("napari-gifnet")
     except importlib.metadata.PackageNotFoundError:
@@ -267,16 +262,11 @@ def test_installed_distribution_serves_the_repository_manifest() -> None:
     }
 
 
-def test_wheel_in_a_fresh_virtual_environment_declares_the_plugin(tmp_path: Path) -> None:
+def test_wheel_in_a_fresh_virtual_environment_declares_the_plugin(
+    tmp_path: Path, wheel: Path
+) -> None:
     """A new venv holding nothing but the wheel: the napari.manifest entry point
     leads to the packaged manifest, which lists the contributions."""
-    dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-w", str(dist), str(ROOT)],
-        capture_output=True, text=True, check=True,
-    )
-    (wheel,) = dist.glob("napari_gifnet-*.whl")
     venv = tmp_path / "fresh"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"

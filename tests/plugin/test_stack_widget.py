@@ -63,6 +63,8 @@ def test_focus_stack_adds_three_layers(qtbot, setup):
     assert tuple(aif.scale) == (0.5, 0.25) and tuple(aif.translate) == (10, 20)
     assert aif.metadata["method"] == "focus selection"
     assert "3 planes" in widget.status.value
+    assert viewer.layers[-1] is aif and list(viewer.layers.selection) == [aif]  # result on top
+    assert not depth.visible and not conf.visible  # the maps hidden below it
     _run(qtbot, widget)  # a second run updates the same layers
     assert len(viewer.layers) == 4
 
@@ -208,6 +210,12 @@ def test_a_dim_stack_result_is_shown_with_its_own_range(qtbot, make_napari_viewe
     lo, hi = aif.contrast_limits
     assert lo == pytest.approx(float(aif.data.min())) and hi == pytest.approx(float(aif.data.max()))
     assert hi < 0.1  # not 0-1, where the result would look black
+    widget.compare_methods = ("laplacian",)  # the compare layers too
+    _compare(qtbot, widget)
+    compared = viewer.layers["compare: dim (Laplacian)"]
+    lo, hi = compared.contrast_limits
+    assert lo == pytest.approx(float(compared.data.min()))
+    assert hi == pytest.approx(float(compared.data.max())) and hi < 0.1
 
 
 # ------------------------------------------- method order, result names, keep previous, tooltips
@@ -230,24 +238,24 @@ def test_each_method_keeps_its_own_layers_and_keep_previous_adds_more(qtbot, set
     _click_run(qtbot, widget)
     widget.method.value = "laplacian"
     _click_run(qtbot, widget)
-    kinds = ("all-in-focus", "depth", "confidence")
+    kinds = ("depth", "confidence", "all-in-focus")  # the result on top of its maps
     focus = [f"zstack {k} (Focus selection)" for k in kinds]
     laplacian = [f"zstack {k} (Laplacian)" for k in kinds]
     assert _results(viewer) == focus + laplacian  # the second method replaced nothing
-    np.testing.assert_array_equal(viewer.layers[focus[0]].data,
+    np.testing.assert_array_equal(viewer.layers[focus[2]].data,
                                   fuse_stack(data, method="focus", align=False).image)
-    np.testing.assert_allclose(viewer.layers[laplacian[0]].data,
+    np.testing.assert_allclose(viewer.layers[laplacian[2]].data,
                                fuse_stack(data, method="laplacian", align=False).image, atol=1e-6)
-    assert viewer.layers[laplacian[0]].metadata["method"] == "laplacian"
-    first = viewer.layers[laplacian[0]]
+    assert viewer.layers[laplacian[2]].metadata["method"] == "laplacian"
+    first = viewer.layers[laplacian[2]]
     _click_run(qtbot, widget)  # the same method again, keep previous off: updated in place
-    assert _results(viewer) == focus + laplacian and viewer.layers[laplacian[0]] is first
+    assert _results(viewer) == focus + laplacian and viewer.layers[laplacian[2]] is first
     widget.keep_previous.value = True
     _click_run(qtbot, widget)  # on: three more layers, uniquely named, the others kept
     names = _results(viewer)
     assert names[:6] == focus + laplacian and len(names) == 9 == len(set(names))
     assert all(n.startswith(f"zstack {k} (Laplacian)") for n, k in zip(names[6:], kinds))
-    assert viewer.layers[laplacian[0]] is first
+    assert viewer.layers[laplacian[2]] is first
 
 
 def test_the_method_list_is_ordered_by_measured_quality_for_the_task(setup):

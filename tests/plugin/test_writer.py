@@ -11,15 +11,10 @@ import tifffile
 
 from napari_gifnet import __version__
 from napari_gifnet.io import images as io
-from napari_gifnet.plugin.writer import (
-    LayerWriteError,
-    json_safe,
-    layer_description,
-    plan_layout,
-    read_description,
-    read_fused_tiff,
-    write_fused_tiff,
-)
+from napari_gifnet.io.imagej_tiff import TiffWriteError as LayerWriteError
+from napari_gifnet.io.imagej_tiff import json_safe, layer_description, plan_layout
+from napari_gifnet.io.images import read_description
+from napari_gifnet.plugin.writer import read_fused_tiff, write_fused_tiff
 
 PROVENANCE = {
     "model": "GIFNet",

@@ -15,7 +15,7 @@ from napari_gifnet import fuse
 from napari_gifnet.cli.main import main
 from napari_gifnet.model.network import GIFNet
 from napari_gifnet.model.weights import clear_model_cache, load_checkpoint, load_model
-from napari_gifnet.training.loop import LOG_COLUMNS
+from napari_gifnet.training.runfiles import LOG_COLUMNS
 from napari_gifnet.training.synthetic import write_synthetic_pairs
 from training_config import train_config, train_quietly
 
@@ -86,6 +86,15 @@ def test_same_seed_same_curve_and_exact_resume(tmp_path: Path) -> None:
         logs.append([{k: v for k, v in r.items() if k != "seconds"} for r in rows])
     assert logs[0] == logs[1]
     assert [type(r["step"]) for r in resumed.rows] == [int] * 3
+    # Another number of sample worker processes gives the very same run.
+    used = json.loads(whole.metadata.read_text())["workers"]
+    other = 0 if used else 2
+    workers = _train(_config(pairs, tmp_path / "w" / "run.pth", batch_size=2, max_steps=3,
+                             workers=other))  # fmt: skip
+    assert json.loads(workers.metadata.read_text())["workers"] == other
+    assert _losses(workers.rows) == _losses(whole.rows)
+    w = load_checkpoint(workers.checkpoint)
+    assert all(torch.equal(a[k], w[k]) for k in a)
     # Another seed gives another curve.
     other = _train(_config(pairs, tmp_path / "c" / "run.pth", batch_size=2, max_steps=1, seed=1))
     assert _losses(other.rows)[0] != _losses(whole.rows)[0]

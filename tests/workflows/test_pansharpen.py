@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gifnet.workflows.pansharpening import pansharpen, resample_band
+from napari_gifnet.workflows.pan_grid import resample_band
+from napari_gifnet.workflows.pansharpening import pansharpen
 
 
 @pytest.fixture(scope="module")

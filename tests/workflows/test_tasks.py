@@ -17,6 +17,7 @@ from scipy import ndimage
 
 import napari_gifnet
 from napari_gifnet.engine import fusion as engine_fusion
+from napari_gifnet.engine.options import FusionOptions
 from napari_gifnet.methods.classical import fuse_laplacian, fuse_mean
 from napari_gifnet.workflows import tasks
 from napari_gifnet.workflows.focus_pair import FocusPairResult
@@ -181,13 +182,13 @@ def test_gifnet_tasks_run_the_engine(monkeypatch) -> None:
 
     seen = []
 
-    def recorder(a, b, **kw):
-        seen.append(kw)
+    def recorder(a, b, options, progress=None):
+        seen.append(options)
         return FusionResult(image=a, luma=a, metadata={"method": "GIFNet"})
 
-    monkeypatch.setattr(tasks.engine, "fuse", recorder)
+    monkeypatch.setattr(tasks.engine, "fuse_options", recorder)
     res = napari_gifnet.fuse(np.zeros((8, 8)), np.ones((8, 8)), task="ivif", device="cpu")
-    assert seen == [{"device": "cpu"}]
+    assert seen == [FusionOptions(device="cpu")]
     assert res.metadata["method"] == "gifnet" and "sharpness" in res.metadata["method_reason"]
 
 

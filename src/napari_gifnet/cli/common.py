@@ -92,12 +92,12 @@ def check_output(path: str, option: str = "-o") -> Path:
     RGB image (every format does, once the extension is known), not a directory,
     in an existing folder. :func:`check_files` then checks it against the inputs.
     """
-    from ..io import images as io
+    from ..io import formats
     from ..util.safe_files import check_output_file
 
     output = Path(path)
     try:
-        io.check_writable(output, "float32")
+        formats.check_writable(output, "float32")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_output_file(output, option)
@@ -153,7 +153,7 @@ def check_output_of(
     folder (:func:`check_output`), with one of the ``allowed`` extensions.
 
     That is what ``enhance`` writes, and any format holds it once the
-    extension is known: :func:`napari_gifnet.io.images.check_writable` refuses the
+    extension is known: :func:`napari_gifnet.io.formats.check_writable` refuses the
     others. ``stack`` checks its outputs' dtypes once the stack is open
     (:func:`_check_stack_outputs`).
     """
@@ -164,13 +164,14 @@ def check_output_of(
 
 def input_files(inputs: list[str]) -> list[str]:
     """The files named by ``inputs``, a folder standing for the images in it."""
-    from ..io import images as io
+    from ..io import formats
 
     files: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(str(f) for f in sorted(p.iterdir()) if f.suffix.lower() in io.READ_EXTENSIONS)
+            readable = formats.READ_EXTENSIONS
+            files.extend(str(f) for f in sorted(p.iterdir()) if f.suffix.lower() in readable)
         files.append(item)
     return files
 

@@ -281,6 +281,7 @@ def _run_fuse(args: argparse.Namespace) -> int:
 
 def _run_batch(args: argparse.Namespace) -> int:
     """``--pairs DIR -o OUTDIR``: every pair, one model load, failures reported by name."""
+    from ..io import formats
     from ..io import images as io
     from ..io.images import tiff_calibration
     from ..io.pairs import pair_folder, pair_inputs
@@ -292,7 +293,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     jobs = [(name, a, b, outdir / f"{name}{ext}") for name, a, b in folder.pairs]
     check_files({f"pair {name!r} -o": out for name, _, _, out in jobs}, *pair_inputs(folder.root))
     _check_run_options(args)
-    io.check_writable(outdir / f"x{ext}", "float32")
+    formats.check_writable(outdir / f"x{ext}", "float32")
     outdir.mkdir(parents=True, exist_ok=True)
 
     def job(name: str, a_path: Path, b_path: Path, out: Path) -> BatchJob:

@@ -69,11 +69,12 @@ def _add_pansharpen_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_pansharpen(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..io import formats
     from ..io import images as io
 
     if len(args.inputs) < 2:
         raise UsageError("give the multispectral file(s), then the panchromatic file")
-    output = check_output_of(args.output, io.TIFF_EXTENSIONS)  # bands: TIFF only
+    output = check_output_of(args.output, formats.TIFF_EXTENSIONS)  # bands: TIFF only
     check_files({"-o": output}, args.inputs)
     method = args.method
     check_device(args, "gifnet" if method in ("gifnet", "gsa_gifnet") else method)

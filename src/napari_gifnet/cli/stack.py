@@ -27,6 +27,7 @@ from .common import (
 
 
 def _read_stack(inputs: list[str], axis: int = 0) -> Any:
+    from ..io import formats
     from ..io import images as io
     from ..io.tiff_stack import TiffPlanes, open_tiff_stack
     from ..workflows.planes import FileStack
@@ -40,13 +41,13 @@ def _read_stack(inputs: list[str], axis: int = 0) -> Any:
         )
     if folder:
         files = sorted(
-            p for p in paths[0].iterdir() if p.suffix.lower() in io.READ_EXTENSIONS
+            p for p in paths[0].iterdir() if p.suffix.lower() in formats.READ_EXTENSIONS
         )
         if len(files) < 2:
             raise ValueError(f"{paths[0]}: a stack folder needs at least 2 image files")
         return FileStack(files)
     if len(paths) == 1:
-        if paths[0].suffix.lower() in io.TIFF_EXTENSIONS:
+        if paths[0].suffix.lower() in formats.TIFF_EXTENSIONS:
             stack = open_tiff_stack(paths[0])  # page by page where possible
             if isinstance(stack, TiffPlanes) and axis not in (0, -stack.ndim):
                 stack.close()  # the focus axis is not the page axis
@@ -64,7 +65,7 @@ def _check_stack_outputs(outputs: dict[str, Path], layout: Any, keep_dtype: bool
     ``outputs`` maps an option name (``-o``, ``--depth-map``, ``--confidence``)
     to its path; ``layout`` (a :class:`~napari_gifnet.workflows.planes.Planes`)
     gives the planes' dtype and shape. What each format holds is
-    :func:`napari_gifnet.io.images.check_writable`'s rule, with the bit depth
+    :func:`napari_gifnet.io.formats.check_writable`'s rule, with the bit depth
     ``write_image(..., bit_depth=None)`` picks: ``-o`` gets float32 in [0, 1]
     or, with ``--keep-dtype``, the stack's dtype on its own scale; the depth
     map gets uint16 plane indices (the confidence map, float32, goes to .tif,
@@ -73,12 +74,13 @@ def _check_stack_outputs(outputs: dict[str, Path], layout: Any, keep_dtype: bool
     """
     import numpy as np
 
-    from ..io import images as io
+    from ..io import formats
+
     output, dtype = outputs["-o"], layout.dtype if keep_dtype else np.float32
     try:
-        io.check_writable(output, dtype, layout.plane_shape, bit_depth=None,
-                          unit_floats=not keep_dtype)  # fmt: skip
-    except io.FormatError as exc:  # float32 in [0, 1] goes anywhere: --keep-dtype is on
+        formats.check_writable(output, dtype, layout.plane_shape, bit_depth=None,
+                               unit_floats=not keep_dtype)  # fmt: skip
+    except formats.FormatError as exc:  # float32 in [0, 1] goes anywhere: --keep-dtype is on
         stack = f"{layout.dtype}{' RGB' if layout.rgb else ''}"
         raise UsageError(
             f"-o {output}: the stack is {stack}; with --keep-dtype that {exc.needs}"
@@ -86,8 +88,8 @@ def _check_stack_outputs(outputs: dict[str, Path], layout: Any, keep_dtype: bool
     depth = outputs.get("--depth-map")
     if depth is not None:
         try:
-            io.check_writable(depth, np.uint16, layout.plane_shape[:2], bit_depth=None)
-        except io.FormatError as exc:
+            formats.check_writable(depth, np.uint16, layout.plane_shape[:2], bit_depth=None)
+        except formats.FormatError as exc:
             what = "a depth map (uint16 plane indices)"
             raise UsageError(f"--depth-map {depth}: {what} {exc.needs}") from None
 
@@ -160,7 +162,7 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_stack(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..io import images as io
+    from ..io import formats
 
     if bool(args.inputs) == bool(args.stacks):
         raise UsageError("give the stack as INPUT (a TIFF, a folder or files), or --stacks DIR")
@@ -172,7 +174,7 @@ def _run_stack(args: argparse.Namespace) -> int:
     output = check_output_of(args.output)
     depth_path = check_output_of(args.depth_map, option="--depth-map") if args.depth_map \
         else None
-    conf_path = check_output_of(args.confidence, io.TIFF_EXTENSIONS, "--confidence") \
+    conf_path = check_output_of(args.confidence, formats.TIFF_EXTENSIONS, "--confidence") \
         if args.confidence else None
     check_files({"-o": output, "--depth-map": depth_path, "--confidence": conf_path},
                 input_files(args.inputs), input_folders(args.inputs))  # fmt: skip
@@ -275,13 +277,15 @@ def _calibration(inputs: list[str]) -> Any:
 def stacks_in(folder: Path) -> list[tuple[str, Path]]:
     """The stacks of a ``--stacks`` folder: ``(name, path)`` of every TIFF file and every
     sub-folder holding images, sorted by name."""
-    from ..io import images as io
+    from ..io import formats
 
     found = []
     for entry in sorted(folder.iterdir()):
-        if entry.is_file() and entry.suffix.lower() in io.TIFF_EXTENSIONS:
+        if entry.is_file() and entry.suffix.lower() in formats.TIFF_EXTENSIONS:
             found.append((entry.stem, entry))
-        elif entry.is_dir() and any(p.suffix.lower() in io.READ_EXTENSIONS for p in entry.iterdir()):
+        elif entry.is_dir() and any(
+            p.suffix.lower() in formats.READ_EXTENSIONS for p in entry.iterdir()
+        ):
             found.append((entry.name, entry))
     return found
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sample import Sample, _check_size, _fit, _layer, _u8
+from .sample import Sample, _layer, check_size, fit_within, to_uint8
 
 _SOURCE = "skimage.data.astronaut"
 #: Resolution ratio between the panchromatic and the multispectral grids.
@@ -86,8 +86,8 @@ def pansharpening_sample(size: int = 512) -> Sample:
     """
     from skimage import data
 
-    side = _check_size(size) // RATIO * RATIO
-    rgb = _fit(data.astronaut() / 255.0, side)[:side, :side]
+    side = check_size(size) // RATIO * RATIO
+    rgb = fit_within(data.astronaut() / 255.0, side)[:side, :side]
     truth = np.concatenate([np.moveaxis(rgb, -1, 0), nir_like(rgb)[None]])
     pan = np.tensordot(np.asarray(PAN_WEIGHTS), truth, axes=1)
     ms = degrade(truth)
@@ -105,9 +105,9 @@ def pansharpening_sample(size: int = 512) -> Sample:
     info = {"bands": list(BANDS), "axes": "CYX", "ratio": RATIO}
     offset = (RATIO - 1) / 2.0  # the centre of the covered block, in panchromatic pixels
     return Sample(key, "Multispectral + panchromatic (astronaut)", [
-        _layer("multispectral", _u8(ms), key, "first input", recipe, _SOURCE, info,
+        _layer("multispectral", to_uint8(ms), key, "first input", recipe, _SOURCE, info,
                scale=(1.0, float(RATIO), float(RATIO)), translate=(0.0, offset, offset)),
-        _layer("panchromatic", _u8(pan), key, "second input", recipe, _SOURCE,
+        _layer("panchromatic", to_uint8(pan), key, "second input", recipe, _SOURCE,
                {"pan_weights": list(PAN_WEIGHTS)}),
-        _layer("multispectral truth", _u8(truth), key, "truth", recipe, _SOURCE, info),
+        _layer("multispectral truth", to_uint8(truth), key, "truth", recipe, _SOURCE, info),
     ])

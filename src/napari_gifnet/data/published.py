@@ -3,7 +3,7 @@
 Each :data:`PUBLISHED` entry lists files of the GIFNet repository; they are
 downloaded on first use into ``<cache>/samples`` (see
 :func:`napari_gifnet.util.downloads.cache_dir`), checked against pinned sha256
-digests and opened as a :class:`~napari_gifnet.data.synthetic.Sample`.
+digests and opened as a :class:`~napari_gifnet.data.sample.Sample`.
 ``NAPARI_GIFNET_SAMPLES_URL`` replaces the base URL (a mirror holding the same
 relative paths); the pins stay.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..util.downloads import cache_dir, fetch_pinned
-from .synthetic import Sample, _layer
+from .sample import Sample, _layer
 
 OFFICIAL_BASE_URL = "https://github.com/AWCXV/GIFNet/raw/main/"
 #: Environment variable replacing :data:`OFFICIAL_BASE_URL` (mirrors, tests).

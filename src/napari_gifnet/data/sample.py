@@ -1,9 +1,9 @@
 """The :class:`Sample` container and the array helpers of the sample recipes.
 
 A :class:`Sample` holds named layers ``(name, data, kwargs)``; ``_layer``
-builds one with its provenance metadata; ``_u8``, ``_fit``, ``_luma`` and
-``_check_size`` convert, downscale and check images. Used by
-:mod:`napari_gifnet.data.synthetic` (which re-exports these names) and
+builds one with its provenance metadata; ``to_uint8``, ``fit_within``, ``rgb_luma`` and
+``check_size`` convert, downscale and check images. Used by
+:mod:`napari_gifnet.data.synthetic`, :mod:`napari_gifnet.data.multispectral` and
 :mod:`napari_gifnet.data.published`.
 """
 
@@ -72,11 +72,11 @@ def _layer(
     return name, data, {"metadata": metadata, **kwargs}
 
 
-def _u8(image: np.ndarray) -> np.ndarray:
+def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _fit(image: np.ndarray, size: int) -> np.ndarray:
+def fit_within(image: np.ndarray, size: int) -> np.ndarray:
     """Float image in [0, 1], downscaled (anti-aliased) so its longest side is <= size."""
     from skimage.transform import resize
 
@@ -88,11 +88,11 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     return resize(image.astype(np.float64), shape, order=1, anti_aliasing=True)
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
+def rgb_luma(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array(LUMA_WEIGHTS)
 
 
-def _check_size(size: int) -> int:
+def check_size(size: int) -> int:
     if int(size) != size or size < 32:
         raise ValueError(f"size must be an integer >= 32, got {size!r}")
     return int(size)

@@ -17,19 +17,20 @@ input", "second input", "input stack" or "truth").
   downloaded on demand: see :mod:`napari_gifnet.data.published`.
 
 See ``docs/samples.md`` for the recipes and the licences of the sources. The
-:class:`Sample` container and the recipes' array helpers live in
-:mod:`napari_gifnet.data.sample` (re-exported here).
+:class:`~napari_gifnet.data.sample.Sample` container and the recipes' array
+helpers live in :mod:`napari_gifnet.data.sample`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .multispectral import pansharpening_sample
-from .sample import Layer as Layer
-from .sample import Sample, _check_size, _fit, _layer, _luma, _u8
+from . import multispectral
+from .sample import Sample, _layer, check_size, fit_within, rgb_luma, to_uint8
 
 # --------------------------------------------------------------- multi-focus
 _MOTO_SOURCE = "skimage.data.stereo_motorcycle"
@@ -46,8 +47,8 @@ def _motorcycle(size: int) -> tuple[np.ndarray, np.ndarray]:
     disparity = ndi.median_filter(disparity[tuple(index)], size=5)
     lo, hi = np.percentile(disparity, [1, 99])
     nearness = np.clip((disparity - lo) / (hi - lo), 0.0, 1.0)
-    image = _fit(left / 255.0, size)
-    return image, np.clip(_fit(nearness, size), 0.0, 1.0)
+    image = fit_within(left / 255.0, size)
+    return image, np.clip(fit_within(nearness, size), 0.0, 1.0)
 
 
 def defocus(
@@ -94,7 +95,7 @@ def multifocus_pair(size: int = 512, max_sigma: float = 4.0) -> Sample:
         Layers "near focus" (first input), "far focus" (second input) and
         "all-in-focus truth" (hidden), uint8 RGB; ``extras["nearness"]``.
     """
-    image, nearness = _motorcycle(_check_size(size))
+    image, nearness = _motorcycle(check_size(size))
     near_f, far_f = (float(v) for v in np.percentile(nearness, [90, 10]))
     recipe = (
         "left view of the stereo motorcycle; nearness = its ground-truth disparity scaled to "
@@ -103,14 +104,14 @@ def multifocus_pair(size: int = 512, max_sigma: float = 4.0) -> Sample:
         "'far focus' the one at the 10th"
     )
     key = "multifocus"
-    near = _u8(defocus(image, nearness, near_f, max_sigma))
-    far = _u8(defocus(image, nearness, far_f, max_sigma))
+    near = to_uint8(defocus(image, nearness, near_f, max_sigma))
+    far = to_uint8(defocus(image, nearness, far_f, max_sigma))
     return Sample(key, "Multi-focus pair (motorcycle)", [
         _layer("near focus", near, key, "first input", recipe, _MOTO_SOURCE,
                {"focus_nearness": near_f}, rgb=True),
         _layer("far focus", far, key, "second input", recipe, _MOTO_SOURCE,
                {"focus_nearness": far_f}, rgb=True),
-        _layer("all-in-focus truth", _u8(image), key, "truth", recipe, _MOTO_SOURCE, rgb=True),
+        _layer("all-in-focus truth", to_uint8(image), key, "truth", recipe, _MOTO_SOURCE, rgb=True),
     ], {"nearness": nearness})
 
 
@@ -135,10 +136,10 @@ def focus_stack(size: int = 512, planes: int = 5, max_sigma: float = 4.0) -> Sam
     """
     if int(planes) != planes or planes < 2:
         raise ValueError(f"planes must be an integer >= 2, got {planes!r}")
-    image, nearness = _motorcycle(_check_size(size))
-    grey = _luma(image)
+    image, nearness = _motorcycle(check_size(size))
+    grey = rgb_luma(image)
     focus = np.linspace(*np.percentile(nearness, [5, 95]), int(planes))
-    stack = np.stack([_u8(defocus(grey, nearness, float(f), max_sigma)) for f in focus])
+    stack = np.stack([to_uint8(defocus(grey, nearness, float(f), max_sigma)) for f in focus])
     recipe = (
         "luma of the left motorcycle view; plane i is Gaussian-defocused with sigma = "
         f"{max_sigma} px x |nearness - focus_i| (12 depth bins), focus_i spread evenly from "
@@ -148,7 +149,7 @@ def focus_stack(size: int = 512, planes: int = 5, max_sigma: float = 4.0) -> Sam
     return Sample(key, "Focus stack (motorcycle)", [
         _layer("focus stack", stack, key, "input stack", recipe, _MOTO_SOURCE,
                {"focus_nearness": focus.tolist(), "axes": "ZYX"}),
-        _layer("all-in-focus truth", _u8(grey), key, "truth", recipe, _MOTO_SOURCE),
+        _layer("all-in-focus truth", to_uint8(grey), key, "truth", recipe, _MOTO_SOURCE),
     ], {"nearness": nearness, "focus": focus})
 
 
@@ -184,7 +185,7 @@ def medical_pair(size: int = 256, seed: int = 20250227) -> Sample:
     from skimage import data
     from skimage.transform import resize
 
-    size = _check_size(size)
+    size = check_size(size)
     level = np.rint(data.shepp_logan_phantom() * 10).astype(int)
     zero, _ = ndi.label(level == 0)
     border = np.unique(np.concatenate([zero[0], zero[-1], zero[:, 0], zero[:, -1]]))
@@ -214,8 +215,8 @@ def medical_pair(size: int = 256, seed: int = 20250227) -> Sample:
     )
     source, key = "skimage.data.shepp_logan_phantom", "medical"
     return Sample(key, "CT-like + MRI-like pair (Shepp-Logan phantom)", [
-        _layer("CT-like", _u8(ct), key, "first input", recipe, source),
-        _layer("MRI-like", _u8(mri), key, "second input", recipe, source),
+        _layer("CT-like", to_uint8(ct), key, "first input", recipe, source),
+        _layer("MRI-like", to_uint8(mri), key, "second input", recipe, source),
     ])
 
 
@@ -240,7 +241,7 @@ def exposure_pair(size: int = 512, stops: float = 2.0, seed: int = 7) -> Sample:
     """
     from skimage import data
 
-    image = _fit(data.coffee() / 255.0, _check_size(size))
+    image = fit_within(data.coffee() / 255.0, check_size(size))
     linear = image**2.2
     rng = np.random.default_rng(seed)
     over = (linear * 2.0**stops).clip(0.0, 1.0) ** (1 / 2.2)
@@ -252,9 +253,9 @@ def exposure_pair(size: int = 512, stops: float = 2.0, seed: int = 7) -> Sample:
     )
     source, key = "skimage.data.coffee", "exposure"
     return Sample(key, "Over/under-exposed pair (coffee)", [
-        _layer("over-exposed", _u8(over), key, "first input", recipe, source, rgb=True),
-        _layer("under-exposed", _u8(under), key, "second input", recipe, source, rgb=True),
-        _layer("reference exposure", _u8(image), key, "truth", recipe, source, rgb=True),
+        _layer("over-exposed", to_uint8(over), key, "first input", recipe, source, rgb=True),
+        _layer("under-exposed", to_uint8(under), key, "second input", recipe, source, rgb=True),
+        _layer("reference exposure", to_uint8(image), key, "truth", recipe, source, rgb=True),
     ])
 
 
@@ -297,7 +298,7 @@ def fluorescence_pair(size: int = 384, seed: int = 12) -> Sample:
     from scipy import ndimage as ndi
     from skimage.segmentation import find_boundaries
 
-    size = _check_size(size)
+    size = check_size(size)
     rng = np.random.default_rng(seed)
     labels, centres = _cells(size, rng)
     y, x = np.mgrid[0:size, 0:size]
@@ -341,5 +342,18 @@ SAMPLES: dict[str, Callable[[], Sample]] = {
     "medical": medical_pair,
     "exposure": exposure_pair,
     "fluorescence": fluorescence_pair,
-    "pansharpening": pansharpening_sample,
+    "pansharpening": multispectral.pansharpening_sample,
 }
+
+
+def __getattr__(name: str) -> Any:
+    """``pansharpening_sample`` here is deprecated: it lives in :mod:`.multispectral`."""
+    if name == "pansharpening_sample":
+        warnings.warn(
+            "napari_gifnet.data.synthetic.pansharpening_sample is deprecated; import it from "
+            "napari_gifnet.data.multispectral",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return multispectral.pansharpening_sample
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

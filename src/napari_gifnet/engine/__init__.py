@@ -18,6 +18,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         "fusion": ["FusionResult", "NonFiniteResultError", "fuse"],
         "lazy": ["compute_plane", "fuse_dask"],
         "devices": ["available_devices", "resolve_device"],
-        "_memory": ["empty_outside_heap", "fusion_run"],
+        "_memory": ["fusion_run"],
     },
 )

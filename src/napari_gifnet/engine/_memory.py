@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import math
-import mmap
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import numpy as np
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -118,18 +114,3 @@ def fusion_run() -> Iterator[None]:
 
     with reuse_heap(), keep_stores():
         yield
-
-
-def empty_outside_heap(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
-    """A zero-filled array in its own anonymous memory map.
-
-    For the outputs a run of fusions builds up (a whole stack) while it
-    holds the heap: allocated from the heap, they would stay there, and
-    the system would not get their memory back when they are dropped; a
-    mapping of their own is handed back as soon as the array is freed.
-    """
-    count = math.prod(shape)
-    if count == 0:
-        return np.zeros(shape, dtype)
-    buffer = mmap.mmap(-1, count * np.dtype(dtype).itemsize)
-    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)

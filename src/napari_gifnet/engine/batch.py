@@ -31,6 +31,7 @@ from ._memory import fusion_run
 from .devices import resolve_device
 from .eager import fuse_arrays, fusion_result
 from .inputs import PreparedPair, prepare_pair
+from .options import FusionOptions
 from .precision import check_precision, precision_mode
 from .preprocess import Normalization
 from .result import FusionResult, pad_small
@@ -138,9 +139,8 @@ def fuse_planes(
             start = len(results)
             chunk = pairs[start : start + size]
             if len(chunk) == 1:
-                result = fuse_arrays(a[start], b[start], weights=weights, device=dev,
-                                     normalization=normalization, precision=precision,
-                                     prepared=chunk[0],
+                options = FusionOptions(weights, dev, normalization, precision=precision)
+                result = fuse_arrays(a[start], b[start], options, prepared=chunk[0],
                                      start=time.perf_counter() - prepared_in[start])  # fmt: skip
                 result.metadata["batch"] = 1
                 results.append(result)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import traceback
-from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from ._memory import reuse_heap
 from .colour import apply_colour
 from .devices import resolve_device
 from .inputs import PreparedPair, prepare_pair
+from .options import FusionOptions
 from .precision import precision_mode
 from .preprocess import Normalization
 from .result import FusionResult, check_finite_result, pad_small, provenance, to_tensor
@@ -35,41 +35,36 @@ from .tiled.run import fuse_tiled
 def fuse_arrays(
     a: Any,
     b: Any,
+    options: FusionOptions,
     *,
-    weights: str | PathLike | None = None,
-    device: str | torch.device | None = "auto",
-    return_features: bool = False,
-    normalization: Normalization = "auto",
     progress: Progress | None = None,
-    storage: str = "auto",
-    tile_size: int | None = None,
-    precision: str = "float32",
     start: float | None = None,
     prepared: PreparedPair | None = None,
 ) -> FusionResult:
-    """:func:`~napari_gifnet.engine.fusion.fuse` for numpy inputs (options already checked).
+    """:func:`~napari_gifnet.engine.fusion.fuse` for numpy inputs, with its checked options.
 
     ``start`` is the ``time.perf_counter()`` the call began at (now if None).
-    ``prepared`` is the pair ``prepare_pair(a, b, normalization)`` already
-    gave (it is not prepared again), or None.
+    ``prepared`` is the pair ``prepare_pair(a, b, options.normalization)``
+    already gave (it is not prepared again), or None.
     """
     start = time.perf_counter() if start is None else start
+    normalization, tile_size = options.normalization, options.tile_size
     pair = prepared if prepared is not None else prepare_pair(a, b, normalization)
     luma_a, luma_b = pair.luma_a, pair.luma_b
-    dev = resolve_device(device)
-    model, info = load_model(weights, device=str(dev))
+    dev = resolve_device(options.device)
+    model, info = load_model(options.weights, device=str(dev))
     (pa, size), (pb, _) = pad_small(luma_a), pad_small(luma_b)
     h, w = size
     run_size = pa.shape  # the size the network runs on (small images padded)
-    features: dict[str, torch.Tensor] | None = {} if return_features else None
+    features: dict[str, torch.Tensor] | None = {} if options.return_features else None
     # storage and tiles, once per try; a storage that cannot fit is refused here
-    plan = plan_tiles(*run_size, dev, storage, tile_size=tile_size)
-    options = list(RETRY_STORAGES[plan.storage])  # on running out of memory
+    plan = plan_tiles(*run_size, dev, options.storage, tile_size=tile_size)
+    rungs = list(RETRY_STORAGES[plan.storage])  # on running out of memory
     report, retries, failures = MonotonicProgress(guarded(progress)), 0, []
     raised: BaseException | None = None  # by the progress callback: passed on unchanged
     while True:
         try:
-            with torch.inference_mode(), reuse_heap(), precision_mode(precision, dev):
+            with torch.inference_mode(), reuse_heap(), precision_mode(options.precision, dev):
                 out = fuse_tiled(
                     model,
                     to_tensor(pa, dev),
@@ -94,7 +89,7 @@ def fuse_arrays(
             if features is not None:
                 features.clear()
             failures.append(f"{plan.storage!r} in {plan.out.describe()} tiles: {exc}")
-            nxt, skipped = next_try(plan, dev, options)
+            nxt, skipped = next_try(plan, dev, rungs)
             failures.extend(f"skipped {why}" for why in skipped)
             if nxt is None:
                 raise MemoryError(
@@ -117,8 +112,9 @@ def fuse_arrays(
         "out_of_memory_retries": retries,
         "retry_tile_size": plan.tile_size if retries else None,
     }
+    elapsed = time.perf_counter() - start
     return fusion_result(
-        luma, pair, info, dev, normalization, precision, run, time.perf_counter() - start, feats
+        luma, pair, info, dev, normalization, options.precision, run, elapsed, feats
     )
 
 

@@ -16,26 +16,26 @@ import torch
 from ..util.progress import Progress
 from .eager import fuse_arrays
 from .lazy import is_dask
-from .precision import check_precision
+from .options import FusionOptions
 from .preprocess import Normalization
-from .result import FusionResult, NonFiniteResultError
-from .retry import MonotonicProgress
-from .tiled.grid import tile_shape
-from .tiled.plan import STORAGE
+from .result import FusionResult
 
-__all__ = ["FusionResult", "MonotonicProgress", "NonFiniteResultError", "fuse"]
+__all__ = ["fuse", "fuse_options"]
 
 
-def _fuse_lazy(
-    a: Any, b: Any, weights: Any, device: Any, normalization: Normalization, start: float
-) -> FusionResult:
+def _fuse_lazy(a: Any, b: Any, options: FusionOptions, start: float) -> FusionResult:
     """:func:`fuse` for Dask inputs: a lazy result (see :mod:`napari_gifnet.engine.lazy`)."""
     from ..model.weights import load_model as _load
     from .devices import resolve_device
     from .lazy import fuse_dask_with_luma
     from .result import provenance
 
-    dev = resolve_device(device)
+    if options.return_features:
+        raise ValueError("return_features is not available for Dask inputs (lazy fusion)")
+    if options.precision != "float32":
+        raise ValueError("precision is float32 for Dask inputs (lazy fusion)")
+    weights, normalization = options.weights, options.normalization
+    dev = resolve_device(options.device)
     image, luma = fuse_dask_with_luma(
         a, b, weights=weights, device=str(dev), normalization=normalization
     )  # luma: the network output, as the eager result's (chunks computed once for both)
@@ -50,12 +50,24 @@ def _fuse_lazy(
     return FusionResult(image=image, luma=luma, device=str(dev), elapsed=elapsed, metadata=metadata)
 
 
-def _check_options(storage: str, tile_size: int | None) -> None:
-    """Refuse bad options before any work (and before loading weights)."""
-    if storage not in STORAGE:
-        raise ValueError(f"unknown storage {storage!r}: use one of {', '.join(STORAGE)}")
-    if tile_size is not None:
-        tile_shape(8, 8, tile_size=tile_size)  # raises a ValueError naming the problem
+def fuse_options(
+    a: Any,
+    b: Any,
+    options: FusionOptions,
+    progress: Progress | None = None,
+    *,
+    start: float | None = None,
+) -> FusionResult:
+    """:func:`fuse` with its options already checked into ``options``.
+
+    Dask inputs give a lazy result, numpy inputs the eager one
+    (:func:`~napari_gifnet.engine.eager.fuse_arrays`). ``start`` is the
+    ``time.perf_counter()`` the call began at (now if None).
+    """
+    start = time.perf_counter() if start is None else start
+    if is_dask(a) or is_dask(b):
+        return _fuse_lazy(a, b, options, start)
+    return fuse_arrays(a, b, options, progress=progress, start=start)
 
 
 def fuse(
@@ -110,7 +122,7 @@ def fuse(
         ``MemoryError`` (this is how the napari widget cancels). A
         retry after running out of memory continues the count (neither
         ``done`` nor ``done / total`` goes down; see
-        :class:`MonotonicProgress`).
+        :class:`~napari_gifnet.engine.retry.MonotonicProgress`).
     storage
         Where the three feature maps that must outlive a pass are kept:
         ``"memory"``, ``"disk"`` (scratch files in ``NAPARI_GIFNET_SCRATCH``
@@ -143,7 +155,7 @@ def fuse(
         Shapes that differ, unsupported shapes or dtypes, NaN or infinite
         values, an unknown normalisation or storage, a tile size below 8, an
         unavailable device; a fused image with NaN or infinite values
-        (:class:`NonFiniteResultError`, naming the weights file).
+        (:class:`~napari_gifnet.engine.result.NonFiniteResultError`, naming the weights file).
     napari_gifnet.model.weights.WeightsUnavailableError
         No checkpoint could be found or downloaded.
     OSError
@@ -153,20 +165,12 @@ def fuse(
     MemoryError
         The image does not fit in memory on the chosen device. Running out
         of memory (a torch out-of-memory error, or a ``MemoryError`` from
-        NumPy) is first retried in smaller tiles with the maps on disk, then
-        recomputed, skipping retries whose scratch files cannot fit.
+        NumPy) is retried once, in smaller tiles with the maps on disk (or
+        recomputed where the scratch files cannot fit).
     """
     start = time.perf_counter()
-    _check_options(storage, tile_size)
-    check_precision(precision)
-    if is_dask(a) or is_dask(b):
-        if return_features:
-            raise ValueError("return_features is not available for Dask inputs (lazy fusion)")
-        if precision != "float32":
-            raise ValueError("precision is float32 for Dask inputs (lazy fusion)")
-        return _fuse_lazy(a, b, weights, device, normalization, start)
-    return fuse_arrays(
-        a, b, weights=weights, device=device, return_features=return_features,
-        normalization=normalization, progress=progress, storage=storage, tile_size=tile_size,
-        precision=precision, start=start,
+    options = FusionOptions(
+        weights=weights, device=device, normalization=normalization, storage=storage,
+        tile_size=tile_size, precision=precision, return_features=return_features,
     )  # fmt: skip
+    return fuse_options(a, b, options, progress, start=start)

@@ -168,9 +168,10 @@ def _fuse_small(plane_a: np.ndarray, plane_b: np.ndarray, weights: str, device: 
     """Planes under 5 pixels on a side: the engine pads them; one chunk (colour with
     ``with_luma``: R, G, B and the network output)."""
     from .eager import fuse_arrays
+    from .options import FusionOptions
 
-    result = fuse_arrays(plane_a, plane_b, weights=weights, device=device,
-                         normalization=normalization)  # fmt: skip
+    options = FusionOptions(weights=weights, device=device, normalization=normalization)
+    result = fuse_arrays(plane_a, plane_b, options)
     if with_luma and result.image.ndim == 3:
         return np.concatenate([result.image, result.luma[..., None]], axis=-1)
     return result.image

@@ -10,13 +10,13 @@ from .tiled.grid import smaller_tile, tile_shape
 from .tiled.plan import TilePlan, plan_tiles
 from .tiled.stores import ScratchError
 
-#: The storages of the retries after running out of memory, by the storage
-#: of the first try: the maps go to disk, then the embeddings are recomputed.
-#: Each retry's tiles hold at most a quarter of the pixels of the last try's.
+#: The storage of the one retry after running out of memory, by the storage
+#: of the first try: the first whose scratch files fit. The retry's tiles
+#: hold at most a quarter of the pixels of the first try's.
 RETRY_STORAGES = {
     "memory": ("disk", "recompute"),
     "disk": ("disk", "recompute"),
-    "recompute": ("recompute", "recompute"),
+    "recompute": ("recompute",),
 }
 
 
@@ -88,11 +88,12 @@ class MonotonicProgress:
 def next_try(
     failed: TilePlan, device: torch.device, options: list[str]
 ) -> tuple[TilePlan | None, list[str]]:
-    """The plan of the next try after running out of memory with ``failed``
-    (None when no retry is left), and why the retries passed over were
-    skipped. ``options`` (the retries' storages, consumed) are skipped when
-    they would repeat the failed try, or when their scratch files cannot fit
-    (:func:`~napari_gifnet.engine.tiled.plan.plan_tiles` refuses them)."""
+    """The plan of the retry after running out of memory with ``failed``
+    (None when no retry is left), and why the storages passed over were
+    skipped. ``options`` (the retry's storages) are consumed: the first that
+    neither repeats the failed try nor needs scratch files that cannot fit
+    (:func:`~napari_gifnet.engine.tiled.plan.plan_tiles` refuses them) is
+    the retry, and none is left after it."""
     h, w = failed.size
     tile = failed.out
     edge = smaller_tile(tile, h, w)
@@ -104,7 +105,10 @@ def next_try(
             skipped.append(f"{candidate!r} with tiles no smaller than {tile.describe()}")
             continue
         try:
-            return plan_tiles(h, w, device, candidate, tile_size=edge), skipped
+            plan = plan_tiles(h, w, device, candidate, tile_size=edge)
         except ScratchError as exc:
             skipped.append(str(exc))
+            continue
+        options.clear()  # one retry
+        return plan, skipped
     return None, skipped

@@ -42,11 +42,6 @@ from .formats import (
     check_tiff,
     check_writable,
 )
-
-# The rest of the format rules, part of this module's interface:
-from .formats import WRITE_EXTENSIONS as WRITE_EXTENSIONS
-from .formats import FormatError as FormatError
-from .formats import output_format as output_format
 from .imagej_tiff import (
     Calibration,
     calibration_of,
@@ -57,8 +52,6 @@ from .imagej_tiff import (
     write_calibrated_tiff,
     written_shape,
 )
-from .imagej_tiff import _pieces as _pieces
-from .imagej_tiff import tiff_json as tiff_json
 
 #: JPEG quality used by :func:`write_image`.
 JPEG_QUALITY = 95

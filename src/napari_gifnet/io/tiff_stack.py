@@ -7,15 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .images import (
-    TIFF_EXTENSIONS,
-    PathLike,
-    _decoding,
-    _readable,
-    check_fits_memory,
-    open_checked_tiff,
-    read_image,
-)
+from .formats import TIFF_EXTENSIONS, PathLike, check_fits_memory
+from .images import _decoding, _readable, open_checked_tiff, read_image
 
 __all__ = ["TiffPlanes", "open_tiff_stack"]
 

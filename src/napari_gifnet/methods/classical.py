@@ -3,7 +3,7 @@
 Each baseline takes the inputs of the GIFNet engine (grey or RGB, any dtype,
 the same ``normalization`` option), fuses the two lumas, gives an RGB result
 the chroma of the colour input(s) as the engine does, and returns the
-engine's :class:`~napari_gifnet.engine.fusion.FusionResult` (no ``features``, device
+engine's :class:`~napari_gifnet.engine.result.FusionResult` (no ``features``, device
 ``"cpu"``). Inputs are never modified.
 
 Methods (keys of :data:`BASELINES`):
@@ -55,11 +55,13 @@ from scipy import ndimage
 from .. import __version__
 from ..engine.colour import KB, KG, KR, ColourPlan, apply_colour, rgb_to_ycbcr
 from ..engine.inputs import prepare_pair
+from ..engine.options import OPTION_NAMES, FusionOptions
 from ..engine.preprocess import Normalization
 from ..util.progress import Progress
+from .registry import METHODS, method_key
 
 if TYPE_CHECKING:
-    from ..engine.fusion import FusionResult
+    from ..engine.result import FusionResult
 
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
@@ -75,7 +77,7 @@ def _run(
     params: dict[str, Any],
 ) -> FusionResult:
     """Validate and normalise like the engine, fuse the lumas, add colour."""
-    from ..engine.fusion import FusionResult  # imports torch: only when a baseline runs
+    from ..engine.result import FusionResult  # imports torch: only when a baseline runs
 
     start = time.perf_counter()
     pair = prepare_pair(a, b, normalization)
@@ -536,19 +538,31 @@ BASELINES: dict[str, Callable[..., FusionResult]] = {
 }
 
 
-def fuse_with(method: str, a: Any, b: Any, **kw: Any) -> FusionResult:
-    """Fuse with GIFNet (``"gifnet"``) or a baseline of :data:`BASELINES`, by name.
+def fuse_pair(
+    method: str,
+    a: Any,
+    b: Any,
+    options: FusionOptions | None = None,
+    progress: Progress | None = None,
+    **params: Any,
+) -> FusionResult:
+    """Fuse a pair with a pairwise method of the table
+    (:data:`napari_gifnet.methods.registry.METHODS`), giving it only the options it takes.
 
     Parameters
     ----------
     method : str
-        ``"gifnet"`` or a key of :data:`BASELINES` (case-insensitive).
-    a, b : array_like
-        The two inputs.
-    **kw
-        Passed on: to :func:`napari_gifnet.fuse` for ``"gifnet"`` (weights,
-        device, ...), else to the baseline (normalization, progress and its
-        own parameters).
+        ``"gifnet"`` or a baseline of :data:`BASELINES` (any case).
+    a, b
+        The first and second input (see :func:`napari_gifnet.fuse`).
+    options : FusionOptions, optional
+        Checked options (None: the defaults); GIFNet takes them all as they
+        are, a baseline only ``normalization``
+        (:attr:`napari_gifnet.methods.registry.Method.options`).
+    progress : callable, optional
+        ``progress(done, total)``; an exception raised by it stops the fusion.
+    **params
+        A baseline's own parameters, e.g. ``levels``.
 
     Returns
     -------
@@ -557,13 +571,48 @@ def fuse_with(method: str, a: Any, b: Any, **kw: Any) -> FusionResult:
     Raises
     ------
     ValueError
-        An unknown method.
+        An unknown method, or inputs the method refuses.
+    TypeError
+        Parameters the method does not have.
     """
-    key = str(method).lower()
-    if key == "gifnet":
-        from ..engine.fusion import fuse
+    spec = METHODS[method_key(method)]
+    options = FusionOptions() if options is None else options
+    if spec.kind == "baseline":
+        return BASELINES[spec.key](
+            a, b, normalization=options.normalization, progress=progress, **params
+        )
+    if params:
+        raise TypeError(f"{spec.key!r} takes no parameter(s) {sorted(params)}")
+    from ..engine import fusion as engine
 
-        return fuse(a, b, **kw)
-    if key not in BASELINES:
-        raise ValueError(f"unknown fusion method {method!r}; valid: {['gifnet', *BASELINES]}")
-    return BASELINES[key](a, b, **kw)
+    return engine.fuse_options(a, b, options, progress)
+
+
+def fuse_with(method: str, a: Any, b: Any, **kw: Any) -> FusionResult:
+    """Fuse with GIFNet (``"gifnet"``) or a baseline of :data:`BASELINES`, by name.
+
+    The keyword form of :func:`fuse_pair`.
+
+    Parameters
+    ----------
+    method : str
+        ``"gifnet"`` or a key of :data:`BASELINES` (case-insensitive).
+    a, b : array_like
+        The two inputs.
+    **kw
+        The options of :func:`napari_gifnet.fuse` (weights, device,
+        normalization, ...; checked, and those a baseline does not take
+        ignored), ``progress`` and a baseline's own parameters.
+
+    Returns
+    -------
+    FusionResult
+
+    Raises
+    ------
+    ValueError
+        An unknown method or a bad option.
+    """
+    progress = kw.pop("progress", None)
+    options = FusionOptions(**{k: kw.pop(k) for k in OPTION_NAMES if k in kw})
+    return fuse_pair(method, a, b, options, progress, **kw)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import sample
 from ..data import synthetic as samples
 from ..engine.preprocess import to_luma_unit
 from ..io import images as io
@@ -435,8 +436,8 @@ def scene_grey(source: str, size: int) -> np.ndarray:
     h, w = image.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    image = samples._fit(image[top : top + side, left : left + side], size)
-    return samples._luma(image) if image.ndim == 3 else image
+    image = sample.fit_within(image[top : top + side, left : left + side], size)
+    return sample.rgb_luma(image) if image.ndim == 3 else image
 
 
 def generate_multifocus_set(
@@ -460,7 +461,7 @@ def generate_multifocus_set(
 
     if int(n_scenes) != n_scenes or not 1 <= n_scenes <= len(MULTIFOCUS_SOURCES):
         raise ValueError(f"n_scenes must be an integer from 1 to {len(MULTIFOCUS_SOURCES)}")
-    size = samples._check_size(size)
+    size = sample.check_size(size)
     rng = np.random.default_rng(seed)
     scenes = []
     for source in MULTIFOCUS_SOURCES[: int(n_scenes)]:
@@ -468,9 +469,9 @@ def generate_multifocus_set(
         noise = ndi.gaussian_filter(rng.normal(size=(size, size)), size / 8, mode="reflect")
         z = (noise - noise.mean()) / (noise.std() + 1e-12)
         nearness = 1.0 / (1.0 + np.exp(-6.0 * z))
-        near = samples._u8(samples.defocus(grey, nearness, 1.0, max_sigma))
-        far = samples._u8(samples.defocus(grey, nearness, 0.0, max_sigma))
-        scenes.append((source, near, far, samples._u8(grey)))
+        near = sample.to_uint8(samples.defocus(grey, nearness, 1.0, max_sigma))
+        far = sample.to_uint8(samples.defocus(grey, nearness, 0.0, max_sigma))
+        scenes.append((source, near, far, sample.to_uint8(grey)))
     return scenes
 
 

@@ -290,7 +290,8 @@ def compare_pair(
     """
     from ..engine.preprocess import to_luma_unit
     from ..methods.registry import task_method_key
-    from ..metrics import fusion_metrics, mef_ssim
+    from ..metrics.exposure import mef_ssim
+    from ..metrics.fusion import fusion_metrics
     from ..workflows.tasks import fuse, task_preset
 
     task_key = task_preset(task).key if task is not None else "custom"
@@ -356,7 +357,8 @@ def compare_stack(
         MEF-SSIM for an exposure stack, else the best mean rank.
     """
     from ..engine.preprocess import to_luma_unit
-    from ..metrics import fusion_metrics, mef_ssim
+    from ..metrics.exposure import mef_ssim
+    from ..metrics.fusion import fusion_metrics
     from ..workflows.focus_stack import fuse_stack
 
     task_key = "focus" if task is None else str(task).strip().lower()
@@ -428,7 +430,7 @@ def compare_pansharpen(
         integer ratio of the two images' grids; NaN when they have none or
         the blocks do not fit); the best: the largest QNR.
     """
-    from ..metrics import qnr
+    from ..metrics.pansharpening import qnr
     from ..workflows.pansharpening import band_axis_of, pansharpen
 
     ms_arr, pan_arr = np.asarray(ms), np.asarray(pan)

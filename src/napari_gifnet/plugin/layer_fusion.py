@@ -14,7 +14,7 @@ The dock widget and the console helper :func:`fuse_layers` share this code:
 
 The planning step lives in :mod:`napari_gifnet.plugin.fusion_plan`, the method names
 in :mod:`napari_gifnet.methods.registry` and the layer output in
-:mod:`napari_gifnet.plugin.layer_output`; their names are re-exported here.
+:mod:`napari_gifnet.plugin.layer_output`.
 napari, scipy and torch are imported only inside functions.
 """
 
@@ -29,37 +29,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..engine.options import FusionOptions
 from ..methods.registry import (
     FOCUS_PYRAMID,
     FOCUS_SELECTION,
-    method_choices,
-    method_key,
     method_label,
-    output_name,
     task_method_key,
     task_method_label,
 )
-from ..methods.registry import GIFNET_ONLY_OPTIONS as GIFNET_ONLY_OPTIONS
-from ..methods.registry import METHOD_LABELS as METHOD_LABELS
-from ..util.progress import Cancelled, Progress
-from .fusion_plan import FusionPlan, LayerInput, prepare_fusion
-from .layer_output import FusionOutput, add_fusion_layers, pca_rgb, status_text
-from .resampling import Resampling
+from ..util.progress import Progress
+from .fusion_plan import FusionPlan, prepare_fusion
+from .layer_output import FusionOutput, add_fusion_layers, pca_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.layers import Image
 
-__all__ = [
-    "FusionCancelled", "FusionOutput", "FusionPlan", "LayerInput", "Resampling",
-    "add_fusion_layers", "fuse_layers", "iter_fusion", "method_choices", "method_key",
-    "method_label", "output_name", "pca_rgb", "prepare_fusion", "run_fusion", "status_text",
-]  # fmt: skip
+__all__ = ["fuse_layers", "iter_fusion", "run_fusion"]
 
 #: Feature maps turned into layers, in order.
 FEATURE_KEYS = ("shared", "multimodal", "photographic")
-#: The widget's Cancel, raised by a progress callback (the package's one cancellation).
-FusionCancelled = Cancelled
 
 
 def iter_fusion(
@@ -72,7 +61,6 @@ def iter_fusion(
     progress: Progress | None = None,
     task: str | None = None,
     method: str | None = None,
-    lazy: bool | None = None,
     show: tuple[int, ...] | None = None,
     per_plane: bool = False,
     align: str | None = None,
@@ -82,13 +70,14 @@ def iter_fusion(
     The core of both the widget (in a napari ``thread_worker``) and
     :func:`fuse_layers`. Each plane is read with ``np.asarray`` (the second
     resampled when planned), normalised and fused by
-    :func:`napari_gifnet.methods.classical.fuse_with` (the focus methods by
-    :func:`napari_gifnet.workflows.tasks.fuse`) with the plan's method
-    (``method``, when given, replaces it): GIFNet gets ``weights``,
-    ``device``, ``normalization`` and ``features``; a baseline only
-    ``normalization`` (the GIFNet-only options are ignored). ``progress(done, total)`` counts
+    :func:`napari_gifnet.workflows.tasks.fuse_method` with the plan's method
+    (``method``, when given, replaces it). ``weights``, ``device``,
+    ``normalization`` and ``features`` are checked here, once; each method
+    takes of them what the method table says
+    (:data:`napari_gifnet.methods.registry.METHODS`: GIFNet all, the others
+    only ``normalization``). ``progress(done, total)`` counts
     bands over all planes; an exception raised in it (e.g.
-    :class:`FusionCancelled`) stops the fusion. ``task`` is recorded in the
+    :class:`napari_gifnet.util.progress.Cancelled`) stops the fusion. ``task`` is recorded in the
     provenance, and for GIFNet ``weights_published`` (whether the checkpoint
     is the published one, by sha256). Returns a :class:`FusionOutput` (via
     ``StopIteration``).
@@ -107,11 +96,11 @@ def iter_fusion(
     (:func:`napari_gifnet.workflows.pair_alignment.align_pair`), reported in
     ``metadata["alignment"]`` (one entry per plane).
 
-    ``lazy``: return the fused image as a Dask array computed chunk by chunk
-    when it is viewed or saved (:func:`napari_gifnet.engine.lazy.fuse_dask`), reading
-    no pixel here. None (default): lazily when a layer holds a Dask or zarr
-    array, the method is GIFNet, no feature layers are asked for and no
-    resampling is needed; otherwise plane by plane now.
+    The fused image is a Dask array computed chunk by chunk when it is viewed
+    or saved (:func:`napari_gifnet.engine.lazy.fuse_dask`), reading no pixel
+    here, when a layer holds a Dask or zarr array, the method is GIFNet, no
+    feature layers are asked for and no resampling or alignment is needed;
+    otherwise the planes are fused now.
 
     ``show``: for a lazy result, the leading index of one plane to compute
     now (progress then counts its Dask tasks), so that the plane a viewer
@@ -122,91 +111,165 @@ def iter_fusion(
         plan = _replace(plan, method=task_method_key(method))
     gifnet = plan.method == "gifnet"
     features = bool(features) and gifnet
+    options = FusionOptions(weights=weights, device=device, normalization=normalization,
+                            return_features=features)  # fmt: skip
     if align is not None:
         from ..workflows.alignment import align_mode
 
         if align_mode(align) is None:
             raise ValueError(f"align must be None, 'translation' or 'scale', not {align!r}")
-    if lazy is None:
-        from ..engine.lazy import is_lazy
+    from ..engine.lazy import is_lazy
 
-        lazy = gifnet and not features and plan.resampling is None and align is None and (
-            is_lazy(plan.first.data) or is_lazy(plan.second.data)
-        )
+    lazy = (
+        gifnet
+        and not features
+        and plan.resampling is None
+        and align is None
+        and (is_lazy(plan.first.data) or is_lazy(plan.second.data))
+    )
     scope = "plane" if per_plane or plan.n_planes == 1 else "layer"
     ranges = _layer_ranges(plan, normalization) if scope == "layer" else None
     if lazy:
-        yield 0, 1
-        output = _lazy_output(plan, weights, device, normalization, task, ranges, scope)
-        if show is not None:
-            from ..engine.lazy import compute_plane
-
-            output.image, _ = compute_plane(output.image, show, progress)
-            output.metadata["computed_plane"] = list(show)
-        yield 1, 1
-        return output
-    start, n, lead = time.perf_counter(), plan.n_planes, plan.leading_shape
-    options: dict[str, Any] = {"normalization": normalization}
-    if gifnet:
-        options.update(weights=weights, device=device, return_features=features)
-    image: np.ndarray | None = None
-    feats: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {}
-    alignments: list[dict[str, Any]] = []
-    if ranges is not None:
-        options["normalization"] = "auto"  # the planes come in [0, 1], the layer's range applied
-
-    def read_pair(idx: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        a, b = plan.first.read(idx), plan.second.read(idx)
-        if ranges is not None:
-            a, b = _to_unit(a, ranges["first"]), _to_unit(b, ranges["second"])
-        if plan.resampling is not None:
-            b = plan.resampling.apply(b, plan.plane_shape)
-        if align is not None:
-            from ..workflows.pair_alignment import align_pair
-
-            b, moved = align_pair(a, b, align)
-            alignments.append({"plane": list(idx), **moved.provenance()})
-        return a, b
-
+        return (yield from _lazy_fusion(plan, options, task, ranges, scope, show, progress))
+    start, n = time.perf_counter(), plan.n_planes
+    if ranges is not None:  # the planes come in [0, 1], the layer's range applied
+        options = options.but(normalization="auto")
     indices = list(plan.plane_indices())
-    group = _planes_per_pass(plan, gifnet and not features, device, n)
-    from ..engine import empty_outside_heap, fusion_run
+    group = _planes_per_pass(plan, gifnet and not features, options.device, n)
+    out = _Planes(plan.leading_shape, features)
+    alignments: list[dict[str, Any]] = []  # one entry per plane moved by ``align``
+    from ..engine import fusion_run
 
-    # the stack's outputs are not allocated from the held heap (see empty_outside_heap)
     with fusion_run() if gifnet else nullcontext():  # one heap, one set of maps for all planes
         for first in range(0, n, group):
             chunk = indices[first : first + group]
-            pairs = [read_pair(idx) for idx in chunk]
-            if group == 1:
-
-                def report(done: int, total: int, i: int = first) -> None:
-                    if progress is not None:
-                        progress(i * total + done, n * total)
-
-                results = [_fuse_plane(plan.method, *pairs[0], progress=report, **options)]
-            else:
-                from ..engine.batch import fuse_planes
-
-                results = fuse_planes(
-                    [p[0] for p in pairs], [p[1] for p in pairs], weights=weights,
-                    device=device, normalization=options["normalization"], batch=group,
-                )  # fmt: skip
-                if progress is not None:
-                    progress(first + len(chunk), n)
+            pairs = [_read_pair(plan, idx, ranges, align, alignments) for idx in chunk]
+            results = _fuse_group(plan.method, pairs, options, group, progress, first, n)
             for i, (idx, res) in enumerate(zip(chunk, results), start=first):
-                if image is None:
-                    image, meta = empty_outside_heap(lead + res.image.shape), res.metadata
-                image[idx] = res.image
-                for key in FEATURE_KEYS if features else ():
-                    f = res.features[key]
-                    if key not in feats:  # channels first, so the leading axes align with the image's
-                        feats[key] = empty_outside_heap((f.shape[0], *lead, *f.shape[1:]))
-                    feats[key][(slice(None), *idx)] = f
+                out.put(idx, res)
                 yield i + 1, n
-    assert image is not None
-    summaries = {key: pca_rgb(f) for key, f in feats.items()}
+    assert out.image is not None
+    summaries = {key: pca_rgb(f) for key, f in out.feats.items()}
     elapsed = time.perf_counter() - start
+    meta = _output_metadata(plan, out, task, scope, ranges, alignments, elapsed)
+    return FusionOutput(plan, out.image, out.feats, summaries, meta, str(meta["device"]), elapsed)
+
+
+def _lazy_fusion(
+    plan: FusionPlan,
+    options: FusionOptions,
+    task: str | None,
+    ranges: dict[str, dict[str, Any]] | None,
+    scope: str,
+    show: tuple[int, ...] | None,
+    progress: Progress | None,
+) -> Generator[tuple[int, int], None, FusionOutput]:
+    """:func:`iter_fusion`'s lazy result (:func:`_lazy_output`), with the plane
+    ``show`` computed now when given."""
+    yield 0, 1
+    output = _lazy_output(plan, options, task, ranges, scope)
+    if show is not None:
+        from ..engine.lazy import compute_plane
+
+        output.image, _ = compute_plane(output.image, show, progress)
+        output.metadata["computed_plane"] = list(show)
+    yield 1, 1
+    return output
+
+
+def _read_pair(
+    plan: FusionPlan,
+    idx: tuple[int, ...],
+    ranges: dict[str, dict[str, Any]] | None,
+    align: str | None,
+    alignments: list[dict[str, Any]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The planes ``idx`` of both layers, as fused: read, mapped by the layers' ranges
+    (when given), the second resampled onto the first's grid (when planned) and
+    aligned to it (``align``, its provenance appended to ``alignments``)."""
+    a, b = plan.first.read(idx), plan.second.read(idx)
+    if ranges is not None:
+        a, b = _to_unit(a, ranges["first"]), _to_unit(b, ranges["second"])
+    if plan.resampling is not None:
+        b = plan.resampling.apply(b, plan.plane_shape)
+    if align is not None:
+        from ..workflows.pair_alignment import align_pair
+
+        b, moved = align_pair(a, b, align)
+        alignments.append({"plane": list(idx), **moved.provenance()})
+    return a, b
+
+
+def _fuse_group(
+    method: str,
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    options: FusionOptions,
+    group: int,
+    progress: Progress | None,
+    first: int,
+    planes: int,
+) -> list[Any]:
+    """The results of ``pairs``, planes ``first``, ``first + 1``, ... of ``planes``:
+    one by one through the method table (``group`` 1, progress in its units), or
+    GIFNet's batches of ``group`` planes (progress in planes)."""
+    if group == 1:
+
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                progress(first * total + done, planes * total)
+
+        return [_fuse_plane(method, *pairs[0], options, report)]
+    from ..engine.batch import fuse_planes
+
+    results = fuse_planes(
+        [p[0] for p in pairs], [p[1] for p in pairs], weights=options.weights,
+        device=options.device, normalization=options.normalization, batch=group,
+    )  # fmt: skip
+    if progress is not None:
+        progress(first + len(pairs), planes)
+    return results
+
+
+class _Planes:
+    """The fused planes of a layer (and its feature maps), filled plane by plane.
+
+    ``image`` has the layer's leading axes then the plane's; each feature map
+    its channels first, so that its leading axes align with the image's.
+    ``meta`` is the first plane's metadata.
+    """
+
+    def __init__(self, lead: tuple[int, ...], features: bool) -> None:
+        self.lead, self.features = lead, features
+        self.image: np.ndarray | None = None
+        self.feats: dict[str, np.ndarray] = {}
+        self.meta: dict[str, Any] = {}
+
+    def put(self, idx: tuple[int, ...], res: Any) -> None:
+        """Store the result ``res`` of the planes ``idx``."""
+        if self.image is None:
+            self.image = np.zeros(self.lead + res.image.shape, np.float32)
+            self.meta = res.metadata
+        self.image[idx] = res.image
+        for key in FEATURE_KEYS if self.features else ():
+            f = res.features[key]
+            if key not in self.feats:
+                self.feats[key] = np.zeros((f.shape[0], *self.lead, *f.shape[1:]), np.float32)
+            self.feats[key][(slice(None), *idx)] = f
+
+
+def _output_metadata(
+    plan: FusionPlan,
+    out: _Planes,
+    task: str | None,
+    scope: str,
+    ranges: dict[str, dict[str, Any]] | None,
+    alignments: list[dict[str, Any]],
+    elapsed: float,
+) -> dict[str, Any]:
+    """The fused layer's provenance: the first plane's, with the layers' names, the
+    method, the scope of the normalisation, the alignment and resampling."""
+    meta, image = out.meta, out.image
+    assert image is not None
     names = {"first": plan.first.name, "second": plan.second.name}
     inputs = {
         k: {**meta["inputs"][ab], "name": names[k]} for k, ab in (("first", "a"), ("second", "b"))
@@ -217,7 +280,7 @@ def iter_fusion(
         "order": 1,
         **{k: np.round(v, 9).tolist() for k, v in vars(plan.resampling).items()},
     }
-    meta = {
+    return {
         **meta,
         "method": task_method_label(plan.method),
         "inputs": inputs,
@@ -225,16 +288,15 @@ def iter_fusion(
         "second_layer": plan.second.name,
         "task": task,
         "shape": list(image.shape),
-        "planes": n,
-        **_scope_metadata(scope, ranges, n),
+        "planes": plan.n_planes,
+        **_scope_metadata(scope, ranges, plan.n_planes),
         "alignment": alignments or None,
         "resampled": resampled,
-        "features": list(feats),
+        "features": list(out.feats),
         **_weights_published(meta),
         "elapsed_s": round(elapsed, 4),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return FusionOutput(plan, image, feats, summaries, meta, str(meta["device"]), elapsed)
 
 
 def _weights_published(meta: dict[str, Any]) -> dict[str, bool]:
@@ -247,24 +309,24 @@ def _weights_published(meta: dict[str, Any]) -> dict[str, bool]:
     return {"weights_published": meta["weights_sha256"] == OFFICIAL_SHA256}
 
 
-def _fuse_plane(method: str, a: np.ndarray, b: np.ndarray, **options: Any) -> Any:
-    """Fuse one plane with GIFNet, a baseline or a focus method of the tasks.
+def _fuse_plane(
+    method: str, a: np.ndarray, b: np.ndarray, options: FusionOptions, progress: Progress
+) -> Any:
+    """Fuse one plane with any method of the table
+    (:func:`napari_gifnet.workflows.tasks.fuse_method`).
 
-    The focus methods (:data:`FOCUS_SELECTION`, :data:`FOCUS_PYRAMID`) run
-    through :func:`napari_gifnet.workflows.tasks.fuse`; their metadata gains
-    the ``"device"`` and per-input ``"inputs"`` entries the layer output reads.
+    A focus method's metadata gains the ``"device"`` and per-input
+    ``"inputs"`` entries the layer output reads, and the reason it ran.
     """
-    if method not in (FOCUS_SELECTION, FOCUS_PYRAMID):
-        from ..methods.classical import fuse_with
+    from ..workflows.tasks import fuse_method, resolve_method
 
-        return fuse_with(method, a, b, **options)
-    from ..workflows.tasks import fuse
-
-    res = fuse(a, b, method=method, **options)
-    res.metadata.setdefault("device", str(res.device))
-    res.metadata.setdefault("inputs", {
-        k: {"shape": list(x.shape), "dtype": str(x.dtype)} for k, x in (("a", a), ("b", b))
-    })  # fmt: skip
+    res = fuse_method(method, a, b, options, progress)
+    if method in (FOCUS_SELECTION, FOCUS_PYRAMID):
+        res.metadata.setdefault("method_reason", resolve_method(None, method)[1])
+        res.metadata.setdefault("device", str(res.device))
+        res.metadata.setdefault("inputs", {
+            k: {"shape": list(x.shape), "dtype": str(x.dtype)} for k, x in (("a", a), ("b", b))
+        })  # fmt: skip
     return res
 
 
@@ -335,8 +397,11 @@ def _scope_metadata(scope: str, ranges: dict[str, Any] | None, planes: int) -> d
 
 
 def _lazy_output(
-    plan: FusionPlan, weights: Any, device: str, normalization: Any, task: str | None,
-    ranges: dict[str, dict[str, Any]] | None = None, scope: str = "plane",
+    plan: FusionPlan,
+    options: FusionOptions,
+    task: str | None,
+    ranges: dict[str, dict[str, Any]] | None = None,
+    scope: str = "plane",
 ) -> FusionOutput:
     """The lazy branch of :func:`iter_fusion`: a Dask graph, nothing computed."""
     from ..engine.lazy import as_dask, fuse_dask
@@ -346,6 +411,7 @@ def _lazy_output(
     if plan.method != "gifnet":
         raise ValueError(f"lazy fusion is only for GIFNet, not {method_label(plan.method)}")
     start = time.perf_counter()
+    weights, device, normalization = options.weights, options.device, options.normalization
     first, second = plan.first, plan.second  # the layers say which axis is colour
     a, b = as_dask(first.data, first.rgb), as_dask(second.data, second.rgb)
     if ranges is not None:  # one range per layer, applied chunk by chunk

@@ -5,7 +5,7 @@ Every layer added here says what it is in ``metadata["gifnet_layer"]``
 (:data:`FUSED`, :data:`FEATURES` or :data:`FEATURE_SUMMARY`);
 :func:`is_fused_layer` reads it (and the provenance of older layers).
 
-Part of :mod:`napari_gifnet.plugin.layer_fusion` (which re-exports these names).
+:func:`put_image` is the one way every widget updates or adds a result layer.
 """
 
 from __future__ import annotations
@@ -143,43 +143,77 @@ def _with_channel_axis(tf: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _put(
+#: The transforms an updated layer takes from the new keywords.
+_TRANSFORMS = ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels")
+
+
+def put_image(
     viewer: napari.Viewer,
     name: str,
-    data: np.ndarray,
-    replace: bool,
+    data: Any,
+    *,
+    keep_previous: bool = False,
     below: Image | None = None,
-    **kw: Any,
+    **kwargs: Any,
 ) -> Image:
-    """Update the image layer called ``name`` in place (if ``replace``), or add one.
+    """Update the image layer called ``name`` in place, or add one; GUI thread.
 
-    A new layer goes on top, or just below the layer ``below``; an updated
-    one keeps its place and visibility.
+    The one way every widget puts a result layer. An image layer called
+    ``name`` takes the new data in place, with the transforms, contrast
+    limits and metadata among ``kwargs``; it keeps its place in the layer
+    list and what the user set on it (visibility, colormap, opacity). A new
+    layer goes on top, or just below the layer ``below``.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer.
+    name
+        The layer's name.
+    data
+        The image (numpy or lazy).
+    keep_previous
+        Add a new layer even when one called ``name`` exists (napari then
+        suffixes the new name, e.g. ``" [1]"``).
+    below
+        Where a new layer goes: just below this layer (default: on top).
+    **kwargs
+        Keywords of :class:`napari.layers.Image` (``rgb``, ``colormap``,
+        ``contrast_limits``, transforms, ``metadata``, ``visible``, ...).
+
+    Returns
+    -------
+    napari.layers.Image
+        The updated or added layer.
     """
     from napari.layers import Image
 
     old = next((ly for ly in viewer.layers if ly.name == name and isinstance(ly, Image)), None)
-    if not replace or old is None:
-        layer = Image(data, name=name, **kw)
+    if keep_previous or old is None:
+        layer = Image(data, name=name, **kwargs)
         if below is None:
             viewer.add_layer(layer)
         else:
             viewer.layers.insert(viewer.layers.index(below), layer)
         return layer
-    if old.rgb != bool(kw.get("rgb", False)) or old.data.ndim != data.ndim:
-        layer = Image(data, name=name, **kw)  # cannot become RGB / change ndim in place
+    rgb = bool(kwargs.get("rgb", False))
+    if old.rgb != rgb or old.data.ndim != data.ndim:
+        layer = Image(data, name=name, **kwargs)  # cannot become RGB / change ndim in place
         index = viewer.layers.index(old)
         viewer.layers.remove(old)
         viewer.layers.insert(index, layer)
         return layer
     old.data = data
-    for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels"):
-        if key in kw and hasattr(old, key):
-            setattr(old, key, kw[key])
-    lo, hi = kw["contrast_limits"]
-    full = display_range(data, bool(kw.get("rgb", False)))  # as for a new layer
-    old.contrast_limits_range = (min(lo, full[0]), max(hi, full[1]))
-    old.contrast_limits, old.metadata = (lo, hi), kw["metadata"]
+    for key in _TRANSFORMS:
+        if key in kwargs and hasattr(old, key):
+            setattr(old, key, kwargs[key])
+    if "contrast_limits" in kwargs:
+        lo, hi = kwargs["contrast_limits"]
+        full = display_range(data, rgb)  # as for a new layer
+        old.contrast_limits_range = (min(lo, full[0]), max(hi, full[1]))
+        old.contrast_limits = (lo, hi)
+    if "metadata" in kwargs:
+        old.metadata = kwargs["metadata"]
     return old
 
 
@@ -203,12 +237,13 @@ def add_fusion_layers(
     list of napari.layers.Image
         The fused layer, then the feature stacks, then the PCA summaries.
     """
-    tf, replace = output.plan.first.transforms, not keep_previous
+    tf, keep = output.plan.first.transforms, keep_previous
     rgb = output.image.ndim == len(output.plan.leading_shape) + 3
     look = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
     fused_kw = {**look, **tf, "contrast_limits": display_range(output.image, rgb)}
     fused_kw["metadata"] = {**output.metadata, "gifnet_layer": FUSED}
-    fused = _put(viewer, output.plan.output_name, output.image, replace, **fused_kw)
+    image, name = output.image, output.plan.output_name
+    fused = put_image(viewer, name, image, keep_previous=keep, **fused_kw)
     stacks, summaries = [], []
     keys = ("method", "weights_sha256", "device", "created")
     base = {k: output.metadata[k] for k in keys if k in output.metadata}
@@ -219,11 +254,12 @@ def add_fusion_layers(
         stack_kw["metadata"] = {**meta, "gifnet_layer": FEATURES}
         stack_kw["contrast_limits"] = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
         name = feature_layer_name(fused.name, key)
-        stacks.append(_put(viewer, name, feat, replace, fused, **stack_kw))
+        stacks.append(put_image(viewer, name, feat, keep_previous=keep, below=fused, **stack_kw))
         pca_kw = {"rgb": True, "visible": False, "contrast_limits": (0.0, 1.0), **tf}
         pca_kw["metadata"] = {**meta, "summary": "PCA RGB", "gifnet_layer": FEATURE_SUMMARY}
         name = feature_layer_name(fused.name, key, summary=True)
-        summaries.append(_put(viewer, name, output.summaries[key], replace, fused, **pca_kw))
+        pca = output.summaries[key]
+        summaries.append(put_image(viewer, name, pca, keep_previous=keep, below=fused, **pca_kw))
     if output.features:
         viewer.layers.selection.active = fused  # selects it alone
     return [fused, *stacks, *summaries]

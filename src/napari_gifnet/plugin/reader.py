@@ -33,15 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from ..io.imagej_tiff import is_layer_description
-from .writer import (
-    EXTENSIONS,
+from ..io.imagej_tiff import (
     VERSION_KEY,
     calibration_problems,
-    read_description,
-    read_series,
+    is_layer_description,
     restore_layer_data,
 )
+from ..io.images import read_description
+from .writer import EXTENSIONS, read_series
 
 LayerData = tuple[Any, dict[str, Any], str]
 

@@ -1,6 +1,6 @@
 """Resampling one layer's plane onto another layer's pixel grid (no Qt).
 
-Used by :func:`napari_gifnet.plugin.layer_fusion.prepare_fusion` when two layers' world
+Used by :func:`napari_gifnet.plugin.fusion_plan.prepare_fusion` when two layers' world
 transforms differ in their last two axes.
 """
 

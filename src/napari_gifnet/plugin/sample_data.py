@@ -1,7 +1,8 @@
 """napari sample-data contributions (see ``napari.yaml``).
 
 Each function returns a list of napari ``LayerData`` tuples
-``(data, kwargs, "image")`` built from :mod:`napari_gifnet.data.synthetic`; the
+``(data, kwargs, "image")`` built from :mod:`napari_gifnet.data.synthetic` (and
+:mod:`~napari_gifnet.data.multispectral`, :mod:`~napari_gifnet.data.published`); the
 ``kwargs`` hold the layer name, ``metadata`` (how the data were made) and
 display options. Nothing here imports napari or Qt.
 """
@@ -14,12 +15,14 @@ import numpy as np
 
 from ..data import published as published_samples
 from ..data import synthetic as samples
+from ..data.multispectral import pansharpening_sample as _pansharpening_sample
+from ..data.sample import Sample
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
-def to_layer_data(sample: samples.Sample) -> list[LayerData]:
-    """Turn a :class:`~napari_gifnet.data.synthetic.Sample` into napari ``LayerData`` tuples.
+def to_layer_data(sample: Sample) -> list[LayerData]:
+    """Turn a :class:`~napari_gifnet.data.sample.Sample` into napari ``LayerData`` tuples.
 
     Parameters
     ----------
@@ -61,7 +64,7 @@ def fluorescence_pair() -> list[LayerData]:
 
 def pansharpening_sample() -> list[LayerData]:
     """Four-band multispectral (1/4 resolution) + panchromatic astronaut, with the truth (hidden)."""
-    return to_layer_data(samples.pansharpening_sample())
+    return to_layer_data(_pansharpening_sample())
 
 
 def _published(key: str) -> list[LayerData]:

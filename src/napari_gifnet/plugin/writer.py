@@ -5,7 +5,8 @@ The file is written by :func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff
 the one TIFF writer of this project (the command line's too): what Fiji/ImageJ
 sees (axes, calibration, dtypes), where the provenance goes and what is
 refused are said there. This module turns a layer into that writer's input:
-the layer's attributes (:func:`layer_description`), its full-resolution
+the layer's attributes
+(:func:`~napari_gifnet.io.imagej_tiff.layer_description`), its full-resolution
 level for a multiscale layer, and ``.tif`` added to another suffix.
 """
 
@@ -17,31 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..io import images as io
-from ..io.imagej_tiff import (
-    CALIBRATION_LIMIT,
-    IMAGEJ_CASTS,
-    IMAGEJ_DTYPES,
-    LAYER_KEYS,
-    TIFF_KINDS,
-    VERSION_KEY,
-    Layout,
-    calibration_problems,
-    imagej_calibration,
-    json_safe,
-    layer_description,
-    plan_layout,
-    restore_layer_data,
-    write_calibrated_tiff,
-)
-from ..io.imagej_tiff import TiffWriteError as LayerWriteError
+from ..io.imagej_tiff import layer_description, restore_layer_data, write_calibrated_tiff
 from ..io.images import read_description
 
-__all__ = [
-    "CALIBRATION_LIMIT", "EXTENSIONS", "IMAGEJ_CASTS", "IMAGEJ_DTYPES", "LAYER_KEYS",
-    "TIFF_KINDS", "VERSION_KEY", "LayerWriteError", "Layout", "calibration_problems",
-    "imagej_calibration", "json_safe", "layer_description", "plan_layout", "read_description",
-    "read_fused_tiff", "read_series", "restore_layer_data", "write_fused_tiff",
-]  # fmt: skip
+__all__ = ["EXTENSIONS", "read_fused_tiff", "read_series", "write_fused_tiff"]
 
 #: Extensions the writer accepts; another suffix gets ``.tif`` appended.
 EXTENSIONS = (".tif", ".tiff")
@@ -70,7 +50,7 @@ def write_fused_tiff(path: str, data: Any, meta: dict) -> list[str]:
 
     Raises
     ------
-    LayerWriteError
+    napari_gifnet.io.imagej_tiff.TiffWriteError
         Naming the layer and the value, before anything is written
         (:func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`'s refusals).
     NotADirectoryError, IsADirectoryError
@@ -99,7 +79,7 @@ def read_fused_tiff(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     -------
     data : numpy.ndarray
         The layer's pixels: shape and dtype as written (see
-        :func:`restore_layer_data`).
+        :func:`~napari_gifnet.io.imagej_tiff.restore_layer_data`).
     description : dict
         The provenance as written: ``name``, ``scale``, ``translate``,
         ``units``, ``axis_labels``, ``rgb``, ``colormap``, ``metadata``,

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io.images import READ_EXTENSIONS
+from ..io.formats import READ_EXTENSIONS
 from ..io.pairs import pair_folder
 
 #: Image file extensions the dataset reads (those of :func:`napari_gifnet.io.images.read_image`).

@@ -58,7 +58,6 @@ from .features import resolve_densenet
 from .forward import multimodal_step, photographic_step
 from .losses import check_ssim, information_weights, multimodal_loss, photographic_loss
 from .runfiles import (
-    LOG_COLUMNS,
     RESUME_DEFAULTS,
     RESUME_FIXED,
     check_outputs,
@@ -71,10 +70,7 @@ from .runfiles import (
     write_log,
 )
 
-__all__ = [
-    "LOG_COLUMNS", "TrainConfig", "TrainResult", "initial_model", "output_paths", "plot_log",
-    "save_checkpoint", "train", "train_step",
-]  # fmt: skip
+__all__ = ["TrainConfig", "TrainResult", "initial_model", "train", "train_step"]
 
 
 @dataclass

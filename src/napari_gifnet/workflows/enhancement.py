@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.fusion import FusionResult
+    from ..engine.result import FusionResult
 
 __all__ = ["VARIANTS", "enhance"]
 
@@ -81,24 +81,23 @@ def enhance(
         :func:`napari_gifnet.fuse` refuses.
     """
     from ..engine.inputs import as_array
-    from ..methods.classical import fuse_with
+    from ..engine.options import FusionOptions
+    from ..methods.classical import fuse_pair
     from ..methods.registry import method_key
 
     key = method_key(method)
     if variant not in VARIANTS:
         raise ValueError(f"unknown enhancement variant {variant!r}; valid: {', '.join(VARIANTS)}")
     arr = as_array(image, "image")
-    opts: dict[str, Any] = {"progress": progress}
-    if key == "gifnet":
-        opts.update(weights=weights, device=device)
+    options = FusionOptions(weights=weights, device=device, normalization=normalization)
     if variant == "self":
-        result = fuse_with(key, arr, arr, normalization=normalization, **opts)
+        result = fuse_pair(key, arr, arr, options, progress)
     else:
         if not 0.0 < float(gamma) < 1.0:
             raise ValueError(f"gamma must lie between 0 and 1 (exclusive), got {gamma}")
         unit = _unit(arr, normalization)
         bright = np.power(unit, np.float32(gamma))
-        result = fuse_with(key, bright, unit, normalization="auto", **opts)
+        result = fuse_pair(key, bright, unit, options.but(normalization="auto"), progress)
     result.metadata.update(
         task="single-image enhancement",
         variant=variant,

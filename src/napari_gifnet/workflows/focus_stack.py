@@ -63,6 +63,7 @@ from scipy import ndimage
 
 from .. import __version__
 from ..engine import fusion_run
+from ..engine.options import OPTION_NAMES, FusionOptions
 from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .alignment import (
@@ -181,18 +182,14 @@ class StackResult:
             self.rotations = np.zeros(len(self.shifts))
 
 
-def _pair_function(method: str, options: Mapping[str, Any]) -> Callable:
-    from ..methods.classical import fuse_with
-    from ..methods.registry import method_key
-
-    key = method_key(method)
-    opts = dict(options)
-    if key != "gifnet":
-        for k in ("weights", "device", "storage", "return_features"):
-            opts.pop(k, None)
+def _pair_function(method: str, options: FusionOptions, params: Mapping[str, Any]) -> Callable:
+    """``pair(a, b, report)``: two normalised planes fused by ``method`` (its
+    options and parameters applied), clipped to [0, 1]; ``pair.metadata`` is
+    the last fusion's."""
+    from ..methods.classical import fuse_pair
 
     def pair(a: np.ndarray, b: np.ndarray, report: Callable[[int, int], Any]) -> np.ndarray:
-        res = fuse_with(key, a, b, normalization="auto", progress=report, **opts)
+        res = fuse_pair(method, a, b, options, report, **params)
         pair.metadata = res.metadata  # type: ignore[attr-defined]
         return np.clip(res.image, 0.0, 1.0).astype(np.float32, copy=False)
 
@@ -443,9 +440,11 @@ def fuse_stack(
         ``progress(done, total)`` in plane reads (and between the bands of a
         GIFNet fusion); an exception raised by it stops the fusion.
     pair_options : mapping, optional
-        More keyword arguments for each pairwise fusion (``weights`` and
-        ``device`` here override the arguments above); ``normalization`` and
-        ``progress`` are fuse_stack's own and refused.
+        More keyword arguments for each pairwise fusion: the options of
+        :func:`napari_gifnet.fuse` (``weights`` and ``device`` here override
+        the arguments above; a method that does not take one ignores it) and
+        the method's own parameters; ``normalization`` and ``progress`` are
+        fuse_stack's own and refused.
 
     Returns
     -------
@@ -492,6 +491,9 @@ def fuse_stack(
             f"pair_options cannot set {', '.join(map(repr, reserved))}: the stack is "
             "normalised once (use fuse_stack's normalization=) and progress is fuse_stack's"
         )
+    params = dict(pair_options or {})  # the method's own; the fusion options go into options
+    options = FusionOptions(**{"weights": weights, "device": device,
+                               **{k: params.pop(k) for k in OPTION_NAMES if k in params}})  # fmt: skip
     planes = Planes(stack, axis)
     n = planes.n
     select = method == "focus" or bool(select)
@@ -556,10 +558,9 @@ def fuse_stack(
             step()
     else:
         if strategy == "all":
-            fused = _all_at_once(planes.unit, n, method, pair_options or {}, step)
+            fused = _all_at_once(planes.unit, n, method, params, step)
         else:
-            options = {"weights": weights, "device": device, **(pair_options or {})}
-            pair = _pair_function(method, options)
+            pair = _pair_function(method, options, params)
             with fusion_run() if method == "gifnet" else nullcontext():  # one heap, one set of maps
                 fused = _fold(planes.unit, n, pair, strategy, step, within)
             pair_meta = dict(pair.metadata)
@@ -641,10 +642,11 @@ def _all_at_once(
     read: Callable[[int], np.ndarray],
     n: int,
     method: str,
-    options: Mapping[str, Any],
+    params: Mapping[str, Any],
     step: Callable[[], None],
 ) -> np.ndarray:
-    """Fuse planes ``read(0..n-1)`` at once with the N-image rule of ``method``."""
+    """Fuse planes ``read(0..n-1)`` at once with the N-image rule of ``method`` (its
+    parameters ``params``)."""
     from ..methods import classical
 
     planes = []
@@ -652,8 +654,7 @@ def _all_at_once(
         planes.append(read(i))
         step()
     fuse_all = getattr(classical, ALL_AT_ONCE[method])
-    rest = {k: v for k, v in options.items() if k not in ("weights", "device")}
-    return np.clip(fuse_all(planes, **rest), 0.0, 1.0).astype(np.float32, copy=False)
+    return np.clip(fuse_all(planes, **params), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def _fold(

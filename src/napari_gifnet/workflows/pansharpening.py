@@ -62,12 +62,12 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..engine.options import FusionOptions
 from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .pan_grid import check_grid, pair_arg, resample_band
 
-__all__ = ["DEFAULT_METHOD", "PansharpenResult", "pansharpen", "pansharpen_method_names",
-           "resample_band"]  # fmt: skip
+__all__ = ["DEFAULT_METHOD", "PansharpenResult", "pansharpen", "pansharpen_method_names"]
 
 RESCALES = ("range", "moments", "none")
 #: The method :func:`pansharpen` uses by default: the best measured under Wald's protocol.
@@ -206,7 +206,7 @@ def _spectral(
     resampled: bool,
     grid: dict[str, Any],
     ratio: float,
-    gifnet_options: dict[str, Any],
+    options: FusionOptions,
     progress: Progress | None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]:
     """All bands by a spectral method: (output bands, lumas, metadata of the run)."""
@@ -222,14 +222,14 @@ def _spectral(
     if progress is not None:
         progress(0, 1)
     if method == "gsa_gifnet":
-        from ..methods.classical import fuse_with
+        from ..methods.classical import fuse_pair
 
         def detail(intensity: np.ndarray, sharp: np.ndarray) -> np.ndarray:
             lo = float(min(intensity.min(), sharp.min()))
             hi = float(max(intensity.max(), sharp.max()))
             hi = hi if hi > lo else lo + 1.0
-            res = fuse_with("gifnet", intensity, sharp, normalization=(lo, hi),
-                            progress=progress, **gifnet_options)  # fmt: skip
+            common = options.but(normalization=(lo, hi))  # the two inputs' common range
+            res = fuse_pair("gifnet", intensity, sharp, common, progress)
             meta.update({k: res.metadata[k] for k in ("weights_sha256", "device")
                          if k in res.metadata})  # fmt: skip
             return lo + res.luma.astype(np.float64) * (hi - lo)
@@ -257,11 +257,11 @@ def _per_band(
     rescale: str,
     resampled: bool,
     grid: dict[str, Any],
-    options: dict[str, Any],
+    options: FusionOptions,
     progress: Progress | None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]:
     """Each band fused with the panchromatic image: (output bands, lumas, per-band metadata)."""
-    from ..methods.classical import fuse_with
+    from ..methods.classical import fuse_pair
 
     n = len(bands)
     outputs, lumas, band_meta = [], [], []
@@ -273,10 +273,7 @@ def _per_band(
             if progress is not None:
                 progress(i * total + done, n * total)
 
-        opts: dict[str, Any] = {"normalization": options["normalization"], "progress": report}
-        if method == "gifnet":
-            opts.update(weights=options["weights"], device=options["device"])
-        res = fuse_with(method, band, pan_arr, **opts)
+        res = fuse_pair(method, band, pan_arr, options, report)
         outputs.append(_rescale(res.luma, band, ranges[i], rescale, res.metadata["inputs"]["a"]))
         lumas.append(res.luma)
         band_meta.append(res.metadata)
@@ -367,6 +364,7 @@ def pansharpen(
 
     start = time.perf_counter()
     method = _method(method)
+    options = FusionOptions(weights=weights, device=device, normalization=normalization)
     if rescale not in RESCALES:
         raise ValueError(f"unknown rescale {rescale!r}; valid: {', '.join(RESCALES)}")
     if ratio is not None and not (
@@ -445,13 +443,12 @@ def pansharpen(
         used_ratio = ratio if ratio is not None else _grid_ratio(ms_shape, pan_hw, scales)
         outputs, lumas, band_meta = _spectral(
             method, bands, pan_arr, pan_hw, ranges, rescale, resampled, grid, float(used_ratio),
-            {"weights": weights, "device": device}, progress,
+            options, progress,
         )  # fmt: skip
     else:
         used_ratio = None
         outputs, lumas, band_meta = _per_band(
-            method, bands, pan_arr, pan_hw, ranges, rescale, resampled, grid,
-            {"normalization": normalization, "weights": weights, "device": device}, progress,
+            method, bands, pan_arr, pan_hw, ranges, rescale, resampled, grid, options, progress,
         )  # fmt: skip
     image = outputs[0] if single else np.stack(outputs, axis=axis)
     elapsed = time.perf_counter() - start

@@ -4,13 +4,15 @@
 (the same call, the same result). ``fuse(a, b, task="mfif")`` runs the
 task's default method (:attr:`napari_gifnet.methods.presets.TaskPreset.method`,
 chosen on the task's ground-truth benchmark, see ``docs/quality.md``);
-``method=`` picks another. This is a thin layer over the existing methods:
+``method=`` picks another. :func:`fuse_method` runs any method of the table
+:data:`napari_gifnet.methods.registry.METHODS` with the options it takes
+(:func:`~napari_gifnet.methods.classical.fuse_pair` the pairwise ones):
 GIFNet through the engine, a baseline through
 :data:`napari_gifnet.methods.classical.BASELINES`, and focus selection
 (``"focus"``) and the focus-guided pyramid (``"focus_pyramid"``) through
 :func:`napari_gifnet.workflows.focus_pair.fuse_focus_pair` (the pair as a
 2-plane :func:`~napari_gifnet.workflows.focus_stack.fuse_stack`), whose depth
-and confidence maps come with the result (:class:`FocusPairResult`).
+and confidence maps come with the result (:class:`~napari_gifnet.workflows.focus_pair.FocusPairResult`).
 
 When a task or a method is given, the result's metadata says what ran and
 why: ``metadata["method"]`` (the method's key), ``metadata["method_reason"]``
@@ -24,16 +26,15 @@ import inspect
 from typing import Any
 
 from ..engine import fusion as engine
-from ..engine.fusion import FusionResult
+from ..engine.options import OPTION_NAMES, FusionOptions
+from ..engine.result import FusionResult
+from ..methods.classical import fuse_pair
 from ..methods.presets import PRESETS, TaskPreset, get_preset
-from ..methods.registry import FOCUS_PYRAMID, FOCUS_SELECTION, task_method_key
-from .focus_pair import FocusPairResult, fuse_focus_pair
+from ..methods.registry import FOCUS_PYRAMID, METHODS, task_method_key
+from ..util.progress import Progress
+from .focus_pair import fuse_focus_pair
 
-__all__ = ["ENGINE_ONLY_OPTIONS", "FocusPairResult", "fuse", "resolve_method", "task_preset"]
-
-#: ``fuse`` keywords only the network understands; a baseline or focus selection
-#: ignores them (``return_features=True`` is refused: only GIFNet has features).
-ENGINE_ONLY_OPTIONS = frozenset({"weights", "device", "storage", "tile_size", "precision"})
+__all__ = ["fuse", "fuse_method", "resolve_method", "task_preset"]
 
 
 def task_preset(task: str) -> TaskPreset:
@@ -75,21 +76,36 @@ def resolve_method(task: str | None, method: str | None) -> tuple[str, str]:
     return preset.method, f"the {preset.key!r} task's default: {preset.reason}"
 
 
-def _run_method(key: str, a: Any, b: Any, options: dict[str, Any]) -> FusionResult:
-    if key == "gifnet":
-        return engine.fuse(a, b, **options)
-    if options.get("return_features"):
-        raise ValueError(f"return_features: only GIFNet has feature maps, not {key!r}")
-    rest = {k: v for k, v in options.items() if k not in ENGINE_ONLY_OPTIONS}
-    rest.pop("return_features", None)
-    if key in (FOCUS_SELECTION, FOCUS_PYRAMID):
-        unknown = set(rest) - {"normalization", "progress"}
-        if unknown:
-            raise TypeError(f"{key!r} takes no parameter(s) {sorted(unknown)}")
-        return fuse_focus_pair(a, b, pyramid=key == FOCUS_PYRAMID, **rest)
-    from ..methods.classical import BASELINES
+def fuse_method(
+    method: str,
+    a: Any,
+    b: Any,
+    options: FusionOptions | None = None,
+    progress: Progress | None = None,
+    **params: Any,
+) -> FusionResult:
+    """Fuse a pair with any method of the table, focus methods included
+    (:func:`napari_gifnet.methods.classical.fuse_pair` for the others).
 
-    return BASELINES[key](a, b, **rest)
+    ``options`` (None: the defaults) are checked options; those the method
+    does not take are dropped. ``progress(done, total)`` may stop the fusion
+    by raising. ``params`` are the method's own (a baseline's, e.g. ``levels``).
+
+    Raises
+    ------
+    ValueError
+        An unknown method, or inputs the method refuses.
+    TypeError
+        Parameters the method does not have.
+    """
+    spec = METHODS[task_method_key(method)]
+    if spec.kind != "focus":
+        return fuse_pair(spec.key, a, b, options, progress, **params)
+    if params:
+        raise TypeError(f"{spec.key!r} takes no parameter(s) {sorted(params)}")
+    normalization = "auto" if options is None else options.normalization
+    return fuse_focus_pair(a, b, pyramid=spec.key == FOCUS_PYRAMID, normalization=normalization,
+                           progress=progress)  # fmt: skip
 
 
 def fuse(
@@ -128,7 +144,7 @@ def fuse(
         Without ``task`` and ``method``: exactly what
         :func:`napari_gifnet.engine.fusion.fuse` returns. Otherwise the
         method's result with ``metadata["method"]``, ``["method_reason"]``
-        and ``["task"]``; the focus methods give a :class:`FocusPairResult`
+        and ``["task"]``; the focus methods give a :class:`~napari_gifnet.workflows.focus_pair.FocusPairResult`
         (``depth_map``, ``confidence``).
 
     Raises
@@ -140,7 +156,11 @@ def fuse(
     if task is None and method is None:  # the engine's function as it is now (patchable)
         return engine.fuse(a, b, **options)
     key, reason = resolve_method(task, method)
-    result = _run_method(key, a, b, options)
+    if options.get("return_features") and key != "gifnet":
+        raise ValueError(f"return_features: only GIFNet has feature maps, not {key!r}")
+    progress = options.pop("progress", None)
+    checked = FusionOptions(**{k: options.pop(k) for k in OPTION_NAMES if k in options})
+    result = fuse_method(key, a, b, checked, progress, **options)
     result.metadata.update(
         method=key, method_reason=reason,
         task=task_preset(task).key if task is not None else None,

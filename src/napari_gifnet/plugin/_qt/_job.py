@@ -25,8 +25,8 @@ successful run's summary) replaces an earlier error, tooltip included.
 
 :class:`LayerWatcher` keeps image-layer pickers in step with the viewer's
 layer list (added, removed, moved, renamed) and disconnects when the widget
-is destroyed; :func:`put_layer` adds or updates a result layer;
-:func:`gifnet_controls` adds the GIFNet device and weights controls, the
+is destroyed (result layers are put by
+:func:`napari_gifnet.plugin.layer_output.put_image`); :func:`gifnet_controls` adds the GIFNet device and weights controls, the
 weights field showing the one plugin-wide weights setting
 (:class:`SharedWeights`, with a line saying which weights a run uses). The runner
 and the watcher work by composition in a magicgui ``Container`` and in a plain
@@ -43,7 +43,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from qtpy.QtCore import QEvent, QObject, Qt, Signal
 from qtpy.QtWidgets import QBoxLayout, QLabel, QLayout, QProgressBar, QSizePolicy, QWidget
@@ -59,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "JobProgressBar", "JobRunner", "JobWidget", "LayerWatcher", "Outcome", "SharedWeights",
     "StatusLine", "WEIGHTS_SEARCH", "device_text", "gifnet_controls", "image_layers",
-    "progress_text", "put_layer", "weights_of", "weights_state",
+    "progress_text", "weights_of", "weights_state",
 ]  # fmt: skip
 
 #: What a job computes: ``work(progress) -> value``, or a generator returning it.
@@ -537,23 +536,6 @@ class LayerWatcher:
         for layer in self._watched:
             layer.events.name.disconnect(self.changed)
         self._watched = set()
-
-
-def put_layer(viewer: napari.Viewer, name: str, data: np.ndarray, **kwargs: Any) -> Any:
-    """Update the image layer ``name`` in place, or add it (GUI thread)."""
-    from napari.layers import Image
-
-    old = next((ly for ly in viewer.layers if ly.name == name and isinstance(ly, Image)), None)
-    rgb = bool(kwargs.get("rgb", False))
-    if old is not None and old.rgb == rgb and old.data.ndim == data.ndim:
-        old.data = data
-        for key, value in kwargs.items():
-            if key not in ("rgb", "name"):
-                setattr(old, key, value)
-        return old
-    if old is not None:
-        viewer.layers.remove(old)
-    return viewer.add_image(data, name=name, **kwargs)
 
 
 #: The weights search, in one line (:func:`napari_gifnet.model.weights.resolve_weights`).

@@ -23,7 +23,8 @@ from typing import Any
 from magicgui.widgets import Label, PushButton, Table
 
 from ..compare_methods import Comparison, comparison_layer_name, group_layers
-from ._job import Work, put_layer
+from ..layer_output import put_image
+from ._job import Work
 
 __all__ = ["BEST_MARK", "CompareJob", "add_compare_controls", "table_data"]
 
@@ -145,7 +146,7 @@ def show_comparison(widget: Any, comparison: Comparison, job: CompareJob) -> str
     for r in comparison.results:
         name = comparison_layer_name(job.base, r.label)
         meta = {"method": r.method, "metrics": dict(r.metrics), "compared": comparison.kind}
-        layer = put_layer(widget.viewer, name, r.image, metadata=meta, **job.look(r))
+        layer = put_image(widget.viewer, name, r.image, metadata=meta, **job.look(r))
         layers.append(layer)
         if r.method == comparison.best:
             best_layer = layer

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
 
-from ..layer_output import _put as put_image
-from ..layer_output import display_range
+from ..layer_output import display_range, put_image
 from ._job import JobWidget, gifnet_controls, weights_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,11 +108,14 @@ class EnhanceWidget(JobWidget):
         return [
             put_image(
                 self.viewer, f"{layer.name} enhanced ({variant})", value.image,
-                not self.keep_previous.value, contrast_limits=display_range(value.image, rgb),
+                keep_previous=self.keep_previous.value,
+                contrast_limits=display_range(value.image, rgb),
                 scale=tuple(layer.scale), translate=tuple(layer.translate), metadata=meta,
                 **look,
             )
         ]  # fmt: skip
 
     def summary(self, value: Any) -> str:
-        return f"Last run: {value.metadata.get('variant', 'self')}, {value.elapsed:.1f} s"
+        labels = {key: label for label, key in VARIANTS}
+        variant = labels.get(value.metadata.get("variant", "self"), "the image twice")
+        return f"Last run: {variant}, {value.elapsed:.1f} s"

@@ -32,7 +32,7 @@ per plane), never on the GUI thread; band-by-band progress is relayed to a
 napari progress bar in the activity dock. The worker calls the same core as
 :func:`napari_gifnet.fuse_layers`: :func:`napari_gifnet.plugin.layer_fusion.iter_fusion`;
 layers are added on the GUI thread by
-:func:`napari_gifnet.plugin.layer_fusion.add_fusion_layers`. Cancel stops the engine
+:func:`napari_gifnet.plugin.layer_output.add_fusion_layers`. Cancel stops the engine
 between bands (a second or two) and adds nothing.
 """
 
@@ -45,23 +45,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
+from qtpy.QtWidgets import QSizePolicy
 
 from ...data.sample import SAMPLE_TASKS
 from ...engine.preprocess import NORMALIZATIONS
-from ...methods.presets import QUALITY_DOC, get_preset, preset_choices
-from ...methods.registry import task_method_label, task_method_names
+from ...methods.presets import QUALITY_DOC, get_preset, preset_choices, task_keys
+from ...methods.registry import METHODS, task_method_label, task_method_names
 from ...util.progress import Progress
-from ..layer_fusion import (
-    GIFNET_ONLY_OPTIONS,
-    FusionOutput,
-    FusionPlan,
-    add_fusion_layers,
-    iter_fusion,
-    prepare_fusion,
-    status_text,
-)
-from ..layer_output import display_range
-from ._job import JobWidget, gifnet_controls, weights_of, weights_state
+from ..fusion_plan import FusionPlan, prepare_fusion
+from ..layer_fusion import iter_fusion
+from ..layer_output import FusionOutput, add_fusion_layers, display_range, status_text
+from ._job import JobWidget, StatusLine, gifnet_controls, weights_of, weights_state
 from .compare import CompareJob, add_compare_controls
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,6 +67,9 @@ __all__ = [
     "data_task", "describe_error", "method_choices", "preset_text", "scope_text",
 ]  # fmt: skip
 
+#: The controls of the options a method may not take: control -> option
+#: (:class:`~napari_gifnet.engine.options.FusionOptions`).
+_OPTION_CONTROLS = {"weights": "weights", "device": "device", "features": "return_features"}
 #: The "align second onto first" choices: label -> ``iter_fusion``'s ``align``.
 ALIGN_CHOICES = [
     ("off", None),
@@ -251,8 +248,6 @@ class FusionWidget(JobWidget):
     ----------
     last_layers : list of napari.layers.Image
         Layers added or updated by the last successful run.
-    last_output : FusionOutput or None
-        The last successful run's output (arrays and provenance).
     """
 
     refusal = "Cannot fuse these layers"
@@ -268,7 +263,6 @@ class FusionWidget(JobWidget):
         self.swap = PushButton(text="Swap first and second")
         self.swap.tooltip = TIPS["swap"]
         self.preset_note = Label(label="")
-        self.preset_note.native.setWordWrap(True)
         self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
         self.method.tooltip = (
             "How to fuse. GIFNet: the published network (uses device and weights). Focus "
@@ -295,6 +289,11 @@ class FusionWidget(JobWidget):
         self.keep_previous.tooltip = TIPS["keep_previous"]
         self.run_button.tooltip, self.cancel_button.tooltip = TIPS["run"], TIPS["cancel"]
         self.hint.native.setWordWrap(True)
+        policy = self.hint.native.sizePolicy()  # wrapped to the dock, never widening it
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        self.hint.native.setSizePolicy(policy)
+        # the method's reason on one line (the form stays short), all of it in the tooltip
+        self._preset_line = StatusLine(self.preset_note)
         self._pickers = [self.first, self.second]
         self.extend(
             [
@@ -312,6 +311,7 @@ class FusionWidget(JobWidget):
         self.swap.changed.connect(self.swap_inputs)
         self._apply_preset()
         self._apply_method()
+        self._pin_width()
         self._refresh_layers()
         self.remember(
             "fusion", "task", "method", "align", "per_plane", "device", "weights", "features",
@@ -320,11 +320,6 @@ class FusionWidget(JobWidget):
         self.first.changed.connect(self.follow_layers)
         self.second.changed.connect(self.follow_layers)
         self.follow_layers()
-
-    @property
-    def last_output(self) -> FusionOutput | None:
-        """The last successful run's output."""
-        return self.last_result
 
     def use_checkpoint(self, path: str | Path) -> None:
         """Fuse with the checkpoint ``path`` from now on (from the *Fine-tune GIFNet* widget).
@@ -360,23 +355,37 @@ class FusionWidget(JobWidget):
         first, second = self.first.value, self.second.value
         self.first.value, self.second.value = second, first
 
-    def _apply_preset(self, _value: Any = None) -> None:
-        preset = get_preset(self.task.value or "custom")
+    def _input_labels(self, key: str) -> None:
+        preset = get_preset(key)
         custom = preset.key == "custom"
         self.first.label = "first input" if custom else f"first input ({preset.first})"
         self.second.label = "second input" if custom else f"second input ({preset.second})"
+
+    def _pin_width(self) -> None:
+        """Keep the form as wide as the widest task's input labels need, so choosing
+        another task never widens the dock."""
+        widths = []
+        for key in task_keys():
+            self._input_labels(key)
+            widths.append(self.native.minimumSizeHint().width())
+        self.native.setMinimumWidth(max(widths))
+        self._input_labels(self.task.value or "custom")
+
+    def _apply_preset(self, _value: Any = None) -> None:
+        preset = get_preset(self.task.value or "custom")
+        self._input_labels(preset.key)
         self.hint.value = preset.hint
         self.hint.tooltip = preset.note
         self.normalization.value = preset.normalization
-        self.preset_note.value = preset_text(preset.key)
-        self.preset_note.tooltip = f"The tables behind each task's default: {QUALITY_DOC}"
+        self._preset_line.show(preset_text(preset.key))
         self.method.value = preset.method  # the user may pick another afterwards
 
     def _apply_method(self, _value: Any = None) -> None:
-        """Enable the GIFNet-only controls for GIFNet, disable them for a baseline."""
-        gifnet = self.method.value == "gifnet"
-        for name in GIFNET_ONLY_OPTIONS:
-            getattr(self, name).enabled = gifnet
+        """Enable the controls of the options the method takes (the method table's
+        :attr:`~napari_gifnet.methods.registry.Method.options`), disable the others."""
+        method = METHODS[self.method.value]
+        for control, option in _OPTION_CONTROLS.items():
+            getattr(self, control).enabled = method.takes(option)
 
     # ------------------------------------------------------------------ runs
     def options(self) -> dict[str, Any]:

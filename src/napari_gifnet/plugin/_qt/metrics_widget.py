@@ -63,7 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import napari
     from napari.qt.threading import GeneratorWorker
 
-__all__ = ["MetricsWidget", "displayed_plane", "metrics_job"]
+__all__ = ["MetricsWidget"]
 
 #: Role holding a cell's exact value (float) or a column's layer name.
 VALUE_ROLE = Qt.ItemDataRole.UserRole

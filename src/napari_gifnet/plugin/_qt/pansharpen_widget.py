@@ -26,7 +26,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox
 from qtpy.QtWidgets import QComboBox
 
-from ..layer_output import _put as put_image
+from ..layer_output import put_image
 from ._job import JobWidget, gifnet_controls, weights_of
 from .compare import CompareJob, add_compare_controls
 
@@ -218,7 +218,7 @@ class PansharpenWidget(JobWidget):
         return [
             put_image(
                 self.viewer, f"{name} pansharpened ({label})", value.image,
-                not self.keep_previous.value, rgb=False, colormap="gray",
+                keep_previous=self.keep_previous.value, rgb=False, colormap="gray",
                 contrast_limits=(lo, hi if hi > lo else lo + 1), scale=scale,
                 translate=translate, metadata=meta,
             )

@@ -34,21 +34,16 @@ from magicgui.widgets import CheckBox, ComboBox, SpinBox
 from qtpy.QtWidgets import QComboBox
 
 from ...methods.registry import task_method_label
-from ...util.progress import Cancelled
-from ..layer_output import _put as put_image
-from ..layer_output import display_range
-from ._job import JobWidget, gifnet_controls, put_layer, weights_of
+from ..layer_output import display_range, put_image
+from ._job import JobWidget, gifnet_controls, weights_of
 from .compare import CompareJob, add_compare_controls
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["JobCancelled", "JobWidget", "StackWidget", "put_layer"]
+__all__ = ["StackWidget"]
 
 
-#: Raised in a job's progress callback when Cancel was pressed (the package's one
-#: cancellation exception).
-JobCancelled = Cancelled
 #: A combo box sized for a few characters, its entries elided (the list shows them whole).
 _SHORT = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
 #: (label, ``fuse_stack`` ``task``) of the task menu.
@@ -302,22 +297,25 @@ class StackWidget(JobWidget):
         meta = dict(value.metadata, source_layer=name)
         image = value.image
         look: dict[str, Any] = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
-        replace = not self.keep_previous.value
-        return [
-            put_image(  # its own range, so a dim result is not shown black
-                self.viewer, f"{name} all-in-focus ({label})", image, replace, metadata=meta,
-                contrast_limits=display_range(image, rgb), **look, **tf,
-            ),
+        keep = self.keep_previous.value
+        result = put_image(  # its own range, so a dim result is not shown black
+            self.viewer, f"{name} all-in-focus ({label})", image, keep_previous=keep,
+            metadata=meta, contrast_limits=display_range(image, rgb), **look, **tf,
+        )  # fmt: skip
+        maps = [  # hidden, below the result
             put_image(
-                self.viewer, f"{name} depth ({label})", value.depth_map, replace,
+                self.viewer, f"{name} depth ({label})", value.depth_map, keep_previous=keep,
                 colormap="viridis", contrast_limits=(0, max(1, planes - 1)), metadata=meta,
-                visible=False, **tf,
+                visible=False, below=result, **tf,
             ),
             put_image(
-                self.viewer, f"{name} confidence ({label})", value.confidence, replace,
-                colormap="magma", contrast_limits=(0.0, 1.0), metadata=meta, visible=False, **tf,
+                self.viewer, f"{name} confidence ({label})", value.confidence, keep_previous=keep,
+                colormap="magma", contrast_limits=(0.0, 1.0), metadata=meta, visible=False,
+                below=result, **tf,
             ),
         ]  # fmt: skip
+        self.viewer.layers.selection.active = result  # the result alone is selected
+        return [result, *maps]
 
     def summary(self, value: Any) -> str:
         text = (
@@ -352,8 +350,8 @@ class StackWidget(JobWidget):
 
         def look(result: Any) -> dict[str, Any]:
             colour: dict[str, Any] = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
-            if result.image.dtype.kind == "f":
-                colour["contrast_limits"] = (0.0, 1.0)
+            if result.image.dtype.kind == "f":  # its own range: a dim result is not black
+                colour["contrast_limits"] = display_range(result.image, rgb)
             return {**colour, **tf}
 
         return CompareJob(work, f"Compare methods: {layer.name}", layer.name, look)
