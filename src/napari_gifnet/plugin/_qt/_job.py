@@ -107,6 +107,10 @@ def _body(work: Work, progress: Progress) -> Generator[Any, None, Outcome]:
     return Outcome(value=value)
 
 
+def _as_given(message: str, _category: type) -> str:
+    return message
+
+
 def _failed(exc: BaseException) -> str:
     return f"Failed: {exc}"
 
@@ -354,6 +358,9 @@ class JobRunner:
         self.bar = JobProgressBar()
         _place(self.bar, _native_widget(run_button), progress_layout)
         self.cancelled_text = cancelled
+        #: ``warning_text(message, category)``: a job's warning as the notification says it
+        #: (a widget may reword advice meant for the command line).
+        self.warning_text: Callable[[str, type], str] = _as_given
         self.progress_bar: Any = None
         self.worker: GeneratorWorker | None = None
         self.alive = True
@@ -451,13 +458,13 @@ class JobRunner:
             advance_bar(self.progress_bar, done, total)
             self.bar.advance(done, total)
 
-    @staticmethod
-    def _on_warned(args: tuple) -> None:
-        """Show the job's user warnings (e.g. an ignored alpha channel)."""
+    def _on_warned(self, args: tuple) -> None:
+        """Show the job's user warnings (e.g. an ignored alpha channel), in the words of
+        :attr:`warning_text`."""
         from napari.utils.notifications import show_warning
 
         if isinstance(args[1], type) and issubclass(args[1], UserWarning):
-            show_warning(f"GIFNet: {args[0]}")
+            show_warning(f"GIFNet: {self.warning_text(str(args[0]), args[1])}")
 
     def _on_returned(self, outcome: Outcome) -> None:
         if self._outcome is None:
@@ -628,7 +635,6 @@ class SharedWeights:
             self.field.value = stored
         self._quiet = False
         self.remembered = bool(stored) and not weights_chosen_now(stored)
-        self.text, self.custom = weights_state(stored, self.remembered)
         self.field.changed.connect(self._changed)
         self.published.changed.connect(self.use_published)
         hub = weights_hub()

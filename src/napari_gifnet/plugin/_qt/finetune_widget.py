@@ -334,7 +334,7 @@ class FinetuneWidget(JobWidget):
         self._alive = True
         on_destroyed(self.native, self._closed)
         # the fallback advice names this widget's control, not the command's flag
-        self.runner._on_warned = self._on_warned  # type: ignore[method-assign]
+        self.runner.warning_text = self._warning_text
         self._make_plot()
         self.source.changed.connect(self._apply_source)
         self.advanced.changed.connect(self._apply_advanced)
@@ -361,15 +361,12 @@ class FinetuneWidget(JobWidget):
     def _apply_advanced(self, _value: Any = None) -> None:
         self.more.visible = bool(self.advanced.value)
 
-    def _on_warned(self, args: tuple) -> None:
-        """The job's user warnings as notifications, the DenseNet advice in the widget's words."""
-        from napari.utils.notifications import show_warning
-
-        if isinstance(args[1], type) and issubclass(args[1], UserWarning):
-            message = str(args[0])
-            if args[1].__name__ == "DenseNetFallbackWarning":
-                message = message.replace(DENSENET_FLAG_ADVICE, DENSENET_WIDGET_ADVICE)
-            show_warning(f"GIFNet: {message}")
+    @staticmethod
+    def _warning_text(message: str, category: type) -> str:
+        """A job's warning, the DenseNet advice in the widget's words."""
+        if category.__name__ == "DenseNetFallbackWarning":
+            return message.replace(DENSENET_FLAG_ADVICE, DENSENET_WIDGET_ADVICE)
+        return message
 
     def _make_plot(self) -> None:
         """The loss plot: labelled axes, integer steps, a hint until the first step."""
