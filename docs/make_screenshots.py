@@ -20,7 +20,14 @@ Then every dock widget (fusion, metrics, focus stack, pansharpen, enhance,
 fine-tune) alone in the window, at rest and after a run, as
 ``widget_<name>_rest.png`` and ``widget_<name>_run.png``: each opened from
 the plugin's menu entry on an offline sample and run by pressing its button.
-``--only widgets`` makes only these, ``--only walkthrough`` only the others;
+Then registration (docs/registration.md): the CT-like + MRI-like sample with
+the MRI-like image rotated and shifted by a known transform, the check view
+(checkerboard) of the unregistered pair (``registration_before.png``), the
+same after *Register* (rigid, mutual information) has moved the second
+layer by its affine (``registration_after.png``), and the fusion dock with
+its registration rows (``registration_widget.png``).
+``--only widgets`` makes only the widget screenshots, ``--only registration`` only the
+registration ones, ``--only walkthrough`` the walkthrough's;
 ``--size N`` makes the samples at N pixels (a quick check on a slow machine;
 the published screenshots use the samples' own sizes); ``--out DIR`` writes
 them elsewhere. Notifications
@@ -66,7 +73,9 @@ def _wait(widget, timeout: float = 600.0) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=("all", "walkthrough", "widgets"), default="all")
+    parser.add_argument(
+        "--only", choices=("all", "walkthrough", "widgets", "registration"), default="all"
+    )
     parser.add_argument("--size", type=int, default=None, help="sample side in pixels")
     parser.add_argument("--out", type=Path, default=None, help="folder (default docs/images)")
     args = parser.parse_args(argv)
@@ -81,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         _walkthrough(viewer)
     if args.only in ("all", "widgets"):
         _widgets(viewer)
+    if args.only in ("all", "registration"):
+        _registration(viewer)
     viewer.close()
 
 
@@ -329,6 +340,64 @@ def _widgets(viewer) -> None:
     _shot(viewer, "widget_finetune_rest", _status_of(tune))
     _press(tune, tune.run_button)
     _shot(viewer, "widget_finetune_run", _status_of(tune))
+
+
+# ------------------------------------------------------------------ registration
+#: The known transform of the registration example: degrees, (dy, dx) pixels.
+ROTATION, SHIFT = 8.0, (10.0, -14.0)
+
+
+def _rotated(image, angle_deg: float, shift: tuple[float, float]):
+    """``image`` rotated about its centre and shifted (the second modality, unregistered)."""
+    import numpy as np
+    from scipy import ndimage
+
+    t = np.radians(angle_deg)
+    a = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    centre = (np.array(image.shape[:2]) - 1) / 2
+    m = np.eye(3)
+    m[:2, :2], m[:2, 2] = a, centre - a @ centre + np.asarray(shift)  # fixed -> moving
+    inv = np.linalg.inv(m)
+    out = ndimage.affine_transform(image.astype(float), inv[:2, :2], inv[:2, 2], order=1,
+                                   mode="constant", cval=float(image.min()))  # fmt: skip
+    return np.clip(np.rint(out), 0, 255).astype(image.dtype), m
+
+
+def _registration(viewer) -> None:
+    """The CT-like + MRI-like sample, the MRI-like moved: the check view before and after
+    Register, and the dock (``registration_before/_after/_widget.png``)."""
+    import numpy as np
+
+    viewer.window.remove_dock_widget("all")
+    viewer.layers.clear()
+    viewer.open_sample("napari-gifnet", "medical")
+    mri = viewer.layers["MRI-like"]
+    moved, truth = _rotated(np.asarray(mri.data), ROTATION, SHIFT)
+    viewer.layers.remove(mri)
+    viewer.add_image(moved, name="MRI-like (moved)", colormap="gray")
+    fusion = _open(viewer, "GIFNet fusion")
+    fusion._refresh_layers()
+    fusion.first.value = viewer.layers["CT-like"]
+    fusion.second.value = viewer.layers["MRI-like (moved)"]
+    fusion.align.value = "rigid"
+    panel = fusion.registration
+    panel.check.value = "checkerboard"
+    _shot(viewer, "registration_before", "the unregistered pair, checkerboard")
+    _press(fusion, panel.register_button)
+    second = viewer.layers["MRI-like (moved)"]
+    world = np.array(second.affine.affine_matrix) @ np.diag([*second.scale, 1.0])
+    yy, xx = np.mgrid[: moved.shape[0], : moved.shape[1]]
+    p = np.stack([yy.ravel(), xx.ravel(), np.ones(yy.size)])
+    error = np.linalg.norm((np.linalg.inv(world) @ p - truth @ p)[:2], axis=0).mean()
+    print(f"registration: mean error {error:.3f} px -", _status_of(fusion))
+    _shot(viewer, "registration_after", _status_of(fusion))
+    _settle()
+    dock = fusion.native
+    while dock.parentWidget() is not None and "Dock" not in type(dock).__name__:
+        dock = dock.parentWidget()
+    path = OUT / "registration_widget.png"
+    dock.grab().save(str(path))
+    print("wrote", path, f"({dock.width()} x {dock.height()})")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ _PUBLIC = {
     "workflows.focus_stack": ["fuse_stack"],
     "workflows.pansharpening": ["pansharpen"],
     "workflows.enhancement": ["enhance"],
+    "workflows.registration": ["register"],
 }
 
 __getattr__, __dir__, _ = _lazy.attach(__name__, submod_attrs=_PUBLIC)
@@ -44,4 +45,5 @@ __all__ = [
     "fuse_layers",
     "fuse_stack",
     "pansharpen",
+    "register",
 ]

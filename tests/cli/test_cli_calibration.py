@@ -211,7 +211,7 @@ def _help(capsys: pytest.CaptureFixture[str], command: str) -> str:
 @pytest.mark.parametrize(
     ("command", "said"),
     [("fuse", [REPLACES, SKIPS]), ("stack", [REPLACES, SKIPS]), ("pansharpen", [REPLACES]),
-     ("enhance", [REPLACES]),
+     ("enhance", [REPLACES]), ("register", [REPLACES]),
      ("evaluate", ["an existing metrics.csv or metrics.md there is replaced atomically"]),
      ("train", ["without --resume, an existing CKPT and its other outputs are replaced by the "
                 "new run's, each atomically"])],

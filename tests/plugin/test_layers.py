@@ -309,8 +309,11 @@ def test_clear_errors(medical):
         fuse_layers(v, "a", "nope")
     v.layers["stack2"].scale = (5.0, 1.0, 1.0)
     v.layers["stack3"].data = np.stack([a, a])
+    v.layers["stack3"].axis_labels = ("t", "y", "x")  # a time series: never resampled along T
     with pytest.raises(ValueError, match="leading .*axes"):
         prepare_fusion(v.layers["stack3"], v.layers["stack2"])
+    v.layers["stack3"].axis_labels = ("z", "y", "x")  # two volumes: the second resampled in 3-D
+    assert prepare_fusion(v.layers["stack3"], v.layers["stack2"]).resamples_volume
 
 
 def test_an_array_instead_of_a_layer_is_named_by_type_and_shape_not_dumped(medical):

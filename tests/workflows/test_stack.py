@@ -266,6 +266,61 @@ def test_bad_input_gives_a_clear_value_error(data, kwargs, match):
         fuse_stack(data, **{"method": "focus", **kwargs})
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "guided", "pair_options": {"radius": 4}},
+         r"^unknown parameter 'radius' for method 'guided'; valid: r1, eps1, r2, eps2$"),
+        ({"method": "laplacian", "strategy": "all", "pair_options": {"zzz": 1}},
+         r"^unknown parameter 'zzz' for method 'laplacian'; valid: levels$"),
+        ({"method": "mertens", "strategy": "all", "pair_options": {"gamma": 2.2, "k": 1}},
+         r"^unknown parameters 'gamma', 'k' for method 'mertens'; valid: contrast, "),
+        ({"method": "laplacian", "pair_options": {"levels": "x"}},
+         r"^parameter 'levels' of method 'laplacian' must be an integer or None, not 'x'$"),
+        ({"method": "guided", "pair_options": {"r1": 4.5}},
+         r"^parameter 'r1' of method 'guided' must be an integer, not 4.5$"),
+        ({"method": "mertens", "strategy": "all", "pair_options": {"sigma": True}},
+         r"^parameter 'sigma' of method 'mertens' must be a number, not True$"),
+        ({"method": "dwt", "pair_options": {"wavelet": 2}},
+         r"^parameter 'wavelet' of method 'dwt' must be a string, not 2$"),
+        ({"method": "focus", "pair_options": {"zzz": 1}},
+         r"^method 'focus' takes no parameters; got unknown parameter 'zzz'$"),
+        ({"method": "gifnet", "pair_options": {"levels": 2}},
+         r"^method 'gifnet' takes no parameters; got unknown parameter 'levels'$"),
+        ({"method": "focus", "pair_options": {"device": "cpu"}},
+         r"^pair_options 'device' has no effect: method 'focus' fuses no pairs"),
+        ({"method": "laplacian", "strategy": "all", "pair_options": {"tile_size": 64}},
+         r"^pair_options 'tile_size' has no effect: strategy 'all' fuses every plane at once "
+         r"by the 'laplacian' rule, which takes only its own parameters \(levels\)$"),
+        ({"method": None, "task": "exposure", "pair_options": {"device": "cpu", "levels": 2}},
+         r"^pair_options 'device' has no effect: strategy 'all'"),
+    ],
+)  # fmt: skip
+def test_pair_options_are_checked_before_any_plane_is_read(kwargs, match):
+    stack, _, _ = _two_region_stack()
+    lazy, seen = _CountingStack(stack), []
+    with pytest.raises(ValueError, match=match):
+        fuse_stack(lazy, progress=lambda d, t: seen.append(d), **kwargs)
+    assert lazy.calls == [] and seen == []
+
+
+def test_valid_pair_options_reach_the_method_unchanged():
+    stack, _, _ = _two_region_stack()
+    folded = fuse_stack(stack, method="laplacian", align=False, pair_options={"levels": 1})
+    default = fuse_stack(stack, method="laplacian", align=False)
+    assert not np.array_equal(folded.image, default.image)
+    levels = np.int64(1)  # numpy integers are integers
+    same = fuse_stack(stack, method="laplacian", align=False, pair_options={"levels": levels})
+    np.testing.assert_array_equal(same.image, folded.image)
+    at_once = fuse_stack(stack, method="mertens", strategy="all", align=False,
+                         pair_options={"sigma": 1, "contrast": 0.5})  # fmt: skip
+    expected = np.clip(mertens_fusion(_unit(stack), sigma=1, contrast=0.5), 0, 1)
+    np.testing.assert_array_equal(at_once.image, expected.astype(np.float32))
+    # a folded baseline still ignores the fusion options it does not take, as documented
+    mean = fuse_stack(stack, method="mean", align=False, pair_options={"device": "cpu"})
+    np.testing.assert_array_equal(mean.image, fuse_stack(stack, method="mean", align=False).image)
+
+
 def test_scale_alignment_undoes_focus_breathing_in_an_rgb_stack():
     sharp = _texture(5, (96, 96))
     c = (np.array(sharp.shape) - 1) / 2

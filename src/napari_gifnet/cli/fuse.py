@@ -21,6 +21,8 @@ from .common import (
     run_batch,
     size_text,
 )
+from .register import SPACING_OPTIONS, pair_spacing
+from .register import TRANSFORMS as REGISTER_TRANSFORMS
 
 _NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile")
 
@@ -91,7 +93,20 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--align", nargs="?", const="translation", choices=("translation", "scale"),
         help="align the second input onto the first before fusing: translation (phase "
-        "correlation; the default of --align) or scale (also focus breathing)",
+        "correlation; the default of --align) or scale (also focus breathing); for two "
+        "photographs of one sensor",
+    )
+    parser.add_argument(
+        "--register", choices=REGISTER_TRANSFORMS,
+        help="register the second input onto the first before fusing, by mutual information "
+        "(the two may differ in contrast: CT and MRI, infrared and visible), each input's "
+        "pixel size from its TIFF calibration; resampled once, the transform in the output's "
+        "provenance; not with --align (see also napari-gifnet register)",
+    )
+    parser.add_argument(
+        "--save-transform", metavar="T.json",
+        help="with --register: also save the transform as JSON (napari-gifnet register "
+        f"--apply reuses it); {REPLACES}",
     )
     from ..methods.presets import task_keys
 
@@ -168,20 +183,40 @@ def _check_sources(args: argparse.Namespace) -> str:
         raise UsageError("the following arguments are required: -o/--output")
     if args.pairs and args.features:
         raise UsageError("--features is for one pair, not a --pairs batch")
+    if args.register and args.align:
+        raise UsageError("--register and --align both move the second input onto the first: "
+                         "give one of them")  # fmt: skip
+    if args.save_transform and not args.register:
+        raise UsageError("--save-transform saves the transform of --register: add --register")
+    if args.pairs and args.save_transform:
+        raise UsageError("--save-transform is for one pair, not a --pairs batch")
     return {"A B": "files", "--sample": "sample", "--pairs": "pairs"}[given[0]]
 
 
 def _fuse_arrays(
     a: object, b: object, args: argparse.Namespace, progress: object,
-    names: tuple[str, str] = ("a", "b"),
+    names: tuple[str, str] = ("a", "b"), paths: tuple[str | None, str | None] = (None, None),
 ) -> tuple:
-    """Align (with --align) and fuse one pair (GIFNet, or the --task / --method choice);
-    returns (result, metadata extras, the alignment's one-line description or None).
-    ``names`` name the inputs in messages."""
+    """Register (--register) or align (--align) and fuse one pair (GIFNet, or the
+    --task / --method choice); returns (result, metadata extras, the registration's
+    or alignment's one-line description or None, the Registration or None).
+    ``names`` name the inputs in messages; ``paths`` are the files whose pixel
+    sizes a registration uses (None: pixels)."""
     from ..workflows.tasks import fuse
 
     extra: dict = {}
     described = None
+    registration = None
+    if args.register:
+        from ..workflows.registration import register
+
+        options = tuple(f"{o} of `napari-gifnet register`" for o in SPACING_OPTIONS)
+        fs, ms, unit = pair_spacing(paths, 2, options=options)  # type: ignore[arg-type]
+        registration = register(a, b, args.register, fixed_spacing=fs, moving_spacing=ms,
+                                fixed_name=names[0], moving_name=names[1])  # fmt: skip
+        b = registration.moved
+        extra["registration"] = {**registration.provenance(), "unit": unit}
+        described = f"{args.register} {registration.report.describe()}"
     if args.align:
         from ..workflows.pair_alignment import align_pair
 
@@ -194,7 +229,7 @@ def _fuse_arrays(
         progress=progress, storage=args.storage, tile_size=args.tile_size,
         precision=args.precision,
     )  # fmt: skip
-    return result, extra, described
+    return result, extra, described, registration
 
 
 def _chosen_method(args: argparse.Namespace) -> str:
@@ -236,6 +271,10 @@ def _run_fuse(args: argparse.Namespace) -> int:
     inputs = [args.a, args.b] if source == "files" else []
     output = check_output(args.output)
     outputs: dict[str, Path] = {"-o": output}
+    if args.save_transform:
+        from .register import json_output
+
+        outputs["--save-transform"] = json_output(args.save_transform)
     if args.features:
         features = check_output_folder(args.features, "--features")
         outputs.update({f"--features {name}": features / f"{name}.tif" for name in FEATURE_NAMES})
@@ -254,7 +293,10 @@ def _run_fuse(args: argparse.Namespace) -> int:
         described = f"sample {args.sample!r} ({name_a} + {name_b})"
     progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
     try:
-        result, extra, align_text = _fuse_arrays(a, b, args, progress, (names["a"], names["b"]))
+        paths = (args.a, args.b) if source == "files" else (None, None)
+        result, extra, align_text, registration = _fuse_arrays(
+            a, b, args, progress, (names["a"], names["b"]), paths
+        )
     finally:
         progress.close()
     metadata = {**result.metadata, **extra, "input_files": names}
@@ -270,6 +312,11 @@ def _run_fuse(args: argparse.Namespace) -> int:
         summary += f", method {result.metadata['method']}"
     if align_text:
         summary += f"; {align_text}"
+    if args.save_transform:
+        from ..io.transform_file import save_transform
+
+        save_transform(args.save_transform, registration, fixed=names["a"], moving=names["b"])
+        summary += f"; transform -> {args.save_transform}"
     if args.features:
         written = io.write_features(args.features, result.features, metadata,
                                     calibration=calibration)
@@ -301,7 +348,8 @@ def _run_batch(args: argparse.Namespace) -> int:
             check_single_image(str(a_path))
             check_single_image(str(b_path))
             a, b = io.read_image(a_path), io.read_image(b_path)
-            result, extra, _ = _fuse_arrays(a, b, args, None, (str(a_path), str(b_path)))
+            pair = (str(a_path), str(b_path))
+            result, extra, _, _ = _fuse_arrays(a, b, args, None, pair, pair)
             metadata = {**result.metadata, **extra,
                         "input_files": {"a": str(a_path), "b": str(b_path)}}  # fmt: skip
             io.write_image(out, result.image, metadata, calibration=tiff_calibration(a_path))
@@ -319,5 +367,6 @@ def _run_batch(args: argparse.Namespace) -> int:
 
 
 #: The subcommand.
-COMMAND = Subcommand("fuse two registered images (or a sample, or a folder of pairs)",
+COMMAND = Subcommand("fuse two registered images (or a sample, or a folder of pairs); "
+                     "--register or --align moves the second onto the first",
                      _add_fuse_arguments, _run_fuse)  # fmt: skip

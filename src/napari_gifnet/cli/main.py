@@ -39,8 +39,8 @@ from .common import (
 #: The commands, in the order ``--help`` lists them: name -> module of this package
 #: defining ``COMMAND``; imported when the parser is built (none imports torch).
 COMMAND_MODULES = {
-    "fuse": "fuse", "weights": "weights", "evaluate": "evaluate", "train": "train",
-    "stack": "stack", "pansharpen": "pansharpen", "enhance": "enhance",
+    "fuse": "fuse", "register": "register", "weights": "weights", "evaluate": "evaluate",
+    "train": "train", "stack": "stack", "pansharpen": "pansharpen", "enhance": "enhance",
 }  # fmt: skip
 
 

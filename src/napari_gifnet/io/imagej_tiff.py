@@ -721,6 +721,16 @@ class Calibration:
                 "units": ["pixel"] * lead + list(self.units)}
 
 
+def length_ratio(unit: str, target: str) -> float | None:
+    """How many ``target`` one ``unit`` is (1.0 for one unit), or None where either is
+    not a length unit this module knows."""
+    if unit == target:
+        return 1.0
+    if unit in _CENTIMETRES and target in _CENTIMETRES:
+        return _CENTIMETRES[unit] / _CENTIMETRES[target]
+    return None
+
+
 def _calibration(scale: list[Any], units: list[Any]) -> Calibration | None:
     size = _pixel_size([float(v) for v in scale]) if all(_is_number(v) for v in scale) else None
     if size is None or calibration_problems({"scale": [size[1], size[0]]}):

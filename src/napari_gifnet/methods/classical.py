@@ -475,11 +475,10 @@ _DOC_ARGS = """
 """
 
 
-def _baseline(
-    name: str, rule: Callable[..., np.ndarray], summary: str, defaults: dict[str, Any] | None = None
-):
-    """Make the public ``fuse_<name>`` function of a luma fusion rule."""
-    defaults = defaults or {}
+def _baseline(name: str, rule: Callable[..., np.ndarray], summary: str):
+    """Make the public ``fuse_<name>`` function of a luma fusion rule (its own parameters:
+    the table's, :attr:`napari_gifnet.methods.registry.Method.params`)."""
+    defaults = METHODS[name].defaults
 
     def fuse_baseline(
         a: Any,
@@ -513,19 +512,13 @@ def _baseline(
 fuse_mean = _baseline("mean", _mean_rule, "Fuse by the per-pixel mean of the two lumas.")
 fuse_max = _baseline("max", _max_rule, "Fuse by the per-pixel maximum of the two lumas.")
 fuse_laplacian = _baseline(
-    "laplacian", _laplacian_rule, "Laplacian pyramid fusion (max-abs details).", {"levels": None}
+    "laplacian", _laplacian_rule, "Laplacian pyramid fusion (max-abs details)."
 )
-fuse_dwt = _baseline(
-    "dwt", _dwt_rule, "Wavelet fusion (max-abs details).", {"wavelet": "db2", "levels": 3}
-)
-fuse_guided = _baseline(
-    "guided", _guided_rule, "Guided filtering fusion (Li, Kang & Hu 2013).",
-    {"r1": 45, "eps1": 0.3, "r2": 7, "eps2": 1e-6},
-)  # fmt: skip
+fuse_dwt = _baseline("dwt", _dwt_rule, "Wavelet fusion (max-abs details).")
+fuse_guided = _baseline("guided", _guided_rule, "Guided filtering fusion (Li, Kang & Hu 2013).")
 fuse_mertens = _baseline(
-    "mertens", _mertens_rule, "Exposure fusion (Mertens et al. 2007, as OpenCV's MergeMertens).",
-    {"contrast": 1.0, "saturation": 1.0, "exposure": 1.0, "sigma": 0.2},
-)  # fmt: skip
+    "mertens", _mertens_rule, "Exposure fusion (Mertens et al. 2007, as OpenCV's MergeMertens)."
+)
 
 #: The classical baselines by name.
 BASELINES: dict[str, Callable[..., FusionResult]] = {

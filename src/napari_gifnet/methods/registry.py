@@ -14,20 +14,24 @@ layer. :func:`task_method_names` / :func:`task_method_key` add
 on a pair. :func:`napari_gifnet.methods.classical.fuse_pair` runs a pairwise
 method by this table, giving it the options it takes
 (:func:`napari_gifnet.workflows.tasks.fuse_method` the focus methods too).
+Each method's own parameters (their defaults and types) are in the table too;
+:func:`check_method_params` checks a method's parameters against them.
 No Qt, napari or torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
 
 from ..engine.options import OPTION_NAMES
 
 __all__ = [
-    "FOCUS_PYRAMID", "FOCUS_SELECTION", "METHODS", "METHOD_LABELS", "Method", "method_choices",
-    "method_key", "method_keys", "method_label", "method_names", "output_name",
-    "task_method_key", "task_method_label", "task_method_names",
+    "FOCUS_PYRAMID", "FOCUS_SELECTION", "METHODS", "METHOD_LABELS", "Method", "Parameter",
+    "check_method_params", "method_choices", "method_key", "method_keys", "method_label",
+    "method_names", "output_name", "task_method_key", "task_method_label", "task_method_names",
 ]  # fmt: skip
 
 #: Focus selection: a pair fused as a 2-plane focus stack (``fuse_stack(..., method="focus")``),
@@ -36,6 +40,38 @@ FOCUS_SELECTION = "focus"
 #: The focus-guided pyramid: focus selection's depth map guiding a Laplacian pyramid
 #: blend of the pair (:mod:`napari_gifnet.workflows.focus_pair`), a method of the tasks.
 FOCUS_PYRAMID = "focus_pyramid"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One of a method's own parameters (a keyword argument besides the fusion options).
+
+    Attributes
+    ----------
+    name
+        The keyword, e.g. ``"levels"``.
+    default
+        The value used when it is not given (None: chosen from the image).
+    type
+        What a value must be: ``int`` (an integer, not a bool), ``float`` (a
+        real number, not a bool) or ``str``.
+    """
+
+    name: str
+    default: Any
+    type: type
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` is of this parameter's type (None where the default is None)."""
+        if value is None:
+            return self.default is None
+        if isinstance(value, bool):
+            return False
+        if self.type is int:
+            return isinstance(value, Integral)
+        if self.type is float:
+            return isinstance(value, Real)
+        return isinstance(value, self.type)
 
 
 @dataclass(frozen=True)
@@ -55,12 +91,21 @@ class Method:
         How it runs: ``"network"`` (GIFNet, :func:`napari_gifnet.fuse`),
         ``"focus"`` (:func:`napari_gifnet.workflows.focus_pair.fuse_focus_pair`)
         or ``"baseline"`` (:data:`napari_gifnet.methods.classical.BASELINES`).
+    params
+        Its own parameters (:class:`Parameter`), in signature order; none for
+        GIFNet and the focus methods.
     """
 
     key: str
     label: str
     options: tuple[str, ...]
     kind: str
+    params: tuple[Parameter, ...] = ()
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Its own parameters' defaults, by name."""
+        return {p.name: p.default for p in self.params}
 
     def takes(self, option: str) -> bool:
         """Whether the method uses the option named ``option`` (e.g. ``"device"``)."""
@@ -83,12 +128,18 @@ METHODS: dict[str, Method] = {
         Method(FOCUS_PYRAMID, "Focus-guided pyramid", _RULE_OPTIONS, "focus"),
         Method("mean", "Mean", _RULE_OPTIONS, "baseline"),
         Method("max", "Max", _RULE_OPTIONS, "baseline"),
-        Method("laplacian", "Laplacian", _RULE_OPTIONS, "baseline"),
-        Method("dwt", "DWT", _RULE_OPTIONS, "baseline"),
-        Method("guided", "Guided", _RULE_OPTIONS, "baseline"),
-        Method("mertens", "Mertens", _RULE_OPTIONS, "baseline"),
+        Method("laplacian", "Laplacian", _RULE_OPTIONS, "baseline",
+               (Parameter("levels", None, int),)),
+        Method("dwt", "DWT", _RULE_OPTIONS, "baseline",
+               (Parameter("wavelet", "db2", str), Parameter("levels", 3, int))),
+        Method("guided", "Guided", _RULE_OPTIONS, "baseline",
+               (Parameter("r1", 45, int), Parameter("eps1", 0.3, float),
+                Parameter("r2", 7, int), Parameter("eps2", 1e-6, float))),
+        Method("mertens", "Mertens", _RULE_OPTIONS, "baseline",
+               (Parameter("contrast", 1.0, float), Parameter("saturation", 1.0, float),
+                Parameter("exposure", 1.0, float), Parameter("sigma", 0.2, float))),
     )
-}
+}  # fmt: skip
 #: Display names of the pairwise methods, GIFNet first, then the baselines.
 METHOD_LABELS: dict[str, str] = {k: m.label for k, m in METHODS.items() if m.pairwise}
 
@@ -169,3 +220,52 @@ def task_method_key(method: str) -> str:
 def task_method_label(method: str) -> str:
     """Display name of a task method, e.g. ``"Focus selection"``, ``"GIFNet"``."""
     return METHODS[task_method_key(method)].label
+
+
+def check_method_params(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's own parameters, checked against the table (the one check of them).
+
+    Parameters
+    ----------
+    method : str
+        A task method (:func:`task_method_names`), any case.
+    params : mapping
+        Parameter names to values, e.g. ``{"levels": 3}``; never the fusion
+        options (:data:`~napari_gifnet.engine.options.OPTION_NAMES`).
+
+    Returns
+    -------
+    dict
+        ``params`` as given (a new dict).
+
+    Raises
+    ------
+    ValueError
+        An unknown method; a name the method does not have (``unknown
+        parameter 'radius' for method 'guided'; valid: r1, eps1, r2, eps2``, or
+        ``method 'focus' takes no parameters``); a value not of the type of
+        :attr:`Parameter.type` (``parameter 'levels' of method 'laplacian'
+        must be an integer or None, not 'x'``).
+    """
+    spec = METHODS[task_method_key(method)]
+    own = {p.name: p for p in spec.params}
+    unknown = [repr(str(k)) for k in params if k not in own]
+    if unknown:
+        names = ", ".join(unknown)
+        s = "s" if len(unknown) > 1 else ""
+        if not own:
+            raise ValueError(
+                f"method {spec.key!r} takes no parameters; got unknown parameter{s} {names}"
+            )
+        raise ValueError(
+            f"unknown parameter{s} {names} for method {spec.key!r}; valid: {', '.join(own)}"
+        )
+    for name, value in params.items():
+        p = own[name]
+        if not p.accepts(value):
+            kind = {int: "an integer", float: "a number", str: "a string"}[p.type]
+            kind += " or None" if p.default is None else ""
+            raise ValueError(
+                f"parameter {name!r} of method {spec.key!r} must be {kind}, not {value!r}"
+            )
+    return dict(params)

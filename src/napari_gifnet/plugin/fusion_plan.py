@@ -3,14 +3,15 @@
 :func:`prepare_fusion` captures each layer as a :class:`LayerInput` (data,
 shape, world transform) and checks the pair, returning a :class:`FusionPlan`:
 plane by plane over leading axes, and the second layer resampled onto the
-first's grid when their world transforms differ in the last two axes.
+first's grid when their world transforms differ in the last two axes (or, for
+two (Z, Y, X) volumes, in all three: the second resampled in 3-D, plane by plane).
 Re-exported by :mod:`napari_gifnet.plugin.layer_fusion`; napari is imported only inside
 functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +19,15 @@ import numpy as np
 
 from ..methods.registry import output_name, task_method_key
 from .resampling import TOL as _TOL
-from .resampling import Resampling, _inside
+from .resampling import Resampling, VolumeResampling, _inside, _inside_nd
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari.layers import Image, Layer
 
-__all__ = ["FusionPlan", "LayerInput", "prepare_fusion"]
+__all__ = ["FusionPlan", "LayerInput", "is_volume", "plan_inputs", "prepare_fusion"]
+
+#: Axis labels that name time rather than depth.
+_TIME_LABELS = ("t", "time", "frame", "frames")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class FusionPlan:
 
     first: LayerInput
     second: LayerInput
-    resampling: Resampling | None
+    resampling: Resampling | VolumeResampling | None
     method: str = "gifnet"  #: a key of :func:`napari_gifnet.methods.registry.task_method_names`
 
     @property
@@ -63,6 +67,11 @@ class FusionPlan:
         return self.first.plane_shape
 
     @property
+    def resamples_volume(self) -> bool:
+        """Whether the second volume is resampled in 3-D (:class:`VolumeResampling`)."""
+        return isinstance(self.resampling, VolumeResampling)
+
+    @property
     def n_planes(self) -> int:
         """Number of planes fused."""
         return int(np.prod(self.leading_shape, dtype=np.int64))
@@ -71,6 +80,21 @@ class FusionPlan:
     def output_name(self) -> str:
         """Name of the fused layer."""
         return output_name(self.first.name, self.second.name, self.method)
+
+    def second_on_first(
+        self, index: tuple[int, ...], prepare: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Plane ``index`` of the second layer as it is fused: read, ``prepare``d (e.g.
+        mapped to 0..1) and resampled onto the first's grid when planned (a volume in
+        3-D, reading only the planes that plane samples)."""
+        if isinstance(self.resampling, VolumeResampling):
+            return self.resampling.plane(self.second.data, index[0], self.plane_shape, prepare)
+        plane = self.second.read(index)
+        if prepare is not None:
+            plane = prepare(plane)
+        if self.resampling is not None:
+            plane = self.resampling.apply(plane, self.plane_shape)
+        return plane
 
     def plane_indices(self) -> Iterator[tuple[int, ...]]:
         """Indices over the leading axes (one empty tuple for a 2-D pair)."""
@@ -125,13 +149,23 @@ def _extent(inp: LayerInput, lead: int) -> str:
     return f"y {lo[0]:g}..{hi[0]:g}, x {lo[1]:g}..{hi[1]:g}"
 
 
-def prepare_fusion(first: Image, second: Image, method: str = "gifnet") -> FusionPlan:
+def prepare_fusion(
+    first: Image, second: Image, method: str = "gifnet", *, register: bool = False
+) -> FusionPlan:
     """Check two image layers and plan their fusion; reads no pixel data.
 
     ``method`` is ``"gifnet"`` (default), a baseline of
     :data:`napari_gifnet.methods.classical.BASELINES` or a focus method of the
     tasks (:func:`napari_gifnet.methods.registry.task_method_names`); it names
-    the output layer.
+    the output layer. Two (Z, Y, X) volumes (:func:`is_volume`) whose world
+    transforms differ along Z (another Z step or offset, a tilt: a registered or
+    moved second volume) are resampled in 3-D onto the first's grid, one output
+    plane at a time, whatever their numbers of planes.
+
+    ``register=True``: the second layer is to be registered onto the first
+    (``iter_fusion(..., register=...)``), which plans the pair once it knows
+    where the second goes; here the layers are only captured (checked to be
+    image layers) and the plan has no resampling yet.
 
     Raises
     ------
@@ -142,8 +176,29 @@ def prepare_fusion(first: Image, second: Image, method: str = "gifnet") -> Fusio
         axes placed differently in world space; equal transforms but
         different sizes; no overlap in world space.
     """
-    method = task_method_key(method)
     a, b = _capture(first, "first"), _capture(second, "second")
+    if register:
+        return FusionPlan(a, b, None, task_method_key(method))
+    return plan_inputs(a, b, method)
+
+
+def is_volume(inp: LayerInput) -> bool:
+    """Whether a captured layer is one (Z, Y, X) volume: three spatial axes, the
+    first not labelled as time."""
+    if len(inp.leading_shape) != 1:
+        return False
+    labels = inp.transforms.get("axis_labels") or ("",)
+    return str(labels[0]).strip().lower() not in _TIME_LABELS
+
+
+def plan_inputs(a: LayerInput, b: LayerInput, method: str = "gifnet") -> FusionPlan:
+    """:func:`prepare_fusion` for layers already captured (e.g. the second with the
+    world transform a registration gives it); same checks and errors."""
+    method = task_method_key(method)
+    if is_volume(a) and is_volume(b):
+        volume = _volume_plan(a, b, method)
+        if volume is not None:
+            return volume
     if a.leading_shape != b.leading_shape:
         same_nd = len(a.leading_shape) == len(b.leading_shape)
         what = "leading (Z / time) shapes" if same_nd else "numbers of dimensions"
@@ -159,7 +214,8 @@ def prepare_fusion(first: Image, second: Image, method: str = "gifnet") -> Fusio
     if not (lead_ok and np.allclose(t[lead:nd, :lead], 0, atol=_TOL)):
         raise ValueError(
             f"{a.name!r} and {b.name!r} differ in scale, offset or orientation along their "
-            "leading (Z / time) axes; only the last two axes (Y, X) can be resampled"
+            "leading (Z / time) axes; only the last two axes (Y, X) can be resampled, or all "
+            "three of two (Z, Y, X) volumes"
         )
     m, off = t[lead:nd, lead:nd], t[lead:nd, nd]
     if np.allclose(m, np.eye(2), atol=_TOL) and np.allclose(off, 0, atol=1e-4):
@@ -179,3 +235,25 @@ def prepare_fusion(first: Image, second: Image, method: str = "gifnet") -> Fusio
             f"and {b.name!r} covers {_extent(b, lead)}; check their scale and translate"
         )
     return FusionPlan(a, b, Resampling(m.copy(), off.copy(), b.plane_shape, overlap), method)
+
+
+def _volume_plan(a: LayerInput, b: LayerInput, method: str) -> FusionPlan | None:
+    """The plan of two (Z, Y, X) volumes whose world transforms differ along Z (the
+    second resampled in 3-D onto the first's grid), or None when they differ only in
+    Y and X (the plane by plane plan applies)."""
+    t = np.linalg.inv(b.matrix) @ a.matrix  # first's voxel coordinates -> second's
+    if np.allclose(t[0], np.eye(4)[0], atol=_TOL) and np.allclose(t[1:3, 0], 0, atol=_TOL):
+        return None
+    m, off = t[:3, :3], t[:3, 3]
+    source = (*b.leading_shape, *b.plane_shape)
+    grid = [np.arange(0, n, max(1, n // 64), dtype=float) for n in (*a.leading_shape,
+                                                                     *a.plane_shape)]  # fmt: skip
+    points = np.stack(np.meshgrid(*grid, indexing="ij"), axis=-1).reshape(-1, 3)
+    overlap = float(_inside_nd(m, off, points, source).mean())  # <= ~64^3 samples
+    if overlap == 0:
+        raise ValueError(
+            f"the volumes do not overlap in world space: {a.name!r} and {b.name!r}; "
+            "check their scale and translate"
+        )
+    resampling = VolumeResampling(m.copy(), off.copy(), source, overlap)  # type: ignore[arg-type]
+    return FusionPlan(a, b, resampling, method)

@@ -64,6 +64,7 @@ def iter_fusion(
     show: tuple[int, ...] | None = None,
     per_plane: bool = False,
     align: str | None = None,
+    register: Any = None,
 ) -> Generator[tuple[int, int], None, FusionOutput]:
     """Fuse a planned pair plane by plane, yielding ``(planes done, planes)``.
 
@@ -96,6 +97,18 @@ def iter_fusion(
     (:func:`napari_gifnet.workflows.pair_alignment.align_pair`), reported in
     ``metadata["alignment"]`` (one entry per plane).
 
+    ``register``: ``"rigid"``, ``"similarity"`` or ``"affine"`` registers the
+    second layer onto the first by mutual information, each layer's ``scale``
+    its spacing (:func:`napari_gifnet.plugin.layer_registration.register_inputs`:
+    2-D layers as images, two (Z, Y, X) layers as volumes, other layers by the
+    plane ``show`` or the first); a
+    :class:`~napari_gifnet.workflows.registration.Registration` or
+    :class:`~napari_gifnet.workflows.registration.Transform` is taken as it
+    is. The second layer is then resampled once onto the first's grid (a
+    volume in 3-D, one output plane at a time) and
+    ``metadata["registration"]`` records the transform and its report. Not
+    with ``align``.
+
     The fused image is a Dask array computed chunk by chunk when it is viewed
     or saved (:func:`napari_gifnet.engine.lazy.fuse_dask`), reading no pixel
     here, when a layer holds a Dask or zarr array, the method is GIFNet, no
@@ -118,6 +131,9 @@ def iter_fusion(
 
         if align_mode(align) is None:
             raise ValueError(f"align must be None, 'translation' or 'scale', not {align!r}")
+    registration = None
+    if register is not None:
+        plan, registration = _register_plan(plan, register, align, show, progress)
     from ..engine.lazy import is_lazy
 
     lazy = (
@@ -125,6 +141,7 @@ def iter_fusion(
         and not features
         and plan.resampling is None
         and align is None
+        and registration is None
         and (is_lazy(plan.first.data) or is_lazy(plan.second.data))
     )
     scope = "plane" if per_plane or plan.n_planes == 1 else "layer"
@@ -152,7 +169,30 @@ def iter_fusion(
     summaries = {key: pca_rgb(f) for key, f in out.feats.items()}
     elapsed = time.perf_counter() - start
     meta = _output_metadata(plan, out, task, scope, ranges, alignments, elapsed)
+    meta["registration"] = None if registration is None else registration.provenance()
     return FusionOutput(plan, out.image, out.feats, summaries, meta, str(meta["device"]), elapsed)
+
+
+def _register_plan(
+    plan: FusionPlan,
+    register: Any,
+    align: str | None,
+    show: tuple[int, ...] | None,
+    progress: Progress | None,
+) -> tuple[FusionPlan, Any]:
+    """:func:`iter_fusion`'s registration: the registered plan and the Registration."""
+    if align is not None:
+        raise ValueError(
+            f"register={register if isinstance(register, str) else type(register).__name__!r} "
+            f"and align={align!r} both move the second layer: give one of them"
+        )
+    from .layer_registration import registered_plan
+
+    def tick(iterations: int) -> None:  # lets a progress that raises stop the registration
+        if progress is not None:
+            progress(0, plan.n_planes)
+
+    return registered_plan(plan, register, index=show, progress=tick)
 
 
 def _lazy_fusion(
@@ -187,11 +227,11 @@ def _read_pair(
     """The planes ``idx`` of both layers, as fused: read, mapped by the layers' ranges
     (when given), the second resampled onto the first's grid (when planned) and
     aligned to it (``align``, its provenance appended to ``alignments``)."""
-    a, b = plan.first.read(idx), plan.second.read(idx)
+    a = plan.first.read(idx)
     if ranges is not None:
-        a, b = _to_unit(a, ranges["first"]), _to_unit(b, ranges["second"])
-    if plan.resampling is not None:
-        b = plan.resampling.apply(b, plan.plane_shape)
+        a = _to_unit(a, ranges["first"])
+    spec = None if ranges is None else ranges["second"]
+    b = plan.second_on_first(idx, None if spec is None else lambda x: _to_unit(x, spec))
     if align is not None:
         from ..workflows.pair_alignment import align_pair
 
@@ -366,9 +406,9 @@ def _layer_ranges(plan: FusionPlan, normalization: Any) -> dict[str, dict[str, A
     already gives every plane the same range: uint8/bool, ``"dtype"`` or fixed)."""
     from ..workflows.planes import stack_range
 
-    indices = list(plan.plane_indices())
     out = {}
     for key, layer in (("first", plan.first), ("second", plan.second)):
+        indices = list(np.ndindex(*layer.leading_shape))  # each layer's own planes
         dtype = np.dtype(layer.data.dtype)
         lo, hi, rule = stack_range(lambda i, layer=layer: layer.read(indices[i]), len(indices),
                                    dtype, normalization)  # fmt: skip
@@ -509,6 +549,7 @@ def fuse_layers(
     method: str = "gifnet",
     per_plane: bool = False,
     align: str | None = None,
+    register: Any = None,
 ) -> list[Image]:
     """Fuse two image layers of ``viewer`` (names or layers) and add the result.
 
@@ -521,8 +562,20 @@ def fuse_layers(
     ``device``, ``normalization``, ``features``, ``progress``, ``task``,
     ``per_plane`` (normalise each plane of a Z/T stack on its own instead of
     one range per layer), ``align`` (``"translation"`` or ``"scale"``: move
-    the second layer onto the first first); raising in ``progress`` stops it)
-    and :func:`add_fusion_layers` (``keep_previous``).
+    the second layer onto the first first), ``register`` (see below); raising
+    in ``progress`` stops it) and :func:`add_fusion_layers` (``keep_previous``).
+
+    ``register``: ``"rigid"``, ``"similarity"`` or ``"affine"`` registers the
+    second layer onto the first by mutual information
+    (:func:`napari_gifnet.plugin.layer_registration.register_layers`: each
+    layer's ``scale`` its spacing; 2-D layers as images, (Z, Y, X) layers as
+    volumes, other layers by the plane the viewer shows), or give a
+    ``Registration`` or ``Transform`` to use as it is; the second layer is
+    resampled once onto the first's grid and the fused layer's
+    ``metadata["registration"]`` records the transform. The layers are not
+    changed (:func:`~napari_gifnet.plugin.layer_registration.move_layer` moves
+    the second in the viewer; fusing then gives the same result). Not with
+    ``align``.
 
     >>> napari_gifnet.fuse_layers(viewer, "PET", "MRI", features=True)  # doctest: +SKIP
 
@@ -531,9 +584,12 @@ def fuse_layers(
     list of napari.layers.Image
         The fused layer, then any feature layers.
     """
-    plan = prepare_fusion(
-        _layer(viewer, first, "first"), _layer(viewer, second, "second"), method
-    )
+    fixed, moving = _layer(viewer, first, "first"), _layer(viewer, second, "second")
+    plan = prepare_fusion(fixed, moving, method, register=register is not None)
+    if isinstance(register, str) and align is None:  # the plane the viewer shows
+        from .layer_registration import register_layers
+
+        register = register_layers(fixed, moving, register)
     output = run_fusion(
         plan,
         weights=weights,
@@ -544,5 +600,6 @@ def fuse_layers(
         task=task,
         per_plane=per_plane,
         align=align,
+        register=register,
     )
     return add_fusion_layers(viewer, output, keep_previous=keep_previous)

@@ -19,14 +19,12 @@ plane. On noisy stacks (the planes' noise, measured while scoring, above
 the planes by noise-robust focus weights instead, copying only detail that
 stands far above the noise (see :mod:`napari_gifnet.workflows.focus`).
 
-``align="auto"`` (the default) measures the planes' motion first
-(:func:`napari_gifnet.workflows.alignment.measure_motion`) and aligns only
-when they move (by translation, or by similarity when they turn or change
-scale); a static stack is never resampled. With an alignment, focus is
-measured on each plane in its own frame and
-the focus map is moved (not the pixels, whose resampling would blur the moved
-planes and bias the decision towards the unmoved reference); the pixels
-copied are resampled with clamped cubic splines.
+``align="auto"`` (the default) aligns the planes only where their measured
+motion calls for it (see :func:`fuse_stack`). With an alignment, focus is
+measured on each plane in its own frame and the focus map is moved (not the
+pixels, whose resampling would blur the moved planes and bias the decision
+towards the unmoved reference); the pixels copied are resampled with clamped
+cubic splines.
 
 Planes are read one at a time (``np.asarray`` of one index of the stack, so a
 dask array is never loaded whole) and normalised with **one range for the
@@ -35,13 +33,7 @@ highest 99.9th percentile over the planes, unless ``normalization`` says
 otherwise). Memory holds O(1) full-size planes besides the output (the tree:
 O(log N)).
 
-Output values (``keep_dtype``): selection (``"focus"`` or ``select=True``)
-copies each pixel's value from its plane as stored (float32 on the [0, 1]
-range otherwise). A pairwise blend is computed on the normalised planes
-(clipped to the range) and mapped back linearly; pixels whose value in the
-plane the depth map names lies outside the range (any channel), which the
-fusion saw clipped, are restored from that plane, so highlights and outliers
-beyond the 0.1-99.9 percentiles keep their values.
+Output values: see ``keep_dtype`` in :func:`fuse_stack`.
 
 Depth map: ``method="focus"`` reports the (cleaned) index it selected by.
 Pairwise methods report, per pixel, the plane locally most similar to the
@@ -64,6 +56,7 @@ from scipy import ndimage
 from .. import __version__
 from ..engine import fusion_run
 from ..engine.options import OPTION_NAMES, FusionOptions
+from ..methods.registry import METHODS, check_method_params
 from ..util.progress import Progress
 from ._dtype_cast import cast_to_dtype
 from .alignment import (
@@ -126,6 +119,8 @@ TASKS: dict[str, str] = {"focus": DEFAULT_METHOD, "exposure": EXPOSURE_METHOD}
 #: name in :mod:`napari_gifnet.methods.classical`.
 ALL_AT_ONCE: dict[str, str] = {"laplacian": "laplacian_fusion", "mertens": "mertens_fusion"}
 _DEPTH_FILTER = 5
+#: The pairwise fusion's metadata kept in ``metadata["pair_metadata"]``.
+_PAIR_KEYS = ("method", "weights_sha256", "device")
 #: fuse_stack's own options, which ``pair_options`` may not set.
 _RESERVED_PAIR_OPTIONS = frozenset({"normalization", "progress"})
 
@@ -180,148 +175,6 @@ class StackResult:
             self.scales = np.ones(len(self.shifts))
         if self.rotations is None:
             self.rotations = np.zeros(len(self.shifts))
-
-
-def _pair_function(method: str, options: FusionOptions, params: Mapping[str, Any]) -> Callable:
-    """``pair(a, b, report)``: two normalised planes fused by ``method`` (its
-    options and parameters applied), clipped to [0, 1]; ``pair.metadata`` is
-    the last fusion's."""
-    from ..methods.classical import fuse_pair
-
-    def pair(a: np.ndarray, b: np.ndarray, report: Callable[[int, int], Any]) -> np.ndarray:
-        res = fuse_pair(method, a, b, options, report, **params)
-        pair.metadata = res.metadata  # type: ignore[attr-defined]
-        return np.clip(res.image, 0.0, 1.0).astype(np.float32, copy=False)
-
-    pair.metadata = {}  # type: ignore[attr-defined]
-    return pair
-
-
-def _native_buffer(planes: Planes) -> np.ndarray:
-    """Zeros for values on the input's scale: the input dtype (exact) or float64 (aligned)."""
-    return np.zeros(planes.plane_shape, np.float64 if planes.aligned else planes.dtype)
-
-
-def _outside(planes: Planes, values: np.ndarray) -> np.ndarray:
-    """(H, W) mask of the pixels (any channel) outside the normalisation range."""
-    out = ~planes.covers(values)
-    return out.any(axis=-1) if out.ndim == 3 else out
-
-
-def _select(
-    planes: Planes, depth: np.ndarray, keep_dtype: bool, step: Callable[[], None]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Copy each pixel from the plane ``depth`` names: (float32 normalised, output image)."""
-    fused = np.zeros(planes.plane_shape, np.float32)
-    native = _native_buffer(planes) if keep_dtype else None
-    for i in range(planes.n):
-        mask = depth == i
-        if mask.any():
-            x = planes.raw(i)
-            fused[mask] = planes.unit(i, x)[mask]
-            if native is not None:
-                native[mask] = planes.native(i, x)[mask]
-        step()
-    return fused, (fused if native is None else cast_to_dtype(native, planes.dtype))
-
-
-def _focus_rule(method: str, noisy: bool) -> str | None:
-    """What ``method="focus"`` did, for the metadata (None for other methods)."""
-    if method != "focus":
-        return None
-    if noisy:
-        return ("noisy stack: each pixel the average of the planes weighted by "
-                "exp(-(best - score) / T), score the Laplacian-of-Gaussian energy, mixed with "
-                "the selected plane's value where the detail stands far above the noise")  # fmt: skip
-    return "selection: each pixel copied from the plane of highest two-scale focus"
-
-
-def _noisy_pass(
-    planes: Planes,
-    noise: float,
-    chosen: np.ndarray,
-    confidence: np.ndarray,
-    keep_dtype: bool,
-    step: Callable[[], None],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The noisy-stack path: a second pass blending the planes by noise-robust weights.
-
-    ``chosen`` is the selection's plane map (two-scale focus, guarded median)
-    and ``confidence`` its confidence. Each pixel is the soft blend of the
-    planes (:class:`~napari_gifnet.workflows.focus.SoftBlend` of the
-    weights' score, :func:`~napari_gifnet.workflows.focus.noisy_focus`)
-    mixed with the chosen plane's own value by
-    :func:`~napari_gifnet.workflows.focus.selection_share` (detail far above
-    the noise is copied, not averaged). Returns the depth map (the chosen
-    plane where the selection has the larger share, else the plane of highest
-    depth score after the guarded median), its confidence, the float32
-    normalised image and the output image.
-    """
-    n, shape2d = planes.n, planes.plane_shape[:2]
-    best = BestPlane(shape2d, larger_is_better=True)
-    blend = SoftBlend(noisy_temperature(noise))
-    picked = np.zeros(planes.plane_shape, np.float64)
-    picked_native = np.zeros(planes.plane_shape, np.float64) if keep_dtype else None
-    for i in range(n):
-        x = planes.raw(i)
-        weights_score, depth_score = noisy_focus(luma_of(planes.unit(i, x, own_frame=True)))
-        best.update(i, planes.move(i, depth_score))
-        unit = planes.unit(i, x)
-        values = (unit,)
-        mask = chosen == i
-        picked[mask] = unit[mask]
-        if picked_native is not None:
-            native = planes.native(i, x)
-            values += (native,)
-            picked_native[mask] = native[mask]
-        blend.update(planes.move(i, weights_score), *values)
-        step()
-    share = selection_share(blend.top, noise)
-    mix = share if len(planes.plane_shape) == 2 else share[..., None]
-    out = blend.result()
-    fused = (mix * picked + (1.0 - mix) * out[0]).astype(np.float32)
-    if picked_native is not None:
-        image = cast_to_dtype(mix * picked_native + (1.0 - mix) * out[1], planes.dtype)
-    else:
-        image = fused
-    noisy_confidence = best.confidence()
-    noisy_depth = guarded_median(best.index, noisy_confidence, planes=n)
-    copied = share >= 0.5
-    depth = np.where(copied, chosen, noisy_depth).astype(np.int32)
-    return depth, np.where(copied, confidence, noisy_confidence), fused, image
-
-
-def _map_back(fused: np.ndarray, planes: Planes, carry: np.ndarray) -> tuple[np.ndarray, int]:
-    """A blend in [0, 1] back on the input's scale, out-of-range pixels restored.
-
-    Returns the image in the input dtype and the number of pixels taken from
-    ``carry`` (the depth-map plane's own values) because that value lies
-    outside the normalisation range the fusion saw clipped.
-    """
-    values = fused.astype(np.float64) * (planes.hi - planes.lo) + planes.lo
-    image = cast_to_dtype(values, planes.dtype)
-    outside = _outside(planes, carry)
-    if outside.any():
-        image[outside] = cast_to_dtype(carry, planes.dtype)[outside]
-    return image, int(outside.sum())
-
-
-def _focus_device(device: Any) -> Any:
-    """Where the focus score runs: a CUDA device (torch) when ``device`` asks for one
-    (or is ``"auto"`` and one is present), else None (NumPy on the CPU, faster there)."""
-    if device is None or str(device) == "cpu":
-        return None
-    if str(device) == "auto":
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is a dependency
-            return None
-        if not torch.cuda.is_available():
-            return None
-    from ..engine.devices import resolve_device
-
-    dev = resolve_device(device)
-    return dev if dev.type == "cuda" else None
 
 
 def task_method(task: str | None, method: str | None = None) -> str:
@@ -443,8 +296,11 @@ def fuse_stack(
         More keyword arguments for each pairwise fusion: the options of
         :func:`napari_gifnet.fuse` (``weights`` and ``device`` here override
         the arguments above; a method that does not take one ignores it) and
-        the method's own parameters; ``normalization`` and ``progress`` are
-        fuse_stack's own and refused.
+        the method's own parameters (names and types checked before any
+        plane is read, :func:`napari_gifnet.methods.registry.check_method_params`);
+        ``normalization`` and ``progress`` are fuse_stack's own and refused,
+        and so are the fusion options where no pair is fused (``"focus"``,
+        ``strategy="all"``), where they would have no effect.
 
     Returns
     -------
@@ -458,23 +314,108 @@ def fuse_stack(
         A stack that is not 3-D / 4-D RGB, fewer than 2 planes, empty planes,
         planes of different shapes, a bad or non-integer axis, NaN or infinite
         values, an unknown task, method, strategy, normalisation or ``align`` value,
-        or ``pair_options`` setting ``normalization`` or ``progress``.
+        or ``pair_options`` setting ``normalization`` or ``progress``, a fusion
+        option that would have no effect, a parameter the method does not
+        have or a value of the wrong type.
     """
     start = time.perf_counter()
-    task_key = None if task is None else str(task).strip().lower()
-    method = str(task_method(task_key, method)).strip().lower()
-    if method != "focus":
-        from ..methods.registry import method_key
+    choice = _choose(task, method, strategy, select, align, pair_options, weights, device)
+    planes = Planes(stack, axis)
+    steps = _Steps(progress, _reads(choice, planes, normalization))
+    planes.set_range(normalization, steps.step)
+    alignment = _align(planes, choice, reference, steps)
+    if choice.method == "focus":
+        out = _by_focus(planes, device, keep_dtype, steps)
+    else:
+        out = _by_blending(planes, choice, keep_dtype, steps)
+    luma = luma_of(out.fused)
+    elapsed = time.perf_counter() - start
+    metadata = _metadata(choice, planes, alignment, out, elapsed)
+    return StackResult(
+        out.image, out.depth, out.confidence, planes.shifts.copy(), luma, metadata, elapsed,
+        planes.scales.copy(), planes.rotations.copy(),
+    )  # fmt: skip
 
-        try:
-            method = method_key(method)
-        except ValueError:
-            raise ValueError(
-                f"unknown stack method {method!r}; valid: gifnet, focus and the baselines "
-                "(mean, max, laplacian, dwt, guided, mertens)"
-            ) from None
+
+@dataclass(frozen=True)
+class _Choice:
+    """fuse_stack's arguments, checked: what runs on the planes and how."""
+
+    task: str | None  # as given, lower case (None: not given)
+    method: str  # "focus" or a key of the method table
+    strategy: str
+    select: bool  # copy each pixel from a plane (always for "focus")
+    align: str | None  # the align mode asked for (AUTO: measured first)
+    options: FusionOptions  # the pairwise fusions' options
+    params: dict[str, Any]  # the method's own parameters
+
+
+def _choose(
+    task: str | None,
+    method: str | None,
+    strategy: str | None,
+    select: bool,
+    align: bool | str,
+    pair_options: Mapping[str, Any] | None,
+    weights: Any,
+    device: Any,
+) -> _Choice:
+    """Check and resolve fuse_stack's arguments (before any plane is read)."""
+    task_key = None if task is None else str(task).strip().lower()
+    method = _stack_method(task_key, method)
+    strategy = _stack_strategy(task_key, method, strategy)
+    mode = align_mode(align, auto=True)
+    reserved = sorted(set(pair_options or {}) & _RESERVED_PAIR_OPTIONS)
+    if reserved:
+        raise ValueError(
+            f"pair_options cannot set {', '.join(map(repr, reserved))}: the stack is "
+            "normalised once (use fuse_stack's normalization=) and progress is fuse_stack's"
+        )
+    params = dict(pair_options or {})  # the method's own; the fusion options go into options
+    fusion = {k: params.pop(k) for k in OPTION_NAMES if k in params}
+    _check_no_pairs(method, strategy, fusion)
+    params = check_method_params(method, params)
+    options = FusionOptions(**{"weights": weights, "device": device, **fusion})
+    select = method == "focus" or bool(select)
+    return _Choice(task_key, method, strategy, select, mode, options, params)
+
+
+def _check_no_pairs(method: str, strategy: str, fusion: Mapping[str, Any]) -> None:
+    """Refuse pairwise fusion options where no pair is fused (``"focus"``, strategy
+    ``"all"``): they would have no effect."""
+    if not fusion or (method != "focus" and strategy != "all"):
+        return
+    names = ", ".join(map(repr, fusion))
+    verb = "have" if len(fusion) > 1 else "has"
+    if method == "focus":
+        why = "method 'focus' fuses no pairs (it scores on fuse_stack's device=)"
+    else:
+        own = ", ".join(METHODS[method].defaults) or "none"
+        why = f"strategy 'all' fuses every plane at once by the {method!r} rule, which takes " \
+            f"only its own parameters ({own})"  # fmt: skip
+    raise ValueError(f"pair_options {names} {verb} no effect: {why}")
+
+
+def _stack_method(task: str | None, method: str | None) -> str:
+    """The method's key: the task's default when None, ``"focus"`` or one of the table."""
+    method = str(task_method(task, method)).strip().lower()
+    if method == "focus":
+        return method
+    from ..methods.registry import method_key
+
+    try:
+        return method_key(method)
+    except ValueError:
+        raise ValueError(
+            f"unknown stack method {method!r}; valid: gifnet, focus and the baselines "
+            "(mean, max, laplacian, dwt, guided, mertens)"
+        ) from None
+
+
+def _stack_strategy(task: str | None, method: str, strategy: str | None) -> str:
+    """The strategy, checked against the method (the task's default when None)."""
     if strategy is None:
-        strategy = EXPOSURE_STRATEGY if task_key == "exposure" and method in ALL_AT_ONCE \
+        strategy = EXPOSURE_STRATEGY if task == "exposure" and method in ALL_AT_ONCE \
             else DEFAULT_STRATEGY  # fmt: skip
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
@@ -484,204 +425,369 @@ def fuse_stack(
             f"{' and '.join(ALL_AT_ONCE)} do; {method!r} is folded pairwise: "
             "use strategy 'tree' or 'sequential'"
         )
-    mode = align_mode(align, auto=True)
-    reserved = sorted(set(pair_options or {}) & _RESERVED_PAIR_OPTIONS)
-    if reserved:
-        raise ValueError(
-            f"pair_options cannot set {', '.join(map(repr, reserved))}: the stack is "
-            "normalised once (use fuse_stack's normalization=) and progress is fuse_stack's"
-        )
-    params = dict(pair_options or {})  # the method's own; the fusion options go into options
-    options = FusionOptions(**{"weights": weights, "device": device,
-                               **{k: params.pop(k) for k in OPTION_NAMES if k in params}})  # fmt: skip
-    planes = Planes(stack, axis)
-    n = planes.n
-    select = method == "focus" or bool(select)
-    needs_range = planes.needs_pass(normalization)
-    passes = 2 + int(needs_range) + int(mode is not None) + int(mode == AUTO)
-    total = n * (passes + int(select and method != "focus"))
-    done = 0
+    return strategy
 
-    def step() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
 
-    def within(_d: int, _t: int) -> None:  # between GIFNet bands: allows cancelling
-        if progress is not None:
-            progress(done, total)
+class _Steps:
+    """fuse_stack's progress: plane reads counted against the run's total."""
 
-    planes.set_range(normalization, step)
-    motion, motion_note = None, None
-    if mode == AUTO and task_key == "exposure":  # exposure differences mislead the measurement
-        mode, motion_note = None, "exposure stacks are aligned only by an explicit align mode"
-        done += 2 * n
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def step(self, *_: Any) -> None:
+        """Count one plane read and report it."""
+        self.done += 1
+        self.report()
+
+    def report(self, *_: Any) -> None:
+        """Report the count (also between a GIFNet fusion's bands: a point to cancel at)."""
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def _reads(choice: _Choice, planes: Planes, normalization: Any) -> int:
+    """The run's plane reads: range, motion, alignment, focus or blend, output passes."""
+    passes = 2 + int(planes.needs_pass(normalization)) + int(choice.align is not None) \
+        + int(choice.align == AUTO)  # fmt: skip
+    return planes.n * (passes + int(choice.select and choice.method != "focus"))
+
+
+def _align(planes: Planes, choice: _Choice, reference: int | None, steps: _Steps) -> dict[str, Any]:
+    """Register the planes onto ``reference`` as ``choice.align`` asks (``"auto"``: as
+    far as the measured motion calls for); returns the alignment's metadata."""
+    n, mode = planes.n, choice.align
+
+    def luma(i: int) -> np.ndarray:
+        return luma_of(planes.unit(i))
+
+    motion, note = None, None
+    if mode == AUTO and choice.task == "exposure":  # exposure differences mislead the measure
+        mode, note = None, "exposure stacks are aligned only by an explicit align mode"
+        steps.done += 2 * n  # no motion nor estimation pass
     elif mode == AUTO:  # the data decide: measure the motion, align only where there is some
-        motion = measure_motion(lambda i: luma_of(planes.unit(i)), n, reference,
-                                progress=lambda _i: step())  # fmt: skip
+        motion = measure_motion(luma, n, reference, progress=steps.step)
         mode = motion.mode
         if mode is None:
-            done += n  # no estimation pass
+            steps.done += n  # no estimation pass
     if mode is not None:
         planes.shifts, planes.scales, planes.rotations = estimate_alignment(
-            lambda i: luma_of(planes.unit(i)), n, reference, mode=mode,
-            progress=lambda _i: step(), with_rotations=True,
-        )  # fmt: skip
+            luma, n, reference, mode=mode, progress=steps.step, with_rotations=True)  # fmt: skip
     if motion is not None and mode == "similarity":  # confirm what the quadrants suggested
         shape = planes.plane_shape
         if max(corner_motion(shape, z, r) for z, r in zip(planes.scales, planes.rotations)) \
                 <= AUTO_TURN:  # fmt: skip
             mode = "translation" if motion.shifts.max() > AUTO_SHIFT else None
-            motion_note = "the similarity estimated moved no corner by more than " \
-                f"{AUTO_TURN} px: aligned by {mode or 'nothing'}"
-            planes.shifts, planes.scales = np.zeros((n, 2)), np.ones(n)
-            planes.rotations = np.zeros(n)
+            note = f"the similarity estimated moved no corner by more than {AUTO_TURN} px: " \
+                f"aligned by {mode or 'nothing'}"  # fmt: skip
+            planes.shifts, planes.scales, planes.rotations = np.zeros((n, 2)), np.ones(n), \
+                np.zeros(n)  # fmt: skip
             if mode is not None:
-                planes.shifts, planes.scales = estimate_alignment(
-                    lambda i: luma_of(planes.unit(i)), n, reference, mode=mode)
-    shape2d = planes.plane_shape[:2]
-    fallback = similarity_fallback(mode, shape2d)  # why "similarity" was translation only
-    pair_meta: dict[str, Any] = {}
-    carry = None  # keep_dtype blends: per pixel, the input-scale value of the best plane so far
-    focus_device = _focus_device(device) if method == "focus" else None
-    noise = None  # focus: the stack's noise sigma (the smallest over the planes)
-    if method == "focus":
-        best = BestPlane(shape2d, larger_is_better=True)
-        noise = np.inf
-        for i in range(n):  # in the plane's own frame; the focus map is moved
-            luma_i = luma_of(planes.unit(i, own_frame=True))
-            noise = min(noise, noise_sigma(luma_i))
-            score = edge_focus(luma_i) if focus_device is None else \
-                edge_focus_torch(luma_i, focus_device).cpu().numpy()
-            best.update(i, planes.move(i, score))
-            step()
-    else:
-        if strategy == "all":
-            fused = _all_at_once(planes.unit, n, method, params, step)
-        else:
-            pair = _pair_function(method, options, params)
-            with fusion_run() if method == "gifnet" else nullcontext():  # one heap, one set of maps
-                fused = _fold(planes.unit, n, pair, strategy, step, within)
-            pair_meta = dict(pair.metadata)
-        fused_luma = luma_of(fused)
-        best = BestPlane(shape2d, larger_is_better=False)
-        carry = _native_buffer(planes) if keep_dtype and not select else None
-        for i in range(n):
-            x = planes.raw(i)
-            won = best.update(i, dissimilarity(luma_of(planes.unit(i, x)), fused_luma))
-            if carry is not None and won.any():
-                carry[won] = planes.native(i, x)[won]
-            step()
-    depth, confidence = best.index, best.confidence()
-    restored = None
-    noisy = noise is not None and noise > NOISE_THRESHOLD
-    if method == "focus":
-        depth = guarded_median(depth, confidence, planes=n)
-        if noisy:
-            depth, confidence, fused, image = _noisy_pass(planes, noise, depth, confidence,
-                                                          keep_dtype, step)  # fmt: skip
-        else:
-            fused, image = _select(planes, depth, keep_dtype, step)
-    elif select:
-        depth = ndimage.median_filter(depth, size=_DEPTH_FILTER, mode="nearest")
-        fused, image = _select(planes, depth, keep_dtype, step)
-    elif carry is not None:
-        image, restored = _map_back(fused, planes, carry)
-    else:
-        image = fused.astype(np.float32, copy=False)
-    luma = luma_of(fused)
-    elapsed = time.perf_counter() - start
-    metadata = {
-        "method": "focus selection" if method == "focus" else method,
-        "task": task_key or "focus",
-        "strategy": None if method == "focus" else strategy,
-        "focus_device": (str(focus_device) if focus_device is not None else "cpu (numpy)")
-        if method == "focus" else None,
-        "napari_gifnet_version": __version__,
-        "planes": n,
-        "axis": planes.axis,
-        "output_shape": list(image.shape),
-        "input_dtype": str(planes.dtype),
-        "output_dtype": str(image.dtype),
-        "normalization": {"rule": planes.rule, "range": [planes.lo, planes.hi]},
+                planes.shifts, planes.scales = estimate_alignment(luma, n, reference, mode=mode)
+    return _alignment_metadata(planes, mode, motion, note)
+
+
+def _alignment_metadata(planes: Planes, mode: str | None, motion: Any, note: Any) -> dict:
+    """The alignment's provenance: the mode used and asked for, the motion, the transforms."""
+    fallback = similarity_fallback(mode, planes.plane_shape)  # why "similarity" was translation
+    return {
         "aligned": mode is not None,
         "alignment": "translation" if fallback else (mode or "none"),
-        "alignment_requested": AUTO if motion is not None or motion_note else (mode or "none"),
+        "alignment_requested": AUTO if motion is not None or note else (mode or "none"),
         "motion": None if motion is None else motion.metadata(),
-        "motion_note": motion_note,
+        "motion_note": note,
         "alignment_fallback": fallback,
         "shifts": planes.shifts.round(4).tolist() if mode else None,
         "scales": planes.scales.round(6).tolist() if mode else None,
         "rotations": planes.rotations.round(4).tolist() if mode else None,
-        "noise_sigma": None if noise is None else round(float(noise), 6),
-        "focus_rule": _focus_rule(method, noisy),
-        "depth_map": (
-            ("argmax of the two-scale focus measure" if not noisy else
-             "argmax of the two-scale focus measure where that plane is copied, else of the "
-             "Laplacian-of-Gaussian energy (sigma 1 px, window 4 px)")
-            + ", 5 x 5 median where confidence <= 0.4"
-            if method == "focus"
-            else "argmin of the local squared difference to the fused luma (sigma 2 px)"
-            + (", 5 x 5 median" if select else "")
-        ),
-        "selected": select and not noisy,
-        "restored_out_of_range": restored,
-        "pair_metadata": {
-            k: pair_meta[k] for k in ("method", "weights_sha256", "device") if k in pair_meta
-        },
+    }
+
+
+@dataclass
+class _Fused:
+    """The planes fused, and how each pixel was decided."""
+
+    fused: np.ndarray  # float32 on [0, 1]
+    image: np.ndarray  # the output image (keep_dtype: the input's dtype and scale)
+    depth: np.ndarray
+    confidence: np.ndarray
+    noise: float | None = None  # "focus": the stack's noise sigma (the planes' smallest)
+    noisy: bool = False  # "focus": the noise is above NOISE_THRESHOLD (planes blended)
+    focus_device: Any = None  # "focus": the CUDA device that scored (None: NumPy)
+    pair_meta: dict[str, Any] = field(default_factory=dict)  # the last pair fusion's
+    restored: int | None = None  # keep_dtype blends: pixels restored by _map_back
+
+
+def _by_focus(planes: Planes, device: Any, keep_dtype: bool, steps: _Steps) -> _Fused:
+    """``method="focus"``: score each plane's focus, then copy each pixel from its best
+    plane (a noisy stack: blend the planes by noise-robust weights)."""
+    focus_device = _focus_device(device)
+    best = BestPlane(planes.plane_shape[:2], larger_is_better=True)
+    noise = np.inf
+    for i in range(planes.n):  # in the plane's own frame; the focus map is moved
+        luma = luma_of(planes.unit(i, own_frame=True))
+        noise = min(noise, noise_sigma(luma))
+        score = edge_focus(luma) if focus_device is None else \
+            edge_focus_torch(luma, focus_device).cpu().numpy()  # fmt: skip
+        best.update(i, planes.move(i, score))
+        steps.step()
+    confidence = best.confidence()
+    depth = guarded_median(best.index, confidence, planes=planes.n)
+    noisy = noise > NOISE_THRESHOLD
+    if noisy:
+        depth, confidence, fused, image = _noisy_pass(planes, noise, depth, confidence,
+                                                      keep_dtype, steps.step)  # fmt: skip
+    else:
+        fused, image = _select(planes, depth, keep_dtype, steps.step)
+    return _Fused(fused, image, depth, confidence, noise, noisy, focus_device)
+
+
+def _by_blending(planes: Planes, choice: _Choice, keep_dtype: bool, steps: _Steps) -> _Fused:
+    """A blending method: fuse the planes, find each pixel's closest plane, then copy
+    from it (``select``) or map the blend back to the input's scale (``keep_dtype``)."""
+    fused, pair_meta = _blend(planes, choice, steps)
+    best, carry = _closest_planes(planes, fused, keep_dtype and not choice.select, steps)
+    depth, confidence = best.index, best.confidence()
+    restored = None
+    if choice.select:
+        depth = ndimage.median_filter(depth, size=_DEPTH_FILTER, mode="nearest")
+        fused, image = _select(planes, depth, keep_dtype, steps.step)
+    elif carry is not None:
+        image, restored = _map_back(fused, planes, carry)
+    else:
+        image = fused.astype(np.float32, copy=False)
+    return _Fused(fused, image, depth, confidence, pair_meta=pair_meta, restored=restored)
+
+
+def _blend(planes: Planes, choice: _Choice, steps: _Steps) -> tuple[np.ndarray, dict[str, Any]]:
+    """The normalised planes fused by a blending method, all at once or folded pairwise,
+    and the last pair fusion's metadata."""
+    if choice.strategy == "all":
+        return _all_at_once(planes, choice.method, choice.params, steps), {}
+    pair = _pair_function(choice.method, choice.options, choice.params)
+    with fusion_run() if choice.method == "gifnet" else nullcontext():  # one heap, one set of maps
+        fused = _fold(planes, pair, choice.strategy, steps)
+    return fused, dict(pair.metadata)
+
+
+def _closest_planes(
+    planes: Planes, fused: np.ndarray, carry: bool, steps: _Steps
+) -> tuple[BestPlane, np.ndarray | None]:
+    """Per pixel, the plane locally most similar to the fused luma; with ``carry``, also
+    that plane's values on the input's scale (what :func:`_map_back` restores)."""
+    fused_luma = luma_of(fused)
+    best = BestPlane(planes.plane_shape[:2], larger_is_better=False)
+    values = _native_buffer(planes) if carry else None
+    for i in range(planes.n):
+        x = planes.raw(i)
+        won = best.update(i, dissimilarity(luma_of(planes.unit(i, x)), fused_luma))
+        if values is not None and won.any():
+            values[won] = planes.native(i, x)[won]
+        steps.step()
+    return best, values
+
+
+def _metadata(
+    choice: _Choice, planes: Planes, alignment: dict[str, Any], out: _Fused, elapsed: float
+) -> dict[str, Any]:
+    """The result's provenance."""
+    focus = choice.method == "focus"
+    return {
+        "method": "focus selection" if focus else choice.method,
+        "task": choice.task or "focus",
+        "strategy": None if focus else choice.strategy,
+        "focus_device": str(out.focus_device or "cpu (numpy)") if focus else None,
+        "napari_gifnet_version": __version__,
+        "planes": planes.n,
+        "axis": planes.axis,
+        "output_shape": list(out.image.shape),
+        "input_dtype": str(planes.dtype),
+        "output_dtype": str(out.image.dtype),
+        "normalization": {"rule": planes.rule, "range": [planes.lo, planes.hi]},
+        **alignment,
+        "noise_sigma": None if out.noise is None else round(float(out.noise), 6),
+        **_rules(choice.method, choice.select, out.noisy),
+        "selected": choice.select and not out.noisy,
+        "restored_out_of_range": out.restored,
+        "pair_metadata": {k: out.pair_meta[k] for k in _PAIR_KEYS if k in out.pair_meta},
         "elapsed_s": round(elapsed, 4),
     }
-    return StackResult(
-        image, depth, confidence, planes.shifts.copy(), luma, metadata, elapsed,
-        planes.scales.copy(), planes.rotations.copy(),
-    )  # fmt: skip
 
 
-def _all_at_once(
-    read: Callable[[int], np.ndarray],
-    n: int,
-    method: str,
-    params: Mapping[str, Any],
-    step: Callable[[], None],
-) -> np.ndarray:
-    """Fuse planes ``read(0..n-1)`` at once with the N-image rule of ``method`` (its
+def _all_at_once(planes: Planes, method: str, params: Mapping, steps: _Steps) -> np.ndarray:
+    """Fuse the normalised planes at once with the N-image rule of ``method`` (its
     parameters ``params``)."""
     from ..methods import classical
 
-    planes = []
-    for i in range(n):
-        planes.append(read(i))
-        step()
+    units = []
+    for i in range(planes.n):
+        units.append(planes.unit(i))
+        steps.step()
     fuse_all = getattr(classical, ALL_AT_ONCE[method])
-    return np.clip(fuse_all(planes, **params), 0.0, 1.0).astype(np.float32, copy=False)
+    return np.clip(fuse_all(units, **params), 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def _fold(
-    read: Callable[[int], np.ndarray],
-    n: int,
-    pair: Callable,
-    strategy: str,
-    step: Callable[[], None],
-    within: Callable,
-) -> np.ndarray:
-    """Fold planes ``read(0..n-1)`` pairwise, sequentially or as a balanced binary tree."""
+def _fold(planes: Planes, pair: Callable, strategy: str, steps: _Steps) -> np.ndarray:
+    """Fold the normalised planes pairwise, sequentially or as a balanced binary tree."""
+    read, within = planes.unit, steps.report  # within a fusion: between GIFNet's bands
     if strategy == "sequential":
         running = read(0)
-        step()
-        for i in range(1, n):
+        steps.step()
+        for i in range(1, planes.n):
             running = pair(running, read(i), within)
-            step()
+            steps.step()
         return running
     nodes: list[tuple[int, np.ndarray]] = []  # (level, image), like a binary counter
-    for i in range(n):
+    for i in range(planes.n):
         node = (0, read(i))
         while nodes and nodes[-1][0] == node[0]:
             level, left = nodes.pop()
             node = (level + 1, pair(left, node[1], within))
         nodes.append(node)
-        step()
+        steps.step()
     while len(nodes) > 1:
         (_, right), (level, left) = nodes.pop(), nodes.pop()
         nodes.append((level + 1, pair(left, right, within)))
     return nodes[0][1]
+
+
+def _pair_function(method: str, options: FusionOptions, params: Mapping[str, Any]) -> Callable:
+    """``pair(a, b, report)``: two normalised planes fused by ``method`` (its
+    options and parameters applied), clipped to [0, 1]; ``pair.metadata`` is
+    the last fusion's."""
+    from ..methods.classical import fuse_pair
+
+    def pair(a: np.ndarray, b: np.ndarray, report: Callable[[int, int], Any]) -> np.ndarray:
+        res = fuse_pair(method, a, b, options, report, **params)
+        pair.metadata = res.metadata  # type: ignore[attr-defined]
+        return np.clip(res.image, 0.0, 1.0).astype(np.float32, copy=False)
+
+    pair.metadata = {}  # type: ignore[attr-defined]
+    return pair
+
+
+def _native_buffer(planes: Planes) -> np.ndarray:
+    """Zeros for values on the input's scale: the input dtype (exact) or float64 (aligned)."""
+    return np.zeros(planes.plane_shape, np.float64 if planes.aligned else planes.dtype)
+
+
+def _select(
+    planes: Planes, depth: np.ndarray, keep_dtype: bool, step: Callable[[], None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copy each pixel from the plane ``depth`` names: (float32 normalised, output image)."""
+    fused = np.zeros(planes.plane_shape, np.float32)
+    native = _native_buffer(planes) if keep_dtype else None
+    for i in range(planes.n):
+        mask = depth == i
+        if mask.any():
+            x = planes.raw(i)
+            fused[mask] = planes.unit(i, x)[mask]
+            if native is not None:
+                native[mask] = planes.native(i, x)[mask]
+        step()
+    return fused, (fused if native is None else cast_to_dtype(native, planes.dtype))
+
+
+def _rules(method: str, select: bool, noisy: bool) -> dict[str, str | None]:
+    """The metadata's ``focus_rule`` and ``depth_map``: how pixels and depths were chosen."""
+    if method != "focus":
+        return {"focus_rule": None, "depth_map": "argmin of the local squared difference to "
+                "the fused luma (sigma 2 px)" + (", 5 x 5 median" if select else "")}  # fmt: skip
+    guarded = ", 5 x 5 median where confidence <= 0.4"
+    if noisy:
+        return {"focus_rule": "noisy stack: each pixel the average of the planes weighted by "
+                "exp(-(best - score) / T), score the Laplacian-of-Gaussian energy, mixed with "
+                "the selected plane's value where the detail stands far above the noise",
+                "depth_map": "argmax of the two-scale focus measure where that plane is "
+                "copied, else of the Laplacian-of-Gaussian energy (sigma 1 px, window 4 px)"
+                + guarded}  # fmt: skip
+    return {"focus_rule": "selection: each pixel copied from the plane of highest two-scale focus",
+            "depth_map": "argmax of the two-scale focus measure" + guarded}  # fmt: skip
+
+
+def _noisy_pass(
+    planes: Planes,
+    noise: float,
+    chosen: np.ndarray,
+    confidence: np.ndarray,
+    keep_dtype: bool,
+    step: Callable[[], None],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The noisy-stack path: a second pass blending the planes by noise-robust weights.
+
+    ``chosen`` is the selection's plane map (two-scale focus, guarded median)
+    and ``confidence`` its confidence. Each pixel is the soft blend of the
+    planes (:class:`~napari_gifnet.workflows.focus.SoftBlend` of the
+    weights' score, :func:`~napari_gifnet.workflows.focus.noisy_focus`)
+    mixed with the chosen plane's own value by
+    :func:`~napari_gifnet.workflows.focus.selection_share` (detail far above
+    the noise is copied, not averaged). Returns the depth map (the chosen
+    plane where the selection has the larger share, else the plane of highest
+    depth score after the guarded median), its confidence, the float32
+    normalised image and the output image.
+    """
+    n, shape2d = planes.n, planes.plane_shape[:2]
+    best = BestPlane(shape2d, larger_is_better=True)
+    blend = SoftBlend(noisy_temperature(noise))
+    picked = np.zeros(planes.plane_shape, np.float64)
+    picked_native = np.zeros(planes.plane_shape, np.float64) if keep_dtype else None
+    for i in range(n):
+        x = planes.raw(i)
+        weights_score, depth_score = noisy_focus(luma_of(planes.unit(i, x, own_frame=True)))
+        best.update(i, planes.move(i, depth_score))
+        unit = planes.unit(i, x)
+        values = (unit,)
+        mask = chosen == i
+        picked[mask] = unit[mask]
+        if picked_native is not None:
+            native = planes.native(i, x)
+            values += (native,)
+            picked_native[mask] = native[mask]
+        blend.update(planes.move(i, weights_score), *values)
+        step()
+    share = selection_share(blend.top, noise)
+    mix = share if len(planes.plane_shape) == 2 else share[..., None]
+    out = blend.result()
+    fused = (mix * picked + (1.0 - mix) * out[0]).astype(np.float32)
+    if picked_native is not None:
+        image = cast_to_dtype(mix * picked_native + (1.0 - mix) * out[1], planes.dtype)
+    else:
+        image = fused
+    noisy_confidence = best.confidence()
+    noisy_depth = guarded_median(best.index, noisy_confidence, planes=n)
+    copied = share >= 0.5
+    depth = np.where(copied, chosen, noisy_depth).astype(np.int32)
+    return depth, np.where(copied, confidence, noisy_confidence), fused, image
+
+
+def _map_back(fused: np.ndarray, planes: Planes, carry: np.ndarray) -> tuple[np.ndarray, int]:
+    """A blend in [0, 1] back on the input's scale, out-of-range pixels restored.
+
+    Returns the image in the input dtype and the number of pixels taken from
+    ``carry`` (the depth-map plane's own values) because that value lies
+    outside the normalisation range the fusion saw clipped.
+    """
+    values = fused.astype(np.float64) * (planes.hi - planes.lo) + planes.lo
+    image = cast_to_dtype(values, planes.dtype)
+    outside = ~planes.covers(carry)  # (H, W): any channel outside the range
+    outside = outside.any(axis=-1) if outside.ndim == 3 else outside
+    if outside.any():
+        image[outside] = cast_to_dtype(carry, planes.dtype)[outside]
+    return image, int(outside.sum())
+
+
+def _focus_device(device: Any) -> Any:
+    """Where the focus score runs: a CUDA device (torch) when ``device`` asks for one
+    (or is ``"auto"`` and one is present), else None (NumPy on the CPU, faster there)."""
+    if device is None or str(device) == "cpu":
+        return None
+    if str(device) == "auto":
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is a dependency
+            return None
+        if not torch.cuda.is_available():
+            return None
+    from ..engine.devices import resolve_device
+
+    dev = resolve_device(device)
+    return dev if dev.type == "cuda" else None

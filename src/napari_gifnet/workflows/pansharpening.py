@@ -141,36 +141,27 @@ def band_axis_of(shape: tuple[int, ...], band_axis: int | None) -> int:
 
 
 def _rescale(
-    luma: np.ndarray, band: np.ndarray, span: tuple[float, float], rescale: str, meta: dict
-) -> np.ndarray:
-    """Bring a fused luma back to the values of ``band`` (original range ``span``)."""
-    b = band.astype(np.float64)
+    values: np.ndarray, band: np.ndarray, span: tuple[float, float], rescale: str,
+    dtype: np.dtype, luma_of: dict[str, Any] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """A fused band back to ``band``'s values (original range ``span``, rule ``rescale``), in
+    ``dtype`` (float: float32). ``values``: the luma in [0, 1] of the band normalised as
+    ``luma_of`` says (per-band fusion), or, ``luma_of`` None, a spectral band in its units."""
     lo, hi = span
-    if rescale == "range":
-        l_lo, l_hi = float(luma.min()), float(luma.max())
-        t = (luma - l_lo) / (l_hi - l_lo) if l_hi > l_lo else np.zeros_like(luma, dtype=np.float64)
+    if rescale == "moments":
+        b, sd = band.astype(np.float64), float(values.std())
+        out = (values - values.mean()) * (b.std() / sd if sd > 0 else 0.0) + b.mean()
+    elif luma_of is None:
+        out = np.clip(values, lo, hi) if rescale == "range" else values
+    elif rescale == "range":
+        v_lo, v_hi = float(values.min()), float(values.max())
+        t = (values - v_lo) / (v_hi - v_lo) if v_hi > v_lo else np.zeros_like(values, np.float64)
         out = np.clip(lo + t * (hi - lo), lo, hi)
-    elif rescale == "moments":
-        sd = float(luma.std())
-        out = (luma - luma.mean()) * (b.std() / sd if sd > 0 else 0.0) + b.mean()
     else:
-        n_lo, n_hi = meta.get("range", (0.0, 1.0))
-        out = n_lo + luma.astype(np.float64) * (n_hi - n_lo)
-    dtype = np.float32 if band.dtype.kind == "f" else band.dtype  # float bands: float32
-    return cast_to_dtype(out, dtype, within=span if rescale == "range" else None)
-
-
-def _grid_ratio(
-    ms_shape: tuple[int, int],
-    pan_hw: tuple[int, int],
-    scales: tuple[tuple[float, float], tuple[float, float]] | None,
-) -> float:
-    """The resolution ratio the grids imply: scales' ratio, else sizes' ratio (4 for equal sizes)."""
-    if scales is not None:
-        return max(1.0, float(np.mean([scales[0][i] / scales[1][i] for i in range(2)])))
-    if ms_shape == pan_hw:
-        return 4.0
-    return max(1.0, float(np.mean([pan_hw[i] / ms_shape[i] for i in range(2)])))
+        n_lo, n_hi = luma_of.get("range", (0.0, 1.0))
+        out = n_lo + values.astype(np.float64) * (n_hi - n_lo)
+    target = np.float32 if dtype.kind == "f" else dtype  # float bands: float32
+    return cast_to_dtype(out, target, within=span if rescale == "range" else None)
 
 
 def _grey(pan: np.ndarray) -> np.ndarray:
@@ -182,42 +173,141 @@ def _grey(pan: np.ndarray) -> np.ndarray:
     return pan.astype(np.float64)
 
 
-def _spectral_rescale(
-    out: np.ndarray, band: np.ndarray, span: tuple[float, float], rescale: str, dtype: np.dtype
-) -> np.ndarray:
-    """A spectral method's band (in the band's units) into its range rule and dtype."""
-    lo, hi = span
-    if rescale == "range":
-        out = np.clip(out, lo, hi)
-    elif rescale == "moments":
-        sd = float(out.std())
-        out = (out - out.mean()) * (float(band.std()) / sd if sd > 0 else 0.0) + float(band.mean())
-    target = np.dtype(np.float32) if dtype.kind == "f" else dtype  # float bands: float32
-    return cast_to_dtype(out, target, within=span if rescale == "range" else None)
+_Pair = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class _Bands:
+    """The multispectral bands split off their ``axis`` (0 or -1; None: one band (H, W)),
+    each band's original (min, max), the panchromatic image and both grids: sizes,
+    (multispectral, panchromatic) pixel sizes (None without them) and positions."""
+
+    bands: tuple[np.ndarray, ...]
+    ranges: tuple[_Pair, ...]
+    pan: np.ndarray
+    axis: int | None
+    ms_hw: tuple[int, int]
+    pan_hw: tuple[int, int]
+    scales: tuple[_Pair, _Pair] | None
+    translates: tuple[_Pair, _Pair]
+
+    @property
+    def resampled(self) -> bool:
+        """Whether the bands are resampled onto the panchromatic grid."""
+        return self.ms_hw != self.pan_hw or self.scales is not None
+
+    def on_pan_grid(self, band: np.ndarray) -> np.ndarray:
+        """``band`` on the panchromatic grid (:func:`resample_band`); as it is if already there."""
+        if not self.resampled:
+            return band
+        src_scale, dst_scale = self.scales or (None, None)
+        src_translate, dst_translate = self.translates
+        return resample_band(band, self.pan_hw, src_scale=src_scale, dst_scale=dst_scale,
+                             src_translate=src_translate, dst_translate=dst_translate)  # fmt: skip
+
+    def grid_ratio(self) -> float:
+        """The resolution ratio the grids imply (4 for equal sizes without pixel sizes)."""
+        if self.scales is None and self.ms_hw == self.pan_hw:
+            return 4.0
+        # pixel sizes; without them, one extent: a pixel's size is inverse to the pixel count
+        ms_px, pan_px = self.scales or (self.pan_hw, self.ms_hw)
+        return max(1.0, float(np.mean([ms_px[i] / pan_px[i] for i in range(2)])))
+
+    def resampling(self, spectral: bool) -> dict[str, Any] | None:
+        """How the bands reached the panchromatic grid, for the metadata (None: already on it)."""
+        if not self.resampled:
+            return None
+        ms_s, pan_s = (list(s) for s in self.scales) if self.scales else (None, None)
+        ms_t, pan_t = (list(t) for t in self.translates) if self.scales else (None, None)
+        return {"from": list(self.ms_hw), "to": list(self.pan_hw), "order": 3,
+                "clipped_to_band_range": True, "kept_as_float": spectral, "ms_scale": ms_s,
+                "pan_scale": pan_s, "ms_translate": ms_t, "pan_translate": pan_t}  # fmt: skip
+
+
+def _check_arguments(
+    rescale: str, ratio: float | None, ms_scale: Any, pan_scale: Any, ms_translate: Any,
+    pan_translate: Any,
+) -> tuple[tuple[_Pair, _Pair] | None, tuple[_Pair, _Pair]]:  # fmt: skip
+    """Refuse a bad rescale rule, ratio, scale or translate; return (scales or None, translates)."""
+    if rescale not in RESCALES:
+        raise ValueError(f"unknown rescale {rescale!r}; valid: {', '.join(RESCALES)}")
+    number = type(ratio) is not bool and isinstance(ratio, (int, float, np.integer, np.floating))
+    if ratio is not None and not (number and np.isfinite(ratio) and ratio >= 1):
+        raise ValueError(f"ratio must be a finite number >= 1, not {ratio!r}")
+    if (ms_scale is None) != (pan_scale is None):
+        raise ValueError("give both ms_scale and pan_scale, or neither")
+    translates = (pair_arg(ms_translate, "ms_translate", positive=False),
+                  pair_arg(pan_translate, "pan_translate", positive=False))  # fmt: skip
+    if ms_scale is not None and pan_scale is not None:
+        return (pair_arg(ms_scale, "ms_scale", positive=True),
+                pair_arg(pan_scale, "pan_scale", positive=True)), translates  # fmt: skip
+    if translates != ((0.0, 0.0), (0.0, 0.0)):
+        raise ValueError(
+            "ms_translate and pan_translate need the pixel sizes (ms_scale, pan_scale)"
+        )
+    return None, translates
+
+
+def _read(ms: Any, pan: Any, band_axis: int | None) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Both images as arrays and the axis (0 or -1; None: one band (H, W)) the bands lie
+    along; refused unless of a shape and dtype pansharpening takes, with a band at least."""
+    from ..engine.inputs import as_array
+
+    ms_arr, pan_arr = as_array(ms, "ms"), as_array(pan, "pan")
+    if not (pan_arr.ndim == 2 or (pan_arr.ndim == 3 and pan_arr.shape[-1] in (3, 4))):
+        raise ValueError(f"the panchromatic image must be (H, W), got shape {pan_arr.shape}")
+    if ms_arr.ndim not in (2, 3):
+        raise ValueError(
+            f"the multispectral image must be (bands, H, W), (H, W, bands) or (H, W), "
+            f"got shape {ms_arr.shape}"
+        )
+    for name, arr in (("multispectral", ms_arr), ("panchromatic", pan_arr)):
+        if arr.dtype.kind not in "buif":
+            raise ValueError(
+                f"the {name} image must be bool, integer or float data, not {arr.dtype}"
+            )
+    if ms_arr.ndim == 2:
+        return ms_arr, pan_arr, None
+    axis = 0 if band_axis_of(ms_arr.shape, band_axis) == 0 else -1
+    if ms_arr.shape[axis] == 0:
+        raise ValueError(f"the multispectral image {ms_arr.shape} has no bands along axis {axis}")
+    return ms_arr, pan_arr, axis
+
+
+def _prepare(
+    ms: np.ndarray, pan: np.ndarray, axis: int | None, axis_given: bool,
+    scales: tuple[_Pair, _Pair] | None, translates: tuple[_Pair, _Pair],
+) -> _Bands:  # fmt: skip
+    """The bands and their grids; refused when empty, off the panchromatic grid or not finite."""
+    ms_hw = ms.shape if axis is None else ms.shape[1:] if axis == 0 else ms.shape[:2]
+    ms_hw, pan_hw = (int(ms_hw[0]), int(ms_hw[1])), (int(pan.shape[0]), int(pan.shape[1]))
+    if 0 in ms_hw or 0 in pan_hw:
+        raise ValueError(f"empty image: multispectral {ms.shape}, panchromatic {pan.shape}")
+    hint = ""
+    if axis is not None:
+        how = "given" if axis_given else "chosen as the shorter end axis"
+        hint = (
+            f"; the bands were taken along axis {axis} ({how}) of the multispectral image "
+            f"{ms.shape}: pass band_axis={-1 if axis == 0 else 0} if they lie there"
+        )
+    check_grid(ms_hw, pan_hw, scales, translates, hint)
+    for name, arr in (("multispectral", ms), ("panchromatic", pan)):
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"the {name} image holds NaN or infinite values")
+    bands = (ms,) if axis is None else tuple(np.take(ms, i, axis) for i in range(ms.shape[axis]))
+    ranges = tuple((float(b.min()), float(b.max())) for b in bands)
+    return _Bands(bands, ranges, pan, axis, ms_hw, pan_hw, scales, translates)
 
 
 def _spectral(
-    method: str,
-    bands: list[np.ndarray],
-    pan_arr: np.ndarray,
-    pan_hw: tuple[int, int],
-    ranges: list[tuple[float, float]],
-    rescale: str,
-    resampled: bool,
-    grid: dict[str, Any],
-    ratio: float,
-    options: FusionOptions,
+    method: str, prep: _Bands, rescale: str, ratio: float, options: FusionOptions,
     progress: Progress | None,
-) -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]:
-    """All bands by a spectral method: (output bands, lumas, metadata of the run)."""
+) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:  # fmt: skip
+    """All bands by a spectral method: (output bands, lumas, the run's metadata)."""
     from ..methods.pansharpening import NYQUIST_GAIN, gsa_detail, pansharpen_bands
 
-    pan = _grey(pan_arr)
-    ms = np.stack([
-        resample_band(b.astype(np.float64), pan_hw, **grid).astype(np.float64) if resampled
-        else b.astype(np.float64)
-        for b in bands
-    ])  # fmt: skip
+    pan = _grey(prep.pan)
+    ms = np.stack([prep.on_pan_grid(b.astype(np.float64)).astype(np.float64) for b in prep.bands])
     meta: dict[str, Any] = {"method": method, "nyquist_gain": NYQUIST_GAIN}
     if progress is not None:
         progress(0, 1)
@@ -240,44 +330,60 @@ def _spectral(
         if progress is not None:
             progress(1, 1)
     outputs, lumas = [], []
-    for k, band in enumerate(bands):
-        outputs.append(_spectral_rescale(fused[k], ms[k], ranges[k], rescale, band.dtype))
-        lo, hi = ranges[k]
+    for k, (band, (lo, hi)) in enumerate(zip(prep.bands, prep.ranges)):
+        outputs.append(_rescale(fused[k], ms[k], (lo, hi), rescale, band.dtype))
         scaled = (fused[k] - lo) / (hi - lo) if hi > lo else np.zeros_like(fused[k])
         lumas.append(np.clip(scaled, 0, 1).astype(np.float32))
-    return outputs, lumas, [meta]
+    return outputs, lumas, meta
 
 
 def _per_band(
-    method: str,
-    bands: list[np.ndarray],
-    pan_arr: np.ndarray,
-    pan_hw: tuple[int, int],
-    ranges: list[tuple[float, float]],
-    rescale: str,
-    resampled: bool,
-    grid: dict[str, Any],
-    options: FusionOptions,
-    progress: Progress | None,
-) -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]:
-    """Each band fused with the panchromatic image: (output bands, lumas, per-band metadata)."""
+    method: str, prep: _Bands, rescale: str, options: FusionOptions, progress: Progress | None
+) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:  # fmt: skip
+    """Each band fused with the panchromatic image: (output bands, lumas, the first's metadata)."""
     from ..methods.classical import fuse_pair
 
-    n = len(bands)
-    outputs, lumas, band_meta = [], [], []
-    for i, band in enumerate(bands):
-        if resampled:
-            band = resample_band(band, pan_hw, **grid)
+    outputs, lumas, metas = [], [], []
+    for i, (band, span) in enumerate(zip(prep.bands, prep.ranges)):
+        band = prep.on_pan_grid(band)
 
         def report(done: int, total: int, i: int = i) -> None:
             if progress is not None:
-                progress(i * total + done, n * total)
+                progress(i * total + done, len(prep.bands) * total)
 
-        res = fuse_pair(method, band, pan_arr, options, report)
-        outputs.append(_rescale(res.luma, band, ranges[i], rescale, res.metadata["inputs"]["a"]))
+        res = fuse_pair(method, band, prep.pan, options, report)
+        luma_of = res.metadata["inputs"]["a"]
+        outputs.append(_rescale(res.luma, band, span, rescale, band.dtype, luma_of))
         lumas.append(res.luma)
-        band_meta.append(res.metadata)
-    return outputs, lumas, band_meta
+        metas.append(res.metadata)
+    return outputs, lumas, metas[0]
+
+
+def _metadata(
+    method: str, ratio: float | None, rescale: str, prep: _Bands, image: np.ndarray,
+    first: dict[str, Any], elapsed: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The provenance; ``ratio`` None: per-band fusion; ``first``: the first fusion's metadata."""
+    spectral = ratio is not None
+    return {
+        "method": first.get("method", method),
+        "family": "spectral" if spectral else "per-band fusion",
+        "ratio": None if ratio is None else round(float(ratio), 6),
+        "napari_gifnet_version": __version__,
+        "task": "pansharpening: the panchromatic details injected into every multispectral band"
+        if spectral
+        else "pansharpening: each multispectral band (first input) + panchromatic (second)",
+        **({"nyquist_gain": first["nyquist_gain"]} if spectral else {}),
+        "bands": len(prep.bands),
+        "band_axis": prep.axis,
+        "output_shape": list(image.shape),
+        "dtype": str(image.dtype),
+        "resampled": prep.resampling(spectral),
+        "rescale": rescale,
+        "band_ranges": list(prep.ranges),
+        **{k: first[k] for k in ("weights_sha256", "device") if k in first},
+        "elapsed_s": round(elapsed, 4),
+    }
 
 
 def pansharpen(
@@ -359,129 +465,22 @@ def pansharpen(
         centre outside the multispectral extent widened by one
         multispectral pixel. A wrong ``band_axis`` shows up this way.
     """
-    from ..engine.inputs import as_array
     from ..methods.pansharpening import PANSHARPENING_METHODS
 
     start = time.perf_counter()
     method = _method(method)
     options = FusionOptions(weights=weights, device=device, normalization=normalization)
-    if rescale not in RESCALES:
-        raise ValueError(f"unknown rescale {rescale!r}; valid: {', '.join(RESCALES)}")
-    if ratio is not None and not (
-        isinstance(ratio, (int, float, np.integer, np.floating))
-        and not isinstance(ratio, bool)
-        and np.isfinite(ratio)
-        and ratio >= 1
-    ):
-        raise ValueError(f"ratio must be a finite number >= 1, not {ratio!r}")
-    if (ms_scale is None) != (pan_scale is None):
-        raise ValueError("give both ms_scale and pan_scale, or neither")
-    translates = (
-        pair_arg(ms_translate, "ms_translate", positive=False),
-        pair_arg(pan_translate, "pan_translate", positive=False),
-    )
-    scales = None
-    if ms_scale is not None and pan_scale is not None:
-        scales = (pair_arg(ms_scale, "ms_scale", positive=True),
-                  pair_arg(pan_scale, "pan_scale", positive=True))  # fmt: skip
-    elif translates != ((0.0, 0.0), (0.0, 0.0)):
-        raise ValueError(
-            "ms_translate and pan_translate need the pixel sizes (ms_scale, pan_scale)"
-        )
-    ms_arr, pan_arr = as_array(ms, "ms"), as_array(pan, "pan")
-    if pan_arr.ndim == 3 and pan_arr.shape[-1] in (3, 4):
-        pan_shape = pan_arr.shape[:2]
-    elif pan_arr.ndim == 2:
-        pan_shape = pan_arr.shape
-    else:
-        raise ValueError(f"the panchromatic image must be (H, W), got shape {pan_arr.shape}")
-    single = ms_arr.ndim == 2
-    if ms_arr.ndim not in (2, 3):
-        raise ValueError(
-            f"the multispectral image must be (bands, H, W), (H, W, bands) or (H, W), "
-            f"got shape {ms_arr.shape}"
-        )
-    for name, arr in (("multispectral", ms_arr), ("panchromatic", pan_arr)):
-        if arr.dtype.kind not in "buif":
-            raise ValueError(
-                f"the {name} image must be bool, integer or float data, not {arr.dtype}"
-            )
-    axis = 0 if single else band_axis_of(ms_arr.shape, band_axis)
-    if not single and ms_arr.shape[axis] == 0:
-        raise ValueError(
-            f"the multispectral image {ms_arr.shape} has no bands along axis "
-            f"{0 if axis == 0 else -1}"
-        )
-    hw = [n for i, n in enumerate(ms_arr.shape) if single or i != axis]
-    ms_shape, pan_hw = (int(hw[0]), int(hw[1])), (int(pan_shape[0]), int(pan_shape[1]))
-    if 0 in ms_shape or 0 in pan_hw:
-        raise ValueError(f"empty image: multispectral {ms_arr.shape}, panchromatic {pan_arr.shape}")
-    hint = ""
-    if not single:
-        other = -1 if axis == 0 else 0
-        how = "given" if band_axis is not None else "chosen as the shorter end axis"
-        hint = (
-            f"; the bands were taken along axis {0 if axis == 0 else -1} ({how}) of the "
-            f"multispectral image {ms_arr.shape}: pass band_axis={other} if they lie there"
-        )
-    check_grid(ms_shape, pan_hw, scales, translates, hint)
-    for name, arr in (("multispectral", ms_arr), ("panchromatic", pan_arr)):
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ValueError(f"the {name} image holds NaN or infinite values")
-    bands = (
-        [ms_arr] if single else [np.take(ms_arr, i, axis=axis) for i in range(ms_arr.shape[axis])]
-    )
-    resampled = ms_shape != pan_hw or scales is not None
-    spectral = method in PANSHARPENING_METHODS
-    grid = {
-        "src_scale": None if scales is None else scales[0],
-        "dst_scale": None if scales is None else scales[1],
-        "src_translate": translates[0], "dst_translate": translates[1],
-    }  # fmt: skip
-    ranges = [(float(b.min()), float(b.max())) for b in bands]  # the original bands' ranges
-    if spectral:
-        used_ratio = ratio if ratio is not None else _grid_ratio(ms_shape, pan_hw, scales)
-        outputs, lumas, band_meta = _spectral(
-            method, bands, pan_arr, pan_hw, ranges, rescale, resampled, grid, float(used_ratio),
-            options, progress,
-        )  # fmt: skip
+    scales, translates = _check_arguments(rescale, ratio, ms_scale, pan_scale,
+                                          ms_translate, pan_translate)  # fmt: skip
+    ms_arr, pan_arr, axis = _read(ms, pan, band_axis)
+    prep = _prepare(ms_arr, pan_arr, axis, band_axis is not None, scales, translates)
+    if method in PANSHARPENING_METHODS:
+        used_ratio = float(ratio if ratio is not None else prep.grid_ratio())
+        outputs, lumas, first = _spectral(method, prep, rescale, used_ratio, options, progress)
     else:
         used_ratio = None
-        outputs, lumas, band_meta = _per_band(
-            method, bands, pan_arr, pan_hw, ranges, rescale, resampled, grid, options, progress,
-        )  # fmt: skip
-    image = outputs[0] if single else np.stack(outputs, axis=axis)
+        outputs, lumas, first = _per_band(method, prep, rescale, options, progress)
+    image = outputs[0] if axis is None else np.stack(outputs, axis=axis)
     elapsed = time.perf_counter() - start
-    first = band_meta[0]
-    metadata = {
-        "method": first.get("method", method),
-        "family": "spectral" if spectral else "per-band fusion",
-        "ratio": None if used_ratio is None else round(float(used_ratio), 6),
-        "napari_gifnet_version": __version__,
-        "task": "pansharpening: the panchromatic details injected into every multispectral band"
-        if spectral
-        else "pansharpening: each multispectral band (first input) + panchromatic (second)",
-        **({"nyquist_gain": first["nyquist_gain"]} if spectral else {}),
-        "bands": len(bands),
-        "band_axis": None if single else (0 if axis == 0 else -1),
-        "output_shape": list(image.shape),
-        "dtype": str(image.dtype),
-        "resampled": {
-            "from": list(ms_shape),
-            "to": list(pan_hw),
-            "order": 3,
-            "clipped_to_band_range": True,
-            "kept_as_float": spectral,
-            "ms_scale": None if scales is None else list(scales[0]),
-            "pan_scale": None if scales is None else list(scales[1]),
-            "ms_translate": None if scales is None else list(translates[0]),
-            "pan_translate": None if scales is None else list(translates[1]),
-        }
-        if resampled
-        else None,
-        "rescale": rescale,
-        "band_ranges": ranges,
-        **{k: first[k] for k in ("weights_sha256", "device") if k in first},
-        "elapsed_s": round(elapsed, 4),
-    }
-    return PansharpenResult(image, np.stack(lumas), np.array(ranges), metadata, elapsed)
+    metadata = _metadata(method, used_ratio, rescale, prep, image, first, elapsed)
+    return PansharpenResult(image, np.stack(lumas), np.array(prep.ranges), metadata, elapsed)

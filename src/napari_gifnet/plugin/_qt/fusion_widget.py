@@ -6,7 +6,11 @@ swap button, task, the method the task's preset picked and one line on why
 selection, the focus-guided pyramid, then the classical baselines of
 :data:`napari_gifnet.methods.classical.BASELINES`; choosing a task selects its
 default method), normalisation, "align second
-onto first" (off, translation, translation + scale), "normalise each plane on
+onto first" (off, translation, translation + scale, then the registration
+modes: rigid, similarity or affine by mutual information, or from landmarks;
+their controls, *Register*, *Undo move* and the check view, are
+:class:`~.registration_panel.RegistrationPanel`'s rows, shown only while such
+a mode is chosen), "normalise each plane on
 its own" (off by default: a Z/T stack gets one range per layer), device,
 weights file (the plugin-wide setting every GIFNet widget shares, which the
 *Fine-tune GIFNet* widget sets to the checkpoint it trained,
@@ -34,6 +38,12 @@ napari progress bar in the activity dock. The worker calls the same core as
 layers are added on the GUI thread by
 :func:`napari_gifnet.plugin.layer_output.add_fusion_layers`. Cancel stops the engine
 between bands (a second or two) and adds nothing.
+
+With a registration mode, Run registers the second layer first (and moves
+it by its ``affine``) unless the panel's registration is current; the fusion
+then resamples the moved layer onto the first's grid, as every fusion of
+layers does, and the result's ``metadata["registration"]`` holds the
+registration's provenance.
 """
 
 from __future__ import annotations
@@ -52,11 +62,13 @@ from ...engine.preprocess import NORMALIZATIONS
 from ...methods.presets import QUALITY_DOC, get_preset, preset_choices, task_keys
 from ...methods.registry import METHODS, task_method_label, task_method_names
 from ...util.progress import Progress
+from ..check_view import is_check_layer
 from ..fusion_plan import FusionPlan, prepare_fusion
 from ..layer_fusion import iter_fusion
 from ..layer_output import FusionOutput, add_fusion_layers, display_range, status_text
 from ._job import JobWidget, StatusLine, gifnet_controls, weights_of, weights_state
 from .compare import CompareJob, add_compare_controls
+from .registration_panel import REGISTRATION_CHOICES, REGISTRATION_MODES, RegistrationPanel
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -64,13 +76,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ALIGN_CHOICES", "MIN_DTYPE_SHARE", "FusionWidget", "alignment_text", "bit_depth_range",
-    "data_task", "describe_error", "method_choices", "preset_text", "scope_text",
+    "data_task", "describe_error", "method_choices", "preset_text", "registration_text",
+    "scope_text",
 ]  # fmt: skip
 
 #: The controls of the options a method may not take: control -> option
 #: (:class:`~napari_gifnet.engine.options.FusionOptions`).
 _OPTION_CONTROLS = {"weights": "weights", "device": "device", "features": "return_features"}
-#: The "align second onto first" choices: label -> ``iter_fusion``'s ``align``.
+#: The "align second onto first" choices by phase correlation: label -> ``iter_fusion``'s
+#: ``align``; the menu then lists the registration modes (:data:`REGISTRATION_CHOICES`).
 ALIGN_CHOICES = [
     ("off", None),
     ("translation", "translation"),
@@ -176,6 +190,15 @@ def alignment_text(metadata: dict[str, Any]) -> str:
     return text
 
 
+def registration_text(metadata: dict[str, Any]) -> str:
+    """``"registered (rigid), the second moved by its affine"`` from ``metadata["registration"]``
+    ("" if none)."""
+    entry = metadata.get("registration")
+    if not isinstance(entry, dict):
+        return ""
+    return f"registered ({entry.get('kind', '?')}), the second moved by its affine"
+
+
 def scope_text(metadata: dict[str, Any]) -> str:
     """How a stack was normalised ("" for one plane)."""
     if int(metadata.get("planes") or 1) <= 1:
@@ -273,12 +296,19 @@ class FusionWidget(JobWidget):
         )
         self.normalization = ComboBox(label="normalisation", choices=list(NORMALIZATIONS))
         self.normalization.tooltip = TIPS["normalization"]
-        self.align = ComboBox(label="align second onto first", choices=ALIGN_CHOICES, value=None)
+        self.align = ComboBox(
+            label="align second onto first", choices=[*ALIGN_CHOICES, *REGISTRATION_CHOICES],
+            value=None,
+        )  # fmt: skip
         self.align.tooltip = (
             "Move the second input onto the first before fusing: a translation, or a "
             "translation and a magnification (focus breathing); found per plane. Off when the "
             "images are registered; translation when one is shifted; + scale for a focus pair "
-            "whose magnification changes with focus"
+            "whose magnification changes with focus. Rigid, similarity or affine (mutual "
+            "information): for two modalities (CT and MRI, infrared and visible) that are "
+            "rotated, scaled or sheared; from landmarks: from matched points of two Points "
+            "layers. These move the second layer by its affine (Register, Undo move) and "
+            "offer a check view of the fit"
         )
         self.per_plane = CheckBox(text="normalise each plane on its own", value=False)
         self.per_plane.tooltip = _PER_PLANE_TIP
@@ -295,12 +325,14 @@ class FusionWidget(JobWidget):
         # the method's reason on one line (the form stays short), all of it in the tooltip
         self._preset_line = StatusLine(self.preset_note)
         self._pickers = [self.first, self.second]
+        self.registration = RegistrationPanel(self)
         self.extend(
             [
                 self.task, self.hint, self.preset_note, self.first, self.second, self.swap,
                 self.method,
-                self.normalization, self.align, self.per_plane, self.device, self.weights,
-                self.features, self.keep_previous, self.buttons, self.status,
+                self.normalization, self.align, *self.registration.controls, self.per_plane,
+                self.device, self.weights, self.features, self.keep_previous, self.buttons,
+                self.status,
             ]
         )  # fmt: skip
         self.last_layers: list[Image] = []
@@ -309,6 +341,8 @@ class FusionWidget(JobWidget):
         self.task.changed.connect(self._apply_preset)
         self.method.changed.connect(self._apply_method)
         self.swap.changed.connect(self.swap_inputs)
+        # the Qt signal: magicgui's ``changed`` is silent when the value becomes None ("off")
+        self.align.native.currentIndexChanged.connect(self._align_changed)
         self._apply_preset()
         self._apply_method()
         self._pin_width()
@@ -319,7 +353,26 @@ class FusionWidget(JobWidget):
         )  # fmt: skip
         self.first.changed.connect(self.follow_layers)
         self.second.changed.connect(self.follow_layers)
+        self.first.changed.connect(self.registration.layers_changed)
+        self.second.changed.connect(self.registration.layers_changed)
+        self.registration.set_mode(self.align.value)
         self.follow_layers()
+
+    def _align_changed(self, _index: int) -> None:
+        """Show the registration rows of the mode chosen; remember "off" too (magicgui's
+        ``changed``, which stores the other choices, is silent for None)."""
+        self.registration.set_mode(self.align.value)
+        if self.align.value is None and self.settings is not None:
+            self.settings.save("align")
+
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        """The viewer's image layers but the check view."""
+        return [(name, ly) for name, ly in super()._image_choices() if not is_check_layer(ly)]
+
+    def _refresh_layers(self) -> None:
+        super()._refresh_layers()
+        if hasattr(self, "registration"):  # the layer watcher may call before it is built
+            self.registration.refresh_layers()
 
     def use_checkpoint(self, path: str | Path) -> None:
         """Fuse with the checkpoint ``path`` from now on (from the *Fine-tune GIFNet* widget).
@@ -397,9 +450,18 @@ class FusionWidget(JobWidget):
             "normalization": self.normalization.value,
             "features": bool(self.features.value),
             "task": self.task.value,
-            "align": self.align.value,
+            "align": None if self.align.value in REGISTRATION_MODES else self.align.value,
             "per_plane": bool(self.per_plane.value),
         }
+
+    def run(self) -> Any:
+        """Start the fusion; with a registration mode and no current registration, register
+        (and move the second layer) first. Returns the worker (None if refused)."""
+        if self.running:
+            return None
+        if self.registration.mode is not None and not self.registration.is_current():
+            return self.registration.register(then=super().run)
+        return super().run()
 
     def prepare(self) -> tuple[Callable, str] | None:
         """Plan the fusion (GUI thread, no pixels read); the work is :func:`iter_fusion`."""
@@ -408,6 +470,7 @@ class FusionWidget(JobWidget):
             self.fail("Choose two image layers to fuse.")
             return None
         plan = prepare_fusion(first, second, self.method.value)
+        registration = self.registration.provenance()
         options = {**self.options(), "show": shown_index(self.viewer, first, plan.leading_shape)}
         self._plan = plan
         dtypes = [np.dtype(plan.first.data.dtype), np.dtype(plan.second.data.dtype)]
@@ -425,6 +488,8 @@ class FusionWidget(JobWidget):
             output = yield from iter_fusion(plan, progress=progress, **options)
             if note is not None:
                 output.metadata["normalization_note"] = note
+            if registration is not None:
+                output.metadata["registration"] = registration
             return output
 
         return work, f"{task_method_label(plan.method)}: {plan.output_name}"
@@ -453,7 +518,7 @@ class FusionWidget(JobWidget):
     def summary(self, value: FusionOutput) -> str:
         meta = value.metadata
         parts = [status_text(value), meta.get("weights_note"), meta.get("normalization_note"),
-                 scope_text(meta), alignment_text(meta)]  # fmt: skip
+                 scope_text(meta), alignment_text(meta), registration_text(meta)]  # fmt: skip
         return "; ".join(p for p in parts if p)
 
     # --------------------------------------------------------------- compare
@@ -475,9 +540,7 @@ class FusionWidget(JobWidget):
 
         def work(progress: Progress) -> Any:
             a = plan.first.read(index)  # worker thread
-            b = plan.second.read(index)
-            if plan.resampling is not None:
-                b = plan.resampling.apply(b, plan.plane_shape)
+            b = plan.second_on_first(index)  # resampled onto the first's grid when planned
             return compare_pair(a, b, methods=methods, progress=progress, **options)
 
         tf = {k: tuple(plan.first.transforms[k])[-2:] for k in ("scale", "translate")}

@@ -1,0 +1,396 @@
+"""``napari-gifnet register``: move the second image (or volume) onto the first's grid.
+
+By mutual information (:func:`napari_gifnet.workflows.registration.register`),
+from landmarks (:func:`napari_gifnet.workflows.landmarks.register_landmarks`),
+or with a transform saved before (``--apply``). Each input's pixel spacing
+is read from its TIFF calibration (Y and X from the resolution, Z from
+ImageJ's ``spacing`` or this project's ``scale``) unless given on the
+command line; ``fuse --register`` shares :func:`pair_spacing`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import REPLACES, Subcommand, UsageError, check_files, check_output
+
+#: What ``--transform`` estimates (numbers: napari_gifnet.workflows.registration.TRANSFORMS).
+TRANSFORMS = ("rigid", "similarity", "affine")
+
+#: The options that give each input's spacing.
+SPACING_OPTIONS = ("--fixed-spacing", "--moving-spacing")
+
+#: The report method of a registration read from a transform file (``--apply``).
+APPLIED = "transform file"
+
+_EPILOG = """\
+spacing:
+  each input's pixel spacing is read from its TIFF calibration (Y, X from the
+  resolution and unit, Z of a volume from ImageJ's spacing), or given with
+  --fixed-spacing / --moving-spacing (one number for every axis, or Y,X or
+  Z,Y,X in numpy order, in the unit of the other input's calibration);
+  uncalibrated inputs are registered in pixels
+landmarks:
+  a CSV file per input, one point per row in the same order, in pixel
+  coordinates of its image: napari's Points export (columns axis-0, axis-1[,
+  axis-2]), columns named y, x (and z), or (z,) y, x without a header
+examples:
+  napari-gifnet register mri.tif ct.tif -o ct_on_mri.tif --save-transform t.json
+  napari-gifnet register --apply t.json mri2.tif ct2.tif -o ct2_on_mri2.tif
+  napari-gifnet register a.tif b.tif -o b_on_a.tif --landmarks a.csv b.csv
+"""
+
+
+def _spacing_values(text: str) -> tuple[float, ...]:
+    """argparse type of ``--fixed-spacing`` / ``--moving-spacing``: ``S`` or ``S,S[,S]``."""
+    import math
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or len(values) > 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"invalid spacing {text!r}: one positive number, or Y,X or Z,Y,X"
+        )
+    return values
+
+
+def add_spacing_arguments(parser: argparse.ArgumentParser, first: str, second: str) -> None:
+    """``--fixed-spacing`` and ``--moving-spacing`` (``first`` / ``second`` name the inputs)."""
+    for option, which in zip(SPACING_OPTIONS, (first, second)):
+        parser.add_argument(
+            option, type=_spacing_values, metavar="S",
+            help=f"the pixel spacing of {which}, replacing its calibration: S, or Y,X / Z,Y,X",
+        )  # fmt: skip
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _EPILOG
+    parser.add_argument(
+        "fixed", metavar="FIXED", help="the image or (Z, Y, X) volume to register onto"
+    )
+    parser.add_argument("moving", metavar="MOVING", help="the image or volume moved onto FIXED")
+    parser.add_argument(
+        "-o", "--output", metavar="MOVED", required=True,
+        help="MOVING resampled onto FIXED's grid: a .tif/.tiff in MOVING's dtype, with "
+        f"FIXED's pixel size and the transform as provenance; {REPLACES}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--transform", choices=TRANSFORMS,
+        help="what is estimated (default rigid): rigid (rotation, shift), similarity (also "
+        "one scale) or affine; by mutual information, so the two may differ in contrast "
+        "(CT and MRI), or from --landmarks",
+    )  # fmt: skip
+    parser.add_argument(
+        "--landmarks",
+        nargs=2,
+        metavar=("FIXED.csv", "MOVING.csv"),
+        help="fit the transform to point pairs instead of the intensities",
+    )
+    parser.add_argument("--apply", metavar="T.json",
+                        help="move MOVING with a transform saved by --save-transform (no "
+                        "estimation): another pair of the same setup")  # fmt: skip
+    parser.add_argument(
+        "--save-transform",
+        metavar="T.json",
+        help=f"also save the transform as JSON (for --apply); {REPLACES}",
+    )
+    add_spacing_arguments(parser, "FIXED", "MOVING")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+# -- spacing ----------------------------------------------------------------------
+
+
+def _z_step(path: str, x_unit: str) -> float | None:
+    """The Z step of a TIFF volume in ``x_unit``: this project's ``scale`` or ImageJ's
+    ``spacing``; None when the file states none."""
+    from ..io.imagej_tiff import length_ratio, provenance
+    from ..io.images import open_tiff
+
+    try:
+        with open_tiff(path, check=False) as (tif, _):
+            stored, imagej = provenance(tif), tif.imagej_metadata or {}
+    except Exception:  # noqa: BLE001 - its reader reports an unreadable file
+        return None
+    scale, units = stored.get("scale"), stored.get("units")
+    if isinstance(scale, list) and len(scale) >= 3:
+        unit = units[-3] if isinstance(units, list) and len(units) >= 3 else x_unit
+        return abs(float(scale[-3])) * (length_ratio(str(unit), x_unit) or 1.0)
+    spacing = imagej.get("spacing")
+    return abs(float(spacing)) if isinstance(spacing, (int, float)) and spacing else None
+
+
+def _file_spacing(path: str | None, ndim: int) -> tuple[tuple[float, ...], str] | None:
+    """(spacing in numpy order, unit) from a TIFF's calibration, or None."""
+    from ..io.images import tiff_calibration
+
+    calibration = tiff_calibration(path) if path else None
+    if calibration is None:
+        return None
+    unit = calibration.units[1]
+    spacing = tuple(float(s) for s in calibration.scale)
+    if ndim == 3:
+        spacing = (_z_step(str(path), unit) or 1.0, *spacing)
+    return spacing, unit
+
+
+def _converted(spacing: tuple[float, ...], unit: str, target: str, name: str) -> tuple[float, ...]:
+    from ..io.imagej_tiff import length_ratio
+
+    ratio = length_ratio(unit, target)
+    if ratio is not None:
+        return tuple(s * ratio for s in spacing)
+    raise ValueError(
+        f"{name} has its pixel size in {unit} and the other input in {target}: "
+        "give both spacings in one unit (--fixed-spacing, --moving-spacing)"
+    )
+
+
+def _full(values: tuple[float, ...] | None, ndim: int, option: str) -> tuple[float, ...] | None:
+    if values is None or len(values) == ndim:
+        return values
+    if len(values) == 1:
+        return values * ndim
+    raise UsageError(f"{option}: {len(values)} numbers for a {ndim}-D input: give 1 or {ndim}")
+
+
+def pair_spacing(
+    paths: tuple[str | None, str | None],
+    ndim: int,
+    given: tuple[tuple[float, ...] | None, tuple[float, ...] | None] = (None, None),
+    options: tuple[str, str] = SPACING_OPTIONS,
+) -> tuple[tuple[float, ...], tuple[float, ...], str | None]:
+    """The two inputs' spacings in one unit, and that unit (None: pixels).
+
+    A spacing ``given`` on the command line replaces the file's (in the unit of
+    the other input's calibration). Two calibrated inputs in different length
+    units are converted to the first's unit; one calibrated input and one that
+    is not is refused (``UsageError``: the second's spacing must be given).
+    """
+    found = [_file_spacing(p, ndim) if g is None else None for p, g in zip(paths, given)]
+    fixed, moving = (_full(g, ndim, o) for g, o in zip(given, options))
+    units = [f[1] if f else None for f in found]
+    unit = units[0] or units[1]
+    if found[0] and found[1]:
+        fixed, moving = found[0][0], _converted(found[1][0], units[1], units[0], str(paths[1]))
+    else:
+        fixed = fixed or (found[0][0] if found[0] else None)
+        moving = moving or (found[1][0] if found[1] else None)
+    for i, value in enumerate((fixed, moving)):
+        other = (fixed, moving)[1 - i]
+        if value is None and other is not None and unit is not None:
+            raise UsageError(
+                f"{paths[1 - i]} has a pixel size ({' x '.join(f'{s:g}' for s in other)} {unit}) "
+                f"and {paths[i]} none: give {options[i]} (in {unit})"
+            )
+    return fixed or (1.0,) * ndim, moving or (1.0,) * ndim, unit
+
+
+# -- landmarks --------------------------------------------------------------------
+
+
+def read_points(path: str, ndim: int) -> Any:
+    """(N, ``ndim``) pixel coordinates in numpy order from a CSV file (see the epilog).
+
+    Raises
+    ------
+    ValueError
+        Naming the file: unreadable, no points, or columns that do not give
+        ``ndim`` coordinates.
+    """
+    import csv
+
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"landmarks file not found: {path}")
+    with p.open(newline="", encoding="utf-8", errors="replace") as fh:
+        rows = [[c.strip() for c in row] for row in csv.reader(fh)
+                if row and not row[0].lstrip().startswith("#")]  # fmt: skip
+    if len(rows) == 1 and len(rows[0]) == 1:  # whitespace-separated
+        rows = [rows[0][0].split()]
+    if rows and all(len(r) == 1 for r in rows):
+        rows = [r[0].split() for r in rows]
+
+    def numbers(row: list[str]) -> bool:
+        try:
+            [float(c) for c in row]
+        except ValueError:
+            return False
+        return True
+
+    header = [c.lower() for c in rows[0]] if rows and not numbers(rows[0]) else None
+    body = rows[1:] if header else rows
+    if header is None:
+        columns = list(range(ndim))
+        if body and len(body[0]) != ndim:
+            raise ValueError(f"landmarks {path}: {len(body[0])} columns without a header; give "
+                             f"{ndim} ({'z, ' if ndim == 3 else ''}y, x) or a header")  # fmt: skip
+    else:
+        axes = sorted((c for c in header if c.startswith("axis-")), key=lambda c: int(c[5:]))
+        names = axes[-ndim:] if len(axes) >= ndim else ["z", "y", "x"][-ndim:]
+        if not set(names) <= set(header):
+            raise ValueError(f"landmarks {path}: the header {', '.join(rows[0])} names no "
+                             f"{ndim}-D coordinates (axis-0.., or {', '.join(names)})")  # fmt: skip
+        columns = [header.index(c) for c in names]
+    try:
+        points = np.array([[float(row[c]) for c in columns] for row in body], dtype=np.float64)
+    except (ValueError, IndexError):
+        raise ValueError(f"landmarks {path}: a row is not {ndim} numbers") from None
+    if len(points) == 0:
+        raise ValueError(f"landmarks {path}: no points")
+    return points
+
+
+# -- the command ------------------------------------------------------------------
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    if args.apply and (args.landmarks or args.transform):
+        raise UsageError("--apply moves MOVING with a saved transform: it takes no "
+                         f"{'--landmarks' if args.landmarks else '--transform'}")  # fmt: skip
+
+
+def _tiff_output(path: str, option: str = "-o") -> Path:
+    output = check_output(path, option)
+    if output.suffix.lower() not in (".tif", ".tiff"):
+        raise UsageError(f"{option} {path}: the moved image is written as a TIFF (.tif, .tiff)")
+    return output
+
+
+def json_output(path: str) -> Path:
+    from ..util.safe_files import check_output_file
+
+    if Path(path).suffix.lower() != ".json":
+        raise UsageError(f"--save-transform {path}: the transform is saved as .json")
+    return check_output_file(path, "--save-transform")
+
+
+def _applied(args: argparse.Namespace, fixed: Any, moving: Any, ndim: int,
+             spacing: tuple[tuple[float, ...], tuple[float, ...], str | None]) -> Any:  # fmt: skip
+    """The Registration of ``--apply``: the saved transform, MOVING resampled with it."""
+    from ..io.transform_file import load_transform
+    from ..workflows.registration import (
+        Registration,
+        RegistrationReport,
+        Transform,
+        apply_registration,
+        overlap_fraction,
+    )
+
+    stored = load_transform(args.apply)
+    transform = Transform.from_dict(stored)
+    if transform.ndim != ndim:
+        raise ValueError(f"{args.apply} holds a {transform.ndim}-D transform; {args.fixed} and "
+                         f"{args.moving} are {ndim}-D")  # fmt: skip
+    fs, ms, unit = spacing
+    if unit is None and args.fixed_spacing is None and args.moving_spacing is None:
+        # an uncalibrated pair: the spacings the transform was estimated with
+        fs = tuple(stored.get("fixed_spacing") or fs)
+        ms = tuple(stored.get("moving_spacing") or ms)
+    shape = fixed.shape[:ndim]
+    moved = apply_registration(transform, moving, shape, fixed_spacing=fs, moving_spacing=ms)
+    overlap = overlap_fraction(transform, shape, moving.shape[:ndim], fixed_spacing=fs,
+                               moving_spacing=ms)  # fmt: skip
+    report = RegistrationReport(APPLIED, None, None, 0, True, f"applied {args.apply}", overlap)
+    return Registration(transform, moved, report, fs, ms)
+
+
+def _description(calibration: Any, ndim: int, fixed_spacing: tuple[float, ...],
+                 metadata: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The TIFF description of the moved image: FIXED's calibration and the provenance."""
+    from ..io.imagej_tiff import json_safe
+
+    out: dict[str, Any] = {}
+    if calibration is not None:
+        out.update(calibration.description(2))
+        if ndim == 3:
+            out = {"scale": [fixed_spacing[0], *out["scale"]],
+                   "units": [out["units"][-1], *out["units"]]}  # fmt: skip
+    if ndim == 3:
+        out["axis_labels"] = ["z", "y", "x"]
+    out["metadata"] = json_safe(metadata)
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_arguments(args)
+    from ..io import images as io
+    from ..io.imagej_tiff import write_calibrated_tiff
+    from ..workflows.registration import spatial_ndim
+
+    output = _tiff_output(args.output)
+    outputs: dict[str, Path | None] = {"-o": output}
+    if args.save_transform:
+        outputs["--save-transform"] = json_output(args.save_transform)
+    inputs = [
+        args.fixed,
+        args.moving,
+        *(args.landmarks or []),
+        *([args.apply] if args.apply else []),
+    ]
+    check_files(outputs, inputs)
+    named = [(args.apply, "transform file"), *((p, "landmarks file") for p in args.landmarks or [])]
+    for path, what in named:
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"{what} not found: {path}")
+    if args.apply:
+        from ..io.transform_file import load_transform
+
+        load_transform(args.apply)  # a bad file is refused before the images are read
+    fixed, moving = io.read_image(args.fixed), io.read_image(args.moving)
+    ndim = spatial_ndim(fixed, args.fixed)
+    fs, ms, unit = pair_spacing((args.fixed, args.moving), ndim,
+                                (args.fixed_spacing, args.moving_spacing))  # fmt: skip
+    names = {"fixed_name": args.fixed, "moving_name": args.moving}
+    if args.apply:
+        registration = _applied(args, fixed, moving, ndim, (fs, ms, unit))
+    elif args.landmarks:
+        from ..workflows.landmarks import register_landmarks
+
+        registration = register_landmarks(
+            read_points(args.landmarks[0], ndim) * fs, read_points(args.landmarks[1], ndim) * ms,
+            args.transform or "rigid", fixed=fixed, moving=moving, fixed_spacing=fs,
+            moving_spacing=ms, **names,
+        )  # fmt: skip
+    else:
+        from ..workflows.registration import register
+
+        registration = register(fixed, moving, args.transform or "rigid", fixed_spacing=fs,
+                                moving_spacing=ms, **names)  # fmt: skip
+    metadata = {
+        "registration": {**registration.provenance(), "unit": unit},
+        "input_files": {"fixed": str(args.fixed), "moving": str(args.moving)},
+        "transform_file": args.apply or args.save_transform,
+    }
+    moved = registration.moved
+    calibration = io.tiff_calibration(args.fixed)
+    colour = ndim == 2 and moved.ndim == 3
+    write_calibrated_tiff(output, moved, _description(calibration, ndim, fs, metadata),
+                          rgb=colour, what="the moved image")  # fmt: skip
+    summary = (f"registered {args.moving} onto {args.fixed} -> {args.output} "
+               f"({registration.transform.kind}): {registration.report.describe()}")  # fmt: skip
+    if args.save_transform:
+        from ..io.transform_file import save_transform
+
+        save_transform(args.save_transform, registration, fixed=str(args.fixed),
+                       moving=str(args.moving), unit=unit)  # fmt: skip
+        summary += f"; transform -> {args.save_transform}"
+    if not args.quiet:
+        print(summary, file=sys.stdout)
+    return 0
+
+
+#: The subcommand.
+COMMAND = Subcommand(
+    "register an image or volume onto another (rigid, similarity, affine; mutual information "
+    "or landmarks) and write it resampled onto the first's grid",
+    _add_arguments, _run,
+)  # fmt: skip

@@ -1,0 +1,460 @@
+"""The registration controls of the "GIFNet fusion" dock widget.
+
+Shown only while "align second onto first" is a registration mode (mutual
+information: rigid, similarity or affine; or from landmarks): a row of two
+Points-layer pickers and the landmark fit (landmarks only), *Register*,
+*Undo move* and *Save...* (the transform as a JSON file,
+:func:`napari_gifnet.io.transform_file.save_transform`), the check view (off /
+checkerboard / wipe / red-green overlay) and the wipe position (wipe only).
+
+*Register* runs :func:`napari_gifnet.plugin.layer_registration.register_layers`
+in the widget's worker (its :class:`~._job.JobRunner`: progress bar, Cancel,
+status line); then :func:`~napari_gifnet.plugin.layer_registration.move_layer`
+moves the second layer onto the first by its ``affine`` (the layer's data
+never changes) and the status line gives the report's one line. *Undo move*
+puts back the affine the second layer had before the first registration
+(:func:`~napari_gifnet.plugin.layer_registration.restore_layer`). The check
+view (:class:`napari_gifnet.plugin.check_view.CheckView`) shows the first
+layer and the second as moved, again after each move. A registration is
+*current* while the two layers, their data, the mode, the landmarks and the
+second's affine are what it was made for; Run registers first when it is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, PushButton, Slider
+from qtpy.QtWidgets import QComboBox
+
+from ..check_view import CHECK_MODES, CheckView
+
+if TYPE_CHECKING:  # pragma: no cover
+    from napari.layers import Image, Points
+
+__all__ = [
+    "LANDMARK_FITS", "MIN_PAIRS", "REGISTRATION_CHOICES", "REGISTRATION_MODES",
+    "RegistrationPanel", "landmark_pairs", "points_in_world",
+]  # fmt: skip
+
+#: The registration modes of "align second onto first": label -> mode.
+REGISTRATION_CHOICES = [
+    ("rigid (mutual information)", "rigid"),
+    ("similarity (mutual information)", "similarity"),
+    ("affine (mutual information)", "affine"),
+    ("from landmarks (two Points layers)", "landmarks"),
+]
+REGISTRATION_MODES = tuple(mode for _, mode in REGISTRATION_CHOICES)
+#: The transforms a landmark fit may estimate.
+LANDMARK_FITS = ("rigid", "similarity", "affine")
+#: The fewest point pairs of each landmark fit, 2-D (an affine fit in 3-D needs 4).
+MIN_PAIRS = {"rigid": 2, "similarity": 2, "affine": 3}
+#: Seconds between two progress reports of a registration (the GUI redraws on each).
+REPORT_S = 0.2
+#: A combo box sized for a few characters, its entries elided (the list shows them whole).
+_SHORT = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+_CHECK_CHOICES = [("off", None), *((label, key) for key, label in CHECK_MODES.items())]
+TIPS = {
+    "points": (
+        "Landmarks: a Points layer of positions on the first input and one of the same "
+        "positions, in the same order, on the second (at least 2 pairs; 3 for an affine fit)"
+    ),
+    "fit": (
+        "What the landmarks fit (least squares): rigid (rotation + shift), similarity "
+        "(+ one scale) or affine (+ scales and shear)"
+    ),
+    "register": (
+        "Find the transform that puts the second input onto the first and move the second "
+        "layer by it (its affine; the data are not changed)"
+    ),
+    "undo": "Put the second layer back where it was before it was registered",
+    "save": (
+        "Save the transform as a JSON file (matrix, parameters, spacings, report), to reuse "
+        "on another pair of the same setup: napari-gifnet register --apply"
+    ),
+    "check": (
+        "Look at the fit before fusing: the first input and the second as moved, in a "
+        "checkerboard, a wipe (drag on the canvas or use the slider) or red-green overlay "
+        "(yellow where they agree)"
+    ),
+    "wipe": "Where the wipe's boundary is: the first input left of it, the second right of it",
+}
+
+
+def points_in_world(layer: Points) -> np.ndarray:
+    """The points of a Points layer in world coordinates, (N, ndim) float64."""
+    data = np.asarray(layer.data, dtype=float)
+    if data.size == 0:
+        return data.reshape(0, layer.ndim)
+    return np.array([layer.data_to_world(p) for p in data], dtype=float).reshape(len(data), -1)
+
+
+def landmark_pairs(
+    first_points: Points | None, second_points: Points | None, fit: str, ndim: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """The matched landmarks of two Points layers (matched by order), in world coordinates.
+
+    Parameters
+    ----------
+    first_points, second_points
+        The Points layers on the first and on the second input.
+    fit
+        ``"rigid"``, ``"similarity"`` or ``"affine"``.
+    ndim
+        The images' number of spatial dimensions (an affine fit in 3-D needs 4 pairs).
+
+    Returns
+    -------
+    first, second : np.ndarray
+        (N, ndim) arrays, the last ``ndim`` world coordinates of each point.
+
+    Raises
+    ------
+    ValueError
+        A layer is missing, or of another dimensionality; the two layers hold
+        different numbers of points; fewer pairs than the fit needs.
+    """
+    if first_points is None or second_points is None:
+        raise ValueError(
+            "landmarks need two Points layers: add one with points on the first input and one "
+            "with the same points, in the same order, on the second"
+        )
+    if first_points is second_points:
+        raise ValueError(f"choose two different Points layers (both are {first_points.name!r})")
+    a, b = points_in_world(first_points), points_in_world(second_points)
+    if len(a) != len(b):
+        raise ValueError(
+            f"{first_points.name!r} has {len(a)} points and {second_points.name!r} has "
+            f"{len(b)}: the points are matched by order, so both need the same number"
+        )
+    need = MIN_PAIRS[fit] + (1 if fit == "affine" and ndim == 3 else 0)
+    if len(a) < need:
+        article = "an" if fit[0] in "aeiou" else "a"
+        raise ValueError(
+            f"{article} {fit} fit needs at least {need} point pairs; {first_points.name!r} and "
+            f"{second_points.name!r} have {len(a)}"
+        )
+    for layer, pts in ((first_points, a), (second_points, b)):
+        if pts.shape[1] < ndim:
+            raise ValueError(
+                f"{layer.name!r} holds {pts.shape[1]}-D points; the images are {ndim}-D"
+            )
+    return a[:, -ndim:], b[:, -ndim:]
+
+
+def _short_combo(combo: ComboBox, characters: int = 8) -> None:
+    combo.native.setSizeAdjustPolicy(_SHORT)
+    combo.native.setMinimumContentsLength(characters)
+
+
+class RegistrationPanel:
+    """The registration controls of a fusion widget and their state (GUI thread).
+
+    Parameters
+    ----------
+    widget
+        The :class:`~.fusion_widget.FusionWidget` (its ``first`` / ``second``
+        pickers, ``align`` mode, ``runner`` and ``viewer``).
+
+    Attributes
+    ----------
+    controls : list
+        The rows to put in the form, in order.
+    registration : Registration or None
+        The last registration, until *Undo move*; :meth:`is_current` says
+        whether it still applies to the layers.
+    """
+
+    def __init__(self, widget: Any) -> None:
+        self.widget = widget
+        self.viewer = widget.viewer
+        self.first_points = ComboBox(label="first's points", choices=self._points_choices)
+        self.second_points = ComboBox(label="second's points", choices=self._points_choices)
+        for combo in (self.first_points, self.second_points):
+            _short_combo(combo)
+            combo.tooltip = TIPS["points"]
+        self.points = Container(
+            widgets=[self.first_points, self.second_points], layout="horizontal", labels=False,
+            label="landmarks",
+        )  # fmt: skip
+        self.points.margins = (0, 0, 0, 0)
+        self.points.tooltip = TIPS["points"]
+        self.fit = ComboBox(label="landmark fit", choices=list(LANDMARK_FITS), value="similarity")
+        self.fit.tooltip = TIPS["fit"]
+        self.register_button = PushButton(text="Register")
+        self.register_button.tooltip = TIPS["register"]
+        self.undo_button = PushButton(text="Undo move", enabled=False)
+        self.undo_button.tooltip = TIPS["undo"]
+        self.save_button = PushButton(text="Save...", enabled=False)
+        self.save_button.tooltip = TIPS["save"]
+        self.buttons = Container(
+            widgets=[self.register_button, self.undo_button, self.save_button],
+            layout="horizontal", labels=False, label="registration",
+        )  # fmt: skip
+        self.buttons.margins = (0, 0, 0, 0)
+        self.check = ComboBox(label="check view", choices=_CHECK_CHOICES, value=None)
+        self.check.tooltip = TIPS["check"]
+        self.wipe = Slider(label="wipe (%)", min=0, max=100, value=50)
+        self.wipe.tooltip = TIPS["wipe"]
+        self.controls = [self.points, self.fit, self.buttons, self.check, self.wipe]
+        self.registration: Any = None
+        self._names: dict[str, str] = {}  # the layers it registered
+        self._key: tuple[Any, ...] | None = None  # what the registration was made for
+        self._original: tuple[Any, np.ndarray] | None = None  # (second layer, its first affine)
+        self._mode: str | None = None
+        self.check_view = CheckView(self.viewer, on_position=self._dragged)
+        self.register_button.changed.connect(lambda: self.register())
+        self.undo_button.changed.connect(self.undo)
+        self.save_button.changed.connect(lambda: self.save())
+        # the Qt signal: magicgui's ``changed`` is silent when the value becomes None ("off")
+        self.check.native.currentIndexChanged.connect(self.show_check)
+        self.wipe.changed.connect(self._wipe_moved)
+        self.set_mode(None)
+
+    # ----------------------------------------------------------------- form
+    @property
+    def mode(self) -> str | None:
+        """The registration mode chosen (None when "align" is not a registration mode)."""
+        return self._mode
+
+    def set_mode(self, mode: str | None) -> None:
+        """Show the rows of ``mode`` (a registration mode), or hide them all (anything else)."""
+        self._mode = mode if mode in REGISTRATION_MODES else None
+        on = self._mode is not None
+        landmarks = self._mode == "landmarks"
+        self.points.visible = self.fit.visible = landmarks
+        self.buttons.visible = self.check.visible = on
+        self.wipe.visible = on and self.check.value == "wipe"
+        if not on:
+            self.check.value = None  # removes the check view
+        self.register_button.enabled = on and not self.widget.running
+
+    def _points_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        from napari.layers import Points
+
+        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Points)]
+
+    def refresh_layers(self) -> None:
+        """Re-list the Points layers; the second's picker avoids the first's layer."""
+        self.first_points.reset_choices()
+        self.second_points.reset_choices()
+        points = [value for _, value in self._points_choices()]
+        if len(points) > 1 and self.second_points.value in (None, self.first_points.value):
+            self.second_points.value = next(p for p in points if p is not self.first_points.value)
+        if self.check_view.lost:  # the user removed it
+            self.check_view.remove()
+            self.check.value = None
+
+    # ---------------------------------------------------------------- state
+    def _state(self) -> tuple[tuple[Any, ...], np.ndarray | None]:
+        """What a registration is made for (layers, data, mode, landmarks, where the first
+        is), and the second's affine."""
+        first, second = self.widget.first.value, self.widget.second.value
+
+        def of(layer: Any) -> tuple[Any, ...]:
+            return (id(layer), id(getattr(layer, "data", None)))
+
+        key: tuple[Any, ...] = (*of(first), *of(second), self._mode)
+        if first is not None:  # where the first is: the second was moved onto it
+            world = [first.scale, first.translate, first.rotate, first.shear, first.affine]
+            key += tuple(np.asarray(getattr(t, "affine_matrix", t), float).tobytes() for t in world)
+        if self._mode == "landmarks":
+            pts = [self.first_points.value, self.second_points.value]
+            key += (self.fit.value, *(np.asarray(p.data).tobytes() if p else None for p in pts))
+        affine = np.asarray(second.affine.affine_matrix) if second is not None else None
+        return key, affine
+
+    def is_current(self) -> bool:
+        """Whether the last registration is of these layers, mode and landmarks, and the
+        second layer still sits where it moved it."""
+        if self.registration is None or self._key is None:
+            return False
+        key, affine = self._state()
+        old_key, old_affine = self._key
+        return key == old_key and affine is not None and np.allclose(affine, old_affine)
+
+    def provenance(self) -> dict[str, Any] | None:
+        """The current registration's metadata entry (None if none is current)."""
+        return self.registration.provenance() if self.is_current() else None
+
+    # ----------------------------------------------------------------- jobs
+    def prepare(self) -> tuple[Callable[..., Any], str]:
+        """The registration job of the form (GUI thread, no pixels read).
+
+        Raises
+        ------
+        ValueError
+            No registration mode, missing layers, or landmarks that cannot work.
+        """
+        from ..layer_registration import register_layers
+
+        first, second = self.widget.first.value, self.widget.second.value
+        if self._mode is None:
+            raise ValueError("choose a registration mode in 'align second onto first'")
+        if first is None or second is None:
+            raise ValueError("choose two image layers to register")
+        if first is second:
+            raise ValueError(f"choose two different image layers (both are {first.name!r})")
+        kwargs: dict[str, Any] = {}
+        transform = self._mode
+        if self._mode == "landmarks":
+            transform = self.fit.value
+            ndim = first.ndim - (1 if first.rgb else 0)
+            fixed, moving = landmark_pairs(
+                self.first_points.value, self.second_points.value, transform, ndim
+            )
+            kwargs = {"fixed_points": fixed, "moving_points": moving}
+
+        def work(progress: Callable[[int, int], None]) -> Any:
+            return register_layers(
+                first, second, transform, progress=_every(progress, REPORT_S), **kwargs
+            )
+
+        how = "landmarks" if self._mode == "landmarks" else "mutual information"
+        return work, f"Register {second.name} onto {first.name} ({transform}, {how})"
+
+    def register(self, then: Callable[[], Any] | None = None) -> Any:
+        """Register the second layer onto the first in the worker, then move it.
+
+        ``then`` (the fusion) starts when the move is done. Returns the
+        worker (None if refused: the status line says why).
+        """
+        widget = self.widget
+        if widget.running:
+            return None
+        try:
+            work, label = self.prepare()
+        except (TypeError, ValueError) as exc:
+            widget.fail(f"Cannot register: {exc}")
+            return None
+        key, _ = self._state()
+        first, second = widget.first.value, widget.second.value
+
+        def done(registration: Any) -> str:
+            text = self._moved(first, second, registration, key)
+            if then is None:
+                return text
+            then()
+            return widget.runner.status_line.full
+
+        self.register_button.enabled = False
+        worker = widget.runner.start(
+            work, label, done=done, describe=_describe, running=f"Running: {label} ..."
+        )
+        if worker is not None:
+            worker.finished.connect(self._idle)
+        else:
+            self._idle()
+        return worker
+
+    def _idle(self) -> None:
+        self.register_button.enabled = self._mode is not None
+
+    def _moved(self, first: Image, second: Image, registration: Any, key: tuple[Any, ...]) -> str:
+        from ..layer_registration import move_layer
+
+        previous = move_layer(second, registration, fixed=first)
+        if self._original is None or self._original[0] is not second:
+            self._original = (second, np.asarray(previous, dtype=float))
+        self.registration = registration
+        self._names = {"fixed": first.name, "moving": second.name}
+        self._key = (key, np.asarray(second.affine.affine_matrix))
+        self.undo_button.enabled = self.save_button.enabled = True
+        self.check_view.refresh()
+        return f"Registered {second.name!r} onto {first.name!r}: {registration.report.describe()}"
+
+    def undo(self, _value: Any = None) -> None:
+        """Put the second layer back where it was before it was registered."""
+        from ..layer_registration import restore_layer
+
+        if self._original is None:
+            return
+        layer, affine = self._original
+        self._original = None
+        self.registration, self._key = None, None
+        self.undo_button.enabled = self.save_button.enabled = False
+        if layer in self.viewer.layers:
+            restore_layer(layer, affine)
+            self.check_view.refresh()
+            self.widget.runner.status_line.show(f"{layer.name!r} is back where it was.")
+
+    def save(self, path: str | Path | None = None) -> Path | None:
+        """Save the last registration's transform as JSON at ``path`` (None: ask for a file).
+
+        Returns the file written (None when there is no registration or the
+        dialog was cancelled); the status line names it.
+        """
+        from ...io.transform_file import save_transform
+
+        if self.registration is None:
+            self.widget.fail("Nothing to save: register the second layer first.")
+            return None
+        names = self._names
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            name = f"{names.get('moving', 'second')}_onto_{names.get('fixed', 'first')}"
+            chosen, _ = QFileDialog.getSaveFileName(
+                self.widget.native, "Save the transform", f"{name}.json", "JSON (*.json)"
+            )
+            if not chosen:
+                return None
+            path = chosen
+        try:
+            written = save_transform(path, self.registration, layers=names)
+        except (OSError, ValueError) as exc:
+            self.widget.fail(f"Could not save the transform to {path}: {exc}")
+            return None
+        self.widget.runner.status_line.show(f"Transform saved: {written}")
+        return written
+
+    # ----------------------------------------------------------- check view
+    def show_check(self, _value: Any = None) -> None:
+        """Show the chosen check view of the two inputs (the second as moved), or remove it."""
+        mode = self.check.value
+        self.wipe.visible = self._mode is not None and mode == "wipe"
+        first, second = self.widget.first.value, self.widget.second.value
+        if mode is None or first is None or second is None or first is second:
+            self.check_view.remove()
+            return
+        try:
+            self.check_view.position = self.wipe.value / 100
+            self.check_view.show(first, second, mode)
+        except ValueError as exc:
+            self.widget.fail(f"No check view: {exc}")
+
+    def layers_changed(self) -> None:
+        """The input pickers changed: the check view follows them."""
+        if self.check.value is not None:
+            self.show_check()
+
+    def _wipe_moved(self, value: float) -> None:
+        self.check_view.set_position(float(value) / 100)
+
+    def _dragged(self, position: float) -> None:
+        value = int(round(position * 100))
+        if self.wipe.value != value:
+            self.wipe.value = value
+
+
+def _every(progress: Callable[[int, int], None], seconds: float) -> Callable[[int], None]:
+    """The registration's progress: "0 / 1" at most every ``seconds`` while the optimiser
+    iterates (its number of iterations is not known ahead; each call lets Cancel stop it)."""
+    import time
+
+    last = [-float("inf")]
+
+    def report(_iterations: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= seconds:
+            last[0] = now
+            progress(0, 1)
+
+    return report
+
+
+def _describe(exc: BaseException) -> str:
+    return f"Registration failed: {exc}"

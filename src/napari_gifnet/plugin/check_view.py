@@ -1,0 +1,339 @@
+"""The check view of a registration: the first layer and the second as moved, side by side.
+
+Before fusing a pair that was registered (the second layer moved onto the
+first by its ``affine``), a user checks the fit by eye. :class:`CheckView`
+samples the second layer, as napari shows it now (all of its world
+transform), on the first layer's pixel grid, maps both to 0-1 by their
+contrast limits (what the user sees; colour layers by their luma) and puts
+one layer, :data:`CHECK_LAYER`, just above them (below any layer above them,
+such as landmarks) with the first's transforms:
+
+* ``"checkerboard"``: square tiles taken in turn from the first and the
+  second (:func:`checkerboard`);
+* ``"wipe"``: the first left of a vertical boundary, the second right of it;
+  the boundary at ``position`` (0-1) of the width (:func:`wipe`), moved by
+  :meth:`CheckView.set_position` or by dragging on the canvas;
+* ``"overlay"``: red the first, green the second (:func:`overlay`): where
+  they agree the image is yellow.
+
+Qt-free: the fusion widget's registration panel drives it; the functions
+that compose the images are numpy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..engine.colour import LUMA_WEIGHTS
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+    from napari.layers import Image
+
+__all__ = [
+    "CHECK_LAYER", "CHECK_MODES", "CheckView", "checkerboard", "compose", "is_check_layer",
+    "moved_onto_first", "overlay", "remove_check_view", "to_unit", "wipe",
+]  # fmt: skip
+
+#: The check views: key -> label (``None`` is off).
+CHECK_MODES = {"checkerboard": "checkerboard", "wipe": "wipe", "overlay": "red-green overlay"}
+#: The check view layer's name.
+CHECK_LAYER = "check view"
+#: ``metadata["gifnet_layer"]`` of the check view layer.
+CHECK_TAG = "check view"
+#: Tiles across the shorter side of a checkerboard.
+TILES = 8
+
+
+def to_unit(data: Any, contrast_limits: tuple[float, float], rgb: bool = False) -> np.ndarray:
+    """An image as float32 in 0-1 by its contrast limits; colour (..., 3/4) by its luma.
+
+    Parameters
+    ----------
+    data
+        The image (numpy or array-like).
+    contrast_limits
+        The (low, high) values shown black and white.
+    rgb
+        Whether the last axis holds colour channels.
+
+    Returns
+    -------
+    np.ndarray
+        float32, clipped to 0-1, without the colour axis.
+    """
+    image = np.asarray(data, dtype=np.float32)
+    if rgb:
+        image = image[..., :3] @ np.asarray(LUMA_WEIGHTS, np.float32)
+    lo, hi = (float(v) for v in contrast_limits)
+    scale = 1.0 / (hi - lo) if hi > lo else 1.0
+    return np.clip((image - lo) * scale, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def _world_matrix(layer: Any, ndim: int) -> np.ndarray:
+    """The layer's data-to-world transform (all of it) as an (ndim + 1) square matrix."""
+    origin = np.asarray(layer.data_to_world(np.zeros(ndim)), dtype=float)
+    m = np.eye(ndim + 1)
+    for i in range(ndim):
+        m[:ndim, i] = np.asarray(layer.data_to_world(np.eye(ndim)[i]), dtype=float) - origin
+    m[:ndim, ndim] = origin
+    return m
+
+
+def _spatial_shape(layer: Any) -> tuple[int, ...]:
+    data = layer.data[0] if layer.multiscale else layer.data
+    shape = tuple(int(s) for s in data.shape)
+    return shape[:-1] if layer.rgb else shape
+
+
+def _unit_of(layer: Any) -> np.ndarray:
+    data = layer.data[0] if layer.multiscale else layer.data
+    return to_unit(data, tuple(layer.contrast_limits), bool(layer.rgb))
+
+
+def moved_onto_first(first: Image, second: Image) -> tuple[np.ndarray, np.ndarray]:
+    """Both layers on the first's pixel grid, 0-1 by their contrast limits.
+
+    The second layer is sampled (linearly) where napari shows it now: its
+    whole world transform (scale, translate, rotate, shear, affine), so a
+    layer moved by a registration appears moved. Pixels of the first that
+    the second does not cover are 0.
+
+    Returns
+    -------
+    first, second : np.ndarray
+        float32 arrays of the first layer's (spatial) shape.
+
+    Raises
+    ------
+    ValueError
+        The layers have different numbers of (spatial) dimensions.
+    """
+    from scipy import ndimage
+
+    a_shape, b_shape = _spatial_shape(first), _spatial_shape(second)
+    if len(a_shape) != len(b_shape):
+        raise ValueError(
+            f"{first.name!r} ({len(a_shape)}-D) and {second.name!r} ({len(b_shape)}-D) have "
+            "different numbers of dimensions: no check view"
+        )
+    nd = len(a_shape)
+    a = _unit_of(first)
+    b = _unit_of(second)
+    # the first's data coordinates -> the second's
+    t = np.linalg.inv(_world_matrix(second, nd)) @ _world_matrix(first, nd)
+    if np.allclose(t, np.eye(nd + 1), atol=1e-9) and a_shape == b_shape:
+        return a, b
+    moved = ndimage.affine_transform(
+        b, t[:nd, :nd], t[:nd, nd], output_shape=a_shape, order=1, mode="constant", cval=0.0
+    )
+    return a, moved.astype(np.float32, copy=False)
+
+
+def checkerboard(a: np.ndarray, b: np.ndarray, tile: int | None = None) -> np.ndarray:
+    """Square tiles taken in turn from ``a`` (the top-left one) and ``b``.
+
+    Tiles run over the last two axes; every plane of a volume has the same
+    pattern. ``tile`` is the side in pixels (default: :data:`TILES` tiles
+    across the shorter side, at least 4 pixels).
+    """
+    h, w = a.shape[-2:]
+    side = int(tile) if tile else max(4, min(h, w) // TILES)
+    rows = (np.arange(h) // side)[:, None]
+    cols = (np.arange(w) // side)[None, :]
+    take_b = (rows + cols) % 2 == 1
+    return np.where(take_b, b, a)
+
+
+def wipe(a: np.ndarray, b: np.ndarray, position: float) -> np.ndarray:
+    """``a`` left of column ``round(position * width)``, ``b`` from there on (``position`` 0-1)."""
+    w = a.shape[-1]
+    boundary = int(round(min(max(float(position), 0.0), 1.0) * w))
+    out = b.copy()
+    out[..., :boundary] = a[..., :boundary]
+    return out
+
+
+def overlay(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """An RGB image (..., 3): red ``a``, green ``b``, no blue (yellow where they agree)."""
+    return np.stack([a, b, np.zeros_like(a)], axis=-1)
+
+
+def compose(a: np.ndarray, b: np.ndarray, mode: str, position: float = 0.5) -> np.ndarray:
+    """The check view image of ``mode`` (a key of :data:`CHECK_MODES`)."""
+    if mode == "checkerboard":
+        return checkerboard(a, b)
+    if mode == "wipe":
+        return wipe(a, b, position)
+    if mode == "overlay":
+        return overlay(a, b)
+    raise ValueError(f"check view must be one of {', '.join(CHECK_MODES)}, not {mode!r}")
+
+
+def _first_transforms(layer: Any) -> dict[str, Any]:
+    return {
+        "scale": tuple(layer.scale), "translate": tuple(layer.translate),
+        "rotate": np.array(layer.rotate), "shear": np.array(layer.shear),
+        "affine": np.array(layer.affine.affine_matrix),
+    }  # fmt: skip
+
+
+def remove_check_view(viewer: napari.Viewer) -> None:
+    """Remove the check view layer(s) from ``viewer``, if any."""
+    for layer in [ly for ly in viewer.layers if is_check_layer(ly)]:
+        viewer.layers.remove(layer)
+
+
+def is_check_layer(layer: Any) -> bool:
+    """Whether ``layer`` is a check view layer."""
+    metadata = getattr(layer, "metadata", None)
+    return isinstance(metadata, dict) and metadata.get("gifnet_layer") == CHECK_TAG
+
+
+class CheckView:
+    """The check view of two layers in a viewer (GUI thread).
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer.
+    on_position
+        Called with the new wipe position (0-1) when a drag on the canvas
+        moves the boundary (the panel's slider follows it).
+
+    Attributes
+    ----------
+    layer : napari.layers.Image or None
+        The check view layer, while one is shown.
+    mode : str or None
+        The mode shown (a key of :data:`CHECK_MODES`), None when off.
+    position : float
+        The wipe boundary, 0-1 of the width.
+    """
+
+    def __init__(
+        self, viewer: napari.Viewer, on_position: Callable[[float], None] | None = None
+    ) -> None:
+        self.viewer = viewer
+        self.on_position = on_position
+        self.layer: Image | None = None
+        self.mode: str | None = None
+        self.position = 0.5
+        self._pair: tuple[Any, Any] | None = None
+        self._images: tuple[np.ndarray, np.ndarray] | None = None
+        self._key: tuple[Any, ...] | None = None
+        self._putting = False
+
+    @property
+    def lost(self) -> bool:
+        """Whether the check view layer was removed from the viewer by someone else."""
+        return self.layer is not None and not self._putting and self.layer not in self.viewer.layers
+
+    def show(self, first: Image, second: Image, mode: str | None) -> Image | None:
+        """Show the check view ``mode`` of ``first`` and ``second`` as moved (None: remove it).
+
+        The second layer is sampled again when a layer, its data, its
+        transform or its contrast limits changed since the last call.
+        Returns the check view layer (None when off).
+        """
+        if mode is None or mode == "off":
+            self.remove()
+            return None
+        if mode not in CHECK_MODES:
+            raise ValueError(f"check view must be one of {', '.join(CHECK_MODES)}, not {mode!r}")
+        key = self._state(first, second)
+        if self._images is None or key != self._key:
+            self._images = moved_onto_first(first, second)
+            self._key = key
+        self._pair = (first, second)
+        self.mode = mode
+        return self._put()
+
+    def refresh(self) -> Image | None:
+        """Show the current mode again, the second layer sampled as it is now."""
+        if self._pair is None or self.mode is None:
+            return None
+        self._key = None
+        return self.show(*self._pair, self.mode)
+
+    def set_position(self, position: float) -> None:
+        """Move the wipe boundary to ``position`` (0-1 of the width)."""
+        self.position = min(max(float(position), 0.0), 1.0)
+        if self.mode == "wipe" and self._images is not None:
+            self._put()
+
+    def remove(self) -> None:
+        """Remove the check view layer; the inputs are left as they are."""
+        layer, self.layer = self.layer, None
+        self.mode, self._pair, self._images, self._key = None, None, None, None
+        if layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+
+    # ------------------------------------------------------------- internals
+    @staticmethod
+    def _state(first: Any, second: Any) -> tuple[Any, ...]:
+        def of(layer: Any) -> tuple[Any, ...]:
+            tf = _first_transforms(layer)
+            return (
+                id(layer), id(layer.data), tuple(layer.contrast_limits),
+                *(np.asarray(v, float).tobytes() for v in tf.values()),
+            )  # fmt: skip
+
+        return (*of(first), *of(second))
+
+    def _put(self) -> Image:
+        from .layer_output import put_image
+
+        assert self._images is not None and self._pair is not None and self.mode is not None
+        a, b = self._images
+        image = compose(a, b, self.mode, self.position)
+        first, second = self._pair
+        rgb = self.mode == "overlay"
+        look = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
+        metadata = {
+            "gifnet_layer": CHECK_TAG, "check_view": self.mode, "first": first.name,
+            "second": second.name, "position": self.position,
+        }  # fmt: skip
+        kwargs = {**look, **_first_transforms(first), "contrast_limits": (0.0, 1.0)}
+        if self.layer is not None and self.layer not in self.viewer.layers:
+            self.layer = None  # the user removed it: put a new one
+        name = self.layer.name if self.layer is not None else CHECK_LAYER
+        self._putting = True  # a switch to or from RGB replaces the layer
+        try:
+            layer = put_image(self.viewer, name, image, metadata=metadata,
+                              below=self._above(first, second), **kwargs)  # fmt: skip
+        finally:
+            self._putting = False
+        if layer is not self.layer:
+            layer.mouse_drag_callbacks.append(self._drag)
+            self.layer = layer
+        layer.mouse_pan = self.mode != "wipe"  # in a wipe, a drag moves the boundary
+        return layer
+
+    def _above(self, *inputs: Any) -> Any:
+        """The layer a new check view goes below: the one just above the inputs (None: the
+        top), so that layers above them (landmarks) stay in sight."""
+        layers = self.viewer.layers
+        top = max((layers.index(ly) for ly in inputs if ly in layers), default=len(layers) - 1)
+        return layers[top + 1] if top + 1 < len(layers) else None
+
+    def _drag(self, layer: Any, event: Any) -> Any:
+        """A drag on the check view moves the wipe's boundary to the pointer."""
+        if self.mode != "wipe" or self._images is None:
+            return
+        width = self._images[0].shape[-1]
+
+        def follow() -> None:
+            column = float(layer.world_to_data(event.position)[-1])
+            self.set_position((column + 0.5) / width)
+            if self.on_position is not None:
+                self.on_position(self.position)
+
+        follow()
+        yield
+        while event.type == "mouse_move":
+            follow()
+            yield

@@ -1,0 +1,851 @@
+"""Registering the second image of a pair onto the first by mutual information (no torch).
+
+:func:`register` estimates a rigid, similarity or affine transform between
+two 2-D images or two 3-D volumes, each with its own pixel spacing, by
+maximising their Mattes mutual information with SimpleITK (imported inside
+the functions). Mutual information needs no common contrast: bone bright in
+CT and dark in MRI registers as well as two photographs of one sensor, where
+the project's phase correlation (:mod:`.alignment`) fails.
+
+Coordinates
+-----------
+Arrays are in numpy axis order, ``(y, x)`` or ``(z, y, x)``. A pixel's WORLD
+position is its index times the spacing of its image (both images have their
+origin at index 0). A :class:`Transform`'s ``matrix`` is homogeneous
+(``ndim + 1`` square, float64, numpy axis order) and maps a point of the
+FIXED image to the point of the MOVING image that lands there (the
+resampling direction, as ITK does)::
+
+    moving_world = matrix @ [*fixed_world, 1]
+
+How :func:`register` works
+--------------------------
+1. Each input becomes a float intensity: colour (H, W, 3|4) inputs their luma
+   (BT.601 weights of the first three channels), every image rescaled to its
+   robust range (0.1 and 99.9 percentiles) and clipped to 0..1.
+2. Start: the transform centred by :class:`SimpleITK.CenteredTransformInitializer`
+   (the centres of the two images' extents, ``GEOMETRY``) and, where both
+   images share one grid (same shape and spacing), also the translation
+   measured by phase correlation; the start with the better mutual
+   information is kept.
+3. Multi-resolution gradient descent (regular steps, scales from the
+   physical shift of each parameter) on a fixed random sample of the fixed
+   image's pixels (:data:`SEED`; SimpleITK runs on one thread there, so the
+   sums come in one order: results are reproducible bit for bit), linear
+   interpolation, shrink factors and smoothing chosen from the image size
+   (the coarsest level keeps at least :data:`MIN_LEVEL_SIZE` px a side). A
+   rigid transform is estimated first; a similarity or affine transform
+   then starts where it ended (fewer parameters first: steadier on volumes).
+4. Refusals (:class:`RegistrationError`, naming the inputs): see
+   :func:`register`.
+
+:func:`apply_registration` resamples the moving image onto the fixed grid,
+a volume one output plane at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ..engine.colour import LUMA_WEIGHTS
+from ..engine.preprocess import PERCENTILES
+from ._dtype_cast import cast_to_dtype
+
+__all__ = [
+    "KINDS",
+    "MAX_SCALE",
+    "MAX_SHEAR",
+    "MIN_OVERLAP",
+    "MIN_SCALE",
+    "SEED",
+    "TRANSFORMS",
+    "Registration",
+    "RegistrationError",
+    "RegistrationReport",
+    "Transform",
+    "apply_registration",
+    "check_spacing",
+    "check_transform",
+    "overlap_fraction",
+    "register",
+    "spatial_ndim",
+]
+
+#: What :func:`register` estimates by mutual information.
+TRANSFORMS = ("rigid", "similarity", "affine")
+#: Every kind a :class:`Transform` can have.
+KINDS = ("translation", *TRANSFORMS)
+#: A recovered scale (singular value of the matrix) outside MIN_SCALE..MAX_SCALE is refused.
+MIN_SCALE, MAX_SCALE = 0.5, 2.0
+#: An affine transform whose shear (QR decomposition: off-diagonal over diagonal) exceeds
+#: this is refused; rigid and similarity transforms allow none (up to 1e-6).
+MAX_SHEAR = 0.5
+#: After registration, at least this fraction of the fixed grid must be covered.
+MIN_OVERLAP = 0.10
+#: The seed of the metric's random sample of pixels.
+SEED = 20251
+#: The coarsest level of the multi-resolution pyramid keeps at least this many px a side.
+MIN_LEVEL_SIZE = 16
+_BINS = 32  # histogram bins of the Mattes mutual information
+_SAMPLES = 40_000  # about this many pixels sample the metric at each level
+_ITERATIONS = 300  # most iterations per level
+_CHANCE = 2.0  # the final mutual information must exceed this many times its chance level
+
+
+#: How :meth:`RegistrationReport.describe` names each ``method``.
+_METHOD_WORDS = {"mattes": "mutual information (Mattes)", "transform file": "a transform file"}
+
+
+class RegistrationError(ValueError):
+    """An input that cannot be registered, or a registration that failed; the message
+    names the input(s)."""
+
+
+# -- transforms ---------------------------------------------------------------------
+
+
+def _linear_parts(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``matrix``'s linear part A = Q @ R (Q a rotation, R upper triangular with a positive
+    diagonal where det A > 0): returns (Q, scales = diag R, shear = R / diag R - I)."""
+    n = matrix.shape[0] - 1
+    a = np.asarray(matrix, np.float64)[:n, :n]
+    q, r = np.linalg.qr(a)
+    signs = np.sign(np.diag(r))
+    signs[signs == 0] = 1.0
+    q, r = q * signs, signs[:, None] * r
+    scales = np.diag(r).copy()
+    shear = r / scales[:, None] - np.eye(n)
+    return q, scales, shear
+
+
+@dataclass(frozen=True, eq=False)
+class Transform:
+    """A transform between two images, in world coordinates.
+
+    Attributes
+    ----------
+    kind
+        ``"translation"``, ``"rigid"``, ``"similarity"`` or ``"affine"``.
+    matrix
+        (ndim + 1, ndim + 1) float64 homogeneous matrix in numpy axis order
+        ((z,) y, x) and world units (index times spacing); maps a point of the
+        FIXED image to the point of the MOVING image that lands there:
+        ``moving_world = matrix @ [*fixed_world, 1]``.
+    """
+
+    kind: str
+    matrix: np.ndarray
+
+    def __post_init__(self) -> None:
+        m = np.array(self.matrix, dtype=np.float64)  # a copy: never the caller's array
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] not in (3, 4):
+            raise ValueError(f"a transform matrix is 3 x 3 (2-D) or 4 x 4 (3-D), not {m.shape}")
+        if not np.all(np.isfinite(m)):
+            raise ValueError("a transform matrix must hold finite numbers")
+        n = m.shape[0] - 1
+        if not np.allclose(m[n], np.eye(n + 1)[n]):
+            raise ValueError(f"a homogeneous matrix ends with the row {[0] * n + [1]}")
+        if self.kind not in KINDS:
+            raise ValueError(f"transform kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        m.setflags(write=False)
+        object.__setattr__(self, "matrix", m)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Transform) and self.kind == other.kind
+                and np.array_equal(self.matrix, other.matrix))  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def ndim(self) -> int:
+        """2 or 3."""
+        return self.matrix.shape[0] - 1
+
+    def parameters(self) -> dict[str, Any]:
+        """The matrix's parts, in numpy axis order and world units.
+
+        Returns
+        -------
+        dict
+            ``translation`` (the moving point of the fixed origin), ``scales``
+            (per axis, from the QR decomposition of the linear part),
+            ``scale`` (their geometric mean), ``shear`` (the upper off-diagonal
+            terms over the diagonal); 2-D: ``angle_deg`` (the rotation of the
+            (y, x) plane, positive from y towards x as
+            ``[[cos, -sin], [sin, cos]]``); 3-D: ``euler_deg`` (the rotation as
+            intrinsic angles about the numpy axes 0, 1, 2 in turn,
+            :meth:`scipy.spatial.transform.Rotation.as_euler` ``"XYZ"``) and
+            ``angle_deg`` (the size of the rotation).
+        """
+        q, scales, shear = _linear_parts(self.matrix)
+        n = self.ndim
+        out: dict[str, Any] = {
+            "translation": [float(v) for v in self.matrix[:n, n]],
+            "scales": [float(v) for v in scales],
+            "scale": float(np.prod(np.abs(scales)) ** (1.0 / n)),
+            "shear": [float(shear[i, j]) for i in range(n) for j in range(i + 1, n)],
+        }
+        if n == 2:
+            out["angle_deg"] = float(np.degrees(np.arctan2(q[1, 0], q[0, 0])))
+        else:
+            from scipy.spatial.transform import Rotation
+
+            rot = Rotation.from_matrix(q if np.linalg.det(q) > 0 else q * [1, 1, -1])
+            out["euler_deg"] = [float(v) for v in rot.as_euler("XYZ", degrees=True)]
+            out["angle_deg"] = float(np.degrees(rot.magnitude()))
+        return out
+
+    def inverse(self) -> Transform:
+        """The transform from the moving image to the fixed one."""
+        return Transform(self.kind, np.linalg.inv(self.matrix))
+
+    def map_points(self, points: Any) -> np.ndarray:
+        """(N, ndim) fixed world points -> the (N, ndim) moving world points."""
+        p = np.asarray(points, np.float64).reshape(-1, self.ndim)
+        return p @ self.matrix[: self.ndim, : self.ndim].T + self.matrix[: self.ndim, self.ndim]
+
+    def napari_affine(self, moving_spacing: Sequence[float] | None = None) -> np.ndarray:
+        """The data-to-world affine that puts the MOVING layer onto the fixed layer.
+
+        The fixed layer shows its data with ``scale=fixed_spacing`` (world =
+        index times spacing); the moving layer given this ``affine`` (and no
+        ``scale``) lands on it.
+
+        Parameters
+        ----------
+        moving_spacing
+            The moving image's spacing (default 1 per axis).
+
+        Returns
+        -------
+        numpy.ndarray
+            (ndim + 1, ndim + 1) float64: ``inverse(matrix) @ diag(*moving_spacing, 1)``.
+        """
+        spacing = check_spacing(moving_spacing, self.ndim, "moving")
+        return np.linalg.inv(self.matrix) @ np.diag([*spacing, 1.0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: ``kind``, ``ndim``, ``matrix`` (nested lists) and ``parameters``."""
+        return {"kind": self.kind, "ndim": self.ndim,
+                "matrix": [[float(v) for v in row] for row in self.matrix],
+                "parameters": self.parameters()}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transform:
+        """The transform of :meth:`to_dict` (``parameters`` are ignored: the matrix rules)."""
+        try:
+            kind, matrix = data["kind"], np.asarray(data["matrix"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a transform: {exc}") from None
+        if "ndim" in data and int(data["ndim"]) != matrix.shape[0] - 1:
+            raise ValueError(f"a transform of ndim {data['ndim']} has a {matrix.shape} matrix")
+        return cls(str(kind), matrix)
+
+    @classmethod
+    def load(cls, path: Any) -> Transform:
+        """The transform of a transform file (:func:`napari_gifnet.io.transform_file.load_transform`
+        reads and checks it, and gives the spacings stored with it)."""
+        from ..io.transform_file import load_transform
+
+        return cls.from_dict(load_transform(path))
+
+
+# -- reports and results --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistrationReport:
+    """How a registration went.
+
+    Attributes
+    ----------
+    method
+        ``"mattes"`` (mutual information), ``"phase"`` or ``"landmarks"``.
+    metric_before, metric_after
+        The Mattes mutual information with ITK's sign (lower is better) at
+        the start and at the end; None for landmarks.
+    iterations
+        Optimiser iterations, all levels together.
+    converged
+        The optimiser stopped on a small step or gradient, not on its limit.
+    stop_reason
+        The optimiser's words.
+    overlap
+        The fraction of the fixed grid covered by the moved image (0..1); NaN
+        where unknown (landmarks without the images).
+    residuals
+        Landmarks: per pair, the distance (world units) between the moving
+        point and the fitted transform's image of the fixed point; else None.
+    """
+
+    method: str
+    metric_before: float | None
+    metric_after: float | None
+    iterations: int
+    converged: bool
+    stop_reason: str
+    overlap: float
+    residuals: np.ndarray | None = field(default=None)
+
+    def describe(self) -> str:
+        """One line for a status bar or the command line."""
+        parts = [f"registered by {_METHOD_WORDS.get(self.method, self.method)}"]
+        if self.metric_before is not None and self.metric_after is not None:  # ITK's sign
+            parts[0] += f" {-self.metric_before:.3f} -> {-self.metric_after:.3f}"
+        if self.method == "mattes":
+            parts.append(f"{self.iterations} iterations"
+                         + ("" if self.converged else " (not converged)"))  # fmt: skip
+        if self.residuals is not None and len(self.residuals):
+            parts.append(f"residual mean {float(np.mean(self.residuals)):.3g}, "
+                         f"max {float(np.max(self.residuals)):.3g}")  # fmt: skip
+        if np.isfinite(self.overlap):
+            parts.append(f"overlap {100 * self.overlap:.0f} %")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields."""
+        return {"method": self.method, "metric_before": self.metric_before,
+                "metric_after": self.metric_after, "iterations": int(self.iterations),
+                "converged": bool(self.converged), "stop_reason": self.stop_reason,
+                "overlap": float(self.overlap) if np.isfinite(self.overlap) else None,
+                "residuals": None if self.residuals is None
+                else [float(v) for v in self.residuals]}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The result of :func:`register` (or landmarks): the transform, the moved image, the report.
+
+    Attributes
+    ----------
+    transform
+        Fixed world -> moving world (see the module's coordinates).
+    moved
+        The moving image resampled onto the fixed grid, in the moving
+        image's dtype and range (integers rounded; colour per channel;
+        outside the moving image: its minimum); None with ``resample=False``.
+    report
+        :class:`RegistrationReport`.
+    fixed_spacing, moving_spacing
+        The spacings used, numpy axis order.
+    """
+
+    transform: Transform
+    moved: np.ndarray | None
+    report: RegistrationReport
+    fixed_spacing: tuple[float, ...]
+    moving_spacing: tuple[float, ...]
+
+    def provenance(self) -> dict[str, Any]:
+        """The JSON-able metadata entry: the transform, the report and the spacings."""
+        return {**self.transform.to_dict(), "moved": "second onto first",
+                "report": self.report.to_dict(), "fixed_spacing": list(self.fixed_spacing),
+                "moving_spacing": list(self.moving_spacing)}  # fmt: skip
+
+
+# -- inputs ---------------------------------------------------------------------------
+
+
+def check_spacing(spacing: Any, ndim: int, name: str) -> tuple[float, ...]:
+    """A spacing per axis (numpy order; default 1, one number for all axes), checked
+    positive and finite; else RegistrationError naming ``name``."""
+    if spacing is None:
+        return (1.0,) * ndim
+    values = np.atleast_1d(np.asarray(spacing, dtype=np.float64))
+    if values.size == 1:
+        values = np.repeat(values, ndim)
+    if values.shape != (ndim,) or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise RegistrationError(
+            f"the spacing of {name} must be {ndim} positive numbers (numpy axis order), "
+            f"not {spacing!r}"
+        )
+    return tuple(float(v) for v in values)
+
+
+def _is_colour(arr: np.ndarray) -> bool:
+    return arr.ndim == 3 and arr.shape[2] in (3, 4)
+
+
+def spatial_ndim(image: Any, name: str, colour: bool = True) -> int:
+    """2 for (H, W) or colour (H, W, 3|4), 3 for a (Z, Y, X) volume; else RegistrationError."""
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "buif":
+        raise RegistrationError(f"{name} has dtype {arr.dtype}: registration needs numbers")
+    if arr.ndim == 2 or (colour and _is_colour(arr)):
+        return 2
+    if arr.ndim == 3 and min(arr.shape) >= 2:
+        return 3
+    raise RegistrationError(
+        f"{name} has shape {arr.shape}: registration takes (H, W) grey, (H, W, 3|4) colour "
+        "images or (Z, Y, X) volumes"
+    )
+
+
+def _intensity(image: Any, name: str) -> np.ndarray:
+    """The float32 intensity that is registered: luma for colour, rescaled to the robust
+    range 0..1; refuses non-finite values and constant images."""
+    arr = np.asarray(image)
+    if arr.dtype.kind == "f":
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise RegistrationError(
+                f"{name} (shape {arr.shape}) contains {bad} non-finite value(s) (NaN or inf)"
+            )
+    if _is_colour(arr):
+        x = arr[..., :3].astype(np.float64) @ np.asarray(LUMA_WEIGHTS)
+    else:
+        x = arr.astype(np.float64)
+    lo, hi = np.percentile(x, PERCENTILES)
+    if not hi > lo:
+        lo, hi = float(x.min()), float(x.max())
+    if not hi > lo:
+        raise RegistrationError(f"{name} is constant (every value {lo:g}): nothing to register on")
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+# -- geometry -------------------------------------------------------------------------
+
+
+def _index_affine(
+    matrix: np.ndarray, fixed_spacing: Sequence[float], moving_spacing: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(A, offset) mapping a fixed INDEX to the moving INDEX: ``A @ i + offset``."""
+    n = matrix.shape[0] - 1
+    fs, ms = np.asarray(fixed_spacing), np.asarray(moving_spacing)
+    a = matrix[:n, :n] * fs[None, :] / ms[:, None]
+    return a, matrix[:n, n] / ms
+
+
+def overlap_fraction(
+    transform: Transform,
+    fixed_shape: Sequence[int],
+    moving_shape: Sequence[int],
+    *,
+    fixed_spacing: Sequence[float] | None = None,
+    moving_spacing: Sequence[float] | None = None,
+) -> float:
+    """The fraction of the fixed grid whose mapped point lies inside the moving image.
+
+    Measured on at most 64 evenly spread positions per axis of the fixed
+    grid (shapes are the spatial ones: no colour axis).
+    """
+    n = transform.ndim
+    fs, ms = check_spacing(fixed_spacing, n, "first"), check_spacing(moving_spacing, n, "second")
+    axes = [np.linspace(0, s - 1, min(int(s), 64)) for s in fixed_shape[:n]]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, n)
+    a, off = _index_affine(transform.matrix, fs, ms)
+    q = grid @ a.T + off
+    hi = np.asarray(moving_shape[:n], np.float64) - 1.0
+    inside = np.all((q >= -0.5) & (q <= hi + 0.5), axis=1)
+    return float(np.mean(inside))
+
+
+def check_transform(transform: Transform, names: tuple[str, str] = ("first", "second")) -> None:
+    """Refuse a transform that collapses: a scale outside MIN_SCALE..MAX_SCALE, a
+    reflection, a shear for a rigid or similarity transform, or one above MAX_SHEAR.
+
+    Raises
+    ------
+    RegistrationError
+        Naming the inputs and the offending value.
+    """
+    _q, scales, shear = _linear_parts(transform.matrix)
+    what = f"registering {names[1]} onto {names[0]}"
+    if np.linalg.det(transform.matrix[:-1, :-1]) <= 0:
+        raise RegistrationError(f"{what} gave a mirrored or collapsed transform: refused")
+    if np.any(scales < MIN_SCALE) or np.any(scales > MAX_SCALE):
+        raise RegistrationError(
+            f"{what} gave scales {', '.join(f'{s:.3g}' for s in scales)}, outside "
+            f"{MIN_SCALE}..{MAX_SCALE}: the transform collapses; refused"
+        )
+    largest = float(np.max(np.abs(shear))) if shear.size else 0.0
+    limit = MAX_SHEAR if transform.kind == "affine" else 1e-6
+    if largest > limit:
+        raise RegistrationError(
+            f"{what} gave a shear of {largest:.3g} (a {transform.kind} transform allows "
+            f"{'at most ' + str(MAX_SHEAR) if transform.kind == 'affine' else 'none'}): refused"
+        )
+
+
+def apply_registration(
+    transform: Transform,
+    moving: Any,
+    fixed_shape: Sequence[int],
+    *,
+    fixed_spacing: Sequence[float] | None = None,
+    moving_spacing: Sequence[float] | None = None,
+    order: int = 1,
+) -> np.ndarray:
+    """Resample ``moving`` onto the fixed grid.
+
+    Parameters
+    ----------
+    transform
+        Fixed world -> moving world.
+    moving
+        (H, W), (H, W, 3|4) colour or (Z, Y, X); never modified.
+    fixed_shape
+        The fixed grid's spatial shape (a colour axis, if given, is ignored).
+    fixed_spacing, moving_spacing
+        Per axis, numpy order (default 1).
+    order
+        Spline order (1: linear).
+
+    Returns
+    -------
+    numpy.ndarray
+        The fixed grid's shape (plus the colour axis), ``moving``'s dtype and
+        range (integers rounded); outside the moving image its minimum. A
+        volume is resampled one output plane at a time (memory: the output,
+        a float64 copy of the moving volume and one float64 plane).
+    """
+    arr = np.asarray(moving)
+    n = transform.ndim
+    if spatial_ndim(arr, "the moving image") != n:
+        raise RegistrationError(f"a {n}-D transform cannot move an image of shape {arr.shape}")
+    fs, ms = check_spacing(fixed_spacing, n, "first"), check_spacing(moving_spacing, n, "second")
+    shape = tuple(int(s) for s in fixed_shape[:n])
+    a, off = _index_affine(transform.matrix, fs, ms)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    colour = _is_colour(arr) and n == 2
+    channels = np.moveaxis(arr, -1, 0) if colour else arr[None]
+    out = np.empty((len(channels), *shape), dtype=arr.dtype)
+
+    def _store(values: np.ndarray, into: np.ndarray) -> None:
+        if arr.dtype.kind == "f":  # linear interpolation stays in range; higher orders may not
+            into[...] = np.clip(values, lo, hi)
+        else:
+            into[...] = cast_to_dtype(values, arr.dtype)
+
+    for c, channel in enumerate(channels):
+        data = np.asarray(channel, np.float64)
+        if order > 1:
+            data = ndimage.spline_filter(data, order=order)
+        planes = [None] if n == 2 else range(shape[0])  # volumes: one output plane at a time
+        for z in planes:
+            values = ndimage.affine_transform(
+                data, a, offset=off if z is None else off + a[:, 0] * z,
+                output_shape=shape if z is None else (1, *shape[1:]), output=np.float64,
+                order=order, mode="constant", cval=lo, prefilter=False,
+            )  # fmt: skip
+            _store(values, out[c] if z is None else out[c, z : z + 1])
+    return np.moveaxis(out, 0, -1) if colour else out[0]
+
+
+# -- SimpleITK ------------------------------------------------------------------------
+
+
+def _sitk_image(x: np.ndarray, spacing: tuple[float, ...]) -> Any:
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(x, dtype=np.float32))
+    img.SetSpacing([float(s) for s in reversed(spacing)])  # ITK: (x, y, z)
+    return img
+
+
+def _numpy_matrix(tx: Any, n: int) -> np.ndarray:
+    """The homogeneous numpy-order matrix of an ITK transform (evaluated on n + 1 points)."""
+    origin = np.asarray(tx.TransformPoint([0.0] * n))
+    m = np.eye(n + 1)
+    for j in range(n):
+        e = [0.0] * n
+        e[j] = 1.0
+        m[:n, j] = np.asarray(tx.TransformPoint(e)) - origin
+    m[:n, n] = origin
+    p = np.eye(n + 1)
+    p[:n, :n] = p[:n, :n][::-1]  # numpy order <-> ITK order
+    return p @ m @ p
+
+
+def _new_transform(kind: str, n: int) -> Any:
+    import SimpleITK as sitk
+
+    if kind == "rigid":
+        return sitk.Euler2DTransform() if n == 2 else sitk.Euler3DTransform()
+    if kind == "similarity":
+        return sitk.Similarity2DTransform() if n == 2 else sitk.Similarity3DTransform()
+    return sitk.AffineTransform(n)
+
+
+def _pyramid(shape: tuple[int, ...]) -> tuple[list[int], list[float]]:
+    """Shrink factors (halving while the coarsest keeps MIN_LEVEL_SIZE px a side) and
+    smoothing sigmas (in shrunk pixels of the finest level: half the factor)."""
+    factors = [1]
+    while min(shape) // (factors[0] * 2) >= MIN_LEVEL_SIZE and len(factors) < 4:
+        factors.insert(0, factors[0] * 2)
+    return factors, [f / 2.0 if f > 1 else 0.0 for f in factors]
+
+
+def _method(n_pixels: int, *, levels: tuple[list[int], list[float]] | None = None) -> Any:
+    import SimpleITK as sitk
+
+    r = sitk.ImageRegistrationMethod()
+    r.SetMetricAsMattesMutualInformation(numberOfHistogramBins=_BINS)
+    r.SetMetricSamplingStrategy(r.RANDOM)
+    r.SetMetricSamplingPercentage(min(1.0, _SAMPLES / max(n_pixels, 1)), SEED)
+    r.SetInterpolator(sitk.sitkLinear)
+    if levels is not None:
+        r.SetShrinkFactorsPerLevel(levels[0])
+        r.SetSmoothingSigmasPerLevel(levels[1])
+        r.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    return r
+
+
+def _metric(fixed: Any, moving: Any, tx: Any, n_pixels: int) -> float:
+    r = _method(n_pixels)
+    r.SetInitialTransform(tx, inPlace=False)
+    return float(r.MetricEvaluate(fixed, moving))
+
+
+def _optimise(
+    fixed: Any, moving: Any, tx: Any, shape: tuple[int, ...], step: float,
+    tick: Callable[[], bool], names: tuple[str, str],
+) -> str:  # fmt: skip
+    """Optimise ``tx`` in place (multi-resolution, regular step gradient descent of Mattes
+    mutual information); returns the optimiser's stop condition. ``tick`` is called after
+    each iteration; when it returns False the registration stops (an exception raised in
+    SimpleITK's callback would go to ``sys.excepthook``, napari's error dialog)."""
+    import SimpleITK as sitk
+
+    r = _method(int(np.prod(shape)), levels=_pyramid(shape))
+    step = 2.0 * step
+    r.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=step, minStep=1e-4 * step, numberOfIterations=_ITERATIONS,
+        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8,
+    )  # fmt: skip
+    r.SetOptimizerScalesFromPhysicalShift()
+    r.SetInitialTransform(tx, inPlace=True)
+    def on_iteration() -> None:
+        if not tick():
+            r.StopRegistration()
+
+    r.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    try:
+        r.Execute(fixed, moving)
+    except RuntimeError as exc:  # e.g. every sample mapped outside the moving image
+        raise RegistrationError(
+            f"registering {names[1]} onto {names[0]} failed: {str(exc).strip().splitlines()[-1]}"
+        ) from None
+    return str(r.GetOptimizerStopConditionDescription())
+
+
+def _phase_start(fx: np.ndarray, mv: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray | None:
+    """The world translation (fixed -> moving) measured by phase correlation, for images on
+    one grid; None otherwise."""
+    if fx.shape != mv.shape:
+        return None
+    if fx.ndim == 2:
+        from .alignment import estimate_shift
+
+        shift = estimate_shift(fx, mv, upsample_factor=10)
+    else:
+        from skimage.registration import phase_cross_correlation
+
+        a = ndimage.gaussian_filter(fx.astype(np.float64), 1.0)
+        b = ndimage.gaussian_filter(mv.astype(np.float64), 1.0)
+        shift = phase_cross_correlation(a - a.mean(), b - b.mean(), upsample_factor=10,
+                                        normalization=None)[0]  # fmt: skip
+    return -np.asarray(shift, np.float64) * np.asarray(spacing)
+
+
+def register(
+    fixed: Any,
+    moving: Any,
+    transform: str = "rigid",
+    *,
+    fixed_spacing: Sequence[float] | None = None,
+    moving_spacing: Sequence[float] | None = None,
+    initialise: str = "phase",
+    resample: bool = True,
+    fixed_name: str = "first",
+    moving_name: str = "second",
+    progress: Callable[[int], None] | None = None,
+) -> Registration:
+    """Register ``moving`` onto ``fixed`` by Mattes mutual information.
+
+    Parameters
+    ----------
+    fixed, moving
+        (H, W) grey or (H, W, 3|4) colour images (registered on their luma),
+        or two (Z, Y, X) volumes; any shapes, never modified.
+    transform
+        ``"rigid"`` (rotation and translation), ``"similarity"`` (also one
+        scale) or ``"affine"``.
+    fixed_spacing, moving_spacing
+        Each image's pixel spacing in numpy axis order (a number for all
+        axes; default 1): a 4 mm PET volume onto a 1 mm MRI takes
+        ``moving_spacing=4, fixed_spacing=1``.
+    initialise
+        ``"phase"``: also try the translation by phase correlation as the
+        start where both images share one grid, keeping the better start;
+        ``"centre"``: the centres of the images' extents only.
+    resample
+        Also return the moving image resampled onto the fixed grid.
+    fixed_name, moving_name
+        What messages call the inputs.
+    progress
+        Called with the number of iterations done, after each iteration; what
+        it raises (a cancellation) stops the registration and is raised as it is.
+
+    Returns
+    -------
+    Registration
+        ``transform.matrix`` maps fixed world points to moving world points.
+
+    Raises
+    ------
+    RegistrationError
+        Naming the input(s): an unknown transform; a shape that is not 2-D,
+        colour or 3-D, or a 2-D image with a volume; a bad spacing; NaN or
+        infinite values; a constant image; no overlap at the start or under
+        :data:`MIN_OVERLAP` at the end; a transform that collapses
+        (:func:`check_transform`); a metric worse at the end than at the
+        start, or under twice its chance level (the metric of the fixed image
+        and the moving image's pixels shuffled, at the final transform): the
+        images share no structure.
+    """
+    import SimpleITK as sitk
+
+    if transform not in TRANSFORMS:
+        raise RegistrationError(
+            f"transform must be one of {', '.join(TRANSFORMS)}, not {transform!r}"
+        )
+    if initialise not in ("phase", "centre"):
+        raise RegistrationError(f"initialise must be 'phase' or 'centre', not {initialise!r}")
+    names = (fixed_name, moving_name)
+    fixed_arr, moving_arr = np.asarray(fixed), np.asarray(moving)
+    n = _common_ndim(fixed_arr, moving_arr, names)
+    fs = check_spacing(fixed_spacing, n, fixed_name)
+    ms = check_spacing(moving_spacing, n, moving_name)
+    fx, mv = _intensity(fixed_arr, fixed_name), _intensity(moving_arr, moving_name)
+
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # sums in one order: reproducible
+    try:
+        f_img, m_img = _sitk_image(fx, fs), _sitk_image(mv, ms)
+        start, before = _best_start(f_img, m_img, fx, mv, fs, ms, initialise, names)
+        counter = _Iterations(progress)
+        final, stop = _optimise_stages(f_img, m_img, start, transform, fx.shape,
+                                       min(*fs, *ms), counter, names)  # fmt: skip
+        after = _metric(f_img, m_img, final, fx.size)
+        # the chance level: the same measure with the moving pixels shuffled (no structure)
+        shuffled = np.random.default_rng(SEED).permutation(mv.ravel()).reshape(mv.shape)
+        chance = _metric(f_img, _sitk_image(shuffled, ms), final, fx.size)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+    result = Transform(transform, _numpy_matrix(final, n))
+    check_transform(result, names)
+    overlap = overlap_fraction(result, fx.shape, mv.shape, fixed_spacing=fs, moving_spacing=ms)
+    _refuse_a_poor_fit(overlap, before, after, chance, names)
+    report = RegistrationReport(
+        method="mattes", metric_before=before, metric_after=after, iterations=counter.done,
+        converged="Maximum number of iterations" not in stop, stop_reason=stop, overlap=overlap,
+    )  # fmt: skip
+    moved = (apply_registration(result, moving_arr, fx.shape, fixed_spacing=fs,
+                                moving_spacing=ms) if resample else None)  # fmt: skip
+    return Registration(result, moved, report, fs, ms)
+
+
+def _common_ndim(fixed: np.ndarray, moving: np.ndarray, names: tuple[str, str]) -> int:
+    """The spatial dimensionality both images share (2 or 3), or a refusal naming them."""
+    n_fixed, n_moving = spatial_ndim(fixed, names[0]), spatial_ndim(moving, names[1])
+    if n_fixed != n_moving:
+        raise RegistrationError(
+            f"cannot register {names[1]} ({n_moving}-D, shape {moving.shape}) onto "
+            f"{names[0]} ({n_fixed}-D, shape {fixed.shape}): both must be 2-D or both 3-D"
+        )
+    return n_fixed
+
+
+def _best_start(
+    f_img: Any, m_img: Any, fx: np.ndarray, mv: np.ndarray, fs: tuple[float, ...],
+    ms: tuple[float, ...], initialise: str, names: tuple[str, str],
+) -> tuple[Any, float]:  # fmt: skip
+    """The rigid start with the better metric, the images' centres matched or (``"phase"``,
+    one grid) the phase-correlation translation, and its metric; refused without overlap."""
+    import SimpleITK as sitk
+
+    n = fx.ndim
+    centred = sitk.CenteredTransformInitializer(
+        f_img, m_img, _new_transform("rigid", n), sitk.CenteredTransformInitializerFilter.GEOMETRY
+    )
+    starts = [centred]
+    shift = _phase_start(fx, mv, fs) if initialise == "phase" and fs == ms else None
+    if shift is not None:
+        phased = _new_transform("rigid", n)
+        phased.SetFixedParameters(centred.GetFixedParameters())  # the same centre
+        phased.SetTranslation([float(v) for v in shift[::-1]])
+        starts.append(phased)
+    before, best = min((_metric(f_img, m_img, t, fx.size), i) for i, t in enumerate(starts))
+    start = Transform("rigid", _numpy_matrix(starts[best], n))
+    if overlap_fraction(start, fx.shape, mv.shape, fixed_spacing=fs, moving_spacing=ms) == 0:
+        raise RegistrationError(f"{names[1]} and {names[0]} do not overlap")
+    return starts[best], before
+
+
+class _Iterations:
+    """Counts the optimiser's iterations for ``progress``; what ``progress`` raises (a
+    cancellation) is kept, the run stopped, and raised as it is by :meth:`raise_kept`."""
+
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self.progress, self.done = progress, 0
+        self.raised: BaseException | None = None
+
+    def tick(self) -> bool:
+        """Count an iteration; False once ``progress`` has raised (the run stops)."""
+        if self.raised is not None:
+            return False
+        self.done += 1
+        if self.progress is not None:
+            try:
+                self.progress(self.done)
+            except BaseException as exc:  # raised after SimpleITK has stopped
+                self.raised = exc
+                return False
+        return True
+
+    def raise_kept(self) -> None:
+        if self.raised is not None:
+            raise self.raised
+
+
+def _optimise_stages(
+    f_img: Any, m_img: Any, start: Any, transform: str, shape: tuple[int, ...], step: float,
+    counter: _Iterations, names: tuple[str, str],
+) -> tuple[Any, str]:  # fmt: skip
+    """Optimise the rigid ``start``, then (similarity, affine) the asked transform from where
+    the rigid stage ended; the final SimpleITK transform and the stop condition."""
+    stages = [start] if transform == "rigid" else [start, _new_transform(transform, len(shape))]
+    stop = ""
+    for previous, stage in zip([None, *stages], stages):
+        if previous is not None:  # starts where the rigid stage ended
+            stage.SetCenter(previous.GetCenter())
+            stage.SetMatrix(previous.GetMatrix())
+            stage.SetTranslation(previous.GetTranslation())
+        stop = _optimise(f_img, m_img, stage, shape, step, counter.tick, names)
+        counter.raise_kept()
+    return stages[-1], stop
+
+
+def _refuse_a_poor_fit(
+    overlap: float, before: float, after: float, chance: float, names: tuple[str, str]
+) -> None:
+    """Refuse a registration whose moved image covers too little of the fixed grid, or
+    whose mutual information got worse or stays near its chance level."""
+    if overlap < MIN_OVERLAP:
+        raise RegistrationError(
+            f"after registration {names[1]} covers {100 * overlap:.0f} % of {names[0]} "
+            f"(under {100 * MIN_OVERLAP:.0f} %): refused"
+        )
+    if after > before or -after < -_CHANCE * chance:
+        raise RegistrationError(
+            f"registering {names[1]} onto {names[0]} did not improve the mutual information "
+            f"({-before:.4f} at the start, {-after:.4f} at the end, {-chance:.4f} by chance): "
+            "the images share no structure it can use; try landmarks"
+        )
