@@ -110,3 +110,9 @@ def mapping_error(
     world = grid.reshape(-1, n) * spacing
     diff = world @ (true - found)[:n, :n].T + (true - found)[:n, n]
     return float(np.linalg.norm(diff / spacing, axis=1).mean())
+
+
+def camera_uint16(size: int = SIZE) -> np.ndarray:
+    """scikit-image's camera as a 16-bit camera image (0..60000): an already registered
+    pair with itself."""
+    return np.round(camera(size) * 60000.0).astype(np.uint16)

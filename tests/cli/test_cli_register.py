@@ -63,6 +63,7 @@ def test_register_recovers_a_rigid_transform_and_apply_reuses_it(
     assert stdout.rstrip().endswith(f"; transform -> {saved}") and len(stdout.splitlines()) == 1
     stored = json.loads(saved.read_text())
     assert stored["fixed_spacing"] == stored["moving_spacing"] == [PIXEL, PIXEL]
+    assert stored["unit"] == "micrometer"
     error = mapping_error(true, _pixels(stored["matrix"], PIXEL), (128, 128))
     assert error < 0.5, error
     moved = read_image(out)
@@ -137,12 +138,17 @@ def test_fuse_register_fuses_the_registered_pair(
     code, stdout, err = run_cli(capsys, "fuse", fixed, moving, "-o", str(out), "--method", "mean",
                                 "--register", "rigid", "--save-transform", str(saved))  # fmt: skip
     assert code == 0, err
-    assert "; rigid registered by mutual information (Mattes)" in stdout and f"transform -> {saved}" in stdout
+    assert (
+        "; rigid registered by mutual information (Mattes)" in stdout
+        and f"transform -> {saved}" in stdout
+    )
     expected = fuse_pair("mean", read_image(fixed), read_image(moved)).image
     np.testing.assert_allclose(read_image(out), expected, atol=1e-6)
     meta = read_tiff_metadata(out)["registration"]
     assert meta["kind"] == "rigid" and meta["moved"] == "second onto first"
-    assert np.allclose(meta["matrix"], json.loads(saved.read_text())["matrix"])
+    stored = json.loads(saved.read_text())
+    assert np.allclose(meta["matrix"], stored["matrix"])
+    assert stored["unit"] == meta["unit"] == "micrometer"  # the unit of its world coordinates
 
 
 @pytest.mark.parametrize(
@@ -202,3 +208,144 @@ def test_spacings_come_in_the_first_inputs_unit(tmp_path: Path) -> None:
         pair_spacing((um, plain), 2)
     with pytest.raises(UsageError, match="--moving-spacing: 3 numbers for a 2-D input"):
         pair_spacing((um, plain), 2, (None, (1.0, 2.0, 3.0)))
+
+
+def _shifted_pair(folder: Path, shift: tuple[int, int], calibrated: bool) -> tuple[str, str]:
+    """(fixed.tif, moving.tif): 64 px of smooth noise and the same moved by ``shift`` px
+    (moving[i] = fixed[i - shift]); at PIXEL micrometres, or without a pixel size."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    fixed = ndimage.gaussian_filter(rng.random((64, 64)), 2.0).astype(np.float32)
+    moving = ndimage.shift(fixed, shift, order=0, mode="nearest")
+    paths = []
+    for name, image in (("fixed.tif", fixed), ("moving.tif", moving)):
+        if calibrated:
+            paths.append(_imagej(folder / name, image, (PIXEL, PIXEL)))
+        else:
+            tifffile.imwrite(folder / name, image)
+            paths.append(str(folder / name))
+    return paths[0], paths[1]
+
+
+def _transform_file(path: Path, matrix: np.ndarray, unit: str | None) -> str:
+    """A transform file holding ``matrix`` in ``unit``; with ``unit="none stored"``, a file
+    written before the unit was stored."""
+    from napari_gifnet.io.transform_file import save_transform
+
+    stored = None if unit == "none stored" else unit
+    save_transform(path, {"kind": "rigid" if matrix.shape == (3, 3) else "affine",
+                          "matrix": matrix}, unit=stored)  # fmt: skip
+    if unit == "none stored":
+        data = json.loads(path.read_text())
+        del data["unit"]
+        path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _shift_matrix(shift: tuple[float, ...]) -> np.ndarray:
+    matrix = np.eye(len(shift) + 1)
+    matrix[:-1, -1] = shift
+    return matrix
+
+
+def test_apply_converts_the_stored_unit_and_refuses_a_pixel_transform_on_a_calibrated_pair(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = (4, -6)  # px
+    calibrated, plain = tmp_path / "um", tmp_path / "px"
+    calibrated.mkdir(), plain.mkdir()
+    f, m = _shifted_pair(calibrated, d, calibrated=True)
+    pf, pm = _shifted_pair(plain, d, calibrated=False)
+    expected = read_image(f)[8:-8, 8:-8]
+    out = tmp_path / "moved.tif"
+
+    def moved_right(*argv: str) -> None:
+        code, _, err = run_cli(capsys, "register", *argv, "-o", str(out))
+        assert code == 0, err
+        np.testing.assert_allclose(read_image(out)[8:-8, 8:-8], expected, atol=1e-5)
+        out.unlink()
+
+    # saved in nanometres, applied to a pair in micrometres: the shift is converted
+    in_nm = _transform_file(tmp_path / "nm.json", _shift_matrix([v * PIXEL * 1000 for v in d]),
+                            "nm")  # fmt: skip
+    moved_right("--apply", in_nm, f, m)
+    # a transform in pixels (an older file stores no unit) on a calibrated pair: refused,
+    # saying which options apply it
+    in_px = _transform_file(tmp_path / "px.json", _shift_matrix(d), "none stored")
+    for pair in ((f, m), (f, pm)):
+        argv = ["--apply", in_px, *pair] + (["--moving-spacing", "1"] if pair[1] == pm else [])
+        code, _, err = run_cli(capsys, "register", *argv, "-o", str(out))
+        assert code == 2 and not out.exists()
+        one_error_line(err, f"{in_px} is in pixels (saved from inputs without a pixel size) and "
+                       f"{pair[0]} and {pair[1]} are calibrated in micrometer: give --fixed-"
+                       "spacing and --moving-spacing in the transform's pixels")  # fmt: skip
+    moved_right("--apply", in_px, f, m, "--fixed-spacing", "1", "--moving-spacing", "1")
+    moved_right("--apply", in_px, pf, pm)  # pixels on pixels
+    # a transform in micrometres on a pair without pixel sizes: refused, then given
+    in_um = _transform_file(tmp_path / "um.json", _shift_matrix([v * PIXEL for v in d]),
+                            "micrometer")  # fmt: skip
+    code, _, err = run_cli(capsys, "register", "--apply", in_um, pf, pm, "-o", str(out))
+    assert code == 2 and not out.exists()
+    one_error_line(err, f"{in_um} is in micrometer and {pf} and {pm} have no pixel size: give "
+                   "--fixed-spacing and --moving-spacing in micrometer")  # fmt: skip
+    moved_right("--apply", in_um, pf, pm, "--fixed-spacing", "0.5", "--moving-spacing", "0.5")
+    saved = tmp_path / "again.json"
+    moved_right("--apply", in_um, f, m, "--save-transform", str(saved))
+    assert json.loads(saved.read_text())["unit"] == "micrometer"
+
+
+def test_apply_refuses_a_transform_that_misses_or_collapses_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f, m = _shifted_pair(tmp_path, (0, 0), calibrated=True)
+    out, saved = tmp_path / "moved.tif", tmp_path / "t.json"
+    far = _transform_file(tmp_path / "far.json", _shift_matrix((0.0, 500.0)), "micrometer")
+    code, _, err = run_cli(capsys, "register", "--apply", far, f, m, "-o", str(out),
+                           "--save-transform", str(saved))  # fmt: skip
+    assert code == 1
+    one_error_line(err, f"moved by this transform, {m} covers 0 % of {f} (under 10 %): refused")
+    squash = _transform_file(tmp_path / "squash.json", np.diag([3.0, 3.0, 1.0]), "micrometer")
+    code, _, err = run_cli(capsys, "register", "--apply", squash, f, m, "-o", str(out))
+    assert code == 1
+    one_error_line(err, f"registering {m} onto {f} gave scales 3, 3, outside 0.5..2")
+    assert not out.exists() and not saved.exists()
+
+
+def test_landmarks_that_move_the_image_away_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f, m = _shifted_pair(tmp_path, (0, 0), calibrated=True)
+    points = np.array([[10.0, 10.0], [50.0, 12.0], [30.0, 50.0]])
+    for name, p in (("f.csv", points), ("m.csv", points + [0.0, 900.0])):
+        (tmp_path / name).write_text("y,x\n" + "\n".join(f"{y},{x}" for y, x in p) + "\n")
+    out = tmp_path / "moved.tif"
+    code, _, err = run_cli(capsys, "register", f, m, "-o", str(out), "--landmarks",
+                           str(tmp_path / "f.csv"), str(tmp_path / "m.csv"))  # fmt: skip
+    assert code == 1 and not out.exists()
+    one_error_line(err, f"{m} covers 0 % of {f}")
+
+
+def test_a_calibrated_volume_without_a_z_step_is_one_unit_deep_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    volume = np.random.default_rng(2).random((24, 24, 24)).astype(np.float32)
+    paths = []
+    for name in ("fixed.tif", "moving.tif"):  # Fiji omits a Z step of 1
+        tifffile.imwrite(tmp_path / name, volume, imagej=True, resolution=(2.0, 2.0),
+                         metadata={"unit": "micron", "axes": "ZYX"})  # fmt: skip
+        paths.append(str(tmp_path / name))
+    identity = _transform_file(tmp_path / "t.json", np.eye(4), "micrometer")
+    out = tmp_path / "moved.tif"
+    code, _, err = run_cli(capsys, "register", "--apply", identity, *paths, "-o", str(out))
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert lines == [f"napari-gifnet: warning: {p} states no Z step: taken as 1 micrometer "
+                     f"(ImageJ's default); give {o} Z,0.5,0.5 to set it"
+                     for p, o in zip(paths, ("--fixed-spacing", "--moving-spacing"))]  # fmt: skip
+    np.testing.assert_array_equal(read_image(out), volume)
+    spacing = ["--fixed-spacing", "1,0.5,0.5", "--moving-spacing", "1,0.5,0.5"]
+    code, _, err = run_cli(
+        capsys, "register", "--apply", identity, *paths, "-o", str(out), *spacing
+    )
+    assert code == 0 and err == ""

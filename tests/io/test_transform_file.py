@@ -60,3 +60,25 @@ def test_a_wrong_or_corrupt_file_gets_one_message_naming_it(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="cannot save the transform to .*good.json"):
         save_transform(good, {"kind": "rigid", "matrix": np.zeros((4, 4))})
     assert good.read_bytes() == before  # left as it was
+
+
+def test_the_unit_of_the_world_coordinates_is_stored_and_read(tmp_path: Path) -> None:
+    shift = np.eye(3)
+    shift[:2, 2] = (3.0, -2.0)
+    transform = Transform("rigid", shift)
+    in_um = save_transform(tmp_path / "um.json", transform, unit="micrometer")
+    assert json.loads(in_um.read_text())["unit"] == "micrometer"
+    assert load_transform(in_um)["unit"] == "micrometer"
+    again = save_transform(tmp_path / "again.json", load_transform(in_um))  # kept from a mapping
+    assert load_transform(again)["unit"] == "micrometer"
+    for unit in (None, "pixel", "px"):  # pixels are stored as null
+        path = save_transform(tmp_path / "px.json", transform, unit=unit)
+        assert json.loads(path.read_text())["unit"] is None
+        assert load_transform(path)["unit"] is None
+    old = json.loads(in_um.read_text())
+    del old["unit"]  # a file written before the unit was stored: pixels
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert load_transform(tmp_path / "old.json")["unit"] is None
+    (tmp_path / "bad.json").write_text(json.dumps({**old, "unit": 5}))
+    with pytest.raises(ValueError, match="bad.json is not a valid .*: its unit 5 is not a unit"):
+        load_transform(tmp_path / "bad.json")

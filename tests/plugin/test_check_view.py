@@ -109,3 +109,79 @@ def test_a_layer_of_another_dimensionality_is_refused_by_name(make_napari_viewer
     second = viewer.add_image(np.zeros((H, W), np.float32), name="slice")
     with pytest.raises(ValueError, match="'volume' .3-D. and 'slice' .2-D."):
         moved_onto_first(first, second)
+
+
+class _Counting:
+    """A read-only (Z, Y, X) array that records the Z planes of each read."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.planes: list[int] = []
+
+    def __getitem__(self, key):
+        out = self.data[key]
+        first = key[0] if isinstance(key, tuple) else key
+        if out.size and isinstance(first, slice):
+            self.planes.extend(range(*first.indices(self.shape[0])))
+        elif out.size:
+            self.planes.append(int(first))
+        return out
+
+
+def test_a_lazy_volume_pair_is_read_plane_by_plane_and_follows_the_z_slider(
+    make_napari_viewer,
+):
+    da = pytest.importorskip("dask.array")
+    from napari_gifnet.plugin.check_view import CheckView
+
+    z, h, w = 16, 32, 48
+    zz, yy, xx = np.mgrid[:z, :h, :w].astype(np.float32)
+    a_store, b_store = _Counting(zz * 10 + yy), _Counting(zz * 5 + xx)  # 0..181, 0..122
+    a = da.from_array(a_store, chunks=(1, h, w), asarray=True)
+    b = da.from_array(b_store, chunks=(1, h, w), asarray=True)
+    viewer = make_napari_viewer()
+    first = viewer.add_image(a, name="MRI", contrast_limits=(0, 200))
+    # the second moved 2.5 planes up and 4 px right: plane z of the first is 2.5 below in it
+    second = viewer.add_image(b, name="PET", contrast_limits=(0, 100),
+                              affine=np.array([[1, 0, 0, 2.5], [0, 1, 0, 0], [0, 0, 1, 4],
+                                               [0, 0, 0, 1.0]]))  # fmt: skip
+    viewer.dims.set_current_step(0, 7)
+    a_store.planes.clear()
+    b_store.planes.clear()
+    view = CheckView(viewer)
+    layer = view.show(first, second, "overlay")
+    # only the plane shown (7) of the first and the two planes of the second around 4.5
+    assert a_store.planes == [7] and sorted(b_store.planes) == [4, 5]
+    assert layer.data.shape == (1, h, w, 3)
+    np.testing.assert_allclose(layer.data[0, ..., 0], (70 + yy[0]) / 200, atol=1e-6)
+    np.testing.assert_allclose(layer.data[0, :, 4:, 1], (4.5 * 5 + xx[0, :, :-4]) / 100,
+                               atol=1e-6)  # fmt: skip
+    assert np.all(layer.data[0, :, :4, 1] == 0)  # left of the moved second
+    np.testing.assert_allclose(layer.data_to_world((0, 3, 5)), first.data_to_world((7, 3, 5)))
+
+    # the Z slider moves: the view shows the new plane, reading only what it needs
+    a_store.planes.clear()
+    b_store.planes.clear()
+    viewer.dims.set_current_step(0, 12)
+    layer = viewer.layers["check view"]
+    np.testing.assert_allclose(layer.data[0, ..., 0], (120 + yy[0]) / 200, atol=1e-6)
+    np.testing.assert_allclose(layer.data[0, :, 4:, 1], (9.5 * 5 + xx[0, :, :-4]) / 100,
+                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(layer.data_to_world((0, 3, 5)), first.data_to_world((12, 3, 5)))
+    assert set(a_store.planes) == {12} and set(b_store.planes) == {9, 10}  # napari draws 10
+
+    # a plane the moved second does not reach: its half is 0, nothing of it is read
+    b_store.planes.clear()
+    viewer.dims.set_current_step(0, 0)
+    assert np.all(viewer.layers["check view"].data[0, ..., 1] == 0)
+    assert set(b_store.planes) <= {0, 1}  # what napari itself draws of the second
+
+    # off: no longer follows the slider; the inputs were never changed
+    step = viewer.dims.events.current_step
+    connected = len(step.callbacks)
+    view.show(first, second, None)
+    assert len(step.callbacks) == connected - 1 and "check view" not in viewer.layers
+    a_store.planes.clear()
+    viewer.dims.set_current_step(0, 3)
+    assert set(a_store.planes) <= {3}
+    np.testing.assert_array_equal(a_store.data, zz * 10 + yy)

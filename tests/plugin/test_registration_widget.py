@@ -224,7 +224,7 @@ def test_landmarks_recover_a_similarity_and_bad_points_are_refused(
     panel.fit.value = "affine"
     _click(qtbot, panel.register_button)
     status = widget.runner.status_line.full
-    assert "an affine fit needs at least 3 point pairs" in status
+    assert "a 2-D affine fit needs at least 3 point pairs" in status
     assert "'CT points' and 'MRI points' have 2" in status
 
     # three pairs, a similarity: the second layer lands on the first
@@ -261,8 +261,93 @@ def test_a_volume_registers_shows_its_check_view_and_fuses(qtbot, make_napari_vi
     np.testing.assert_allclose(second.affine.affine_matrix[:3, 3], -shift, atol=0.1)
     np.testing.assert_allclose(second.affine.affine_matrix[:3, :3], np.eye(3), atol=0.01)
     panel.check.value = "checkerboard"
-    assert viewer.layers[-1].name == "check view" and viewer.layers[-1].data.shape == (16, 32, 32)
+    check = viewer.layers[-1]
+    assert check.name == "check view" and check.data.shape == (1, 32, 32)  # the plane shown
+    np.testing.assert_allclose(
+        check.data_to_world((0, 0, 0)), (np.rint(viewer.dims.point[0]), 0, 0)
+    )
     _click(qtbot, widget.run_button)
     _wait(qtbot, widget)
     fused = widget.last_layers[0]
     assert fused.data.shape == (16, 32, 32) and fused.metadata["registration"]["kind"] == "rigid"
+
+
+def test_volume_landmarks_need_three_pairs_and_save_refuses_an_input_file(
+    qtbot, make_napari_viewer, tmp_path, monkeypatch
+):
+    import tifffile
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_gifnet.io.transform_file import load_transform
+    from napari_gifnet.plugin._qt.fusion_widget import FusionWidget
+
+    rng = np.random.default_rng(1)
+    volume = rng.random((8, 24, 24)).astype(np.float32)
+    folder = tmp_path / "data"  # napari keeps its settings in tmp_path
+    folder.mkdir()
+    source = folder / "mri.tif"
+    tifffile.imwrite(source, volume)
+    viewer = make_napari_viewer()
+    [first] = viewer.open(str(source), plugin="napari")
+    first.units = "mm"  # saved with the transform: its world coordinates are in mm
+    viewer.add_image(volume.copy(), name="CT", translate=(1.0, 2.0, -3.0), units="mm")
+    fixed = np.array([[2.0, 4.0, 5.0], [5.0, 18.0, 6.0], [3.0, 10.0, 19.0], [6.0, 5.0, 15.0]])
+    moving = fixed + [1.0, 2.0, -3.0]
+    viewer.add_points(fixed[:2], name="MRI points")
+    viewer.add_points(moving[:2], name="CT points")
+    widget = FusionWidget(viewer)
+    panel = widget.registration
+    widget.align.value = "landmarks"
+    panel.fit.value = "rigid"
+    assert first.source.path == str(source) and widget.second.value.name == "CT"
+
+    # two pairs are enough for a 2-D rigid fit, not for a 3-D one: refused before it runs
+    _click(qtbot, panel.register_button)
+    assert not widget.running and panel.registration is None
+    status = widget.runner.status_line.full
+    assert status.startswith("Cannot register: a 3-D rigid fit needs at least 3 point pairs")
+    viewer.layers["MRI points"].data = fixed[:3]
+    viewer.layers["CT points"].data = moving[:3]
+    _click(qtbot, panel.register_button)
+    _wait(qtbot, widget)
+    assert panel.registration is not None, widget.runner.status_line.full
+
+    # Save... refuses the input's own file and another existing file; adds .json
+    before = source.read_bytes()
+    notes = folder / "notes.txt"
+    notes.write_text("keep")
+    chosen = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (chosen[-1], ""))
+    for path, message in ((source, "is the source file of an open layer"),
+                          (notes, "is an existing file that is not a .json file")):  # fmt: skip
+        chosen.append(str(path))
+        _click(qtbot, panel.save_button)
+        status = widget.runner.status_line.full
+        assert status.startswith("Cannot save the transform: ") and message in status, status
+        assert str(path) in status
+    assert source.read_bytes() == before and notes.read_text() == "keep"
+    chosen.append(str(folder / "ct_onto_mri"))
+    _click(qtbot, panel.save_button)
+    saved = folder / "ct_onto_mri.json"
+    assert widget.runner.status_line.full == f"Transform saved: {saved}"
+    np.testing.assert_allclose(load_transform(saved)["matrix"], panel.registration.transform.matrix)
+    assert load_transform(saved)["unit"] == "millimeter"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "ct_onto_mri.json",
+        "mri.tif",
+        "notes.txt",
+    ]
+
+    # the check view follows the Z slider until the widget closes
+    from qtpy.QtCore import QEvent
+
+    step = viewer.dims.events.current_step
+    connected = len(step.callbacks)
+    panel.check.value = "checkerboard"
+    assert len(step.callbacks) == connected + 1
+    viewer.dims.set_current_step(0, 5)
+    check = viewer.layers["check view"]
+    np.testing.assert_allclose(check.data_to_world((0, 0, 0)), first.data_to_world((5, 0, 0)))
+    widget.native.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert len(step.callbacks) == connected

@@ -93,3 +93,14 @@ def test_degenerate_points_are_refused_naming_the_input() -> None:
     with pytest.raises(RegistrationError, match="gave scales"):
         register_landmarks(spread, spread * 3.0, "similarity")
     register_landmarks(line[:2], line[:2] + 1.0, "rigid")  # two points do for a 2-D rigid fit
+
+
+def test_landmarks_that_move_the_image_off_the_fixed_grid_are_refused() -> None:
+    fixed_image, moving_image, _true = case_2d("rigid")
+    fixed = np.array([[20.0, 20.0], [100.0, 30.0], [60.0, 110.0]])
+    with pytest.raises(RegistrationError, match=r"mri covers 0 % of ct .*refused"):
+        register_landmarks(fixed, fixed + [0.0, 900.0], "rigid", fixed=fixed_image,
+                           moving=moving_image, fixed_name="ct", moving_name="mri")  # fmt: skip
+    # without the images there is nothing to cover: the fit alone is returned
+    alone = register_landmarks(fixed, fixed + [0.0, 900.0], "rigid")
+    assert np.isnan(alone.report.overlap) and alone.moved is None

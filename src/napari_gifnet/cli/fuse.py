@@ -315,7 +315,8 @@ def _run_fuse(args: argparse.Namespace) -> int:
     if args.save_transform:
         from ..io.transform_file import save_transform
 
-        save_transform(args.save_transform, registration, fixed=names["a"], moving=names["b"])
+        save_transform(args.save_transform, registration, fixed=names["a"], moving=names["b"],
+                       unit=extra["registration"]["unit"])  # fmt: skip
         summary += f"; transform -> {args.save_transform}"
     if args.features:
         written = io.write_features(args.features, result.features, metadata,

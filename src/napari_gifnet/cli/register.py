@@ -29,10 +29,15 @@ APPLIED = "transform file"
 _EPILOG = """\
 spacing:
   each input's pixel spacing is read from its TIFF calibration (Y, X from the
-  resolution and unit, Z of a volume from ImageJ's spacing), or given with
-  --fixed-spacing / --moving-spacing (one number for every axis, or Y,X or
-  Z,Y,X in numpy order, in the unit of the other input's calibration);
-  uncalibrated inputs are registered in pixels
+  resolution and unit, Z of a volume from ImageJ's spacing: 1 unit, with a
+  warning, where none is stated), or given with --fixed-spacing /
+  --moving-spacing (one number for every axis, or Y,X or Z,Y,X in numpy
+  order, in the unit of the other input's calibration); uncalibrated inputs
+  are registered in pixels
+  --apply: a transform file records the unit of its coordinates and is
+  converted to the pair's; a transform in pixels on a calibrated pair, or in
+  a length unit on a pair without pixel sizes, needs both --fixed-spacing and
+  --moving-spacing, in the transform's unit
 landmarks:
   a CSV file per input, one point per row in the same order, in pixel
   coordinates of its image: napari's Points export (columns axis-0, axis-1[,
@@ -126,8 +131,15 @@ def _z_step(path: str, x_unit: str) -> float | None:
     return abs(float(spacing)) if isinstance(spacing, (int, float)) and spacing else None
 
 
-def _file_spacing(path: str | None, ndim: int) -> tuple[tuple[float, ...], str] | None:
-    """(spacing in numpy order, unit) from a TIFF's calibration, or None."""
+def _file_spacing(path: str | None, ndim: int, option: str) -> tuple[tuple[float, ...], str] | None:
+    """(spacing in numpy order, unit) from a TIFF's calibration, or None.
+
+    A calibrated volume that states no Z step is taken as 1 unit deep (as
+    ImageJ does: it omits a Z step of 1), with a warning naming ``option``,
+    which sets it.
+    """
+    import warnings
+
     from ..io.images import tiff_calibration
 
     calibration = tiff_calibration(path) if path else None
@@ -136,7 +148,13 @@ def _file_spacing(path: str | None, ndim: int) -> tuple[tuple[float, ...], str] 
     unit = calibration.units[1]
     spacing = tuple(float(s) for s in calibration.scale)
     if ndim == 3:
-        spacing = (_z_step(str(path), unit) or 1.0, *spacing)
+        z = _z_step(str(path), unit)
+        if z is None:
+            z = 1.0
+            yx = ",".join(f"{s:g}" for s in spacing)
+            warnings.warn(f"{path} states no Z step: taken as 1 {unit} (ImageJ's default); "
+                          f"give {option} Z,{yx} to set it", stacklevel=2)  # fmt: skip
+        spacing = (z, *spacing)
     return spacing, unit
 
 
@@ -173,7 +191,8 @@ def pair_spacing(
     units are converted to the first's unit; one calibrated input and one that
     is not is refused (``UsageError``: the second's spacing must be given).
     """
-    found = [_file_spacing(p, ndim) if g is None else None for p, g in zip(paths, given)]
+    found = [_file_spacing(p, ndim, o) if g is None else None
+             for p, g, o in zip(paths, given, options)]  # fmt: skip
     fixed, moving = (_full(g, ndim, o) for g, o in zip(given, options))
     units = [f[1] if f else None for f in found]
     unit = units[0] or units[1]
@@ -273,16 +292,82 @@ def json_output(path: str) -> Path:
     return check_output_file(path, "--save-transform")
 
 
+def _spacing_text(spacing: Any) -> str:
+    return ",".join(f"{float(s):g}" for s in spacing)
+
+
+def _in_pair_unit(args: argparse.Namespace, stored: dict[str, Any], transform: Any,
+                  spacing: tuple[tuple[float, ...], tuple[float, ...], str | None],
+                  ) -> tuple[Any, tuple[float, ...], tuple[float, ...], str | None]:  # fmt: skip
+    """The saved transform and the spacings it is applied with, in one unit, and that
+    unit (None: pixels).
+
+    The transform's world coordinates are in its stored ``unit`` (pixels where
+    none is stored); the pair's are in its calibration's unit, converted
+    (:func:`~napari_gifnet.io.imagej_tiff.length_ratio`). A transform in
+    pixels on a calibrated pair, or in a length unit on a pair without pixel
+    sizes, is refused unless both spacings are given (then in the transform's
+    unit); an uncalibrated pair without spacings takes the stored ones.
+    """
+    import numpy as np
+
+    from ..io.imagej_tiff import length_ratio
+
+    fs, ms, unit = spacing
+    saved = stored["unit"]
+    given = args.fixed_spacing is not None and args.moving_spacing is not None
+    pair = f"{args.fixed} and {args.moving}"
+    if saved is None and unit is None:
+        if args.fixed_spacing is None and args.moving_spacing is None:
+            # an uncalibrated pair: the spacings the transform was estimated with
+            fs = tuple(stored.get("fixed_spacing") or fs)
+            ms = tuple(stored.get("moving_spacing") or ms)
+        return transform, fs, ms, None
+    if saved is None:
+        was = ""
+        if stored.get("fixed_spacing") and stored.get("moving_spacing"):
+            was = (f" (it was saved with {_spacing_text(stored['fixed_spacing'])} and "
+                   f"{_spacing_text(stored['moving_spacing'])})")  # fmt: skip
+        raise UsageError(
+            f"{args.apply} is in pixels (saved from inputs without a pixel size) and {pair} "
+            f"are calibrated in {unit}: give --fixed-spacing and --moving-spacing in the "
+            f"transform's pixels{was}"
+        )
+    if unit is None:
+        if not given:
+            raise UsageError(
+                f"{args.apply} is in {saved} and {pair} have no pixel size: give "
+                f"--fixed-spacing and --moving-spacing in {saved}"
+            )
+        return transform, fs, ms, saved
+    ratio = length_ratio(saved, unit)
+    if ratio is None:
+        raise UsageError(
+            f"{args.apply} is in {saved} and {pair} are calibrated in {unit}, which cannot be "
+            f"converted: give --fixed-spacing and --moving-spacing in {saved}"
+        )
+    matrix = np.array(transform.matrix, dtype=np.float64)
+    matrix[:-1, -1] *= ratio  # a shift in the pair's unit; the linear part has no unit
+    return type(transform)(transform.kind, matrix), fs, ms, unit
+
+
 def _applied(args: argparse.Namespace, fixed: Any, moving: Any, ndim: int,
-             spacing: tuple[tuple[float, ...], tuple[float, ...], str | None]) -> Any:  # fmt: skip
-    """The Registration of ``--apply``: the saved transform, MOVING resampled with it."""
+             spacing: tuple[tuple[float, ...], tuple[float, ...], str | None],
+             ) -> tuple[Any, str | None]:  # fmt: skip
+    """The Registration of ``--apply`` (the saved transform, MOVING resampled with it)
+    and the unit of its world coordinates (None: pixels).
+
+    The transform is checked (:func:`~napari_gifnet.workflows.registration.check_transform`,
+    :func:`~napari_gifnet.workflows.registration.check_overlap`) before MOVING is resampled.
+    """
     from ..io.transform_file import load_transform
     from ..workflows.registration import (
         Registration,
         RegistrationReport,
         Transform,
         apply_registration,
-        overlap_fraction,
+        check_overlap,
+        check_transform,
     )
 
     stored = load_transform(args.apply)
@@ -290,17 +375,15 @@ def _applied(args: argparse.Namespace, fixed: Any, moving: Any, ndim: int,
     if transform.ndim != ndim:
         raise ValueError(f"{args.apply} holds a {transform.ndim}-D transform; {args.fixed} and "
                          f"{args.moving} are {ndim}-D")  # fmt: skip
-    fs, ms, unit = spacing
-    if unit is None and args.fixed_spacing is None and args.moving_spacing is None:
-        # an uncalibrated pair: the spacings the transform was estimated with
-        fs = tuple(stored.get("fixed_spacing") or fs)
-        ms = tuple(stored.get("moving_spacing") or ms)
+    transform, fs, ms, unit = _in_pair_unit(args, stored, transform, spacing)
+    names = (str(args.fixed), str(args.moving))
     shape = fixed.shape[:ndim]
+    check_transform(transform, names)
+    overlap = check_overlap(transform, shape, moving.shape[:ndim], fixed_spacing=fs,
+                            moving_spacing=ms, names=names)  # fmt: skip
     moved = apply_registration(transform, moving, shape, fixed_spacing=fs, moving_spacing=ms)
-    overlap = overlap_fraction(transform, shape, moving.shape[:ndim], fixed_spacing=fs,
-                               moving_spacing=ms)  # fmt: skip
     report = RegistrationReport(APPLIED, None, None, 0, True, f"applied {args.apply}", overlap)
-    return Registration(transform, moved, report, fs, ms)
+    return Registration(transform, moved, report, fs, ms), unit
 
 
 def _description(calibration: Any, ndim: int, fixed_spacing: tuple[float, ...],
@@ -351,7 +434,7 @@ def _run(args: argparse.Namespace) -> int:
                                 (args.fixed_spacing, args.moving_spacing))  # fmt: skip
     names = {"fixed_name": args.fixed, "moving_name": args.moving}
     if args.apply:
-        registration = _applied(args, fixed, moving, ndim, (fs, ms, unit))
+        registration, unit = _applied(args, fixed, moving, ndim, (fs, ms, unit))
     elif args.landmarks:
         from ..workflows.landmarks import register_landmarks
 

@@ -2,9 +2,12 @@
 
 The file holds ``format`` (:data:`FORMAT`), ``version`` (:data:`VERSION`),
 ``kind``, ``ndim``, ``matrix`` (homogeneous, numpy axis order, world units,
-fixed -> moving: see :mod:`napari_gifnet.workflows.registration`), and where
-known ``parameters``, ``fixed_spacing``, ``moving_spacing``, ``report`` and
-any extra entries given to :func:`save_transform`. It is written atomically.
+fixed -> moving: see :mod:`napari_gifnet.workflows.registration`), ``unit``
+(the length unit of those world coordinates and of the spacings, as the
+inputs' calibration names it, e.g. ``"micrometer"``; null for pixels), and
+where known ``parameters``, ``fixed_spacing``, ``moving_spacing``, ``report``
+and any extra entries given to :func:`save_transform`. A file without
+``unit`` (written before it was stored) is in pixels. It is written atomically.
 This module knows the file, not the registration: it takes any object with
 ``provenance()`` (a ``Registration``) or ``to_dict()`` (a ``Transform``), or
 a mapping with ``kind`` and ``matrix``, and :func:`load_transform` returns
@@ -23,7 +26,14 @@ import numpy as np
 
 from ..util.safe_files import PathLike, atomic_write_text
 
-__all__ = ["FORMAT", "TRANSFORM_KINDS", "VERSION", "load_transform", "save_transform"]
+__all__ = [
+    "FORMAT",
+    "PIXEL_UNITS",
+    "TRANSFORM_KINDS",
+    "VERSION",
+    "load_transform",
+    "save_transform",
+]
 
 #: The ``format`` entry of a transform file.
 FORMAT = "napari-gifnet-transform"
@@ -31,6 +41,8 @@ FORMAT = "napari-gifnet-transform"
 VERSION = 1
 #: The kinds a transform file may hold.
 TRANSFORM_KINDS = ("translation", "rigid", "similarity", "affine")
+#: ``unit`` spellings that mean pixels (stored as null).
+PIXEL_UNITS = ("", "pixel", "pixels", "px")
 
 
 def _entries(item: Any) -> dict[str, Any]:
@@ -57,7 +69,18 @@ def _json_able(value: Any) -> Any:
     return value
 
 
-def save_transform(path: PathLike, registration_or_transform: Any, **extra: Any) -> Path:
+def _unit(value: Any, what: str) -> str | None:
+    """A stored ``unit``: a length unit's name, or None for pixels."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: its unit {value!r} is not a unit name")
+    return None if value.strip().lower() in PIXEL_UNITS else value.strip()
+
+
+def save_transform(
+    path: PathLike, registration_or_transform: Any, *, unit: str | None = None, **extra: Any
+) -> Path:
     """Write a transform file (atomically); returns its path.
 
     Parameters
@@ -67,6 +90,11 @@ def save_transform(path: PathLike, registration_or_transform: Any, **extra: Any)
     registration_or_transform
         A ``Registration`` (the transform, its report and spacings), a
         ``Transform``, or a mapping with ``kind`` and ``matrix``.
+    unit
+        The length unit of the world coordinates (the spacings' unit), as
+        the inputs' calibration names it (``"micrometer"``); None: a mapping's
+        own ``unit`` where it has one, else pixels (inputs without a pixel
+        size).
     **extra
         More JSON-able entries (e.g. ``fixed="ct.tif"``).
 
@@ -78,8 +106,10 @@ def save_transform(path: PathLike, registration_or_transform: Any, **extra: Any)
         The file cannot be written (``path`` is left as it was).
     """
     data = _json_able({**_entries(registration_or_transform), **extra})
-    data = {"format": FORMAT, "version": VERSION, **data}
-    _check(data, f"cannot save the transform to {path}")
+    what = f"cannot save the transform to {path}"
+    data = {"format": FORMAT, "version": VERSION, **data,
+            "unit": _unit(data.get("unit") if unit is None else unit, what)}  # fmt: skip
+    _check(data, what)
     return atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
@@ -119,7 +149,7 @@ def _check(data: Any, what: str) -> dict[str, Any]:
             raise ValueError(f"{what}: {key} is not numbers") from None
         if spacing.shape != (ndim,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
             raise ValueError(f"{what}: {key} must be {ndim} positive numbers, not {value!r}")
-    return {**data, "ndim": ndim, "matrix": matrix}
+    return {**data, "ndim": ndim, "matrix": matrix, "unit": _unit(data.get("unit"), what)}
 
 
 def load_transform(path: PathLike) -> dict[str, Any]:
@@ -129,7 +159,9 @@ def load_transform(path: PathLike) -> dict[str, Any]:
     -------
     dict
         The file's entries, ``matrix`` as a float64 (ndim + 1)^2 array and
-        ``ndim`` set; ``fixed_spacing`` and ``moving_spacing`` where stored.
+        ``ndim`` set; ``unit`` a length unit's name or None (pixels, also
+        for a file that stores none); ``fixed_spacing`` and
+        ``moving_spacing`` where stored.
 
     Raises
     ------

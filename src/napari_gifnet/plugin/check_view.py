@@ -2,11 +2,15 @@
 
 Before fusing a pair that was registered (the second layer moved onto the
 first by its ``affine``), a user checks the fit by eye. :class:`CheckView`
-samples the second layer, as napari shows it now (all of its world
-transform), on the first layer's pixel grid, maps both to 0-1 by their
+works on the plane the viewer shows: all of a 2-D layer; the first layer's
+slice at the dims slider for a volume (or any layer of more than two axes),
+again at each move of the slider. It samples the second layer, as napari
+shows it now (all of its world transform), on that plane's pixels, reading
+only the region of the second that the plane falls in (a few planes of a
+volume; a lazy layer computes those chunks only), maps both to 0-1 by their
 contrast limits (what the user sees; colour layers by their luma) and puts
 one layer, :data:`CHECK_LAYER`, just above them (below any layer above them,
-such as landmarks) with the first's transforms:
+such as landmarks) with the first's transforms, at the plane's place:
 
 * ``"checkerboard"``: square tiles taken in turn from the first and the
   second (:func:`checkerboard`);
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..engine.colour import LUMA_WEIGHTS
+from .fusion_plan import _world_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -35,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CHECK_LAYER", "CHECK_MODES", "CheckView", "checkerboard", "compose", "is_check_layer",
-    "moved_onto_first", "overlay", "remove_check_view", "to_unit", "wipe",
+    "moved_onto_first", "overlay", "plane_index", "remove_check_view", "to_unit", "wipe",
 ]  # fmt: skip
 
 #: The check views: key -> label (``None`` is off).
@@ -73,47 +78,116 @@ def to_unit(data: Any, contrast_limits: tuple[float, float], rgb: bool = False) 
     return np.clip((image - lo) * scale, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def _world_matrix(layer: Any, ndim: int) -> np.ndarray:
-    """The layer's data-to-world transform (all of it) as an (ndim + 1) square matrix."""
-    origin = np.asarray(layer.data_to_world(np.zeros(ndim)), dtype=float)
-    m = np.eye(ndim + 1)
-    for i in range(ndim):
-        m[:ndim, i] = np.asarray(layer.data_to_world(np.eye(ndim)[i]), dtype=float) - origin
-    m[:ndim, ndim] = origin
-    return m
-
-
 def _spatial_shape(layer: Any) -> tuple[int, ...]:
-    data = layer.data[0] if layer.multiscale else layer.data
-    shape = tuple(int(s) for s in data.shape)
+    shape = tuple(int(s) for s in _data(layer).shape)
     return shape[:-1] if layer.rgb else shape
 
 
-def _unit_of(layer: Any) -> np.ndarray:
-    data = layer.data[0] if layer.multiscale else layer.data
-    return to_unit(data, tuple(layer.contrast_limits), bool(layer.rgb))
+def _data(layer: Any) -> Any:
+    """The layer's full-resolution data (numpy or lazy), never read here."""
+    return layer.data[0] if layer.multiscale else layer.data
 
 
-def moved_onto_first(first: Image, second: Image) -> tuple[np.ndarray, np.ndarray]:
-    """Both layers on the first's pixel grid, 0-1 by their contrast limits.
+def plane_index(layer: Any, point: Any) -> tuple[int, ...]:
+    """The leading data indices (all axes but the last two) of ``layer`` at world ``point``.
 
-    The second layer is sampled (linearly) where napari shows it now: its
-    whole world transform (scale, translate, rotate, shear, affine), so a
-    layer moved by a registration appears moved. Pixels of the first that
-    the second does not cover are 0.
+    Parameters
+    ----------
+    layer
+        An image layer.
+    point
+        A world position (e.g. ``viewer.dims.point``); its last axes are the layer's.
+
+    Returns
+    -------
+    tuple of int
+        One index per leading axis, rounded and clipped to the layer's shape
+        (empty for a 2-D layer).
+    """
+    shape = _spatial_shape(layer)
+    if len(shape) <= 2:
+        return ()
+    coords = np.asarray(layer.world_to_data(np.asarray(point, dtype=float)), dtype=float)
+    lead = np.nan_to_num(coords[: len(shape) - 2])
+    return tuple(int(np.clip(np.rint(c), 0, n - 1)) for c, n in zip(lead, shape[:-2]))
+
+
+#: Pixels resampled at a time (bounds the coordinate arrays of a large plane).
+_BLOCK = 1 << 18
+
+
+def _sample_plane(
+    second: Any, t: np.ndarray, index: tuple[int, ...], shape: tuple[int, int]
+) -> np.ndarray:
+    """The second layer, 0-1, at the first's plane ``index`` (``shape`` pixels); ``t`` maps
+    the first's data coordinates to the second's. Reads only the second's region that
+    the plane's pixels fall in (a few planes of a volume); 0 where it does not cover."""
+    from scipy import ndimage
+
+    from .resampling import TOL, _inside_nd
+
+    nd = t.shape[0] - 1
+    m, off = t[:nd, :nd], t[:nd, nd]
+    b_shape = _spatial_shape(second)
+    h, w = shape
+    out = np.zeros(h * w, dtype=np.float32)
+    corners = np.array([[*index, y, x] for y in (0, h - 1) for x in (0, w - 1)], dtype=float)
+    mapped = corners @ m.T + off  # an affine map: the plane's extremes are at its corners
+    extent = np.asarray(b_shape, dtype=float)
+    if np.any(mapped.max(0) < -0.5 - TOL) or np.any(mapped.min(0) > extent - 0.5 + TOL):
+        return out.reshape(h, w)  # the plane misses the second
+    lo = np.clip(np.floor(mapped.min(0)), 0, extent - 1).astype(int)
+    hi = np.clip(np.ceil(mapped.max(0)), 0, extent - 1).astype(int)
+    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
+    region = to_unit(_data(second)[box], tuple(second.contrast_limits), bool(second.rgb))
+    rows_per_block = max(1, _BLOCK // max(w, 1))
+    cols = np.arange(w, dtype=float)
+    for r0 in range(0, h, rows_per_block):
+        rows = np.arange(r0, min(h, r0 + rows_per_block), dtype=float)
+        points = np.empty((rows.size * w, nd))
+        points[:, : nd - 2] = index
+        points[:, nd - 2] = np.repeat(rows, w)
+        points[:, nd - 1] = np.tile(cols, rows.size)
+        inside = _inside_nd(m, off, points, b_shape)
+        if inside.any():
+            coords = (points[inside] @ m.T + off - lo).T
+            block = out[r0 * w : (r0 + rows.size) * w]
+            block[inside] = ndimage.map_coordinates(region, coords, order=1, mode="nearest")
+    return out.reshape(h, w)
+
+
+def moved_onto_first(
+    first: Image, second: Image, index: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One plane of the first layer and the second there, 0-1 by their contrast limits.
+
+    The plane is the first layer's last two axes at ``index`` (its leading
+    data indices: the slice of a (Z, Y, X) volume; all of a 2-D layer). The
+    second layer is sampled (linearly) where napari shows it now: its whole
+    world transform (scale, translate, rotate, shear, affine), so a layer
+    moved by a registration appears moved. Pixels of the plane that the
+    second does not cover are 0. Only that plane of the first and the region
+    of the second it falls in are read, so a lazy (Dask) layer computes a
+    few chunks, never the whole array.
+
+    Parameters
+    ----------
+    first, second
+        The image layers.
+    index
+        The plane's leading data indices (default: 0 on each leading axis);
+        see :func:`plane_index`.
 
     Returns
     -------
     first, second : np.ndarray
-        float32 arrays of the first layer's (spatial) shape.
+        float32 (H, W) arrays, the first layer's last two (spatial) sides.
 
     Raises
     ------
     ValueError
         The layers have different numbers of (spatial) dimensions.
     """
-    from scipy import ndimage
-
     a_shape, b_shape = _spatial_shape(first), _spatial_shape(second)
     if len(a_shape) != len(b_shape):
         raise ValueError(
@@ -121,16 +195,15 @@ def moved_onto_first(first: Image, second: Image) -> tuple[np.ndarray, np.ndarra
             "different numbers of dimensions: no check view"
         )
     nd = len(a_shape)
-    a = _unit_of(first)
-    b = _unit_of(second)
+    lead = tuple(int(i) for i in index) if index is not None else (0,) * (nd - 2)
+    if len(lead) != nd - 2:
+        raise ValueError(f"a plane of {first.name!r} needs {nd - 2} indices, not {len(lead)}")
+    a = to_unit(_data(first)[lead], tuple(first.contrast_limits), bool(first.rgb))
     # the first's data coordinates -> the second's
     t = np.linalg.inv(_world_matrix(second, nd)) @ _world_matrix(first, nd)
     if np.allclose(t, np.eye(nd + 1), atol=1e-9) and a_shape == b_shape:
-        return a, b
-    moved = ndimage.affine_transform(
-        b, t[:nd, :nd], t[:nd, nd], output_shape=a_shape, order=1, mode="constant", cval=0.0
-    )
-    return a, moved.astype(np.float32, copy=False)
+        return a, to_unit(_data(second)[lead], tuple(second.contrast_limits), bool(second.rgb))
+    return a, _sample_plane(second, t, lead, a_shape[-2:])  # type: ignore[arg-type]
 
 
 def checkerboard(a: np.ndarray, b: np.ndarray, tile: int | None = None) -> np.ndarray:
@@ -181,6 +254,16 @@ def _first_transforms(layer: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _plane_origin(layer: Any, index: tuple[int, ...]) -> tuple[float, ...]:
+    """The ``translate`` that puts a one-plane layer, with ``layer``'s other transforms,
+    on ``layer``'s plane ``index`` (its leading data indices)."""
+    from napari.utils.transforms import Affine
+
+    physical = Affine(scale=layer.scale, translate=layer.translate, rotate=layer.rotate,
+                      shear=layer.shear)  # fmt: skip
+    return tuple(float(v) for v in physical([*index, 0, 0]))
+
+
 def remove_check_view(viewer: napari.Viewer) -> None:
     """Remove the check view layer(s) from ``viewer``, if any."""
     for layer in [ly for ly in viewer.layers if is_check_layer(ly)]:
@@ -225,7 +308,9 @@ class CheckView:
         self._pair: tuple[Any, Any] | None = None
         self._images: tuple[np.ndarray, np.ndarray] | None = None
         self._key: tuple[Any, ...] | None = None
+        self._index: tuple[int, ...] = ()
         self._putting = False
+        self._following = False  # connected to the viewer's dims
 
     @property
     def lost(self) -> bool:
@@ -235,21 +320,27 @@ class CheckView:
     def show(self, first: Image, second: Image, mode: str | None) -> Image | None:
         """Show the check view ``mode`` of ``first`` and ``second`` as moved (None: remove it).
 
-        The second layer is sampled again when a layer, its data, its
-        transform or its contrast limits changed since the last call.
-        Returns the check view layer (None when off).
+        The view is of the plane the viewer shows: for a volume (or any layer
+        of more than two axes), the first layer's slice at the viewer's
+        current step (:func:`plane_index`) and the second there; it follows
+        the dims slider until the view is removed or :meth:`close` is called.
+        The plane is sampled again when it, a layer, its data, its transform
+        or its contrast limits changed since the last call. Returns the check
+        view layer (None when off).
         """
         if mode is None or mode == "off":
             self.remove()
             return None
         if mode not in CHECK_MODES:
             raise ValueError(f"check view must be one of {', '.join(CHECK_MODES)}, not {mode!r}")
-        key = self._state(first, second)
+        index = plane_index(first, self.viewer.dims.point)
+        key = (*self._state(first, second), index)
         if self._images is None or key != self._key:
-            self._images = moved_onto_first(first, second)
-            self._key = key
+            self._images = moved_onto_first(first, second, index)
+            self._key, self._index = key, index
         self._pair = (first, second)
         self.mode = mode
+        self._follow(True)
         return self._put()
 
     def refresh(self) -> Image | None:
@@ -268,11 +359,38 @@ class CheckView:
     def remove(self) -> None:
         """Remove the check view layer; the inputs are left as they are."""
         layer, self.layer = self.layer, None
-        self.mode, self._pair, self._images, self._key = None, None, None, None
+        self.close()
         if layer is not None and layer in self.viewer.layers:
             self.viewer.layers.remove(layer)
 
+    def close(self) -> None:
+        """Stop following the viewer (its dims slider) and forget the layers; a check view
+        layer on show stays as it is."""
+        self._follow(False)
+        self.mode, self._pair, self._images, self._key = None, None, None, None
+
     # ------------------------------------------------------------- internals
+    def _follow(self, on: bool) -> None:
+        """Connect to (or disconnect from) the viewer's current dims step."""
+        if on == self._following:
+            return
+        event = self.viewer.dims.events.current_step
+        if on:
+            event.connect(self._stepped)
+        else:
+            event.disconnect(self._stepped)
+        self._following = on
+
+    def _stepped(self, _event: Any = None) -> None:
+        """The dims slider moved: show the plane now shown, if it is another one."""
+        if self._pair is None or self.mode is None or self._putting:
+            return
+        first, second = self._pair
+        if first not in self.viewer.layers or second not in self.viewer.layers:
+            return
+        if plane_index(first, self.viewer.dims.point) != self._index:
+            self.show(first, second, self.mode)
+
     @staticmethod
     def _state(first: Any, second: Any) -> tuple[Any, ...]:
         def of(layer: Any) -> tuple[Any, ...]:
@@ -297,7 +415,11 @@ class CheckView:
             "gifnet_layer": CHECK_TAG, "check_view": self.mode, "first": first.name,
             "second": second.name, "position": self.position,
         }  # fmt: skip
-        kwargs = {**look, **_first_transforms(first), "contrast_limits": (0.0, 1.0)}
+        transforms = _first_transforms(first)
+        if self._index:  # one plane of the first: (1, ..., 1, H, W) placed where it is
+            image = image.reshape((1,) * len(self._index) + image.shape)
+            transforms["translate"] = _plane_origin(first, self._index)
+        kwargs = {**look, **transforms, "contrast_limits": (0.0, 1.0)}
         if self.layer is not None and self.layer not in self.viewer.layers:
             self.layer = None  # the user removed it: put a new one
         name = self.layer.name if self.layer is not None else CHECK_LAYER

@@ -33,9 +33,9 @@ from .registration import (
     RegistrationReport,
     Transform,
     apply_registration,
+    check_overlap,
     check_spacing,
     check_transform,
-    overlap_fraction,
     spatial_ndim,
 )
 
@@ -138,8 +138,10 @@ def register_landmarks(
         Naming the input(s): points that are not (N, 2|3) finite numbers,
         different counts or dimensions, too few pairs, coincident points,
         collinear points for an affine fit (or for any fit in 3-D), points
-        whose dimension differs from the images', or a fit that collapses
-        (:func:`~.registration.check_transform`).
+        whose dimension differs from the images', a fit that collapses
+        (:func:`~.registration.check_transform`), or (with both images) a
+        moved image covering under :data:`~.registration.MIN_OVERLAP` of the
+        fixed grid (:func:`~.registration.check_overlap`).
     """
     if transform not in TRANSFORMS:
         raise RegistrationError(
@@ -182,8 +184,8 @@ def register_landmarks(
     overlap, moved = float("nan"), None
     if fixed is not None and moving is not None:
         fixed_shape = np.shape(fixed)[:n]
-        overlap = overlap_fraction(result, fixed_shape, np.shape(moving)[:n],
-                                   fixed_spacing=fs, moving_spacing=ms)  # fmt: skip
+        overlap = check_overlap(result, fixed_shape, np.shape(moving)[:n], fixed_spacing=fs,
+                                moving_spacing=ms, names=names)  # fmt: skip
         if resample:
             moved = apply_registration(result, moving, fixed_shape, fixed_spacing=fs,
                                        moving_spacing=ms)  # fmt: skip

@@ -36,6 +36,10 @@ How :func:`register` works
    (the coarsest level keeps at least :data:`MIN_LEVEL_SIZE` px a side). A
    rigid transform is estimated first; a similarity or affine transform
    then starts where it ended (fewer parameters first: steadier on volumes).
+   Each level runs on its own, its first step a physical shift of half its
+   pixel (1 to 2 px of the finest level; the learning rate estimated from
+   it): an exact start stays where it is. The better of the start and the
+   end (by the metric) is kept.
 4. Refusals (:class:`RegistrationError`, naming the inputs): see
    :func:`register`.
 
@@ -62,6 +66,7 @@ __all__ = [
     "MAX_SHEAR",
     "MIN_OVERLAP",
     "MIN_SCALE",
+    "MIN_SIDE",
     "SEED",
     "TRANSFORMS",
     "Registration",
@@ -69,6 +74,7 @@ __all__ = [
     "RegistrationReport",
     "Transform",
     "apply_registration",
+    "check_overlap",
     "check_spacing",
     "check_transform",
     "overlap_fraction",
@@ -89,11 +95,18 @@ MAX_SHEAR = 0.5
 MIN_OVERLAP = 0.10
 #: The seed of the metric's random sample of pixels.
 SEED = 20251
+#: Images with a spatial side under this many px are refused.
+MIN_SIDE = 4
 #: The coarsest level of the multi-resolution pyramid keeps at least this many px a side.
 MIN_LEVEL_SIZE = 16
+_RANGE_SAMPLES = 1 << 20  # the robust range of an image comes from at most this many values
+_PHASE_VOXELS = 1 << 18  # the 3-D phase-correlation start runs on at most about this many
+_EXACT = 1 << 53  # float64 holds every integer up to this
+_SPLINE_MARGIN = 12  # extra planes a spline prefilter (order > 1) of a slab sees on each side
 _BINS = 32  # histogram bins of the Mattes mutual information
 _SAMPLES = 40_000  # about this many pixels sample the metric at each level
 _ITERATIONS = 300  # most iterations per level
+_FIRST_STEP = 2.0  # the first step of a level: at most this many px of the finest level
 _CHANCE = 2.0  # the final mutual information must exceed this many times its chance level
 
 
@@ -388,24 +401,36 @@ def spatial_ndim(image: Any, name: str, colour: bool = True) -> int:
 
 def _intensity(image: Any, name: str) -> np.ndarray:
     """The float32 intensity that is registered: luma for colour, rescaled to the robust
-    range 0..1; refuses non-finite values and constant images."""
+    range 0..1; refuses non-finite values and constant images.
+
+    Memory: the float32 result and, per slab of planes, the finiteness check; the
+    percentiles come from at most :data:`_RANGE_SAMPLES` evenly spaced values.
+    """
     arr = np.asarray(image)
     if arr.dtype.kind == "f":
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        step = max(1, (1 << 22) // max(1, arr[0].size))  # about 4 M values per slab
+        bad = sum(int(part.size - np.count_nonzero(np.isfinite(part)))
+                  for part in (arr[i : i + step] for i in range(0, len(arr), step)))  # fmt: skip
         if bad:
             raise RegistrationError(
                 f"{name} (shape {arr.shape}) contains {bad} non-finite value(s) (NaN or inf)"
             )
     if _is_colour(arr):
-        x = arr[..., :3].astype(np.float64) @ np.asarray(LUMA_WEIGHTS)
+        x = arr[..., 0].astype(np.float32) * np.float32(LUMA_WEIGHTS[0])
+        for c in (1, 2):
+            x += arr[..., c].astype(np.float32) * np.float32(LUMA_WEIGHTS[c])
     else:
-        x = arr.astype(np.float64)
-    lo, hi = np.percentile(x, PERCENTILES)
+        x = arr.astype(np.float32)  # a copy: rescaled in place below
+    flat = x.reshape(-1)
+    sample = flat[:: max(1, -(-flat.size // _RANGE_SAMPLES))]
+    lo, hi = (float(v) for v in np.percentile(sample, PERCENTILES))
     if not hi > lo:
         lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
         raise RegistrationError(f"{name} is constant (every value {lo:g}): nothing to register on")
-    return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    x -= np.float32(lo)
+    x *= np.float32(1.0 / (hi - lo))
+    return np.clip(x, 0.0, 1.0, out=x)
 
 
 # -- geometry -------------------------------------------------------------------------
@@ -443,6 +468,49 @@ def overlap_fraction(
     hi = np.asarray(moving_shape[:n], np.float64) - 1.0
     inside = np.all((q >= -0.5) & (q <= hi + 0.5), axis=1)
     return float(np.mean(inside))
+
+
+def check_overlap(
+    transform: Transform,
+    fixed_shape: Sequence[int],
+    moving_shape: Sequence[int],
+    *,
+    fixed_spacing: Sequence[float] | None = None,
+    moving_spacing: Sequence[float] | None = None,
+    names: tuple[str, str] = ("first", "second"),
+) -> float:
+    """The overlap (:func:`overlap_fraction`), refused under :data:`MIN_OVERLAP`.
+
+    Parameters
+    ----------
+    transform
+        Fixed world -> moving world.
+    fixed_shape, moving_shape
+        The spatial shapes (no colour axis).
+    fixed_spacing, moving_spacing
+        Per axis, numpy order (default 1).
+    names
+        What the message calls the fixed and the moving input.
+
+    Returns
+    -------
+    float
+        The fraction of the fixed grid covered by the moved image (0..1).
+
+    Raises
+    ------
+    RegistrationError
+        When the moved image covers under :data:`MIN_OVERLAP` of the fixed
+        grid, naming both inputs.
+    """
+    overlap = overlap_fraction(transform, fixed_shape, moving_shape,
+                               fixed_spacing=fixed_spacing, moving_spacing=moving_spacing)  # fmt: skip
+    if overlap < MIN_OVERLAP:
+        raise RegistrationError(
+            f"moved by this transform, {names[1]} covers {100 * overlap:.0f} % of {names[0]} "
+            f"(under {100 * MIN_OVERLAP:.0f} %): refused"
+        )
+    return overlap
 
 
 def check_transform(transform: Transform, names: tuple[str, str] = ("first", "second")) -> None:
@@ -501,8 +569,15 @@ def apply_registration(
     numpy.ndarray
         The fixed grid's shape (plus the colour axis), ``moving``'s dtype and
         range (integers rounded); outside the moving image its minimum. A
-        volume is resampled one output plane at a time (memory: the output,
-        a float64 copy of the moving volume and one float64 plane).
+        volume is resampled one output plane at a time from the slab of moving
+        planes that plane samples (memory: the output, one float64 slab and
+        one float64 plane; never a copy of the whole moving volume).
+
+    Raises
+    ------
+    RegistrationError
+        A transform of another dimension than the image, or 64-bit integers
+        beyond 2**53 (float64 arithmetic would change them).
     """
     arr = np.asarray(moving)
     n = transform.ndim
@@ -511,7 +586,15 @@ def apply_registration(
     fs, ms = check_spacing(fixed_spacing, n, "first"), check_spacing(moving_spacing, n, "second")
     shape = tuple(int(s) for s in fixed_shape[:n])
     a, off = _index_affine(transform.matrix, fs, ms)
-    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    lo, hi = (arr.min(), arr.max()) if arr.size else (arr.dtype.type(0), arr.dtype.type(0))
+    largest = max(abs(int(lo)), abs(int(hi))) if arr.dtype.kind in "iu" else 0
+    if arr.dtype.itemsize == 8 and largest > _EXACT:
+        raise RegistrationError(
+            f"the moving image ({arr.dtype}) holds values up to {largest}, beyond 2**53: "
+            "resampling in float64 would change them; convert it to float64 (accepting the "
+            "rounding) or scale it down first"
+        )
+    lo, hi = float(lo), float(hi)
     colour = _is_colour(arr) and n == 2
     channels = np.moveaxis(arr, -1, 0) if colour else arr[None]
     out = np.empty((len(channels), *shape), dtype=arr.dtype)
@@ -522,18 +605,33 @@ def apply_registration(
         else:
             into[...] = cast_to_dtype(values, arr.dtype)
 
-    for c, channel in enumerate(channels):
-        data = np.asarray(channel, np.float64)
+    def _resample(data: np.ndarray, offset: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+        data = np.asarray(data, np.float64)
         if order > 1:
             data = ndimage.spline_filter(data, order=order)
-        planes = [None] if n == 2 else range(shape[0])  # volumes: one output plane at a time
-        for z in planes:
-            values = ndimage.affine_transform(
-                data, a, offset=off if z is None else off + a[:, 0] * z,
-                output_shape=shape if z is None else (1, *shape[1:]), output=np.float64,
-                order=order, mode="constant", cval=lo, prefilter=False,
-            )  # fmt: skip
-            _store(values, out[c] if z is None else out[c, z : z + 1])
+        return ndimage.affine_transform(
+            data, a, offset=offset, output_shape=out_shape, output=np.float64, order=order,
+            mode="constant", cval=lo, prefilter=False,
+        )  # fmt: skip
+
+    for c, channel in enumerate(channels):
+        if n == 2:
+            _store(_resample(channel, off, shape), out[c])
+            continue
+        depth = len(channel)
+        corners = np.array([[0, y, x] for y in (0, shape[1] - 1) for x in (0, shape[2] - 1)], float)
+        for z in range(shape[0]):  # one output plane at a time, from the planes it samples
+            plane_off = off + a[:, 0] * z
+            reach = corners @ a[0] + plane_off[0]
+            margin = order + (_SPLINE_MARGIN if order > 1 else 0)
+            start = int(np.clip(np.floor(reach.min()) - margin, 0, depth - 1))
+            stop = int(np.clip(np.ceil(reach.max()) + margin + 1, start + 1, depth))
+            if reach.max() < -1 or reach.min() > depth:  # the plane misses the volume
+                _store(np.full((1, *shape[1:]), lo), out[c, z : z + 1])
+                continue
+            shifted = plane_off - np.array([start, 0.0, 0.0])
+            values = _resample(channel[start:stop], shifted, (1, *shape[1:]))
+            _store(values, out[c, z : z + 1])
     return np.moveaxis(out, 0, -1) if colour else out[0]
 
 
@@ -596,47 +694,79 @@ def _method(n_pixels: int, *, levels: tuple[list[int], list[float]] | None = Non
     return r
 
 
-def _metric(fixed: Any, moving: Any, tx: Any, n_pixels: int) -> float:
+def _metric(fixed: Any, moving: Any, tx: Any, n_pixels: int, names: tuple[str, str]) -> float:
+    """The Mattes mutual information (ITK's sign) of ``moving`` through ``tx`` on ``fixed``;
+    SimpleITK's errors become a RegistrationError naming the inputs."""
     r = _method(n_pixels)
     r.SetInitialTransform(tx, inPlace=False)
-    return float(r.MetricEvaluate(fixed, moving))
+    try:
+        return float(r.MetricEvaluate(fixed, moving))
+    except RuntimeError as exc:  # e.g. too few samples inside both images
+        raise RegistrationError(
+            f"measuring how {names[1]} matches {names[0]} failed: "
+            f"{str(exc).strip().splitlines()[-1]}"
+        ) from None
 
 
 def _optimise(
     fixed: Any, moving: Any, tx: Any, shape: tuple[int, ...], step: float,
-    tick: Callable[[], bool], names: tuple[str, str],
+    tick: Callable[[], bool], names: tuple[str, str], finest: int | None = None,
 ) -> str:  # fmt: skip
     """Optimise ``tx`` in place (multi-resolution, regular step gradient descent of Mattes
-    mutual information); returns the optimiser's stop condition. ``tick`` is called after
-    each iteration; when it returns False the registration stops (an exception raised in
-    SimpleITK's callback would go to ``sys.excepthook``, napari's error dialog)."""
+    mutual information); returns the optimiser's stop condition at the finest level.
+
+    The levels run one at a time, each with its own first step, measured as the largest
+    shift of a pixel it causes (the learning rate estimated from it): half a pixel of
+    that level, between 1 and :data:`_FIRST_STEP` pixels of the finest. The optimiser's
+    first move has this length whatever the gradient (it only shrinks where the
+    gradient turns): a fixed learning rate in parameter units throws an exact start off
+    (2 units of an affine matrix entry are a shift of hundreds of pixels), and a step of
+    the coarse levels' size at the finest level, where the unsmoothed metric is rugged,
+    leaves it with no way back. ``finest``: run only that many of the finest levels.
+    ``tick`` is called after each iteration; when it returns False the registration stops (an exception raised in SimpleITK's callback would go
+    to ``sys.excepthook``, napari's error dialog).
+    """
     import SimpleITK as sitk
 
-    r = _method(int(np.prod(shape)), levels=_pyramid(shape))
-    step = 2.0 * step
-    r.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=step, minStep=1e-4 * step, numberOfIterations=_ITERATIONS,
-        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8,
-    )  # fmt: skip
-    r.SetOptimizerScalesFromPhysicalShift()
-    r.SetInitialTransform(tx, inPlace=True)
-    def on_iteration() -> None:
-        if not tick():
-            r.StopRegistration()
+    n_pixels = int(np.prod(shape))
+    stop = ""
+    levels = list(zip(*_pyramid(shape)))
+    for factor, sigma in levels[-finest:] if finest else levels:
+        r = _method(n_pixels // factor ** len(shape), levels=([factor], [sigma]))
+        first = step * float(np.clip(factor / 2.0, 1.0, _FIRST_STEP))
+        r.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=first, minStep=1e-4 * step, numberOfIterations=_ITERATIONS,
+            relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8,
+            estimateLearningRate=r.Once, maximumStepSizeInPhysicalUnits=first,
+        )  # fmt: skip
+        r.SetOptimizerScalesFromPhysicalShift()
+        r.SetInitialTransform(tx, inPlace=True)
+        stopped = False
 
-    r.AddCommand(sitk.sitkIterationEvent, on_iteration)
-    try:
-        r.Execute(fixed, moving)
-    except RuntimeError as exc:  # e.g. every sample mapped outside the moving image
-        raise RegistrationError(
-            f"registering {names[1]} onto {names[0]} failed: {str(exc).strip().splitlines()[-1]}"
-        ) from None
-    return str(r.GetOptimizerStopConditionDescription())
+        def on_iteration(r: Any = r) -> None:
+            nonlocal stopped
+            if not tick():
+                stopped = True
+                r.StopRegistration()
+
+        r.AddCommand(sitk.sitkIterationEvent, on_iteration)
+        try:
+            r.Execute(fixed, moving)
+        except RuntimeError as exc:  # e.g. every sample mapped outside the moving image
+            raise RegistrationError(
+                f"registering {names[1]} onto {names[0]} failed: "
+                f"{str(exc).strip().splitlines()[-1]}"
+            ) from None
+        stop = str(r.GetOptimizerStopConditionDescription())
+        if stopped:
+            break
+    return stop
 
 
 def _phase_start(fx: np.ndarray, mv: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray | None:
     """The world translation (fixed -> moving) measured by phase correlation, for images on
-    one grid; None otherwise."""
+    one grid; None otherwise. Volumes are measured on block means of at most about
+    :data:`_PHASE_VOXELS` voxels (a start: the optimiser refines it)."""
     if fx.shape != mv.shape:
         return None
     if fx.ndim == 2:
@@ -646,11 +776,23 @@ def _phase_start(fx: np.ndarray, mv: np.ndarray, spacing: tuple[float, ...]) -> 
     else:
         from skimage.registration import phase_cross_correlation
 
-        a = ndimage.gaussian_filter(fx.astype(np.float64), 1.0)
-        b = ndimage.gaussian_filter(mv.astype(np.float64), 1.0)
-        shift = phase_cross_correlation(a - a.mean(), b - b.mean(), upsample_factor=10,
-                                        normalization=None)[0]  # fmt: skip
+        k = max(1, int(np.ceil((fx.size / _PHASE_VOXELS) ** (1.0 / 3.0))))
+        a = ndimage.gaussian_filter(_block_mean(fx, k), 1.0)
+        b = ndimage.gaussian_filter(_block_mean(mv, k), 1.0)
+        shift = k * phase_cross_correlation(a - a.mean(), b - b.mean(), upsample_factor=10,
+                                            normalization=None)[0]  # fmt: skip
     return -np.asarray(shift, np.float64) * np.asarray(spacing)
+
+
+def _block_mean(x: np.ndarray, k: int) -> np.ndarray:
+    """``x`` reduced by the mean of k^ndim blocks (a trailing part of under k dropped), as
+    float32 whose sample i is centred on index ``k * i + (k - 1) / 2``; ``x`` itself
+    (float32) for k = 1."""
+    if k == 1:
+        return np.asarray(x, np.float32)
+    cut = x[tuple(slice(0, (s // k) * k) for s in x.shape)]
+    blocks = cut.reshape([v for s in cut.shape for v in (s // k, k)])
+    return blocks.mean(axis=tuple(range(1, 2 * x.ndim, 2)), dtype=np.float64).astype(np.float32)
 
 
 def register(
@@ -704,10 +846,16 @@ def register(
         colour or 3-D, or a 2-D image with a volume; a bad spacing; NaN or
         infinite values; a constant image; no overlap at the start or under
         :data:`MIN_OVERLAP` at the end; a transform that collapses
-        (:func:`check_transform`); a metric worse at the end than at the
-        start, or under twice its chance level (the metric of the fixed image
-        and the moving image's pixels shuffled, at the final transform): the
-        images share no structure.
+        (:func:`check_transform`); a metric under twice its chance level (the
+        metric of the fixed image and the moving image's pixels shuffled, at
+        the kept transform): the images share no structure.
+
+    Notes
+    -----
+    Where the optimiser ends with a worse metric than its start (an exact
+    start: the metric of the end is a hair lower from interpolation), the
+    start is kept: ``report.metric_after`` is the kept transform's metric and
+    ``report.stop_reason`` says so.
     """
     import SimpleITK as sitk
 
@@ -730,21 +878,28 @@ def register(
         f_img, m_img = _sitk_image(fx, fs), _sitk_image(mv, ms)
         start, before = _best_start(f_img, m_img, fx, mv, fs, ms, initialise, names)
         counter = _Iterations(progress)
+        kept = sitk.Transform(start)  # a copy: the optimiser moves ``start`` in place
         final, stop = _optimise_stages(f_img, m_img, start, transform, fx.shape,
                                        min(*fs, *ms), counter, names)  # fmt: skip
-        after = _metric(f_img, m_img, final, fx.size)
+        after = _metric(f_img, m_img, final, fx.size, names)
+        if after <= before:  # ITK's sign: lower is better
+            kept = final
+        else:  # an exact start ends a hair worse (interpolation): the start is kept
+            stop = f"{stop}; the start kept (its metric is better)"
         # the chance level: the same measure with the moving pixels shuffled (no structure)
         shuffled = np.random.default_rng(SEED).permutation(mv.ravel()).reshape(mv.shape)
-        chance = _metric(f_img, _sitk_image(shuffled, ms), final, fx.size)
+        chance = _metric(f_img, _sitk_image(shuffled, ms), kept, fx.size, names)
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
-    result = Transform(transform, _numpy_matrix(final, n))
+    result = Transform(transform, _numpy_matrix(kept, n))
     check_transform(result, names)
-    overlap = overlap_fraction(result, fx.shape, mv.shape, fixed_spacing=fs, moving_spacing=ms)
-    _refuse_a_poor_fit(overlap, before, after, chance, names)
+    overlap = check_overlap(result, fx.shape, mv.shape, fixed_spacing=fs, moving_spacing=ms,
+                            names=names)  # fmt: skip
+    _refuse_chance(min(before, after), chance, names)
     report = RegistrationReport(
-        method="mattes", metric_before=before, metric_after=after, iterations=counter.done,
+        method="mattes", metric_before=before, metric_after=min(before, after),
+        iterations=counter.done,
         converged="Maximum number of iterations" not in stop, stop_reason=stop, overlap=overlap,
     )  # fmt: skip
     moved = (apply_registration(result, moving_arr, fx.shape, fixed_spacing=fs,
@@ -753,13 +908,20 @@ def register(
 
 
 def _common_ndim(fixed: np.ndarray, moving: np.ndarray, names: tuple[str, str]) -> int:
-    """The spatial dimensionality both images share (2 or 3), or a refusal naming them."""
+    """The spatial dimensionality both images share (2 or 3), or a refusal naming them
+    (also for a spatial side under :data:`MIN_SIDE`)."""
     n_fixed, n_moving = spatial_ndim(fixed, names[0]), spatial_ndim(moving, names[1])
     if n_fixed != n_moving:
         raise RegistrationError(
             f"cannot register {names[1]} ({n_moving}-D, shape {moving.shape}) onto "
             f"{names[0]} ({n_fixed}-D, shape {fixed.shape}): both must be 2-D or both 3-D"
         )
+    for arr, name in zip((fixed, moving), names):
+        if min(arr.shape[:n_fixed]) < MIN_SIDE:
+            raise RegistrationError(
+                f"{name} has shape {arr.shape}: registration needs at least {MIN_SIDE} px "
+                "along each spatial axis"
+            )
     return n_fixed
 
 
@@ -782,7 +944,7 @@ def _best_start(
         phased.SetFixedParameters(centred.GetFixedParameters())  # the same centre
         phased.SetTranslation([float(v) for v in shift[::-1]])
         starts.append(phased)
-    before, best = min((_metric(f_img, m_img, t, fx.size), i) for i, t in enumerate(starts))
+    before, best = min((_metric(f_img, m_img, t, fx.size, names), i) for i, t in enumerate(starts))
     start = Transform("rigid", _numpy_matrix(starts[best], n))
     if overlap_fraction(start, fx.shape, mv.shape, fixed_spacing=fs, moving_spacing=ms) == 0:
         raise RegistrationError(f"{names[1]} and {names[0]} do not overlap")
@@ -820,7 +982,8 @@ def _optimise_stages(
     counter: _Iterations, names: tuple[str, str],
 ) -> tuple[Any, str]:  # fmt: skip
     """Optimise the rigid ``start``, then (similarity, affine) the asked transform from where
-    the rigid stage ended; the final SimpleITK transform and the stop condition."""
+    the rigid stage ended, on the two finest levels only (the coarse ones would first move
+    it off the rigid optimum); the final SimpleITK transform and the stop condition."""
     stages = [start] if transform == "rigid" else [start, _new_transform(transform, len(shape))]
     stop = ""
     for previous, stage in zip([None, *stages], stages):
@@ -828,24 +991,18 @@ def _optimise_stages(
             stage.SetCenter(previous.GetCenter())
             stage.SetMatrix(previous.GetMatrix())
             stage.SetTranslation(previous.GetTranslation())
-        stop = _optimise(f_img, m_img, stage, shape, step, counter.tick, names)
+        stop = _optimise(f_img, m_img, stage, shape, step, counter.tick, names,
+                         finest=None if previous is None else 2)  # fmt: skip
         counter.raise_kept()
     return stages[-1], stop
 
 
-def _refuse_a_poor_fit(
-    overlap: float, before: float, after: float, chance: float, names: tuple[str, str]
-) -> None:
-    """Refuse a registration whose moved image covers too little of the fixed grid, or
-    whose mutual information got worse or stays near its chance level."""
-    if overlap < MIN_OVERLAP:
+def _refuse_chance(metric: float, chance: float, names: tuple[str, str]) -> None:
+    """Refuse a registration whose mutual information (ITK's sign) stays under
+    :data:`_CHANCE` times its chance level: the images share no structure."""
+    if -metric < -_CHANCE * chance:
         raise RegistrationError(
-            f"after registration {names[1]} covers {100 * overlap:.0f} % of {names[0]} "
-            f"(under {100 * MIN_OVERLAP:.0f} %): refused"
-        )
-    if after > before or -after < -_CHANCE * chance:
-        raise RegistrationError(
-            f"registering {names[1]} onto {names[0]} did not improve the mutual information "
-            f"({-before:.4f} at the start, {-after:.4f} at the end, {-chance:.4f} by chance): "
+            f"registering {names[1]} onto {names[0]} found a mutual information of "
+            f"{-metric:.4f}, under {_CHANCE:g} x its chance level ({-chance:.4f}): "
             "the images share no structure it can use; try landmarks"
         )

@@ -4,8 +4,10 @@ Shown only while "align second onto first" is a registration mode (mutual
 information: rigid, similarity or affine; or from landmarks): a row of two
 Points-layer pickers and the landmark fit (landmarks only), *Register*,
 *Undo move* and *Save...* (the transform as a JSON file,
-:func:`napari_gifnet.io.transform_file.save_transform`), the check view (off /
-checkerboard / wipe / red-green overlay) and the wipe position (wipe only).
+:func:`napari_gifnet.io.transform_file.save_transform`, at a ``.json`` path
+that is no open layer's source: :func:`transform_path`), the check view (off /
+checkerboard / wipe / red-green overlay; the plane the viewer shows, following
+the dims slider until the widget closes) and the wipe position (wipe only).
 
 *Register* runs :func:`napari_gifnet.plugin.layer_registration.register_layers`
 in the widget's worker (its :class:`~._job.JobRunner`: progress bar, Cancel,
@@ -30,14 +32,16 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, PushButton, Slider
 from qtpy.QtWidgets import QComboBox
 
+from ...workflows.landmarks import MIN_PAIRS
 from ..check_view import CHECK_MODES, CheckView
+from ._job import on_destroyed
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari.layers import Image, Points
 
 __all__ = [
-    "LANDMARK_FITS", "MIN_PAIRS", "REGISTRATION_CHOICES", "REGISTRATION_MODES",
-    "RegistrationPanel", "landmark_pairs", "points_in_world",
+    "LANDMARK_FITS", "REGISTRATION_CHOICES", "REGISTRATION_MODES",
+    "RegistrationPanel", "landmark_pairs", "points_in_world", "transform_path",
 ]  # fmt: skip
 
 #: The registration modes of "align second onto first": label -> mode.
@@ -50,8 +54,6 @@ REGISTRATION_CHOICES = [
 REGISTRATION_MODES = tuple(mode for _, mode in REGISTRATION_CHOICES)
 #: The transforms a landmark fit may estimate.
 LANDMARK_FITS = ("rigid", "similarity", "affine")
-#: The fewest point pairs of each landmark fit, 2-D (an affine fit in 3-D needs 4).
-MIN_PAIRS = {"rigid": 2, "similarity": 2, "affine": 3}
 #: Seconds between two progress reports of a registration (the GUI redraws on each).
 REPORT_S = 0.2
 #: A combo box sized for a few characters, its entries elided (the list shows them whole).
@@ -60,7 +62,8 @@ _CHECK_CHOICES = [("off", None), *((label, key) for key, label in CHECK_MODES.it
 TIPS = {
     "points": (
         "Landmarks: a Points layer of positions on the first input and one of the same "
-        "positions, in the same order, on the second (at least 2 pairs; 3 for an affine fit)"
+        "positions, in the same order, on the second (at least 2 pairs, 3 for an affine fit; "
+        "in 3-D 3 pairs, 4 for an affine fit)"
     ),
     "fit": (
         "What the landmarks fit (least squares): rigid (rotation + shift), similarity "
@@ -104,7 +107,8 @@ def landmark_pairs(
     fit
         ``"rigid"``, ``"similarity"`` or ``"affine"``.
     ndim
-        The images' number of spatial dimensions (an affine fit in 3-D needs 4 pairs).
+        The images' number of spatial dimensions, 2 or 3 (:data:`MIN_PAIRS` of
+        :mod:`napari_gifnet.workflows.landmarks` says how many pairs each fit needs).
 
     Returns
     -------
@@ -130,11 +134,10 @@ def landmark_pairs(
             f"{first_points.name!r} has {len(a)} points and {second_points.name!r} has "
             f"{len(b)}: the points are matched by order, so both need the same number"
         )
-    need = MIN_PAIRS[fit] + (1 if fit == "affine" and ndim == 3 else 0)
+    need = MIN_PAIRS[3 if ndim >= 3 else 2][fit]
     if len(a) < need:
-        article = "an" if fit[0] in "aeiou" else "a"
         raise ValueError(
-            f"{article} {fit} fit needs at least {need} point pairs; {first_points.name!r} and "
+            f"a {ndim}-D {fit} fit needs at least {need} point pairs; {first_points.name!r} and "
             f"{second_points.name!r} have {len(a)}"
         )
     for layer, pts in ((first_points, a), (second_points, b)):
@@ -143,6 +146,54 @@ def landmark_pairs(
                 f"{layer.name!r} holds {pts.shape[1]}-D points; the images are {ndim}-D"
             )
     return a[:, -ndim:], b[:, -ndim:]
+
+
+def transform_path(path: str | Path, layers: Any = ()) -> Path:
+    """Where *Save...* writes a transform: ``path`` with ``.json`` added when it lacks it.
+
+    Parameters
+    ----------
+    path
+        The path chosen.
+    layers
+        The open layers (their ``source.path`` files are inputs, never written).
+
+    Returns
+    -------
+    Path
+        The ``.json`` path.
+
+    Raises
+    ------
+    ValueError
+        ``path`` (or the ``.json`` path) is an open layer's source file, or
+        an existing file that is not a ``.json`` one.
+    """
+    chosen = Path(path).expanduser()
+    target = chosen if chosen.suffix.lower() == ".json" else chosen.with_name(chosen.name + ".json")
+    sources = [Path(p).expanduser() for ly in layers if (p := getattr(ly.source, "path", None))]
+    for candidate in dict.fromkeys((chosen, target)):
+        for source in sources:
+            if _same_file(candidate, source):
+                raise ValueError(
+                    f"{str(candidate)!r} is the source file of an open layer: choose a .json name "
+                    "for the transform"
+                )
+    if chosen.suffix.lower() != ".json" and chosen.exists():
+        raise ValueError(
+            f"{str(chosen)!r} is an existing file that is not a .json file: choose a .json name "
+            "for the transform"
+        )
+    return target
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _short_combo(combo: ComboBox, characters: int = 8) -> None:
@@ -202,10 +253,12 @@ class RegistrationPanel:
         self.controls = [self.points, self.fit, self.buttons, self.check, self.wipe]
         self.registration: Any = None
         self._names: dict[str, str] = {}  # the layers it registered
+        self._unit: str | None = None  # their world unit, saved with the transform
         self._key: tuple[Any, ...] | None = None  # what the registration was made for
         self._original: tuple[Any, np.ndarray] | None = None  # (second layer, its first affine)
         self._mode: str | None = None
         self.check_view = CheckView(self.viewer, on_position=self._dragged)
+        on_destroyed(widget.native, self.check_view.close)  # stop following the dims slider
         self.register_button.changed.connect(lambda: self.register())
         self.undo_button.changed.connect(self.undo)
         self.save_button.changed.connect(lambda: self.save())
@@ -361,6 +414,7 @@ class RegistrationPanel:
             self._original = (second, np.asarray(previous, dtype=float))
         self.registration = registration
         self._names = {"fixed": first.name, "moving": second.name}
+        self._unit = str(first.units[-1])  # of the world coordinates (napari's "pixel": none)
         self._key = (key, np.asarray(second.affine.affine_matrix))
         self.undo_button.enabled = self.save_button.enabled = True
         self.check_view.refresh()
@@ -384,8 +438,11 @@ class RegistrationPanel:
     def save(self, path: str | Path | None = None) -> Path | None:
         """Save the last registration's transform as JSON at ``path`` (None: ask for a file).
 
-        Returns the file written (None when there is no registration or the
-        dialog was cancelled); the status line names it.
+        The file is a ``.json`` one (the suffix is added when missing; see
+        :func:`transform_path`); a path that is an open layer's source file or
+        an existing file of another kind is refused. Returns the file written
+        (None when there is no registration, the dialog was cancelled or the
+        path was refused: the status line says why); the status line names it.
         """
         from ...io.transform_file import save_transform
 
@@ -404,7 +461,12 @@ class RegistrationPanel:
                 return None
             path = chosen
         try:
-            written = save_transform(path, self.registration, layers=names)
+            path = transform_path(path, self.viewer.layers)
+        except ValueError as exc:
+            self.widget.fail(f"Cannot save the transform: {exc}")
+            return None
+        try:
+            written = save_transform(path, self.registration, layers=names, unit=self._unit)
         except (OSError, ValueError) as exc:
             self.widget.fail(f"Could not save the transform to {path}: {exc}")
             return None
