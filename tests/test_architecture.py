@@ -175,6 +175,7 @@ with contextlib.redirect_stdout(io.StringIO()) as text:
     code = main(["--help"])
 light["help"] = [code, "usage" in text.getvalue(), "torch" in sys.modules]
 import napari_gifnet.plugin._qt.fusion_widget
+light["widget registration"] = "napari_gifnet.workflows.registration" in sys.modules
 napari_gifnet.fuse_layers
 light["widget torch"] = "torch" in sys.modules
 names = list(napari_gifnet.__all__)
@@ -193,7 +194,7 @@ print(json.dumps({"light": light, "all": names, "names": out}))
 def test_every_public_name_imports_as_documented_in_a_fresh_interpreter() -> None:
     """One fresh interpreter: ``import napari_gifnet`` imports neither torch nor napari,
     ``napari-gifnet --help``, the fusion widget's module and ``fuse_layers``'s do not
-    import torch; then
+    import torch, nor the widget's module the registration code; then
     every public name comes from the module the docs say."""
     env = {"PYTHONPATH": str(SRC), "PATH": "", "QT_QPA_PLATFORM": "offscreen"}
     done = subprocess.run([sys.executable, "-c", _FRESH], capture_output=True, text=True,
@@ -204,6 +205,7 @@ def test_every_public_name_imports_as_documented_in_a_fresh_interpreter() -> Non
         "torch": False, "napari": False,  # import napari_gifnet is cheap
         "help": [0, True, False],  # so is the command line's help
         "widget torch": False,  # the widget imports torch when it runs
+        "widget registration": False,  # and the registration code (SciPy) when it registers
     }  # fmt: skip
     assert sorted(report["all"]) == sorted(PUBLIC)
     assert {k: tuple(v) for k, v in report["names"].items()} == PUBLIC

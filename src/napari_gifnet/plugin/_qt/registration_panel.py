@@ -32,7 +32,6 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, PushButton, Slider
 from qtpy.QtWidgets import QComboBox
 
-from ...workflows.landmarks import MIN_PAIRS
 from ..check_view import CHECK_MODES, CheckView
 from ._job import on_destroyed
 
@@ -134,6 +133,8 @@ def landmark_pairs(
             f"{first_points.name!r} has {len(a)} points and {second_points.name!r} has "
             f"{len(b)}: the points are matched by order, so both need the same number"
         )
+    from ...workflows.landmarks import MIN_PAIRS  # with the registration code: not at start-up
+
     need = MIN_PAIRS[3 if ndim >= 3 else 2][fit]
     if len(a) < need:
         raise ValueError(
