@@ -7,7 +7,8 @@ does (``add_plugin_dock_widget``, ``open_sample``):
 1. the CT-like + MRI-like sample; GIFNet fusion with feature layers; a
    missing weights file, then a successful run (the dock keeps its width);
    the README's console lines (``fuse_layers(..., features=True)``) on the
-   same layers;
+   same layers; Register (rigid, mutual information) with its check view,
+   Undo move and back to off (docs/registration.md);
 2. Fusion metrics with its default selection, Compute;
 3. the focus stack sample, fused with the task's first two methods in turn;
 4. Enhance one image with both variants; the offline pansharpening sample,
@@ -15,7 +16,8 @@ does (``add_plugin_dock_widget``, ``open_sample``):
 5. Fine-tune GIFNet for one step on the two sample layers (its checkpoint
    goes to the fusion widget); a hand-made task and normalisation are left set;
 6. a relaunch: the window closed, a new one with the same settings file,
-   the fluorescence sample (12-bit) fused with the remembered settings.
+   the fluorescence sample (12-bit) fused with the remembered settings (the
+   alignment left off stays off).
 
 At each step it checks what a user sees: the layers, their order, visibility,
 names and contrast limits, the metrics table's rows, the status text and the
@@ -295,6 +297,28 @@ def test_a_first_session_through_the_readme_and_the_walkthrough(
     )
     fused, features = again, console_features
 
+    # docs/registration.md, "In napari": rigid (mutual information), Register, the
+    # checkerboard, Undo move, back to off (the sample pair is registered: it stays put)
+    panel = fusion.registration
+    fusion.align.value = "rigid"
+    _click(qtbot, fusion, panel.register_button)
+    _wait(qtbot, fusion)
+    moved = np.asarray(mri.affine.affine_matrix)
+    check(panel.registration is not None and np.abs(moved[:2, 2]).max() < 0.5
+          and np.allclose(moved[:2, :2], np.eye(2), atol=0.01),
+          "Register finds the registered sample pair where it is (under half a pixel)",
+          (_status(fusion), moved))  # fmt: skip
+    panel.check.value = "checkerboard"
+    check(dock.width() <= width, "the registration rows never widen the dock", dock.width())
+    inputs = max(viewer.layers.index(ct), viewer.layers.index(mri))
+    check(viewer.layers[inputs + 1].name == "check view",
+          "the check view is just above the inputs", [ly.name for ly in viewer.layers])  # fmt: skip
+    _click(qtbot, fusion, panel.undo_button)
+    fusion.align.value = None
+    now = [ly.name for ly in viewer.layers]
+    check(now == names and np.allclose(mri.affine.affine_matrix, np.eye(3)),
+          "Undo move and off leave the layers as they were", now)  # fmt: skip
+
     journey.step("metrics")
     # 2. Layers > Measure > Fusion metrics: the default selection, Compute ---------------------
     _mdock, metrics = _dock(viewer, qtbot, "Fusion metrics")
@@ -560,6 +584,8 @@ def test_a_first_session_through_the_readme_and_the_walkthrough(
         "the 12-bit sample does not keep the exposure task",
         fusion.task.value,
     )
+    check(fusion.align.value is None, "the alignment left off is remembered off",
+          fusion.align.value)  # fmt: skip
     task = get_preset(fusion.task.value)
     check(
         fusion.normalization.value == task.normalization,
