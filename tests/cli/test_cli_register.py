@@ -151,6 +151,24 @@ def test_fuse_register_fuses_the_registered_pair(
     assert stored["unit"] == meta["unit"] == "micrometer"  # the unit of its world coordinates
 
 
+def test_fuse_register_of_a_half_calibrated_pair_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pair: tuple[str, str, np.ndarray]
+) -> None:
+    fixed = pair[0]
+    plain = str(tmp_path / "plain.tif")
+    tifffile.imwrite(plain, read_image(pair[1]))  # no pixel size
+    out = tmp_path / "fused.tif"
+    code, _, err = run_cli(capsys, "fuse", fixed, plain, "-o", str(out), "--method", "mean",
+                           "--register", "rigid")  # fmt: skip
+    assert code == 2 and not out.exists()
+    one_error_line(err, f"{fixed} has a pixel size (0.5 x 0.5 micrometer) and {plain} none: "
+                   f"`fuse --register` takes both pixel sizes from the files: give {plain} a "
+                   f"pixel size too, or register first with `napari-gifnet register {fixed} "
+                   f"{plain} -o MOVED.tif --moving-spacing S` (S in micrometer) and fuse {fixed} "
+                   "with MOVED.tif")  # fmt: skip
+    assert "`napari-gifnet register`" not in err  # no option that fuse lacks
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "match"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -480,3 +481,48 @@ def test_gsa_with_gifnet_details(wald, reference_weights):
     up = np.stack([resample_band(ms[..., k].astype(np.float64), (32, 32)) for k in range(3)])
     expected = gsa_detail(up.astype(np.float64), pan.astype(np.float64), 4, detail)
     np.testing.assert_array_equal(r.image, np.clip(np.rint(np.moveaxis(expected, 0, -1)), 0, 255))
+
+
+@pytest.mark.parametrize("band_axis", [0, -1, 2, 5, "x"])
+def test_a_band_axis_for_one_band_is_refused(band_axis):
+    message = (f"band_axis must be None for a single-band (H, W) multispectral image (8, 8), "
+               f"not {band_axis!r}")  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pansharpen(np.zeros((8, 8)), np.zeros((16, 16)), band_axis=band_axis, method="mean")
+    assert pansharpen(np.zeros((8, 8)), np.zeros((16, 16)), method="mean").image.shape == (16, 16)
+
+
+@pytest.mark.parametrize("ratio", [1, 4, 4.0])
+def test_per_band_fusion_refuses_a_ratio_it_would_not_use(wald, ratio):
+    _, pan, ms = wald
+    with pytest.raises(ValueError, match="ratio is used by the spectral methods only; "
+                                         "per-band fusion \\('mean'\\) takes none"):  # fmt: skip
+        pansharpen(ms, pan, method="mean", ratio=ratio)
+    assert pansharpen(ms, pan, method="gihs", ratio=ratio).metadata["ratio"] == float(ratio)
+
+
+def test_gsa_gifnet_progress_has_one_total_from_the_start(wald, reference_weights):
+    _, pan, ms = wald
+    calls: list[tuple[int, int]] = []
+    pansharpen(ms[:8, :8], pan[:32, :32], method="gsa_gifnet", weights=reference_weights,
+               device="cpu", progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    done = [d for d, _ in calls]
+    assert {t for _, t in calls} == {100} and len(calls) > 2
+    assert done[0] == 0 and done[-1] == 100 and done == sorted(done)
+
+
+@pytest.mark.parametrize("method", ["gihs", "brovey", "mtf_glp_rr"])
+def test_float64_bands_are_resampled_in_float64(method):
+    from scipy import ndimage
+
+    from napari_gifnet.methods.pansharpening import pansharpen_bands
+
+    rng = np.random.default_rng(3)
+    ms, pan = rng.random((2, 8, 8)) + 0.5, rng.random((32, 32)) + 0.5
+    result = pansharpen(ms, pan, band_axis=0, method=method, rescale="none")
+    j = (np.arange(32) + 0.5) / 4 - 0.5  # pixel centres of the pan grid, in ms pixels
+    grid = np.meshgrid(j, j, indexing="ij")
+    up = np.stack([np.clip(ndimage.map_coordinates(b, grid, order=3, mode="nearest"),
+                           b.min(), b.max()) for b in ms])  # fmt: skip
+    expected = pansharpen_bands(method, up, pan, 4.0).astype(np.float32)
+    np.testing.assert_array_equal(result.image, expected)

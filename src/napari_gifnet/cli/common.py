@@ -4,7 +4,9 @@ the progress line and the checks made before any work (outputs, inputs, device).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -26,13 +28,10 @@ TIFF_OUTPUT = ("an ImageJ-compatible TIFF with the provenance as JSON and the pi
 
 #: Exit status for errors during a run.
 EXIT_ERROR = 1
-
 #: Exit status for an invalid command line.
 EXIT_USAGE = 2
-
 #: Exit status after Ctrl-C.
 EXIT_INTERRUPTED = 130
-
 #: Exit status after SIGTERM.
 EXIT_TERMINATED = 143
 
@@ -51,17 +50,9 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class Subcommand:
-    """One ``napari-gifnet`` subcommand.
-
-    Attributes
-    ----------
-    help
-        One-line description shown by ``napari-gifnet --help``.
-    add_arguments
-        Adds the subcommand's arguments to its parser.
-    run
-        Does the work and returns the exit status; raises :class:`UsageError`
-        or one of :data:`EXPECTED_ERRORS` on failure.
+    """One ``napari-gifnet`` subcommand: its one-line ``help`` (shown by ``napari-gifnet
+    --help``), ``add_arguments(parser)``, and ``run(args)``, which does the work and returns
+    the exit status, raising :class:`UsageError` or one of :data:`EXPECTED_ERRORS` on failure.
     """
 
     help: str
@@ -87,10 +78,12 @@ class Progress:
             self.stream.flush()
             self.last = -1
 
-def check_output(path: str, option: str = "-o") -> Path:
+def check_output(path: str, allowed: tuple[str, ...] | None = None, option: str = "-o") -> Path:
     """An output path checked before any work: a format that holds a float32 grey or
-    RGB image (every format does, once the extension is known), not a directory,
-    in an existing folder. :func:`check_files` then checks it against the inputs.
+    RGB image (every format does, once the extension is known:
+    :func:`napari_gifnet.io.formats.check_writable` refuses the others), one of the
+    ``allowed`` extensions, not a directory, in an existing folder.
+    :func:`check_files` then checks it against the inputs.
     """
     from ..io import formats
     from ..util.safe_files import check_output_file
@@ -101,12 +94,12 @@ def check_output(path: str, option: str = "-o") -> Path:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_output_file(output, option)
+    if allowed is not None and output.suffix.lower() not in allowed:
+        raise UsageError(f"{output}: use one of {', '.join(allowed)}")
     return output
 
-def check_files(
-    outputs: Mapping[str, Path | str | None], inputs: Iterable[Path | str] = (),
-    folders: Iterable[Path | str] = (),
-) -> None:
+def check_files(outputs: Mapping[str, Path | str | None], inputs: Iterable[Path | str] = (),
+                folders: Iterable[Path | str] = ()) -> None:  # fmt: skip
     """The one check of every command, before any work: every file it will write
     against every file and folder it reads, and against each other, and the
     output folders writable (:func:`napari_gifnet.util.safe_files.check_output_set`).
@@ -129,38 +122,19 @@ def check_single_image(path: str) -> None:
     shape, _ = io.image_info(path)
     colour = len(shape) == 3 and shape[-1] in (3, 4)
     if len(shape) == 3 and shape[-1] == 2:  # samples per pixel, not planes
-        raise ValueError(
-            f"{path} is a 2-channel image (shape {tuple(shape)}), not one grey or RGB "
-            "image: save the channel to fuse as its own file"
-        )
+        raise ValueError(f"{path} is a 2-channel image (shape {tuple(shape)}), not one grey or "
+                         "RGB image: save the channel to fuse as its own file")  # fmt: skip
     if len(shape) > 2 and not colour:
-        raise ValueError(
-            f"{path} holds a stack (shape {tuple(shape)}), not one image: `{PROG} fuse` fuses "
-            f"two images; for a focus stack use `{PROG} stack {path} -o OUT`"
-        )
+        raise ValueError(f"{path} holds a stack (shape {tuple(shape)}), not one image: `{PROG} "
+                         f"fuse` fuses two images; for a focus stack use `{PROG} stack {path} "
+                         "-o OUT`")  # fmt: skip
 
-def add_common_gifnet(parser: argparse.ArgumentParser) -> None:
+def add_common_gifnet(parser: argparse.ArgumentParser, quiet: bool = True) -> None:
+    """``--weights`` and ``--device``, then (``quiet``) ``-q/--quiet``."""
     parser.add_argument("--weights", metavar="W", help="GIFNet checkpoint file (default: search)")
-    parser.add_argument(
-        "--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-
-def check_output_of(
-    path: str, allowed: tuple[str, ...] | None = None, option: str = "-o"
-) -> Path:
-    """An output path whose format holds a float32 grey or RGB image, in an existing
-    folder (:func:`check_output`), with one of the ``allowed`` extensions.
-
-    That is what ``enhance`` writes, and any format holds it once the
-    extension is known: :func:`napari_gifnet.io.formats.check_writable` refuses the
-    others. ``stack`` checks its outputs' dtypes once the stack is open
-    (:func:`_check_stack_outputs`).
-    """
-    output = check_output(path, option)
-    if allowed is not None and output.suffix.lower() not in allowed:
-        raise UsageError(f"{output}: use one of {', '.join(allowed)}")
-    return output
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    if quiet:
+        parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 def input_files(inputs: list[str]) -> list[str]:
     """The files named by ``inputs``, a folder standing for the images in it."""
@@ -170,17 +144,14 @@ def input_files(inputs: list[str]) -> list[str]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            readable = formats.READ_EXTENSIONS
-            files.extend(str(f) for f in sorted(p.iterdir()) if f.suffix.lower() in readable)
+            files.extend(str(f) for f in sorted(p.iterdir())
+                         if f.suffix.lower() in formats.READ_EXTENSIONS)  # fmt: skip
         files.append(item)
     return files
 
-def input_folders(inputs: Iterable[str | Path]) -> list[str]:
-    """The folders among ``inputs``: their images are read, so no output goes there."""
-    return [str(item) for item in inputs if Path(item).is_dir()]
-
-def check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
-    if method != "gifnet":
+def check_device(args: argparse.Namespace, needed: bool = True) -> None:
+    """Refuse an unusable ``--device`` (a usage error) where the method ``needed`` it."""
+    if not needed:
         return
     from ..engine.devices import resolve_device  # imports torch
 
@@ -190,13 +161,20 @@ def check_device(args: argparse.Namespace, method: str = "gifnet") -> None:
         raise UsageError(f"--device: {exc}") from None
 
 
+@contextmanager
+def progress_line(quiet: bool) -> Iterator[Progress]:
+    """A :class:`Progress` on stderr (shown on a terminal unless ``quiet``), closed at the end."""
+    progress = Progress(sys.stderr, not quiet and sys.stderr.isatty())
+    try:
+        yield progress
+    finally:
+        progress.close()
+
+
 @dataclass(frozen=True)
 class BatchJob:
     """One item of a batch (``fuse --pairs``, ``stack --stacks``): its name, every
-    file it writes and the work that writes them.
-
-    A re-run skips it when it is :attr:`finished`.
-    """
+    file it writes and the work that writes them; a re-run skips it when :attr:`finished`."""
 
     name: str
     outputs: tuple[Path, ...]
@@ -211,21 +189,19 @@ class BatchJob:
         return all(finished_output(p) for p in self.outputs)
 
 
-def run_batch(
-    jobs: Sequence[BatchJob], *, kind: str, source: Path, outdir: Path, overwrite: bool,
-    quiet: bool, failed: Sequence[tuple[str, str]] = (),
-) -> int:
-    """Run a batch: finished outputs skipped unless ``overwrite``, a tqdm bar, a job that
-    fails (one of :data:`EXPECTED_ERRORS` or a :class:`UsageError`) reported by name
-    while the others go on, a summary; returns :data:`EXIT_ERROR` if anything failed.
+def run_batch(jobs: Sequence[BatchJob], *, kind: str, source: Path, outdir: Path, overwrite: bool,
+              quiet: bool, failed: Sequence[tuple[str, str]] = ()) -> int:  # fmt: skip
+    """Run a batch into ``outdir`` (made if needed): finished outputs skipped unless
+    ``overwrite``, a tqdm bar, a job that fails (one of :data:`EXPECTED_ERRORS` or a
+    :class:`UsageError`) reported by name while the others go on, a summary; returns
+    :data:`EXIT_ERROR` if anything failed.
 
     ``kind`` names an item in the messages (``"pair"``, ``"stack"``); ``failed``
     holds items refused before the batch (name, why).
     """
-    import sys
-
     from tqdm.auto import tqdm
 
+    outdir.mkdir(parents=True, exist_ok=True)
     failures = list(failed)
     todo = [job for job in jobs if overwrite or not job.finished]
     skipped, done = len(jobs) - len(todo), 0

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .common import (
     REPLACES,
     TIFF_OUTPUT,
-    Progress,
     Subcommand,
     add_common_gifnet,
     check_device,
     check_files,
-    check_output_of,
+    check_output,
     check_single_image,
+    progress_line,
     size_text,
 )
 
@@ -34,23 +33,18 @@ def _add_enhance_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_enhance(args: argparse.Namespace) -> int:
     from ..io import images as io
 
-    output = check_output_of(args.output)
+    output = check_output(args.output)
     check_files({"-o": output}, [args.image])
     check_device(args)
     check_single_image(args.image)
     image = io.read_image(args.image)
     from ..workflows.enhancement import enhance
 
-    progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
-    try:
+    with progress_line(args.quiet) as progress:
         result = enhance(image, variant=args.variant, gamma=args.gamma, weights=args.weights,
-                         device=args.device, progress=progress)
-    finally:
-        progress.close()
-    from ..io.images import tiff_calibration
-
+                         device=args.device, progress=progress)  # fmt: skip
     io.write_image(output, result.image, {**result.metadata, "input_file": str(args.image)},
-                   calibration=tiff_calibration(args.image))
+                   calibration=io.tiff_calibration(args.image))  # fmt: skip
     if not args.quiet:
         print(f"enhanced {args.image} -> {output} ({args.variant}): "
               f"{size_text(*result.image.shape[:2])}, {result.elapsed:.1f} s")
@@ -58,6 +52,5 @@ def _run_enhance(args: argparse.Namespace) -> int:
 
 
 #: The subcommand.
-COMMAND = Subcommand(
-    "enhance one image by fusing it with itself", _add_enhance_arguments, _run_enhance
-)
+COMMAND = Subcommand("enhance one image by fusing it with itself", _add_enhance_arguments,
+                     _run_enhance)  # fmt: skip

@@ -6,65 +6,41 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import Subcommand, UsageError, check_files
-
-
-def _tasks() -> tuple[str, ...]:
-    from ..methods.presets import task_keys
-
-    return task_keys()
-
-
-def _conventions() -> tuple[str, ...]:
-    from ..metrics.fusion import CONVENTIONS
-
-    return tuple(CONVENTIONS)
+from .common import Subcommand, UsageError, add_common_gifnet, check_device, check_files
 
 
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "pairs", metavar="PAIRS_DIR", nargs="?",
-        help="folder of pairs: first/ + second/ (+ truth/) with matching file names, "
-        "or <name>/a_*.<ext> + <name>/b_*.<ext> subfolders; with --truth it may instead "
-        "hold results already made (images, or one subfolder of images per method)",
-    )
-    parser.add_argument(
-        "--truth", metavar="DIR",
-        help="folder of ground-truth images, matched by name: scores PSNR and SSIM "
-        "(and the --task's metrics) against them",
-    )
-    parser.add_argument(
-        "--task", choices=_tasks(), default=None,
-        help="the task, for its own metrics against --truth (remote: ERGAS, SAM, Q, Q2n, "
-        "sCC of every band)",
-    )
-    parser.add_argument(
-        "--convention", choices=_conventions(), default="project",
-        help="whose metric conventions: project (default), cddfuse (the CDDFuse/EMMA "
-        "evaluator) or vifb (VIFB, per colour band); see docs/evaluation.md",
-    )
-    parser.add_argument(
-        "--multifocus-set", type=int, metavar="N",
-        help="instead of PAIRS_DIR: a generated multi-focus set of N scenes with ground truth",
-    )
-    parser.add_argument(
-        "--size", type=int, default=256, help="side of the generated scenes (default 256)"
-    )
-    parser.add_argument(
-        "--methods", default=None,
-        help="comma-separated fusion methods (default: all, gifnet and every baseline)",
-    )
-    parser.add_argument(
-        "--out", required=True, metavar="DIR",
-        help="output folder for metrics.csv and metrics.md (created if needed); an existing "
-        "metrics.csv or metrics.md there is replaced atomically (a failed run leaves it as "
-        "it was)",
-    )
-    parser.add_argument("--weights", metavar="W", help="GIFNet checkpoint file (default: search)")
-    parser.add_argument(
-        "--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    from ..methods.presets import task_keys
+    from ..metrics.fusion import CONVENTIONS
+
+    parser.add_argument("pairs", metavar="PAIRS_DIR", nargs="?",
+                        help="folder of pairs: first/ + second/ (+ truth/) with matching file "
+                        "names, or <name>/a_*.<ext> + <name>/b_*.<ext> subfolders; with --truth "
+                        "it may instead hold results already made (images, or one subfolder of "
+                        "images per method)")  # fmt: skip
+    parser.add_argument("--truth", metavar="DIR",
+                        help="folder of ground-truth images, matched by name: scores PSNR and "
+                        "SSIM (and the --task's metrics) against them")  # fmt: skip
+    parser.add_argument("--task", choices=task_keys(), default=None,
+                        help="the task, for its own metrics against --truth (remote: ERGAS, SAM, "
+                        "Q, Q2n, sCC of every band)")  # fmt: skip
+    parser.add_argument("--convention", choices=tuple(CONVENTIONS), default="project",
+                        help="whose metric conventions: project (default), cddfuse (the "
+                        "CDDFuse/EMMA evaluator) or vifb (VIFB, per colour band); see "
+                        "docs/evaluation.md")  # fmt: skip
+    parser.add_argument("--multifocus-set", type=int, metavar="N",
+                        help="instead of PAIRS_DIR: a generated multi-focus set of N scenes with "
+                        "ground truth")  # fmt: skip
+    parser.add_argument("--size", type=int, default=256,
+                        help="side of the generated scenes (default 256)")  # fmt: skip
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated fusion methods (default: all, gifnet and every "
+                        "baseline)")  # fmt: skip
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder for metrics.csv and metrics.md (created if needed); "
+                        "an existing metrics.csv or metrics.md there is replaced atomically (a "
+                        "failed run leaves it as it was)")  # fmt: skip
+    add_common_gifnet(parser)
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ..methods.registry import method_keys, method_names
@@ -85,15 +61,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from ..util.safe_files import check_output_folder
 
     out = check_output_folder(args.out, "--out")  # before any work
-    read = [f for f in (args.pairs, args.truth) if f is not None]
     check_files({"--out metrics.csv": out / "metrics.csv", "--out metrics.md": out / "metrics.md"},
-                folders=read)  # fmt: skip
-    if args.truth is not None and args.pairs is not None and not evaluation.is_pair_folder(
-        args.pairs
-    ):
-        rows = evaluation.score_folder(
-            args.pairs, args.truth, task=args.task, convention=args.convention
-        )
+                folders=[f for f in (args.pairs, args.truth) if f is not None])  # fmt: skip
+    if args.truth is not None and args.pairs is not None \
+            and not evaluation.is_pair_folder(args.pairs):  # results already made: score them
+        rows = evaluation.score_folder(args.pairs, args.truth, task=args.task,
+                                       convention=args.convention)  # fmt: skip
         return _write(rows, out, args.quiet)
     if args.multifocus_set is not None:
         try:
@@ -104,14 +77,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         pairs = evaluation.load_pair_folder(args.pairs)
     if args.truth is not None:
         pairs = evaluation.attach_truths(pairs, args.truth)
-    if "gifnet" in methods:
-        from ..engine.devices import resolve_device  # imports torch
-
-        try:
-            resolve_device(args.device)
-        except ValueError as exc:
-            raise UsageError(f"--device: {exc}") from None
-    out = check_output_folder(args.out, "--out")
+    check_device(args, "gifnet" in methods)
 
     def progress(done: int, total: int, label: str) -> None:
         if not args.quiet and sys.stderr.isatty():
@@ -120,10 +86,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             if done == total:
                 sys.stderr.write("\r\033[K")
 
-    rows = evaluation.evaluate_pairs(
-        pairs, methods, weights=args.weights, device=args.device, progress=progress,
-        convention=args.convention,
-    )  # fmt: skip
+    rows = evaluation.evaluate_pairs(pairs, methods, weights=args.weights, device=args.device,
+                                     progress=progress, convention=args.convention)  # fmt: skip
     return _write(rows, out, args.quiet)
 
 
@@ -142,8 +106,5 @@ def _write(rows: list, out: Path, quiet: bool) -> int:
 
 
 #: The subcommand.
-COMMAND = Subcommand(
-    "score fusion methods on image pairs (metrics.csv, metrics.md)",
-    _add_evaluate_arguments,
-    _run_evaluate,
-)
+COMMAND = Subcommand("score fusion methods on image pairs (metrics.csv, metrics.md)",
+                     _add_evaluate_arguments, _run_evaluate)  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 from .common import (
@@ -12,17 +11,19 @@ from .common import (
     SKIPS,
     TIFF_OUTPUT,
     BatchJob,
-    Progress,
     Subcommand,
     UsageError,
+    add_common_gifnet,
+    check_device,
     check_files,
     check_output,
     check_single_image,
+    progress_line,
     run_batch,
     size_text,
 )
-from .register import SPACING_OPTIONS, pair_spacing
 from .register import TRANSFORMS as REGISTER_TRANSFORMS
+from .register import json_output, pair_spacing
 
 _NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile")
 
@@ -38,9 +39,8 @@ def _normalization(text: str) -> str | tuple[float, float]:
         lo = hi = math.nan
     if len(parts) == 2 and math.isfinite(lo) and math.isfinite(hi) and lo < hi:
         return (lo, hi)
-    raise argparse.ArgumentTypeError(
-        f"invalid value {text!r}: use {', '.join(_NORMALIZATIONS)} or LO,HI (numbers, LO < HI)"
-    )
+    raise argparse.ArgumentTypeError(f"invalid value {text!r}: use {', '.join(_NORMALIZATIONS)} "
+                                     "or LO,HI (numbers, LO < HI)")  # fmt: skip
 
 #: The offline samples ``--sample`` fuses (keys of napari_gifnet.data.synthetic.SAMPLES).
 PAIR_SAMPLES = ("multifocus", "medical", "exposure", "fluorescence")
@@ -49,6 +49,12 @@ PAIR_SAMPLES = ("multifocus", "medical", "exposure", "fluorescence")
 FEATURE_NAMES = ("shared", "multimodal", "photographic", "branch")
 #: Output formats of a batch (``--pairs``): the file is OUTDIR/<pair name>.<format>.
 BATCH_FORMATS = ("tif", "png", "jpg")
+#: What to do when --register meets one input with a pixel size and one without
+#: (:func:`~napari_gifnet.cli.register.pair_spacing`'s ``fix``).
+_REGISTER_FIRST = ("`fuse --register` takes both pixel sizes from the files: give {missing} a "
+                   "pixel size too, or register first with `napari-gifnet register {fixed} "
+                   "{moving} -o MOVED.tif {option} S` (S in {unit}) and fuse {fixed} with "
+                   "MOVED.tif")  # fmt: skip
 
 _EPILOG = """\
 inputs, one of:
@@ -66,20 +72,14 @@ inputs, one of:
 def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
-    parser.add_argument(
-        "a", metavar="A", nargs="?",
-        help="first input (infrared, PET/SPECT/CT, NIR, near focus, over-exposed, ...)",
-    )
-    parser.add_argument(
-        "b", metavar="B", nargs="?",
-        help="second input (visible, MRI, far focus, under-exposed, panchromatic, ...)",
-    )
-    parser.add_argument(
-        "-o", "--output", metavar="OUT",
-        help="fused image; format from the extension: .tif/.tiff (float32, "
-        f"{TIFF_OUTPUT.format('the first input')}), .png (8-bit), .jpg/.jpeg (8-bit); {REPLACES}; "
-        f"with --pairs, a folder: {SKIPS}",
-    )
+    parser.add_argument("a", metavar="A", nargs="?", help="first input (infrared, PET/SPECT/CT, "
+                        "NIR, near focus, over-exposed, ...)")
+    parser.add_argument("b", metavar="B", nargs="?", help="second input (visible, MRI, far focus, "
+                        "under-exposed, panchromatic, ...)")
+    parser.add_argument("-o", "--output", metavar="OUT",
+                        help="fused image; format from the extension: .tif/.tiff (float32, "
+                        f"{TIFF_OUTPUT.format('the first input')}), .png (8-bit), .jpg/.jpeg "
+                        f"(8-bit); {REPLACES}; with --pairs, a folder: {SKIPS}")
     parser.add_argument("--sample", choices=PAIR_SAMPLES, metavar="NAME",
                         help=f"fuse an offline sample pair instead of files: {', '.join(PAIR_SAMPLES)}")
     parser.add_argument("--list-samples", action="store_true",
@@ -90,66 +90,50 @@ def _add_fuse_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="with --pairs: fuse again the pairs whose output exists "
                         "(each replaced atomically)")
-    parser.add_argument(
-        "--align", nargs="?", const="translation", choices=("translation", "scale"),
-        help="align the second input onto the first before fusing: translation (phase "
-        "correlation; the default of --align) or scale (also focus breathing); for two "
-        "photographs of one sensor",
-    )
-    parser.add_argument(
-        "--register", choices=REGISTER_TRANSFORMS,
-        help="register the second input onto the first before fusing, by mutual information "
-        "(the two may differ in contrast: CT and MRI, infrared and visible), each input's "
-        "pixel size from its TIFF calibration; resampled once, the transform in the output's "
-        "provenance; not with --align (see also napari-gifnet register)",
-    )
-    parser.add_argument(
-        "--save-transform", metavar="T.json",
-        help="with --register: also save the transform as JSON (napari-gifnet register "
-        f"--apply reuses it); {REPLACES}",
-    )
+    parser.add_argument("--align", nargs="?", const="translation", choices=("translation", "scale"),
+                        help="align the second input onto the first before fusing: translation "
+                        "(phase correlation; the default of --align) or scale (also focus "
+                        "breathing); for two photographs of one sensor")
+    parser.add_argument("--register", choices=REGISTER_TRANSFORMS,
+                        help="register the second input onto the first before fusing, by mutual "
+                        "information (the two may differ in contrast: CT and MRI, infrared and "
+                        "visible), each input's pixel size from its TIFF calibration; resampled "
+                        "once, the transform in the output's provenance; not with --align (see "
+                        "also napari-gifnet register)")
+    parser.add_argument("--save-transform", metavar="T.json",
+                        help="with --register: also save the transform as JSON (napari-gifnet "
+                        f"register --apply reuses it); {REPLACES}")  # fmt: skip
     from ..methods.presets import task_keys
 
-    parser.add_argument(
-        "--task", choices=task_keys(),
-        help="the pair's task: its default method is the one that measures best on the "
-        "task's ground truth (mfif: focus_pyramid, meif: laplacian, the others: gifnet; "
-        "see docs/quality.md); without --task and --method, GIFNet",
-    )
-    parser.add_argument(
-        "--method", metavar="M",
-        help="gifnet, focus (focus selection), focus_pyramid (focus selection guiding a "
-        "Laplacian pyramid blend) or a baseline (laplacian, guided, dwt, mertens, mean, max); "
-        "default: the --task's method, else gifnet",
-    )
-    parser.add_argument("--weights", metavar="W", help="GIFNet checkpoint file (default: search)")
-    parser.add_argument(
-        "--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps"
-    )
-    parser.add_argument(
-        "--features", metavar="DIR",
-        help="also write the feature maps as float32 ImageJ channel stacks <DIR>/<name>.tif "
-        f"(with the first input's pixel size); {REPLACES}",
-    )
-    parser.add_argument(
-        "--normalization", type=_normalization, default="auto",
-        metavar="{auto,dtype,minmax,percentile,LO,HI}",
-        help="how non-uint8 inputs are mapped to [0, 1] (default: auto); a range may "
-        "start below zero: --normalization -1000,3000 or --normalization=-1000,3000",
-    )
-    parser.add_argument(
-        "--storage", choices=("auto", "memory", "disk", "recompute"), default="auto",
-        help="where the maps that outlive a pass are kept (default: auto, from free memory)",
-    )
-    parser.add_argument(
-        "--tile-size", type=int, metavar="N",
-        help="tile edge in pixels, at least 8 (default: from the free memory)",
-    )
-    parser.add_argument(
-        "--precision", choices=("float32", "tf32", "bfloat16", "float16"), default="float32",
-        help="network arithmetic (default float32, exact; the others are faster on a GPU, "
-        "with the differences measured in docs/scaling.md)",
-    )
+    parser.add_argument("--task", choices=task_keys(),
+                        help="the pair's task: its default method is the one that measures best "
+                        "on the task's ground truth (mfif: focus_pyramid, meif: laplacian, the "
+                        "others: gifnet; see docs/quality.md); without --task and --method, "
+                        "GIFNet")  # fmt: skip
+    parser.add_argument("--method", metavar="M",
+                        help="gifnet, focus (focus selection), focus_pyramid (focus selection "
+                        "guiding a Laplacian pyramid blend) or a baseline (laplacian, guided, "
+                        "dwt, mertens, mean, max); default: the --task's method, else "
+                        "gifnet")  # fmt: skip
+    add_common_gifnet(parser, quiet=False)
+    parser.add_argument("--features", metavar="DIR",
+                        help="also write the feature maps as float32 ImageJ channel stacks "
+                        "<DIR>/<name>.tif (with the first input's pixel size); "
+                        f"{REPLACES}")  # fmt: skip
+    parser.add_argument("--normalization", type=_normalization, default="auto",
+                        metavar="{auto,dtype,minmax,percentile,LO,HI}",
+                        help="how non-uint8 inputs are mapped to [0, 1] (default: auto); a range "
+                        "may start below zero: --normalization -1000,3000 or "
+                        "--normalization=-1000,3000")
+    parser.add_argument("--storage", choices=("auto", "memory", "disk", "recompute"),
+                        default="auto", help="where the maps that outlive a pass are kept "
+                        "(default: auto, from free memory)")
+    parser.add_argument("--tile-size", type=int, metavar="N", help="tile edge in pixels, at "
+                        "least 8 (default: from the free memory)")  # fmt: skip
+    parser.add_argument("--precision", choices=("float32", "tf32", "bfloat16", "float16"),
+                        default="float32", help="network arithmetic (default float32, exact; "
+                        "the others are faster on a GPU, with the differences measured in "
+                        "docs/scaling.md)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -193,10 +177,8 @@ def _check_sources(args: argparse.Namespace) -> str:
     return {"A B": "files", "--sample": "sample", "--pairs": "pairs"}[given[0]]
 
 
-def _fuse_arrays(
-    a: object, b: object, args: argparse.Namespace, progress: object,
-    names: tuple[str, str] = ("a", "b"), paths: tuple[str | None, str | None] = (None, None),
-) -> tuple:
+def _fuse_arrays(a: object, b: object, args: argparse.Namespace, progress: object,
+                 names: tuple[str, str], paths: tuple[str | None, str | None]) -> tuple:
     """Register (--register) or align (--align) and fuse one pair (GIFNet, or the
     --task / --method choice); returns (result, metadata extras, the registration's
     or alignment's one-line description or None, the Registration or None).
@@ -205,13 +187,11 @@ def _fuse_arrays(
     from ..workflows.tasks import fuse
 
     extra: dict = {}
-    described = None
-    registration = None
+    described = registration = None
     if args.register:
         from ..workflows.registration import register
 
-        options = tuple(f"{o} of `napari-gifnet register`" for o in SPACING_OPTIONS)
-        fs, ms, unit = pair_spacing(paths, 2, options=options)  # type: ignore[arg-type]
+        fs, ms, unit = pair_spacing(paths, 2, fix=_REGISTER_FIRST)  # type: ignore[arg-type]
         registration = register(a, b, args.register, fixed_spacing=fs, moving_spacing=ms,
                                 fixed_name=names[0], moving_name=names[1])  # fmt: skip
         b = registration.moved
@@ -232,9 +212,9 @@ def _fuse_arrays(
     return result, extra, described, registration
 
 
-def _chosen_method(args: argparse.Namespace) -> str:
-    """The method --task / --method runs (usage errors for an unknown method or for
-    --features without GIFNet)."""
+def _check_run_options(args: argparse.Namespace) -> None:
+    """Usage errors for an unknown --method, --features without GIFNet, a --tile-size
+    under 8 or an unusable --device."""
     from ..workflows.tasks import resolve_method
 
     try:
@@ -243,19 +223,18 @@ def _chosen_method(args: argparse.Namespace) -> str:
         raise UsageError(f"--method: {exc}") from None
     if args.features and key != "gifnet":
         raise UsageError(f"--features: only GIFNet has feature maps; the method is {key!r}")
-    return key
-
-
-def _check_run_options(args: argparse.Namespace) -> None:
-    _chosen_method(args)
     if args.tile_size is not None and args.tile_size < 8:
         raise UsageError(f"--tile-size {args.tile_size} is too small: the smallest tile is 8")
-    from ..engine.devices import resolve_device  # imports torch
+    check_device(args)
 
-    try:
-        resolve_device(args.device)
-    except ValueError as exc:
-        raise UsageError(f"--device: {exc}") from None
+
+def _read_pair(a: str | Path, b: str | Path) -> tuple:
+    """The two images, each refused first (from its header) if it holds a stack."""
+    from ..io import images as io
+
+    check_single_image(str(a))
+    check_single_image(str(b))
+    return io.read_image(a), io.read_image(b)
 
 
 def _run_fuse(args: argparse.Namespace) -> int:
@@ -265,25 +244,20 @@ def _run_fuse(args: argparse.Namespace) -> int:
     if source == "pairs":
         return _run_batch(args)
     from ..io import images as io
-    from ..io.images import tiff_calibration
     from ..util.safe_files import check_output_folder
 
-    inputs = [args.a, args.b] if source == "files" else []
+    paths = (args.a, args.b)  # (None, None) for a --sample
     output = check_output(args.output)
     outputs: dict[str, Path] = {"-o": output}
     if args.save_transform:
-        from .register import json_output
-
         outputs["--save-transform"] = json_output(args.save_transform)
     if args.features:
         features = check_output_folder(args.features, "--features")
         outputs.update({f"--features {name}": features / f"{name}.tif" for name in FEATURE_NAMES})
-    check_files(outputs, inputs)
+    check_files(outputs, [p for p in paths if p is not None])
     _check_run_options(args)
     if source == "files":
-        for path in inputs:
-            check_single_image(path)
-        a, b = io.read_image(args.a), io.read_image(args.b)
+        a, b = _read_pair(args.a, args.b)
         names, described = {"a": str(args.a), "b": str(args.b)}, f"{args.a} + {args.b}"
     else:
         from ..data.synthetic import SAMPLES
@@ -291,23 +265,14 @@ def _run_fuse(args: argparse.Namespace) -> int:
         (name_a, a), (name_b, b) = _sample_inputs(SAMPLES[args.sample]())
         names = {"sample": args.sample, "a": name_a, "b": name_b}
         described = f"sample {args.sample!r} ({name_a} + {name_b})"
-    progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
-    try:
-        paths = (args.a, args.b) if source == "files" else (None, None)
-        result, extra, align_text, registration = _fuse_arrays(
-            a, b, args, progress, (names["a"], names["b"]), paths
-        )
-    finally:
-        progress.close()
+    with progress_line(args.quiet) as progress:
+        result, extra, align_text, registration = _fuse_arrays(a, b, args, progress,
+                                                               (names["a"], names["b"]), paths)
     metadata = {**result.metadata, **extra, "input_files": names}
-    calibration = tiff_calibration(args.a) if source == "files" else None  # the first input's
+    calibration = io.tiff_calibration(args.a) if source == "files" else None  # the first input's
     io.write_image(output, result.image, metadata, calibration=calibration)
-    summary = (
-        f"fused {described} -> {args.output}: "
-        f"{size_text(*result.luma.shape[:2])}, "
-        f"device {result.device}, "
-        f"{result.elapsed:.1f} s"
-    )
+    summary = (f"fused {described} -> {args.output}: {size_text(*result.luma.shape[:2])}, "
+               f"device {result.device}, {result.elapsed:.1f} s")  # fmt: skip
     if args.task or args.method:
         summary += f", method {result.metadata['method']}"
     if align_text:
@@ -331,7 +296,6 @@ def _run_batch(args: argparse.Namespace) -> int:
     """``--pairs DIR -o OUTDIR``: every pair, one model load, failures reported by name."""
     from ..io import formats
     from ..io import images as io
-    from ..io.images import tiff_calibration
     from ..io.pairs import pair_folder, pair_inputs
     from ..util.safe_files import check_output_folder
 
@@ -342,18 +306,13 @@ def _run_batch(args: argparse.Namespace) -> int:
     check_files({f"pair {name!r} -o": out for name, _, _, out in jobs}, *pair_inputs(folder.root))
     _check_run_options(args)
     formats.check_writable(outdir / f"x{ext}", "float32")
-    outdir.mkdir(parents=True, exist_ok=True)
 
     def job(name: str, a_path: Path, b_path: Path, out: Path) -> BatchJob:
         def run() -> None:
-            check_single_image(str(a_path))
-            check_single_image(str(b_path))
-            a, b = io.read_image(a_path), io.read_image(b_path)
             pair = (str(a_path), str(b_path))
-            result, extra, _, _ = _fuse_arrays(a, b, args, None, pair, pair)
-            metadata = {**result.metadata, **extra,
-                        "input_files": {"a": str(a_path), "b": str(b_path)}}  # fmt: skip
-            io.write_image(out, result.image, metadata, calibration=tiff_calibration(a_path))
+            result, extra, _, _ = _fuse_arrays(*_read_pair(*pair), args, None, pair, pair)
+            metadata = {**result.metadata, **extra, "input_files": {"a": pair[0], "b": pair[1]}}
+            io.write_image(out, result.image, metadata, calibration=io.tiff_calibration(a_path))
 
         return BatchJob(name, (out,), run)
 

@@ -1,8 +1,8 @@
 """The ``napari-gifnet`` command line.
 
-Each command is a module of this package defining ``COMMAND``, a
-:class:`~napari_gifnet.cli.common.Subcommand` (help, ``add_arguments(parser)``,
-``run(args) -> int``), listed in :data:`COMMAND_MODULES`.
+Each command is a module of this package, of the command's name, defining
+``COMMAND``, a :class:`~napari_gifnet.cli.common.Subcommand` (help,
+``add_arguments(parser)``, ``run(args) -> int``), listed in :data:`COMMAND_MODULES`.
 
 Exit status: 0 success, 1 an error during the run (missing or unreadable
 file, unusable inputs, weights unavailable, out of memory), 2 an invalid
@@ -36,18 +36,15 @@ from .common import (
     UsageError,
 )
 
-#: The commands, in the order ``--help`` lists them: name -> module of this package
-#: defining ``COMMAND``; imported when the parser is built (none imports torch).
-COMMAND_MODULES = {
-    "fuse": "fuse", "register": "register", "weights": "weights", "evaluate": "evaluate",
-    "train": "train", "stack": "stack", "pansharpen": "pansharpen", "enhance": "enhance",
-}  # fmt: skip
+#: The commands, in the order ``--help`` lists them, each the module of this package
+#: defining its ``COMMAND``; imported when the parser is built (none imports torch).
+COMMAND_MODULES = ("fuse", "register", "weights", "evaluate", "train", "stack", "pansharpen",
+                   "enhance")  # fmt: skip
 
 
 def commands() -> dict[str, Subcommand]:
     """The subcommands, by name."""
-    return {name: import_module(f"{__package__}.{module}").COMMAND
-            for name, module in COMMAND_MODULES.items()}  # fmt: skip
+    return {name: import_module(f"{__package__}.{name}").COMMAND for name in COMMAND_MODULES}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,17 +86,11 @@ def _join_negative_ranges(argv: Sequence[str]) -> list[str]:
     """``--normalization -1,1`` -> ``--normalization=-1,1`` (argparse takes ``-1,1``
     for an option otherwise)."""
     out: list[str] = []
-    items = list(argv)
-    i = 0
-    while i < len(items):
-        item = items[i]
-        nxt = items[i + 1] if i + 1 < len(items) else None
-        if item in _RANGE_OPTIONS and nxt is not None and nxt.startswith("-") and "," in nxt:
-            out.append(f"{item}={nxt}")
-            i += 2
-            continue
-        out.append(item)
-        i += 1
+    for item in argv:
+        if out and out[-1] in _RANGE_OPTIONS and item.startswith("-") and "," in item:
+            out[-1] = f"{out[-1]}={item}"
+        else:
+            out.append(item)
     return out
 
 class _Terminated(KeyboardInterrupt):

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from .common import (
     REPLACES,
     TIFF_OUTPUT,
-    Progress,
     Subcommand,
     UsageError,
     add_common_gifnet,
     check_device,
     check_files,
-    check_output_of,
+    check_output,
+    progress_line,
     size_text,
 )
 
@@ -38,16 +37,13 @@ def _pair_of_floats(text: str) -> tuple[float, float]:
 def _add_pansharpen_arguments(parser: argparse.ArgumentParser) -> None:
     from ..workflows.pansharpening import DEFAULT_METHOD, RESCALES, pansharpen_method_names
 
-    parser.add_argument(
-        "inputs", nargs="+", metavar="FILE",
-        help="MS PAN: a multiband file (bands first or last) or several single-band files, "
-        "then the panchromatic file",
-    )
-    parser.add_argument(
-        "-o", "--output", required=True, metavar="OUT",
-        help=f"pansharpened image, .tif (multiband: {TIFF_OUTPUT.format('the panchromatic file')}; "
-        f"bands last: a plain TIFF); {REPLACES}",
-    )
+    parser.add_argument("inputs", nargs="+", metavar="FILE",
+                        help="MS PAN: a multiband file (bands first or last) or several "
+                        "single-band files, then the panchromatic file")  # fmt: skip
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="pansharpened image, .tif (multiband: "
+                        f"{TIFF_OUTPUT.format('the panchromatic file')}; bands last: a plain "
+                        f"TIFF); {REPLACES}")
     parser.add_argument("--band-axis", type=int, choices=(0, -1), default=None,
                         help="band axis of a multiband file (default: the shorter end axis)")
     parser.add_argument(
@@ -74,10 +70,9 @@ def _run_pansharpen(args: argparse.Namespace) -> int:
 
     if len(args.inputs) < 2:
         raise UsageError("give the multispectral file(s), then the panchromatic file")
-    output = check_output_of(args.output, formats.TIFF_EXTENSIONS)  # bands: TIFF only
+    output = check_output(args.output, formats.TIFF_EXTENSIONS)  # bands: TIFF only
     check_files({"-o": output}, args.inputs)
-    method = args.method
-    check_device(args, "gifnet" if method in ("gifnet", "gsa_gifnet") else method)
+    check_device(args, args.method in ("gifnet", "gsa_gifnet"))
     *ms_files, pan_file = args.inputs
     pan = io.read_image(pan_file)
     bands = [io.read_image(p) for p in ms_files]
@@ -90,15 +85,12 @@ def _run_pansharpen(args: argparse.Namespace) -> int:
         ms, band_axis = bands[0], args.band_axis
     from ..workflows.pansharpening import pansharpen
 
-    progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
-    try:
+    with progress_line(args.quiet) as progress:
         result = pansharpen(
-            ms, pan, band_axis=band_axis, method=method, rescale=args.rescale,
+            ms, pan, band_axis=band_axis, method=args.method, rescale=args.rescale,
             ms_scale=args.ms_scale, pan_scale=args.pan_scale, weights=args.weights,
             device=args.device, progress=progress,
         )  # fmt: skip
-    finally:
-        progress.close()
     metadata = {**result.metadata, "input_files": {"ms": ms_files, "pan": str(pan_file)}}
     _write_bands(output, result.image, metadata, pan_file)
     if not args.quiet:
@@ -111,30 +103,24 @@ def _run_pansharpen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plane_shape(shape: tuple[int, ...], band_axis: int | None) -> tuple[int, int]:
+def _plane_shape(shape: tuple[int, ...], band_axis: int | None) -> tuple[int, ...]:
     """(height, width) of the bands: ``shape`` (H, W), (B, H, W) or (H, W, B)."""
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    return (shape[1], shape[2]) if band_axis == 0 else (shape[0], shape[1])
+    return shape[1:3] if len(shape) == 3 and band_axis == 0 else shape[:2]
 
 
 def _write_bands(output: Any, image: Any, metadata: dict, pan_file: str) -> None:
     """Write the bands with the panchromatic file's pixel size (the output's grid): bands
     first as ImageJ channels, bands last as a plain TIFF (ImageJ has no axis for them)."""
     from ..io import images as io
-    from ..io.images import tiff_calibration
 
-    calibration = tiff_calibration(pan_file)
     if image.ndim == 2 or metadata.get("band_axis") == 0:
         labels = None if image.ndim == 2 else ["band", "y", "x"]
-        io.write_tiff(output, image, metadata, calibration=calibration, axis_labels=labels)
+        io.write_tiff(output, image, metadata, calibration=io.tiff_calibration(pan_file),
+                      axis_labels=labels)  # fmt: skip
     else:
         io.write_tiff(output, image, metadata, imagej=False)
 
 
 #: The subcommand.
-COMMAND = Subcommand(
-    "fuse every multispectral band with a panchromatic image",
-    _add_pansharpen_arguments,
-    _run_pansharpen,
-)
+COMMAND = Subcommand("fuse every multispectral band with a panchromatic image",
+                     _add_pansharpen_arguments, _run_pansharpen)  # fmt: skip

@@ -2,16 +2,14 @@
 
 By mutual information (:func:`napari_gifnet.workflows.registration.register`),
 from landmarks (:func:`napari_gifnet.workflows.landmarks.register_landmarks`),
-or with a transform saved before (``--apply``). Each input's pixel spacing
-is read from its TIFF calibration (Y and X from the resolution, Z from
-ImageJ's ``spacing`` or this project's ``scale``) unless given on the
-command line; ``fuse --register`` shares :func:`pair_spacing`.
+or with a transform saved before (``--apply``), each input's spacing from its
+TIFF calibration (the epilog); ``fuse --register`` shares :func:`pair_spacing`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,6 @@ TRANSFORMS = ("rigid", "similarity", "affine")
 
 #: The options that give each input's spacing.
 SPACING_OPTIONS = ("--fixed-spacing", "--moving-spacing")
-
-#: The report method of a registration read from a transform file (``--apply``).
-APPLIED = "transform file"
 
 _EPILOG = """\
 spacing:
@@ -51,65 +46,44 @@ examples:
 
 def _spacing_values(text: str) -> tuple[float, ...]:
     """argparse type of ``--fixed-spacing`` / ``--moving-spacing``: ``S`` or ``S,S[,S]``."""
-    import math
-
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if not values or len(values) > 3 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"invalid spacing {text!r}: one positive number, or Y,X or Z,Y,X"
-        )
+    if not values or len(values) > 3 or not all(0 < v < math.inf for v in values):
+        raise argparse.ArgumentTypeError(f"invalid spacing {text!r}: one positive number, or "
+                                         "Y,X or Z,Y,X")  # fmt: skip
     return values
-
-
-def add_spacing_arguments(parser: argparse.ArgumentParser, first: str, second: str) -> None:
-    """``--fixed-spacing`` and ``--moving-spacing`` (``first`` / ``second`` name the inputs)."""
-    for option, which in zip(SPACING_OPTIONS, (first, second)):
-        parser.add_argument(
-            option, type=_spacing_values, metavar="S",
-            help=f"the pixel spacing of {which}, replacing its calibration: S, or Y,X / Z,Y,X",
-        )  # fmt: skip
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
-    parser.add_argument(
-        "fixed", metavar="FIXED", help="the image or (Z, Y, X) volume to register onto"
-    )
+    parser.add_argument("fixed", metavar="FIXED",
+                        help="the image or (Z, Y, X) volume to register onto")  # fmt: skip
     parser.add_argument("moving", metavar="MOVING", help="the image or volume moved onto FIXED")
-    parser.add_argument(
-        "-o", "--output", metavar="MOVED", required=True,
-        help="MOVING resampled onto FIXED's grid: a .tif/.tiff in MOVING's dtype, with "
-        f"FIXED's pixel size and the transform as provenance; {REPLACES}",
-    )  # fmt: skip
-    parser.add_argument(
-        "--transform", choices=TRANSFORMS,
-        help="what is estimated (default rigid): rigid (rotation, shift), similarity (also "
-        "one scale) or affine; by mutual information, so the two may differ in contrast "
-        "(CT and MRI), or from --landmarks",
-    )  # fmt: skip
-    parser.add_argument(
-        "--landmarks",
-        nargs=2,
-        metavar=("FIXED.csv", "MOVING.csv"),
-        help="fit the transform to point pairs instead of the intensities",
-    )
+    parser.add_argument("-o", "--output", metavar="MOVED", required=True,
+                        help="MOVING resampled onto FIXED's grid: a .tif/.tiff in MOVING's dtype, "
+                        f"with FIXED's pixel size and the transform as provenance; {REPLACES}")
+    parser.add_argument("--transform", choices=TRANSFORMS,
+                        help="what is estimated (default rigid): rigid (rotation, shift), "
+                        "similarity (also one scale) or affine; by mutual information, so the two "
+                        "may differ in contrast (CT and MRI), or from --landmarks")
+    parser.add_argument("--landmarks", nargs=2, metavar=("FIXED.csv", "MOVING.csv"), help="fit "
+                        "the transform to point pairs instead of the intensities")  # fmt: skip
     parser.add_argument("--apply", metavar="T.json",
                         help="move MOVING with a transform saved by --save-transform (no "
                         "estimation): another pair of the same setup")  # fmt: skip
-    parser.add_argument(
-        "--save-transform",
-        metavar="T.json",
-        help=f"also save the transform as JSON (for --apply); {REPLACES}",
-    )
-    add_spacing_arguments(parser, "FIXED", "MOVING")
+    parser.add_argument("--save-transform", metavar="T.json", help="also save the transform "
+                        f"as JSON (for --apply); {REPLACES}")  # fmt: skip
+    for option, which in zip(SPACING_OPTIONS, ("FIXED", "MOVING")):
+        parser.add_argument(option, type=_spacing_values, metavar="S", help="the pixel spacing "
+                            f"of {which}, replacing its calibration: S, or Y,X / Z,Y,X")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
-# -- spacing ----------------------------------------------------------------------
+def _spacing_text(spacing: Any) -> str:
+    return ",".join(f"{float(s):g}" for s in spacing)
 
 
 def _z_step(path: str, x_unit: str) -> float | None:
@@ -135,8 +109,7 @@ def _file_spacing(path: str | None, ndim: int, option: str) -> tuple[tuple[float
     """(spacing in numpy order, unit) from a TIFF's calibration, or None.
 
     A calibrated volume that states no Z step is taken as 1 unit deep (as
-    ImageJ does: it omits a Z step of 1), with a warning naming ``option``,
-    which sets it.
+    ImageJ does: it omits a Z step of 1), with a warning naming ``option``.
     """
     import warnings
 
@@ -151,23 +124,11 @@ def _file_spacing(path: str | None, ndim: int, option: str) -> tuple[tuple[float
         z = _z_step(str(path), unit)
         if z is None:
             z = 1.0
-            yx = ",".join(f"{s:g}" for s in spacing)
+            yx = _spacing_text(spacing)
             warnings.warn(f"{path} states no Z step: taken as 1 {unit} (ImageJ's default); "
                           f"give {option} Z,{yx} to set it", stacklevel=2)  # fmt: skip
         spacing = (z, *spacing)
     return spacing, unit
-
-
-def _converted(spacing: tuple[float, ...], unit: str, target: str, name: str) -> tuple[float, ...]:
-    from ..io.imagej_tiff import length_ratio
-
-    ratio = length_ratio(unit, target)
-    if ratio is not None:
-        return tuple(s * ratio for s in spacing)
-    raise ValueError(
-        f"{name} has its pixel size in {unit} and the other input in {target}: "
-        "give both spacings in one unit (--fixed-spacing, --moving-spacing)"
-    )
 
 
 def _full(values: tuple[float, ...] | None, ndim: int, option: str) -> tuple[float, ...] | None:
@@ -182,36 +143,44 @@ def pair_spacing(
     paths: tuple[str | None, str | None],
     ndim: int,
     given: tuple[tuple[float, ...] | None, tuple[float, ...] | None] = (None, None),
-    options: tuple[str, str] = SPACING_OPTIONS,
+    fix: str = "give {option} (in {unit})",
 ) -> tuple[tuple[float, ...], tuple[float, ...], str | None]:
     """The two inputs' spacings in one unit, and that unit (None: pixels).
 
     A spacing ``given`` on the command line replaces the file's (in the unit of
     the other input's calibration). Two calibrated inputs in different length
     units are converted to the first's unit; one calibrated input and one that
-    is not is refused (``UsageError``: the second's spacing must be given).
+    is not is refused (``UsageError`` naming both, then ``fix``, formatted with
+    ``option``, the missing spacing's option, ``missing``, ``fixed``, ``moving``
+    and ``unit``).
     """
+    from ..io.imagej_tiff import length_ratio
+
     found = [_file_spacing(p, ndim, o) if g is None else None
-             for p, g, o in zip(paths, given, options)]  # fmt: skip
-    fixed, moving = (_full(g, ndim, o) for g, o in zip(given, options))
+             for p, g, o in zip(paths, given, SPACING_OPTIONS)]  # fmt: skip
+    fixed, moving = (_full(g, ndim, o) for g, o in zip(given, SPACING_OPTIONS))
     units = [f[1] if f else None for f in found]
     unit = units[0] or units[1]
     if found[0] and found[1]:
-        fixed, moving = found[0][0], _converted(found[1][0], units[1], units[0], str(paths[1]))
+        ratio = length_ratio(units[1], units[0])
+        if ratio is None:
+            raise ValueError(
+                f"{paths[1]} has its pixel size in {units[1]} and the other input in {units[0]}: "
+                "give both spacings in one unit (--fixed-spacing, --moving-spacing)"
+            )
+        fixed, moving = found[0][0], tuple(s * ratio for s in found[1][0])
     else:
         fixed = fixed or (found[0][0] if found[0] else None)
         moving = moving or (found[1][0] if found[1] else None)
     for i, value in enumerate((fixed, moving)):
         other = (fixed, moving)[1 - i]
         if value is None and other is not None and unit is not None:
-            raise UsageError(
-                f"{paths[1 - i]} has a pixel size ({' x '.join(f'{s:g}' for s in other)} {unit}) "
-                f"and {paths[i]} none: give {options[i]} (in {unit})"
-            )
+            advice = fix.format(option=SPACING_OPTIONS[i], missing=paths[i], fixed=paths[0],
+                                moving=paths[1], unit=unit)  # fmt: skip
+            size = " x ".join(f"{s:g}" for s in other)
+            raise UsageError(f"{paths[1 - i]} has a pixel size ({size} {unit}) and {paths[i]} "
+                             f"none: {advice}")  # fmt: skip
     return fixed or (1.0,) * ndim, moving or (1.0,) * ndim, unit
-
-
-# -- landmarks --------------------------------------------------------------------
 
 
 def read_points(path: str, ndim: int) -> Any:
@@ -227,15 +196,10 @@ def read_points(path: str, ndim: int) -> Any:
 
     import numpy as np
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"landmarks file not found: {path}")
-    with p.open(newline="", encoding="utf-8", errors="replace") as fh:
+    with Path(path).open(newline="", encoding="utf-8", errors="replace") as fh:
         rows = [[c.strip() for c in row] for row in csv.reader(fh)
                 if row and not row[0].lstrip().startswith("#")]  # fmt: skip
-    if len(rows) == 1 and len(rows[0]) == 1:  # whitespace-separated
-        rows = [rows[0][0].split()]
-    if rows and all(len(r) == 1 for r in rows):
+    if rows and all(len(r) == 1 for r in rows):  # whitespace-separated
         rows = [r[0].split() for r in rows]
 
     def numbers(row: list[str]) -> bool:
@@ -268,17 +232,8 @@ def read_points(path: str, ndim: int) -> Any:
     return points
 
 
-# -- the command ------------------------------------------------------------------
-
-
-def _check_arguments(args: argparse.Namespace) -> None:
-    if args.apply and (args.landmarks or args.transform):
-        raise UsageError("--apply moves MOVING with a saved transform: it takes no "
-                         f"{'--landmarks' if args.landmarks else '--transform'}")  # fmt: skip
-
-
 def _tiff_output(path: str, option: str = "-o") -> Path:
-    output = check_output(path, option)
+    output = check_output(path, option=option)
     if output.suffix.lower() not in (".tif", ".tiff"):
         raise UsageError(f"{option} {path}: the moved image is written as a TIFF (.tif, .tiff)")
     return output
@@ -290,10 +245,6 @@ def json_output(path: str) -> Path:
     if Path(path).suffix.lower() != ".json":
         raise UsageError(f"--save-transform {path}: the transform is saved as .json")
     return check_output_file(path, "--save-transform")
-
-
-def _spacing_text(spacing: Any) -> str:
-    return ",".join(f"{float(s):g}" for s in spacing)
 
 
 def _in_pair_unit(args: argparse.Namespace, stored: dict[str, Any], transform: Any,
@@ -315,7 +266,6 @@ def _in_pair_unit(args: argparse.Namespace, stored: dict[str, Any], transform: A
 
     fs, ms, unit = spacing
     saved = stored["unit"]
-    given = args.fixed_spacing is not None and args.moving_spacing is not None
     pair = f"{args.fixed} and {args.moving}"
     if saved is None and unit is None:
         if args.fixed_spacing is None and args.moving_spacing is None:
@@ -328,24 +278,19 @@ def _in_pair_unit(args: argparse.Namespace, stored: dict[str, Any], transform: A
         if stored.get("fixed_spacing") and stored.get("moving_spacing"):
             was = (f" (it was saved with {_spacing_text(stored['fixed_spacing'])} and "
                    f"{_spacing_text(stored['moving_spacing'])})")  # fmt: skip
-        raise UsageError(
-            f"{args.apply} is in pixels (saved from inputs without a pixel size) and {pair} "
-            f"are calibrated in {unit}: give --fixed-spacing and --moving-spacing in the "
-            f"transform's pixels{was}"
-        )
+        raise UsageError(f"{args.apply} is in pixels (saved from inputs without a pixel size) "
+                         f"and {pair} are calibrated in {unit}: give --fixed-spacing and "
+                         f"--moving-spacing in the transform's pixels{was}")  # fmt: skip
     if unit is None:
-        if not given:
-            raise UsageError(
-                f"{args.apply} is in {saved} and {pair} have no pixel size: give "
-                f"--fixed-spacing and --moving-spacing in {saved}"
-            )
+        if args.fixed_spacing is None or args.moving_spacing is None:
+            raise UsageError(f"{args.apply} is in {saved} and {pair} have no pixel size: give "
+                             f"--fixed-spacing and --moving-spacing in {saved}")  # fmt: skip
         return transform, fs, ms, saved
     ratio = length_ratio(saved, unit)
     if ratio is None:
-        raise UsageError(
-            f"{args.apply} is in {saved} and {pair} are calibrated in {unit}, which cannot be "
-            f"converted: give --fixed-spacing and --moving-spacing in {saved}"
-        )
+        raise UsageError(f"{args.apply} is in {saved} and {pair} are calibrated in {unit}, which "
+                         f"cannot be converted: give --fixed-spacing and --moving-spacing in "
+                         f"{saved}")  # fmt: skip
     matrix = np.array(transform.matrix, dtype=np.float64)
     matrix[:-1, -1] *= ratio  # a shift in the pair's unit; the linear part has no unit
     return type(transform)(transform.kind, matrix), fs, ms, unit
@@ -361,29 +306,23 @@ def _applied(args: argparse.Namespace, fixed: Any, moving: Any, ndim: int,
     :func:`~napari_gifnet.workflows.registration.check_overlap`) before MOVING is resampled.
     """
     from ..io.transform_file import load_transform
-    from ..workflows.registration import (
-        Registration,
-        RegistrationReport,
-        Transform,
-        apply_registration,
-        check_overlap,
-        check_transform,
-    )
+    from ..workflows import registration as reg
 
     stored = load_transform(args.apply)
-    transform = Transform.from_dict(stored)
+    transform = reg.Transform.from_dict(stored)
     if transform.ndim != ndim:
         raise ValueError(f"{args.apply} holds a {transform.ndim}-D transform; {args.fixed} and "
                          f"{args.moving} are {ndim}-D")  # fmt: skip
     transform, fs, ms, unit = _in_pair_unit(args, stored, transform, spacing)
     names = (str(args.fixed), str(args.moving))
     shape = fixed.shape[:ndim]
-    check_transform(transform, names)
-    overlap = check_overlap(transform, shape, moving.shape[:ndim], fixed_spacing=fs,
-                            moving_spacing=ms, names=names)  # fmt: skip
-    moved = apply_registration(transform, moving, shape, fixed_spacing=fs, moving_spacing=ms)
-    report = RegistrationReport(APPLIED, None, None, 0, True, f"applied {args.apply}", overlap)
-    return Registration(transform, moved, report, fs, ms), unit
+    reg.check_transform(transform, names)
+    overlap = reg.check_overlap(transform, shape, moving.shape[:ndim], fixed_spacing=fs,
+                                moving_spacing=ms, names=names)  # fmt: skip
+    moved = reg.apply_registration(transform, moving, shape, fixed_spacing=fs, moving_spacing=ms)
+    report = reg.RegistrationReport("transform file", None, None, 0, True,
+                                    f"applied {args.apply}", overlap)  # fmt: skip
+    return reg.Registration(transform, moved, report, fs, ms), unit
 
 
 def _description(calibration: Any, ndim: int, fixed_spacing: tuple[float, ...],
@@ -391,20 +330,20 @@ def _description(calibration: Any, ndim: int, fixed_spacing: tuple[float, ...],
     """The TIFF description of the moved image: FIXED's calibration and the provenance."""
     from ..io.imagej_tiff import json_safe
 
-    out: dict[str, Any] = {}
-    if calibration is not None:
-        out.update(calibration.description(2))
-        if ndim == 3:
+    out: dict[str, Any] = {} if calibration is None else calibration.description(2)
+    if ndim == 3:
+        if out:
             out = {"scale": [fixed_spacing[0], *out["scale"]],
                    "units": [out["units"][-1], *out["units"]]}  # fmt: skip
-    if ndim == 3:
         out["axis_labels"] = ["z", "y", "x"]
     out["metadata"] = json_safe(metadata)
     return out
 
 
 def _run(args: argparse.Namespace) -> int:
-    _check_arguments(args)
+    if args.apply and (args.landmarks or args.transform):
+        raise UsageError("--apply moves MOVING with a saved transform: it takes no "
+                         f"{'--landmarks' if args.landmarks else '--transform'}")  # fmt: skip
     from ..io import images as io
     from ..io.imagej_tiff import write_calibrated_tiff
     from ..workflows.registration import spatial_ndim
@@ -413,13 +352,8 @@ def _run(args: argparse.Namespace) -> int:
     outputs: dict[str, Path | None] = {"-o": output}
     if args.save_transform:
         outputs["--save-transform"] = json_output(args.save_transform)
-    inputs = [
-        args.fixed,
-        args.moving,
-        *(args.landmarks or []),
-        *([args.apply] if args.apply else []),
-    ]
-    check_files(outputs, inputs)
+    check_files(outputs, [args.fixed, args.moving, *(args.landmarks or []),
+                          *([args.apply] if args.apply else [])])  # fmt: skip
     named = [(args.apply, "transform file"), *((p, "landmarks file") for p in args.landmarks or [])]
     for path, what in named:
         if path and not Path(path).is_file():
@@ -453,11 +387,10 @@ def _run(args: argparse.Namespace) -> int:
         "input_files": {"fixed": str(args.fixed), "moving": str(args.moving)},
         "transform_file": args.apply or args.save_transform,
     }
-    moved = registration.moved
-    calibration = io.tiff_calibration(args.fixed)
-    colour = ndim == 2 and moved.ndim == 3
-    write_calibrated_tiff(output, moved, _description(calibration, ndim, fs, metadata),
-                          rgb=colour, what="the moved image")  # fmt: skip
+    description = _description(io.tiff_calibration(args.fixed), ndim, fs, metadata)
+    write_calibrated_tiff(output, registration.moved, description,
+                          rgb=ndim == 2 and registration.moved.ndim == 3,
+                          what="the moved image")  # fmt: skip
     summary = (f"registered {args.moving} onto {args.fixed} -> {args.output} "
                f"({registration.transform.kind}): {registration.report.describe()}")  # fmt: skip
     if args.save_transform:
@@ -467,7 +400,7 @@ def _run(args: argparse.Namespace) -> int:
                        moving=str(args.moving), unit=unit)  # fmt: skip
         summary += f"; transform -> {args.save_transform}"
     if not args.quiet:
-        print(summary, file=sys.stdout)
+        print(summary)
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +11,14 @@ from .common import (
     SKIPS,
     TIFF_OUTPUT,
     BatchJob,
-    Progress,
     Subcommand,
     UsageError,
     add_common_gifnet,
     check_device,
     check_files,
-    check_output_of,
+    check_output,
     input_files,
-    input_folders,
+    progress_line,
     run_batch,
     size_text,
 )
@@ -35,14 +33,11 @@ def _read_stack(inputs: list[str], axis: int = 0) -> Any:
     paths = [Path(p) for p in inputs]
     folder = len(paths) == 1 and paths[0].is_dir()
     if (folder or len(paths) > 1) and axis != 0:
-        raise UsageError(
-            f"--axis {axis}: a folder or a list of files is stacked along axis 0 "
-            "(one file per plane); --axis is for a multi-dimensional TIFF"
-        )
+        raise UsageError(f"--axis {axis}: a folder or a list of files is stacked along axis "
+                         "0 (one file per plane); --axis is for a multi-dimensional TIFF")
     if folder:
-        files = sorted(
-            p for p in paths[0].iterdir() if p.suffix.lower() in formats.READ_EXTENSIONS
-        )
+        readable = formats.READ_EXTENSIONS
+        files = sorted(p for p in paths[0].iterdir() if p.suffix.lower() in readable)
         if len(files) < 2:
             raise ValueError(f"{paths[0]}: a stack folder needs at least 2 image files")
         return FileStack(files)
@@ -59,33 +54,28 @@ def _read_stack(inputs: list[str], axis: int = 0) -> Any:
             raise FileNotFoundError(f"image file not found: {p}")
     return FileStack(paths)
 
-def _check_stack_outputs(outputs: dict[str, Path], layout: Any, keep_dtype: bool) -> None:
-    """Refuse, before fusing, outputs whose format cannot hold what goes there.
+def _check_stack_outputs(output: Path, depth: Path | None, layout: Any, keep_dtype: bool
+                         ) -> None:  # fmt: skip
+    """Refuse, before fusing, an ``-o`` or ``--depth-map`` whose format cannot hold what
+    goes there.
 
-    ``outputs`` maps an option name (``-o``, ``--depth-map``, ``--confidence``)
-    to its path; ``layout`` (a :class:`~napari_gifnet.workflows.planes.Planes`)
-    gives the planes' dtype and shape. What each format holds is
-    :func:`napari_gifnet.io.formats.check_writable`'s rule, with the bit depth
-    ``write_image(..., bit_depth=None)`` picks: ``-o`` gets float32 in [0, 1]
-    or, with ``--keep-dtype``, the stack's dtype on its own scale; the depth
-    map gets uint16 plane indices (the confidence map, float32, goes to .tif,
-    checked by :func:`_check_output`). Where the outputs may go at all was
-    checked before the stack was opened (:func:`~napari_gifnet.cli.common.check_files`).
+    ``layout`` (a :class:`~napari_gifnet.workflows.planes.Planes`) gives the
+    planes' dtype and shape. The rule is :func:`napari_gifnet.io.formats.check_writable`'s,
+    with the bit depth ``write_image(..., bit_depth=None)`` picks: ``-o`` gets float32
+    in [0, 1] or, with ``--keep-dtype``, the stack's dtype; the depth map uint16.
     """
     import numpy as np
 
     from ..io import formats
 
-    output, dtype = outputs["-o"], layout.dtype if keep_dtype else np.float32
+    dtype = layout.dtype if keep_dtype else np.float32
     try:
         formats.check_writable(output, dtype, layout.plane_shape, bit_depth=None,
                                unit_floats=not keep_dtype)  # fmt: skip
     except formats.FormatError as exc:  # float32 in [0, 1] goes anywhere: --keep-dtype is on
         stack = f"{layout.dtype}{' RGB' if layout.rgb else ''}"
-        raise UsageError(
-            f"-o {output}: the stack is {stack}; with --keep-dtype that {exc.needs}"
-        ) from None
-    depth = outputs.get("--depth-map")
+        raise UsageError(f"-o {output}: the stack is {stack}; with --keep-dtype that "
+                         f"{exc.needs}") from None  # fmt: skip
     if depth is not None:
         try:
             formats.check_writable(depth, np.uint16, layout.plane_shape[:2], bit_depth=None)
@@ -96,17 +86,14 @@ def _check_stack_outputs(outputs: dict[str, Path], layout: Any, keep_dtype: bool
 def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     from ..workflows.focus_stack import STRATEGIES, TASKS
 
-    parser.add_argument(
-        "inputs", nargs="*", metavar="INPUT",
-        help="a multi-page TIFF, a folder of images (sorted by name) or several image files",
-    )
-    parser.add_argument(
-        "--stacks", metavar="DIR",
-        help="instead of INPUT: every stack in DIR (each multi-page TIFF, and each sub-folder "
-        "of images, is one stack); -o is then a folder outside DIR, one OUT/<name>.<format> "
-        f"per stack; {SKIPS}; a stack that fails is reported and the others go on "
-        "(exit status 1)",
-    )
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="a multi-page TIFF, a folder of images (sorted by name) or several "
+                        "image files")  # fmt: skip
+    parser.add_argument("--stacks", metavar="DIR",
+                        help="instead of INPUT: every stack in DIR (each multi-page TIFF, and "
+                        "each sub-folder of images, is one stack); -o is then a folder outside "
+                        f"DIR, one OUT/<name>.<format> per stack; {SKIPS}; a stack that fails is "
+                        "reported and the others go on (exit status 1)")
     parser.add_argument("--format", choices=("tif", "png", "jpg"), default="tif",
                         help="output format of a --stacks batch (default tif)")
     parser.add_argument("--maps", action="store_true",
@@ -114,24 +101,20 @@ def _add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="with --stacks: fuse again the stacks whose output exists "
                         "(each replaced atomically)")
-    parser.add_argument(
-        "-o", "--output", required=True, metavar="OUT",
-        help="all-in-focus image (.tif: float32 in [0, 1] or the input dtype with "
-        f"--keep-dtype, {TIFF_OUTPUT.format('the first file')}; .png: 16-bit grey or 8-bit RGB; "
-        f".jpg: 8-bit; --keep-dtype with data other than uint8/uint16 needs .tif); {REPLACES}",
-    )
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="all-in-focus image (.tif: float32 in [0, 1] or the input dtype with "
+                        f"--keep-dtype, {TIFF_OUTPUT.format('the first file')}; .png: 16-bit "
+                        "grey or 8-bit RGB; .jpg: 8-bit; --keep-dtype with data other than "
+                        f"uint8/uint16 needs .tif); {REPLACES}")
     parser.add_argument("--axis", type=int, default=0,
                         help="focus axis of a TIFF (default 0; a folder or files: 0 only)")
-    parser.add_argument(
-        "--method", default="default",
-        help="gifnet, focus, or a baseline (laplacian, guided, dwt, mertens, mean, max); "
-        "default: the benchmark winner (see docs/stacks.md)",
-    )
-    parser.add_argument(
-        "--task", choices=tuple(TASKS), default=None,
-        help="the stack's task, which picks the default method: focus (focus selection) "
-        "or exposure (an exposure fusion; never focus selection); default focus",
-    )
+    parser.add_argument("--method", default="default",
+                        help="gifnet, focus, or a baseline (laplacian, guided, dwt, mertens, "
+                        "mean, max); default: the benchmark winner (see docs/stacks.md)")
+    parser.add_argument("--task", choices=tuple(TASKS), default=None,
+                        help="the stack's task, which picks the default method: focus (focus "
+                        "selection) or exposure (an exposure fusion; never focus selection); "
+                        "default focus")
     parser.add_argument("--strategy", choices=STRATEGIES, default=None,
                         help="how a blending method meets the planes: pairs folded in sequence or "
                         "as a tree, or all planes at once (laplacian and mertens); default: "
@@ -171,19 +154,16 @@ def _run_stack(args: argparse.Namespace) -> int:
         if args.depth_map or args.confidence:
             raise UsageError("with --stacks, --maps writes every stack's depth and confidence")
         return _run_batch(args)
-    output = check_output_of(args.output)
-    depth_path = check_output_of(args.depth_map, option="--depth-map") if args.depth_map \
-        else None
-    conf_path = check_output_of(args.confidence, formats.TIFF_EXTENSIONS, "--confidence") \
+    output = check_output(args.output)
+    depth_path = check_output(args.depth_map, option="--depth-map") if args.depth_map else None
+    conf_path = check_output(args.confidence, formats.TIFF_EXTENSIONS, "--confidence") \
         if args.confidence else None
+    folders = [p for p in args.inputs if Path(p).is_dir()]  # no output goes where images are read
     check_files({"-o": output, "--depth-map": depth_path, "--confidence": conf_path},
-                input_files(args.inputs), input_folders(args.inputs))  # fmt: skip
-    check_device(args, _method(args))
-    progress = Progress(sys.stderr, not args.quiet and sys.stderr.isatty())
-    try:
+                input_files(args.inputs), folders)  # fmt: skip
+    check_device(args, _method(args) == "gifnet")
+    with progress_line(args.quiet) as progress:
         result = _fuse_one(args.inputs, output, depth_path, conf_path, args, progress)
-    finally:
-        progress.close()
     align = result.metadata.get("alignment")  # what was done ("auto" decides by the data)
     if not args.quiet:
         shifts = ""
@@ -195,12 +175,9 @@ def _run_stack(args: argparse.Namespace) -> int:
             if align == "similarity":
                 shifts += (f", rotations {result.rotations.min():.2f} to "
                            f"{result.rotations.max():.2f} deg")  # fmt: skip
-        print(
-            f"fused {result.metadata['planes']} planes -> {output}: "
-            f"{size_text(*result.luma.shape[:2])}, "
-            f"{result.metadata['method']}"
-            f"{shifts}, {result.elapsed:.1f} s"
-        )
+        print(f"fused {result.metadata['planes']} planes -> {output}: "
+              f"{size_text(*result.luma.shape[:2])}, {result.metadata['method']}{shifts}, "
+              f"{result.elapsed:.1f} s")  # fmt: skip
     return 0
 
 
@@ -219,13 +196,9 @@ def _align(args: argparse.Namespace) -> str | bool:
                          "already includes the magnification)")  # fmt: skip
     if args.no_align and (args.align or args.align_scale or args.align_similarity):
         raise UsageError("--no-align cannot be combined with an --align option")
-    if args.no_align:
-        return False
-    if args.align_similarity:
-        return "similarity"
-    if args.align_scale:
-        return "scale"
-    return True if args.align else "auto"
+    modes = ((args.no_align, False), (args.align_similarity, "similarity"),
+             (args.align_scale, "scale"), (args.align, True))  # fmt: skip
+    return next((mode for asked, mode in modes if asked), "auto")
 
 
 def _fuse_one(inputs: list[str], output: Path, depth_path: Path | None, conf_path: Path | None,
@@ -241,21 +214,18 @@ def _fuse_one(inputs: list[str], output: Path, depth_path: Path | None, conf_pat
     stack = _read_stack(inputs, args.axis)
     try:
         layout = Planes(stack, args.axis)  # shape and dtype only: nothing is read yet
-        outputs = {"-o": output, "--depth-map": depth_path, "--confidence": conf_path}
-        _check_stack_outputs(
-            {k: v for k, v in outputs.items() if v is not None}, layout, args.keep_dtype
-        )
+        _check_stack_outputs(output, depth_path, layout, args.keep_dtype)
         result = fuse_stack(
-            stack, args.axis, method, task=args.task,
-            strategy=args.strategy,
-            select=args.select, align=align, keep_dtype=args.keep_dtype,
-            weights=args.weights, device=args.device, progress=progress,
+            stack, args.axis, method, task=args.task, strategy=args.strategy, select=args.select,
+            align=align, keep_dtype=args.keep_dtype, weights=args.weights, device=args.device,
+            progress=progress,
         )  # fmt: skip
     finally:
         if hasattr(stack, "close"):
             stack.close()
     metadata = {**result.metadata, "input_files": [str(p) for p in inputs]}
-    calibration = _calibration(inputs)
+    files = input_files(inputs)  # the pixel size of the stack's first file
+    calibration = io.tiff_calibration(files[0]) if files else None
     io.write_image(output, result.image, metadata, bit_depth=None,  # as checked above
                    calibration=calibration)
     if depth_path is not None:
@@ -264,14 +234,6 @@ def _fuse_one(inputs: list[str], output: Path, depth_path: Path | None, conf_pat
     if conf_path is not None:
         io.write_image(conf_path, result.confidence, metadata, calibration=calibration)
     return result
-
-
-def _calibration(inputs: list[str]) -> Any:
-    """The pixel size of the stack's first file (a TIFF's, or a folder's first image's)."""
-    from ..io.images import tiff_calibration
-
-    files = input_files(inputs)
-    return tiff_calibration(files[0]) if files else None
 
 
 def stacks_in(folder: Path) -> list[tuple[str, Path]]:
@@ -304,7 +266,6 @@ def _run_batch(args: argparse.Namespace) -> int:
     ext = "." + args.format
     jobs: list[tuple[str, Path, Path, Path | None, Path | None]] = []
     outputs: dict[str, Path | None] = {}
-    files: list[str] = []
     for name, path in stacks:
         out = outdir / f"{name}{ext}"
         maps = (outdir / f"{name}_depth.tif", outdir / f"{name}_confidence.tif") if args.maps \
@@ -312,13 +273,11 @@ def _run_batch(args: argparse.Namespace) -> int:
         label = f"stack {path.name + ('/' if path.is_dir() else '')!r}"
         outputs.update({f"{label} -o": out, f"{label} --maps depth": maps[0],
                         f"{label} --maps confidence": maps[1]})  # fmt: skip
-        files.extend(input_files([str(path)]))
         jobs.append((name, path, out, *maps))
     # every output of every stack at once: none in the stacks folder (a re-run would
     # take it for a stack), none an input, no two stacks writing one file
-    check_files(outputs, files, [folder])
-    check_device(args, _method(args))
-    outdir.mkdir(parents=True, exist_ok=True)
+    check_files(outputs, input_files([str(path) for _, path in stacks]), [folder])
+    check_device(args, _method(args) == "gifnet")
 
     def job(name: str, path: Path, out: Path, depth: Path | None, conf: Path | None) -> BatchJob:
         written = tuple(p for p in (out, depth, conf) if p is not None)
@@ -329,8 +288,5 @@ def _run_batch(args: argparse.Namespace) -> int:
 
 
 #: The subcommand.
-COMMAND = Subcommand(
-    "fuse a focus stack into an all-in-focus image (+ depth map)",
-    _add_stack_arguments,
-    _run_stack,
-)
+COMMAND = Subcommand("fuse a focus stack into an all-in-focus image (+ depth map)",
+                     _add_stack_arguments, _run_stack)  # fmt: skip

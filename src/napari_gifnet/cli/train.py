@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from .common import PROG, Subcommand, UsageError
@@ -33,34 +34,25 @@ Offline, pass a saved ImageNet DenseNet-121 state_dict with --densenet-weights.
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: a positive integer is needed")
-    return value
+def _number(convert: Callable[[str], Any], valid: Callable[[Any], bool], needed: str
+            ) -> Callable[[str], Any]:  # fmt: skip
+    """An argparse type: ``convert(text)`` where ``valid``, else an error asking for ``needed``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: {needed} is needed")
+        return value
+
+    return parse
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: 0 or a positive integer is needed")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: a positive number is needed")
-    return value
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_workers = _number(int, lambda v: v >= 0, "0 or a positive integer")
+_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,10 +121,9 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, progress=not args.no_progress and sys.stderr.isatty(),
     )  # fmt: skip
     result = _train_with_notes(train, config)
-    last = result.rows[-1] if result.rows else None
     summary = f"trained {result.steps} steps; weights: {result.checkpoint}; log: {result.log}"
-    if last is not None:
-        summary += f"; last total loss {last['total']:.4f}"
+    if result.rows:
+        summary += f"; last total loss {result.rows[-1]['total']:.4f}"
     if result.plot is not None:
         summary += f"; curves: {result.plot}"
     print(summary)

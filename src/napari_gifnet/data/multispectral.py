@@ -1,12 +1,8 @@
 """The offline pansharpening sample: a multispectral + panchromatic pair with its truth.
 
 Made on the fly from scikit-image's bundled astronaut photograph (nothing is
-downloaded), following Wald's protocol: the full-resolution four-band image
-(red, green, blue and a NIR-like band) is the truth; the multispectral input
-is that image seen through a coarser sensor (an MTF-like Gaussian, then each
-multispectral pixel the mean of the 4 x 4 panchromatic pixels it covers); the
-panchromatic input is a weighted sum of the four bands at full resolution.
-See ``docs/samples.md``.
+downloaded), following Wald's protocol: the four-band truth seen through a
+coarser sensor (:func:`degrade`) and as one panchromatic band (docs/samples.md).
 """
 
 from __future__ import annotations

@@ -125,10 +125,8 @@ def _cache_path(sample: PublishedSample, entry: PublishedFile) -> Path:
 def fetch_published_file(sample: PublishedSample, entry: PublishedFile) -> Path:
     """Return the cached file, downloading it (sha256 checked) if needed.
 
-    A download whose sha256 is wrong is discarded (never cached). A cached
-    file whose sha256 is wrong is never deleted: once a verified copy has
-    been downloaded it is moved aside (:func:`napari_gifnet.util.downloads.fetch_pinned`),
-    with a warning naming where it went.
+    As :func:`napari_gifnet.util.downloads.fetch_pinned` fetches: a cached file
+    with another sha256 is moved aside, with a warning naming where it went.
 
     Raises
     ------

@@ -1,24 +1,11 @@
-"""Sample image pairs for trying GIFNet fusion (no Qt, no napari needed).
+"""Offline sample image pairs for trying GIFNet fusion (no Qt, no napari needed).
 
-Two kinds of samples are offered, each as a :class:`Sample` holding named
-layers ``(name, data, kwargs)`` whose ``kwargs["metadata"]`` says how the
-data were made (``sample``, ``recipe``, ``source`` and ``role``: "first
-input", "second input", "input stack" or "truth").
-
-* Offline samples (:data:`SAMPLES`) are computed on the fly, deterministically,
-  from images bundled with scikit-image (nothing is downloaded) or from
-  seeded random numbers: a near/far-focus pair and a focus stack made from the
-  stereo motorcycle and its disparity map, a CT-like + MRI-like pair made
-  from the Shepp-Logan phantom, an over/under-exposed pair made from the
-  coffee photograph, a synthetic 12-bit two-channel fluorescence pair and a
-  multispectral + panchromatic set made from the astronaut photograph
-  (:mod:`napari_gifnet.data.multispectral`).
-* Published samples, the example pairs of the GIFNet repository, are
-  downloaded on demand: see :mod:`napari_gifnet.data.published`.
-
-See ``docs/samples.md`` for the recipes and the licences of the sources. The
-:class:`~napari_gifnet.data.sample.Sample` container and the recipes' array
-helpers live in :mod:`napari_gifnet.data.sample`.
+The offline samples (:data:`SAMPLES`, each a
+:class:`~napari_gifnet.data.sample.Sample`) are computed on the fly,
+deterministically, from images bundled with scikit-image (nothing is
+downloaded) or from seeded random numbers. The published samples are
+downloaded on demand (:mod:`napari_gifnet.data.published`). See
+``docs/samples.md`` for the recipes and the licences of the sources.
 """
 
 from __future__ import annotations

@@ -10,11 +10,9 @@ fusion, then restores the defaults and trims the heap back.
 
 A run of many fusions (the planes of a stack, a folder of pairs) is wrapped
 in :func:`fusion_run`: one heap for the whole run, and the whole-image maps
-of each fusion kept for the next (:func:`napari_gifnet.engine.tiled.stores.keep_stores`).
-The pages the first fusion faulted in serve every later one, instead of
-being handed back and faulted in again for each (about 600,000 page faults,
-1.3 s of system time, per 1024 x 1024 plane), and the peak memory stays
-that of one fusion.
+of each fusion kept for the next (:func:`napari_gifnet.engine.tiled.stores.keep_stores`),
+so the pages the first fusion faulted in serve every later one (docs/engine.md,
+"Speed and memory", has the measurements); the peak memory stays that of one fusion.
 """
 
 from __future__ import annotations

@@ -1,18 +1,13 @@
 """Planes of one size through the network together: batches on a GPU.
 
-A stack (Z, T, ...) of plane pairs of one size is fused by :func:`fuse_planes`.
-Each pair is prepared as :func:`~napari_gifnet.engine.fusion.fuse` prepares
-one (normalisation, luma, colour plan). On a CUDA device the planes then go
-through the network in batches, as many as the device's free memory holds
-(:func:`batch_size`): the model is loaded once, and one batched forward pass
-replaces a pass per plane, which keeps a large GPU busy. The normalisation
-statistics inside the network stay per plane, so each plane's result is the
-one it gets alone (to float32 rounding). A batch that runs out of memory is
-split in half and retried; a single plane, and every plane on the CPU, takes
-the ordinary tiled path (:func:`~napari_gifnet.engine.eager.fuse_arrays`)
-with its own retries. The process heap and the whole-image maps are kept for the whole run
-(:func:`~napari_gifnet.engine._memory.fusion_run`), and each pair is
-prepared once.
+:func:`fuse_planes` prepares each pair once, as :func:`~napari_gifnet.engine.fusion.fuse`
+does, and on a CUDA device sends the planes through the network in batches
+(:func:`batch_size`; docs/scaling.md): one forward pass instead of one per
+plane, with the normalisation statistics kept per plane, so each result is
+the one its plane gets alone (to float32 rounding). A batch that runs out of
+memory is split in half and retried; a single plane, and every plane on the
+CPU, takes the tiled path (:func:`~napari_gifnet.engine.eager.fuse_arrays`)
+with its own retries, all in one :func:`~napari_gifnet.engine._memory.fusion_run`.
 """
 
 from __future__ import annotations
@@ -188,8 +183,7 @@ def _fuse_batch(
         "out_of_memory_retries": 0,
         "retry_tile_size": None,
     }
-    results = [
+    return [
         fusion_result(luma, pair, info, dev, normalization, precision, run, elapsed)
         for pair, luma in zip(pairs, out)
     ]
-    return results

@@ -2,19 +2,11 @@
 
 GIFNet fuses grey (luma) images only. A colour result is made as in the
 published runs: the fused luma becomes the Y channel, and the chroma (Cb, Cr)
-comes from the colour input(s):
-
-* one RGB input: its chroma is kept unchanged;
-* two RGB inputs: the chroma is combined per pixel, weighting each source by
-  how far its chroma is from neutral (:func:`combine_chroma`);
-* no RGB input: the result stays grey (:func:`plan_colour` returns ``None``).
-
-The conversion is standard BT.601 full-range YCbCr with zero-centred chroma
-(Cb, Cr in [-0.5, 0.5] for RGB in [0, 1]; the same as the 8-bit form with
-its +128 offset removed). The published script computed Cb/Cr without the
-+128 offset yet weighted them by their distance from 128, which biases the
-colours of two-colour-input results; this module weights by the distance
-from the true neutral value instead.
+comes from the colour input(s) (:func:`plan_colour`, :func:`apply_colour`):
+one's is kept, two are combined by :func:`combine_chroma`, which also says
+where it departs from the published script. The conversion is standard BT.601
+full-range YCbCr with zero-centred chroma (Cb, Cr in [-0.5, 0.5] for RGB in
+[0, 1]; the same as the 8-bit form with its +128 offset removed).
 """
 
 from __future__ import annotations

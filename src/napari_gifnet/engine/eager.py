@@ -50,15 +50,13 @@ def fuse_arrays(
     start = time.perf_counter() if start is None else start
     normalization, tile_size = options.normalization, options.tile_size
     pair = prepared if prepared is not None else prepare_pair(a, b, normalization)
-    luma_a, luma_b = pair.luma_a, pair.luma_b
     dev = resolve_device(options.device)
     model, info = load_model(options.weights, device=str(dev))
-    (pa, size), (pb, _) = pad_small(luma_a), pad_small(luma_b)
-    h, w = size
-    run_size = pa.shape  # the size the network runs on (small images padded)
+    (pa, (h, w)), (pb, _) = pad_small(pair.luma_a), pad_small(pair.luma_b)
     features: dict[str, torch.Tensor] | None = {} if options.return_features else None
-    # storage and tiles, once per try; a storage that cannot fit is refused here
-    plan = plan_tiles(*run_size, dev, options.storage, tile_size=tile_size)
+    # storage and tiles (of the small images padded), once per try; a storage that
+    # cannot fit is refused here
+    plan = plan_tiles(*pa.shape, dev, options.storage, tile_size=tile_size)
     rungs = list(RETRY_STORAGES[plan.storage])  # on running out of memory
     report, retries, failures = MonotonicProgress(guarded(progress)), 0, []
     raised: BaseException | None = None  # by the progress callback: passed on unchanged

@@ -1,21 +1,14 @@
 """Lazy fusion of Dask (or zarr-backed) arrays, chunk by chunk.
 
-:func:`fuse_dask` builds a Dask graph; nothing is read or computed until the
-result (or part of it) is. For every plane of the inputs the graph holds
-
-* one statistics task: it reads the plane pair, decides each input's
-  normalisation (exactly as :func:`napari_gifnet.fuse` would for that plane)
-  and accumulates the network's whole-image normalisation statistics tile by
-  tile (:func:`napari_gifnet.engine.tiled.run.network_statistics`);
-* one task per output chunk: it reads the chunk plus a
-  :data:`~napari_gifnet.engine.tiled.run.REGION_HALO`-pixel border of both inputs
-  and computes the fused chunk from those statistics
-  (:func:`napari_gifnet.engine.tiled.run.fuse_region`).
-
-So each chunk equals the same part of ``fuse(plane_a, plane_b).image``, any
-chunk can be computed alone (a napari view computes only what it shows), and
-planes and chunks run in parallel on whatever Dask scheduler is active,
-including a ``dask.distributed`` cluster.
+:func:`fuse_dask` builds a Dask graph (docs/engine.md, "Lazy arrays, stacks
+and clusters"): per plane, one statistics task (:func:`_plane_statistics`:
+each input's normalisation as :func:`napari_gifnet.fuse` decides it, and
+:func:`napari_gifnet.engine.tiled.run.network_statistics`) and one task per
+output chunk (:func:`_fuse_chunk`: the chunk plus a
+:data:`~napari_gifnet.engine.tiled.run.REGION_HALO`-pixel border of both
+inputs, through :func:`napari_gifnet.engine.tiled.run.fuse_region`). Each
+chunk equals the same part of ``fuse(plane_a, plane_b).image`` and can be
+computed alone, on whatever Dask scheduler is active.
 """
 
 from __future__ import annotations
@@ -284,8 +277,7 @@ def fuse_dask_with_luma(
 
     _check_normalization(normalization)  # the eager path's ValueError, before any task
     chunk, tile_pixels = pixel_count("chunk", chunk, 64), pixel_count("tile_pixels", tile_pixels, 64)
-    a = a if is_dask(a) else da.from_array(np.asarray(a), chunks=-1)
-    b = b if is_dask(b) else da.from_array(np.asarray(b), chunks=-1)
+    a, b = (x if is_dask(x) else da.from_array(np.asarray(x), chunks=-1) for x in (a, b))
     check_dtype(a.dtype, a.shape, "a")  # the eager path's errors, not only at compute()
     check_dtype(b.dtype, b.shape, "b")
     flags = rgb if isinstance(rgb, tuple) else (rgb, rgb)

@@ -1,65 +1,21 @@
 """Turn one input image into the grey [0, 1] luma that GIFNet fuses.
 
-GIFNet fuses two grey images with values in [0, 1]. This module checks one
-input array and converts it, and reports what it did in a metadata dict.
+:func:`to_luma_unit` checks one input array (never modified; read-only arrays
+and views are fine) and converts it, reporting what it did in a metadata
+dict; its docstring gives the accepted inputs and the normalisation rules.
+Why ``"auto"`` picks what it does: uint8 is divided by 255 exactly as the
+published GIFNet runs; 12-bit microscopy data in uint16 divided by 65535
+would be nearly black, so integers other than uint8 take the robust
+``"percentile"`` range, where a few hot or dead pixels do not set the
+contrast.
 
-Accepted inputs
----------------
-* Shape ``(H, W)`` (grey), ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA: the
-  alpha channel is dropped, with a ``UserWarning`` naming the input).
-* Data types bool, unsigned and signed integers, float16/32/64.
-* Anything else (other shapes, an empty array, complex, object or text data)
-  is refused with a ``ValueError`` naming the input, its shape and dtype.
-  NaN or infinite values are refused with a ``ValueError`` giving their count.
-* The input array is never modified; read-only arrays and views are fine.
-
-Normalisation (the ``normalization`` option)
---------------------------------------------
-Each rule picks a range ``(lo, hi)`` that is mapped linearly to [0, 1];
-values outside it are clipped.
-
-``"dtype"``
-    The full range of the data type: 0..255 for uint8, 0..65535 for uint16,
-    0..max for other unsigned integers, min..max for signed integers (e.g.
-    -32768..32767 for int16), 0..1 for bool. Float data is assumed to be in
-    [0, 1] already and is clipped to it.
-``"minmax"``
-    The image's own minimum..maximum.
-``"percentile"``
-    A robust range: the image's 0.1th..99.9th percentiles, so that a few hot
-    or dead pixels do not set the contrast. If these two are equal (an image
-    that is almost entirely one value) the minimum..maximum is used instead.
-``(lo, hi)``
-    A fixed range given as two finite numbers with ``lo < hi``.
-``"auto"`` (the default)
-    uint8 and bool -> ``"dtype"`` (uint8 is divided by 255, exactly as the
-    published GIFNet runs); uint16 and all other integers -> ``"percentile"``
-    (12-bit microscopy data divided by 65535 would be nearly black); float
-    data whose values all lie in [0, 1] -> unchanged; other float data ->
-    ``"percentile"``.
-
-A constant image (``lo == hi`` under ``"minmax"`` or ``"percentile"``) becomes
-all zeros (black); nothing is divided by zero and ``metadata["constant"]`` is
-True.
-
-RGB inputs
-----------
 A grey image stored as RGB (R = G = B exactly at every pixel, as in TNO, the
 Harvard medical sets and many infrared files) is grey: its luma is its one
-channel, read exactly (:func:`grey_rgb_channel`). The ``grey_rgb`` option
-``"published"`` reads it instead like any colour image below, which is what
-the published script does with an RGB file; the BT.601 weights sum to
-slightly under 1 in floating point, so the truncation then gives ``v - 1``
-for 65 of the 256 grey levels.
-
-uint8 RGB with the ``"dtype"`` rule (also what ``"auto"`` picks) follows the
-published pipeline exactly: ``Y = 0.299 R + 0.587 G + 0.114 B`` computed in
-float64 from the uint8 values, clipped to [0, 255], truncated (not rounded)
-to uint8, then divided by 255 (see :func:`published_luma_uint8`). Every other
-RGB input is first normalised (one range for all three channels, so colours
-keep their balance; percentiles and min/max are taken over all channels),
-then its luma is computed with the same BT.601 weights in float, without
-truncation.
+channel, read exactly (:func:`grey_rgb_channel`). ``grey_rgb="published"``
+reads it like colour, as the published script does: the BT.601 weights sum
+to slightly under 1 in floating point, so the truncation of
+:func:`published_luma_uint8` then gives ``v - 1`` for 65 of the 256 grey
+levels.
 """
 
 from __future__ import annotations

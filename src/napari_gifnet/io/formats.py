@@ -1,8 +1,7 @@
 """The file formats: which extensions are read and written, and what each can hold.
 
 :func:`check_writable` holds the rules :func:`napari_gifnet.io.images.write_image`
-follows, for callers that check an output before computing it. Everything
-here is re-exported by :mod:`napari_gifnet.io.images`.
+follows, for callers that check an output before computing it.
 
 The readers' rules are here too, checked from the headers before any pixel
 is read: :func:`check_fits_memory` (the one size rule of every reader) and
@@ -143,8 +142,7 @@ class UnreadableFileError(ValueError):
 
 def _size(nbytes: float) -> str:
     """``nbytes`` in words: "3.35 GiB", "16 KiB", "512 bytes"."""
-    for unit, power in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20),
-                        ("KiB", 10)):
+    for unit, power in zip(("EiB", "PiB", "TiB", "GiB", "MiB", "KiB"), range(60, 0, -10)):
         if nbytes >= 2**power:
             return f"{nbytes / 2**power:.3g} {unit}"
     return f"{int(nbytes)} bytes"

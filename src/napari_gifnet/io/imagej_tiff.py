@@ -30,36 +30,18 @@ calibration:
   instead, pixels unchanged; its resolution tags are per centimetre for
   metric units, per inch for inches, otherwise without a unit.
 
-**The provenance.** A JSON object that maps back onto napari layer keywords::
-
-    {"name": ..., "scale": [...], "translate": [...], "units": [...],
-     "axis_labels": [...], "rgb": ..., "colormap": {...},
-     "metadata": {...the provenance of the result...},
-     "dtype": "float32", "napari_gifnet_version": "..."}
-
-In an ImageJ file it is the ImageJ ``Info`` entry (Fiji: Image > Show
+**The provenance.** :func:`layer_description`'s JSON, which maps back onto
+napari layer keywords, with ``"dtype"`` and ``"napari_gifnet_version"``
+added. In an ImageJ file it is the ImageJ ``Info`` entry (Fiji: Image > Show
 Info...), since ImageJ's own ImageDescription (``ImageJ=...``) has to stay
 first; in a plain TIFF it is the ImageDescription (tifffile's "shaped" JSON,
-with a leading ``"shape"``). :func:`provenance` finds it in either
-(:func:`napari_gifnet.io.images.read_description` in a file).
-The metadata is made JSON-safe (:func:`json_safe`).
+with a leading ``"shape"``). :func:`provenance` finds it in either.
 
-**Large data.** The data is read one plane at a time (one YX image, with
-its colour channels), never as a whole, and handed to the file in pieces of
-at most 16 MiB (:func:`_pieces`): a plane of a
-C-contiguous numpy array already in the stored dtype is never copied whole.
-
-**Refusals.** Before anything is written, data a TIFF cannot hold are
-refused with a :class:`TiffWriteError` naming the data and the value: not
-numbers (object, str), fewer than 2 dimensions or empty; a ``scale`` or
-``translate`` that is not finite or absurd (:func:`calibration_problems`,
-the rule the napari reader applies too); a pixel size whose resolution
-(pixels per unit) a TIFF's 32-bit fractions cannot hold to 6 digits.
-
-**Calibration of inputs.** :func:`calibration_of` (for a path,
-:func:`napari_gifnet.io.images.tiff_calibration`) reads the pixel size of a
-TIFF (this project's JSON, ImageJ's unit with the resolution tags, or
-resolution tags per centimetre); the commands give it to their outputs.
+**Large data.** The data is read one plane at a time (one YX image, with its
+colour channels), never as a whole, and handed to the file in pieces
+(:func:`_pieces`). Data a TIFF cannot hold are refused before anything is
+written (see :func:`write_calibrated_tiff`). :func:`calibration_of` reads
+the pixel size of an input TIFF (:func:`napari_gifnet.io.images.tiff_calibration`).
 """
 
 from __future__ import annotations
@@ -77,8 +59,6 @@ import numpy as np
 from ..util.safe_files import atomic_write, check_output_folder
 from .formats import PathLike
 
-#: Extensions the writer accepts; another suffix gets ``.tif`` appended.
-EXTENSIONS = (".tif", ".tiff")
 #: The key that marks a TIFF as written by napari-gifnet (also in every result's metadata).
 VERSION_KEY = "napari_gifnet_version"
 #: The top-level keys of the writer's JSON (a file with only these is the writer's).
@@ -157,9 +137,7 @@ def json_safe(value: Any) -> Any:
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+    return str(value)  # a Path, or any other object
 
 
 def _pixel_size(scale: list[float]) -> tuple[float, float] | None:
@@ -221,9 +199,7 @@ def _rational_problem(value: float) -> str | None:
 
 def _check_resolution(resolution: tuple[float, float] | None, scale: list[float],
                       unit: str, what: str, out: Path) -> None:
-    if resolution is None:
-        return
-    for axis, value in zip("XY", resolution):
+    for axis, value in zip("XY", resolution or ()):
         why = _rational_problem(value)
         if why is not None:
             raise TiffWriteError(
@@ -233,11 +209,13 @@ def _check_resolution(resolution: tuple[float, float] | None, scale: list[float]
             )
 
 
-def _resolution(scale: list[float], units: list[str]) -> tuple[tuple[float, float], int] | None:
-    """Plain TIFF: (x, y) pixels per unit and the ResolutionUnit (1 none, 2 inch, 3 cm)."""
+def _resolution(scale: list[float], units: list[str]
+                ) -> tuple[tuple[float, float] | None, int | None]:
+    """Plain TIFF: (x, y) pixels per unit and the ResolutionUnit (1 none, 2 inch, 3 cm),
+    or ``(None, None)`` without a pixel size."""
     size = _pixel_size(scale)
     if size is None:
-        return None
+        return None, None
     sx, sy = size
     unit_y, unit_x = (units[-2:] if len(units) >= 2 else ["", ""])
     if unit_x == unit_y and unit_x in ("inch", "in"):
@@ -261,8 +239,7 @@ def _colormap(value: Any) -> dict[str, Any] | None:
         value = dump()
     out: dict[str, Any] = {"name": str(value.get("name", ""))}
     if value.get("colors") is not None:
-        colors = np.asarray(value["colors"], dtype=np.float64).reshape(-1, 4)
-        out["colors"] = np.round(colors, 6).tolist()
+        out["colors"] = np.round(np.asarray(value["colors"], np.float64).reshape(-1, 4), 6).tolist()
     if value.get("controls") is not None:
         out["controls"] = np.round(np.asarray(value["controls"], dtype=np.float64), 6).tolist()
     if value.get("interpolation") is not None:
@@ -470,10 +447,7 @@ def imagej_calibration(description: Mapping[str, Any], layout: Layout
         if ij_y:
             meta["yunit"] = ij_y
     if "Z" in step and math.isfinite(step["Z"]) and step["Z"]:
-        z_unit = unit.get("Z", "")
-        ratio = (_CENTIMETRES[z_unit] / _CENTIMETRES[x_unit]
-                 if z_unit in _CENTIMETRES and x_unit in _CENTIMETRES else 1.0)
-        meta["spacing"] = abs(step["Z"]) * ratio
+        meta["spacing"] = abs(step["Z"]) * (length_ratio(unit.get("Z", ""), x_unit) or 1.0)
     if "T" in step and unit.get("T") in _SECONDS and math.isfinite(step["T"]) and step["T"]:
         meta["finterval"] = abs(step["T"]) * _SECONDS[unit["T"]]
     if len(translate) == len(spatial):
@@ -505,7 +479,6 @@ def _check_data(out: Path, what: str, shape: tuple[int, ...], dtype: np.dtype) -
                               f"got shape {shape}")
     if math.prod(shape) == 0:
         raise TiffWriteError(f"{where}: it has no data (shape {shape})")
-
 
 
 def write_calibrated_tiff(
@@ -579,13 +552,11 @@ def write_calibrated_tiff(
         layout = Layout(False, shape, np.dtype(np.uint8) if dtype.kind == "b" else dtype, rgb=rgb)
     stored = {**description, "dtype": dtype.name, VERSION_KEY: __version__}
     options: dict[str, Any] = {"shape": layout.shape, "dtype": layout.dtype}
+    scale = description.get("scale", [])
     if layout.imagej:
         ij_meta, resolution = imagej_calibration(description, layout)
-        _check_resolution(resolution, description.get("scale", []),
-                          ij_meta.get("unit", "unit"), what, out)
+        unit, resolution_unit = ij_meta.get("unit", "unit"), None
         options.update(imagej=True, metadata={**ij_meta, "Info": json.dumps(stored)})
-        if resolution is not None:
-            options["resolution"] = resolution
         if layout.axes.endswith("S"):
             options["photometric"] = "rgb"
     else:
@@ -595,18 +566,20 @@ def write_calibrated_tiff(
             description=_description(stored, layout.shape),
             metadata=None,
         )
-        resolution_tags = _resolution(description.get("scale", []),
-                                      description.get("units", []))
-        if resolution_tags is not None:
-            unit = {2: "inch", 3: "cm"}.get(resolution_tags[1], "unit")
-            _check_resolution(resolution_tags[0], description.get("scale", []), unit, what, out)
-            options["resolution"], options["resolutionunit"] = resolution_tags
+        resolution, resolution_unit = _resolution(scale, description.get("units", []))
+        unit = {2: "inch", 3: "cm"}.get(resolution_unit, "unit")
+    _check_resolution(resolution, scale, unit, what, out)
+    if resolution is not None:
+        options["resolution"] = resolution
+    if resolution_unit is not None:
+        options["resolutionunit"] = resolution_unit
     pixels: Any = _planes(data, layout, rgb)
     if layout.dtype.isnative:  # tifffile swaps the bytes of the others itself
         pixels = (piece for plane in pixels for piece in _pieces(plane))
     with atomic_write(out, make_folder=True) as fh:  # no partial file, an old one kept
         tifffile.imwrite(fh, pixels, **options)
     return out
+
 
 def _json_object(text: Any) -> dict[str, Any] | None:
     try:
@@ -617,10 +590,16 @@ def _json_object(text: Any) -> dict[str, Any] | None:
 
 
 def provenance(tif: Any) -> dict[str, Any]:
-    """The JSON of an open TIFF: ImageJ's ``Info`` entry, else the ImageDescription."""
-    info = (tif.imagej_metadata or {}).get("Info") if len(tif.pages) else None
+    """The JSON of an open TIFF: ImageJ's ``Info`` entry, else the ImageDescription
+    without tifffile's ``"shape"`` entry; empty when there is none (or no page)."""
+    if not len(tif.pages):
+        return {}
+    info = (tif.imagej_metadata or {}).get("Info")
     found = _json_object(info) if isinstance(info, str) else None
-    return found if found is not None else tiff_json(tif)
+    if found is None:
+        found = _json_object(tif.pages[0].description) or {}
+        found.pop("shape", None)
+    return found
 
 
 def is_layer_description(description: Mapping[str, Any]) -> bool:
@@ -686,15 +665,10 @@ def restore_layer_data(data: Any, description: Mapping[str, Any], axes: str = ""
     """
     if _channels_moved(description, axes, data.ndim):
         data = np.moveaxis(data, axes.index("C"), -1)
-    wanted = description.get("dtype")
-    if not isinstance(wanted, str):  # none stored (or not a dtype's name): as stored
-        return data
-    if wanted == "bool" and data.dtype == np.uint8:
-        return data != 0
-    if wanted in IMAGEJ_CASTS and data.dtype == np.dtype(IMAGEJ_CASTS[wanted]):
-        return data.astype(wanted)
+    wanted = description.get("dtype")  # none stored (or not a dtype's name): as stored
+    if isinstance(wanted, str) and wanted in IMAGEJ_CASTS and data.dtype == IMAGEJ_CASTS[wanted]:
+        return data.astype(wanted)  # bool: uint8 0/255 -> False/True
     return data
-
 
 
 #: ImageJ's and TIFF's length units -> the names napari (pint) knows.
@@ -788,37 +762,9 @@ def _pieces(data: np.ndarray) -> Iterator[np.ndarray]:
         yield flat[start : start + step]
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def _description(metadata: Mapping[str, Any] | None, shape: tuple[int, ...]) -> str | None:
+def _description(metadata: Mapping[str, Any], shape: tuple[int, ...]) -> str:
     # tifffile parses any JSON description holding '"shape":' as its own "shaped"
     # metadata, whose top-level "shape" must be the array's: so it comes first.
-    if metadata is None:
-        return None
     if "shape" in metadata:
         raise ValueError("the metadata key 'shape' is reserved (tifffile stores the shape there)")
-    body = json.loads(json.dumps(dict(metadata), default=_json_default))
-    return json.dumps({"shape": list(shape), **body})
-
-
-def tiff_json(tif: Any) -> dict[str, Any]:
-    """The JSON object in the first ImageDescription of an open ``tifffile.TiffFile``.
-
-    Without tifffile's ``"shape"`` entry; empty when there is none (or no page).
-    """
-    if len(tif.pages) == 0:
-        return {}
-    try:
-        value = json.loads(tif.pages[0].description)
-    except (TypeError, ValueError):
-        return {}
-    if not isinstance(value, dict):
-        return {}
-    value.pop("shape", None)
-    return value
+    return json.dumps({"shape": list(shape), **metadata}, default=json_safe)

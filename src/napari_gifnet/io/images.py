@@ -1,21 +1,11 @@
 """Reading input images and writing fused images and feature maps.
 
-Formats are chosen by file extension (case-insensitive):
-
-* ``.png``, ``.jpg``, ``.jpeg``: read and written with :mod:`imageio.v3`
-  (Pillow); the stored dtype (uint8, or uint16 for 16-bit PNG) is kept.
-* ``.tif``, ``.tiff``: read and written with :mod:`tifffile`, any dtype,
-  by the one TIFF writer of the project
-  (:func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`): an ImageJ
-  hyperstack where ImageJ holds the dtype, with the pixel size given as
-  ``calibration`` (:func:`tiff_calibration` reads an input's), and the
-  provenance as JSON, read back with :func:`read_tiff_metadata`.
-  :func:`read_image` gives such a file's image as it was written (colour
-  last, exact casts undone).
-
-What each format can hold is checked by :func:`check_writable` (the rules
-live in ``napari_gifnet.io.formats``), which :func:`write_image` calls and the
-commands call before computing an output.
+Formats are chosen by file extension (case-insensitive): ``.png``, ``.jpg``
+and ``.jpeg`` through :mod:`imageio.v3` (Pillow), ``.tif`` and ``.tiff``
+through :mod:`tifffile` and the one TIFF writer of the project
+(:mod:`napari_gifnet.io.imagej_tiff`). What each format can hold is checked
+by :func:`check_writable` (rules in ``napari_gifnet.io.formats``), which
+:func:`write_image` calls and the commands call before computing an output.
 
 No torch import happens here, so the command line stays quick to start.
 """
@@ -23,6 +13,7 @@ No torch import happens here, so the command line stays quick to start.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -141,10 +132,8 @@ def open_tiff(path: PathLike, *, check: bool = True) -> Iterator[tuple[Any, Any]
             yield tif, None
         return
     tif, series = open_checked_tiff(path)
-    try:
+    with tif:
         yield tif, series
-    finally:
-        tif.close()
 
 
 def open_checked_tiff(path: PathLike) -> tuple[Any, Any]:
@@ -164,16 +153,9 @@ def open_checked_tiff(path: PathLike) -> tuple[Any, Any]:
 def _readable(
     path: PathLike, allowed: tuple[str, ...] = READ_EXTENSIONS, action: str = "read"
 ) -> tuple[Path, str]:
-    """``(path, extension)`` of an existing file with an ``allowed`` extension.
-
-    Raises
-    ------
-    FileNotFoundError
-        If nothing is at ``path``.
-    ValueError
-        If the extension is not ``allowed`` (the message says "cannot
-        ``action``") or the path is not a file.
-    """
+    """``(path, extension)`` of an existing file with an ``allowed`` extension: else
+    FileNotFoundError if nothing is at ``path``, ValueError for another extension
+    (the message says "cannot ``action``") or a path that is not a file."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"image file not found: {p}")
@@ -183,22 +165,15 @@ def _readable(
     return p, ext
 
 
-class _Collect(logging.Handler):
-    """Keeps the log records of a decoder instead of printing them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @contextmanager
-def _quiet_logger(name: str) -> Iterator[_Collect]:
-    """Collect the records of logger ``name`` in the block instead of printing them."""
+def _quiet_logger(name: str) -> Iterator[logging.handlers.BufferingHandler]:
+    """Collect the warnings of logger ``name`` in the block (the handler's ``buffer``)
+    instead of printing them."""
+    import logging.handlers  # not at import: it loads socket, queue, ...
+
     logger = logging.getLogger(name)
-    collect, propagate = _Collect(), logger.propagate
+    collect, propagate = logging.handlers.BufferingHandler(sys.maxsize), logger.propagate
+    collect.setLevel(logging.WARNING)
     logger.addHandler(collect)
     logger.propagate = False
     try:
@@ -245,8 +220,8 @@ def _decoding(p: Path, ext: str, warn: bool = True) -> Iterator[None]:
                     "convert it to TIFF"
                 ) from exc
             raise ValueError(f"cannot read {p}: not a valid {kind} file ({exc})") from exc
-    for message in log.messages if warn else ():
-        warnings.warn(f"{p}: {message}", UserWarning, stacklevel=3)
+    for record in log.buffer if warn else ():
+        warnings.warn(f"{p}: {record.getMessage()}", UserWarning, stacklevel=3)
 
 
 def _pillow_info(p: Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -353,7 +328,7 @@ def write_image(
         else 8.
     calibration
         The pixel size (TIFF only), e.g. an input's
-        (:func:`napari_gifnet.io.imagej_tiff.tiff_calibration`); None writes none.
+        (:func:`tiff_calibration`); None writes none.
 
     Returns
     -------
@@ -378,8 +353,7 @@ def write_image(
     if ext in TIFF_EXTENSIONS:
         rgb = arr.ndim == 3 and arr.shape[-1] in (3, 4)
         description = _tiff_description(metadata, calibration, 2)
-        write_calibrated_tiff(p, arr, description, rgb=rgb)
-        return p
+        return write_calibrated_tiff(p, arr, description, rgb=rgb)
     import imageio.v3 as iio
 
     data = _to_integer(arr, bits, p)
@@ -416,8 +390,7 @@ def write_tiff(
     _extension(p, TIFF_EXTENSIONS, "write")
     arr = np.asarray(data)
     description = _tiff_description(metadata, calibration, arr.ndim, axis_labels)
-    write_calibrated_tiff(p, arr, description, imagej=imagej)
-    return p
+    return write_calibrated_tiff(p, arr, description, imagej=imagej)
 
 
 def write_features(
@@ -466,10 +439,9 @@ def write_features(
     written = []
     for name, arr in features.items():
         meta = {**(metadata or {}), "feature": name, "axes": "CYX"}
-        out = folder / f"{name}.tif"
-        write_tiff(out, np.asarray(arr, dtype=np.float32), meta, calibration=calibration,
-                   axis_labels=["channel", "y", "x"])  # fmt: skip
-        written.append(out)
+        arr = np.asarray(arr, dtype=np.float32)
+        written.append(write_tiff(folder / f"{name}.tif", arr, meta, calibration=calibration,
+                                  axis_labels=["channel", "y", "x"]))  # fmt: skip
     return written
 
 
@@ -478,7 +450,7 @@ def read_tiff_metadata(path: PathLike) -> dict[str, Any]:
 
     For a file of the one TIFF writer (the commands' and the napari
     writer's), the image's ``metadata`` (without the calibration and layer
-    entries, :func:`napari_gifnet.io.imagej_tiff.read_description` has them);
+    entries, :func:`read_description` has them);
     for any other JSON ImageDescription, that object without tifffile's
     ``"shape"`` entry. Returns an empty dict when the file has no JSON.
     Raises as :func:`open_tiff` (a file that is not a complete TIFF:
@@ -490,14 +462,12 @@ def read_tiff_metadata(path: PathLike) -> dict[str, Any]:
 def read_description(path: str | Path, *, check: bool = True) -> dict[str, Any]:
     """The provenance JSON of a TIFF: ImageJ's ``Info`` entry, else the ImageDescription.
 
-    The first is where :func:`write_fused_tiff` puts it in an ImageJ file,
-    the second where it does in a plain TIFF (and where ``napari-gifnet
-    fuse/stack/enhance -o x.tif`` do: :func:`read_tiff_metadata`,
-    without its ``"shape"``). Empty when the file holds no JSON object.
-    Raises ValueError naming the file for one that is not a complete TIFF
-    (:func:`open_tiff`); ``check=False`` reads the
-    headers of the first page only, as tifffile finds them (for telling
-    this project's files from others, however damaged).
+    Where :func:`~napari_gifnet.io.imagej_tiff.write_calibrated_tiff` puts it
+    in an ImageJ file and in a plain TIFF; empty when the file holds no JSON
+    object. Raises ValueError naming the file for one that is not a complete
+    TIFF (:func:`open_tiff`); ``check=False`` reads the headers of the first
+    page only, as tifffile finds them (for telling this project's files from
+    others, however damaged).
     """
     with open_tiff(path, check=check) as (tif, _):
         return provenance(tif)

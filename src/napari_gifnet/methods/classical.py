@@ -294,11 +294,10 @@ def laplacian_fusion(images: Any, *, levels: int | None = None) -> np.ndarray:
     colour = [rgb_to_ycbcr(x)[1:] for x in arrays if x.ndim == 3]
     if not colour:
         return luma
-    weights = [(np.abs(cb), np.abs(cr)) for cb, cr in colour]
     chroma = []
-    for ch in (0, 1):
-        num = np.sum([w[ch] * c[ch] for w, c in zip(weights, colour)], axis=0, dtype=np.float64)
-        den = np.sum([w[ch] for w in weights], axis=0, dtype=np.float64)
+    for ch in (0, 1):  # each source weighted by its chroma's magnitude
+        num = np.sum([np.abs(c[ch]) * c[ch] for c in colour], axis=0, dtype=np.float64)
+        den = np.sum([np.abs(c[ch]) for c in colour], axis=0, dtype=np.float64)
         chroma.append(np.divide(num, den, out=np.zeros_like(num), where=den > 0).astype(np.float32))
     return apply_colour(luma, ColourPlan(chroma[0], chroma[1], "all colour inputs"))
 
@@ -522,13 +521,9 @@ fuse_mertens = _baseline(
 
 #: The classical baselines by name.
 BASELINES: dict[str, Callable[..., FusionResult]] = {
-    "mean": fuse_mean,
-    "max": fuse_max,
-    "laplacian": fuse_laplacian,
-    "dwt": fuse_dwt,
-    "guided": fuse_guided,
-    "mertens": fuse_mertens,
-}
+    "mean": fuse_mean, "max": fuse_max, "laplacian": fuse_laplacian, "dwt": fuse_dwt,
+    "guided": fuse_guided, "mertens": fuse_mertens,
+}  # fmt: skip
 
 
 def fuse_pair(

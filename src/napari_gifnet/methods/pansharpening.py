@@ -19,13 +19,11 @@ replaced.
 * **MTF-GLP** (Aiazzi et al. 2006): details P_k - P_k,low, the low-pass an
   MTF-matched Gaussian (gain ``nyquist_gain`` at the multispectral Nyquist
   frequency), reduced to the multispectral grid and expanded back with the
-  same cubic interpolation as the bands (the generalised Laplacian pyramid);
-  added to each band with the gain the band's own details show against the
-  panchromatic image's one scale down (``"mtf_glp_rr"``: both reduced by the
-  ratio once more, the details between the two scales regressed; the
+  same cubic interpolation as the bands (the generalised Laplacian pyramid),
+  injected with gains measured one scale down (``"mtf_glp_rr"``, the
   scale-invariance assumption of reduced-resolution gain estimation), after
-  matching P to the band (``"mtf_glp"``: gain std(MS_k) / std(P_low)), or
-  multiplicatively, out_k = MS_k P_k / P_k,low (HPM, ``"mtf_glp_hpm"``).
+  matching P to the band (``"mtf_glp"``) or multiplicatively (HPM,
+  ``"mtf_glp_hpm"``); :func:`mtf_glp` gives each rule.
 
 The panchromatic image is first matched to the intensity (CS) or to each
 band (MRA) by mean and standard deviation; the standard deviation matched is

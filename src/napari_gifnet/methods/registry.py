@@ -1,22 +1,15 @@
 """The fusion methods by name: the one table of keys, display names and options.
 
 :data:`METHODS` holds every method a pair can be fused with: GIFNet, the
-tasks' focus methods and the classical baselines, each with its display name,
-the :class:`~napari_gifnet.engine.options.FusionOptions` it takes (the others
-are dropped, see :meth:`Method.takes`) and how it runs (``kind``). The API,
-the command line and the widgets take their method lists from here:
-:func:`method_names` lists the pairwise keys, :func:`method_keys` /
-:func:`method_key` check names (``"gifnet"`` or a baseline of
-:data:`napari_gifnet.methods.classical.BASELINES`), :func:`method_label` and
-:func:`method_choices` give display names, :func:`output_name` names a fused
-layer. :func:`task_method_names` / :func:`task_method_key` add
-:data:`FOCUS_SELECTION` and :data:`FOCUS_PYRAMID`, the methods a task may run
-on a pair. :func:`napari_gifnet.methods.classical.fuse_pair` runs a pairwise
-method by this table, giving it the options it takes
-(:func:`napari_gifnet.workflows.tasks.fuse_method` the focus methods too).
-Each method's own parameters (their defaults and types) are in the table too;
-:func:`check_method_params` checks a method's parameters against them.
-No Qt, napari or torch.
+tasks' focus methods (:data:`FOCUS_SELECTION`, :data:`FOCUS_PYRAMID`) and the
+classical baselines, each with its display name, the
+:class:`~napari_gifnet.engine.options.FusionOptions` it takes (the others are
+dropped, see :meth:`Method.takes`), how it runs (``kind``) and its own
+parameters (defaults and types, checked by :func:`check_method_params`). The
+API, the command line and the widgets take their method lists, name checks
+and display names from the functions here;
+:func:`napari_gifnet.methods.classical.fuse_pair` runs a pairwise method by
+this table. No Qt, napari or torch.
 """
 
 from __future__ import annotations

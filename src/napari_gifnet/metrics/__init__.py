@@ -10,6 +10,7 @@ indices (ERGAS, SAM, Q, Q2n, sCC, QNR).
 
 from .exposure import mef_ssim
 from .fusion import (
+    CONVENTIONS,
     METRICS,
     REFERENCE_METRICS,
     fusion_metrics,
@@ -31,16 +32,9 @@ from .pansharpening import (
 )
 
 __all__ = [
-    "METRICS", "REFERENCE_METRICS", "fusion_metrics", "mef_ssim", "psnr", "reference_metrics",
-    "ssim", "to_metric_scale",
-]  # fmt: skip
-# pansharpening (``pansharpening``): Wald's protocol indices and QNR
-__all__ += [
+    "CONVENTIONS", "METRICS", "REFERENCE_METRICS", "fusion_metrics", "mef_ssim", "psnr",
+    "reference_metrics", "ssim", "to_metric_scale",
+    # pansharpening (``pansharpening``): Wald's protocol indices and QNR
     "PANSHARPENING_METRICS", "band_psnr", "ergas", "pansharpening_metrics", "q2n", "q_index",
     "qnr", "sam", "scc",
 ]  # fmt: skip
-
-# the metric conventions
-from .fusion import CONVENTIONS  # noqa: E402
-
-__all__ += ["CONVENTIONS"]

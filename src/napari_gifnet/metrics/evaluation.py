@@ -21,9 +21,7 @@ Conventions (see ``docs/evaluation.md``):
   (VIFB) by :func:`napari_gifnet.metrics.fusion.fusion_metrics`.
 
 :func:`score_folder` scores images already made (by any tool) against ground
-truth files of the same names: PSNR and SSIM of the luma, and for the
-``"remote"`` task the pansharpening indices of every band
-(:func:`napari_gifnet.metrics.pansharpening.pansharpening_metrics`).
+truth files of the same names.
 """
 
 from __future__ import annotations
@@ -44,25 +42,13 @@ from ..engine.preprocess import to_luma_unit
 from ..io import images as io
 from ..io.pairs import image_files, pair_folder
 from ..util.safe_files import atomic_write_text
-from .fusion import CONVENTIONS, METRICS, REFERENCE_METRICS, fusion_metrics, reference_metrics
+from .fusion import METRICS, REFERENCE_METRICS, _check_convention, fusion_metrics, reference_metrics
 
 __all__ = [
-    "COLUMNS",
-    "DIRECTIONS",
-    "MULTIFOCUS_SOURCES",
-    "TRUTH_TASK_METRICS",
-    "attach_truths",
-    "evaluate_pairs",
-    "generate_multifocus_set",
-    "is_pair_folder",
-    "load_pair_folder",
-    "load_truth_folder",
-    "read_csv",
-    "score_folder",
-    "summarise",
-    "to_csv",
-    "to_markdown",
-]
+    "COLUMNS", "DIRECTIONS", "MULTIFOCUS_SOURCES", "TRUTH_TASK_METRICS", "attach_truths",
+    "evaluate_pairs", "generate_multifocus_set", "is_pair_folder", "load_pair_folder",
+    "load_truth_folder", "read_csv", "score_folder", "summarise", "to_csv", "to_markdown",
+]  # fmt: skip
 
 #: Tasks with metrics of their own against a ground truth: task -> column ->
 #: "higher" or "lower" (columns of :func:`score_folder`, all ending ``_truth``).
@@ -139,8 +125,7 @@ def evaluate_pairs(
     from ..methods.classical import fuse_with
     from ..methods.registry import method_keys
 
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
+    _check_convention(convention)
     pairs = list(pairs)
     if not pairs:
         raise ValueError("no image pairs to evaluate")

@@ -9,31 +9,16 @@ benchmark, and a standard Gaussian-window SSIM. Where a ground truth exists,
 
 The 0-255 luma scale
 --------------------
-Every metric works on 2-D float64 arrays on the 0-255 scale of 8-bit images.
-:func:`to_metric_scale` brings any input there, explicitly:
-
-* grey uint8: the values as they are;
-* bool: False -> 0, True -> 255;
-* other integer types: the full range of the data type mapped to 0..255
-  (uint16 ``x / 65535 * 255``; signed types from their minimum to maximum),
-  then rounded;
-* float data: must lie in [0, 1] (what :func:`napari_gifnet.fuse` returns);
-  it is multiplied by 255 and rounded. Float data outside [0, 1] is refused
-  unless ``scaled=True``;
-* RGB (H, W, 3) and RGBA (alpha ignored): a grey image stored as RGB
-  (R = G = B at every pixel) is its one channel, read exactly (with
-  ``grey_rgb="published"`` it is read like colour, below); uint8 RGB gives
-  the luma GIFNet is fed (BT.601 ``0.299 R + 0.587 G + 0.114 B``, truncated
-  to uint8, see :func:`napari_gifnet.engine.preprocess.published_luma_uint8`);
-  other RGB is first scaled as above, then its BT.601 luma is taken in float
-  and rounded.
-
-Rounding to integer grey levels reproduces the published convention (a fused
-result is evaluated as the 8-bit image it would be saved as:
-``F = round(fused * 255)``). With ``scaled=True`` the data is taken to be on
-the 0-255 scale already and used unchanged (float64, not rounded or clipped;
-RGB is reduced to its float BT.601 luma).
-
+Every metric works on 2-D float64 arrays on the 0-255 scale of 8-bit images,
+brought there explicitly by :func:`to_metric_scale` (the rule of each data
+type is in its docstring; other integer types map their dtype's full range,
+e.g. uint16 ``x / 65535 * 255``, signed types from their minimum to maximum;
+uint8 RGB gives the luma GIFNet is fed,
+:func:`napari_gifnet.engine.preprocess.published_luma_uint8`). Rounding to
+integer grey levels reproduces the published convention (a fused result is
+evaluated as the 8-bit image it would be saved as: ``F = round(fused * 255)``);
+``scaled=True`` data is on the 0-255 scale already and used unchanged
+(float64, not rounded or clipped; RGB reduced to its float BT.601 luma).
 MI bins the rounded values (each integer level its own bin): the reference
 evaluator's every-distinct-value binning on integer data, and meaningful
 for ``scaled=True`` float data too.
@@ -92,16 +77,9 @@ from .formulas import (
 )
 
 __all__ = [
-    "CONVENTIONS",
-    "METRICS",
-    "REFERENCE_METRICS",
-    "fusion_metrics",
-    "outside_unit_range",
-    "psnr",
-    "reference_metrics",
-    "ssim",
-    "to_metric_scale",
-]
+    "CONVENTIONS", "METRICS", "REFERENCE_METRICS", "fusion_metrics", "outside_unit_range", "psnr",
+    "reference_metrics", "ssim", "to_metric_scale",
+]  # fmt: skip
 
 #: The reference-free metrics: name -> (better direction, one-line description).
 METRICS: dict[str, tuple[str, str]] = {

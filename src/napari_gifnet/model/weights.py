@@ -11,10 +11,8 @@ The weights are looked for, in order, in:
    (``NAPARI_GIFNET_WEIGHTS_URL`` may name a mirror; the pin stays).
 
 A ``gifnet-official.pth`` in the cache with another sha256 (say a fine-tuned
-file put there by hand) is never used and never deleted: only once a
-download has been verified is it moved aside, to
-``gifnet-official.pth.foreign-<first 12 hex digits of its sha256>``, with a
-warning naming it.
+file put there by hand) is never used and never deleted: a verified download
+moves it aside, with a warning naming it (:mod:`napari_gifnet.util.downloads`).
 
 Files named explicitly (1, 2) are not pinned, so fine-tuned checkpoints load
 too; every checkpoint is checked key by key and shape by shape against
@@ -114,13 +112,13 @@ def file_sha256(path: PathLike) -> str:
     return digest
 
 
-def _explicit_file(value: PathLike, where: str) -> Path:
+def _explicit_file(value: PathLike, where: str, source: Source) -> WeightsInfo:
     p = Path(value).expanduser().absolute()
     if not p.exists():
         raise FileNotFoundError(f"GIFNet weights file not found: {p} (given by {where})")
     if not p.is_file():
         raise FileNotFoundError(f"GIFNet weights path is not a file: {p} (given by {where})")
-    return p
+    return WeightsInfo(p, source, file_sha256(p))
 
 
 def _foreign_note(target: Path, sha256: str) -> str:
@@ -172,12 +170,10 @@ def resolve_weights(weights: PathLike | None = None, *, download: bool = True) -
         If no file is found and downloading fails or is off.
     """
     if weights is not None and str(weights) != "":
-        p = _explicit_file(weights, "the `weights` argument")
-        return WeightsInfo(p, "argument", file_sha256(p))
+        return _explicit_file(weights, "the `weights` argument", "argument")
     env = os.environ.get(WEIGHTS_ENV, "").strip()
     if env:
-        p = _explicit_file(env, f"the {WEIGHTS_ENV} environment variable")
-        return WeightsInfo(p, "environment", file_sha256(p))
+        return _explicit_file(env, f"the {WEIGHTS_ENV} environment variable", "environment")
 
     directory = cache_dir()
     target = directory / CACHE_FILENAME
@@ -189,9 +185,7 @@ def resolve_weights(weights: PathLike | None = None, *, download: bool = True) -
     url = weights_url()
     if not download:
         raise _unavailable("not in the cache and downloading is off.", target, url, foreign)
-    # pooch streams to a temp file beside its target, checks the sha256 and only then
-    # moves it there; a foreign file stays untouched until a verified copy exists
-    try:
+    try:  # nothing unverified kept, a foreign file untouched (util.downloads)
         fetched = fetch_pinned(url, OFFICIAL_SHA256, target, timeout=_DOWNLOAD_TIMEOUT_S)
     except (ValueError, OSError) as exc:  # hash mismatch (temp file deleted), bad URL,
         # and (OSError subclasses) requests' connection, timeout and HTTP errors

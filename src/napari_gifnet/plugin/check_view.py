@@ -2,23 +2,14 @@
 
 Before fusing a pair that was registered (the second layer moved onto the
 first by its ``affine``), a user checks the fit by eye. :class:`CheckView`
-works on the plane the viewer shows: all of a 2-D layer; the first layer's
-slice at the dims slider for a volume (or any layer of more than two axes),
-again at each move of the slider. It samples the second layer, as napari
-shows it now (all of its world transform), on that plane's pixels, reading
-only the region of the second that the plane falls in (a few planes of a
-volume; a lazy layer computes those chunks only), maps both to 0-1 by their
-contrast limits (what the user sees; colour layers by their luma) and puts
-one layer, :data:`CHECK_LAYER`, just above them (below any layer above them,
-such as landmarks) with the first's transforms, at the plane's place:
-
-* ``"checkerboard"``: square tiles taken in turn from the first and the
-  second (:func:`checkerboard`);
-* ``"wipe"``: the first left of a vertical boundary, the second right of it;
-  the boundary at ``position`` (0-1) of the width (:func:`wipe`), moved by
-  :meth:`CheckView.set_position` or by dragging on the canvas;
-* ``"overlay"``: red the first, green the second (:func:`overlay`): where
-  they agree the image is yellow.
+works on the plane the viewer shows (all of a 2-D layer; the first layer's
+slice at the dims slider for a volume, again at each move of the slider):
+the second layer is sampled there as napari shows it now
+(:func:`moved_onto_first`), both are mapped to 0-1 by their contrast limits
+(what the user sees) and composed in one layer, :data:`CHECK_LAYER`, just
+above them, at the plane's place: :func:`checkerboard`, :func:`wipe` (the
+boundary moved by :meth:`CheckView.set_position` or by dragging on the
+canvas) or :func:`overlay` (yellow where they agree).
 
 Qt-free: the fusion widget's registration panel drives it; the functions
 that compose the images are numpy only.
@@ -32,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..engine.colour import LUMA_WEIGHTS
-from .fusion_plan import _world_matrix
+from .fusion_plan import _transforms, _world_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -122,38 +113,24 @@ def _sample_plane(
     """The second layer, 0-1, at the first's plane ``index`` (``shape`` pixels); ``t`` maps
     the first's data coordinates to the second's. Reads only the second's region that
     the plane's pixels fall in (a few planes of a volume); 0 where it does not cover."""
-    from scipy import ndimage
-
-    from .resampling import TOL, _inside_nd
+    from ..workflows.registration import affine_slab
+    from .resampling import resample_block
 
     nd = t.shape[0] - 1
     m, off = t[:nd, :nd], t[:nd, nd]
     b_shape = _spatial_shape(second)
-    h, w = shape
-    out = np.zeros(h * w, dtype=np.float32)
-    corners = np.array([[*index, y, x] for y in (0, h - 1) for x in (0, w - 1)], dtype=float)
-    mapped = corners @ m.T + off  # an affine map: the plane's extremes are at its corners
-    extent = np.asarray(b_shape, dtype=float)
-    if np.any(mapped.max(0) < -0.5 - TOL) or np.any(mapped.min(0) > extent - 0.5 + TOL):
-        return out.reshape(h, w)  # the plane misses the second
-    lo = np.clip(np.floor(mapped.min(0)), 0, extent - 1).astype(int)
-    hi = np.clip(np.ceil(mapped.max(0)), 0, extent - 1).astype(int)
-    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
+    (h, w), lead = shape, (1,) * len(index)
+    out = np.zeros((h, w), dtype=np.float32)
+    box = affine_slab(m, off, (*index, 0, 0), (*lead, h, w), b_shape)
+    if any(s.start == s.stop for s in box):
+        return out  # the plane misses the second
     region = to_unit(_data(second)[box], tuple(second.contrast_limits), bool(second.rgb))
-    rows_per_block = max(1, _BLOCK // max(w, 1))
-    cols = np.arange(w, dtype=float)
-    for r0 in range(0, h, rows_per_block):
-        rows = np.arange(r0, min(h, r0 + rows_per_block), dtype=float)
-        points = np.empty((rows.size * w, nd))
-        points[:, : nd - 2] = index
-        points[:, nd - 2] = np.repeat(rows, w)
-        points[:, nd - 1] = np.tile(cols, rows.size)
-        inside = _inside_nd(m, off, points, b_shape)
-        if inside.any():
-            coords = (points[inside] @ m.T + off - lo).T
-            block = out[r0 * w : (r0 + rows.size) * w]
-            block[inside] = ndimage.map_coordinates(region, coords, order=1, mode="nearest")
-    return out.reshape(h, w)
+    rows = max(1, _BLOCK // max(w, 1))
+    for r0 in range(0, h, rows):
+        block = (*lead, min(rows, h - r0), w)
+        out[r0 : r0 + rows] = resample_block(region, box, m, off, (*index, r0, 0), block,
+                                             b_shape, 0.0).reshape(-1, w)  # fmt: skip
+    return out
 
 
 def moved_onto_first(
@@ -244,14 +221,6 @@ def compose(a: np.ndarray, b: np.ndarray, mode: str, position: float = 0.5) -> n
     if mode == "overlay":
         return overlay(a, b)
     raise ValueError(f"check view must be one of {', '.join(CHECK_MODES)}, not {mode!r}")
-
-
-def _first_transforms(layer: Any) -> dict[str, Any]:
-    return {
-        "scale": tuple(layer.scale), "translate": tuple(layer.translate),
-        "rotate": np.array(layer.rotate), "shear": np.array(layer.shear),
-        "affine": np.array(layer.affine.affine_matrix),
-    }  # fmt: skip
 
 
 def _plane_origin(layer: Any, index: tuple[int, ...]) -> tuple[float, ...]:
@@ -394,7 +363,7 @@ class CheckView:
     @staticmethod
     def _state(first: Any, second: Any) -> tuple[Any, ...]:
         def of(layer: Any) -> tuple[Any, ...]:
-            tf = _first_transforms(layer)
+            tf = _transforms(layer)
             return (
                 id(layer), id(layer.data), tuple(layer.contrast_limits),
                 *(np.asarray(v, float).tobytes() for v in tf.values()),
@@ -415,7 +384,7 @@ class CheckView:
             "gifnet_layer": CHECK_TAG, "check_view": self.mode, "first": first.name,
             "second": second.name, "position": self.position,
         }  # fmt: skip
-        transforms = _first_transforms(first)
+        transforms = _transforms(first)
         if self._index:  # one plane of the first: (1, ..., 1, H, W) placed where it is
             image = image.reshape((1,) * len(self._index) + image.shape)
             transforms["translate"] = _plane_origin(first, self._index)

@@ -1,28 +1,15 @@
 """Compare a task's methods on the same inputs, without Qt.
 
 The dock widgets' "Compare methods" button runs one of these in its worker:
-
-* :func:`compare_pair`: two registered images, every method a task may run
-  (:func:`pair_methods`; through :func:`napari_gifnet.workflows.tasks.fuse`),
-  scored with the no-reference metrics :data:`PAIR_METRICS` (and MEF-SSIM for
-  the multi-exposure task);
-* :func:`compare_stack`: a focus or exposure stack (:func:`stack_methods`;
-  through :func:`napari_gifnet.workflows.focus_stack.fuse_stack`), scored with
-  the sharpness and contrast metrics :data:`STACK_METRICS` (and MEF-SSIM
-  against the planes for an exposure stack);
-* :func:`compare_pansharpen`: a multispectral and a panchromatic image
-  (:func:`pansharpen_methods`; through
-  :func:`napari_gifnet.workflows.pansharpening.pansharpen`), scored with QNR
-  (Alparone et al. 2008, no reference).
-
-Each returns a :class:`Comparison`: one :class:`MethodResult` per method that
-ran (the methods that failed are listed with their message, the others still
-run), the metric names and the best method (:attr:`Comparison.best`, by the
-rule in :attr:`Comparison.ranked_by`). :func:`comparison_layer_name` names each
-method's result layer (``"compare: A + B (Laplacian)"``: the method is in the
-name, so running one method again replaces only its own layer) and
+:func:`compare_pair` (two registered images), :func:`compare_stack` (a focus
+or exposure stack) or :func:`compare_pansharpen` (a multispectral and a
+panchromatic image). Each returns a :class:`Comparison`: one
+:class:`MethodResult` per method that ran (a method that fails is listed with
+its message, the others still run), the metrics and the best method.
+:func:`comparison_layer_name` names each method's result layer (the method is
+in the name, so running one method again replaces only its own layer) and
 :func:`group_layers` puts the layers of one comparison next to each other in
-the layer list (napari has no layer groups) with only the best one visible.
+the layer list (napari has no layer groups).
 """
 
 from __future__ import annotations
@@ -118,8 +105,7 @@ class Comparison:
     def rows(self) -> list[tuple[str, list[float]]]:
         """``(method label, values in metric_names order)`` per method, in the order run."""
         return [
-            (r.label, [r.metrics.get(m, math.nan) for m in self.metric_names])
-            for r in self.results
+            (r.label, [r.metrics.get(m, math.nan) for m in self.metric_names]) for r in self.results
         ]
 
     def result(self, method: str) -> MethodResult:
@@ -236,12 +222,40 @@ def _max_best(results: list[MethodResult], name: str) -> str | None:
     return max(scored, key=lambda r: r.metrics[name]).method
 
 
-def _unit_image(image: np.ndarray) -> np.ndarray:
-    """A fused image as float in [0, 1] for the metrics (float results are clipped)."""
-    arr = np.asarray(image)
-    if arr.dtype.kind == "f":
-        return np.clip(arr, 0.0, 1.0)
-    return arr
+def _scored(
+    kind: str,
+    task: str,
+    keys: Sequence[str],
+    run: Callable[[str, Progress | None], Any],
+    metrics: tuple[str, ...],
+    inputs: tuple[np.ndarray, np.ndarray] | None,
+    mef: list[np.ndarray] | None,
+    progress: Progress | None,
+) -> Comparison:
+    """:func:`compare_pair` and :func:`compare_stack`: run ``keys`` and score each fused
+    image (float results clipped to [0, 1]) with ``metrics`` against ``inputs`` (None:
+    the image alone), MEF-SSIM against ``mef`` first when given; the best: the largest
+    MEF-SSIM, else the best mean rank over ``metrics``."""
+    from ..metrics.exposure import mef_ssim
+    from ..metrics.fusion import fusion_metrics
+
+    def score(out: Any) -> dict[str, float]:
+        fused = np.asarray(out.image)
+        if fused.dtype.kind == "f":
+            fused = np.clip(fused, 0.0, 1.0)
+        a, b = inputs if inputs is not None else (fused, fused)
+        values = fusion_metrics(fused, a, b, metrics=metrics)
+        if mef is not None:
+            values = {_MEF: float(mef_ssim(mef, fused)), **values}
+        return {k: float(v) for k, v in values.items()}
+
+    results, errors = _run_all(keys, run, score, task_method_label, progress)
+    if mef is not None:
+        best, rule = _max_best(results, _MEF), "largest MEF-SSIM"
+    else:
+        best, rule = _mean_rank_best(results, metrics), "best mean rank over the metrics"
+    names = ((_MEF,) if mef is not None else ()) + metrics
+    return Comparison(kind, task, results, names, best, rule, errors)
 
 
 def compare_pair(
@@ -290,16 +304,12 @@ def compare_pair(
     """
     from ..engine.preprocess import to_luma_unit
     from ..methods.registry import task_method_key
-    from ..metrics.exposure import mef_ssim
-    from ..metrics.fusion import fusion_metrics
     from ..workflows.tasks import fuse, task_preset
 
     task_key = task_preset(task).key if task is not None else "custom"
     keys = [task_method_key(m) for m in (methods if methods is not None else pair_methods(task))]
     ua, _ = to_luma_unit(a, normalization=normalization, name="first input")
     ub, _ = to_luma_unit(b, normalization=normalization, name="second input")
-    exposure = task_key == "meif"
-    names = ((_MEF,) if exposure else ()) + PAIR_METRICS
 
     def run(method: str, report: Progress | None) -> Any:
         return fuse(
@@ -307,19 +317,8 @@ def compare_pair(
             device=device, progress=report,
         )  # fmt: skip
 
-    def score(out: Any) -> dict[str, float]:
-        fused = _unit_image(out.image)
-        values = fusion_metrics(fused, ua, ub, metrics=PAIR_METRICS)
-        if exposure:
-            values = {_MEF: float(mef_ssim([ua, ub], fused)), **values}
-        return {k: float(v) for k, v in values.items()}
-
-    results, errors = _run_all(keys, run, score, task_method_label, progress)
-    if exposure:
-        best, rule = _max_best(results, _MEF), "largest MEF-SSIM"
-    else:
-        best, rule = _mean_rank_best(results, PAIR_METRICS), "best mean rank over the metrics"
-    return Comparison("pair", task_key, results, names, best, rule, errors)
+    mef = [ua, ub] if task_key == "meif" else None
+    return _scored("pair", task_key, keys, run, PAIR_METRICS, (ua, ub), mef, progress)
 
 
 def compare_stack(
@@ -357,36 +356,22 @@ def compare_stack(
         MEF-SSIM for an exposure stack, else the best mean rank.
     """
     from ..engine.preprocess import to_luma_unit
-    from ..metrics.exposure import mef_ssim
-    from ..metrics.fusion import fusion_metrics
     from ..workflows.focus_stack import fuse_stack
 
     task_key = "focus" if task is None else str(task).strip().lower()
     keys = list(methods if methods is not None else stack_methods(task_key))
-    exposure = task_key == "exposure"
-    names = ((_MEF,) if exposure else ()) + STACK_METRICS
-    planes: list[np.ndarray] = []
-    if exposure:
+    mef: list[np.ndarray] | None = None
+    if task_key == "exposure":
         arr = np.moveaxis(np.asarray(stack), int(axis), 0)
-        planes = [to_luma_unit(p, normalization="auto", name=f"plane {i}")[0] for i, p in enumerate(arr)]
+        mef = [
+            to_luma_unit(p, normalization="auto", name=f"plane {i}")[0] for i, p in enumerate(arr)
+        ]
 
     def run(method: str, report: Progress | None) -> Any:
         return fuse_stack(stack, axis, method, task=task_key, progress=report, **options)
 
-    def score(out: Any) -> dict[str, float]:
-        fused = _unit_image(out.image)
-        # the metrics of the fused image alone: its inputs are not used by these
-        values = fusion_metrics(fused, fused, fused, metrics=STACK_METRICS)
-        if exposure:
-            values = {_MEF: float(mef_ssim(planes, fused)), **values}
-        return {k: float(v) for k, v in values.items()}
-
-    results, errors = _run_all(keys, run, score, task_method_label, progress)
-    if exposure:
-        best, rule = _max_best(results, _MEF), "largest MEF-SSIM"
-    else:
-        best, rule = _mean_rank_best(results, STACK_METRICS), "best mean rank over the metrics"
-    return Comparison("stack", task_key, results, names, best, rule, errors)
+    # the metrics of the fused image alone: its inputs are not used by these
+    return _scored("stack", task_key, keys, run, STACK_METRICS, None, mef, progress)
 
 
 def _ratio(ms_hw: tuple[int, int], pan_hw: tuple[int, int]) -> int | None:

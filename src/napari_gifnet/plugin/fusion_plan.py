@@ -19,7 +19,7 @@ import numpy as np
 
 from ..methods.registry import output_name, task_method_key
 from .resampling import TOL as _TOL
-from .resampling import Resampling, VolumeResampling, _inside, _inside_nd
+from .resampling import Resampling, VolumeResampling, _inside
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari.layers import Image, Layer
@@ -111,6 +111,17 @@ def _world_matrix(layer: Layer, ndim: int) -> np.ndarray:
     return m
 
 
+def _transforms(layer: Any) -> dict[str, Any]:
+    """The layer's scale, translate, rotate, shear and affine (copies)."""
+    return {
+        "scale": tuple(float(s) for s in layer.scale),
+        "translate": tuple(float(t) for t in layer.translate),
+        "rotate": np.array(layer.rotate, dtype=float),
+        "shear": np.array(layer.shear, dtype=float),
+        "affine": np.array(layer.affine.affine_matrix, dtype=float),
+    }
+
+
 def _capture(layer: Any, which: str) -> LayerInput:
     from napari.layers import Image
 
@@ -127,13 +138,7 @@ def _capture(layer: Any, which: str) -> LayerInput:
     spatial = shape[:-1] if rgb else shape
     if len(spatial) < 2:
         raise ValueError(f"the {which} input {layer.name!r} has shape {shape}: not an image")
-    tf: dict[str, Any] = {
-        "scale": tuple(float(s) for s in layer.scale),
-        "translate": tuple(float(t) for t in layer.translate),
-        "rotate": np.array(layer.rotate, dtype=float),
-        "shear": np.array(layer.shear, dtype=float),
-        "affine": np.array(layer.affine.affine_matrix, dtype=float),
-    }
+    tf = _transforms(layer)
     for key in ("units", "axis_labels"):
         if hasattr(layer, key):
             tf[key] = tuple(getattr(layer, key))
@@ -228,7 +233,7 @@ def plan_inputs(a: LayerInput, b: LayerInput, method: str = "gifnet") -> FusionP
             )
         return FusionPlan(a, b, None, method)
     rows, cols = (np.arange(0, n, max(1, n // 512), dtype=float) for n in a.plane_shape)
-    overlap = float(_inside(m, off, rows, cols, b.plane_shape).mean())  # <= ~512 x 512 samples
+    overlap = float(_inside(m, off, [rows, cols], b.plane_shape).mean())  # <= ~512 x 512 samples
     if overlap == 0:
         raise ValueError(
             f"the layers do not overlap in world space: {a.name!r} covers {_extent(a, lead)} "
@@ -248,8 +253,7 @@ def _volume_plan(a: LayerInput, b: LayerInput, method: str) -> FusionPlan | None
     source = (*b.leading_shape, *b.plane_shape)
     grid = [np.arange(0, n, max(1, n // 64), dtype=float) for n in (*a.leading_shape,
                                                                      *a.plane_shape)]  # fmt: skip
-    points = np.stack(np.meshgrid(*grid, indexing="ij"), axis=-1).reshape(-1, 3)
-    overlap = float(_inside_nd(m, off, points, source).mean())  # <= ~64^3 samples
+    overlap = float(_inside(m, off, grid, source).mean())  # <= ~64^3 samples
     if overlap == 0:
         raise ValueError(
             f"the volumes do not overlap in world space: {a.name!r} and {b.name!r}; "

@@ -2,19 +2,14 @@
 
 The dock widget and the console helper :func:`fuse_layers` share this code:
 
-1. :func:`prepare_fusion` (GUI thread, reads no pixels) checks two image
-   layers and plans the job: plane by plane over leading axes (Z, time), RGB
-   layers as colour, and resampling of the second layer onto the first's
-   grid when their world transforms differ in the last two axes.
-2. :func:`iter_fusion` (any thread) reads one plane of each layer at a time
-   (``np.asarray`` per plane, so dask data is never loaded whole), fuses it
-   with :func:`napari_gifnet.engine.fusion.fuse`, yields ``(planes done, planes)``
-   and returns a :class:`FusionOutput`; :func:`run_fusion` runs it through.
-3. :func:`add_fusion_layers` (GUI thread) adds or updates the layers.
+1. :func:`~napari_gifnet.plugin.fusion_plan.prepare_fusion` (GUI thread,
+   reads no pixels) checks two image layers and plans the job;
+2. :func:`iter_fusion` (any thread) fuses the plan plane by plane (dask data
+   is never loaded whole) and returns a :class:`FusionOutput`;
+   :func:`run_fusion` runs it through;
+3. :func:`~napari_gifnet.plugin.layer_output.add_fusion_layers` (GUI thread)
+   adds or updates the layers.
 
-The planning step lives in :mod:`napari_gifnet.plugin.fusion_plan`, the method names
-in :mod:`napari_gifnet.methods.registry` and the layer output in
-:mod:`napari_gifnet.plugin.layer_output`.
 napari, scipy and torch are imported only inside functions.
 """
 
@@ -97,17 +92,9 @@ def iter_fusion(
     (:func:`napari_gifnet.workflows.pair_alignment.align_pair`), reported in
     ``metadata["alignment"]`` (one entry per plane).
 
-    ``register``: ``"rigid"``, ``"similarity"`` or ``"affine"`` registers the
-    second layer onto the first by mutual information, each layer's ``scale``
-    its spacing (:func:`napari_gifnet.plugin.layer_registration.register_inputs`:
-    2-D layers as images, two (Z, Y, X) layers as volumes, other layers by the
-    plane ``show`` or the first); a
-    :class:`~napari_gifnet.workflows.registration.Registration` or
-    :class:`~napari_gifnet.workflows.registration.Transform` is taken as it
-    is. The second layer is then resampled once onto the first's grid (a
-    volume in 3-D, one output plane at a time) and
-    ``metadata["registration"]`` records the transform and its report. Not
-    with ``align``.
+    ``register``: as for :func:`fuse_layers` (layers that are neither 2-D nor
+    volumes register on the plane ``show``, or the first);
+    ``metadata["registration"]`` records the transform and its report.
 
     The fused image is a Dask array computed chunk by chunk when it is viewed
     or saved (:func:`napari_gifnet.engine.lazy.fuse_dask`), reading no pixel
@@ -371,14 +358,8 @@ def _fuse_plane(
 
 
 def _refuse_empty_layers(plan: FusionPlan) -> None:
-    """Refuse, before any work, a layer with an axis of length 0 (no plane or
-    no pixel to fuse).
-
-    Raises
-    ------
-    ValueError
-        Naming the layer, its shape and the empty axis.
-    """
+    """Refuse, before any work, a layer with an axis of length 0 (no plane or no pixel to
+    fuse): a ValueError naming the layer, its shape and the empty axis."""
     for layer in (plan.first, plan.second):
         shape = tuple(int(n) for n in np.shape(layer.data))
         if 0 in shape:
@@ -591,15 +572,7 @@ def fuse_layers(
 
         register = register_layers(fixed, moving, register)
     output = run_fusion(
-        plan,
-        weights=weights,
-        device=device,
-        normalization=normalization,
-        features=features,
-        progress=progress,
-        task=task,
-        per_plane=per_plane,
-        align=align,
-        register=register,
-    )
+        plan, weights=weights, device=device, normalization=normalization, features=features,
+        progress=progress, task=task, per_plane=per_plane, align=align, register=register,
+    )  # fmt: skip
     return add_fusion_layers(viewer, output, keep_previous=keep_previous)

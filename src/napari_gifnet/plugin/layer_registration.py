@@ -1,19 +1,12 @@
 """Registering one napari image layer onto another, and moving it there (no Qt).
 
-:func:`register_layers` registers the second layer onto the first
-(:func:`napari_gifnet.workflows.registration.register`, mutual information, or
-:func:`napari_gifnet.workflows.landmarks.register_landmarks` from two Points
-layers), each layer's ``scale`` being its pixel spacing. 2-D layers register
-as images, (Z, Y, X) layers as volumes, layers with other leading axes (time,
-or more than three axes) by the plane the viewer shows.
-
-:func:`move_layer` then sets the second layer's ``affine`` so that napari
-draws it on the first (non-destructive: the data are untouched, and
-:func:`restore_layer` puts the previous affine back). A fusion of the two
-layers afterwards resamples the second onto the first's grid through that
-affine (:func:`napari_gifnet.plugin.fusion_plan.prepare_fusion`), which is
-what :func:`registered_plan` does for ``fuse_layers(..., register=...)``
-without touching the layer.
+:func:`register_layers` registers the second layer onto the first (mutual
+information, or landmarks from two Points layers), each layer's ``scale``
+being its pixel spacing. :func:`move_layer` then sets the second layer's
+``affine`` so that napari draws it on the first (the data untouched;
+:func:`restore_layer` undoes it); :func:`registered_plan` plans a fusion
+through the registration without touching the layer, as
+``fuse_layers(..., register=...)`` does.
 
 Coordinates: a registration's world is each image's index times its spacing,
 both origins at index 0 (:mod:`napari_gifnet.workflows.registration`); a

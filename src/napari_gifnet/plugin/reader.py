@@ -5,12 +5,8 @@ Two kinds of file are this plugin's, told apart by their JSON provenance
 entry or the ImageDescription):
 
 * the one TIFF writer's (:func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`:
-  the napari writer, :func:`napari_gifnet.plugin.writer.write_fused_tiff`,
-  and the commands, ``napari-gifnet fuse/stack/enhance/pansharpen -o x.tif``,
-  ``fuse --features``): the layer comes back with its ``name`` (a command's
-  output: the file's), ``scale``, ``translate``, ``units``, ``axis_labels``,
-  ``colormap``, ``rgb`` and ``metadata`` (the provenance), and its pixels in
-  their own shape and dtype;
+  the napari writer and the commands' ``-o x.tif``): the layer comes back as
+  saved (:func:`layer_kwargs`), its pixels in their own shape and dtype;
 * older commands' files: a JSON object holding ``"napari_gifnet_version"``;
   the layer is named after the file and its ``metadata`` is that JSON.
 
@@ -45,16 +41,6 @@ from .writer import EXTENSIONS, read_series
 LayerData = tuple[Any, dict[str, Any], str]
 
 
-def is_writer_description(description: Mapping[str, Any]) -> bool:
-    """The JSON is the one TIFF writer's: a ``metadata`` object and only layer keys."""
-    return is_layer_description(description)
-
-
-def is_project_description(description: Mapping[str, Any]) -> bool:
-    """The JSON provenance was written by napari-gifnet (the writer or a command)."""
-    return VERSION_KEY in description or is_writer_description(description)
-
-
 def project_description(path: str | Path) -> dict[str, Any] | None:
     """The provenance of a TIFF napari-gifnet wrote, or None for any other file."""
     p = Path(path)
@@ -64,7 +50,8 @@ def project_description(path: str | Path) -> dict[str, Any] | None:
         description = read_description(p, check=False)
     except Exception:  # noqa: BLE001 - not a TIFF this reader can take: let others try
         return None
-    return description if is_project_description(description) else None
+    ours = VERSION_KEY in description or is_layer_description(description)  # or a command's
+    return description if ours else None
 
 
 def _units_known(units: Sequence[str]) -> bool:
@@ -93,12 +80,11 @@ def _colormap(value: Any) -> Any:
         return name if known is not None else None
     try:
         colors = np.asarray(value["colors"], dtype=np.float64)
-        if known is not None and known.colors.shape == colors.shape and np.allclose(
-            known.colors, colors, atol=1e-5
-        ):
+        same = known is not None and known.colors.shape == colors.shape
+        if same and np.allclose(known.colors, colors, atol=1e-5):
             return name
         return Colormap(colors=colors, controls=value.get("controls"), name=name,
-                        interpolation=value.get("interpolation", "linear"))
+                        interpolation=value.get("interpolation", "linear"))  # fmt: skip
     except Exception:  # noqa: BLE001 - a colormap napari refuses: its default instead
         return None
 
@@ -111,8 +97,9 @@ def _drop(path: str | Path, what: str) -> None:
     warnings.warn(f"{path}: {what}; left out", UserWarning, stacklevel=4)
 
 
-def layer_kwargs(description: Mapping[str, Any], data: Any, path: str | Path,
-                 rgb: bool) -> dict[str, Any]:
+def layer_kwargs(
+    description: Mapping[str, Any], data: Any, path: str | Path, rgb: bool
+) -> dict[str, Any]:
     """napari ``add_image`` keywords from a file's provenance.
 
     Parameters
@@ -133,14 +120,17 @@ def layer_kwargs(description: Mapping[str, Any], data: Any, path: str | Path,
         ``translate``, ``units``, ``axis_labels``, ``colormap`` where they
         fit the data (entries of the wrong length are left out), and ``rgb``.
     """
-    if not is_writer_description(description):  # a command's output: its JSON is provenance
+    if not is_layer_description(description):  # a command's output: its JSON is provenance
         return {"name": Path(path).stem, "metadata": dict(description), "rgb": rgb}
     ndim = data.ndim - (1 if rgb else 0)
     name = description.get("name")
     if name is not None and not isinstance(name, str):
         _drop(path, f"its layer name {name!r} is not text")
-    out: dict[str, Any] = {"name": name if isinstance(name, str) and name else Path(path).stem,
-                           "metadata": dict(description.get("metadata") or {}), "rgb": rgb}
+    out: dict[str, Any] = {
+        "name": name if isinstance(name, str) and name else Path(path).stem,
+        "metadata": dict(description.get("metadata") or {}),
+        "rgb": rgb,
+    }
     bad = calibration_problems(description)
     for key in ("scale", "translate"):
         if key in bad:
@@ -180,8 +170,11 @@ def read_layer(path: str | Path) -> LayerData:
         raise ValueError(f"cannot read {path}: not a TIFF written by napari-gifnet")
     stored, axes, photometric_rgb = read_series(path)
     data = restore_layer_data(stored, description, axes)
-    rgb = bool(description.get("rgb", photometric_rgb)) and data.ndim >= 3 and (
-        data.shape[-1] in (3, 4))
+    rgb = (
+        bool(description.get("rgb", photometric_rgb))
+        and data.ndim >= 3
+        and (data.shape[-1] in (3, 4))
+    )
     return data, layer_kwargs(description, data, path, rgb), "image"
 
 

@@ -2,7 +2,8 @@
 
 Used by :func:`napari_gifnet.plugin.fusion_plan.prepare_fusion` when two layers' world
 transforms differ in their last two axes (:class:`Resampling`), or when two (Z, Y, X)
-volumes differ in all three (:class:`VolumeResampling`, plane by plane).
+volumes differ in all three (:class:`VolumeResampling`, plane by plane), and by the check
+view (:func:`resample_block`).
 """
 
 from __future__ import annotations
@@ -18,14 +19,51 @@ TOL = 1e-6
 
 
 def _inside(
-    m: np.ndarray, off: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]
+    m: np.ndarray, off: np.ndarray, coords: list[np.ndarray], shape: tuple[int, ...]
 ) -> np.ndarray:
-    """Which of the (rows x cols) pixels map into the extent of a ``shape`` plane."""
-    inside = np.ones((rows.size, cols.size), bool)
-    for ax in range(2):
-        c = m[ax, 0] * rows[:, None] + m[ax, 1] * cols[None, :] + off[ax]
-        inside &= (c >= -0.5 - TOL) & (c <= shape[ax] - 0.5 + TOL)
+    """Which pixels of the grid ``coords[0] x coords[1] x ...`` (one array of pixel
+    coordinates per axis) map into the extent of ``shape`` (+-0.5 around its pixels)."""
+    grids = np.ix_(*coords)
+    inside = np.ones([len(c) for c in coords], bool)
+    for ax, n in enumerate(shape):
+        c = sum(m[ax, j] * g for j, g in enumerate(grids)) + off[ax]
+        inside &= (c >= -0.5 - TOL) & (c <= n - 0.5 + TOL)
     return inside
+
+
+def resample_block(
+    planes: Any,
+    box: tuple[slice, ...],
+    m: np.ndarray,
+    off: np.ndarray,
+    start: tuple[int, ...],
+    shape: tuple[int, ...],
+    source_shape: tuple[int, ...],
+    fill: float | None = None,
+) -> np.ndarray:
+    """The output block ``start`` .. ``start + shape`` resampled linearly from ``planes``,
+    the source's slab ``box`` (:func:`napari_gifnet.workflows.registration.affine_slab`),
+    keeping their dtype.
+
+    A pixel covers +-0.5 around its centre, as napari draws it; output pixels
+    outside the source's extent get ``fill`` (default: the planes' minimum).
+    """
+    from ..workflows.registration import resample_slab
+
+    src = np.asarray(planes)
+    work = np.asarray(src, src.dtype if src.dtype.kind == "f" else np.float64)
+    fill = work.min() if fill is None else fill
+    out = np.full((*shape, *work.shape[len(shape) :]), fill, work.dtype)
+    if work.size:
+        out = resample_slab(work, box, m, off, start, shape, mode="nearest")
+        coords = [np.arange(s, s + k, dtype=float) for s, k in zip(start, shape)]
+        out[~_inside(m, off, coords, source_shape)] = fill
+    if src.dtype.kind == "b":
+        return out >= 0.5
+    if src.dtype.kind in "ui":
+        info = np.iinfo(src.dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(src.dtype)
+    return out.astype(src.dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -38,43 +76,10 @@ class Resampling:
     overlap: float  #: fraction of the first's pixels that the second covers
 
     def apply(self, plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """Resample ``plane`` linearly onto ``shape`` pixels, keeping its dtype.
-
-        A pixel covers +-0.5 around its centre, as napari draws it; target
-        pixels outside the plane's extent get the plane's minimum.
-        """
-        from scipy import ndimage
-
-        src = np.asarray(plane)
-        work = src.astype(src.dtype if src.dtype.kind == "f" else np.float64)
-        chans = work[..., None] if work.ndim == 2 else work
-        out = np.stack(
-            [
-                ndimage.affine_transform(
-                    chans[..., i], self.matrix, self.offset, shape, order=1, mode="nearest"
-                )
-                for i in range(chans.shape[-1])
-            ],
-            axis=-1,
-        )
-        out = out[..., 0] if work.ndim == 2 else out
-        rows, cols = np.arange(shape[0], dtype=float), np.arange(shape[1], dtype=float)
-        out[~_inside(self.matrix, self.offset, rows, cols, self.source_shape)] = work.min()
-        if src.dtype.kind == "b":
-            return out >= 0.5
-        if src.dtype.kind in "ui":
-            info = np.iinfo(src.dtype)
-            return np.clip(np.rint(out), info.min, info.max).astype(src.dtype)
-        return out.astype(src.dtype, copy=False)
-
-
-def _inside_nd(
-    m: np.ndarray, off: np.ndarray, points: np.ndarray, shape: tuple[int, ...]
-) -> np.ndarray:
-    """Which of ``points`` ((N, nd) pixel coordinates) map into the extent of ``shape``."""
-    mapped = points @ m.T + off
-    extent = np.asarray(shape, dtype=float)
-    return np.all((mapped >= -0.5 - TOL) & (mapped <= extent - 0.5 + TOL), axis=1)
+        """Resample ``plane`` onto ``shape`` pixels (:func:`resample_block`; outside its
+        extent, its minimum)."""
+        return resample_block(plane, (), self.matrix, self.offset, (0, 0), shape,
+                              self.source_shape)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -95,16 +100,11 @@ class VolumeResampling:
     def slab(self, z: int, shape: tuple[int, int]) -> tuple[int, int]:
         """The second's planes ``[start, stop)`` that output plane ``z`` of ``shape``
         pixels samples (empty, ``start == stop``, when it lies outside the volume)."""
-        h, w = shape
-        corners = np.array([[z, y, x] for y in (0, h - 1) for x in (0, w - 1)], dtype=float)
-        depth = corners @ self.matrix[0] + self.offset[0]
-        n = self.source_shape[0]
-        start = int(np.clip(np.floor(depth.min() - TOL), 0, n))
-        stop = int(np.clip(np.ceil(depth.max() + TOL) + 1, 0, n))
-        lo, hi = depth.min(), depth.max()
-        if hi < -0.5 - TOL or lo > n - 0.5 + TOL:
-            return start, start
-        return start, max(stop, start + 1)
+        from ..workflows.registration import affine_slab
+
+        planes = affine_slab(self.matrix, self.offset, (z, 0, 0), (1, *shape),
+                             self.source_shape[:1], tol=TOL)[0]  # fmt: skip
+        return planes.start, planes.stop
 
     def plane(
         self,
@@ -128,36 +128,9 @@ class VolumeResampling:
     def apply(
         self, planes: np.ndarray, start: int, z: int, shape: tuple[int, int], fill: float
     ) -> np.ndarray:
-        """Resample output plane ``z`` (``shape`` pixels) linearly from ``planes``, the
-        second's planes ``start, start + 1, ...`` (:meth:`slab`), keeping their dtype.
-
-        A voxel covers +-0.5 around its centre, as napari draws it; output
-        pixels outside the second volume's extent get ``fill``.
-        """
-        from scipy import ndimage
-
-        src = np.asarray(planes)
-        work = src.astype(src.dtype if src.dtype.kind == "f" else np.float64)
-        colour = work.ndim == 4
-        h, w = shape
-        rows, cols = np.meshgrid(np.arange(h, dtype=float), np.arange(w, dtype=float),
-                                 indexing="ij")  # fmt: skip
-        points = np.stack([np.full(h * w, float(z)), rows.ravel(), cols.ravel()], axis=1)
-        inside = _inside_nd(self.matrix, self.offset, points, self.source_shape)
-        coords = (points @ self.matrix.T + self.offset).T
-        coords[0] -= start
-        chans = work[..., None] if not colour else work
-        out = np.full((h * w, chans.shape[-1]), fill, dtype=work.dtype)
-        if work.shape[0] and inside.any():
-            for i in range(chans.shape[-1]):
-                out[inside, i] = ndimage.map_coordinates(
-                    chans[..., i], coords[:, inside], order=1, mode="nearest"
-                )
-        result = out.reshape(h, w, -1)
-        result = result if colour else result[..., 0]
-        if src.dtype.kind == "b":
-            return result >= 0.5
-        if src.dtype.kind in "ui":
-            info = np.iinfo(src.dtype)
-            return np.clip(np.rint(result), info.min, info.max).astype(src.dtype)
-        return result.astype(src.dtype, copy=False)
+        """Resample output plane ``z`` (``shape`` pixels) from ``planes``, the second's
+        planes ``start, start + 1, ...`` (:meth:`slab`), by :func:`resample_block`
+        (outside the second volume, ``fill``)."""
+        box = (slice(start, start + len(planes)),)
+        return resample_block(planes, box, self.matrix, self.offset, (z, 0, 0), (1, *shape),
+                              self.source_shape, fill)[0]  # fmt: skip

@@ -10,11 +10,9 @@ or TIFF of any bit depth, grey or RGB (RGB becomes BT.601 luma; values are
 mapped to [0, 1] as the fusion engine does with ``normalization="auto"``).
 
 Each sample is four aligned grey crops ``(ir, vis, near, far)``: a random
-``crop x crop`` window of the pair, and two generated versions of the
-reference crop, ``near`` (the "near" region sharp, the rest blurred) and
-``far`` (the reverse), made with a random smooth focus mask and random blur
-strengths (:func:`focus_pair`); then random horizontal and vertical flips of
-all four. The reference crop is the all-in-focus truth of the focus pair.
+``crop x crop`` window of the pair and a near/far-focus pair made from the
+reference crop, its all-in-focus truth (:func:`focus_pair`); then random
+horizontal and vertical flips of all four.
 
 Everything random is drawn from ``numpy.random.default_rng([seed, epoch,
 index])``, so a sample depends only on (seed, epoch, index): runs repeat and
@@ -35,19 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io.formats import READ_EXTENSIONS
 from ..io.pairs import pair_folder
 
-#: Image file extensions the dataset reads (those of :func:`napari_gifnet.io.images.read_image`).
-IMAGE_EXTENSIONS: tuple[str, ...] = READ_EXTENSIONS
 #: Images are cached in memory while their total size stays below this (bytes).
 CACHE_LIMIT = 1 << 30
-#: Smallest crop side training can use. The information-weighted loss runs the
-#: crops through DenseNet-121, whose stem (7 x 7 convolution, stride 2, then a
-#: 3 x 3 max pool, stride 2) maps a side ``n`` to ``ceil(ceil(n / 2) / 2)`` and
-#: whose three transitions halve it again (2 x 2 average pools, rounding down):
-#: a whole pixel must survive the third transition, so ``ceil(ceil(n / 2) / 2)
-#: >= 8``, i.e. ``n >= 29``. (Both MS-SSIM variants fit: the published one needs 16.)
+#: Smallest crop side training can use: the DenseNet-121 of the information-weighted
+#: loss must keep a whole pixel after its stem and three transitions, so
+#: ``ceil(ceil(n / 2) / 2) >= 8`` (the reasoning is in docs/training.md).
 MIN_CROP = 29
 
 

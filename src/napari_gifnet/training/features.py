@@ -2,24 +2,14 @@
 
 The multimodal step weights its two targets by how much "information" each
 source image carries, measured on ImageNet-pretrained DenseNet-121 features
-(:func:`information`). The network comes from timm as a ``features_only``
-model; its weights are looked for, in order, in:
-
-1. an explicit file (the ``weights`` argument, e.g. ``--densenet-weights``),
-2. the ``GIFNET_DENSENET_WEIGHTS`` environment variable (a path),
-3. timm's hub (``timm/densenet121.ra_in1k`` on Hugging Face; needs a
-   network connection or a filled Hugging Face cache),
-4. a **fallback**: a randomly initialised DenseNet-121 with a fixed seed.
-   Random convolutional features still respond to edges and texture, so the
-   weights stay meaningful, but they are not the published scheme's: a
-   :class:`DenseNetFallbackWarning` (one line, :func:`fallback_message`;
-   ``napari-gifnet train`` prints it as a note at the start) is issued and
-   the choice and its reason are recorded (``source == "fallback-random"``,
-   ``reason``) in the training metadata.
-
-A weights file may hold a timm ``features_only`` state_dict or a whole
-DenseNet-121 state_dict (timm or torchvision naming, classifier included);
-:func:`load_densenet` checks its keys and shapes.
+(:func:`information`), timm's ``features_only`` model. :func:`resolve_densenet`
+looks for its weights in the order docs/training.md ("DenseNet-121 weights")
+gives: an explicit file, ``GIFNET_DENSENET_WEIGHTS``, timm's hub, else a
+**fallback**, a randomly initialised DenseNet-121 with a fixed seed, announced
+by a one-line :class:`DenseNetFallbackWarning` (:func:`fallback_message`) and
+recorded, with its reason, in the training metadata. :func:`load_densenet`
+reads a timm ``features_only`` or a whole DenseNet-121 state_dict (timm or
+torchvision naming, classifier included) and checks its keys and shapes.
 """
 
 from __future__ import annotations
@@ -131,7 +121,6 @@ def _timm_features(pretrained: bool) -> nn.Module:
     import timm
 
     return timm.create_model("densenet121", features_only=True, pretrained=pretrained)
-
 
 
 _OLD_TORCHVISION_KEY = re.compile(

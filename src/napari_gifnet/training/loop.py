@@ -7,8 +7,7 @@ the checkpoint ``OUT`` (say ``run.pth``):
 
 * ``run.pth``: the network's weights, a plain ``state_dict`` with exactly the
   published checkpoint's keys (loads with :func:`napari_gifnet.model.weights.load_model`,
-  ``fuse(..., weights=...)`` and the plugin's weights field), rewritten every
-  ``checkpoint_every`` steps and at the end;
+  ``fuse(..., weights=...)`` and the plugin's weights field);
 * ``run.train.pt``: the optimiser state and step counter, for ``resume``;
 * ``run.log.csv``: one row per step with every loss term;
 * ``run.loss.png``: the loss curves (at the end);
@@ -30,10 +29,8 @@ Ctrl-C (or a :class:`~napari_gifnet.util.progress.Cancelled` raised by the
 ``progress`` callback: the napari widget's Cancel).
 
 A "step" is one batch, i.e. two optimiser steps. Runs are deterministic for a
-given seed on a given device and thread count (the samples depend only on
-(seed, epoch, index), the fallback DenseNet has a fixed seed), whatever the
-number of workers, and a resumed run continues with the very losses of an
-uninterrupted one.
+given seed, device and thread count, whatever the number of workers, and a
+resumed run continues with the very losses of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -83,11 +80,9 @@ class TrainConfig:
     epochs (the published schedule); with ``max_steps`` alone it stops after
     that many steps; with both, at whichever comes first.
 
-    ``ssim`` is the MS-SSIM of the common loss: ``"published"`` (the
-    published training code's variant,
-    :func:`~napari_gifnet.training.msssim.published_ms_ssim`) or
-    ``"standard"`` (:func:`~napari_gifnet.training.msssim.ms_ssim`, data
-    range 1). ``workers`` is the number of DataLoader processes building the
+    ``ssim`` is the MS-SSIM of the common loss, ``"published"`` or
+    ``"standard"`` (:func:`~napari_gifnet.training.losses.common_loss`).
+    ``workers`` is the number of DataLoader processes building the
     samples (None: :func:`~napari_gifnet.training.dataset.default_workers`;
     0: in the training process); it changes no value.
     """
@@ -134,13 +129,11 @@ SSIM_DESCRIPTIONS: dict[str, str] = {
 
 
 def _check(config: TrainConfig) -> None:
-    for name in ("batch_size", "checkpoint_every"):
+    for name in ("batch_size", "checkpoint_every", "epochs", "max_steps"):
         value = getattr(config, name)
+        if value is None and name in ("epochs", "max_steps"):  # optional
+            continue
         if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
-    for name in ("epochs", "max_steps"):
-        value = getattr(config, name)
-        if value is not None and (int(value) != value or value < 1):
             raise ValueError(f"{name} must be a positive integer, got {value}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"the learning rate must be a positive number, got {config.lr}")

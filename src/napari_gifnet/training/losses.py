@@ -1,19 +1,11 @@
 """The losses of GIFNet's two training steps.
 
-* :func:`common_loss`: ``1 - MS-SSIM(rec, vis) + MSE(rec, vis)``, the
-  reconstruction decoder's loss in both steps, with the published code's
-  MS-SSIM (:func:`~napari_gifnet.training.msssim.published_ms_ssim`, the
-  default) or the standard one (:func:`~napari_gifnet.training.msssim.ms_ssim`,
-  data range 1; ``ssim="standard"``);
-* :func:`information_weights`: ``softmax(g_ir, g_vis)`` of the DenseNet-121
-  "information" of the two sources (one pair per batch, no gradients);
-* :func:`multimodal_loss`: ``w_ir MSE(fused, ir) + w_vis MSE(fused, vis)``
-  plus the common loss (step 1);
-* :func:`photographic_loss`: ``MSE(fused, vis)`` plus the common loss
-  (step 2; the reference image is the all-in-focus truth of the focus pair).
-
-Each loss returns a :class:`LossTerms` whose ``total`` is what is
-back-propagated and whose other fields are logged.
+Both steps add the common loss of the reconstruction decoder
+(:func:`common_loss`) to their own: the information-weighted MSE of the
+multimodal step (:func:`multimodal_loss`, weights from
+:func:`information_weights`) or the supervised MSE of the photographic step
+(:func:`photographic_loss`). Each returns a :class:`LossTerms` whose
+``total`` is what is back-propagated and whose other fields are logged.
 """
 
 from __future__ import annotations
@@ -99,7 +91,8 @@ def multimodal_loss(
 
 
 def photographic_loss(out: StepOutput, vis: torch.Tensor, ssim: str = "published") -> LossTerms:
-    """Loss of the photographic step: supervised MSE to ``vis`` plus the common loss."""
+    """Loss of the photographic step: supervised MSE to ``vis`` (the all-in-focus truth of
+    the focus pair) plus the common loss."""
     fusion = F.mse_loss(out.fused, vis)
     common, parts = common_loss(out.rec, vis, ssim)
     total = fusion + common

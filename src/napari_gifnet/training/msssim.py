@@ -3,40 +3,23 @@
 :func:`published_ms_ssim` is the variant GIFNet's published training code
 calls for its common loss (``msssim(rec, vis, normalize=True)``), the default
 of ``napari-gifnet train``; :func:`ms_ssim` is the standard definition
-(``napari-gifnet train --ssim standard``).
+(``napari-gifnet train --ssim standard``). docs/training.md ("The losses")
+defines both in full, with their tests and values.
 
-**The published variant.** Always five levels (weights ``0.0448, 0.2856,
-0.3001, 0.2363, 0.1333``), both images average-pooled 2 x 2 between levels
-(sizes rounded down). At each level a single-scale SSIM with a square
-Gaussian window (sigma 1.5) of side ``s = min(11, H, W)`` of that level,
-centred on tap ``s // 2`` (half a pixel off centre for the even sides that
-small levels get) and normalised to sum 1, applied to each channel without
-padding; ``C1 = (0.01 L)**2``, ``C2 = (0.03 L)**2``, and ``cs`` and ``sim``
-are the means of the contrast-structure and SSIM maps over the whole batch.
-The data range ``L`` is decided at each level from the first image alone:
-``max_val`` 255 if its maximum exceeds 128, else 1; ``min_val`` -1 if its
-minimum is below -0.5, else 0; ``L = max_val - min_val`` (a tanh output
-reaching below -0.5 gets ``L = 2``). ``normalize=True`` maps every ``sim``
-and ``cs`` to ``(x + 1) / 2``, and the result is ``prod_{i=0..3} (cs_i **
-w_i * sim_4 ** w_4)``: the last level's ``sim_4 ** w_4`` multiplies each of
-the four factors (so it enters four times) and ``cs_4`` is unused. Nothing
-is clamped or renormalised.
+**The published variant.** Always five levels (weights :data:`MS_SSIM_WEIGHTS`),
+2 x 2 average pooling between them; at each level an SSIM with a Gaussian
+window (sigma 1.5) of side ``s = min(11, H, W)`` centred on tap ``s // 2``,
+without padding, ``cs`` and ``sim`` the means over the whole batch, and the
+data range ``L`` decided from the first image alone (:func:`_published_range`).
+``normalize=True`` maps every ``sim`` and ``cs`` to ``(x + 1) / 2``, and the
+result is ``prod_{i=0..3} (cs_i ** w_i * sim_4 ** w_4)`` (``cs_4`` unused).
+Nothing is clamped or renormalised.
 
-**The standard variant.** An 11 x 11 Gaussian window (sigma 1.5) applied
-without padding ("valid"), ``K1 = 0.01``, ``K2 = 0.03``, a fixed data range
-(1 in training), five scales with the
-weights ``0.0448, 0.2856, 0.3001, 0.2363, 0.1333`` and 2 x 2 average pooling
-between scales; MS-SSIM is the product of the contrast-structure terms of
-the first scales and the SSIM of the last, each raised to its weight.
-
-Small images: five scales need a side of at least ``11 * 2**4 = 176``
-pixels. When the image is smaller, :func:`ms_ssim` uses as many scales as
-fit (the coarsest scale must still hold one whole window: 64 x 64 crops get
-3 scales, 128 x 128 crops 4) and renormalises the weights of those scales to
-sum to 1; an image smaller than the window is scored at one scale with a
-window as large as the image allows (odd size, same sigma). Negative
-contrast-structure or SSIM values (anti-correlated images) are clamped to a
-small positive number before the power, which keeps the value defined and
+**The standard variant.** An 11 x 11 Gaussian window (sigma 1.5, no padding),
+a fixed data range (1 in training), the same weights and pooling; smaller
+images get as many scales as fit (:func:`ms_ssim_plan`) with their weights
+renormalised to sum 1. Negative terms (anti-correlated images) are clamped to
+a small positive number before the power, which keeps the value defined and
 the gradient finite.
 """
 
@@ -55,11 +38,14 @@ _K1, _K2 = 0.01, 0.03
 _FLOOR = 1e-6
 
 
-def gaussian_window(size: int = WINDOW_SIZE, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
-    """Normalised 1-D Gaussian of ``size`` taps (float64)."""
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
+
+
+def gaussian_window(size: int = WINDOW_SIZE, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``size`` taps (float64)."""
+    return _gaussian(torch.arange(size, dtype=torch.float64) - (size - 1) / 2, sigma)
 
 
 def _filter(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
@@ -187,9 +173,7 @@ PUBLISHED_MIN_SIDE = 2 ** (PUBLISHED_LEVELS - 1)
 def published_taps(size: int, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
     """The 1-D Gaussian of the published window: ``size`` taps centred on tap
     ``size // 2`` (for even sizes half a pixel right of the middle), sum 1 (float64)."""
-    x = torch.arange(size, dtype=torch.float64) - size // 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
+    return _gaussian(torch.arange(size, dtype=torch.float64) - size // 2, sigma)
 
 
 def published_window(size: int, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
@@ -200,7 +184,9 @@ def published_window(size: int, sigma: float = WINDOW_SIGMA) -> torch.Tensor:
 
 
 def _published_range(x: torch.Tensor) -> torch.Tensor:
-    """``L`` of a level, from the first image alone (a 0-d tensor, no gradient)."""
+    """``L`` of a level, from the first image alone (a 0-d tensor, no gradient): ``max_val``
+    255 if its maximum exceeds 128, else 1, minus ``min_val`` -1 if its minimum is below
+    -0.5, else 0 (a tanh output reaching below -0.5 gets ``L = 2``)."""
     x = x.detach()
     one = torch.ones((), dtype=x.dtype, device=x.device)
     max_val = torch.where(x.max() > 128, 255 * one, one)
@@ -241,11 +227,8 @@ def published_ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
 def published_ms_ssim(x: torch.Tensor, y: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
     """MS-SSIM as GIFNet's published training code computes it (differentiable).
 
-    See the module docstring for the definition: five levels always, the
-    data range ``L`` from ``x`` at each level, ``normalize`` mapping every
-    level's values to ``(v + 1) / 2``, and ``prod_{i<4} (cs_i ** w_i * sim_4
-    ** w_4)``. The order matters (``L`` comes from ``x``): training calls it
-    as ``published_ms_ssim(rec, vis)``.
+    The definition is the module docstring's. The order matters (``L`` comes
+    from ``x``): training calls it as ``published_ms_ssim(rec, vis)``.
 
     Parameters
     ----------

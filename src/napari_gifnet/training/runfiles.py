@@ -52,16 +52,11 @@ def check_outputs(
 ) -> None:
     """Check, before any work, that a run's files can be written.
 
-    The one rule of :func:`napari_gifnet.util.safe_files.check_output_set`:
-    none of the files may be one of ``inputs`` (the training images, the
-    ``--init`` checkpoint, the DenseNet-121 weights; after resolving links),
-    lie in one of ``folders`` (the training folder's ``first/`` and
-    ``second/``) or be an existing directory, no two may be one file, and the
-    checkpoint's folder must be a writable directory or, when it does not
-    exist yet, be creatable (its nearest existing ancestor a writable
-    directory; it is created with the first checkpoint). Writability is
-    probed by creating and removing a temporary file, so it also holds for
-    read-only file systems and for the superuser.
+    The one rule of :func:`napari_gifnet.util.safe_files.check_output_set`,
+    with ``inputs`` the training images, the ``--init`` checkpoint and the
+    DenseNet-121 weights, and ``folders`` the training folder's ``first/`` and
+    ``second/``; the checkpoint's folder, if missing, is created with the
+    first checkpoint.
 
     Raises
     ------

@@ -70,14 +70,11 @@ class Fetched:
     ----------
     path
         The verified file (``target``).
-    downloaded
-        Whether it was downloaded now (False: it was already there).
     moved_aside
         Where a foreign file that was at ``target`` went, or None.
     """
 
     path: Path
-    downloaded: bool
     moved_aside: Path | None = None
 
 
@@ -115,7 +112,7 @@ def fetch_pinned(url: str, sha256: str, target: PathLike, *, timeout: float = 60
     if path.is_file():
         foreign = sha256_of(path)
         if foreign == sha256:
-            return Fetched(path, downloaded=False)
+            return Fetched(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name if foreign is None else f"{path.name}.download"
     fetched = Path(pooch.retrieve(
@@ -123,8 +120,8 @@ def fetch_pinned(url: str, sha256: str, target: PathLike, *, timeout: float = 60
         downloader=pooch.HTTPDownloader(progressbar=False, timeout=timeout),
     ))  # fmt: skip
     if foreign is None:
-        return Fetched(fetched, downloaded=True)
+        return Fetched(fetched)
     aside = aside_name(path, foreign)
     os.rename(path, aside)
     os.replace(fetched, path)
-    return Fetched(path, downloaded=True, moved_aside=aside)
+    return Fetched(path, moved_aside=aside)

@@ -1,32 +1,12 @@
 """Writing files without losing any: outputs never replace inputs, every write is atomic.
 
-The promises (docs/engine.md, "What napari-gifnet promises about your files"):
-
-* :func:`check_output_set` checks the whole set of files a command will
-  write, before anything is read or computed: an output that resolves to an
-  input (the same path after ``..`` and symbolic links are resolved, or the
-  same file through a hard link), that lies in a folder the command reads,
-  or that names the same file as another output is refused, and so is an
-  output folder that takes no new file.
-* :func:`atomic_write` writes a file to a temporary name in the folder of
-  the name it was given and renames it onto that name only once it is
-  complete, flushed and synced: Ctrl-C, a crash or a full disk leave no
-  partial file, and an existing file at the target stays as it was.
-* A failed write is an error, never a success. The writer gets a file
-  object without a descriptor (``fileno()`` is refused), so every byte goes
-  through Python's buffered writer, which raises on a short write; and the
-  size of the file on disk must equal the size the writer gave it before
-  the rename. A full disk is reported as ``OSError`` "cannot write PATH: no
-  space left on device", a folder that is a file as "cannot write PATH:
-  FOLDER is not a directory".
-* Links are replaced, not followed: the target is the name itself, not what
-  it resolves to when the write happens, so a symbolic link at the output
-  name (there before the checks, or put there since) is replaced by the new
-  file and the file it pointed at is never touched; a dangling link creates
-  nothing where it points.
-* Temporary names keep within the file-name limit of the folder (its
-  ``NAME_MAX``, counted in bytes): an output name that is legal gets a
-  legal temporary name (the name shortened, its extension kept).
+The promises are listed in docs/engine.md ("What napari-gifnet promises about
+your files"): :func:`check_output_set` checks the whole set of files a
+command will write against what it reads, before any work;
+:func:`atomic_write` writes a file completely or not at all, reports a failed
+write (a full disk included) as an error, never a success, replaces a link at
+the output name instead of following it, and keeps its temporary names within
+the folder's file-name limit (``NAME_MAX``, in bytes).
 
 No torch import happens here.
 """
@@ -39,7 +19,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, Union, cast
 
@@ -76,10 +56,8 @@ def check_output_file(path: PathLike, option: str = "output") -> Path:
     if p.is_dir():
         raise ValueError(f"{option} {p} is an existing directory: name a file")
     parent = p.absolute().parent
-    if parent.exists() and not parent.is_dir():
-        raise ValueError(f"{option} {p}: {parent} is not a directory")
     if not parent.is_dir():
-        ancestor = _existing_ancestor(parent)
+        ancestor = _existing_ancestor(parent)  # the parent itself when it is a file
         if not ancestor.is_dir():
             raise ValueError(f"{option} {p}: {ancestor} is not a directory")
         raise FileNotFoundError(f"output folder does not exist: {parent}")
@@ -197,11 +175,9 @@ class _CheckedFile:
         return count
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Move the position, as :meth:`io.IOBase.seek`."""
         return self._fh.seek(offset, whence)
 
     def tell(self) -> int:
-        """The current position."""
         return self._fh.tell()
 
     def truncate(self, size: int | None = None) -> int:
@@ -260,7 +236,7 @@ def atomic_write(path: PathLike, *, make_folder: bool = False) -> Iterator[Binar
     """Write a file completely or not at all.
 
     Yields a binary file object on a temporary file in the destination's
-    folder (see the module's guarantees: no descriptor, short writes are
+    folder (see :class:`_CheckedFile`: no descriptor, short writes are
     errors). When the block ends normally the file is flushed, its size on
     disk checked, synced and closed, then renamed onto ``path``: a symbolic
     link at ``path`` is replaced, never written through. When the block
@@ -302,10 +278,8 @@ def atomic_write(path: PathLike, *, make_folder: bool = False) -> Iterator[Binar
             fh.close()  # an error here (a delayed write failure) is reported too
         os.replace(tmp, target)  # onto the name: a link there is replaced, not followed
     except BaseException as exc:
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         if isinstance(exc, OSError) or _no_space(exc):
             raise write_error(path, exc) from exc
         raise
@@ -337,9 +311,8 @@ def _sync_folder(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 

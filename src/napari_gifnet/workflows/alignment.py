@@ -16,21 +16,17 @@ one). Three modes (the ``align`` option of :func:`napari_gifnet.fuse_stack`):
     image centre between planes (:func:`estimate_scale`). The score of a
     candidate magnification ``s`` is the peak of the whitened (phase-only)
     cross-correlation of the reference and the moving plane with ``s``
-    undone: a symmetric blur changes the magnitudes of a spectrum but not its
-    phases, so differently defocused planes still score 1 at the right ``s``
-    (see :class:`_PhasePeak` for the weighting of the frequencies). A
+    undone (:class:`_PhasePeak`: a blur changes magnitudes, not phases). A
     flat-topped Tukey window (not a Hann window) tapers the borders there: a
     Hann window weights a blurred feature unevenly and pulls it towards the
     centre, which reads as a smaller scale for the blurrier plane (a bias of
     about 0.5 %).
 
-    1. coarse: every ``s = exp(0.01 k)`` in [1 / MAX_SCALE, MAX_SCALE] on the
-       planes reduced (block mean) to at most 96 px a side;
-    2. fine: a bounded scalar search (:func:`scipy.optimize.minimize_scalar`)
-       within 1.5 % of the coarse value, on the planes reduced to at most
-       384 px a side; ``s = 1`` is kept if it scores better.
-
-    The translation is then measured at full resolution on the moving plane
+    Coarse: every ``s = exp(0.01 k)`` in [1 / MAX_SCALE, MAX_SCALE] on the
+    planes reduced (block mean) to at most 96 px a side; fine: a bounded
+    scalar search (:func:`scipy.optimize.minimize_scalar`) within 1.5 % of
+    the coarse value, on planes of at most 384 px a side; ``s = 1`` is kept
+    if it scores better. The translation is then measured at full resolution on the moving plane
     with its magnification undone, as in ``"translation"``. Both are applied
     in one resampling (:func:`scipy.ndimage.affine_transform`, nearest-edge
     filling).
@@ -50,32 +46,27 @@ one). Three modes (the ``align`` option of :func:`napari_gifnet.fuse_stack`):
     different places; the best is kept. The angle and the magnification are
     then refined together by maximising that peak (Nelder-Mead, planes of at
     most 384 px a side); no rotation or magnification is kept when it fits
-    better. Both planes are blurred alike (sigma 1.5 px) for this search. The translation is measured at full resolution with both undone,
-    and all three are applied in one resampling. Planes under
+    better. Both planes are blurred alike (sigma 1.5 px) for this search.
+    The translation is measured at full resolution with both undone, and
+    all three are applied in one resampling. Planes under
     :data:`MIN_SIMILARITY_SIZE` px a side hold too little for the angle and
     magnification: they are aligned by translation alone
     (:func:`similarity_fallback` says why, ``fuse_stack`` records it).
 
 ``"auto"`` (``fuse_stack``'s default)
     The data decide (:func:`measure_motion`): every plane's translation
-    against the reference is measured by phase correlation, and on planes of
-    at least :data:`MIN_SIMILARITY_SIZE` px a side also the translations of
-    its four quadrants, to which a similarity is fitted (its rotation and
-    magnification move the plane's corners). Where no plane moves by more
-    than :data:`AUTO_SHIFT` px and no corner by more than
-    :data:`AUTO_TURN` px, nothing is moved (no resampling: the result is
-    that of no alignment, bit for bit); where a corner moves more,
-    ``"similarity"``, kept only if the similarity estimated then moves a
-    corner by more than :data:`AUTO_TURN` px (quadrants with nothing to
-    register on can mislead the fit; ``fuse_stack`` then falls back to the
-    translation, or to nothing); otherwise ``"translation"``. The measurement runs on
-    planes reduced (block mean) to at most 256 px a side; a plane that does
-    not match the reference (:data:`AUTO_MATCH`) counts as static.
+    against the reference, and on planes of at least
+    :data:`MIN_SIMILARITY_SIZE` px a side how far a similarity fitted to its
+    four quadrants' translations moves its corners, choose ``"similarity"``,
+    ``"translation"`` or nothing (no resampling: bit for bit the result of no
+    alignment). ``fuse_stack`` keeps ``"similarity"`` only if the similarity
+    then estimated moves a corner by more than :data:`AUTO_TURN` px
+    (quadrants with nothing to register on can mislead the fit), else falls
+    back to the translation, or to nothing.
 
 Resampling: :func:`apply_transform` (and :func:`apply_shift`) interpolate
-linearly unless told ``order``; :func:`fuse_stack` moves pixels with
-:func:`resample` (cubic, clamped to the local range) and measures focus on
-each plane in its own frame, moving the focus map instead of the pixels.
+linearly unless told ``order``; :func:`resample` (cubic, clamped to the local
+range) is what :func:`fuse_stack` moves pixels with.
 """
 
 from __future__ import annotations
@@ -88,23 +79,10 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
-    "ALIGN_MODES",
-    "AUTO",
-    "Motion",
-    "corner_motion",
-    "measure_motion",
-    "align_mode",
-    "apply_shift",
-    "apply_transform",
-    "estimate_alignment",
-    "estimate_scale",
-    "estimate_shift",
-    "estimate_shifts",
-    "estimate_similarity",
-    "estimate_transform",
-    "resample",
-    "similarity_fallback",
-]
+    "ALIGN_MODES", "AUTO", "Motion", "corner_motion", "measure_motion", "align_mode", "apply_shift",
+    "apply_transform", "estimate_alignment", "estimate_scale", "estimate_shift",
+    "estimate_similarity", "estimate_transform", "resample", "similarity_fallback",
+]  # fmt: skip
 
 #: The alignment modes; ``align=True`` means ``"translation"``.
 ALIGN_MODES = ("translation", "scale", "similarity")
@@ -716,20 +694,6 @@ def estimate_alignment(
     return (shifts, scales, rotations) if with_rotations else (shifts, scales)
 
 
-def estimate_shifts(
-    read_luma: Callable[[int], np.ndarray],
-    n_planes: int,
-    reference: int | None = None,
-    *,
-    upsample_factor: int = 20,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Translation-only :func:`estimate_alignment`: the (n_planes, 2) shifts."""
-    return estimate_alignment(
-        read_luma, n_planes, reference, upsample_factor=upsample_factor, progress=progress
-    )[0]
-
-
 def apply_transform(
     plane: np.ndarray, shift: np.ndarray, scale: float = 1.0, rotation: float = 0.0, *,
     order: int = 1,
@@ -765,24 +729,19 @@ def apply_transform(
         return apply_shift(plane, shift, order=order)
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale}")
-    shift = np.asarray(shift, dtype=np.float64)
+    shift, centre = np.asarray(shift, dtype=np.float64), _centre(plane.shape)
     if rotation != 0.0:
         m = _matrix(scale, rotation)
-        offset = _centre(plane.shape) - m @ (_centre(plane.shape) + shift)
-        if plane.ndim == 2:
-            return ndimage.affine_transform(plane, m, offset=offset, order=order, mode="nearest")
-        return np.stack([ndimage.affine_transform(c, m, offset=offset, order=order, mode="nearest")
-                         for c in np.moveaxis(plane, -1, 0)], axis=-1)  # fmt: skip
-    offset = _centre(plane.shape) * (1.0 - scale) - scale * shift
+        offset = centre - m @ (centre + shift)
+    else:  # a diagonal matrix: scipy's zoom-and-shift path
+        m, offset = np.full(2, scale), centre * (1.0 - scale) - scale * shift
+
+    def one(x: np.ndarray) -> np.ndarray:
+        return ndimage.affine_transform(x, m, offset=offset, order=order, mode="nearest")
+
     if plane.ndim == 2:
-        return ndimage.affine_transform(
-            plane, np.full(2, scale), offset=offset, order=order, mode="nearest"
-        )
-    channels = [  # the same resampling for every channel
-        ndimage.affine_transform(c, np.full(2, scale), offset=offset, order=order, mode="nearest")
-        for c in np.moveaxis(plane, -1, 0)
-    ]
-    return np.stack(channels, axis=-1)
+        return one(plane)
+    return np.stack([one(c) for c in np.moveaxis(plane, -1, 0)], axis=-1)  # the same per channel
 
 
 def apply_shift(plane: np.ndarray, shift: np.ndarray, *, order: int = 1) -> np.ndarray:

@@ -1,36 +1,19 @@
 """Per-pixel focus measures and plane selection for focus stacks (no torch).
 
 Everything here streams over the planes of a stack: it keeps the best and
-the second-best score per pixel and the index of the best plane, so memory
-holds a few full-size planes whatever the number of planes.
+the second-best score per pixel and the index of the best plane
+(:class:`BestPlane`), so memory holds a few full-size planes whatever the
+number of planes. :func:`edge_focus` is the score ``fuse_stack(method="focus")``
+decides by, :func:`guarded_median` cleans the plane map, :func:`noise_sigma`
+measures the noise, :func:`dissimilarity` compares a plane with a fused result.
 
-* :func:`edge_focus`: the focus score ``fuse_stack(method="focus")`` decides
-  by: the squared Laplacian of the luma pre-blurred by sigma 0.5 px,
-  averaged over sigma 0.5 px, plus 0.07 x the same averaged over about
-  sigma 4.5 px (two scales: the fine one keeps an in-focus edge's energy on
-  its own side of a depth step, the coarse one breaks ties in flat or noisy
-  areas and between neighbouring focus depths).
-* :func:`noise_sigma`: the standard deviation of a plane's white noise (a
-  median-based Immerkaer estimator, blind to texture in a minority of
-  pixels); ``fuse_stack`` takes the smallest over the planes.
-* :func:`noisy_focus` and :class:`SoftBlend`: the noisy-stack path. Where
-  the noise exceeds :data:`NOISE_THRESHOLD`, the squared Laplacian of
-  Gaussian (sigma 1 px) is averaged over a Gaussian window of 1 px (the
-  weights) and 4 px (the depth map), and each output pixel is the average of
-  the planes weighted by ``exp(-(best - score) / T)``, with ``T`` a multiple
-  of the noise's own contribution to the score: planes whose focus differs
-  from the best by less than the noise can tell share the pixel (averaging
-  their noise away), clearly sharper planes win it alone.
-  :func:`selection_share` hands pixels whose detail stands far above the
-  noise back to the selected plane's own value.
-* :func:`guarded_median`: a median of the plane map that only replaces
-  unconfident decisions (confident ones, typically at in-focus edges, are
-  never moved across a depth step).
-* :func:`dissimilarity`: local mean squared difference of two lumas,
-  smoothed by a Gaussian of :data:`FOCUS_SIGMA`.
-* :class:`BestPlane`: running argmax (or argmin) over planes, giving the
-  index map and a confidence in [0, 1]: the normalised margin between the
-  best and the second-best score.
+The noisy-stack path (noise above :data:`NOISE_THRESHOLD`: :func:`noisy_focus`,
+:class:`SoftBlend`, :func:`selection_share`): each output pixel is the average
+of the planes weighted by ``exp(-(best - score) / T)``, ``T`` a multiple of
+the noise's own contribution to the score. Planes whose focus differs from
+the best by less than the noise can tell share the pixel (averaging their
+noise away), clearly sharper planes win it alone, and detail standing far
+above the noise is handed back to the selected plane's own value.
 """
 
 from __future__ import annotations
@@ -43,18 +26,9 @@ from scipy import ndimage
 from ..engine.colour import LUMA_WEIGHTS
 
 __all__ = [
-    "BestPlane",
-    "dissimilarity",
-    "edge_focus",
-    "edge_focus_torch",
-    "guarded_median",
-    "luma_of",
-    "noise_sigma",
-    "noisy_focus",
-    "noisy_temperature",
-    "selection_share",
-    "SoftBlend",
-]
+    "BestPlane", "dissimilarity", "edge_focus", "edge_focus_torch", "guarded_median", "luma_of",
+    "noise_sigma", "noisy_focus", "noisy_temperature", "selection_share", "SoftBlend",
+]  # fmt: skip
 
 #: Gaussian sigma (pixels) of :func:`dissimilarity`'s local averaging.
 FOCUS_SIGMA = 2.0

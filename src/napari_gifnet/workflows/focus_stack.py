@@ -10,30 +10,20 @@ image by folding pairs:
   about log2(N) partial results in memory).
 
 ``method="focus"`` instead picks, per pixel, the plane of highest local focus
-energy (:func:`napari_gifnet.workflows.focus.edge_focus`: a two-scale squared
-Laplacian of Gaussian near native resolution), cleans that index map with a
-median that only replaces unconfident decisions
-(:func:`napari_gifnet.workflows.focus.guarded_median`) and copies each pixel from its
-plane. On noisy stacks (the planes' noise, measured while scoring, above
-:data:`~napari_gifnet.workflows.focus.NOISE_THRESHOLD`) a second pass blends
-the planes by noise-robust focus weights instead, copying only detail that
-stands far above the noise (see :mod:`napari_gifnet.workflows.focus`).
-
-``align="auto"`` (the default) aligns the planes only where their measured
-motion calls for it (see :func:`fuse_stack`). With an alignment, focus is
-measured on each plane in its own frame and the focus map is moved (not the
-pixels, whose resampling would blur the moved planes and bias the decision
-towards the unmoved reference); the pixels copied are resampled with clamped
-cubic splines.
+energy (:func:`napari_gifnet.workflows.focus.edge_focus`), cleans that index
+map with a median that only replaces unconfident decisions and copies each
+pixel from its plane; on noisy stacks a second pass blends the planes by
+noise-robust focus weights instead (see :mod:`napari_gifnet.workflows.focus`).
 
 Planes are read one at a time (``np.asarray`` of one index of the stack, so a
 dask array is never loaded whole) and normalised with **one range for the
-whole stack** (uint8 and bool: the dtype's; other data: the lowest 0.1th and
-highest 99.9th percentile over the planes, unless ``normalization`` says
-otherwise). Memory holds O(1) full-size planes besides the output (the tree:
-O(log N)).
-
-Output values: see ``keep_dtype`` in :func:`fuse_stack`.
+whole stack** (:func:`~napari_gifnet.workflows.planes.stack_range`); memory
+holds O(1) full-size planes besides the output (the tree: O(log N)). With an
+alignment (``align``, see :func:`fuse_stack`), focus is measured on each plane
+in its own frame and the focus map is moved (not the pixels, whose
+resampling would blur the moved planes and bias the decision towards the
+unmoved reference); the pixels copied are resampled with clamped cubic
+splines.
 
 Depth map: ``method="focus"`` reports the (cleaned) index it selected by.
 Pairwise methods report, per pixel, the plane locally most similar to the
@@ -86,17 +76,9 @@ from .focus import (
 from .planes import Planes
 
 __all__ = [
-    "DEFAULT_METHOD",
-    "DEFAULT_STRATEGY",
-    "ALL_AT_ONCE",
-    "EXPOSURE_METHOD",
-    "EXPOSURE_STRATEGY",
-    "STRATEGIES",
-    "TASKS",
-    "StackResult",
-    "fuse_stack",
-    "task_method",
-]
+    "DEFAULT_METHOD", "DEFAULT_STRATEGY", "ALL_AT_ONCE", "EXPOSURE_METHOD", "EXPOSURE_STRATEGY",
+    "STRATEGIES", "TASKS", "StackResult", "fuse_stack", "task_method",
+]  # fmt: skip
 
 #: How a blending method meets the planes: folded pairwise (``"sequential"``,
 #: ``"tree"``), or every plane at once (``"all"``: the N-image rules of
@@ -254,22 +236,14 @@ def fuse_stack(
         ``"focus"``, whose median only replaces unconfident decisions); the
         output then holds the planes' own values.
     align : bool or {"auto", "none", "translation", "scale", "similarity"}
-        Register every plane to the ``reference`` plane first (see
-        :mod:`napari_gifnet.workflows.alignment`). ``"auto"`` (the default):
-        the planes' motion is measured
-        (:func:`~napari_gifnet.workflows.alignment.measure_motion`) and they
-        are aligned by ``"similarity"`` where they turn or change scale, by
-        ``"translation"`` where they only shift by more than a quarter pixel,
-        and not at all otherwise (the same result as ``False``, bit for bit);
-        ``metadata["alignment"]`` says which and ``metadata["motion"]`` what
-        was measured. ``False`` or ``"none"``: no alignment. ``True`` or ``"translation"``: by
-        translation (phase correlation); ``"scale"``: also corrects focus
-        breathing (a magnification change about the image centre), applying
-        both in one resampling; ``"similarity"``: rotation, magnification
-        and translation (hand-held stacks). The shifts are in
-        ``result.shifts``, the magnifications in ``result.scales`` (1 for
-        translation), the rotations in degrees in ``result.rotations`` (0
-        but for ``"similarity"``).
+        Register every plane to the ``reference`` plane first (the modes:
+        :mod:`napari_gifnet.workflows.alignment`; ``True``: translation,
+        ``False`` or ``"none"``: none). ``"auto"`` (the default): as far as the
+        planes' measured motion calls for (by ``"similarity"``,
+        ``"translation"`` or not at all, then the same result as ``False``, bit
+        for bit); ``metadata["alignment"]`` says which and ``metadata["motion"]``
+        what was measured. The transforms are in ``result.shifts``,
+        ``result.scales`` and ``result.rotations`` (degrees).
     reference : int, optional
         Reference plane for ``align``; default the middle one.
     normalization : {"auto", "dtype", "minmax", "percentile"} or (lo, hi)

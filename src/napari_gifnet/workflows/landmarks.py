@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from .registration import (
-    TRANSFORMS,
     Registration,
     RegistrationError,
     RegistrationReport,
     Transform,
+    _check_kind,
     apply_registration,
     check_overlap,
     check_spacing,
@@ -143,10 +143,7 @@ def register_landmarks(
         moved image covering under :data:`~.registration.MIN_OVERLAP` of the
         fixed grid (:func:`~.registration.check_overlap`).
     """
-    if transform not in TRANSFORMS:
-        raise RegistrationError(
-            f"transform must be one of {', '.join(TRANSFORMS)}, not {transform!r}"
-        )
+    _check_kind(transform)
     names = (fixed_name, moving_name)
     fp, mp = _points(fixed_points, fixed_name), _points(moving_points, moving_name)
     if fp.shape != mp.shape:
@@ -174,10 +171,8 @@ def register_landmarks(
     for image, name in zip((fixed, moving), names):
         if image is not None and spatial_ndim(image, name) != n:
             raise RegistrationError(f"{name} is not {n}-D like its points")
-    fs, ms = (
-        check_spacing(fixed_spacing, n, fixed_name),
-        check_spacing(moving_spacing, n, moving_name),
-    )
+    fs = check_spacing(fixed_spacing, n, fixed_name)
+    ms = check_spacing(moving_spacing, n, moving_name)
     result = Transform(transform, fit_points(fp, mp, transform))
     check_transform(result, names)
     residuals = np.linalg.norm(result.map_points(fp) - mp, axis=1)

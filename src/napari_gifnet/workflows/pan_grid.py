@@ -1,9 +1,5 @@
-"""The multispectral grid for pansharpening: argument checks and resampling.
-
-:func:`resample_band` puts one multispectral band onto the panchromatic grid
-(cubic interpolation, napari pixel centres, clipped to the band's own range);
-:func:`check_grid` refuses a multispectral grid that does not cover the
-panchromatic one. Used by :func:`napari_gifnet.workflows.pansharpening.pansharpen`.
+"""The multispectral grid of :func:`napari_gifnet.workflows.pansharpening.pansharpen`:
+argument checks (:func:`check_grid`, :func:`pair_arg`) and resampling (:func:`resample_band`).
 """
 
 from __future__ import annotations
@@ -62,8 +58,9 @@ def check_grid(
     """Refuse a multispectral grid that does not cover the panchromatic one.
 
     Without scales both images are taken to cover the same extent, so the
-    multispectral bands must have the panchromatic image's aspect ratio (one
-    common resolution ratio, within one multispectral pixel per axis). With
+    multispectral bands must be no larger than the panchromatic image and have
+    its aspect ratio (one common resolution ratio, integer or not, within one
+    multispectral pixel per axis). With
     scales, every panchromatic pixel centre must lie within the multispectral
     image's extent, widened by one multispectral pixel at each side.
     """
@@ -113,6 +110,7 @@ def resample_band(
     dst_scale: Sequence[float] | float | None = None,
     src_translate: Sequence[float] | float = (0.0, 0.0),
     dst_translate: Sequence[float] | float = (0.0, 0.0),
+    float64: bool = False,
 ) -> np.ndarray:
     """Cubic resampling of a 2-D band onto a ``shape`` grid, within the band's range.
 
@@ -130,13 +128,17 @@ def resample_band(
         the source.
     src_translate, dst_translate : float or (float, float)
         World positions of the two grids' pixel (0, 0) (used with the scales).
+    float64 : bool
+        Keep a float64 band in float64 (as :func:`pansharpen`'s spectral
+        methods do) instead of float32.
 
     Returns
     -------
     numpy.ndarray
         The resampled band, clipped to the band's own minimum..maximum (cubic
         interpolation overshoots at edges), in the band's dtype: integers
-        rounded, bool thresholded at 0.5; float bands as float32.
+        rounded, bool thresholded at 0.5; float bands as float32 (float64
+        ones as float64 with ``float64``).
 
     Raises
     ------
@@ -175,5 +177,7 @@ def resample_band(
     src = band.astype(np.float64)
     lo, hi = float(src.min()), float(src.max())
     out = np.clip(ndimage.map_coordinates(src, grid, order=3, mode="nearest"), lo, hi)
+    if float64 and band.dtype == np.float64:
+        return out
     dtype = np.float32 if band.dtype.kind == "f" else band.dtype  # float bands: float32
     return cast_to_dtype(out, dtype, within=(lo, hi))

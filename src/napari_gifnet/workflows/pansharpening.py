@@ -2,9 +2,8 @@
 
 Two families of methods, one function:
 
-* **Spectral pansharpening** (the default, ``"mtf_glp_rr"``; also
-  ``"mtf_glp"``, ``"gsa"``, ``"gihs"``, ``"brovey"``, ``"mtf_glp_hpm"``,
-  ``"gsa_gifnet"``): the
+* **Spectral pansharpening** (the default, ``"mtf_glp_rr"``; also ``"mtf_glp"``,
+  ``"gsa"``, ``"gihs"``, ``"brovey"``, ``"mtf_glp_hpm"``, ``"gsa_gifnet"``): the
   component-substitution and multiresolution methods of
   :mod:`napari_gifnet.methods.pansharpening`, which inject the panchromatic
   image's details into every band and keep each band's colour. They measure
@@ -17,28 +16,19 @@ Two families of methods, one function:
   the model was trained) and the bands are put back together in the input's
   layout.
 
-1. **Grid.** When the multispectral image is smaller than the panchromatic
-   one, each band is resampled onto the panchromatic grid with cubic
-   interpolation (:func:`scipy.ndimage.map_coordinates`, order 3, edges
-   repeated), clipped to that band's own minimum..maximum (cubic
-   interpolation overshoots at edges); for per-band fusion it is brought
-   back to its dtype (integers rounded, bool thresholded at 0.5, float as
-   float32), so that it is normalised exactly as an image of that dtype,
-   spectral methods keep it as float. Where pixel sizes are given
-   (``ms_scale``, ``pan_scale``: world units per pixel, as napari's layer
-   ``scale``; ``ms_translate``, ``pan_translate`` as its ``translate``), the
-   pixel centres follow napari's convention (pixel ``j`` at
-   ``translate + j * scale``); without them both images are taken to cover the
-   same extent (pixel corners aligned), so the bands must have the
-   panchromatic image's aspect ratio. A multispectral grid that does not
-   cover the panchromatic one (often a wrong ``band_axis``) is refused.
+1. **Grid.** Bands not on the panchromatic grid (smaller, or placed by the
+   pixel sizes and positions) are resampled onto it by
+   :func:`~napari_gifnet.workflows.pan_grid.resample_band` (cubic, clipped to
+   each band's own range): spectral methods keep them as float (float64
+   bands as float64, others as float32), per-band fusion brings them back
+   to their dtype, so each is normalised as an image of that dtype. A
+   multispectral grid that does not cover the panchromatic one (often a
+   wrong ``band_axis``) is refused (:func:`~napari_gifnet.workflows.pan_grid.check_grid`).
 2. **Fusion.** Spectral methods: all bands at once, with the resolution ratio
-   (from the grids, or ``ratio``; 4 when the bands already have the
-   panchromatic size); an RGB panchromatic image is reduced to its BT.601
-   luma. Per-band fusion: each band with the panchromatic image, by GIFNet
-   or a baseline. ``result.luma`` keeps each fused band as float32 in [0, 1]
-   (the network output; for spectral methods the band over its original
-   range).
+   (``ratio``); per-band fusion: each band with the panchromatic image, by
+   GIFNet or a baseline. ``result.luma`` keeps each fused band as float32 in
+   [0, 1] (the network output; for spectral methods the band over its
+   original range).
 3. **Range.** Each fused band goes back to its band's range (``rescale``):
    ``"range"`` (default) keeps each output band within the original (not
    resampled) band's minimum..maximum: spectral methods are clipped to it,
@@ -70,6 +60,8 @@ from .pan_grid import check_grid, pair_arg, resample_band
 __all__ = ["DEFAULT_METHOD", "PansharpenResult", "pansharpen", "pansharpen_method_names"]
 
 RESCALES = ("range", "moments", "none")
+#: ``"gsa_gifnet"``'s progress total: the network fusion reported in these steps.
+GSA_GIFNET_STEPS = 100
 #: The method :func:`pansharpen` uses by default: the best measured under Wald's protocol.
 DEFAULT_METHOD = "mtf_glp_rr"
 
@@ -196,14 +188,15 @@ class _Bands:
         """Whether the bands are resampled onto the panchromatic grid."""
         return self.ms_hw != self.pan_hw or self.scales is not None
 
-    def on_pan_grid(self, band: np.ndarray) -> np.ndarray:
+    def on_pan_grid(self, band: np.ndarray, float64: bool = False) -> np.ndarray:
         """``band`` on the panchromatic grid (:func:`resample_band`); as it is if already there."""
         if not self.resampled:
             return band
         src_scale, dst_scale = self.scales or (None, None)
         src_translate, dst_translate = self.translates
         return resample_band(band, self.pan_hw, src_scale=src_scale, dst_scale=dst_scale,
-                             src_translate=src_translate, dst_translate=dst_translate)  # fmt: skip
+                             src_translate=src_translate, dst_translate=dst_translate,
+                             float64=float64)  # fmt: skip
 
     def grid_ratio(self) -> float:
         """The resolution ratio the grids imply (4 for equal sizes without pixel sizes)."""
@@ -267,6 +260,11 @@ def _read(ms: Any, pan: Any, band_axis: int | None) -> tuple[np.ndarray, np.ndar
                 f"the {name} image must be bool, integer or float data, not {arr.dtype}"
             )
     if ms_arr.ndim == 2:
+        if band_axis is not None:
+            raise ValueError(
+                f"band_axis must be None for a single-band (H, W) multispectral image "
+                f"{ms_arr.shape}, not {band_axis!r}"
+            )
         return ms_arr, pan_arr, None
     axis = 0 if band_axis_of(ms_arr.shape, band_axis) == 0 else -1
     if ms_arr.shape[axis] == 0:
@@ -307,19 +305,28 @@ def _spectral(
     from ..methods.pansharpening import NYQUIST_GAIN, gsa_detail, pansharpen_bands
 
     pan = _grey(prep.pan)
-    ms = np.stack([prep.on_pan_grid(b.astype(np.float64)).astype(np.float64) for b in prep.bands])
+    # float64 bands are resampled in float64, the others as float32 (then float64)
+    ms = np.stack([prep.on_pan_grid(b.astype(np.float64), b.dtype == np.float64)
+                   for b in prep.bands]).astype(np.float64)  # fmt: skip
     meta: dict[str, Any] = {"method": method, "nyquist_gain": NYQUIST_GAIN}
+    steps = GSA_GIFNET_STEPS if method == "gsa_gifnet" else 1
     if progress is not None:
-        progress(0, 1)
+        progress(0, steps)
     if method == "gsa_gifnet":
         from ..methods.classical import fuse_pair
+
+        def relay(done: int, total: int) -> None:  # the tiles' share never goes down
+            shown = min(steps - 1, done * (steps - 1) // max(total, 1))
+            progress(shown, steps)  # type: ignore[misc]
+
+        report = None if progress is None else relay
 
         def detail(intensity: np.ndarray, sharp: np.ndarray) -> np.ndarray:
             lo = float(min(intensity.min(), sharp.min()))
             hi = float(max(intensity.max(), sharp.max()))
             hi = hi if hi > lo else lo + 1.0
             common = options.but(normalization=(lo, hi))  # the two inputs' common range
-            res = fuse_pair("gifnet", intensity, sharp, common, progress)
+            res = fuse_pair("gifnet", intensity, sharp, common, report)
             meta.update({k: res.metadata[k] for k in ("weights_sha256", "device")
                          if k in res.metadata})  # fmt: skip
             return lo + res.luma.astype(np.float64) * (hi - lo)
@@ -327,8 +334,8 @@ def _spectral(
         fused = gsa_detail(ms, pan, ratio, detail)
     else:
         fused = pansharpen_bands(method, ms, pan, ratio)
-        if progress is not None:
-            progress(1, 1)
+    if progress is not None:
+        progress(steps, steps)
     outputs, lumas = [], []
     for k, (band, (lo, hi)) in enumerate(zip(prep.bands, prep.ranges)):
         outputs.append(_rescale(fused[k], ms[k], (lo, hi), rescale, band.dtype))
@@ -417,7 +424,8 @@ def pansharpen(
     band_axis : {0, -1}, optional
         Where the bands are; default: the shorter of the first and last axes.
         Bands whose grid does not fit the panchromatic one (see Raises) are
-        refused, with a hint to pass the other band axis.
+        refused, with a hint to pass the other band axis. None (left out)
+        for a single-band (H, W) image.
     method : str
         A spectral method of :data:`napari_gifnet.methods.pansharpening.PANSHARPENING_METHODS`
         (default ``"mtf_glp_rr"``, the best measured), ``"gifnet"`` (each band
@@ -430,7 +438,8 @@ def pansharpen(
         The panchromatic / multispectral resolution ratio the spectral
         methods assume (their low-pass filters); default: from the grids
         (the size ratio, or the scales' ratio), 4 when the bands already have
-        the panchromatic size. At least 1.
+        the panchromatic size. At least 1. Per-band fusion resamples by the
+        grids alone and takes no ratio (refused).
     ms_scale, pan_scale : float or (float, float), optional
         Pixel sizes (y, x) in world units, e.g. napari layers' ``scale``
         (one number: the same on both axes); positive and finite; give both
@@ -444,8 +453,11 @@ def pansharpen(
         ``"gsa_gifnet"``'s network, whose inputs are normalised by their
         common range.
     progress : callable, optional
-        ``progress(done, total)``, counting bands of the computation over all
-        spectral bands; an exception raised by it stops the run.
+        ``progress(done, total)``, ``total`` the same in every call: per-band
+        fusion counts the steps of every band's fusion; spectral methods
+        report (0, 1) and (1, 1), ``"gsa_gifnet"`` (0, 100) to (100, 100)
+        (:data:`GSA_GIFNET_STEPS`, its network fusion in between). An
+        exception raised by it stops the run.
 
     Returns
     -------
@@ -455,15 +467,13 @@ def pansharpen(
     ------
     ValueError
         Unsupported shapes or dtypes, empty images or no bands, NaN or
-        infinite values, an unknown method or rescale rule, a ratio below 1; scales or
+        infinite values, an unknown method or rescale rule, a ratio below 1 or
+        with a per-band method, a ``band_axis`` for one (H, W) band; scales or
         translates that are not one or two finite numbers (scales: > 0),
         only one of the two scales, translates without scales. And a
-        multispectral grid that does not fit the panchromatic one: without
-        scales, bands larger than the panchromatic image or of another aspect
-        ratio (one common resolution ratio, integer or not, within one
-        multispectral pixel per axis); with scales, a panchromatic pixel
-        centre outside the multispectral extent widened by one
-        multispectral pixel. A wrong ``band_axis`` shows up this way.
+        multispectral grid that does not fit the panchromatic one
+        (:func:`~napari_gifnet.workflows.pan_grid.check_grid`): a wrong
+        ``band_axis`` shows up this way.
     """
     from ..methods.pansharpening import PANSHARPENING_METHODS
 
@@ -472,6 +482,11 @@ def pansharpen(
     options = FusionOptions(weights=weights, device=device, normalization=normalization)
     scales, translates = _check_arguments(rescale, ratio, ms_scale, pan_scale,
                                           ms_translate, pan_translate)  # fmt: skip
+    if ratio is not None and method not in PANSHARPENING_METHODS:
+        raise ValueError(
+            f"ratio is used by the spectral methods only; per-band fusion ({method!r}) "
+            f"takes none, not {ratio!r}"
+        )
     ms_arr, pan_arr, axis = _read(ms, pan, band_axis)
     prep = _prepare(ms_arr, pan_arr, axis, band_axis is not None, scales, translates)
     if method in PANSHARPENING_METHODS:

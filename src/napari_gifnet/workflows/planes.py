@@ -2,13 +2,8 @@
 :class:`FileStack`, a stack of image files (``napari-gifnet stack``).
 
 A focus stack is validated from its shape and dtype alone (nothing is read
-for an array-like stack), then read one plane at a time: :meth:`Planes.raw`
-(as stored), :meth:`Planes.native` (as stored, aligned when the planes are
-aligned) and :meth:`Planes.unit` (float32 in [0, 1] on the stack's one
-normalisation range, aligned). Aligned planes are resampled with cubic
-splines clamped to the local range (:func:`~napari_gifnet.workflows.alignment.resample`);
-:meth:`Planes.move` brings a per-pixel map computed in a plane's own frame
-(e.g. its focus measure) into the reference frame.
+for an array-like stack), then read one plane at a time, as stored, on the
+input's scale or normalised, aligned or not (the methods of :class:`Planes`).
 """
 
 from __future__ import annotations
@@ -159,9 +154,7 @@ class Planes:
             return x
         return resample(x.astype(np.float64), *self._transform(i))
 
-    def unit(
-        self, i: int, raw: np.ndarray | None = None, *, own_frame: bool = False
-    ) -> np.ndarray:
+    def unit(self, i: int, raw: np.ndarray | None = None, *, own_frame: bool = False) -> np.ndarray:
         """Plane ``i`` as float32 in [0, 1], shifted (rescaled, rotated) when aligned.
 
         ``raw`` is plane ``i`` already read with :meth:`raw` (saves a read).

@@ -49,6 +49,7 @@ a volume one output plane at a time.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,12 +74,14 @@ __all__ = [
     "RegistrationError",
     "RegistrationReport",
     "Transform",
+    "affine_slab",
     "apply_registration",
     "check_overlap",
     "check_spacing",
     "check_transform",
     "overlap_fraction",
     "register",
+    "resample_slab",
     "spatial_ndim",
 ]
 
@@ -380,6 +383,14 @@ def check_spacing(spacing: Any, ndim: int, name: str) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _check_kind(transform: Any) -> None:
+    """Refuse a transform kind that is not one of :data:`TRANSFORMS`."""
+    if transform not in TRANSFORMS:
+        raise RegistrationError(
+            f"transform must be one of {', '.join(TRANSFORMS)}, not {transform!r}"
+        )
+
+
 def _is_colour(arr: np.ndarray) -> bool:
     return arr.ndim == 3 and arr.shape[2] in (3, 4)
 
@@ -540,6 +551,83 @@ def check_transform(transform: Transform, names: tuple[str, str] = ("first", "se
         )
 
 
+def affine_slab(
+    matrix: np.ndarray,
+    offset: np.ndarray,
+    start: Sequence[int],
+    shape: Sequence[int],
+    source_shape: Sequence[int],
+    *,
+    margin: int = 0,
+    tol: float | None = None,
+) -> tuple[slice, ...]:
+    """The slab of source planes that a block of output planes samples under an affine map.
+
+    Output index ``i`` of the block ``start`` .. ``start + shape`` samples source
+    index ``matrix @ i + offset``. On each axis of ``source_shape`` (the first
+    axes of the source), the slab runs from the plane below the block's lowest
+    point to the one above its highest (an affine map: its extremes are at the
+    block's corners), ``margin`` planes more on each side, clipped to the source.
+
+    Parameters
+    ----------
+    tol
+        None: the block misses the source where all its points lie more than
+        one plane beyond it (linear interpolation against a constant outside).
+        A number: where they lie beyond its pixel extent (+-0.5 around the
+        planes, as napari draws them), with ``tol`` of slack there and at the
+        slab's ends.
+
+    Returns
+    -------
+    tuple of slice
+        One per axis of ``source_shape``; empty (start == stop: 0 or the
+        source's length, the side it lies on) on an axis the block misses.
+    """
+    origin = offset + matrix @ np.asarray(start, float)
+    corners = np.array(list(itertools.product(*(sorted({0, k - 1}) for k in shape))), float)
+    slack, reach = (0.0, 1.0) if tol is None else (tol, 0.5 + tol)
+    box = []
+    for k, size in enumerate(source_shape):
+        mapped = corners @ matrix[k] + origin[k]
+        lo = int(np.clip(np.floor(mapped.min() - slack) - margin, 0, size))
+        hi = int(np.clip(np.ceil(mapped.max() + slack) + 1 + margin, lo + 1, size))
+        missed = mapped.max() < -reach or mapped.min() > size - 1 + reach
+        box.append(slice(lo, lo if missed else hi))
+    return tuple(box)
+
+
+def resample_slab(
+    planes: np.ndarray,
+    box: Sequence[slice],
+    matrix: np.ndarray,
+    offset: np.ndarray,
+    start: Sequence[int],
+    shape: Sequence[int],
+    *,
+    order: int = 1,
+    mode: str = "constant",
+    cval: float = 0.0,
+) -> np.ndarray:
+    """The output block ``start`` .. ``start + shape`` (see :func:`affine_slab`) resampled
+    from ``planes``, the source's slab ``box`` (whole on the axes after it).
+
+    :func:`scipy.ndimage.affine_transform` with ``order``, ``mode`` and ``cval``,
+    in the planes' dtype, without a spline prefilter (for an order above 1,
+    ``planes`` holds the spline's coefficients). A last axis beyond the
+    matrix's holds channels, resampled one at a time.
+    """
+    if planes.ndim > len(matrix):
+        return np.stack([resample_slab(planes[..., c], box, matrix, offset, start, shape,
+                                       order=order, mode=mode, cval=cval)
+                         for c in range(planes.shape[-1])], axis=-1)  # fmt: skip
+    corner = np.zeros(len(matrix))
+    corner[: len(box)] = [s.start for s in box]
+    shift = offset + matrix @ np.asarray(start, float) - corner
+    return ndimage.affine_transform(planes, matrix, shift, tuple(shape), order=order,
+                                    mode=mode, cval=cval, prefilter=False)  # fmt: skip
+
+
 def apply_registration(
     transform: Transform,
     moving: Any,
@@ -597,41 +685,25 @@ def apply_registration(
     lo, hi = float(lo), float(hi)
     colour = _is_colour(arr) and n == 2
     channels = np.moveaxis(arr, -1, 0) if colour else arr[None]
-    out = np.empty((len(channels), *shape), dtype=arr.dtype)
-
-    def _store(values: np.ndarray, into: np.ndarray) -> None:
-        if arr.dtype.kind == "f":  # linear interpolation stays in range; higher orders may not
-            into[...] = np.clip(values, lo, hi)
-        else:
-            into[...] = cast_to_dtype(values, arr.dtype)
-
-    def _resample(data: np.ndarray, offset: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
-        data = np.asarray(data, np.float64)
-        if order > 1:
-            data = ndimage.spline_filter(data, order=order)
-        return ndimage.affine_transform(
-            data, a, offset=offset, output_shape=out_shape, output=np.float64, order=order,
-            mode="constant", cval=lo, prefilter=False,
-        )  # fmt: skip
-
+    out = np.full((len(channels), *shape), lo, dtype=arr.dtype)
+    block = shape if n == 2 else (1, *shape[1:])  # a volume: one output plane at a time
+    starts = [(0, 0)] if n == 2 else [(z, 0, 0) for z in range(shape[0])]
+    margin = order + (_SPLINE_MARGIN if order > 1 else 0)
     for c, channel in enumerate(channels):
-        if n == 2:
-            _store(_resample(channel, off, shape), out[c])
-            continue
-        depth = len(channel)
-        corners = np.array([[0, y, x] for y in (0, shape[1] - 1) for x in (0, shape[2] - 1)], float)
-        for z in range(shape[0]):  # one output plane at a time, from the planes it samples
-            plane_off = off + a[:, 0] * z
-            reach = corners @ a[0] + plane_off[0]
-            margin = order + (_SPLINE_MARGIN if order > 1 else 0)
-            start = int(np.clip(np.floor(reach.min()) - margin, 0, depth - 1))
-            stop = int(np.clip(np.ceil(reach.max()) + margin + 1, start + 1, depth))
-            if reach.max() < -1 or reach.min() > depth:  # the plane misses the volume
-                _store(np.full((1, *shape[1:]), lo), out[c, z : z + 1])
-                continue
-            shifted = plane_off - np.array([start, 0.0, 0.0])
-            values = _resample(channel[start:stop], shifted, (1, *shape[1:]))
-            _store(values, out[c, z : z + 1])
+        for start in starts:
+            box = affine_slab(a, off, start, block, channel.shape[: n - 2], margin=margin)
+            if any(s.start == s.stop for s in box):
+                continue  # the plane misses the volume: its minimum
+            data = np.asarray(channel[box], np.float64)
+            if order > 1:
+                data = ndimage.spline_filter(data, order=order)
+            values = resample_slab(data, box, a, off, start, block, order=order, cval=lo)
+            del data  # one slab in memory at a time
+            into = out[c, start[0] : start[0] + block[0]]
+            if arr.dtype.kind == "f":  # linear interpolation stays in range; higher orders may not
+                into[...] = np.clip(values, lo, hi)
+            else:
+                into[...] = cast_to_dtype(values, arr.dtype)
     return np.moveaxis(out, 0, -1) if colour else out[0]
 
 
@@ -650,9 +722,7 @@ def _numpy_matrix(tx: Any, n: int) -> np.ndarray:
     """The homogeneous numpy-order matrix of an ITK transform (evaluated on n + 1 points)."""
     origin = np.asarray(tx.TransformPoint([0.0] * n))
     m = np.eye(n + 1)
-    for j in range(n):
-        e = [0.0] * n
-        e[j] = 1.0
+    for j, e in enumerate(np.eye(n).tolist()):
         m[:n, j] = np.asarray(tx.TransformPoint(e)) - origin
     m[:n, n] = origin
     p = np.eye(n + 1)
@@ -859,10 +929,7 @@ def register(
     """
     import SimpleITK as sitk
 
-    if transform not in TRANSFORMS:
-        raise RegistrationError(
-            f"transform must be one of {', '.join(TRANSFORMS)}, not {transform!r}"
-        )
+    _check_kind(transform)
     if initialise not in ("phase", "centre"):
         raise RegistrationError(f"initialise must be 'phase' or 'centre', not {initialise!r}")
     names = (fixed_name, moving_name)

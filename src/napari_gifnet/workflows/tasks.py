@@ -3,21 +3,12 @@
 ``fuse(a, b)`` is GIFNet, exactly :func:`napari_gifnet.engine.fusion.fuse`
 (the same call, the same result). ``fuse(a, b, task="mfif")`` runs the
 task's default method (:attr:`napari_gifnet.methods.presets.TaskPreset.method`,
-chosen on the task's ground-truth benchmark, see ``docs/quality.md``);
-``method=`` picks another. :func:`fuse_method` runs any method of the table
-:data:`napari_gifnet.methods.registry.METHODS` with the options it takes
-(:func:`~napari_gifnet.methods.classical.fuse_pair` the pairwise ones):
-GIFNet through the engine, a baseline through
-:data:`napari_gifnet.methods.classical.BASELINES`, and focus selection
-(``"focus"``) and the focus-guided pyramid (``"focus_pyramid"``) through
-:func:`napari_gifnet.workflows.focus_pair.fuse_focus_pair` (the pair as a
-2-plane :func:`~napari_gifnet.workflows.focus_stack.fuse_stack`), whose depth
-and confidence maps come with the result (:class:`~napari_gifnet.workflows.focus_pair.FocusPairResult`).
-
-When a task or a method is given, the result's metadata says what ran and
-why: ``metadata["method"]`` (the method's key), ``metadata["method_reason"]``
-(the task default's one line, or that the caller chose it) and
-``metadata["task"]`` (the task key, or None).
+chosen on the task's ground-truth benchmark, see ``docs/quality.md``),
+``method=`` another; the result's metadata then says what ran and why.
+:func:`fuse_method` runs any method of
+:data:`napari_gifnet.methods.registry.METHODS`, the focus methods through
+:func:`napari_gifnet.workflows.focus_pair.fuse_focus_pair` (with their depth
+and confidence maps).
 """
 
 from __future__ import annotations

@@ -3,19 +3,10 @@
 :meth:`GIFNet.forward` evaluates every layer on the whole image at once, so
 each of its dozens of intermediate maps (98 to 294 channels) is a full-size
 allocation. :func:`fuse_tiled` evaluates the network in tiles (full-width
-bands or squares, see :func:`napari_gifnet.engine.tiled.grid.tile_shape`) in three
-passes, keeping only the maps that whole-image statistics force it to keep
-(three 98-channel maps, in memory or in scratch files):
-
-1. shared features S and both streams' patch embeddings, tile by tile (the
-   encoder with a 3-pixel halo), accumulating the first block's
-   normalisation statistics;
-2. block 0 for both streams and the cross-fusion gate, tile by tile on the
-   window grid, accumulating the second block's statistics;
-3. block 1, the patch un-embedding and the global decoder, tile by tile:
-   block 1 is evaluated on the tile plus the 5-pixel halo the decoder and
-   un-embedding read, S is read back (or recomputed), and the result goes
-   straight into the output.
+bands or squares, see :func:`napari_gifnet.engine.tiled.grid.tile_shape`) in the
+three passes docs/engine.md describes (numbered in its code), keeping only
+the maps that whole-image statistics force it to keep (three 98-channel maps,
+in memory or in scratch files; S is kept in memory too, or recomputed).
 
 Every tile reads its inputs through the reflections whole-map evaluation
 would use, so results agree with :meth:`GIFNet.forward` to float32 rounding
@@ -73,20 +64,15 @@ def fuse_tiled(
         An eval-mode :class:`GIFNet`.
     a, b
         The inputs in [0, 1], at least 5 x 5 (the engine pads smaller ones).
-    tile_size
-        Tile edge in pixels (rounded down to a multiple of 8, at least 8; an
-        edge covering the image means one tile, whole-image evaluation). None:
-        chosen from ``tile_pixels``.
-    tile_pixels
-        About how many pixels a tile holds when ``tile_size`` is None. None:
-        from the memory available
-        (:func:`~napari_gifnet.engine.tiled.plan.auto_tile_pixels`).
+    tile_size, tile_pixels
+        The tile edge (see :func:`~napari_gifnet.engine.tiled.grid.tile_shape`),
+        or None: tiles of about ``tile_pixels`` pixels (None: from the memory
+        available, :func:`~napari_gifnet.engine.tiled.plan.auto_tile_pixels`).
     storage
         Where the three maps that outlive a pass (both streams' embeddings,
         and the gated stream) are kept: ``"memory"``, ``"disk"`` (scratch
-        files: resident memory stays bounded), ``"recompute"`` (the
-        embeddings are recomputed where needed, only the gated stream goes to
-        disk: a third of the scratch space, more time) or ``"auto"`` (see
+        files), ``"recompute"`` (the embeddings recomputed where needed, only
+        the gated stream on disk) or ``"auto"`` (see
         :func:`~napari_gifnet.engine.tiled.plan.choose_storage`). All give the
         same values.
     features

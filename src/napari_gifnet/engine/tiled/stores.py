@@ -1,21 +1,13 @@
 """Where the band-by-band evaluation keeps its few whole-image feature maps.
 
 The network's normalisations need statistics of whole maps before the next
-pass can start, so a handful of 98-channel maps must outlive a band. A
-:class:`MemoryStore` keeps one as a tensor; a :class:`DiskStore` keeps it in
-an anonymous scratch file and reads and writes rectangles (one call per row,
-or one for full-width rows), so the process's resident memory stays bounded
-whatever the image size (the operating system's page cache still speeds it
-up when RAM allows).
-
-Scratch files live in the folder named by ``NAPARI_GIFNET_SCRATCH`` (default:
-the system's temporary folder); a folder that cannot be used is a
+pass can start, so a handful of 98-channel maps must outlive a band: a
+:class:`MemoryStore` keeps one as a tensor (reused across a run of fusions
+inside :func:`keep_stores`), a :class:`DiskStore` in a scratch file, so the
+process's resident memory stays bounded whatever the image size (the
+operating system's page cache still speeds it up when RAM allows). Scratch
+files live in :func:`scratch_folder`; a folder that cannot be used is a
 :class:`ScratchError` naming it.
-
-Inside :func:`keep_stores` (a run of many fusions of one size: the planes of
-a stack), a closed :class:`MemoryStore` on the CPU leaves its tensor to the
-next store of the same size, so each map is allocated, and its pages are
-faulted in, once per run instead of once per fusion.
 """
 
 from __future__ import annotations

@@ -1,53 +1,36 @@
 """The job machinery every dock widget shares.
 
-A widget is a form: it collects options, builds a *work* function that calls
-the console function (``iter_fusion``, ``fuse_stack``, ``pansharpen``,
-``enhance``, ``metrics_job``) with a ``progress`` callback, and hands it to a
-:class:`JobRunner`, which
-
-* runs it in a napari worker thread (a function, or a generator such as
-  ``iter_fusion``: the worker can then stop between its yields),
-* checks one cancellation :class:`threading.Event` in the progress callback
-  and raises :class:`napari_gifnet.util.progress.Cancelled` there (the
-  package's one cancellation exception),
-* relays ``(done, total)`` to the GUI thread onto a napari progress bar (the
-  activity dock) and onto the widget's own :class:`JobProgressBar` ("3 / 10,
-  about 12 s left", hidden when idle), and shows the job's user warnings as
-  notifications,
-* captures the outcome (value, error or cancelled) and, when the worker has
-  finished, calls the job's ``done`` callback (puts the result layers or the
-  table; returns the status line), or shows "Cancelled; no layer was added.",
-  or an error notification with the job's message.
-
-The status line is a :class:`StatusLine`: one line, elided to the dock's width
-(never widening it), the full text in its tooltip; the next message (a
-successful run's summary) replaces an earlier error, tooltip included.
-
-:class:`LayerWatcher` keeps image-layer pickers in step with the viewer's
-layer list (added, removed, moved, renamed) and disconnects when the widget
-is destroyed (result layers are put by
-:func:`napari_gifnet.plugin.layer_output.put_image`); :func:`gifnet_controls` adds the GIFNet device and weights controls, the
-weights field showing the one plugin-wide weights setting
-(:class:`SharedWeights`, with a line saying which weights a run uses). The runner
-and the watcher work by composition in a magicgui ``Container`` and in a plain
-``QWidget`` (the metrics widget); :class:`JobWidget` is the magicgui form base
-of the fusion, focus-stack, pansharpen and enhance widgets.
+A widget is a form: it collects options and builds a *work* function that
+calls the console function (``iter_fusion``, ``fuse_stack``, ``pansharpen``,
+``enhance``, ``metrics_job``) with a ``progress`` callback; a
+:class:`JobRunner` runs it in a napari worker thread, with Cancel, progress
+bars, warnings and the outcome in a :class:`StatusLine`. :class:`LayerWatcher`
+keeps image-layer pickers in step with the viewer's layers,
+:func:`gifnet_controls` adds the device and weights controls (the weights
+one plugin-wide setting, :class:`SharedWeights`), and :class:`JobWidget` is
+the magicgui form base of the fusion, focus-stack, pansharpen, enhance and
+fine-tune widgets. The runner and the watcher also serve a plain ``QWidget``
+(the metrics widget).
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from qtpy.QtCore import QEvent, QObject, Qt, Signal
-from qtpy.QtWidgets import QBoxLayout, QLabel, QLayout, QProgressBar, QSizePolicy, QWidget
+from qtpy.QtWidgets import QLabel, QProgressBar, QSizePolicy
 
 from ...util.progress import Cancelled, Progress
+from . import _settings
+from ._form import box, file_text, never_widen
 from ._settings import WidgetSettings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,13 +63,6 @@ class ProgressRelay(QObject):
     """Carries ``(done, total)`` from a worker thread to the GUI thread."""
 
     progressed = Signal(int, int)
-
-
-def advance_bar(bar: Any, done: int, total: int) -> None:
-    """Set a napari ``progress`` bar to ``done`` of ``total`` (GUI thread)."""
-    if bar.total != total:
-        bar.total = total
-    bar.update(done - bar.n)
 
 
 def _body(work: Work, progress: Progress) -> Generator[Any, None, Outcome]:
@@ -171,23 +147,6 @@ def progress_text(done: int, total: int, elapsed: float | None) -> str:
     return f"{text}, about {when} left"
 
 
-def _native_label(label: Any) -> QLabel:
-    return label if isinstance(label, QLabel) else label.native
-
-
-def _native_widget(button: Any) -> QWidget:
-    return button if isinstance(button, QWidget) else button.native
-
-
-def _set_text(label: Any, text: str) -> None:
-    if isinstance(label, StatusLine):
-        label.show(text)
-    elif hasattr(label, "setText"):  # a QLabel
-        label.setText(text)
-    else:  # a magicgui Label
-        label.value = text
-
-
 class StatusLine(QObject):
     """Keeps a status label to one line that never widens its dock.
 
@@ -198,12 +157,10 @@ class StatusLine(QObject):
     """
 
     def __init__(self, label: Any) -> None:
-        self.label = _native_label(label)
+        self.label: QLabel = label if isinstance(label, QLabel) else label.native
         super().__init__(self.label)
         self.label.setWordWrap(False)
-        policy = self.label.sizePolicy()
-        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)  # its text never sets the width
-        self.label.setSizePolicy(policy)
+        never_widen(self.label)
         self.full = self.label.text()
         self._shown = self.full
         self.label.installEventFilter(self)
@@ -225,10 +182,8 @@ class StatusLine(QObject):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
         """Re-elide on resize, unless someone else has set the label's text since."""
-        if (
-            event.type() in (QEvent.Type.Resize, QEvent.Type.Show)
-            and self.label.text() == self._shown
-        ):
+        resized = event.type() in (QEvent.Type.Resize, QEvent.Type.Show)
+        if resized and self.label.text() == self._shown:
             self._render()
         return False
 
@@ -236,8 +191,8 @@ class StatusLine(QObject):
 class JobProgressBar(QProgressBar):
     """A job's progress, "3 / 10, about 12 s left"; hidden when no job runs."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self) -> None:
+        super().__init__()
         self._first: tuple[float, int] | None = None  # (time, done) of the first report
         self.setTextVisible(True)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
@@ -267,42 +222,6 @@ class JobProgressBar(QProgressBar):
         """The job is over: hide the bar."""
         self._first = None
         self.hide()
-
-
-def _place(bar: QWidget, button: QWidget, layout: QLayout | None) -> None:
-    """Put ``bar`` in ``layout``, or below the row that holds ``button``."""
-    if layout is not None:
-        layout.addWidget(bar)
-        return
-    top = button.parentWidget().layout() if button.parentWidget() is not None else None
-    path = _path_to(top, button) if top is not None else None
-    if not path:
-        return  # the widget places the bar itself (``runner.bar``)
-    inner, index = path[-1]
-    across = (QBoxLayout.Direction.LeftToRight, QBoxLayout.Direction.RightToLeft)
-    if len(path) > 1 and isinstance(inner, QBoxLayout) and inner.direction() in across:
-        outer, row = path[-2]
-        if isinstance(outer, QBoxLayout):
-            outer.insertWidget(row + 1, bar)
-            return
-    if isinstance(inner, QBoxLayout):
-        inner.insertWidget(index + 1, bar)
-    else:
-        inner.addWidget(bar)
-
-
-def _path_to(layout: QLayout, widget: QWidget) -> list[tuple[QLayout, int]] | None:
-    """The nested layouts, with item indices, from ``layout`` down to ``widget``."""
-    for i in range(layout.count()):
-        item = layout.itemAt(i)
-        if item.widget() is widget:
-            return [(layout, i)]
-        child = item.layout()
-        if child is not None:
-            below = _path_to(child, widget)
-            if below is not None:
-                return [(layout, i), *below]
-    return None
 
 
 def _enable(button: Any, enabled: bool) -> None:
@@ -338,9 +257,8 @@ class JobRunner:
         Disabled / enabled while a job runs (magicgui or Qt buttons).
     cancelled
         The status line after a cancelled job.
-    progress_layout
-        Where the :class:`JobProgressBar` goes; by default below the row
-        that holds the run button.
+
+    The widget places ``bar``, the job's :class:`JobProgressBar`.
     """
 
     def __init__(
@@ -351,12 +269,11 @@ class JobRunner:
         run_button: Any,
         cancel_button: Any = None,
         cancelled: str = CANCELLED,
-        progress_layout: QLayout | None = None,
     ) -> None:
         self.status_line = StatusLine(status)
-        self.status, self.run_button, self.cancel_button = status, run_button, cancel_button
+        #: The buttons disabled while a job runs (Run; *Compare methods* adds its own).
+        self.run_buttons, self.cancel_button = [run_button], cancel_button
         self.bar = JobProgressBar()
-        _place(self.bar, _native_widget(run_button), progress_layout)
         self.cancelled_text = cancelled
         #: ``warning_text(message, category)``: a job's warning as the notification says it
         #: (a widget may reword advice meant for the command line).
@@ -434,7 +351,7 @@ class JobRunner:
         if self.worker is not None:
             self._cancel.set()
             self.worker.quit()
-            _set_text(self.status_line, "Cancelling ...")
+            self.status_line.show("Cancelling ...")
 
     def close(self) -> None:
         """The widget is gone: cancel any job and update no more of the GUI."""
@@ -445,17 +362,20 @@ class JobRunner:
         """Show ``message`` in the status line and as an error notification."""
         from napari.utils.notifications import show_error
 
-        _set_text(self.status_line, message)
+        self.status_line.show(message)
         show_error(message)
 
     def _set_running(self, running: bool, text: str) -> None:
-        _enable(self.run_button, not running)
+        for button in self.run_buttons:
+            _enable(button, not running)
         _enable(self.cancel_button, running)
-        _set_text(self.status_line, text)
+        self.status_line.show(text)
 
     def _on_progress(self, done: int, total: int) -> None:
         if self.progress_bar is not None and self.running:
-            advance_bar(self.progress_bar, done, total)
+            if self.progress_bar.total != total:
+                self.progress_bar.total = total
+            self.progress_bar.update(done - self.progress_bar.n)
             self.bar.advance(done, total)
 
     def _on_warned(self, args: tuple) -> None:
@@ -479,13 +399,12 @@ class JobRunner:
             self.progress_bar.close()
             self.progress_bar = None
         self.worker = None
-        if self.alive:
-            self.bar.end()
         if not self.alive:  # the widget was closed while the job ran
             return
+        self.bar.end()
         self._set_running(False, "Ready.")
         if outcome.cancelled or self._cancel.is_set():
-            _set_text(self.status_line, self.cancelled_text)
+            self.status_line.show(self.cancelled_text)
         elif outcome.error is not None:
             self.fail(self._describe(outcome.error))
         else:
@@ -494,7 +413,7 @@ class JobRunner:
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.fail(f"Could not add the result layers: {exc}")
                 return
-            _set_text(self.status_line, text)
+            self.status_line.show(text)
 
 
 def image_layers(viewer: napari.Viewer) -> list[Image]:
@@ -580,9 +499,6 @@ def weights_state(path: str | None, remembered: bool = False) -> tuple[str, bool
     bool
         True for a file other than the published checkpoint.
     """
-    import os
-    from pathlib import Path
-
     from ...model.weights import OFFICIAL_SHA256, WEIGHTS_ENV, file_sha256
 
     path = str(path or "").strip()
@@ -616,28 +532,23 @@ class SharedWeights:
     """
 
     def __init__(self, widget: Any) -> None:
-        from ._settings import stored_weights, weights_chosen_now, weights_hub
-
         self.widget = widget
         self.field: FileEdit = widget.weights
         self.note = Label(label="", value="")
         self.note.native.setWordWrap(True)
-        policy = self.note.native.sizePolicy()
-        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)  # a long name never widens the dock
-        self.note.native.setSizePolicy(policy)
-        self.note.tooltip = WEIGHTS_SEARCH
+        never_widen(self.note.native)  # a long name never widens the dock
         self.published = PushButton(text="Use the published weights")
         self.published.tooltip = _PUBLISHED_TIP
         self.published.native.setVisible(False)
         self._quiet = True
-        stored = stored_weights()
+        stored = _settings.stored_weights()
         if stored:
             self.field.value = stored
         self._quiet = False
-        self.remembered = bool(stored) and not weights_chosen_now(stored)
+        self.remembered = bool(stored) and not _settings.weights_chosen_now(stored)
         self.field.changed.connect(self._changed)
         self.published.changed.connect(self.use_published)
-        hub = weights_hub()
+        hub = _settings.weights_hub()
         hub.changed.connect(self._shared)
         on_destroyed(widget.native, lambda: _disconnect(hub, self._shared))
         self._show()
@@ -645,9 +556,7 @@ class SharedWeights:
     def _changed(self, _value: Any = None) -> None:
         """The user (or code) changed this widget's field: share it."""
         if not self._quiet:
-            from ._settings import store_weights
-
-            store_weights(weights_of(self.widget) or "")
+            _settings.store_weights(weights_of(self.widget) or "")
 
     def _shared(self, path: str) -> None:
         """The shared setting changed (in this or another widget)."""
@@ -655,19 +564,14 @@ class SharedWeights:
         if (weights_of(self.widget) or "") != path:
             self._quiet = True
             try:
-                if path:
-                    self.field.value = path
-                else:
-                    self.field.line_edit.value = ""
+                _settings.set_value(self.field, path)
             finally:
                 self._quiet = False
         self._show()
 
     def use_published(self, _value: Any = None) -> None:
         """The published weights in every widget (the field emptied)."""
-        from ._settings import store_weights
-
-        store_weights("")
+        _settings.store_weights("")
 
     def _show(self) -> None:
         path = weights_of(self.widget)
@@ -717,7 +621,7 @@ def gifnet_controls(widget: Any) -> None:
 
 def weights_of(widget: Any) -> str | None:
     """The ``weights`` control's file, None when empty (the default search)."""
-    return str(widget.weights.line_edit.value).strip() or None
+    return file_text(widget.weights) or None
 
 
 class JobWidget(Container):
@@ -747,22 +651,17 @@ class JobWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.reset_button = PushButton(text="Reset")
         self.reset_button.tooltip = "Restore the default settings (and forget the stored ones)"
-        row = Container(
-            widgets=[self.run_button, self.cancel_button, self.reset_button], layout="horizontal",
-            labels=False,
-        )  # fmt: skip
-        row.margins = (0, 0, 0, 0)
-        # the buttons' row, and the progress bar below it while a job runs
-        self.buttons = Container(widgets=[row], layout="vertical", labels=False)
-        self.buttons.margins = (0, 0, 0, 0)
+        row = box([self.run_button, self.cancel_button, self.reset_button])
+        self.buttons = box([row], layout="vertical")
         self.status = Label(label="", value="Ready.")
         self.last_layers: list[Any] = []
         self.last_result: Any = None
         self._pickers: list[ComboBox] = []
         self.runner = JobRunner(
             self.native, status=self.status, run_button=self.run_button,
-            cancel_button=self.cancel_button, progress_layout=self.buttons.native.layout(),
+            cancel_button=self.cancel_button,
         )  # fmt: skip
+        self.buttons.native.layout().addWidget(self.runner.bar)
         self.settings: WidgetSettings | None = None
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -840,14 +739,10 @@ class JobWidget(Container):
         """The one-line message of a failed job."""
         return _failed(exc)
 
-    def device_text(self) -> str:
-        """The device control's choice in words, "auto" resolved (:func:`device_text`)."""
-        return device_text(self.device.value)
-
     def running_text(self, label: str) -> str:
         """The status line while the job runs; names the device where GIFNet runs."""
         device = getattr(self, "device", None)
-        where = f" on {self.device_text()}" if device is not None and device.enabled else ""
+        where = f" on {device_text(device.value)}" if device is not None and device.enabled else ""
         return f"Running: {label}{where} ..."
 
     def run(self) -> GeneratorWorker | None:

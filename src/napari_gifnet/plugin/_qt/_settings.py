@@ -1,48 +1,24 @@
 """Widget settings remembered from one napari launch to the next (Qt's ``QSettings``).
 
-Each job widget lists the controls it remembers (weights file, device, task
-preset, method, options; never the layer pickers). :class:`WidgetSettings`
-restores them when the widget is created, stores a control's value whenever
-it changes, and :meth:`WidgetSettings.reset` puts the defaults back and
-forgets what was stored. Values are stored as JSON text, one key per control,
-in one group per widget (``fusion/method``, ``enhance/gamma``, ...). The
-GIFNet weights file is one plugin-wide setting, ``plugin/weights``
-(:func:`stored_weights`, :func:`store_weights`): every widget with a weights
-field shows it, and a change in one reaches every open widget at once
-(:func:`weights_hub`). A settings file from before the shared setting may
-hold a widget's own ``<group>/weights``: while ``plugin/weights`` was never
-stored, the first valid one of those is read (in the order of
-:data:`OLD_WEIGHTS_GROUPS`) and stored as the shared setting. A stored
-value the control cannot take any more (a choice that is gone, a device that
-is not there, a weights file that no longer exists, unreadable text) is
-ignored: the control keeps its default.
+:class:`WidgetSettings` restores the controls a job widget names (never the
+layer pickers) when it is made, stores a control's value as JSON text
+whenever it changes (one group per widget: ``fusion/method``, ...) and
+:meth:`~WidgetSettings.reset` forgets them. A stored value the control cannot
+take any more (a choice that is gone, a missing file, unreadable text) is
+ignored. The GIFNet weights file is one plugin-wide setting,
+``plugin/weights`` (:func:`stored_weights`, :func:`store_weights`), sent to
+every open widget at once (:func:`weights_hub`); while it was never stored,
+an older version's ``<group>/weights`` (:data:`OLD_WEIGHTS_GROUPS`) is read.
 
-Where: :func:`open_settings`, looked up on every read and write.
-``NAPARI_GIFNET_SETTINGS`` names an INI file (``QSettings.IniFormat``; tests
-point it at a temporary file); otherwise the user's settings of organisation
+Where (:func:`open_settings`, on every read and write): the INI file named by
+``NAPARI_GIFNET_SETTINGS``, else the user's settings of organisation
 ``"napari-gifnet"``, application ``"widgets"`` (on Linux
-``~/.config/napari-gifnet/widgets.conf``). While pytest runs a test
-(``PYTEST_CURRENT_TEST`` is set) and the variable is not set, nothing is read
-or stored, so a test run never touches the user's real settings.
-
-Only a file the plugin wrote is handed to ``QSettings`` (which rewrites the
-whole file when a value is stored): :func:`foreign_reason` checks it first.
-An absent or empty file, or one of at most :data:`MAX_FILE_BYTES` that holds
-only ``[group]`` headers and ``key=value`` lines whose values are
-QSettings-escaped JSON text, in the marker group :data:`MARKER_GROUP` (written
-with every value) or only in the widgets' groups :data:`GROUPS`, is the
-plugin's. Any other file (a text note, an image, another program's INI, a
-value Qt would decode as a serialised ``@Variant``) is refused: one warning
-names it, it is never written, and the widgets remember their settings in
-memory only (:class:`MemorySettings`) for the rest of the session. A stored
-value longer than :data:`MAX_VALUE_CHARS`, nested too deep for the JSON
-reader, a number too large for a float, a path the system cannot look up or
-a value of the wrong type falls back to its control's default.
-
-QSettings stores atomically: the new file is written as a temporary file
-next to it and renamed over it (``QSaveFile``); with
-``isAtomicSyncRequired()`` (set here, and Qt's default) it never falls back
-to writing the file in place, so an interrupted store leaves the old file.
+``~/.config/napari-gifnet/widgets.conf``); nothing while a pytest test runs
+without the variable. Only a file the plugin wrote is handed to ``QSettings``
+(which rewrites the whole file): any other (:func:`foreign_reason`) is left
+as it is, with one warning, and the settings are kept in memory
+(:class:`MemorySettings`) for the session. QSettings stores atomically
+(``isAtomicSyncRequired``, set here): an interrupted store leaves the old file.
 """
 
 from __future__ import annotations
@@ -52,8 +28,9 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +87,7 @@ class MemorySettings:
         self.values[key] = value
 
     def remove(self, group: str) -> None:
-        for key in [k for k in self.values if k.startswith(f"{group}/")]:
-            del self.values[key]
+        self.values = {k: v for k, v in self.values.items() if not k.startswith(f"{group}/")}
 
     def sync(self) -> None:
         """Nothing to write."""
@@ -145,7 +121,8 @@ def foreign_reason(path: Path) -> str | None:
     None for an absent or empty file, and for one of at most
     :data:`MAX_FILE_BYTES` of UTF-8 text holding only ``[group]`` lines and
     ``key=value`` lines of JSON text (:func:`_plain_value`, no raw control
-    characters), in the marker group or only in :data:`GROUPS`.
+    characters, so no serialised ``@Variant``), with the marker group
+    :data:`MARKER_GROUP` (written with every value) or only :data:`GROUPS`.
     """
     try:
         if not path.exists():
@@ -267,6 +244,20 @@ def accepted(control: Any, value: Any) -> Any:
     return _INVALID
 
 
+def _parsed(text: Any, accept: Callable[[Any], Any]) -> Any:
+    """Stored JSON ``text`` as ``accept`` takes it, or ``_INVALID``.
+
+    Text that is not a string, too long, not JSON, nested too deep, a number
+    too large for a float or a path the system cannot look up is ``_INVALID``.
+    """
+    if not isinstance(text, str) or len(text) > MAX_VALUE_CHARS:
+        return _INVALID
+    try:
+        return accept(json.loads(text))
+    except (ValueError, TypeError, RecursionError, OverflowError, OSError):
+        return _INVALID
+
+
 def set_value(control: Any, value: Any) -> None:
     if isinstance(control, FileEdit) and not value:
         control.line_edit.value = ""
@@ -310,15 +301,7 @@ class WidgetSettings:
             return {}
         out = {}
         for name, control in self.controls.items():
-            text = settings.value(self.key(name))
-            if not isinstance(text, str) or len(text) > MAX_VALUE_CHARS:
-                continue
-            # text that is not JSON, nested too deep, a number too large for a float,
-            # a path the system cannot look up: the control keeps its default
-            try:
-                value = accepted(control, json.loads(text))
-            except (ValueError, TypeError, RecursionError, OverflowError, OSError):
-                continue
+            value = _parsed(settings.value(self.key(name)), partial(accepted, control))
             if value is not _INVALID:
                 out[name] = value
         return out
@@ -339,12 +322,9 @@ class WidgetSettings:
         if settings is None:
             return
         try:
-            text = json.dumps(value_of(self.controls[name]))
+            _write(settings, self.key(name), value_of(self.controls[name]))
         except (TypeError, ValueError):
             return
-        settings.setValue(f"{MARKER_GROUP}/{MARKER_KEY}", MARKER_VALUE)
-        settings.setValue(self.key(name), text)
-        settings.sync()
 
     def reset(self) -> None:
         """Put every control back to its default and forget the stored values."""
@@ -383,18 +363,15 @@ def weights_hub() -> _WeightsHub:
 
 def _weights_value(text: Any) -> str | None:
     """A stored weights value (JSON text) as a path the field can take, or None."""
-    if not isinstance(text, str) or len(text) > MAX_VALUE_CHARS:
-        return None
-    try:
-        value = _file_value(json.loads(text))
-    except (ValueError, TypeError, RecursionError, OverflowError, OSError):
-        return None
+    value = _parsed(text, _file_value)
     return None if value is _INVALID else value
 
 
 def _write(settings: QSettings | MemorySettings, key: str, value: Any) -> None:
+    """Store ``value`` as JSON text at ``key``, with the marker (raises if not JSON-able)."""
+    text = json.dumps(value)
     settings.setValue(f"{MARKER_GROUP}/{MARKER_KEY}", MARKER_VALUE)
-    settings.setValue(key, json.dumps(value))
+    settings.setValue(key, text)
     settings.sync()
 
 

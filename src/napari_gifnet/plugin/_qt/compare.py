@@ -1,21 +1,17 @@
 """The "Compare methods" button and table the fusion, stack and pansharpen widgets share.
 
-:func:`add_compare_controls` gives a :class:`~._job.JobWidget` a "Compare
-methods" button and a table. The widget provides ``compare_job()`` (GUI
-thread, reads no pixels): a :class:`CompareJob`, whose ``work(progress)``
-calls one of :mod:`napari_gifnet.plugin.compare_methods`' functions in the
-widget's worker (the same :class:`~._job.JobRunner` as Run: one job at a
-time, Run and Compare disabled while either runs, Cancel stops it). When it
-is done, each method's result becomes the layer ``"compare: <base>
-(<Method>)"`` (updated in place when that method runs again; the other
-methods' layers stay), the layers of the comparison are put next to each
-other with only the best one visible, and the table shows every
-method's metrics at once, the best row marked.
+:func:`add_compare_controls` gives a :class:`~._job.JobWidget` the button and
+the table; the widget's ``compare_job()`` (GUI thread, reads no pixels)
+returns a :class:`CompareJob` whose work calls one of
+:mod:`napari_gifnet.plugin.compare_methods`' functions in the widget's
+worker (one job at a time with Run; Cancel stops it). Each method's result
+becomes the layer ``"compare: <base> (<Method>)"`` (updated when that method
+runs again), the layers of a comparison are grouped with only the best one
+visible, and the table shows every method's metrics, the best row marked.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +20,7 @@ from magicgui.widgets import Label, PushButton, Table
 
 from ..compare_methods import Comparison, comparison_layer_name, group_layers
 from ..layer_output import put_image
+from ._form import number_text
 from ._job import Work
 
 __all__ = ["BEST_MARK", "CompareJob", "add_compare_controls", "table_data"]
@@ -55,32 +52,12 @@ class CompareJob:
     look: Callable[[Any], dict[str, Any]] = field(default=lambda _r: {})
 
 
-def _format(value: float) -> str:
-    return "nan" if math.isnan(value) else f"{value:.4f}"
-
-
 def table_data(comparison: Comparison) -> dict[str, Any]:
     """The table's value: one row per method (the best marked), one column per metric."""
     best = comparison.result(comparison.best).label if comparison.best else None
     index = [label + (BEST_MARK if label == best else "") for label, _ in comparison.rows()]
-    data = [[_format(v) for v in values] for _, values in comparison.rows()]
+    data = [[number_text(v) for v in values] for _, values in comparison.rows()]
     return {"data": data, "index": index, "columns": list(comparison.metric_names)}
-
-
-class _Buttons:
-    """The buttons a running job disables: Run and Compare methods, as one (``enabled``)."""
-
-    def __init__(self, *buttons: Any) -> None:
-        self.buttons = buttons
-
-    @property
-    def enabled(self) -> bool:
-        return all(b.enabled for b in self.buttons)
-
-    @enabled.setter
-    def enabled(self, value: bool) -> None:
-        for b in self.buttons:
-            b.enabled = value
 
 
 def add_compare_controls(widget: Any) -> None:
@@ -114,11 +91,10 @@ def add_compare_controls(widget: Any) -> None:
     widget.compare_table.visible = False
     widget.compare_methods = None
     widget.last_comparison = None
-    widget.last_compare_layers = []
     widget.extend([widget.compare_button, widget.compare_note, widget.compare_table])
     widget.compare_button.changed.connect(lambda *_: compare(widget))
     # one job at a time: the runner disables both buttons while Run or Compare runs
-    widget.runner.run_button = _Buttons(widget.run_button, widget.compare_button)
+    widget.runner.run_buttons.append(widget.compare_button)
 
 
 def compare(widget: Any) -> Any:
@@ -131,11 +107,9 @@ def compare(widget: Any) -> Any:
         widget.fail(f"Cannot compare: {exc}")
         return None
 
-    def done(comparison: Comparison) -> str:
-        return show_comparison(widget, comparison, job)
-
     return widget.runner.start(
-        job.work, job.label, done=done, describe=lambda exc: f"Comparison failed: {exc}",
+        job.work, job.label, done=lambda comparison: show_comparison(widget, comparison, job),
+        describe=lambda exc: f"Comparison failed: {exc}",
         running=f"Comparing methods: {job.label} ...",
     )  # fmt: skip
 
@@ -156,7 +130,7 @@ def show_comparison(widget: Any, comparison: Comparison, job: CompareJob) -> str
     group_layers(widget.viewer, [*earlier, *layers], visible=best_layer)
     widget.compare_table.value = table_data(comparison)
     widget.compare_table.visible = bool(comparison.results)
-    widget.last_comparison, widget.last_compare_layers = comparison, layers
+    widget.last_comparison = comparison
     note = f"Best by {comparison.ranked_by}: {best_layer.name}." if best_layer else ""
     if comparison.errors:
         note += " Failed: " + "; ".join(comparison.errors.values())

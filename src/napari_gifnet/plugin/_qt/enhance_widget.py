@@ -1,13 +1,10 @@
 """The "Enhance" dock widget: one image layer fused with itself.
 
-Pick an image layer (grey or RGB, one plane) and a variant; Run calls
-:func:`napari_gifnet.workflows.enhancement.enhance` (the console function) in a napari
-worker thread (which also reads the layer's pixels: a Dask layer is never
-computed on the GUI thread) and adds ``"<name> enhanced (<variant>)"``, e.g.
-``"MRI enhanced (image + brightened copy)"``, with the layer's transforms.
-With "keep previous results" (on by default: gamma changes the result but
-not the name) every run adds a layer; off, a rerun of the same variant
-updates its own. The options are remembered across launches.
+A form over :func:`napari_gifnet.workflows.enhancement.enhance`, run in the
+widget's worker (which reads the pixels, never the GUI thread). It adds
+``"<name> enhanced (<variant>)"`` with the layer's transforms; "keep previous
+results" is on by default (gamma changes the result but not the name). The
+options are remembered across launches.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
 
 from ..layer_output import display_range, put_image
+from ._form import image_look, level0
 from ._job import JobWidget, gifnet_controls, weights_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,6 +26,7 @@ __all__ = ["VARIANTS", "EnhanceWidget"]
 
 #: (label, ``enhance`` ``variant``) of the variant menu; the label names the result layer.
 VARIANTS = [("the image twice", "self"), ("image + brightened copy", "exposure")]
+_LABELS = {key: label for label, key in VARIANTS}
 _TOOLTIPS = {
     "image": "The image layer to enhance: one plane, grey (Y, X) or RGB (Y, X, 3)",
     "variant": (
@@ -82,14 +81,14 @@ class EnhanceWidget(JobWidget):
         layer = self.image.value
         if layer is None:
             raise ValueError("add an image layer to enhance")
-        data = layer.data[0] if layer.multiscale else layer.data  # read in the job
+        data = level0(layer)  # read in the job
         plane_ndim = 3 if layer.rgb else 2
         if len(data.shape) != plane_ndim:
             raise ValueError(
                 f"{layer.name!r} has shape {tuple(data.shape)}: enhance works on one plane "
                 "(Y, X) or (Y, X, RGB)"
             )
-        self._target = layer, {key: label for label, key in VARIANTS}[self.variant.value]
+        self._target = layer, _LABELS[self.variant.value]
         options = {
             "variant": self.variant.value, "gamma": float(self.gamma.value),
             "weights": weights_of(self), "device": self.device.value,
@@ -103,19 +102,16 @@ class EnhanceWidget(JobWidget):
     def finish(self, value: Any) -> list[Any]:
         layer, variant = self._target
         rgb = value.image.ndim == 3
-        look = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
         meta = dict(value.metadata, source_layer=layer.name)
         return [
             put_image(
                 self.viewer, f"{layer.name} enhanced ({variant})", value.image,
-                keep_previous=self.keep_previous.value,
+                keep_previous=self.keep_previous.value, **image_look(rgb),
                 contrast_limits=display_range(value.image, rgb),
                 scale=tuple(layer.scale), translate=tuple(layer.translate), metadata=meta,
-                **look,
             )
         ]  # fmt: skip
 
     def summary(self, value: Any) -> str:
-        labels = {key: label for label, key in VARIANTS}
-        variant = labels.get(value.metadata.get("variant", "self"), "the image twice")
+        variant = _LABELS.get(value.metadata.get("variant", "self"), "the image twice")
         return f"Last run: {variant}, {value.elapsed:.1f} s"

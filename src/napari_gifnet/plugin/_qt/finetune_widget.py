@@ -1,38 +1,22 @@
 """The "Fine-tune GIFNet" dock widget: train on your own pairs without leaving napari.
 
 The training data is a folder of pairs (``DIR/first`` + ``DIR/second``, what
-``napari-gifnet train --pairs DIR`` reads) or the current two image layers:
-these are written, plane by plane, as a tiny pairs folder in a temporary
-directory (removed afterwards), each plane as often as needed to fill a batch,
-so every batch holds ``batch size`` random crops of them. Then the steps and
-the checkpoint to write; under *more options* the batch size, crop, learning
-rate, where to start (the published checkpoint, or the weights the docked
-*GIFNet fusion* widget uses), the device and the DenseNet-121 weights file the
-training loss needs (``--densenet-weights`` of the command; empty: the
-training's own search, ``GIFNET_DENSENET_WEIGHTS`` first). The settings
-scroll when the dock is short; Train, the status line and the loss plot stay
-in view, so this widget and the fusion widget it opens share a 1000-pixel
-screen. Every control's tooltip says what it does and when to change it.
+``napari-gifnet train --pairs DIR`` reads) or the current two image layers,
+written as a pairs folder in a temporary directory (:func:`write_layer_pairs`,
+removed afterwards). *more options* holds the batch size, crop, learning
+rate, starting weights, device and the DenseNet-121 weights the training
+loss needs. The settings scroll when the dock is short; Train, the status
+line and the loss plot stay in view.
 
-Run calls :func:`napari_gifnet.training.loop.train`, the code path of
-``napari-gifnet train``, in the shared job runner's worker thread
-(:class:`~._job.JobRunner`): a napari progress bar counts the steps and each
-step's losses (total, multimodal step, photographic step) are drawn in the
-dock's live loss plot (matplotlib; axes "step" and "loss", integer steps,
-a hint until the first step), updated on the GUI thread. The random-DenseNet
-fallback warning names the widget's *DenseNet-121 weights* control. Cancel
-stops after the current step and keeps its checkpoint (with the state, the
-log and the metadata, as Ctrl-C does for the command). When the run ends, the
-new checkpoint goes into the *weights* field of the *GIFNet fusion* widget
-(which is opened when not docked); *Use in fusion* does the same for a
-cancelled run.
-
-The samples are built in the training thread (``workers=0``: no worker
-processes forked from napari). torch is imported only when a job runs.
-Where an LLVM is already loaded (Mesa's software OpenGL, what napari draws
-with without a GPU driver) and triton is not, :func:`keep_triton_out` stops
-torchvision (imported by timm for the DenseNet-121) from loading triton,
-whose own LLVM would crash napari (see docs/training.md, "Troubleshooting").
+Train calls :func:`napari_gifnet.training.loop.train`, the code path of
+``napari-gifnet train``, in the widget's worker (:mod:`._job`; ``workers=0``:
+no processes forked from napari) and draws each step's losses on the GUI
+thread. Cancel stops after the current step and keeps its checkpoint, as
+Ctrl-C does for the command. When the run ends, the checkpoint becomes the
+weights of the *GIFNet fusion* widget (opened when not docked); *Use in
+fusion* does the same for a cancelled run. torch is imported only when a job
+runs; :func:`keep_triton_out` keeps triton's LLVM from crashing a napari
+drawn with Mesa's (docs/training.md, "Troubleshooting").
 """
 
 from __future__ import annotations
@@ -47,20 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    FloatSpinBox,
-    PushButton,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, PushButton, SpinBox
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import QFrame, QScrollArea
 
 from ...util.progress import Progress
-from ._job import JobWidget, on_destroyed
+from ._form import box, file_text, level0
+from ._job import JobWidget, weights_of
+from ._settings import stored_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -138,7 +116,7 @@ def keep_triton_out(maps: str | Path = "/proc/self/maps") -> bool:
 
 def layer_pixels(layer: Any) -> tuple[Any, tuple[int, ...], tuple[int, int]]:
     """A layer's full-resolution data (not read), its leading shape and its (H, W)."""
-    data = layer.data[0] if layer.multiscale else layer.data
+    data = level0(layer)
     spatial = data.shape[:-1] if layer.rgb else data.shape
     if len(spatial) < 2:
         raise ValueError(f"{layer.name!r} is not an image (shape {tuple(data.shape)})")
@@ -192,8 +170,7 @@ def write_layer_pairs(
     copies = max(1, math.ceil(int(batch_size) / max(planes, 1)))
     written = 0
     for k, index in enumerate(np.ndindex(*leading)):
-        for sub, data, is_rgb, name in (("first", first, rgb[0], names[0]),
-                                        ("second", second, rgb[1], names[1])):  # fmt: skip
+        for sub, data, is_rgb, name in zip(("first", "second"), (first, second), rgb, names):
             plane = _plane(data, index, is_rgb)
             _check_finite(plane, name, index)
             path = write_image(base / sub / f"plane{k:05d}.tif", plane)
@@ -205,6 +182,13 @@ def write_layer_pairs(
                     shutil.copyfile(path, copy)
         written += copies
     return written
+
+
+def _existing(path: str, missing: str) -> str:
+    """``path`` with ``~`` expanded; ``ValueError(missing)`` when it is no file."""
+    if not Path(path).expanduser().is_file():
+        raise ValueError(missing)
+    return str(Path(path).expanduser())
 
 
 class FinetuneWidget(JobWidget):
@@ -293,17 +277,12 @@ class FinetuneWidget(JobWidget):
             "a random DenseNet-121 is used and the loss is not the published one"
         )
         self.densenet.line_edit.native.setPlaceholderText(f"default ({DENSENET_ENV}, download)")
-        self.more = Container(
-            widgets=[self.batch_size, self.crop, self.lr, self.init, self.device, self.densenet],
-            labels=True,
+        more = [self.batch_size, self.crop, self.lr, self.init, self.device, self.densenet]
+        self.more = box(more, layout="vertical", labels=True)
+        self.form = box(
+            [self.source, self.pairs, self.first, self.second, self.steps, self.out,
+             self.advanced, self.more], layout="vertical", labels=True,
         )  # fmt: skip
-        self.more.margins = (0, 0, 0, 0)
-        self.form = Container(
-            widgets=[self.source, self.pairs, self.first, self.second, self.steps, self.out,
-                     self.advanced, self.more],
-            labels=True,
-        )  # fmt: skip
-        self.form.margins = (0, 0, 0, 0)
         # the settings scroll when the dock is short; Train, the status and the plot stay shown
         self.form_area = QScrollArea()
         self.form_area.setWidgetResizable(True)
@@ -323,16 +302,10 @@ class FinetuneWidget(JobWidget):
         self.extend([self.buttons, self.status])
         self.margins = (4, 4, 4, 4)
         self.native.layout().insertWidget(0, self.form_area)
-        self.losses: list[dict[str, float]] = []
-        self.last_result: Any = None
         self.handed_to: FusionWidget | None = None
-        self._total = 0
-        self._out = ""
-        self._cancelling = False
+        self._total, self._out, self._cancelling = 0, "", False
         self._relay = LossRelay(self.native)
         self._relay.logged.connect(self._on_row, Qt.ConnectionType.QueuedConnection)
-        self._alive = True
-        on_destroyed(self.native, self._closed)
         # the fallback advice names this widget's control, not the command's flag
         self.runner.warning_text = self._warning_text
         self._make_plot()
@@ -349,9 +322,6 @@ class FinetuneWidget(JobWidget):
         self._apply_advanced()
 
     # ------------------------------------------------------------------ form
-    def _closed(self) -> None:
-        self._alive = False
-
     def _apply_source(self, _value: Any = None) -> None:
         """Show the pairs folder or the two layer pickers, as the training data says."""
         layers = self.source.value == "layers"
@@ -406,7 +376,7 @@ class FinetuneWidget(JobWidget):
 
     def _clear_plot(self, total: int | None = None) -> None:
         """No curves: the hint, steps 1 to ``total`` (default: the steps control), loss 0-1."""
-        self.losses = []
+        self.losses: list[dict[str, float]] = []
         for line in self.loss_lines.values():
             line.set_data([], [])
         steps = int(self.steps.value) if total is None else int(total)
@@ -417,7 +387,7 @@ class FinetuneWidget(JobWidget):
 
     def _on_row(self, row: dict[str, float]) -> None:
         """A step's log row (GUI thread): extend the curves and the status line."""
-        if not self._alive:
+        if not self.runner.alive:  # the widget is gone
             return
         self.losses.append(row)
         steps = [r["step"] for r in self.losses]
@@ -442,31 +412,23 @@ class FinetuneWidget(JobWidget):
 
     def _init(self) -> str:
         if self.init.value == "fusion":
-            from ._job import weights_of
-            from ._settings import stored_weights
-
             fusion = self.fusion_widget()
             path = weights_of(fusion) if fusion is not None else stored_weights()
             if path:
-                if not Path(path).expanduser().is_file():
-                    raise ValueError(f"the GIFNet widgets' weights file {path} "
-                                     "does not exist")  # fmt: skip
-                return str(Path(path).expanduser())
+                return _existing(path, f"the GIFNet widgets' weights file {path} does not exist")
         return "published"
 
     def _densenet(self) -> str | None:
         """The DenseNet-121 weights file, None when empty (the training's own search)."""
-        path = str(self.densenet.line_edit.value).strip()
+        path = file_text(self.densenet)
         if not path:
             return None
-        if not Path(path).expanduser().is_file():
-            raise ValueError(f'the {DENSENET_LABEL} file {path} does not exist (choose the '
-                             f'file in "{DENSENET_LABEL}", or leave it empty)')  # fmt: skip
-        return str(Path(path).expanduser())
+        return _existing(path, f'the {DENSENET_LABEL} file {path} does not exist (choose the '
+                               f'file in "{DENSENET_LABEL}", or leave it empty)')  # fmt: skip
 
     # ------------------------------------------------------------------ runs
     def prepare(self) -> tuple[Callable, str]:
-        out = str(self.out.line_edit.value).strip()
+        out = file_text(self.out)
         if not out:
             raise ValueError("choose the output checkpoint file")
         out = str(Path(out).expanduser())
@@ -482,7 +444,7 @@ class FinetuneWidget(JobWidget):
             layers = self._layer_source(crop)
             label = f"Fine-tune GIFNet: {layers['names'][0]} + {layers['names'][1]}"
         else:
-            pairs = str(self.pairs.line_edit.value).strip()
+            pairs = file_text(self.pairs)
             if not pairs or not Path(pairs).expanduser().is_dir():
                 raise ValueError("choose a pairs folder (with first/ and second/)")
             settings["pairs"] = str(Path(pairs).expanduser())
@@ -572,7 +534,7 @@ class FinetuneWidget(JobWidget):
 
     def use_checkpoint(self) -> FusionWidget | None:
         """The *Use in fusion* button: the output checkpoint into the fusion widget."""
-        out = str(self.out.line_edit.value).strip()
+        out = file_text(self.out)
         if not out or not Path(out).expanduser().is_file():
             self.fail(f"No checkpoint to use: {out or 'choose the output checkpoint'}")
             return None

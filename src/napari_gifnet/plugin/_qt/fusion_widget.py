@@ -1,49 +1,24 @@
-"""The "GIFNet fusion" dock widget.
+"""The "GIFNet fusion" dock widget: two image layers in, the fused layer out.
 
-Two image-layer pickers (first / second input, labelled per task preset), a
-swap button, task, the method the task's preset picked and one line on why
-(the measurement, tabled in docs/quality.md), method (GIFNet, focus
-selection, the focus-guided pyramid, then the classical baselines of
-:data:`napari_gifnet.methods.classical.BASELINES`; choosing a task selects its
-default method), normalisation, "align second
-onto first" (off, translation, translation + scale, then the registration
-modes: rigid, similarity or affine by mutual information, or from landmarks;
-their controls, *Register*, *Undo move* and the check view, are
-:class:`~.registration_panel.RegistrationPanel`'s rows, shown only while such
-a mode is chosen), "normalise each plane on
-its own" (off by default: a Z/T stack gets one range per layer), device,
-weights file (the plugin-wide setting every GIFNet widget shares, which the
-*Fine-tune GIFNet* widget sets to the checkpoint it trained,
-:meth:`FusionWidget.use_checkpoint`; a line below it says which weights a run
-uses), "add feature layers" and
-"keep previous results" options, Run /
-Cancel / Reset, a status line (which also reports the normalisation scope
-of a stack and the alignment found) and "Compare methods" (:mod:`.compare`:
-every method of the task on the shown plane, one layer and one table row each). Device, weights and feature layers only
-apply to GIFNet: they are disabled while a baseline is chosen. Every option
-but the layers and the normalisation is remembered from one launch to the
-next (:mod:`._settings`); the normalisation follows the task's preset. The
-task follows the layers where they say what they are (a sample's
-``metadata["sample"]``, :data:`napari_gifnet.data.sample.SAMPLE_TASKS`), when
-they are picked and when the widget opens; the status line says so. The
-``"dtype"`` normalisation of integer data that uses less than
-:data:`MIN_DTYPE_SHARE` of its type's range (12-bit data in uint16) is
-replaced for the run by the data's bit-depth range (:func:`bit_depth_range`),
-and the status line says so.
+The task's preset labels the inputs, sets the normalisation and picks the
+method, with one line on why (docs/quality.md); the task follows layers that
+say what they are (a sample's ``metadata["sample"]``, :func:`~._form.data_task`).
+Device, weights and feature layers are disabled for a method that does not
+take them. Every option but the layers and the normalisation is remembered
+across launches (:mod:`._settings`); the weights are the plugin-wide setting
+(:func:`~._job.gifnet_controls`), which *Fine-tune GIFNet* sets
+(:meth:`FusionWidget.use_checkpoint`). The ``"dtype"`` normalisation of
+integer data using less than :data:`MIN_DTYPE_SHARE` of its type's range
+(12-bit data in uint16) gives way for the run to the data's bit-depth range
+(:func:`bit_depth_range`).
 
-The fusion runs in a napari ``thread_worker`` (a generator that yields once
-per plane), never on the GUI thread; band-by-band progress is relayed to a
-napari progress bar in the activity dock. The worker calls the same core as
-:func:`napari_gifnet.fuse_layers`: :func:`napari_gifnet.plugin.layer_fusion.iter_fusion`;
-layers are added on the GUI thread by
-:func:`napari_gifnet.plugin.layer_output.add_fusion_layers`. Cancel stops the engine
-between bands (a second or two) and adds nothing.
-
-With a registration mode, Run registers the second layer first (and moves
-it by its ``affine``) unless the panel's registration is current; the fusion
-then resamples the moved layer onto the first's grid, as every fusion of
-layers does, and the result's ``metadata["registration"]`` holds the
-registration's provenance.
+Run calls :func:`napari_gifnet.plugin.layer_fusion.iter_fusion` (the core of
+:func:`napari_gifnet.fuse_layers`) in the widget's worker (:mod:`._job`);
+Cancel stops between bands and adds nothing. With a registration mode of
+"align second onto first" (:class:`~.registration_panel.RegistrationPanel`),
+Run first registers and moves the second layer unless the registration is
+current; the result's ``metadata["registration"]`` records it. "Compare
+methods" is :mod:`.compare`.
 """
 
 from __future__ import annotations
@@ -55,9 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
-from qtpy.QtWidgets import QSizePolicy
 
-from ...data.sample import SAMPLE_TASKS
 from ...engine.preprocess import NORMALIZATIONS
 from ...methods.presets import QUALITY_DOC, get_preset, preset_choices, task_keys
 from ...methods.registry import METHODS, task_method_label, task_method_names
@@ -66,7 +39,8 @@ from ..check_view import is_check_layer
 from ..fusion_plan import FusionPlan, prepare_fusion
 from ..layer_fusion import iter_fusion
 from ..layer_output import FusionOutput, add_fusion_layers, display_range, status_text
-from ._job import JobWidget, StatusLine, gifnet_controls, weights_of, weights_state
+from ._form import data_task, image_look, never_widen
+from ._job import JobWidget, StatusLine, device_text, gifnet_controls, weights_of, weights_state
 from .compare import CompareJob, add_compare_controls
 from .registration_panel import REGISTRATION_CHOICES, REGISTRATION_MODES, RegistrationPanel
 
@@ -76,8 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ALIGN_CHOICES", "MIN_DTYPE_SHARE", "FusionWidget", "alignment_text", "bit_depth_range",
-    "data_task", "describe_error", "method_choices", "preset_text", "registration_text",
-    "scope_text",
+    "describe_error", "method_choices", "preset_text", "registration_text", "scope_text",
 ]  # fmt: skip
 
 #: The controls of the options a method may not take: control -> option
@@ -90,10 +63,6 @@ ALIGN_CHOICES = [
     ("translation", "translation"),
     ("translation + scale (focus breathing)", "scale"),
 ]
-_PER_PLANE_TIP = (
-    "Off (default): a Z/T stack is normalised with one range per layer, over all its planes, "
-    "so brightness compares across planes (no flicker). On: each plane gets its own range."
-)
 #: Below this share of an integer type's range, ``"dtype"`` gives way to :func:`bit_depth_range`.
 MIN_DTYPE_SHARE = 0.10
 #: The tooltips of the form's controls (the device and weights ones: :func:`gifnet_controls`).
@@ -106,6 +75,13 @@ TIPS = {
     "first": "The first input (the modality named in brackets: the order GIFNet was trained on)",
     "second": "The second input (the modality named in brackets), registered to the first",
     "swap": "Exchange the first and the second input, when they were picked the wrong way round",
+    "method": (
+        "How to fuse. GIFNet: the published network (uses device and weights). Focus "
+        "selection / focus-guided pyramid: sharpest pixels of a focus pair. Classical "
+        "baselines (mean, max, Laplacian pyramid, ...): fast rules that ignore device and "
+        "weights. Choosing a task selects the method its preset measured best; change it "
+        "to compare, or with 'Compare methods'"
+    ),
     "normalization": (
         "How each input's values are mapped to 0-1 before fusing. auto: uint8 / 255, other "
         "integers and floats outside 0-1 by their 0.1-99.9th percentiles. dtype: the data "
@@ -113,6 +89,21 @@ TIPS = {
         "data in uint16 then uses its bit depth instead). minmax: each image's min..max. "
         "percentile: each image's 0.1-99.9th percentiles (ignores outliers). Set by the task; "
         "change it for this session when the result looks too dark or too flat."
+    ),
+    "align": (
+        "Move the second input onto the first before fusing: a translation, or a "
+        "translation and a magnification (focus breathing); found per plane. Off when the "
+        "images are registered; translation when one is shifted; + scale for a focus pair "
+        "whose magnification changes with focus. Rigid, similarity or affine (mutual "
+        "information): for two modalities (CT and MRI, infrared and visible) that are "
+        "rotated, scaled or sheared; from landmarks: from matched points of two Points "
+        "layers. These move the second layer by its affine (Register, Undo move) and "
+        "offer a check view of the fit"
+    ),
+    "per_plane": (
+        "Off (default): a Z/T stack is normalised with one range per layer, over all its "
+        "planes, so brightness compares across planes (no flicker). On: each plane gets its "
+        "own range."
     ),
     "features": (
         "Also add GIFNet's feature maps (three 98-channel stacks, hidden, and their PCA "
@@ -122,8 +113,10 @@ TIPS = {
         "Keep earlier results: a new run adds a numbered layer instead of replacing the "
         "result of the same inputs and method"
     ),
-    "run": "Fuse the two inputs with the chosen method; the result is added above the inputs",
-    "cancel": "Stop the running fusion at the next band or plane; nothing is added",
+    "run_button": (
+        "Fuse the two inputs with the chosen method; the result is added above the inputs"
+    ),
+    "cancel_button": "Stop the running fusion at the next band or plane; nothing is added",
 }
 
 
@@ -208,22 +201,6 @@ def scope_text(metadata: dict[str, Any]) -> str:
     return "normalised with one range per layer"
 
 
-def data_task(*layers: Any) -> tuple[str, str] | None:
-    """The task the layers say they are, and the sample that says it (None if they do not).
-
-    A layer of a sample carries its key in ``metadata["sample"]``
-    (:data:`~napari_gifnet.data.sample.SAMPLE_TASKS`); layers of different
-    samples say nothing.
-    """
-    found = set()
-    for layer in layers:
-        metadata = getattr(layer, "metadata", None) or {}
-        sample = metadata.get("sample") if isinstance(metadata, dict) else None
-        if isinstance(sample, str) and sample in SAMPLE_TASKS:
-            found.add((SAMPLE_TASKS[sample], sample))
-    return found.pop() if len(found) == 1 else None
-
-
 def bit_depth_range(dtypes: list[np.dtype], peak: float) -> tuple[tuple[int, int], str] | None:
     """The range to use instead of ``"dtype"`` for data using little of its type's range.
 
@@ -278,50 +255,25 @@ class FusionWidget(JobWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(napari_viewer)
         self.task = ComboBox(label="task", choices=preset_choices(), value="ivif")
-        self.task.tooltip = TIPS["task"]
         self.hint = Label(label="")
         self.first = ComboBox(label="first input", choices=self._image_choices)
         self.second = ComboBox(label="second input", choices=self._image_choices)
-        self.first.tooltip, self.second.tooltip = TIPS["first"], TIPS["second"]
         self.swap = PushButton(text="Swap first and second")
-        self.swap.tooltip = TIPS["swap"]
         self.preset_note = Label(label="")
         self.method = ComboBox(label="method", choices=method_choices(), value="gifnet")
-        self.method.tooltip = (
-            "How to fuse. GIFNet: the published network (uses device and weights). Focus "
-            "selection / focus-guided pyramid: sharpest pixels of a focus pair. Classical "
-            "baselines (mean, max, Laplacian pyramid, ...): fast rules that ignore device and "
-            "weights. Choosing a task selects the method its preset measured best; change it "
-            "to compare, or with 'Compare methods'"
-        )
         self.normalization = ComboBox(label="normalisation", choices=list(NORMALIZATIONS))
-        self.normalization.tooltip = TIPS["normalization"]
         self.align = ComboBox(
             label="align second onto first", choices=[*ALIGN_CHOICES, *REGISTRATION_CHOICES],
             value=None,
         )  # fmt: skip
-        self.align.tooltip = (
-            "Move the second input onto the first before fusing: a translation, or a "
-            "translation and a magnification (focus breathing); found per plane. Off when the "
-            "images are registered; translation when one is shifted; + scale for a focus pair "
-            "whose magnification changes with focus. Rigid, similarity or affine (mutual "
-            "information): for two modalities (CT and MRI, infrared and visible) that are "
-            "rotated, scaled or sheared; from landmarks: from matched points of two Points "
-            "layers. These move the second layer by its affine (Register, Undo move) and "
-            "offer a check view of the fit"
-        )
         self.per_plane = CheckBox(text="normalise each plane on its own", value=False)
-        self.per_plane.tooltip = _PER_PLANE_TIP
         gifnet_controls(self)
         self.features = CheckBox(text="add feature layers")
-        self.features.tooltip = TIPS["features"]
         self.keep_previous = CheckBox(text="keep previous results")
-        self.keep_previous.tooltip = TIPS["keep_previous"]
-        self.run_button.tooltip, self.cancel_button.tooltip = TIPS["run"], TIPS["cancel"]
+        for name, tip in TIPS.items():
+            getattr(self, name).tooltip = tip
         self.hint.native.setWordWrap(True)
-        policy = self.hint.native.sizePolicy()  # wrapped to the dock, never widening it
-        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
-        self.hint.native.setSizePolicy(policy)
+        never_widen(self.hint.native)  # wrapped to the dock
         # the method's reason on one line (the form stays short), all of it in the tooltip
         self._preset_line = StatusLine(self.preset_note)
         self._pickers = [self.first, self.second]
@@ -335,7 +287,6 @@ class FusionWidget(JobWidget):
                 self.status,
             ]
         )  # fmt: skip
-        self.last_layers: list[Image] = []
         self._plan: FusionPlan | None = None  # the running (or last) job's plan
         add_compare_controls(self)
         self.task.changed.connect(self._apply_preset)
@@ -351,10 +302,9 @@ class FusionWidget(JobWidget):
             "fusion", "task", "method", "align", "per_plane", "device", "weights", "features",
             "keep_previous",
         )  # fmt: skip
-        self.first.changed.connect(self.follow_layers)
-        self.second.changed.connect(self.follow_layers)
-        self.first.changed.connect(self.registration.layers_changed)
-        self.second.changed.connect(self.registration.layers_changed)
+        for picker in (self.first, self.second):
+            picker.changed.connect(self.follow_layers)
+            picker.changed.connect(self.registration.layers_changed)
         self.registration.set_mode(self.align.value)
         self.follow_layers()
 
@@ -405,8 +355,7 @@ class FusionWidget(JobWidget):
 
     def swap_inputs(self) -> None:
         """Exchange the first and the second input."""
-        first, second = self.first.value, self.second.value
-        self.first.value, self.second.value = second, first
+        self.first.value, self.second.value = self.second.value, self.first.value
 
     def _input_labels(self, key: str) -> None:
         preset = get_preset(key)
@@ -495,24 +444,18 @@ class FusionWidget(JobWidget):
         return work, f"{task_method_label(plan.method)}: {plan.output_name}"
 
     def running_text(self, label: str) -> str:
-        where = f" on {self.device_text()}" if self._plan.method == "gifnet" else ""
+        where = f" on {device_text(self.device.value)}" if self._plan.method == "gifnet" else ""
         method = task_method_label(self._plan.method)
         return f"Running {method}{where}: {self._plan.output_name} ..."
 
     def describe(self, exc: BaseException) -> str:
         return describe_error(exc, self._plan.method if self._plan else "gifnet")
 
-    def weights_text(self, value: FusionOutput) -> str:
-        """The weights a GIFNet run used, when they are not the published ones ("" else)."""
-        if value.plan.method != "gifnet":
-            return ""
-        text, custom = weights_state(weights_of(self), self.shared_weights.remembered)
-        return text if custom else ""
-
     def finish(self, value: FusionOutput) -> list[Image]:
-        note = self.weights_text(value)
-        if note:
-            value.metadata["weights_note"] = note
+        if value.plan.method == "gifnet":  # the weights, when not the published ones
+            text, custom = weights_state(weights_of(self), self.shared_weights.remembered)
+            if custom:
+                value.metadata["weights_note"] = text
         return add_fusion_layers(self.viewer, value, keep_previous=bool(self.keep_previous.value))
 
     def summary(self, value: FusionOutput) -> str:
@@ -532,10 +475,8 @@ class FusionWidget(JobWidget):
         plan = prepare_fusion(first, second, "gifnet")
         index = shown_index(self.viewer, first, plan.leading_shape)
         index = tuple(index) if index is not None and plan.leading_shape else ()
-        options = {
-            "task": self.task.value, "normalization": self.normalization.value,
-            "weights": weights_of(self), "device": self.device.value,
-        }  # fmt: skip
+        keys = ("task", "normalization", "weights", "device")
+        options = {key: value for key, value in self.options().items() if key in keys}
         methods = self.compare_methods  # None: every method of the task
 
         def work(progress: Progress) -> Any:
@@ -547,8 +488,7 @@ class FusionWidget(JobWidget):
 
         def look(result: Any) -> dict[str, Any]:
             rgb = result.image.ndim == 3
-            colour = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
-            return {**colour, "contrast_limits": display_range(result.image, rgb), **tf}
+            return {**image_look(rgb), "contrast_limits": display_range(result.image, rgb), **tf}
 
         base = f"{first.name} + {second.name}"
         if plan.leading_shape:

@@ -1,31 +1,16 @@
 """The "Fusion metrics" dock widget.
 
 Pick the two inputs and one or more fused image layers, press Compute: the
-reference-free metrics of :func:`napari_gifnet.metrics.fusion.fusion_metrics` are
-computed for every fused layer in a napari ``thread_worker`` (never on the
-GUI thread) and shown in a table that fits the dock: one row per metric of
-:data:`napari_gifnet.metrics.fusion.METRICS` (in that order; the row header's
-tooltip says what it measures), one column per fused layer (in the list's
-order, the columns share the dock's width; a long name is shortened from the
-left, where fused layers share their inputs' names, and shown whole in its
-tooltip), the best value of each row in bold. The table is not sortable.
-"Copy as CSV" puts the table on the clipboard at full precision, one line per
-fused layer (``layer,EN,SD,...``), as a spreadsheet expects it.
-
-2-D layers (grey or RGB) are used whole. For layers with more dimensions the
-plane shown in the viewer is used: the leading axes are indexed at the
-viewer's current position (``viewer.dims.current_step``, mapped into each
-layer's data coordinates), which needs a 2-D view of the last two axes;
-otherwise the widget refuses with a message.
-
-The "fused layers" list offers the image layers other than the two inputs
-and the feature layers of a fusion; fused layers (:func:`is_fused_layer`)
-are selected when they appear. A selected layer that cannot be scored (a
-different size, values outside [0, 1], ...) is skipped and named, with the
-reason in words, in the status line and a warning; the others are scored.
-Errors that leave nothing to score (no inputs, inputs of different sizes)
-are napari notifications; the widget stays usable. The Qt-free part (:func:`displayed_plane`, :func:`metrics_job`) lives
-in :mod:`napari_gifnet.plugin.layer_metrics` and is re-exported here.
+reference-free metrics of :func:`napari_gifnet.metrics.fusion.fusion_metrics`
+are computed in the widget's worker (:mod:`._job`) and shown in a table that
+fits the dock: one row per metric of :data:`~napari_gifnet.metrics.fusion.METRICS`,
+one column per fused layer (a long name shortened from the left), the best
+value of each row in bold. "Copy as CSV" puts the table on the clipboard at
+full precision, one line per fused layer (``layer,EN,SD,...``). Of a layer
+with more than two dimensions the plane the viewer shows is used
+(:func:`~napari_gifnet.plugin.layer_metrics.displayed_plane`). A selected
+layer that cannot be scored is skipped and named, with the reason, in the
+status line and a warning.
 """
 
 from __future__ import annotations
@@ -57,6 +42,7 @@ from ...metrics.fusion import METRICS
 from ...util.progress import Progress
 from ..layer_metrics import MetricsOutcome, MetricsSource, displayed_plane, metrics_job
 from ..layer_output import FEATURE_SUMMARY, FEATURES, is_fused_layer
+from ._form import number_text
 from ._job import JobRunner, LayerWatcher, image_layers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,18 +66,18 @@ def _is_feature_layer(metadata: object) -> bool:
     return metadata.get("gifnet_layer") in (FEATURES, FEATURE_SUMMARY) or "feature" in metadata
 
 
+def _is_result(metadata: object) -> bool:
+    return is_fused_layer(metadata) or _is_feature_layer(metadata)
+
+
 def skipped_text(skipped: dict[str, str]) -> str:
     """The layers that were not scored and why, one sentence each."""
     return " ".join(f"Skipped {name!r}: {why}." for name, why in skipped.items())
 
 
-def _format(value: float) -> str:
-    return "nan" if math.isnan(value) else f"{value:.4f}"
-
-
 def _number_item(value: float, tooltip: str) -> QTableWidgetItem:
     """A read-only, right-aligned cell showing ``value`` (its exact value in ``VALUE_ROLE``)."""
-    item = QTableWidgetItem(_format(value))
+    item = QTableWidgetItem(number_text(value))
     item.setData(VALUE_ROLE, float(value))
     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -103,6 +89,14 @@ def metric_tooltip(name: str) -> str:
     """A metric's row tooltip: what it measures and which way is better."""
     direction, text = METRICS[name]
     return f"{name}: {text} ({direction} is better)"
+
+
+def _plane_size(src: MetricsSource) -> str:
+    """The height and width of a source's plane: ``"480 x 640"``."""
+    shape = tuple(src.data.shape[len(src.index) :])
+    if len(shape) == 3 and shape[-1] in (3, 4):
+        shape = shape[:2]
+    return f"{shape[-2]} x {shape[-1]}"
 
 
 class _Failed(Exception):
@@ -177,6 +171,10 @@ class MetricsWidget(QWidget):
         self.table.setSortingEnabled(False)
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
+        self.runner = JobRunner(
+            self, status=self.status, run_button=self.compute_button,
+            cancelled="Cancelled; the table was not changed.",
+        )  # fmt: skip
 
         form = QFormLayout()
         form.addRow("first input", self.first)
@@ -188,16 +186,13 @@ class MetricsWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
+        layout.addWidget(self.runner.bar)  # below the buttons, shown while a job runs
         layout.addWidget(self.table, 1)  # the table takes the dock's free height
         layout.addWidget(self.status)
 
         self.results: dict[str, dict[str, float]] = {}
         self._known: list[str] = []  # image layers seen by the last refresh
         self.last_outcome: MetricsOutcome | None = None
-        self.runner = JobRunner(
-            self, status=self.status, run_button=self.compute_button,
-            cancelled="Cancelled; the table was not changed.",
-        )  # fmt: skip
         self.compute_button.clicked.connect(self.compute)
         self.first.currentTextChanged.connect(self._refresh_fused)
         self.second.currentTextChanged.connect(self._refresh_fused)
@@ -215,7 +210,7 @@ class MetricsWidget(QWidget):
         """
         layers = image_layers(self.viewer)
         names = [ly.name for ly in layers]
-        plain = [ly.name for ly in layers if not self._is_result(ly.metadata)]
+        plain = [ly.name for ly in layers if not _is_result(ly.metadata)]
         fused = [ly for ly in layers if is_fused_layer(ly.metadata)]
         if len(fused) == 1:
             recorded = [fused[0].metadata.get(k) for k in ("first_layer", "second_layer")]
@@ -234,10 +229,6 @@ class MetricsWidget(QWidget):
             combo.blockSignals(False)
         self._refresh_fused()
 
-    @staticmethod
-    def _is_result(metadata: object) -> bool:
-        return is_fused_layer(metadata) or _is_feature_layer(metadata)
-
     def _refresh_fused(self, _text: str = "") -> None:
         """Re-list the fused-layer candidates: image layers but the inputs and feature layers."""
         selected = set(self.selected_fused())
@@ -255,11 +246,8 @@ class MetricsWidget(QWidget):
 
     def selected_fused(self) -> list[str]:
         """Names of the selected fused layers, in list order."""
-        return [
-            self.fused.item(i).text()
-            for i in range(self.fused.count())
-            if self.fused.item(i).isSelected()
-        ]
+        items = (self.fused.item(i) for i in range(self.fused.count()))
+        return [item.text() for item in items if item.isSelected()]
 
     def set_inputs(self, first: str, second: str, fused: list[str]) -> None:
         """Choose the inputs and the fused layers by name (for scripts and tests)."""
@@ -294,11 +282,11 @@ class MetricsWidget(QWidget):
         try:
             first = self._source(self.first.currentText(), "first input")
             second = self._source(self.second.currentText(), "second input")
-            size = self._plane_hw(first)
-            if self._plane_hw(second) != size:
+            size = _plane_size(first)
+            if _plane_size(second) != size:
                 raise ValueError(
-                    f"the inputs differ in size: {first.name!r} {self._hw_text(first)}, "
-                    f"{second.name!r} {self._hw_text(second)}"
+                    f"the inputs differ in size: {first.name!r} {size}, "
+                    f"{second.name!r} {_plane_size(second)}"
                 )
             names = self.selected_fused()
             if not names:
@@ -310,10 +298,8 @@ class MetricsWidget(QWidget):
                 except (TypeError, ValueError) as exc:
                     skipped[name] = str(exc)
                     continue
-                if self._plane_hw(src) != size:
-                    skipped[name] = (
-                        f"it is {self._hw_text(src)} pixels, the inputs are {self._hw_text(first)}"
-                    )
+                if _plane_size(src) != size:
+                    skipped[name] = f"it is {_plane_size(src)} pixels, the inputs are {size}"
                     continue
                 fused.append(src)
         except (TypeError, ValueError) as exc:
@@ -331,18 +317,6 @@ class MetricsWidget(QWidget):
             work, f"Fusion metrics: {len(names)} layer(s)", done=self._show,
             describe=self._describe, running=f"Computing metrics for {len(names)} layer(s) ...",
         )  # fmt: skip
-
-    @classmethod
-    def _hw_text(cls, src: MetricsSource) -> str:
-        h, w = cls._plane_hw(src)
-        return f"{h} x {w}"
-
-    @staticmethod
-    def _plane_hw(src: MetricsSource) -> tuple[int, int]:
-        shape = tuple(src.data.shape[len(src.index) :])
-        if len(shape) == 3 and shape[-1] in (3, 4):
-            shape = shape[:2]
-        return shape[-2], shape[-1]
 
     def _describe(self, exc: BaseException) -> str:
         self.last_outcome = exc.outcome if isinstance(exc, _Failed) else MetricsOutcome(error=exc)

@@ -1,20 +1,13 @@
 """The "Pansharpen" dock widget: a multispectral layer + a panchromatic layer.
 
-Pick the multiband layer ((bands, Y, X) or (Y, X, bands)), the panchromatic
-layer, where the bands are, a method (the list is best measured first, each
-entry saying what the method is for) and how each band returns to its range;
-Run calls :func:`napari_gifnet.workflows.pansharpening.pansharpen` (the console function)
-in a napari worker thread, with the layers' scale and translate, so a
-multispectral layer at a coarser pixel size is upsampled onto the
-panchromatic grid first. The result is added as ``"<ms> pansharpened
-(<Method>)"`` in the multispectral layer's layout, on the panchromatic
-layer's grid: another method's result never replaces it; a rerun with the
-same method updates it, or adds a new layer with "keep previous results". The
-layers' pixels are read in the worker (a Dask layer is computed there, never
-on the GUI thread). The options are remembered across launches.
-"Compare methods" (:mod:`.compare`) runs every spectral method and GIFNet,
-one ``"compare: <ms> + <pan> (<Method>)"`` layer each, with their QNR
-(no reference) in a table.
+A form over :func:`napari_gifnet.workflows.pansharpening.pansharpen`, run in
+the widget's worker (which reads the pixels, never the GUI thread) with the
+layers' scale and translate, so a coarser multispectral layer is upsampled
+onto the panchromatic grid. The method list is best measured first. The
+result, ``"<ms> pansharpened (<Method>)"``, has the multispectral layer's
+layout on the panchromatic grid; a rerun with the same method updates it
+unless "keep previous results". The options are remembered across launches.
+"Compare methods" (:mod:`.compare`) shows every method's QNR (no reference).
 """
 
 from __future__ import annotations
@@ -24,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox
-from qtpy.QtWidgets import QComboBox
 
 from ..layer_output import put_image
+from ._form import level0, short_combo
 from ._job import JobWidget, gifnet_controls, weights_of
 from .compare import CompareJob, add_compare_controls
 
@@ -127,6 +120,12 @@ def method_name(key: str) -> str:
     return PANSHARPENING_METHODS.get(key) or method_label(key)
 
 
+def _limits(band_ranges: np.ndarray) -> tuple[float, float]:
+    """A result's contrast limits: from the lowest band minimum to the highest maximum."""
+    lo, hi = float(band_ranges[:, 0].min()), float(band_ranges[:, 1].max())
+    return lo, hi if hi > lo else lo + 1
+
+
 class PansharpenWidget(JobWidget):
     """Dock widget: fuse every band of a multispectral layer with a panchromatic layer."""
 
@@ -145,11 +144,7 @@ class PansharpenWidget(JobWidget):
         self.keep_previous = CheckBox(text="keep previous results", value=False)
         for name, tip in _TOOLTIPS.items():
             getattr(self, name).tooltip = tip
-        # the entries are long: elided in the form (never widening the dock), whole in the list
-        self.method.native.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        self.method.native.setMinimumContentsLength(20)
+        short_combo(self.method, 20)
         gifnet_controls(self)
         self._pickers = [self.ms, self.pan]
         self.extend(
@@ -172,8 +167,7 @@ class PansharpenWidget(JobWidget):
         if ms is None or pan is None or ms is pan:
             raise ValueError("choose a multispectral and a different panchromatic layer")
         # the arrays as they are (Dask, zarr, ...): their pixels are read in the job
-        ms_data = ms.data[0] if ms.multiscale else ms.data
-        pan_data = pan.data[0] if pan.multiscale else pan.data
+        ms_data, pan_data = level0(ms), level0(pan)
         if len(ms_data.shape) != 3 or ms.rgb:
             raise ValueError(
                 f"{ms.name!r} has shape {tuple(ms_data.shape)}: the multispectral layer needs three "
@@ -213,14 +207,13 @@ class PansharpenWidget(JobWidget):
 
     def finish(self, value: Any) -> list[Any]:
         name, scale, translate, label = self._target
-        lo, hi = float(value.band_ranges[:, 0].min()), float(value.band_ranges[:, 1].max())
         meta = dict(value.metadata, source_layer=name)
         return [
             put_image(
                 self.viewer, f"{name} pansharpened ({label})", value.image,
                 keep_previous=self.keep_previous.value, rgb=False, colormap="gray",
-                contrast_limits=(lo, hi if hi > lo else lo + 1), scale=scale,
-                translate=translate, metadata=meta,
+                contrast_limits=_limits(value.band_ranges), scale=scale, translate=translate,
+                metadata=meta,
             )
         ]  # fmt: skip
 
@@ -237,6 +230,7 @@ class PansharpenWidget(JobWidget):
         options.pop("method")
         axis = options.pop("band_axis")
         name, scale, translate, _ = self._target
+        tf = {"scale": scale, "translate": translate}
         methods = self.compare_methods  # None: every method of the task
 
         def work(progress: Callable[[int, int], None]) -> Any:
@@ -247,12 +241,8 @@ class PansharpenWidget(JobWidget):
             )  # fmt: skip
 
         def look(result: Any) -> dict[str, Any]:
-            ranges = result.result.band_ranges
-            lo, hi = float(ranges[:, 0].min()), float(ranges[:, 1].max())
-            return {
-                "rgb": False, "colormap": "gray", "contrast_limits": (lo, hi if hi > lo else lo + 1),
-                "scale": scale, "translate": translate,
-            }  # fmt: skip
+            limits = _limits(result.result.band_ranges)
+            return {"rgb": False, "colormap": "gray", "contrast_limits": limits, **tf}
 
         base = f"{name} + {self.pan.value.name}"
         return CompareJob(work, f"Compare methods: {base}", base, look)

@@ -1,38 +1,31 @@
 """The registration controls of the "GIFNet fusion" dock widget.
 
-Shown only while "align second onto first" is a registration mode (mutual
-information: rigid, similarity or affine; or from landmarks): a row of two
-Points-layer pickers and the landmark fit (landmarks only), *Register*,
-*Undo move* and *Save...* (the transform as a JSON file,
-:func:`napari_gifnet.io.transform_file.save_transform`, at a ``.json`` path
-that is no open layer's source: :func:`transform_path`), the check view (off /
-checkerboard / wipe / red-green overlay; the plane the viewer shows, following
-the dims slider until the widget closes) and the wipe position (wipe only).
-
-*Register* runs :func:`napari_gifnet.plugin.layer_registration.register_layers`
-in the widget's worker (its :class:`~._job.JobRunner`: progress bar, Cancel,
-status line); then :func:`~napari_gifnet.plugin.layer_registration.move_layer`
-moves the second layer onto the first by its ``affine`` (the layer's data
-never changes) and the status line gives the report's one line. *Undo move*
-puts back the affine the second layer had before the first registration
-(:func:`~napari_gifnet.plugin.layer_registration.restore_layer`). The check
-view (:class:`napari_gifnet.plugin.check_view.CheckView`) shows the first
-layer and the second as moved, again after each move. A registration is
-*current* while the two layers, their data, the mode, the landmarks and the
-second's affine are what it was made for; Run registers first when it is not.
+Shown only while "align second onto first" is a registration mode (rigid,
+similarity or affine by mutual information, or from landmarks: two Points
+layers and a fit). *Register* runs
+:func:`~napari_gifnet.plugin.layer_registration.register_layers` in the
+widget's worker (:mod:`._job`), then moves the second layer onto the first by
+its ``affine`` (its data never change); *Undo move* puts back the affine it
+had before; *Save...* writes the transform as JSON (:func:`transform_path`).
+The check view (:class:`napari_gifnet.plugin.check_view.CheckView`) shows
+the first layer and the second as moved. A registration is *current* while
+the layers, their data, the mode, the landmarks and the second's affine are
+what it was made for; Run registers first when it is not.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, PushButton, Slider
-from qtpy.QtWidgets import QComboBox
+from magicgui.widgets import ComboBox, PushButton, Slider
+from qtpy.QtWidgets import QFileDialog
 
 from ..check_view import CHECK_MODES, CheckView
+from ._form import box, short_combo
 from ._job import on_destroyed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,8 +48,6 @@ REGISTRATION_MODES = tuple(mode for _, mode in REGISTRATION_CHOICES)
 LANDMARK_FITS = ("rigid", "similarity", "affine")
 #: Seconds between two progress reports of a registration (the GUI redraws on each).
 REPORT_S = 0.2
-#: A combo box sized for a few characters, its entries elided (the list shows them whole).
-_SHORT = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
 _CHECK_CHOICES = [("off", None), *((label, key) for key, label in CHECK_MODES.items())]
 TIPS = {
     "points": (
@@ -68,12 +59,12 @@ TIPS = {
         "What the landmarks fit (least squares): rigid (rotation + shift), similarity "
         "(+ one scale) or affine (+ scales and shear)"
     ),
-    "register": (
+    "register_button": (
         "Find the transform that puts the second input onto the first and move the second "
         "layer by it (its affine; the data are not changed)"
     ),
-    "undo": "Put the second layer back where it was before it was registered",
-    "save": (
+    "undo_button": "Put the second layer back where it was before it was registered",
+    "save_button": (
         "Save the transform as a JSON file (matrix, parameters, spacings, report), to reuse "
         "on another pair of the same setup: napari-gifnet register --apply"
     ),
@@ -197,11 +188,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _short_combo(combo: ComboBox, characters: int = 8) -> None:
-    combo.native.setSizeAdjustPolicy(_SHORT)
-    combo.native.setMinimumContentsLength(characters)
-
-
 class RegistrationPanel:
     """The registration controls of a fusion widget and their state (GUI thread).
 
@@ -225,39 +211,29 @@ class RegistrationPanel:
         self.viewer = widget.viewer
         self.first_points = ComboBox(label="first's points", choices=self._points_choices)
         self.second_points = ComboBox(label="second's points", choices=self._points_choices)
-        for combo in (self.first_points, self.second_points):
-            _short_combo(combo)
-            combo.tooltip = TIPS["points"]
-        self.points = Container(
-            widgets=[self.first_points, self.second_points], layout="horizontal", labels=False,
-            label="landmarks",
-        )  # fmt: skip
-        self.points.margins = (0, 0, 0, 0)
-        self.points.tooltip = TIPS["points"]
+        short_combo(self.first_points, 8)
+        short_combo(self.second_points, 8)
+        self.points = box([self.first_points, self.second_points], label="landmarks")
         self.fit = ComboBox(label="landmark fit", choices=list(LANDMARK_FITS), value="similarity")
-        self.fit.tooltip = TIPS["fit"]
         self.register_button = PushButton(text="Register")
-        self.register_button.tooltip = TIPS["register"]
         self.undo_button = PushButton(text="Undo move", enabled=False)
-        self.undo_button.tooltip = TIPS["undo"]
         self.save_button = PushButton(text="Save...", enabled=False)
-        self.save_button.tooltip = TIPS["save"]
-        self.buttons = Container(
-            widgets=[self.register_button, self.undo_button, self.save_button],
-            layout="horizontal", labels=False, label="registration",
-        )  # fmt: skip
-        self.buttons.margins = (0, 0, 0, 0)
+        self.buttons = box(
+            [self.register_button, self.undo_button, self.save_button], label="registration"
+        )
         self.check = ComboBox(label="check view", choices=_CHECK_CHOICES, value=None)
-        self.check.tooltip = TIPS["check"]
         self.wipe = Slider(label="wipe (%)", min=0, max=100, value=50)
-        self.wipe.tooltip = TIPS["wipe"]
+        for name, tip in TIPS.items():
+            getattr(self, name).tooltip = tip
+        self.first_points.tooltip = self.second_points.tooltip = TIPS["points"]
         self.controls = [self.points, self.fit, self.buttons, self.check, self.wipe]
         self.registration: Any = None
         self._names: dict[str, str] = {}  # the layers it registered
         self._unit: str | None = None  # their world unit, saved with the transform
         self._key: tuple[Any, ...] | None = None  # what the registration was made for
         self._original: tuple[Any, np.ndarray] | None = None  # (second layer, its first affine)
-        self._mode: str | None = None
+        #: The registration mode chosen (None when "align" is not a registration mode).
+        self.mode: str | None = None
         self.check_view = CheckView(self.viewer, on_position=self._dragged)
         on_destroyed(widget.native, self.check_view.close)  # stop following the dims slider
         self.register_button.changed.connect(lambda: self.register())
@@ -269,17 +245,11 @@ class RegistrationPanel:
         self.set_mode(None)
 
     # ----------------------------------------------------------------- form
-    @property
-    def mode(self) -> str | None:
-        """The registration mode chosen (None when "align" is not a registration mode)."""
-        return self._mode
-
     def set_mode(self, mode: str | None) -> None:
         """Show the rows of ``mode`` (a registration mode), or hide them all (anything else)."""
-        self._mode = mode if mode in REGISTRATION_MODES else None
-        on = self._mode is not None
-        landmarks = self._mode == "landmarks"
-        self.points.visible = self.fit.visible = landmarks
+        self.mode = mode if mode in REGISTRATION_MODES else None
+        on = self.mode is not None
+        self.points.visible = self.fit.visible = self.mode == "landmarks"
         self.buttons.visible = self.check.visible = on
         self.wipe.visible = on and self.check.value == "wipe"
         if not on:
@@ -311,11 +281,11 @@ class RegistrationPanel:
         def of(layer: Any) -> tuple[Any, ...]:
             return (id(layer), id(getattr(layer, "data", None)))
 
-        key: tuple[Any, ...] = (*of(first), *of(second), self._mode)
+        key: tuple[Any, ...] = (*of(first), *of(second), self.mode)
         if first is not None:  # where the first is: the second was moved onto it
             world = [first.scale, first.translate, first.rotate, first.shear, first.affine]
             key += tuple(np.asarray(getattr(t, "affine_matrix", t), float).tobytes() for t in world)
-        if self._mode == "landmarks":
+        if self.mode == "landmarks":
             pts = [self.first_points.value, self.second_points.value]
             key += (self.fit.value, *(np.asarray(p.data).tobytes() if p else None for p in pts))
         affine = np.asarray(second.affine.affine_matrix) if second is not None else None
@@ -346,15 +316,15 @@ class RegistrationPanel:
         from ..layer_registration import register_layers
 
         first, second = self.widget.first.value, self.widget.second.value
-        if self._mode is None:
+        if self.mode is None:
             raise ValueError("choose a registration mode in 'align second onto first'")
         if first is None or second is None:
             raise ValueError("choose two image layers to register")
         if first is second:
             raise ValueError(f"choose two different image layers (both are {first.name!r})")
         kwargs: dict[str, Any] = {}
-        transform = self._mode
-        if self._mode == "landmarks":
+        transform = self.mode
+        if self.mode == "landmarks":
             transform = self.fit.value
             ndim = first.ndim - (1 if first.rgb else 0)
             fixed, moving = landmark_pairs(
@@ -367,7 +337,7 @@ class RegistrationPanel:
                 first, second, transform, progress=_every(progress, REPORT_S), **kwargs
             )
 
-        how = "landmarks" if self._mode == "landmarks" else "mutual information"
+        how = "landmarks" if self.mode == "landmarks" else "mutual information"
         return work, f"Register {second.name} onto {first.name} ({transform}, {how})"
 
     def register(self, then: Callable[[], Any] | None = None) -> Any:
@@ -396,7 +366,7 @@ class RegistrationPanel:
 
         self.register_button.enabled = False
         worker = widget.runner.start(
-            work, label, done=done, describe=_describe, running=f"Running: {label} ..."
+            work, label, done=done, describe=lambda exc: f"Registration failed: {exc}"
         )
         if worker is not None:
             worker.finished.connect(self._idle)
@@ -405,7 +375,7 @@ class RegistrationPanel:
         return worker
 
     def _idle(self) -> None:
-        self.register_button.enabled = self._mode is not None
+        self.register_button.enabled = self.mode is not None
 
     def _moved(self, first: Image, second: Image, registration: Any, key: tuple[Any, ...]) -> str:
         from ..layer_registration import move_layer
@@ -452,8 +422,6 @@ class RegistrationPanel:
             return None
         names = self._names
         if path is None:
-            from qtpy.QtWidgets import QFileDialog
-
             name = f"{names.get('moving', 'second')}_onto_{names.get('fixed', 'first')}"
             chosen, _ = QFileDialog.getSaveFileName(
                 self.widget.native, "Save the transform", f"{name}.json", "JSON (*.json)"
@@ -478,7 +446,7 @@ class RegistrationPanel:
     def show_check(self, _value: Any = None) -> None:
         """Show the chosen check view of the two inputs (the second as moved), or remove it."""
         mode = self.check.value
-        self.wipe.visible = self._mode is not None and mode == "wipe"
+        self.wipe.visible = self.mode is not None and mode == "wipe"
         first, second = self.widget.first.value, self.widget.second.value
         if mode is None or first is None or second is None or first is second:
             self.check_view.remove()
@@ -506,8 +474,6 @@ class RegistrationPanel:
 def _every(progress: Callable[[int, int], None], seconds: float) -> Callable[[int], None]:
     """The registration's progress: "0 / 1" at most every ``seconds`` while the optimiser
     iterates (its number of iterations is not known ahead; each call lets Cancel stop it)."""
-    import time
-
     last = [-float("inf")]
 
     def report(_iterations: int) -> None:
@@ -517,7 +483,3 @@ def _every(progress: Callable[[int, int], None], seconds: float) -> Callable[[in
             progress(0, 1)
 
     return report
-
-
-def _describe(exc: BaseException) -> str:
-    return f"Registration failed: {exc}"

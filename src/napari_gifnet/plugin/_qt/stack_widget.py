@@ -1,27 +1,14 @@
 """The "Focus stack" dock widget: one layer with a focus axis -> all-in-focus image.
 
-Pick an image layer, its focus axis, what the planes differ by (``task``:
-focus, or exposure), a method, the pair-folding strategy, the alignment
-(``auto`` by default: the planes' measured motion decides; off, translation,
-scale or similarity) and options (copy pixels from the depth map's plane,
-keep the input dtype); Run calls
-:func:`napari_gifnet.workflows.focus_stack.fuse_stack`, the function a console
-user calls, in a napari worker thread. The method list is ordered by the
-quality measured for the chosen task, best first and selected by default
-(:data:`MEASURED`), each entry saying what it is for and its score; it is
-re-ordered when the task changes. Run adds three layers named by the method:
-``"<name> all-in-focus (<Method>)"``, ``"<name> depth (<Method>)"`` (the
-plane index of each pixel) and ``"<name> confidence (<Method>)"``, with the
-input's scale and translate minus the focus axis. Another method's result
-never replaces them; a rerun with the same method updates them in place,
-or, with "keep previous results", adds new ones (napari numbers the names).
-Cancel stops between planes (or GIFNet bands). "Compare methods"
-(:mod:`.compare`) runs every method of the task on the layer, one
-``"compare: <name> (<Method>)"`` layer and one table row each.
-
-:class:`~._job.JobWidget` (in :mod:`._job`) holds the worker, progress and
-cancel plumbing every job widget shares. torch is imported only when a job runs.
-The options (not the layer) are remembered across launches (:mod:`._settings`).
+A form over :func:`napari_gifnet.workflows.focus_stack.fuse_stack`, run in
+the widget's worker (:mod:`._job`). The task (focus or exposure; a sample
+layer's says it) orders the methods by their measured quality
+(:data:`MEASURED`) and selects the best. Run adds the all-in-focus image, the
+depth map (the plane index of each pixel) and the confidence, named by the
+method, with the input's scale and translate minus the focus axis; a rerun
+with the same method updates them unless "keep previous results". "Compare
+methods" is :mod:`.compare`. The options (not the layer) are remembered
+across launches (:mod:`._settings`).
 """
 
 from __future__ import annotations
@@ -31,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, SpinBox
-from qtpy.QtWidgets import QComboBox
 
 from ...methods.registry import task_method_label
 from ..layer_output import display_range, put_image
+from ._form import data_task, image_look, level0, short_combo
 from ._job import JobWidget, gifnet_controls, weights_of
 from .compare import CompareJob, add_compare_controls
 
@@ -44,8 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["StackWidget"]
 
 
-#: A combo box sized for a few characters, its entries elided (the list shows them whole).
-_SHORT = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
 #: (label, ``fuse_stack`` ``task``) of the task menu.
 TASK_CHOICES = [("focus stack", "focus"), ("exposure bracket", "exposure")]
 #: (label, ``fuse_stack`` ``align`` value) of the align menu; "auto" is the default.
@@ -90,24 +75,25 @@ _MEASURED_BY = {
     "focus": "PSNR against the truth, mean of 6 test stacks (docs/stacks.md)",
     "exposure": "MEF-SSIM, mean of 5 exposure stacks (docs/quality.md)",
 }
-_STRATEGY_TIP = (
-    "How a blending method folds the planes (focus selection ignores it):\n"
-    "tree (default): neighbours pairwise, level by level; 1.1 dB above sequential with "
-    "Laplacian on focus stacks\n"
-    "sequential: the running result with the next plane, in plane order\n"
-    "all: every plane at once (Laplacian and Mertens only; holds every plane in memory); "
-    "best on exposure brackets, chosen for them"
-)
-_ALIGN_TIP = (
-    "Register the planes onto the middle one before fusing:\n"
-    "auto (default): measure the motion, align only when the planes move "
-    "(exposure brackets: never, their brightness misleads the measurement)\n"
-    "off: the planes are known to be registered (a fixed microscope stage)\n"
-    "translation: shifts only (stage drift)\n"
-    "scale: shifts and the magnification change of focus breathing (a camera's focus bracket)\n"
-    "similarity: shifts, scale and rotation (a hand-held bracket)"
-)
 _TOOLTIPS = {
+    "strategy": (
+        "How a blending method folds the planes (focus selection ignores it):\n"
+        "tree (default): neighbours pairwise, level by level; 1.1 dB above sequential with "
+        "Laplacian on focus stacks\n"
+        "sequential: the running result with the next plane, in plane order\n"
+        "all: every plane at once (Laplacian and Mertens only; holds every plane in memory); "
+        "best on exposure brackets, chosen for them"
+    ),
+    "align": (
+        "Register the planes onto the middle one before fusing:\n"
+        "auto (default): measure the motion, align only when the planes move "
+        "(exposure brackets: never, their brightness misleads the measurement)\n"
+        "off: the planes are known to be registered (a fixed microscope stage)\n"
+        "translation: shifts only (stage drift)\n"
+        "scale: shifts and the magnification change of focus breathing (a camera's focus "
+        "bracket)\n"
+        "similarity: shifts, scale and rotation (a hand-held bracket)"
+    ),
     "layer": "The image layer holding the stack: three spatial axes (planes, Y, X), RGB allowed",
     "axis": (
         "The axis along which the planes differ (0: the layer is planes, Y, X); "
@@ -148,8 +134,6 @@ def method_choices(task: str = "focus") -> list[tuple[str, str]]:
     list of (str, str)
         Labels such as ``"Focus selection — best on focus stacks (43.5 dB)"``.
     """
-    from ...methods.registry import task_method_label
-
     return [(f"{task_method_label(k)} — {use} ({score})", k) for k, use, score in MEASURED[task]]
 
 
@@ -178,10 +162,7 @@ class StackWidget(JobWidget):
         for name, tip in _TOOLTIPS.items():
             getattr(self, name).tooltip = tip
         self.method.tooltip = method_tooltip("focus")
-        self.strategy.tooltip, self.align.tooltip = _STRATEGY_TIP, _ALIGN_TIP
-        # the entries are long: elided in the form (never widening the dock), whole in the list
-        self.method.native.setSizeAdjustPolicy(_SHORT)
-        self.method.native.setMinimumContentsLength(20)
+        short_combo(self.method, 20)
         gifnet_controls(self)
         self._pickers = [self.layer]
         self.extend(
@@ -204,12 +185,9 @@ class StackWidget(JobWidget):
 
     def _follow_data(self, _value: Any = None) -> None:
         """Select the task the chosen layer says it is (a sample's), saying why."""
-        from ...data.sample import SAMPLE_TASKS
-
         layer = self.layer.value
-        metadata = getattr(layer, "metadata", None)
-        sample = metadata.get("sample") if isinstance(metadata, dict) else None
-        task = _SAMPLE_STACK_TASKS.get(SAMPLE_TASKS.get(sample, "")) if sample else None
+        pair_task, sample = data_task(layer) or ("", None)
+        task = _SAMPLE_STACK_TASKS.get(pair_task)
         if task is None or task == self.task.value:
             return
         self.task.value = task
@@ -237,16 +215,13 @@ class StackWidget(JobWidget):
         elif self.strategy.value == "all" and method not in fs.ALL_AT_ONCE:
             self.strategy.value = fs.DEFAULT_STRATEGY  # only those two fuse all at once
 
-    def _align_option(self) -> str:
-        """``fuse_stack``'s ``align``: "auto", "none", "translation", "scale" or "similarity"."""
-        return str(self.align.value)
-
-    def _checked_layer(self) -> tuple[Any, Any, int, int]:
-        """The chosen layer, its level-0 data, focus axis and number of spatial axes."""
+    def _checked_layer(self) -> tuple[Any, Any, int, dict[str, Any]]:
+        """The chosen layer, its level-0 data, the focus axis and the scale and translate of
+        a result layer (the input's minus the focus axis)."""
         layer = self.layer.value
         if layer is None:
             raise ValueError("choose an image layer holding a focus stack")
-        data = layer.data[0] if layer.multiscale else layer.data
+        data = level0(layer)
         axis = int(self.axis.value)
         spatial = data.ndim - int(layer.rgb)
         if spatial != 3:
@@ -256,35 +231,22 @@ class StackWidget(JobWidget):
             )
         if axis >= spatial:
             raise ValueError(f"focus axis {axis} is not an axis of {layer.name!r}")
-        return layer, data, axis, spatial
-
-    def _look(self, layer: Any, axis: int, spatial: int) -> dict[str, Any]:
-        """The scale and translate of a result layer: the input's minus the focus axis."""
         keep = [i for i in range(spatial) if i != axis]
-        return {
-            "scale": tuple(layer.scale[i] for i in keep),
-            "translate": tuple(layer.translate[i] for i in keep),
-        }
+        tf = {k: tuple(getattr(layer, k)[i] for i in keep) for k in ("scale", "translate")}
+        return layer, data, axis, tf
 
     def prepare(self) -> tuple[Callable, str]:
         from ...workflows.focus_stack import fuse_stack
 
-        layer, data, axis, spatial = self._checked_layer()
+        layer, data, axis, tf = self._checked_layer()
         options = {
             "method": self.method.value, "task": self.task.value, "strategy": self.strategy.value,
-            "select": bool(self.select.value), "align": self._align_option(),
+            "select": bool(self.select.value), "align": str(self.align.value),
             "keep_dtype": bool(self.keep_dtype.value), "weights": weights_of(self),
             "device": self.device.value,
         }  # fmt: skip
-        keep = [i for i in range(spatial) if i != axis]
-        self._target = (
-            layer.name,
-            tuple(layer.scale[i] for i in keep),
-            tuple(layer.translate[i] for i in keep),
-            bool(layer.rgb),
-            int(data.shape[axis]),
-            task_method_label(self.method.value),
-        )
+        label = task_method_label(self.method.value)
+        self._target = layer.name, tf, bool(layer.rgb), int(data.shape[axis]), label
 
         def job(progress: Callable[[int, int], None]) -> Any:
             return fuse_stack(data, axis, progress=progress, **options)
@@ -292,15 +254,13 @@ class StackWidget(JobWidget):
         return job, f"Focus stack: {layer.name}"
 
     def finish(self, value: Any) -> list[Any]:
-        name, scale, translate, rgb, planes, label = self._target
-        tf = {"scale": scale, "translate": translate}
+        name, tf, rgb, planes, label = self._target
         meta = dict(value.metadata, source_layer=name)
         image = value.image
-        look: dict[str, Any] = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
         keep = self.keep_previous.value
         result = put_image(  # its own range, so a dim result is not shown black
             self.viewer, f"{name} all-in-focus ({label})", image, keep_previous=keep,
-            metadata=meta, contrast_limits=display_range(image, rgb), **look, **tf,
+            metadata=meta, contrast_limits=display_range(image, rgb), **image_look(rgb), **tf,
         )  # fmt: skip
         maps = [  # hidden, below the result
             put_image(
@@ -337,19 +297,19 @@ class StackWidget(JobWidget):
         """Every method of the task on the layer (GUI thread, no pixels read)."""
         from ..compare_methods import compare_stack
 
-        layer, data, axis, spatial = self._checked_layer()
+        layer, data, axis, tf = self._checked_layer()
         options = {
-            "task": self.task.value, "align": self._align_option(), "weights": weights_of(self),
+            "task": self.task.value, "align": str(self.align.value), "weights": weights_of(self),
             "device": self.device.value,
         }  # fmt: skip
         methods = self.compare_methods  # None: every method of the task
-        tf, rgb = self._look(layer, axis, spatial), bool(layer.rgb)
+        rgb = bool(layer.rgb)
 
         def work(progress: Callable[[int, int], None]) -> Any:
             return compare_stack(data, axis, methods=methods, progress=progress, **options)
 
         def look(result: Any) -> dict[str, Any]:
-            colour: dict[str, Any] = {"rgb": True} if rgb else {"rgb": False, "colormap": "gray"}
+            colour = image_look(rgb)
             if result.image.dtype.kind == "f":  # its own range: a dim result is not black
                 colour["contrast_limits"] = display_range(result.image, rgb)
             return {**colour, **tf}
