@@ -191,6 +191,39 @@ def test_register_moves_the_second_layer_checks_the_fit_undoes_and_fuses(
     assert again.align.value is None and again.registration.mode is None
 
 
+def test_register_is_clickable_again_the_moment_the_job_ends(
+    qtbot, make_napari_viewer, medical, monkeypatch
+):
+    """The job ends (``running`` turns False) and Register comes back in one event: a click
+    right after a cancelled job starts the next one (it once came a queued event later, so
+    a click in between was lost and the next registration never ran)."""
+    from napari_gifnet.plugin._qt.fusion_widget import FusionWidget
+
+    ct, mri = medical
+    viewer = make_napari_viewer()
+    viewer.add_image(ct, name="CT")
+    viewer.add_image(_warp(mri, _matrix(6.0, 1.0, (3.0, -4.0))), name="MRI (moved)")
+    widget = FusionWidget(viewer)
+    widget.align.value = "rigid"
+    panel = widget.registration
+    line = widget.runner.status_line
+    seen = []  # (status, running, Register enabled) as each status is shown
+    show = line.show
+    monkeypatch.setattr(
+        line, "show", lambda text: (seen.append((text, widget.running,
+                                                 panel.register_button.enabled)), show(text))
+    )  # fmt: skip
+    _click(qtbot, panel.register_button)
+    _click(qtbot, widget.cancel_button)
+    _wait(qtbot, widget)
+    assert seen[-1] == (widget.runner.cancelled_text, False, True), seen
+    _click(qtbot, panel.register_button)  # at once: no event processed in between
+    assert widget.running
+    _wait(qtbot, widget)
+    assert panel.registration is not None, line.full
+    assert seen[-1][0].startswith("Registered 'MRI (moved)'") and seen[-1][1:] == (False, True)
+
+
 def test_landmarks_recover_a_similarity_and_bad_points_are_refused(
     qtbot, make_napari_viewer, medical
 ):

@@ -1,15 +1,9 @@
 """The fusion methods by name: the one table of keys, display names and options.
 
-:data:`METHODS` holds every method a pair can be fused with: GIFNet, the
-tasks' focus methods (:data:`FOCUS_SELECTION`, :data:`FOCUS_PYRAMID`) and the
-classical baselines, each with its display name, the
-:class:`~napari_gifnet.engine.options.FusionOptions` it takes (the others are
-dropped, see :meth:`Method.takes`), how it runs (``kind``) and its own
-parameters (defaults and types, checked by :func:`check_method_params`). The
-API, the command line and the widgets take their method lists, name checks
-and display names from the functions here;
-:func:`napari_gifnet.methods.classical.fuse_pair` runs a pairwise method by
-this table. No Qt, napari or torch.
+:data:`METHODS` holds every method a pair can be fused with (GIFNet, the tasks'
+focus methods and the classical baselines); the API, the command line and the
+widgets take their method lists, name checks and display names from the
+functions here. No Qt, napari or torch.
 """
 
 from __future__ import annotations
@@ -23,8 +17,8 @@ from ..engine.options import OPTION_NAMES
 
 __all__ = [
     "FOCUS_PYRAMID", "FOCUS_SELECTION", "METHODS", "METHOD_LABELS", "Method", "Parameter",
-    "check_method_params", "method_choices", "method_key", "method_keys", "method_label",
-    "method_names", "output_name", "task_method_key", "task_method_label", "task_method_names",
+    "check_method_params", "method_choices", "method_key", "method_keys", "method_names",
+    "output_name", "task_method_key", "task_method_label", "task_method_names",
 ]  # fmt: skip
 
 #: Focus selection: a pair fused as a 2-plane focus stack (``fuse_stack(..., method="focus")``),
@@ -168,14 +162,9 @@ def method_key(method: str) -> str:
     return method_keys([method])[0]
 
 
-def method_label(method: str) -> str:
-    """Display name of a fusion method, e.g. ``"GIFNet"``, ``"Laplacian"``."""
-    return METHODS[method_key(method)].label
-
-
 def method_choices() -> list[tuple[str, str]]:
     """``(display name, key)`` of every method: GIFNet, then the baselines."""
-    return [(method_label(k), k) for k in method_names()]
+    return [(METHODS[k].label, k) for k in method_names()]
 
 
 def output_name(first: str, second: str, method: str = "gifnet") -> str:
@@ -201,13 +190,9 @@ def task_method_key(method: str) -> str:
     """
     key = str(method).strip().lower()
     for name, entry in METHODS.items():
-        if not entry.pairwise and key in (name, entry.label.lower()):
+        if key in (name, entry.label.lower()):
             return name
-    try:
-        return method_key(method)
-    except ValueError:
-        valid = ", ".join(task_method_names())
-        raise ValueError(f"unknown fusion method {method!r}; valid: {valid}") from None
+    raise ValueError(f"unknown fusion method {method!r}; valid: {', '.join(task_method_names())}")
 
 
 def task_method_label(method: str) -> str:

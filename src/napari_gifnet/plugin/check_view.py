@@ -1,18 +1,11 @@
 """The check view of a registration: the first layer and the second as moved, side by side.
 
-Before fusing a pair that was registered (the second layer moved onto the
-first by its ``affine``), a user checks the fit by eye. :class:`CheckView`
-works on the plane the viewer shows (all of a 2-D layer; the first layer's
-slice at the dims slider for a volume, again at each move of the slider):
-the second layer is sampled there as napari shows it now
-(:func:`moved_onto_first`), both are mapped to 0-1 by their contrast limits
-(what the user sees) and composed in one layer, :data:`CHECK_LAYER`, just
-above them, at the plane's place: :func:`checkerboard`, :func:`wipe` (the
-boundary moved by :meth:`CheckView.set_position` or by dragging on the
-canvas) or :func:`overlay` (yellow where they agree).
-
-Qt-free: the fusion widget's registration panel drives it; the functions
-that compose the images are numpy only.
+Before fusing a registered pair, a user checks the fit by eye: :class:`CheckView`
+samples the second layer on the plane the viewer shows of the first
+(:func:`moved_onto_first`) and composes both, 0-1 by their contrast limits, in
+one layer (:data:`CHECK_LAYER`) just above them: :func:`checkerboard`,
+:func:`wipe` or :func:`overlay`. Qt-free: the fusion widget's registration panel
+drives it; the functions that compose the images are numpy only.
 """
 
 from __future__ import annotations
@@ -192,16 +185,13 @@ def checkerboard(a: np.ndarray, b: np.ndarray, tile: int | None = None) -> np.nd
     """
     h, w = a.shape[-2:]
     side = int(tile) if tile else max(4, min(h, w) // TILES)
-    rows = (np.arange(h) // side)[:, None]
-    cols = (np.arange(w) // side)[None, :]
-    take_b = (rows + cols) % 2 == 1
-    return np.where(take_b, b, a)
+    rows, cols = np.arange(h)[:, None] // side, np.arange(w)[None, :] // side
+    return np.where((rows + cols) % 2 == 1, b, a)
 
 
 def wipe(a: np.ndarray, b: np.ndarray, position: float) -> np.ndarray:
     """``a`` left of column ``round(position * width)``, ``b`` from there on (``position`` 0-1)."""
-    w = a.shape[-1]
-    boundary = int(round(min(max(float(position), 0.0), 1.0) * w))
+    boundary = int(round(min(max(float(position), 0.0), 1.0) * a.shape[-1]))
     out = b.copy()
     out[..., :boundary] = a[..., :boundary]
     return out
@@ -344,10 +334,7 @@ class CheckView:
         if on == self._following:
             return
         event = self.viewer.dims.events.current_step
-        if on:
-            event.connect(self._stepped)
-        else:
-            event.disconnect(self._stepped)
+        (event.connect if on else event.disconnect)(self._stepped)
         self._following = on
 
     def _stepped(self, _event: Any = None) -> None:

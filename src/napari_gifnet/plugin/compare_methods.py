@@ -1,15 +1,7 @@
-"""Compare a task's methods on the same inputs, without Qt.
-
-The dock widgets' "Compare methods" button runs one of these in its worker:
-:func:`compare_pair` (two registered images), :func:`compare_stack` (a focus
-or exposure stack) or :func:`compare_pansharpen` (a multispectral and a
-panchromatic image). Each returns a :class:`Comparison`: one
-:class:`MethodResult` per method that ran (a method that fails is listed with
-its message, the others still run), the metrics and the best method.
-:func:`comparison_layer_name` names each method's result layer (the method is
-in the name, so running one method again replaces only its own layer) and
-:func:`group_layers` puts the layers of one comparison next to each other in
-the layer list (napari has no layer groups).
+"""Compare a task's methods on the same inputs, without Qt: the dock widgets'
+"Compare methods" button runs :func:`compare_pair`, :func:`compare_stack` or
+:func:`compare_pansharpen` in its worker; a method that fails is listed with its
+message and the others still run.
 """
 
 from __future__ import annotations
@@ -362,10 +354,8 @@ def compare_stack(
     keys = list(methods if methods is not None else stack_methods(task_key))
     mef: list[np.ndarray] | None = None
     if task_key == "exposure":
-        arr = np.moveaxis(np.asarray(stack), int(axis), 0)
-        mef = [
-            to_luma_unit(p, normalization="auto", name=f"plane {i}")[0] for i, p in enumerate(arr)
-        ]
+        planes = enumerate(np.moveaxis(np.asarray(stack), int(axis), 0))
+        mef = [to_luma_unit(p, normalization="auto", name=f"plane {i}")[0] for i, p in planes]
 
     def run(method: str, report: Progress | None) -> Any:
         return fuse_stack(stack, axis, method, task=task_key, progress=report, **options)
@@ -440,19 +430,20 @@ def compare_pansharpen(
             return dict.fromkeys(_QNR, math.nan)
 
     results, errors = _run_all(keys, run, score, _pansharpen_label, progress)
-    return Comparison(
-        "pansharpen", None, results, _QNR, _max_best(results, "QNR"), "largest QNR", errors
-    )
+    best = _max_best(results, "QNR")
+    return Comparison("pansharpen", None, results, _QNR, best, "largest QNR", errors)
 
 
 # ------------------------------------------------------------------ layers
 def comparison_layer_name(base: str, label: str) -> str:
-    """The result layer of one method: ``"compare: <base> (<label>)"``."""
+    """The result layer of one method: ``"compare: <base> (<label>)"`` (running one
+    method again replaces only its own layer)."""
     return f"{COMPARE_PREFIX}{base} ({label})"
 
 
 def group_layers(viewer: napari.Viewer, layers: Sequence[Any], visible: Any = None) -> None:
-    """Put ``layers`` next to each other, in this order, at the top of the layer list.
+    """Put ``layers`` next to each other, in this order, at the top of the layer list
+    (napari has no layer groups).
 
     Only ``visible`` (one of them) stays visible, so a user flicks between the
     methods with the visibility toggles; None leaves every one visible.

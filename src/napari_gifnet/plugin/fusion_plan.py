@@ -1,12 +1,11 @@
 """Planning the fusion of two napari image layers; reads no pixels.
 
-:func:`prepare_fusion` captures each layer as a :class:`LayerInput` (data,
-shape, world transform) and checks the pair, returning a :class:`FusionPlan`:
-plane by plane over leading axes, and the second layer resampled onto the
-first's grid when their world transforms differ in the last two axes (or, for
-two (Z, Y, X) volumes, in all three: the second resampled in 3-D, plane by plane).
-Used by :mod:`napari_gifnet.plugin.layer_fusion` (the run), :mod:`.layer_registration`
-and :mod:`.check_view`; napari is imported only inside functions.
+:func:`prepare_fusion` captures each layer as a :class:`LayerInput` and checks
+the pair, returning a :class:`FusionPlan`: plane by plane over the leading axes,
+the second layer resampled onto the first's grid where their world transforms
+differ. Used by :mod:`napari_gifnet.plugin.layer_fusion` (the run),
+:mod:`.layer_registration` and :mod:`.check_view`; napari is imported only inside
+functions.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from ..engine.options import FusionOptions
 from ..methods.registry import (
     FOCUS_PYRAMID,
     FOCUS_SELECTION,
-    method_label,
     task_method_key,
     task_method_label,
 )
@@ -64,47 +63,42 @@ def iter_fusion(
     """Fuse a planned pair plane by plane, yielding ``(planes done, planes)``.
 
     The core of both the widget (in a napari ``thread_worker``) and
-    :func:`fuse_layers`. Each plane is read with ``np.asarray`` (the second
-    resampled when planned), normalised and fused by
-    :func:`napari_gifnet.workflows.tasks.fuse_method` with the plan's method
-    (``method``, when given, replaces it). ``weights``, ``device``,
-    ``normalization`` and ``features`` are checked here, once; each method
-    takes of them what the method table says
-    (:data:`napari_gifnet.methods.registry.METHODS`: GIFNet all, the others
-    only ``normalization``). ``progress(done, total)`` counts
-    bands over all planes; an exception raised in it (e.g.
-    :class:`napari_gifnet.util.progress.Cancelled`) stops the fusion. ``task`` is recorded in the
-    provenance, and for GIFNet ``weights_published`` (whether the checkpoint
-    is the published one, by sha256). Returns a :class:`FusionOutput` (via
-    ``StopIteration``).
+    :func:`fuse_layers`; returns a :class:`FusionOutput` (via ``StopIteration``).
+    Each plane is read with ``np.asarray`` (the second resampled when planned),
+    normalised and fused by :func:`napari_gifnet.workflows.tasks.fuse_method`
+    with the plan's method (``method``, when given, replaces it). ``weights``,
+    ``device``, ``normalization`` and ``features`` are checked here, once; each
+    method takes of them what the method table says
+    (:data:`napari_gifnet.methods.registry.METHODS`: GIFNet all, the others only
+    ``normalization``). ``progress(done, total)`` counts bands over all planes;
+    an exception raised in it (e.g. :class:`napari_gifnet.util.progress.Cancelled`)
+    stops the fusion. ``task`` is recorded in the provenance, and for GIFNet
+    ``weights_published`` (whether the checkpoint is the published one, by sha256).
 
     Normalisation of a layer with several planes (Z, T, ...): by default one
     range for the whole layer, each input its own (the rule of
     :func:`napari_gifnet.fuse_stack`: :func:`~napari_gifnet.workflows.planes.stack_range`,
     a pass reading one plane at a time), so a dimmer plane stays dimmer and
-    intensities compare across planes. ``per_plane=True`` normalises every
-    plane on its own instead. ``metadata["normalization_scope"]`` says which
+    intensities compare across planes; ``per_plane=True`` normalises every
+    plane on its own. ``metadata["normalization_scope"]`` says which
     (``"layer"`` or ``"plane"``); ``normalized_per_plane`` is True only for
     the latter.
 
     ``align``: ``"translation"`` or ``"scale"`` moves each plane of the second
-    layer onto the first's before fusing
-    (:func:`napari_gifnet.workflows.pair_alignment.align_pair`), reported in
-    ``metadata["alignment"]`` (one entry per plane).
-
-    ``register``: as for :func:`fuse_layers` (layers that are neither 2-D nor
-    volumes register on the plane ``show``, or the first);
-    ``metadata["registration"]`` records the transform and its report.
+    layer onto the first's (:func:`napari_gifnet.workflows.pair_alignment.align_pair`),
+    one entry per plane in ``metadata["alignment"]``. ``register``: as for
+    :func:`fuse_layers` (layers that are neither 2-D nor volumes register on the
+    plane ``show``, or the first); ``metadata["registration"]`` records the
+    transform and its report.
 
     The fused image is a Dask array computed chunk by chunk when it is viewed
     or saved (:func:`napari_gifnet.engine.lazy.fuse_dask`), reading no pixel
     here, when a layer holds a Dask or zarr array, the method is GIFNet, no
-    feature layers are asked for and no resampling or alignment is needed;
-    otherwise the planes are fused now.
-
-    ``show``: for a lazy result, the leading index of one plane to compute
-    now (progress then counts its Dask tasks), so that the plane a viewer
-    shows first is ready; the other planes stay lazy. Ignored otherwise.
+    feature layers are asked for and no resampling, alignment or registration
+    is needed; otherwise the planes are fused now. ``show``: for a lazy result,
+    the leading index of one plane to compute now (progress then counts its
+    Dask tasks), so that the plane a viewer shows first is ready; the other
+    planes stay lazy. Ignored otherwise.
     """
     _refuse_empty_layers(plan)
     if method is not None and task_method_key(method) != plan.method:
@@ -191,17 +185,51 @@ def _lazy_fusion(
     show: tuple[int, ...] | None,
     progress: Progress | None,
 ) -> Generator[tuple[int, int], None, FusionOutput]:
-    """:func:`iter_fusion`'s lazy result (:func:`_lazy_output`), with the plane
-    ``show`` computed now when given."""
-    yield 0, 1
-    output = _lazy_output(plan, options, task, ranges, scope)
-    if show is not None:
-        from ..engine.lazy import compute_plane
+    """:func:`iter_fusion`'s lazy GIFNet result: a Dask graph, nothing computed but
+    the plane ``show`` when given."""
+    from ..engine.devices import resolve_device
+    from ..engine.lazy import as_dask, compute_plane, fuse_dask
+    from ..engine.result import provenance
+    from ..model.weights import load_model
 
-        output.image, _ = compute_plane(output.image, show, progress)
-        output.metadata["computed_plane"] = list(show)
+    yield 0, 1
+    start = time.perf_counter()
+    normalization = options.normalization
+    first, second = plan.first, plan.second  # the layers say which axis is colour
+    a, b = as_dask(first.data, first.rgb), as_dask(second.data, second.rgb)
+    if ranges is not None:  # one range per layer, applied chunk by chunk
+        a = a.map_blocks(_to_unit, ranges["first"], dtype=np.float32)
+        b = b.map_blocks(_to_unit, ranges["second"], dtype=np.float32)
+    image = fuse_dask(
+        a, b, weights=options.weights, device=options.device,
+        normalization="auto" if ranges is not None else normalization,
+        rgb=(first.rgb, second.rgb),
+    )  # fmt: skip
+    dev = str(resolve_device(options.device))
+    _, info = load_model(options.weights, device=dev)
+    meta = {
+        **provenance(info, dev),
+        "method": task_method_label(plan.method),
+        "lazy": True,
+        "inputs": {"first": {"name": first.name}, "second": {"name": second.name}},
+        "first_layer": first.name,
+        "second_layer": second.name,
+        "task": task,
+        "shape": list(image.shape),
+        "planes": plan.n_planes,
+        "normalization": normalization if isinstance(normalization, str) else list(normalization),
+        **_scope_metadata(scope, ranges, plan.n_planes),
+        "resampled": None,
+        "features": [],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    meta.update(_weights_published(meta))
+    elapsed = time.perf_counter() - start
+    if show is not None:
+        image, _ = compute_plane(image, show, progress)
+        meta["computed_plane"] = list(show)
     yield 1, 1
-    return output
+    return FusionOutput(plan, image, {}, {}, meta, dev, elapsed)
 
 
 def _read_pair(
@@ -297,10 +325,8 @@ def _output_metadata(
     method, the scope of the normalisation, the alignment and resampling."""
     meta, image = out.meta, out.image
     assert image is not None
-    names = {"first": plan.first.name, "second": plan.second.name}
-    inputs = {
-        k: {**meta["inputs"][ab], "name": names[k]} for k, ab in (("first", "a"), ("second", "b"))
-    }
+    layers = (("first", "a", plan.first), ("second", "b", plan.second))
+    inputs = {k: {**meta["inputs"][ab], "name": layer.name} for k, ab, layer in layers}
     resampled = plan.resampling and {
         "layer": plan.second.name,
         "onto": plan.first.name,
@@ -410,62 +436,8 @@ def _to_unit(plane: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
 
 def _scope_metadata(scope: str, ranges: dict[str, Any] | None, planes: int) -> dict[str, Any]:
     """``normalization_scope``, ``normalized_per_plane`` and the layers' ranges."""
-    meta: dict[str, Any] = {"normalization_scope": scope,
-                            "normalized_per_plane": scope == "plane" and planes > 1}  # fmt: skip
-    if ranges is not None:
-        meta["layer_normalization"] = ranges
-    return meta
-
-
-def _lazy_output(
-    plan: FusionPlan,
-    options: FusionOptions,
-    task: str | None,
-    ranges: dict[str, dict[str, Any]] | None = None,
-    scope: str = "plane",
-) -> FusionOutput:
-    """The lazy branch of :func:`iter_fusion`: a Dask graph, nothing computed."""
-    from ..engine.lazy import as_dask, fuse_dask
-    from ..engine.result import provenance
-    from ..model.weights import load_model
-
-    if plan.method != "gifnet":
-        raise ValueError(f"lazy fusion is only for GIFNet, not {method_label(plan.method)}")
-    start = time.perf_counter()
-    weights, device, normalization = options.weights, options.device, options.normalization
-    first, second = plan.first, plan.second  # the layers say which axis is colour
-    a, b = as_dask(first.data, first.rgb), as_dask(second.data, second.rgb)
-    if ranges is not None:  # one range per layer, applied chunk by chunk
-        a = a.map_blocks(_to_unit, ranges["first"], dtype=np.float32)
-        b = b.map_blocks(_to_unit, ranges["second"], dtype=np.float32)
-    image = fuse_dask(
-        a, b, weights=weights, device=device,
-        normalization="auto" if ranges is not None else normalization,
-        rgb=(first.rgb, second.rgb),
-    )  # fmt: skip
-    from ..engine.devices import resolve_device
-
-    dev = str(resolve_device(device))
-    _, info = load_model(weights, device=dev)
-    meta = {
-        **provenance(info, dev),
-        "method": method_label(plan.method),
-        "lazy": True,
-        "inputs": {"first": {"name": plan.first.name}, "second": {"name": plan.second.name}},
-        "first_layer": plan.first.name,
-        "second_layer": plan.second.name,
-        "task": task,
-        "shape": list(image.shape),
-        "planes": plan.n_planes,
-        "normalization": normalization if isinstance(normalization, str) else list(normalization),
-        **_scope_metadata(scope, ranges, plan.n_planes),
-        "resampled": None,
-        "features": [],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    meta.update(_weights_published(meta))
-    elapsed = time.perf_counter() - start
-    return FusionOutput(plan, image, {}, {}, meta, dev, elapsed)
+    meta = {"normalization_scope": scope, "normalized_per_plane": scope == "plane" and planes > 1}
+    return meta if ranges is None else {**meta, "layer_normalization": ranges}
 
 
 def run_fusion(plan: FusionPlan, **options: Any) -> FusionOutput:

@@ -1,14 +1,6 @@
-"""What the "Fusion metrics" widget computes, without Qt widgets.
-
-:func:`displayed_plane` finds the 2-D plane of a layer that the viewer shows
-(GUI thread, reads no pixels; :func:`displayed_index` also serves the fusion
-widget); :func:`metrics_job`, the body of the widget's
-``thread_worker``, reads those planes and computes
-:func:`napari_gifnet.metrics.fusion.fusion_metrics` for each fused layer, returning a
-:class:`MetricsOutcome`: a fused layer the metrics cannot take is skipped,
-with the reason in words (:func:`unusable_reason`), and the others are
-scored. Re-exported by
-:mod:`napari_gifnet.plugin._qt.metrics_widget`.
+"""What the "Fusion metrics" widget computes, without Qt widgets: the plane the
+viewer shows (:func:`displayed_plane`, GUI thread) and the worker's body
+(:func:`metrics_job`). Re-exported by :mod:`napari_gifnet.plugin._qt.metrics_widget`.
 """
 
 from __future__ import annotations

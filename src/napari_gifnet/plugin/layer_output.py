@@ -2,10 +2,7 @@
 feature layers and their PCA RGB summaries, and the status line.
 
 Every layer added here says what it is in ``metadata["gifnet_layer"]``
-(:data:`FUSED`, :data:`FEATURES` or :data:`FEATURE_SUMMARY`);
-:func:`is_fused_layer` reads it (and the provenance of older layers).
-
-:func:`put_image` is the one way every widget updates or adds a result layer.
+(:data:`FUSED`, :data:`FEATURES` or :data:`FEATURE_SUMMARY`).
 """
 
 from __future__ import annotations
@@ -136,10 +133,9 @@ def _with_channel_axis(tf: dict[str, Any]) -> dict[str, Any]:
     out.update(rotate=block(tf["rotate"]), affine=block(tf["affine"]))
     # a shear vector lists the upper triangle row by row: the new first row is zeros
     out["shear"] = block(shear) if shear.ndim == 2 else np.r_[np.zeros(len(tf["scale"])), shear]
-    if "units" in tf:
-        out["units"] = ("pixel", *tf["units"])
-    if "axis_labels" in tf:
-        out["axis_labels"] = ("channel", *tf["axis_labels"])
+    for key, channel in (("units", "pixel"), ("axis_labels", "channel")):
+        if key in tf:
+            out[key] = (channel, *tf[key])
     return out
 
 

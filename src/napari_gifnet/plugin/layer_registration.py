@@ -1,12 +1,6 @@
-"""Registering one napari image layer onto another, and moving it there (no Qt).
-
-:func:`register_layers` registers the second layer onto the first (mutual
-information, or landmarks from two Points layers), each layer's ``scale``
-being its pixel spacing. :func:`move_layer` then sets the second layer's
-``affine`` so that napari draws it on the first (the data untouched;
-:func:`restore_layer` undoes it); :func:`registered_plan` plans a fusion
-through the registration without touching the layer, as
-``fuse_layers(..., register=...)`` does.
+"""Registering one napari image layer onto another, and moving it there (no Qt):
+:func:`register_layers`, :func:`move_layer` and :func:`registered_plan` (a fusion
+through the registration, the layer untouched).
 
 Coordinates: a registration's world is each image's index times its spacing,
 both origins at index 0 (:mod:`napari_gifnet.workflows.registration`); a
@@ -39,29 +33,20 @@ __all__ = [
 GIVEN = "given transform"
 
 
-def _registration_ndim(first: LayerInput, second: LayerInput) -> int:
-    """3 for two (Z, Y, X) volumes, else 2 (one plane of each)."""
-    return 3 if is_volume(first) and is_volume(second) else 2
-
-
 def _spacing(inp: LayerInput, ndim: int) -> tuple[float, ...]:
     """A layer's pixel spacing along its last ``ndim`` spatial axes: its ``scale``."""
     return tuple(abs(float(s)) for s in inp.transforms["scale"][-ndim:])
 
 
-def _plane_index(inp: LayerInput, index: tuple[int, ...] | None) -> tuple[int, ...]:
-    """``index`` over the layer's leading axes (clipped), or the first plane."""
-    lead = inp.leading_shape
-    if index is None:
-        return (0,) * len(lead)
-    return tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(index, lead))
-
-
 def _array(inp: LayerInput, ndim: int, index: tuple[int, ...] | None) -> np.ndarray:
-    """What registers of a layer: the whole volume (``ndim`` 3) or one plane."""
+    """What registers of a layer: the whole volume (``ndim`` 3) or one plane, ``index``
+    over the leading axes (clipped; None: the first plane)."""
     if ndim == 3:
         return np.asarray(inp.data)
-    return inp.read(_plane_index(inp, index))
+    lead = inp.leading_shape
+    if index is None:
+        return inp.read((0,) * len(lead))
+    return inp.read(tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(index, lead)))
 
 
 def _current_index(layer: Layer) -> tuple[int, ...] | None:
@@ -181,7 +166,7 @@ def register_inputs(
     plane that registers, for layers that are neither 2-D nor volumes)."""
     from ..workflows.registration import Registration, Transform, register
 
-    ndim = _registration_ndim(first, second)
+    ndim = 3 if is_volume(first) and is_volume(second) else 2  # else one plane of each
     if isinstance(transform, Registration):
         return transform
     if isinstance(transform, Transform):

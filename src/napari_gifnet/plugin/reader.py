@@ -1,23 +1,17 @@
 """napari reader (npe2): the TIFFs napari-gifnet writes open again as they were saved.
 
-Two kinds of file are this plugin's, told apart by their JSON provenance
-(:func:`napari_gifnet.plugin.writer.read_description`: ImageJ's ``Info``
-entry or the ImageDescription):
-
-* the one TIFF writer's (:func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`:
-  the napari writer and the commands' ``-o x.tif``): the layer comes back as
-  saved (:func:`layer_kwargs`), its pixels in their own shape and dtype;
-* older commands' files: a JSON object holding ``"napari_gifnet_version"``;
-  the layer is named after the file and its ``metadata`` is that JSON.
-
-Any other TIFF (and anything that cannot be read as one) gets ``None``, so
-napari's other readers take it. The pixels are read into memory, after the
-file is checked from its headers: a file of this project's that holds no
-image, is incomplete (e.g. truncated) or is larger than the memory
-available is refused with a ValueError naming it. Layer attributes napari
-cannot use (calibration that is not finite, a colormap it refuses, entries
-of the wrong type) are dropped, each with a warning naming the file; the
-pixels still open.
+A file is this plugin's by its JSON provenance (ImageJ's ``Info`` entry or the
+ImageDescription): the one TIFF writer's
+(:func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`, also the commands'
+``-o x.tif``) comes back as saved (:func:`layer_kwargs`), its pixels in their own
+shape and dtype; an older command's (a JSON object holding
+``"napari_gifnet_version"``) is named after the file, with that JSON as its
+``metadata``. Any other file gets ``None``, so napari's other readers take it.
+The pixels are read into memory after the file is checked from its headers (one
+that holds no image, is incomplete or larger than the memory available is
+refused with a ValueError naming it). Layer attributes napari cannot use (not
+finite, a refused colormap, the wrong type) are dropped, each with a warning
+naming the file; the pixels still open.
 """
 
 from __future__ import annotations
@@ -50,7 +44,8 @@ def project_description(path: str | Path) -> dict[str, Any] | None:
         description = read_description(p, check=False)
     except Exception:  # noqa: BLE001 - not a TIFF this reader can take: let others try
         return None
-    ours = VERSION_KEY in description or is_layer_description(description)  # or a command's
+    # a command's file carries VERSION_KEY; the napari writer's, a layer description
+    ours = VERSION_KEY in description or is_layer_description(description)
     return description if ours else None
 
 
@@ -170,11 +165,8 @@ def read_layer(path: str | Path) -> LayerData:
         raise ValueError(f"cannot read {path}: not a TIFF written by napari-gifnet")
     stored, axes, photometric_rgb = read_series(path)
     data = restore_layer_data(stored, description, axes)
-    rgb = (
-        bool(description.get("rgb", photometric_rgb))
-        and data.ndim >= 3
-        and (data.shape[-1] in (3, 4))
-    )
+    colour = data.ndim >= 3 and data.shape[-1] in (3, 4)
+    rgb = bool(description.get("rgb", photometric_rgb)) and colour
     return data, layer_kwargs(description, data, path, rgb), "image"
 
 

@@ -1,10 +1,6 @@
-"""napari sample-data contributions (see ``napari.yaml``).
-
-Each function returns a list of napari ``LayerData`` tuples
-``(data, kwargs, "image")`` built from :mod:`napari_gifnet.data.synthetic` (and
-:mod:`~napari_gifnet.data.multispectral`, :mod:`~napari_gifnet.data.published`); the
-``kwargs`` hold the layer name, ``metadata`` (how the data were made) and
-display options. Nothing here imports napari or Qt.
+"""napari sample-data contributions (see ``napari.yaml``): napari ``LayerData``
+tuples (:func:`to_layer_data`) of the samples of :mod:`napari_gifnet.data`, each
+layer's ``metadata`` saying how its data were made. No napari or Qt here.
 """
 
 from __future__ import annotations

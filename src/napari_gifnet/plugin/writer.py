@@ -2,12 +2,8 @@
 
 See ``napari.yaml``; :mod:`napari_gifnet.plugin.reader` opens the files again.
 The file is written by :func:`napari_gifnet.io.imagej_tiff.write_calibrated_tiff`,
-the one TIFF writer of this project (the command line's too): what Fiji/ImageJ
-sees (axes, calibration, dtypes), where the provenance goes and what is
-refused are said there. This module turns a layer into that writer's input:
-the layer's attributes
-(:func:`~napari_gifnet.io.imagej_tiff.layer_description`), its full-resolution
-level for a multiscale layer, and ``.tif`` added to another suffix.
+the one TIFF writer of this project, which says what Fiji/ImageJ sees and what is
+refused; this module turns a layer into that writer's input.
 """
 
 from __future__ import annotations

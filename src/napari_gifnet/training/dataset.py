@@ -331,10 +331,8 @@ class _KeyedSamples(torch.utils.data.Dataset):
 
 
 def _collate(samples: Sequence[torch.Tensor | Exception]) -> torch.Tensor | Exception:
-    for item in samples:
-        if isinstance(item, Exception):
-            return item
-    return torch.stack(list(samples), dim=1)  # type: ignore[arg-type]
+    failed = [item for item in samples if isinstance(item, Exception)]
+    return failed[0] if failed else torch.stack(list(samples), dim=1)  # type: ignore[arg-type]
 
 
 def step_loader(

@@ -15,18 +15,11 @@ the checkpoint ``OUT`` (say ``run.pth``):
   DenseNet-121 weights source and, for the random fallback, why; the
   MS-SSIM variant of the common loss; versions, steps done).
 
-Before any work, :func:`train` checks the settings (the crop at least
-:data:`~napari_gifnet.training.dataset.MIN_CROP`), that these files can be
-written (:func:`~napari_gifnet.training.runfiles.check_outputs`), the state
-of a run to resume, finds the DenseNet-121 weights (a one-line
-:class:`~napari_gifnet.training.features.DenseNetFallbackWarning` when it
-must fall back to random ones) and decodes every image of the folder once.
-The samples are built by ``workers`` DataLoader processes
-(:func:`~napari_gifnet.training.dataset.step_loader`). Nothing is
+Before any work, :func:`train` checks the settings, the outputs, the run to
+resume and the DenseNet-121 weights, and decodes every image once. Nothing is
 written before the first checkpoint: the weights, state, log and metadata are
-written together every ``checkpoint_every`` steps, at the end and on
-Ctrl-C (or a :class:`~napari_gifnet.util.progress.Cancelled` raised by the
-``progress`` callback: the napari widget's Cancel).
+written together every ``checkpoint_every`` steps, at the end and on Ctrl-C
+(or :class:`~napari_gifnet.util.progress.Cancelled`).
 
 A "step" is one batch, i.e. two optimiser steps. Runs are deterministic for a
 given seed, device and thread count, whatever the number of workers, and a
@@ -174,7 +167,6 @@ def train_step(
     (:data:`~napari_gifnet.training.losses.SSIM_VARIANTS`).
     """
     ir, vis, near, far = _batch_tensors(batch, device)
-    row: dict[str, float] = {}
     optimizer.zero_grad(set_to_none=True)
     w_ir, w_vis, weights = information_weights(extractor, ir, vis)
     loss1 = multimodal_loss(multimodal_step(model, ir, vis, near, far), ir, vis, w_ir, w_vis, ssim)
@@ -186,11 +178,9 @@ def train_step(
     loss2.total.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    row.update({f"s1_{k}": v for k, v in loss1.terms.items()})
-    row.update(weights)
-    row.update({f"s2_{k}": v for k, v in loss2.terms.items()})
-    row["total"] = loss1.terms["total"] + loss2.terms["total"]
-    return row
+    return {**{f"s1_{k}": v for k, v in loss1.terms.items()}, **weights,
+            **{f"s2_{k}": v for k, v in loss2.terms.items()},
+            "total": loss1.terms["total"] + loss2.terms["total"]}  # fmt: skip
 
 
 def _init_files(config: TrainConfig) -> list[str]:
@@ -264,37 +254,14 @@ def train(
     # before any work: a bad --out fails now, not at the first checkpoint; a run never
     # writes over a file it reads or into its training folders (a resume continues its own)
     check_outputs(paths, *_read_files(config))
-    saved = None
-    if config.resume:  # the one existence check of both files (load_state has none)
-        if not paths["state"].is_file() or not paths["checkpoint"].is_file():
-            raise FileNotFoundError(f"nothing to resume: {paths['state']} or {paths['checkpoint']} is missing")
-        saved = load_state(paths["state"])
-        fixed = (*RESUME_FIXED, *RESUME_DEFAULTS)
-        changed = [k for k in fixed if saved["config"][k] != getattr(config, k)]
-        if changed:
-            used = ", ".join(f"{k}={saved['config'][k]}" for k in changed)
-            raise ValueError(f"cannot resume with a different {', '.join(changed)} (the run used {used})")
+    saved = _resumed(config, paths)
     dataset = RGBJointDataset(config.pairs, config.crop, config.seed)
     # before decoding the images: a bad weights file fails, the fallback is told, at the start
     extractor = resolve_densenet(config.densenet_weights, hub=config.densenet_hub)
     dataset.check_images(progress=config.progress)  # unreadable images fail before training
     device = resolve_device(config.device)
-    start = 0
-    if saved is None:
-        model, init_info = initial_model(config.init, config.seed)
-    else:
-        model, init_info = initial_model(str(paths["checkpoint"]), config.seed)
-        init_info["resumed_from_step"] = start = saved["step"]
-    model = model.to(device).train()
-    if device.type == "cpu":  # about 2.5x faster convolutions, forward and backward
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    if saved is not None:
-        try:
-            optimizer.load_state_dict(saved["optimizer"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ValueError(f"cannot resume: the optimiser state in {paths['state']} does not fit "
-                             f"the network ({type(exc).__name__}: {exc})") from None  # fmt: skip
+    model, optimizer, init_info = _start(config, paths, saved, device)
+    start = 0 if saved is None else saved["step"]
     extractor = extractor.to(device)
     workers = default_workers() if config.workers is None else int(config.workers)
     per_epoch = dataset.batches_per_epoch(config.batch_size)
@@ -348,6 +315,49 @@ def train(
         write_log(paths["log"], rows)
     plot = plot_log(rows, paths["plot"]) if config.plot and rows else None
     return TrainResult(paths["checkpoint"], paths["log"], plot, paths["metadata"], step, rows)
+
+
+def _resumed(config: TrainConfig, paths: dict[str, Path]) -> dict[str, Any] | None:
+    """The saved state of the run to resume, checked against ``config``; None for a new run."""
+    if not config.resume:
+        return None
+    # the one existence check of both files (load_state has none)
+    if not paths["state"].is_file() or not paths["checkpoint"].is_file():
+        raise FileNotFoundError(
+            f"nothing to resume: {paths['state']} or {paths['checkpoint']} is missing"
+        )
+    saved = load_state(paths["state"])
+    fixed = (*RESUME_FIXED, *RESUME_DEFAULTS)
+    changed = [k for k in fixed if saved["config"][k] != getattr(config, k)]
+    if changed:
+        used = ", ".join(f"{k}={saved['config'][k]}" for k in changed)
+        raise ValueError(
+            f"cannot resume with a different {', '.join(changed)} (the run used {used})"
+        )
+    return saved
+
+
+def _start(
+    config: TrainConfig, paths: dict[str, Path], saved: dict[str, Any] | None, device: torch.device
+) -> tuple[GIFNet, torch.optim.Optimizer, dict[str, Any]]:
+    """The network on ``device`` and its optimiser, new or as the run to resume left them, and
+    where the weights came from (with ``resumed_from_step`` for a resumed run)."""
+    if saved is None:
+        model, init_info = initial_model(config.init, config.seed)
+    else:
+        model, init_info = initial_model(str(paths["checkpoint"]), config.seed)
+        init_info["resumed_from_step"] = saved["step"]
+    model = model.to(device).train()
+    if device.type == "cpu":  # about 2.5x faster convolutions, forward and backward
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if saved is not None:
+        try:
+            optimizer.load_state_dict(saved["optimizer"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"cannot resume: the optimiser state in {paths['state']} does not fit "
+                             f"the network ({type(exc).__name__}: {exc})") from None  # fmt: skip
+    return model, optimizer, init_info
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -1,68 +1,27 @@
 """Aligning the planes of a focus stack: translation, optionally scale and rotation (no torch).
 
 Each plane's luma is registered to a reference plane (by default the middle
-one). Three modes (the ``align`` option of :func:`napari_gifnet.fuse_stack`):
+one). The modes (the ``align`` option of :func:`napari_gifnet.fuse_stack`;
+``docs/stacks.md``, "Alignment", tells how each works and was tuned):
 
 ``"translation"`` (``align=True``)
-    Phase correlation (:func:`skimage.registration.phase_cross_correlation`,
-    subpixel with ``upsample_factor``), after a Gaussian blur of sigma 1 that
-    makes the differently defocused planes look more alike, mean removal and a
-    Hann window (which keeps the image borders from biasing the subpixel
-    peak). The shift is applied with :func:`scipy.ndimage.shift`
-    (nearest-edge filling).
-
+    Phase correlation (:func:`estimate_shift`, subpixel, on blurred,
+    mean-removed, Hann-windowed planes).
 ``"scale"``
-    Also corrects **focus breathing**, a small magnification change about the
-    image centre between planes (:func:`estimate_scale`). The score of a
-    candidate magnification ``s`` is the peak of the whitened (phase-only)
-    cross-correlation of the reference and the moving plane with ``s``
-    undone (:class:`_PhasePeak`: a blur changes magnitudes, not phases). A
-    flat-topped Tukey window (not a Hann window) tapers the borders there: a
-    Hann window weights a blurred feature unevenly and pulls it towards the
-    centre, which reads as a smaller scale for the blurrier plane (a bias of
-    about 0.5 %).
-
-    Coarse: every ``s = exp(0.01 k)`` in [1 / MAX_SCALE, MAX_SCALE] on the
-    planes reduced (block mean) to at most 96 px a side; fine: a bounded
-    scalar search (:func:`scipy.optimize.minimize_scalar`) within 1.5 % of
-    the coarse value, on planes of at most 384 px a side; ``s = 1`` is kept
-    if it scores better. The translation is then measured at full resolution on the moving plane
-    with its magnification undone, as in ``"translation"``. Both are applied
-    in one resampling (:func:`scipy.ndimage.affine_transform`, nearest-edge
-    filling).
-
+    Also corrects **focus breathing**, a magnification about the centre
+    (:func:`estimate_scale`): the scale whose undoing maximises the whitened
+    cross-correlation peak (:class:`_PhasePeak`).
 ``"similarity"``
     Rotation, magnification and translation, for hand-held stacks
-    (:func:`estimate_similarity`). A first guess of the angle and the
-    magnification comes from the Fourier magnitude spectra in log-polar
-    coordinates (Fourier-Mellin: a rotation of the plane rotates its
-    magnitude spectrum, a magnification shrinks it; both become shifts,
-    measured by phase correlation). A magnitude spectrum is point-symmetric,
-    so the angle is known only up to 180 degrees: both candidates are tried
-    and scored by the whitened cross-correlation peak (:class:`_PhasePeak`,
-    planes reduced to at most 96 px) together with a grid of small hand-held
-    motions (-8 to 8 degrees in 1 degree steps, magnifications 0.90 to 1.11
-    in 2 % steps), where the log-polar guess fails on planes sharp in
-    different places; the best is kept. The angle and the magnification are
-    then refined together by maximising that peak (Nelder-Mead, planes of at
-    most 384 px a side); no rotation or magnification is kept when it fits
-    better. Both planes are blurred alike (sigma 1.5 px) for this search.
-    The translation is measured at full resolution with both undone, and
-    all three are applied in one resampling. Planes under
-    :data:`MIN_SIMILARITY_SIZE` px a side hold too little for the angle and
-    magnification: they are aligned by translation alone
-    (:func:`similarity_fallback` says why, ``fuse_stack`` records it).
-
+    (:func:`estimate_similarity`: a log-polar guess and a grid of small
+    motions, refined by Nelder-Mead); planes under
+    :data:`MIN_SIMILARITY_SIZE` px a side fall back to translation
+    (:func:`similarity_fallback` says why).
 ``"auto"`` (``fuse_stack``'s default)
-    The data decide (:func:`measure_motion`): every plane's translation
-    against the reference, and on planes of at least
-    :data:`MIN_SIMILARITY_SIZE` px a side how far a similarity fitted to its
-    four quadrants' translations moves its corners, choose ``"similarity"``,
-    ``"translation"`` or nothing (no resampling: bit for bit the result of no
-    alignment). ``fuse_stack`` keeps ``"similarity"`` only if the similarity
-    then estimated moves a corner by more than :data:`AUTO_TURN` px
-    (quadrants with nothing to register on can mislead the fit), else falls
-    back to the translation, or to nothing.
+    The data decide (:func:`measure_motion`): ``"similarity"``,
+    ``"translation"`` or nothing (then bit for bit the result of no
+    alignment); ``fuse_stack`` keeps ``"similarity"`` only if the estimated
+    similarity moves a corner by more than :data:`AUTO_TURN` px.
 
 Resampling: :func:`apply_transform` (and :func:`apply_shift`) interpolate
 linearly unless told ``order``; :func:`resample` (cubic, clamped to the local
@@ -88,13 +47,11 @@ __all__ = [
 ALIGN_MODES = ("translation", "scale", "similarity")
 #: ``align="auto"`` (:func:`measure_motion`).
 AUTO = "auto"
-#: ``"auto"``: a translation above this (px) is corrected. Static defocus stacks
-#: (scikit-image scenes, 256 px, clean and with noise of 5 / 255) measure at most
-#: 0.07 px; the hand-held test motions are 1 to 2 px.
+#: ``"auto"``: a translation above this (px) is corrected (docs/stacks.md tells how
+#: this and AUTO_TURN were chosen).
 AUTO_SHIFT = 0.25
 #: ``"auto"``: a rotation / magnification moving a corner by more than this (px)
-#: takes ``"similarity"``. Static and shifted stacks measure up to 0.37 px, a
-#: rotation of 1 degree 2.5 to 3 px (256 px planes).
+#: takes ``"similarity"``.
 AUTO_TURN = 1.0
 _MOTION_SIZE = 256  # the motion is measured on planes of at most this many pixels a side
 #: ``"auto"``: a plane whose correlation peak with the reference (blurred, windowed,
@@ -116,11 +73,8 @@ _SIM_BLUR = 1.5  # Gaussian blur (px of the reduced planes) before the rotation 
 _GRID_ANGLES = np.arange(-8.0, 8.5, 1.0)  # the coarse grid of small rotations (degrees)
 _GRID_SCALES = np.exp(np.arange(-5, 6) * 0.02)  # ... and magnifications (0.90 to 1.11)
 #: The smallest plane side (px) on which ``"similarity"`` estimates a rotation
-#: and a magnification; smaller planes are aligned by translation alone. On
-#: crops of scikit-image scenes shifted by 1 or 2 px (no rotation), the angle
-#: found was up to 21 degrees off at 16 px, 11 at 24 and 2 at 48; at 64 px 8
-#: planes in 66 were off by more than 0.5 degree or 1 % (magnification up to
-#: 4.9 %); at 96 px 1 in 66, the median error 0.03 degree.
+#: and a magnification; smaller planes are aligned by translation alone (the
+#: errors measured on smaller crops: docs/stacks.md, "Explicit modes").
 MIN_SIMILARITY_SIZE = 96
 
 

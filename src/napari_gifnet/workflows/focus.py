@@ -8,12 +8,8 @@ decides by, :func:`guarded_median` cleans the plane map, :func:`noise_sigma`
 measures the noise, :func:`dissimilarity` compares a plane with a fused result.
 
 The noisy-stack path (noise above :data:`NOISE_THRESHOLD`: :func:`noisy_focus`,
-:class:`SoftBlend`, :func:`selection_share`): each output pixel is the average
-of the planes weighted by ``exp(-(best - score) / T)``, ``T`` a multiple of
-the noise's own contribution to the score. Planes whose focus differs from
-the best by less than the noise can tell share the pixel (averaging their
-noise away), clearly sharper planes win it alone, and detail standing far
-above the noise is handed back to the selected plane's own value.
+:class:`SoftBlend`, :func:`selection_share`) blends the planes by weights
+``exp(-(best - score) / T)`` instead (docs/stacks.md, "Noisy stacks").
 """
 
 from __future__ import annotations

@@ -18,9 +18,6 @@ registered (no alignment: ``fuse`` fuses registered pairs):
     pyramid is :func:`napari_gifnet.methods.classical.laplacian_pyramid`'s.
     Chosen on the tune scenes of ``benchmarks/bench_multifocus_pairs.py``
     (max-abs on the finest 1, 2 or 3 levels: 1 scored best there).
-
-The result is a :class:`FocusPairResult` with the selection's depth and
-confidence maps. Inputs are never modified.
 """
 
 from __future__ import annotations

@@ -1,35 +1,14 @@
 """All-in-focus fusion of a focus stack (N planes): :func:`fuse_stack`.
 
-GIFNet and the classical baselines fuse pairs; a stack is reduced to one
-image by folding pairs:
-
-* ``strategy="sequential"``: the running result is fused with the next plane,
-  ``((p0 + p1) + p2) + ...`` (N - 1 fusions, one running image in memory).
-* ``strategy="tree"``: neighbours are fused pairwise, level by level (a
-  balanced binary tree over the planes in order; N - 1 fusions, at most
-  about log2(N) partial results in memory).
-
-``method="focus"`` instead picks, per pixel, the plane of highest local focus
-energy (:func:`napari_gifnet.workflows.focus.edge_focus`), cleans that index
-map with a median that only replaces unconfident decisions and copies each
-pixel from its plane; on noisy stacks a second pass blends the planes by
-noise-robust focus weights instead (see :mod:`napari_gifnet.workflows.focus`).
-
-Planes are read one at a time (``np.asarray`` of one index of the stack, so a
-dask array is never loaded whole) and normalised with **one range for the
-whole stack** (:func:`~napari_gifnet.workflows.planes.stack_range`); memory
-holds O(1) full-size planes besides the output (the tree: O(log N)). With an
-alignment (``align``, see :func:`fuse_stack`), focus is measured on each plane
-in its own frame and the focus map is moved (not the pixels, whose
-resampling would blur the moved planes and bias the decision towards the
-unmoved reference); the pixels copied are resampled with clamped cubic
-splines.
-
-Depth map: ``method="focus"`` reports the (cleaned) index it selected by.
-Pairwise methods report, per pixel, the plane locally most similar to the
-fused result (smallest Gaussian-windowed mean squared difference of the lumas,
-sigma 2 px), read in a second pass. Confidence is the normalised margin
-between the best and the second-best plane (see :class:`~napari_gifnet.workflows.focus.BestPlane`).
+GIFNet and the classical baselines fuse pairs: a stack is folded pairwise
+(``strategy="sequential"``: ``((p0 + p1) + p2) + ...``; ``"tree"``: a balanced
+binary tree over the planes in order; N - 1 fusions either way) or, for the
+N-image rules, fused at once (``"all"``). ``method="focus"`` instead picks,
+per pixel, the plane of highest focus energy (:mod:`napari_gifnet.workflows.focus`).
+Planes are read one at a time with one range for the whole stack
+(:class:`~napari_gifnet.workflows.planes.Planes`); with an alignment, focus is
+measured in each plane's own frame and the focus map is moved, not the pixels.
+``docs/stacks.md`` tells the decision, the depth map, the memory and the dtype.
 """
 
 from __future__ import annotations
@@ -219,11 +198,9 @@ def fuse_stack(
         GIFNet) or ``"focus"`` (per-pixel focus-measure selection). Default:
         the task's method (:data:`TASKS`).
     task : {"focus", "exposure"}, optional
-        What the planes differ by. ``"focus"`` (also when None): focus
-        selection (:data:`DEFAULT_METHOD`); ``"exposure"``: an exposure
-        bracket, never fused by focus selection by default
-        (:data:`EXPOSURE_METHOD`, every plane at once) and aligned only by
-        an explicit ``align`` mode.
+        What the planes differ by (None: ``"focus"``); picks the default
+        method (:data:`TASKS`); ``"exposure"`` planes are aligned only by an
+        explicit ``align`` mode.
     strategy : {"sequential", "tree", "all"}, optional
         How a blending method meets the planes (ignored by ``"focus"``):
         pairs folded in sequence or as a balanced tree, or ``"all"`` planes
@@ -239,11 +216,8 @@ def fuse_stack(
         Register every plane to the ``reference`` plane first (the modes:
         :mod:`napari_gifnet.workflows.alignment`; ``True``: translation,
         ``False`` or ``"none"``: none). ``"auto"`` (the default): as far as the
-        planes' measured motion calls for (by ``"similarity"``,
-        ``"translation"`` or not at all, then the same result as ``False``, bit
-        for bit); ``metadata["alignment"]`` says which and ``metadata["motion"]``
-        what was measured. The transforms are in ``result.shifts``,
-        ``result.scales`` and ``result.rotations`` (degrees).
+        measured motion calls for; ``metadata["alignment"]`` says which and
+        ``metadata["motion"]`` what was measured.
     reference : int, optional
         Reference plane for ``align``; default the middle one.
     normalization : {"auto", "dtype", "minmax", "percentile"} or (lo, hi)
@@ -252,15 +226,10 @@ def fuse_stack(
         by the widest 0.1-99.9 percentile range over the planes.
     keep_dtype : bool
         Return the image in the input dtype on the input's scale (e.g. a
-        uint16 stack gives a uint16 image) instead of float32 in [0, 1].
-        Selection (``"focus"``, ``select=True``): each pixel is its plane's
-        value as stored (moved planes: resampled with cubic splines clamped to
-        the local range, then rounded). Pairwise
-        blends: the fused [0, 1] result mapped back linearly from the
-        normalisation range; where the value of the plane the depth map names
-        lies outside that range (which the fusion saw clipped), that value is
-        kept instead (counted in ``metadata["restored_out_of_range"]``). The
-        float32 output (``keep_dtype=False``) stays clipped to the range.
+        uint16 stack gives a uint16 image) instead of float32 in [0, 1]:
+        selection copies the planes' stored values, a pairwise blend is
+        mapped back from the normalisation range (values beyond it restored,
+        ``metadata["restored_out_of_range"]``; docs/stacks.md).
     weights, device
         For GIFNet (see :func:`napari_gifnet.fuse`); ignored otherwise.
     progress : callable, optional
@@ -269,18 +238,14 @@ def fuse_stack(
     pair_options : mapping, optional
         More keyword arguments for each pairwise fusion: the options of
         :func:`napari_gifnet.fuse` (``weights`` and ``device`` here override
-        the arguments above; a method that does not take one ignores it) and
-        the method's own parameters (names and types checked before any
-        plane is read, :func:`napari_gifnet.methods.registry.check_method_params`);
-        ``normalization`` and ``progress`` are fuse_stack's own and refused,
-        and so are the fusion options where no pair is fused (``"focus"``,
-        ``strategy="all"``), where they would have no effect.
+        the arguments above) and the method's own parameters (checked before
+        any plane is read); see Raises for what is refused.
 
     Returns
     -------
     StackResult
-        ``image``, ``depth_map``, ``confidence``, ``shifts``, ``luma``,
-        ``metadata``, ``elapsed``, ``scales``, ``rotations``.
+        The fused image, its depth and confidence maps and its metadata (see
+        its attributes).
 
     Raises
     ------
@@ -686,18 +651,11 @@ def _noisy_pass(
     keep_dtype: bool,
     step: Callable[[], None],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The noisy-stack path: a second pass blending the planes by noise-robust weights.
-
-    ``chosen`` is the selection's plane map (two-scale focus, guarded median)
-    and ``confidence`` its confidence. Each pixel is the soft blend of the
-    planes (:class:`~napari_gifnet.workflows.focus.SoftBlend` of the
-    weights' score, :func:`~napari_gifnet.workflows.focus.noisy_focus`)
-    mixed with the chosen plane's own value by
-    :func:`~napari_gifnet.workflows.focus.selection_share` (detail far above
-    the noise is copied, not averaged). Returns the depth map (the chosen
-    plane where the selection has the larger share, else the plane of highest
-    depth score after the guarded median), its confidence, the float32
-    normalised image and the output image.
+    """The noisy-stack path (docs/stacks.md, "Noisy stacks"): a second pass blending the
+    planes by noise-robust weights, mixed with the value of the plane ``chosen`` (the
+    selection's plane map, of confidence ``confidence``) where detail stands far above
+    the noise. Returns the depth map, its confidence, the float32 normalised image and
+    the output image.
     """
     n, shape2d = planes.n, planes.plane_shape[:2]
     best = BestPlane(shape2d, larger_is_better=True)

@@ -14,9 +14,6 @@ fixed point to its moving point, ``moving ~ matrix @ [*fixed, 1]``:
     of the rotated, centred points).
 ``"affine"``
     Any linear map and translation (linear least squares).
-
-The residual of each pair (the distance between the moving point and the
-fitted image of the fixed point, world units) is reported.
 """
 
 from __future__ import annotations

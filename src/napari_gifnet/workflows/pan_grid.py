@@ -129,8 +129,9 @@ def resample_band(
     src_translate, dst_translate : float or (float, float)
         World positions of the two grids' pixel (0, 0) (used with the scales).
     float64 : bool
-        Keep a float64 band in float64 (as :func:`pansharpen`'s spectral
-        methods do) instead of float32.
+        Keep a float64 band in float64 (as the spectral methods of
+        :func:`~napari_gifnet.workflows.pansharpening.pansharpen` do) instead
+        of float32.
 
     Returns
     -------
@@ -144,7 +145,8 @@ def resample_band(
     ------
     ValueError
         A band that is not 2-D, empty, complex or not numeric; a bad
-        ``shape``; invalid scales or translates (see :func:`pansharpen`).
+        ``shape``; invalid scales or translates (see
+        :func:`~napari_gifnet.workflows.pansharpening.pansharpen`).
     """
     from scipy import ndimage
 

@@ -16,30 +16,10 @@ Two families of methods, one function:
   the model was trained) and the bands are put back together in the input's
   layout.
 
-1. **Grid.** Bands not on the panchromatic grid (smaller, or placed by the
-   pixel sizes and positions) are resampled onto it by
-   :func:`~napari_gifnet.workflows.pan_grid.resample_band` (cubic, clipped to
-   each band's own range): spectral methods keep them as float (float64
-   bands as float64, others as float32), per-band fusion brings them back
-   to their dtype, so each is normalised as an image of that dtype. A
-   multispectral grid that does not cover the panchromatic one (often a
-   wrong ``band_axis``) is refused (:func:`~napari_gifnet.workflows.pan_grid.check_grid`).
-2. **Fusion.** Spectral methods: all bands at once, with the resolution ratio
-   (``ratio``); per-band fusion: each band with the panchromatic image, by
-   GIFNet or a baseline. ``result.luma`` keeps each fused band as float32 in
-   [0, 1] (the network output; for spectral methods the band over its
-   original range).
-3. **Range.** Each fused band goes back to its band's range (``rescale``):
-   ``"range"`` (default) keeps each output band within the original (not
-   resampled) band's minimum..maximum: spectral methods are clipped to it,
-   per-band fusion maps the fused luma's minimum..maximum linearly onto it,
-   so the band spans exactly the values its input band spanned;
-   ``"moments"`` matches the (resampled) band's mean and standard deviation
-   instead (clipped to the band's dtype range); ``"none"`` leaves spectral
-   results as they are and inverts the band's input normalisation for
-   per-band fusion (uint8: x 255). Integer bands are rounded and keep their
-   dtype, bool bands are thresholded at 0.5; float bands come back as
-   float32.
+Each run resamples the bands onto the panchromatic grid
+(:mod:`~napari_gifnet.workflows.pan_grid`), fuses them and brings each fused
+band back to its band's values (``rescale``, :func:`_rescale`): the three
+steps are told in docs/pansharpening.md, "Grid, fusion and range".
 """
 
 from __future__ import annotations
@@ -433,7 +413,11 @@ def pansharpen(
         :data:`napari_gifnet.methods.classical.BASELINES`; see
         :func:`pansharpen_method_names`.
     rescale : {"range", "moments", "none"}
-        How each fused band returns to its band's values (module docstring).
+        How each fused band returns to its band's values: ``"range"`` within
+        the band's minimum..maximum, ``"moments"`` its mean and standard
+        deviation, ``"none"``: a spectral method's band as it comes, a
+        per-band fusion's with its input normalisation undone
+        (docs/pansharpening.md, step 3).
     ratio : float, optional
         The panchromatic / multispectral resolution ratio the spectral
         methods assume (their low-pass filters); default: from the grids

@@ -11,35 +11,21 @@ Coordinates
 -----------
 Arrays are in numpy axis order, ``(y, x)`` or ``(z, y, x)``. A pixel's WORLD
 position is its index times the spacing of its image (both images have their
-origin at index 0). A :class:`Transform`'s ``matrix`` is homogeneous
-(``ndim + 1`` square, float64, numpy axis order) and maps a point of the
-FIXED image to the point of the MOVING image that lands there (the
-resampling direction, as ITK does)::
-
-    moving_world = matrix @ [*fixed_world, 1]
+origin at index 0). A :class:`Transform` maps a point of the FIXED image to
+the point of the MOVING image that lands there (the resampling direction, as
+ITK does): ``moving_world = matrix @ [*fixed_world, 1]``.
 
 How :func:`register` works
 --------------------------
-1. Each input becomes a float intensity: colour (H, W, 3|4) inputs their luma
-   (BT.601 weights of the first three channels), every image rescaled to its
-   robust range (0.1 and 99.9 percentiles) and clipped to 0..1.
-2. Start: the transform centred by :class:`SimpleITK.CenteredTransformInitializer`
-   (the centres of the two images' extents, ``GEOMETRY``) and, where both
-   images share one grid (same shape and spacing), also the translation
-   measured by phase correlation; the start with the better mutual
-   information is kept.
-3. Multi-resolution gradient descent (regular steps, scales from the
-   physical shift of each parameter) on a fixed random sample of the fixed
-   image's pixels (:data:`SEED`; SimpleITK runs on one thread there, so the
-   sums come in one order: results are reproducible bit for bit), linear
-   interpolation, shrink factors and smoothing chosen from the image size
-   (the coarsest level keeps at least :data:`MIN_LEVEL_SIZE` px a side). A
-   rigid transform is estimated first; a similarity or affine transform
-   then starts where it ended (fewer parameters first: steadier on volumes).
-   Each level runs on its own, its first step a physical shift of half its
-   pixel (1 to 2 px of the finest level; the learning rate estimated from
-   it): an exact start stays where it is. The better of the start and the
-   end (by the metric) is kept.
+1. Each input becomes a float intensity (:func:`_intensity`: luma for
+   colour, its robust range rescaled to 0..1).
+2. Start: the images' centres matched and, on one grid, the phase-correlation
+   translation; the better by mutual information is kept (:func:`_best_start`).
+3. Multi-resolution gradient descent on a fixed random sample of the fixed
+   image's pixels (:data:`SEED`; SimpleITK on one thread, so results are
+   reproducible bit for bit): rigid first, then the asked kind
+   (:func:`_optimise_stages`), each level with its own first step
+   (:func:`_optimise`). The better of the start and the end is kept.
 4. Refusals (:class:`RegistrationError`, naming the inputs): see
    :func:`register`.
 
@@ -581,8 +567,8 @@ def affine_slab(
     Returns
     -------
     tuple of slice
-        One per axis of ``source_shape``; empty (start == stop: 0 or the
-        source's length, the side it lies on) on an axis the block misses.
+        One per axis of ``source_shape``; empty (start == stop) on an axis
+        the block misses.
     """
     origin = offset + matrix @ np.asarray(start, float)
     corners = np.array(list(itertools.product(*(sorted({0, k - 1}) for k in shape))), float)
@@ -793,8 +779,9 @@ def _optimise(
     (2 units of an affine matrix entry are a shift of hundreds of pixels), and a step of
     the coarse levels' size at the finest level, where the unsmoothed metric is rugged,
     leaves it with no way back. ``finest``: run only that many of the finest levels.
-    ``tick`` is called after each iteration; when it returns False the registration stops (an exception raised in SimpleITK's callback would go
-    to ``sys.excepthook``, napari's error dialog).
+    ``tick`` is called after each iteration; when it returns False the registration
+    stops (an exception raised in SimpleITK's callback would go to ``sys.excepthook``,
+    napari's error dialog).
     """
     import SimpleITK as sitk
 
@@ -1051,17 +1038,17 @@ def _optimise_stages(
     """Optimise the rigid ``start``, then (similarity, affine) the asked transform from where
     the rigid stage ended, on the two finest levels only (the coarse ones would first move
     it off the rigid optimum); the final SimpleITK transform and the stop condition."""
-    stages = [start] if transform == "rigid" else [start, _new_transform(transform, len(shape))]
-    stop = ""
-    for previous, stage in zip([None, *stages], stages):
-        if previous is not None:  # starts where the rigid stage ended
-            stage.SetCenter(previous.GetCenter())
-            stage.SetMatrix(previous.GetMatrix())
-            stage.SetTranslation(previous.GetTranslation())
-        stop = _optimise(f_img, m_img, stage, shape, step, counter.tick, names,
-                         finest=None if previous is None else 2)  # fmt: skip
-        counter.raise_kept()
-    return stages[-1], stop
+    stop = _optimise(f_img, m_img, start, shape, step, counter.tick, names)
+    counter.raise_kept()
+    if transform == "rigid":
+        return start, stop
+    stage = _new_transform(transform, len(shape))
+    stage.SetCenter(start.GetCenter())  # starts where the rigid stage ended
+    stage.SetMatrix(start.GetMatrix())
+    stage.SetTranslation(start.GetTranslation())
+    stop = _optimise(f_img, m_img, stage, shape, step, counter.tick, names, finest=2)
+    counter.raise_kept()
+    return stage, stop
 
 
 def _refuse_chance(metric: float, chance: float, names: tuple[str, str]) -> None:

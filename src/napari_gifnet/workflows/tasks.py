@@ -1,14 +1,6 @@
-"""Fusion by task: :func:`fuse` runs the method a task measures best with.
-
-``fuse(a, b)`` is GIFNet, exactly :func:`napari_gifnet.engine.fusion.fuse`
-(the same call, the same result). ``fuse(a, b, task="mfif")`` runs the
-task's default method (:attr:`napari_gifnet.methods.presets.TaskPreset.method`,
-chosen on the task's ground-truth benchmark, see ``docs/quality.md``),
-``method=`` another; the result's metadata then says what ran and why.
-:func:`fuse_method` runs any method of
-:data:`napari_gifnet.methods.registry.METHODS`, the focus methods through
-:func:`napari_gifnet.workflows.focus_pair.fuse_focus_pair` (with their depth
-and confidence maps).
+"""Fusion by task: :func:`fuse` runs the method a task measures best with (or
+GIFNet without a task); :func:`fuse_method` runs any method of
+:data:`napari_gifnet.methods.registry.METHODS`.
 """
 
 from __future__ import annotations
@@ -162,17 +154,14 @@ def fuse(
 def _signature() -> inspect.Signature:
     """GIFNet's signature with ``task`` and ``method`` (what ``help(fuse)`` shows)."""
     gifnet = inspect.signature(engine.fuse)
-    params = list(gifnet.parameters.values())
-    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD)
-    positional = [p for p in params if p.kind not in kinds]
     extra = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                           annotation="str | None")
         for name in ("task", "method")
     ]  # fmt: skip
-    keywords = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    variadic = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
-    return gifnet.replace(parameters=[*positional, *extra, *keywords, *variadic])
+    # a stable sort by kind: task and method first of the keyword-only parameters
+    params = sorted([*extra, *gifnet.parameters.values()], key=lambda p: p.kind)
+    return gifnet.replace(parameters=params)
 
 
 fuse.__signature__ = _signature()  # type: ignore[attr-defined]

@@ -1,16 +1,11 @@
 """The job machinery every dock widget shares.
 
-A widget is a form: it collects options and builds a *work* function that
-calls the console function (``iter_fusion``, ``fuse_stack``, ``pansharpen``,
-``enhance``, ``metrics_job``) with a ``progress`` callback; a
-:class:`JobRunner` runs it in a napari worker thread, with Cancel, progress
-bars, warnings and the outcome in a :class:`StatusLine`. :class:`LayerWatcher`
-keeps image-layer pickers in step with the viewer's layers,
-:func:`gifnet_controls` adds the device and weights controls (the weights
-one plugin-wide setting, :class:`SharedWeights`), and :class:`JobWidget` is
-the magicgui form base of the fusion, focus-stack, pansharpen, enhance and
-fine-tune widgets. The runner and the watcher also serve a plain ``QWidget``
-(the metrics widget).
+A widget is a form that builds a *work* function calling the console
+function with a ``progress`` callback; a :class:`JobRunner` runs it in a
+napari worker thread (Cancel, progress bar, warnings, the outcome in a
+:class:`StatusLine`). :class:`JobWidget` is the base of the magicgui forms;
+the runner and :class:`LayerWatcher` also serve a plain ``QWidget`` (the
+metrics widget).
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,6 +282,7 @@ class JobRunner:
         self._job: Generator[Any, None, Outcome] | None = None
         self._done: Callable[[Any], str] = str
         self._describe: Callable[[BaseException], str] = _failed
+        self._ended: Callable[[], None] | None = None
         self._relay = ProgressRelay(parent)
         self._relay.progressed.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
         on_destroyed(parent, self.close)
@@ -303,13 +300,15 @@ class JobRunner:
         done: Callable[[Any], str],
         describe: Callable[[BaseException], str] = _failed,
         running: str | None = None,
+        ended: Callable[[], None] | None = None,
     ) -> GeneratorWorker | None:
         """Run ``work(progress)`` in a worker thread; returns the worker (None if busy).
 
         ``label`` names the progress bar; ``running`` is the status line
         meanwhile (default ``"Running: <label> ..."``). On success ``done(value)``
         runs on the GUI thread and returns the status line; on failure
-        ``describe(error)`` is the notification's message.
+        ``describe(error)`` is the notification's message. ``ended()`` runs
+        however the job ends, as :attr:`running` turns False (before ``done``).
         """
         from napari.qt.threading import create_worker
         from napari.utils import progress
@@ -318,7 +317,7 @@ class JobRunner:
             return None
         self._cancel = cancel = threading.Event()
         self._outcome = None
-        self._done, self._describe = done, describe
+        self._done, self._describe, self._ended = done, describe, ended
         emit = self._relay.progressed.emit
 
         def report(done: int, total: int) -> None:
@@ -403,6 +402,8 @@ class JobRunner:
             return
         self.bar.end()
         self._set_running(False, "Ready.")
+        if self._ended is not None:
+            self._ended()
         if outcome.cancelled or self._cancel.is_set():
             self.status_line.show(self.cancelled_text)
         elif outcome.error is not None:
@@ -593,10 +594,8 @@ class SharedWeights:
 
 
 def _disconnect(hub: Any, slot: Callable[..., Any]) -> None:
-    try:
+    with suppress(TypeError, RuntimeError):  # not connected, or the hub is gone already
         hub.changed.disconnect(slot)
-    except (TypeError, RuntimeError):  # not connected, or the hub is gone already
-        pass
 
 
 def gifnet_controls(widget: Any) -> None:

@@ -1,24 +1,14 @@
 """Widget settings remembered from one napari launch to the next (Qt's ``QSettings``).
 
-:class:`WidgetSettings` restores the controls a job widget names (never the
-layer pickers) when it is made, stores a control's value as JSON text
-whenever it changes (one group per widget: ``fusion/method``, ...) and
-:meth:`~WidgetSettings.reset` forgets them. A stored value the control cannot
-take any more (a choice that is gone, a missing file, unreadable text) is
-ignored. The GIFNet weights file is one plugin-wide setting,
-``plugin/weights`` (:func:`stored_weights`, :func:`store_weights`), sent to
-every open widget at once (:func:`weights_hub`); while it was never stored,
-an older version's ``<group>/weights`` (:data:`OLD_WEIGHTS_GROUPS`) is read.
-
-Where (:func:`open_settings`, on every read and write): the INI file named by
-``NAPARI_GIFNET_SETTINGS``, else the user's settings of organisation
+One group per widget (``fusion/method``, ...: :class:`WidgetSettings`) and the
+plugin-wide weights file ``plugin/weights`` (:func:`stored_weights`), each
+value stored as JSON text. Where (:func:`open_settings`): the INI file named
+by ``NAPARI_GIFNET_SETTINGS``, else the user's settings of organisation
 ``"napari-gifnet"``, application ``"widgets"`` (on Linux
-``~/.config/napari-gifnet/widgets.conf``); nothing while a pytest test runs
-without the variable. Only a file the plugin wrote is handed to ``QSettings``
-(which rewrites the whole file): any other (:func:`foreign_reason`) is left
-as it is, with one warning, and the settings are kept in memory
-(:class:`MemorySettings`) for the session. QSettings stores atomically
-(``isAtomicSyncRequired``, set here): an interrupted store leaves the old file.
+``~/.config/napari-gifnet/widgets.conf``). Only a file the plugin wrote is
+handed to ``QSettings`` (which rewrites the whole file, atomically); any
+other (:func:`foreign_reason`) is left as it is, with one warning, and the
+settings are kept in memory (:class:`MemorySettings`).
 """
 
 from __future__ import annotations
@@ -29,7 +19,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -211,12 +201,9 @@ def value_of(control: Any) -> Any:
     """A control's value as stored (JSON-able)."""
     if isinstance(control, FileEdit):
         return str(control.line_edit.value).strip()
-    if isinstance(control, CheckBox):
-        return bool(control.value)
-    if isinstance(control, FloatSpinBox):
-        return float(control.value)
-    if isinstance(control, SpinBox):
-        return int(control.value)
+    for kind, cast in ((CheckBox, bool), (FloatSpinBox, float), (SpinBox, int)):
+        if isinstance(control, kind):
+            return cast(control.value)
     return control.value
 
 
@@ -316,15 +303,11 @@ class WidgetSettings:
 
     def save(self, name: str) -> None:
         """Store control ``name``'s value (called when it changes)."""
-        if self._quiet:
-            return
-        settings = open_settings()
+        settings = None if self._quiet else open_settings()
         if settings is None:
             return
-        try:
+        with suppress(TypeError, ValueError):  # not JSON-able: not stored
             _write(settings, self.key(name), value_of(self.controls[name]))
-        except (TypeError, ValueError):
-            return
 
     def reset(self) -> None:
         """Put every control back to its default and forget the stored values."""
@@ -351,12 +334,10 @@ _chosen_now: set[str] = set()
 def weights_hub() -> _WeightsHub:
     """The one object whose ``changed(str)`` signal carries the shared weights file."""
     global _hub
-    try:
+    with suppress(RuntimeError):
         if _hub is not None:
             _hub.objectName()  # raises once Qt has deleted it (e.g. at exit)
             return _hub
-    except RuntimeError:
-        pass
     _hub = _WeightsHub()
     return _hub
 

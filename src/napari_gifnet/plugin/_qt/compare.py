@@ -1,13 +1,10 @@
 """The "Compare methods" button and table the fusion, stack and pansharpen widgets share.
 
 :func:`add_compare_controls` gives a :class:`~._job.JobWidget` the button and
-the table; the widget's ``compare_job()`` (GUI thread, reads no pixels)
-returns a :class:`CompareJob` whose work calls one of
-:mod:`napari_gifnet.plugin.compare_methods`' functions in the widget's
-worker (one job at a time with Run; Cancel stops it). Each method's result
-becomes the layer ``"compare: <base> (<Method>)"`` (updated when that method
-runs again), the layers of a comparison are grouped with only the best one
-visible, and the table shows every method's metrics, the best row marked.
+the table; the widget's ``compare_job()`` returns a :class:`CompareJob` whose
+work calls :mod:`napari_gifnet.plugin.compare_methods` in the widget's worker.
+Each method's result becomes the layer ``"compare: <base> (<Method>)"``, the
+layers of a comparison grouped with only the best one visible.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The "Enhance" dock widget: one image layer fused with itself.
 
 A form over :func:`napari_gifnet.workflows.enhancement.enhance`, run in the
-widget's worker (which reads the pixels, never the GUI thread). It adds
-``"<name> enhanced (<variant>)"`` with the layer's transforms; "keep previous
-results" is on by default (gamma changes the result but not the name). The
-options are remembered across launches.
+widget's worker. It adds ``"<name> enhanced (<variant>)"`` with the layer's
+transforms; "keep previous results" is on by default (gamma changes the
+result but not the name).
 """
 
 from __future__ import annotations

@@ -1,22 +1,14 @@
 """The "Fine-tune GIFNet" dock widget: train on your own pairs without leaving napari.
 
-The training data is a folder of pairs (``DIR/first`` + ``DIR/second``, what
-``napari-gifnet train --pairs DIR`` reads) or the current two image layers,
-written as a pairs folder in a temporary directory (:func:`write_layer_pairs`,
-removed afterwards). *more options* holds the batch size, crop, learning
-rate, starting weights, device and the DenseNet-121 weights the training
-loss needs. The settings scroll when the dock is short; Train, the status
-line and the loss plot stay in view.
-
-Train calls :func:`napari_gifnet.training.loop.train`, the code path of
-``napari-gifnet train``, in the widget's worker (:mod:`._job`; ``workers=0``:
-no processes forked from napari) and draws each step's losses on the GUI
-thread. Cancel stops after the current step and keeps its checkpoint, as
-Ctrl-C does for the command. When the run ends, the checkpoint becomes the
-weights of the *GIFNet fusion* widget (opened when not docked); *Use in
-fusion* does the same for a cancelled run. torch is imported only when a job
-runs; :func:`keep_triton_out` keeps triton's LLVM from crashing a napari
-drawn with Mesa's (docs/training.md, "Troubleshooting").
+The training data is a folder of pairs (what ``napari-gifnet train --pairs
+DIR`` reads) or the current two image layers (:func:`write_layer_pairs`).
+Train calls :func:`napari_gifnet.training.loop.train`, the command's code
+path, in the widget's worker (:mod:`._job`; ``workers=0``: no processes
+forked from napari) and draws each step's losses. Cancel stops after the
+current step and keeps its checkpoint, as Ctrl-C does for the command; the
+checkpoint becomes the *GIFNet fusion* widget's weights. torch is imported
+only when a job runs; :func:`keep_triton_out` keeps triton's LLVM from
+crashing a napari drawn with Mesa's (docs/training.md, "Troubleshooting").
 """
 
 from __future__ import annotations
@@ -27,6 +19,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +61,63 @@ _CHECKPOINTS = "Checkpoints (*.pth *.pt);;All files (*)"
 #: The loss curves drawn: log column -> legend.
 CURVES = {"total": "total", "s1_total": "multimodal step", "s2_total": "photographic step"}
 FUSION_NAME = "GIFNet fusion"
+#: The tooltips of the form's controls and buttons.
+TIPS = {
+    "run_button": "Start fine-tuning with these settings (in the background)",
+    "cancel_button": "Stop after the current step; that step's checkpoint is written and kept",
+    "source": (
+        "Train on a folder of pairs (many images: a better model), or on the two image "
+        "layers chosen below (a quick trial on what is open)"
+    ),
+    "pairs": (
+        "A folder with first/ and second/ subfolders of aligned images with matching "
+        "names (as for napari-gifnet train --pairs)"
+    ),
+    "first": "The image layer of the first modality (e.g. infrared, CT, PET)",
+    "second": (
+        "The image layer of the second modality, aligned with the first and of its size "
+        "(e.g. visible, MRI); it is also the reconstruction target"
+    ),
+    "steps": (
+        "Batches to train on (two optimiser steps each); a few hundred adapt the "
+        "published weights, 1-3 only test the set-up"
+    ),
+    "out": (
+        "The checkpoint to write; its .train.pt, .log.csv, .loss.png and .train.json "
+        "are written next to it. Choose a new name to keep earlier runs"
+    ),
+    "advanced": (
+        "Show batch size, crop, learning rate, starting weights, device and the "
+        "DenseNet-121 weights the loss needs"
+    ),
+    "batch_size": "Crops per step; lower it if memory runs out, raise it on a large GPU",
+    "crop": (
+        f"Side of the random square crops, in pixels (at least {MIN_CROP}); at most the "
+        "images' smaller side, lower it for small images or little memory"
+    ),
+    "lr": (
+        "Adam learning rate: 1e-4 is safer for fine-tuning; 1e-3 (published) only to "
+        "train from scratch"
+    ),
+    "init": (
+        "The published checkpoint, or the weights file the GIFNet widgets share (the "
+        "published checkpoint when empty); choose the latter to go on from an earlier "
+        "fine-tune"
+    ),
+    "device": (
+        "Where training runs: auto takes the GPU when there is one, else the CPU; "
+        "choose cpu to leave the GPU free"
+    ),
+    "densenet": (
+        "ImageNet DenseNet-121 weights (a state_dict file) that weigh the training loss. "
+        f"Empty: {DENSENET_ENV}, else timm's download (cached); offline without either, "
+        "a random DenseNet-121 is used and the loss is not the published one"
+    ),
+    "use_button": (
+        "Put the output checkpoint into the GIFNet fusion widget's weights (opened if "
+        "needed); for a cancelled run or an earlier checkpoint"
+    ),
+}
 
 
 class LossRelay(QObject):
@@ -81,12 +131,10 @@ def find_fusion_widget(viewer: napari.Viewer, open_it: bool = False) -> FusionWi
     from .fusion_widget import FusionWidget
 
     window = getattr(viewer, "window", None)
-    docked = getattr(window, "dock_widgets", None)
-    for widget in (docked or {}).values():
-        if isinstance(widget, FusionWidget):
-            return widget
-    if not open_it or window is None:
-        return None
+    docked = getattr(window, "dock_widgets", None) or {}
+    found = next((w for w in docked.values() if isinstance(w, FusionWidget)), None)
+    if found is not None or not open_it or window is None:
+        return found
     try:
         _dock, widget = window.add_plugin_dock_widget("napari-gifnet", FUSION_NAME)
     except Exception:  # noqa: BLE001 - e.g. the plugin is not registered; the caller says so
@@ -205,98 +253,10 @@ class FinetuneWidget(JobWidget):
     refusal = "Cannot fine-tune"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        from ...engine.devices import available_devices
-
         super().__init__(napari_viewer)
         self.run_button.text = "Train"
-        self.run_button.tooltip = "Start fine-tuning with these settings (in the background)"
-        self.cancel_button.tooltip = (
-            "Stop after the current step; that step's checkpoint is written and kept"
-        )
-        self.source = ComboBox(label="training data", choices=SOURCES, value="folder")
-        self.source.tooltip = (
-            "Train on a folder of pairs (many images: a better model), or on the two image "
-            "layers chosen below (a quick trial on what is open)"
-        )
-        self.pairs = FileEdit(label="pairs folder", mode="d")
-        self.pairs.tooltip = (
-            "A folder with first/ and second/ subfolders of aligned images with matching "
-            "names (as for napari-gifnet train --pairs)"
-        )
-        self.first = ComboBox(label="first (modality)", choices=self._image_choices)
-        self.first.tooltip = "The image layer of the first modality (e.g. infrared, CT, PET)"
-        self.second = ComboBox(label="second (reference)", choices=self._image_choices)
-        self.second.tooltip = (
-            "The image layer of the second modality, aligned with the first and of its size "
-            "(e.g. visible, MRI); it is also the reconstruction target"
-        )
-        self.steps = SpinBox(label="steps", value=200, min=1, max=10_000_000)
-        self.steps.tooltip = (
-            "Batches to train on (two optimiser steps each); a few hundred adapt the "
-            "published weights, 1-3 only test the set-up"
-        )
-        self.out = FileEdit(label="output checkpoint", mode="w", filter=_CHECKPOINTS)
-        self.out.tooltip = (
-            "The checkpoint to write; its .train.pt, .log.csv, .loss.png and .train.json "
-            "are written next to it. Choose a new name to keep earlier runs"
-        )
-        self.advanced = CheckBox(text="more options", value=False)
-        self.advanced.tooltip = (
-            "Show batch size, crop, learning rate, starting weights, device and the "
-            "DenseNet-121 weights the loss needs"
-        )
-        self.batch_size = SpinBox(label="batch size", value=4, min=1, max=1024)
-        self.batch_size.tooltip = (
-            "Crops per step; lower it if memory runs out, raise it on a large GPU"
-        )
-        self.crop = SpinBox(label="crop", value=128, min=MIN_CROP, max=8192)
-        self.crop.tooltip = (
-            f"Side of the random square crops, in pixels (at least {MIN_CROP}); at most the "
-            "images' smaller side, lower it for small images or little memory"
-        )
-        self.lr = FloatSpinBox(label="learning rate", value=1e-4, min=1e-5, max=1.0, step=1e-5)
-        self.lr.tooltip = (
-            "Adam learning rate: 1e-4 is safer for fine-tuning; 1e-3 (published) only to "
-            "train from scratch"
-        )
-        self.init = ComboBox(label="start from", choices=INITS, value="published")
-        self.init.tooltip = (
-            "The published checkpoint, or the weights file the GIFNet widgets share (the "
-            "published checkpoint when empty); choose the latter to go on from an earlier "
-            "fine-tune"
-        )
-        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
-        self.device.tooltip = (
-            "Where training runs: auto takes the GPU when there is one, else the CPU; "
-            "choose cpu to leave the GPU free"
-        )
-        self.densenet = FileEdit(label=DENSENET_LABEL, mode="r", filter=_CHECKPOINTS)
-        self.densenet.tooltip = (
-            "ImageNet DenseNet-121 weights (a state_dict file) that weigh the training loss. "
-            f"Empty: {DENSENET_ENV}, else timm's download (cached); offline without either, "
-            "a random DenseNet-121 is used and the loss is not the published one"
-        )
-        self.densenet.line_edit.native.setPlaceholderText(f"default ({DENSENET_ENV}, download)")
-        more = [self.batch_size, self.crop, self.lr, self.init, self.device, self.densenet]
-        self.more = box(more, layout="vertical", labels=True)
-        self.form = box(
-            [self.source, self.pairs, self.first, self.second, self.steps, self.out,
-             self.advanced, self.more], layout="vertical", labels=True,
-        )  # fmt: skip
-        # the settings scroll when the dock is short; Train, the status and the plot stay shown
-        self.form_area = QScrollArea()
-        self.form_area.setWidgetResizable(True)
-        self.form_area.setFrameShape(QFrame.Shape.NoFrame)
-        self.form_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.form_area.setMinimumHeight(FORM_MIN_HEIGHT)
-        self.form_area.setWidget(self.form.native)
-        scrollbar = self.form_area.verticalScrollBar().sizeHint().width()
-        self.form_area.setMinimumWidth(self.form.native.minimumSizeHint().width() + scrollbar)
-        self.use_button = PushButton(text="Use in fusion")
-        self.use_button.tooltip = (
-            "Put the output checkpoint into the GIFNet fusion widget's weights (opened if "
-            "needed); for a cancelled run or an earlier checkpoint"
-        )
+        self._make_controls()
+        self._make_scroll_area()
         self.buttons[0].append(self.use_button)
         self._pickers = [self.first, self.second]
         self.extend([self.buttons, self.status])
@@ -320,6 +280,45 @@ class FinetuneWidget(JobWidget):
         )  # fmt: skip
         self._apply_source()
         self._apply_advanced()
+
+    def _make_controls(self) -> None:
+        """The form's controls (the ones under *more options* in ``more``), with their tips."""
+        from ...engine.devices import available_devices
+
+        self.source = ComboBox(label="training data", choices=SOURCES, value="folder")
+        self.pairs = FileEdit(label="pairs folder", mode="d")
+        self.first = ComboBox(label="first (modality)", choices=self._image_choices)
+        self.second = ComboBox(label="second (reference)", choices=self._image_choices)
+        self.steps = SpinBox(label="steps", value=200, min=1, max=10_000_000)
+        self.out = FileEdit(label="output checkpoint", mode="w", filter=_CHECKPOINTS)
+        self.advanced = CheckBox(text="more options", value=False)
+        self.batch_size = SpinBox(label="batch size", value=4, min=1, max=1024)
+        self.crop = SpinBox(label="crop", value=128, min=MIN_CROP, max=8192)
+        self.lr = FloatSpinBox(label="learning rate", value=1e-4, min=1e-5, max=1.0, step=1e-5)
+        self.init = ComboBox(label="start from", choices=INITS, value="published")
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()])
+        self.densenet = FileEdit(label=DENSENET_LABEL, mode="r", filter=_CHECKPOINTS)
+        self.densenet.line_edit.native.setPlaceholderText(f"default ({DENSENET_ENV}, download)")
+        self.use_button = PushButton(text="Use in fusion")
+        for name, tip in TIPS.items():
+            getattr(self, name).tooltip = tip
+        more = [self.batch_size, self.crop, self.lr, self.init, self.device, self.densenet]
+        self.more = box(more, layout="vertical", labels=True)
+        self.form = box(
+            [self.source, self.pairs, self.first, self.second, self.steps, self.out,
+             self.advanced, self.more], layout="vertical", labels=True,
+        )  # fmt: skip
+
+    def _make_scroll_area(self) -> None:
+        """The settings scroll when the dock is short; Train, the status and the plot stay."""
+        self.form_area = area = QScrollArea()
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        area.setMinimumHeight(FORM_MIN_HEIGHT)
+        area.setWidget(self.form.native)
+        scrollbar = area.verticalScrollBar().sizeHint().width()
+        area.setMinimumWidth(self.form.native.minimumSizeHint().width() + scrollbar)
 
     # ------------------------------------------------------------------ form
     def _apply_source(self, _value: Any = None) -> None:
@@ -457,10 +456,8 @@ class FinetuneWidget(JobWidget):
         emit = self._relay.logged.emit
 
         def on_step(row: dict[str, float]) -> None:
-            try:
+            with suppress(RuntimeError):  # the widget is gone; Cancel follows at this step
                 emit(row)
-            except RuntimeError:  # the widget is gone; Cancel follows at this step
-                pass
 
         def work(progress: Progress) -> Any:
             from ...training import loop

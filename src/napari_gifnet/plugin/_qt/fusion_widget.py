@@ -1,24 +1,13 @@
 """The "GIFNet fusion" dock widget: two image layers in, the fused layer out.
 
 The task's preset labels the inputs, sets the normalisation and picks the
-method, with one line on why (docs/quality.md); the task follows layers that
-say what they are (a sample's ``metadata["sample"]``, :func:`~._form.data_task`).
-Device, weights and feature layers are disabled for a method that does not
-take them. Every option but the layers and the normalisation is remembered
-across launches (:mod:`._settings`); the weights are the plugin-wide setting
-(:func:`~._job.gifnet_controls`), which *Fine-tune GIFNet* sets
-(:meth:`FusionWidget.use_checkpoint`). The ``"dtype"`` normalisation of
-integer data using less than :data:`MIN_DTYPE_SHARE` of its type's range
-(12-bit data in uint16) gives way for the run to the data's bit-depth range
-(:func:`bit_depth_range`).
-
-Run calls :func:`napari_gifnet.plugin.layer_fusion.iter_fusion` (the core of
+method (docs/quality.md); the task follows layers that say what they are
+(:func:`~._form.data_task`). Run calls
+:func:`napari_gifnet.plugin.layer_fusion.iter_fusion` (the core of
 :func:`napari_gifnet.fuse_layers`) in the widget's worker (:mod:`._job`);
-Cancel stops between bands and adds nothing. With a registration mode of
-"align second onto first" (:class:`~.registration_panel.RegistrationPanel`),
-Run first registers and moves the second layer unless the registration is
-current; the result's ``metadata["registration"]`` records it. "Compare
-methods" is :mod:`.compare`.
+with a registration mode of "align second onto first"
+(:class:`~.registration_panel.RegistrationPanel`) it registers first unless
+the registration is current. "Compare methods" is :mod:`.compare`.
 """
 
 from __future__ import annotations
@@ -278,15 +267,11 @@ class FusionWidget(JobWidget):
         self._preset_line = StatusLine(self.preset_note)
         self._pickers = [self.first, self.second]
         self.registration = RegistrationPanel(self)
-        self.extend(
-            [
-                self.task, self.hint, self.preset_note, self.first, self.second, self.swap,
-                self.method,
-                self.normalization, self.align, *self.registration.controls, self.per_plane,
-                self.device, self.weights, self.features, self.keep_previous, self.buttons,
-                self.status,
-            ]
-        )  # fmt: skip
+        self.extend([
+            self.task, self.hint, self.preset_note, self.first, self.second, self.swap, self.method,
+            self.normalization, self.align, *self.registration.controls, self.per_plane,
+            self.device, self.weights, self.features, self.keep_previous, self.buttons, self.status,
+        ])  # fmt: skip
         self._plan: FusionPlan | None = None  # the running (or last) job's plan
         add_compare_controls(self)
         self.task.changed.connect(self._apply_preset)

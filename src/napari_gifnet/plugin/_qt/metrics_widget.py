@@ -2,15 +2,10 @@
 
 Pick the two inputs and one or more fused image layers, press Compute: the
 reference-free metrics of :func:`napari_gifnet.metrics.fusion.fusion_metrics`
-are computed in the widget's worker (:mod:`._job`) and shown in a table that
-fits the dock: one row per metric of :data:`~napari_gifnet.metrics.fusion.METRICS`,
-one column per fused layer (a long name shortened from the left), the best
-value of each row in bold. "Copy as CSV" puts the table on the clipboard at
-full precision, one line per fused layer (``layer,EN,SD,...``). Of a layer
-with more than two dimensions the plane the viewer shows is used
-(:func:`~napari_gifnet.plugin.layer_metrics.displayed_plane`). A selected
-layer that cannot be scored is skipped and named, with the reason, in the
-status line and a warning.
+are computed in the widget's worker (:mod:`._job`) on the plane the viewer
+shows (:func:`~napari_gifnet.plugin.layer_metrics.displayed_plane`) and shown
+in a table, one row per metric and one column per fused layer, the best value
+of each row in bold; "Copy as CSV" copies it at full precision.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """The "Pansharpen" dock widget: a multispectral layer + a panchromatic layer.
 
 A form over :func:`napari_gifnet.workflows.pansharpening.pansharpen`, run in
-the widget's worker (which reads the pixels, never the GUI thread) with the
-layers' scale and translate, so a coarser multispectral layer is upsampled
-onto the panchromatic grid. The method list is best measured first. The
-result, ``"<ms> pansharpened (<Method>)"``, has the multispectral layer's
-layout on the panchromatic grid; a rerun with the same method updates it
-unless "keep previous results". The options are remembered across launches.
-"Compare methods" (:mod:`.compare`) shows every method's QNR (no reference).
+the widget's worker with the layers' scale and translate, so a coarser
+multispectral layer is upsampled onto the panchromatic grid. The result,
+``"<ms> pansharpened (<Method>)"``, has the multispectral layer's layout on
+the panchromatic grid. "Compare methods" (:mod:`.compare`) shows every
+method's QNR (no reference).
 """
 
 from __future__ import annotations
@@ -115,9 +113,9 @@ def pansharpen_method_choices() -> list[tuple[str, str]]:
 def method_name(key: str) -> str:
     """A pansharpening method's display name, e.g. ``"GSA"``, ``"GIFNet"``."""
     from ...methods.pansharpening import PANSHARPENING_METHODS
-    from ...methods.registry import method_label
+    from ...methods.registry import task_method_label
 
-    return PANSHARPENING_METHODS.get(key) or method_label(key)
+    return PANSHARPENING_METHODS.get(key) or task_method_label(key)
 
 
 def _limits(band_ranges: np.ndarray) -> tuple[float, float]:
@@ -147,12 +145,10 @@ class PansharpenWidget(JobWidget):
         short_combo(self.method, 20)
         gifnet_controls(self)
         self._pickers = [self.ms, self.pan]
-        self.extend(
-            [
-                self.ms, self.pan, self.band_axis, self.method, self.rescale, self.device,
-                self.weights, self.keep_previous, self.buttons, self.status,
-            ]
-        )  # fmt: skip
+        self.extend([
+            self.ms, self.pan, self.band_axis, self.method, self.rescale, self.device,
+            self.weights, self.keep_previous, self.buttons, self.status,
+        ])  # fmt: skip
         add_compare_controls(self)
         self._refresh_layers()
         self.remember(

@@ -1,16 +1,10 @@
 """The registration controls of the "GIFNet fusion" dock widget.
 
-Shown only while "align second onto first" is a registration mode (rigid,
-similarity or affine by mutual information, or from landmarks: two Points
-layers and a fit). *Register* runs
-:func:`~napari_gifnet.plugin.layer_registration.register_layers` in the
-widget's worker (:mod:`._job`), then moves the second layer onto the first by
-its ``affine`` (its data never change); *Undo move* puts back the affine it
-had before; *Save...* writes the transform as JSON (:func:`transform_path`).
-The check view (:class:`napari_gifnet.plugin.check_view.CheckView`) shows
-the first layer and the second as moved. A registration is *current* while
-the layers, their data, the mode, the landmarks and the second's affine are
-what it was made for; Run registers first when it is not.
+Shown only while "align second onto first" is a registration mode.
+*Register* runs :func:`~napari_gifnet.plugin.layer_registration.register_layers`
+in the widget's worker and moves the second layer onto the first by its
+``affine`` (its data never change); *Undo move*, *Save...* and the check view
+(:class:`~napari_gifnet.plugin.check_view.CheckView`) act on that move.
 """
 
 from __future__ import annotations
@@ -365,12 +359,12 @@ class RegistrationPanel:
             return widget.runner.status_line.full
 
         self.register_button.enabled = False
+        # the button comes back as the runner ends the job (in the same event, never later)
         worker = widget.runner.start(
-            work, label, done=done, describe=lambda exc: f"Registration failed: {exc}"
-        )
-        if worker is not None:
-            worker.finished.connect(self._idle)
-        else:
+            work, label, done=done, describe=lambda exc: f"Registration failed: {exc}",
+            ended=self._idle,
+        )  # fmt: skip
+        if worker is None:
             self._idle()
         return worker
 
@@ -407,14 +401,9 @@ class RegistrationPanel:
             self.widget.runner.status_line.show(f"{layer.name!r} is back where it was.")
 
     def save(self, path: str | Path | None = None) -> Path | None:
-        """Save the last registration's transform as JSON at ``path`` (None: ask for a file).
-
-        The file is a ``.json`` one (the suffix is added when missing; see
-        :func:`transform_path`); a path that is an open layer's source file or
-        an existing file of another kind is refused. Returns the file written
-        (None when there is no registration, the dialog was cancelled or the
-        path was refused: the status line says why); the status line names it.
-        """
+        """Save the last registration's transform as JSON at ``path`` (None: ask for a file),
+        the path checked by :func:`transform_path`. Returns the file written, which the status
+        line names (None when refused or cancelled: the status line says why)."""
         from ...io.transform_file import save_transform
 
         if self.registration is None:

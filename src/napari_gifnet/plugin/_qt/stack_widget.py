@@ -1,14 +1,10 @@
 """The "Focus stack" dock widget: one layer with a focus axis -> all-in-focus image.
 
 A form over :func:`napari_gifnet.workflows.focus_stack.fuse_stack`, run in
-the widget's worker (:mod:`._job`). The task (focus or exposure; a sample
-layer's says it) orders the methods by their measured quality
-(:data:`MEASURED`) and selects the best. Run adds the all-in-focus image, the
+the widget's worker (:mod:`._job`). The task orders the methods by their
+measured quality (:data:`MEASURED`); Run adds the all-in-focus image, the
 depth map (the plane index of each pixel) and the confidence, named by the
-method, with the input's scale and translate minus the focus axis; a rerun
-with the same method updates them unless "keep previous results". "Compare
-methods" is :mod:`.compare`. The options (not the layer) are remembered
-across launches (:mod:`._settings`).
+method. "Compare methods" is :mod:`.compare`.
 """
 
 from __future__ import annotations
@@ -165,13 +161,11 @@ class StackWidget(JobWidget):
         short_combo(self.method, 20)
         gifnet_controls(self)
         self._pickers = [self.layer]
-        self.extend(
-            [
-                self.layer, self.axis, self.task, self.method, self.strategy, self.select, self.align,
-                self.keep_dtype, self.device, self.weights, self.keep_previous, self.buttons,
-                self.status,
-            ]
-        )  # fmt: skip
+        self.extend([
+            self.layer, self.axis, self.task, self.method, self.strategy, self.select, self.align,
+            self.keep_dtype, self.device, self.weights, self.keep_previous, self.buttons,
+            self.status,
+        ])  # fmt: skip
         add_compare_controls(self)
         self.method.changed.connect(self._apply_method)
         self.task.changed.connect(self._apply_task)
@@ -263,16 +257,13 @@ class StackWidget(JobWidget):
             metadata=meta, contrast_limits=display_range(image, rgb), **image_look(rgb), **tf,
         )  # fmt: skip
         maps = [  # hidden, below the result
-            put_image(
-                self.viewer, f"{name} depth ({label})", value.depth_map, keep_previous=keep,
-                colormap="viridis", contrast_limits=(0, max(1, planes - 1)), metadata=meta,
-                visible=False, below=result, **tf,
-            ),
-            put_image(
-                self.viewer, f"{name} confidence ({label})", value.confidence, keep_previous=keep,
-                colormap="magma", contrast_limits=(0.0, 1.0), metadata=meta, visible=False,
-                below=result, **tf,
-            ),
+            put_image(self.viewer, f"{name} {what} ({label})", data, keep_previous=keep,
+                      colormap=colormap, contrast_limits=limits, metadata=meta, visible=False,
+                      below=result, **tf)
+            for what, data, colormap, limits in (
+                ("depth", value.depth_map, "viridis", (0, max(1, planes - 1))),
+                ("confidence", value.confidence, "magma", (0.0, 1.0)),
+            )
         ]  # fmt: skip
         self.viewer.layers.selection.active = result  # the result alone is selected
         return [result, *maps]
