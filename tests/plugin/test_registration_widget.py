@@ -384,3 +384,24 @@ def test_volume_landmarks_need_three_pairs_and_save_refuses_an_input_file(
     widget.native.deleteLater()
     QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert len(step.callbacks) == connected
+
+
+def test_register_is_off_while_a_fusion_runs_and_back_after_it(qtbot, make_napari_viewer, medical):
+    """Register is one of the runner's buttons: off while Run fuses (a click then would be
+    ignored), and back when the fusion ends, also when the mode was chosen during the run
+    (it once stayed off until the mode changed again)."""
+    from napari_gifnet.plugin._qt.fusion_widget import FusionWidget
+
+    ct, mri = medical
+    viewer = make_napari_viewer()
+    viewer.add_image(ct, name="CT")
+    viewer.add_image(mri, name="MRI")
+    widget = FusionWidget(viewer)
+    panel = widget.registration
+    _click(qtbot, widget.run_button)
+    assert widget.running and not panel.register_button.enabled
+    widget.align.value = "rigid"  # chosen while the fusion runs
+    assert not panel.register_button.enabled
+    _wait(qtbot, widget)
+    assert "CT + MRI (GIFNet)" in viewer.layers
+    assert panel.register_button.enabled

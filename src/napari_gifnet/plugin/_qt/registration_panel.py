@@ -231,6 +231,8 @@ class RegistrationPanel:
         self.check_view = CheckView(self.viewer, on_position=self._dragged)
         on_destroyed(widget.native, self.check_view.close)  # stop following the dims slider
         self.register_button.changed.connect(lambda: self.register())
+        # one job at a time: the runner disables Register while a fusion (or anything) runs
+        widget.runner.run_buttons.append(self.register_button)
         self.undo_button.changed.connect(self.undo)
         self.save_button.changed.connect(lambda: self.save())
         # the Qt signal: magicgui's ``changed`` is silent when the value becomes None ("off")
