@@ -1,11 +1,5 @@
-"""The :class:`Sample` container and the array helpers of the sample recipes.
-
-A :class:`Sample` holds named layers ``(name, data, kwargs)``; ``_layer``
-builds one with its provenance metadata; ``to_uint8``, ``fit_within``, ``rgb_luma`` and
-``check_size`` convert, downscale and check images. Used by
-:mod:`napari_gifnet.data.synthetic`, :mod:`napari_gifnet.data.multispectral` and
-:mod:`napari_gifnet.data.published`.
-"""
+"""The :class:`Sample` container and the array helpers of the sample recipes
+(:mod:`~napari_gifnet.data.synthetic`, ``multispectral``, ``published``)."""
 
 from __future__ import annotations
 

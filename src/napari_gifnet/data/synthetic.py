@@ -1,10 +1,7 @@
 """Offline sample image pairs for trying GIFNet fusion (no Qt, no napari needed).
 
-The offline samples (:data:`SAMPLES`, each a
-:class:`~napari_gifnet.data.sample.Sample`) are computed on the fly,
-deterministically, from images bundled with scikit-image (nothing is
-downloaded) or from seeded random numbers. The published samples are
-downloaded on demand (:mod:`napari_gifnet.data.published`). See
+The offline samples (:data:`SAMPLES`) are computed on the fly, deterministically,
+from images bundled with scikit-image or from seeded random numbers; see
 ``docs/samples.md`` for the recipes and the licences of the sources.
 """
 

@@ -2,11 +2,9 @@
 
 GIFNet fuses grey (luma) images only. A colour result is made as in the
 published runs: the fused luma becomes the Y channel, and the chroma (Cb, Cr)
-comes from the colour input(s) (:func:`plan_colour`, :func:`apply_colour`):
-one's is kept, two are combined by :func:`combine_chroma`, which also says
-where it departs from the published script. The conversion is standard BT.601
-full-range YCbCr with zero-centred chroma (Cb, Cr in [-0.5, 0.5] for RGB in
-[0, 1]; the same as the 8-bit form with its +128 offset removed).
+comes from the colour input(s) (:func:`plan_colour`, :func:`apply_colour`).
+The conversion is standard BT.601 full-range YCbCr with zero-centred chroma
+(Cb, Cr in [-0.5, 0.5] for RGB in [0, 1]; the 8-bit form without its +128 offset).
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Lazy fusion of Dask (or zarr-backed) arrays, chunk by chunk.
 
 :func:`fuse_dask` builds a Dask graph (docs/engine.md, "Lazy arrays, stacks
-and clusters"): per plane, one statistics task (:func:`_plane_statistics`:
-each input's normalisation as :func:`napari_gifnet.fuse` decides it, and
-:func:`napari_gifnet.engine.tiled.run.network_statistics`) and one task per
-output chunk (:func:`_fuse_chunk`: the chunk plus a
-:data:`~napari_gifnet.engine.tiled.run.REGION_HALO`-pixel border of both
-inputs, through :func:`napari_gifnet.engine.tiled.run.fuse_region`). Each
-chunk equals the same part of ``fuse(plane_a, plane_b).image`` and can be
-computed alone, on whatever Dask scheduler is active.
+and clusters"): per plane one statistics task (:func:`_plane_statistics`) and
+one task per output chunk (:func:`_fuse_chunk`). Each chunk equals the same
+part of ``fuse(plane_a, plane_b).image`` and can be computed alone, on
+whatever Dask scheduler is active.
 """
 
 from __future__ import annotations
@@ -85,7 +81,8 @@ def _plane_statistics(
     normalization: Normalization,
     tile_pixels: int,
 ) -> dict[str, Any]:
-    """Per plane: the inputs' normalisation rules and the network statistics."""
+    """Per plane: the inputs' normalisation rules (as :func:`napari_gifnet.fuse` decides
+    them) and :func:`~napari_gifnet.engine.tiled.run.network_statistics`."""
     import torch
 
     from ..model.weights import load_model
@@ -120,7 +117,9 @@ def _fuse_chunk(
     with_luma: bool = False,
 ) -> np.ndarray:
     """The fused chunk ``rows`` x ``cols`` from input windows starting at ``origin``
-    (colour with ``with_luma``: R, G, B and the network output, (h, w, 4))."""
+    (the chunk plus a ``REGION_HALO`` border, through
+    :func:`~napari_gifnet.engine.tiled.run.fuse_region`; colour with ``with_luma``:
+    R, G, B and the network output, (h, w, 4))."""
     import torch
 
     from ..model.weights import load_model

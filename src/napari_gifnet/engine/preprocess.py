@@ -1,21 +1,14 @@
 """Turn one input image into the grey [0, 1] luma that GIFNet fuses.
 
-:func:`to_luma_unit` checks one input array (never modified; read-only arrays
-and views are fine) and converts it, reporting what it did in a metadata
-dict; its docstring gives the accepted inputs and the normalisation rules.
+:func:`to_luma_unit`'s docstring gives the accepted inputs and the rules.
 Why ``"auto"`` picks what it does: uint8 is divided by 255 exactly as the
 published GIFNet runs; 12-bit microscopy data in uint16 divided by 65535
 would be nearly black, so integers other than uint8 take the robust
 ``"percentile"`` range, where a few hot or dead pixels do not set the
-contrast.
-
-A grey image stored as RGB (R = G = B exactly at every pixel, as in TNO, the
-Harvard medical sets and many infrared files) is grey: its luma is its one
-channel, read exactly (:func:`grey_rgb_channel`). ``grey_rgb="published"``
-reads it like colour, as the published script does: the BT.601 weights sum
-to slightly under 1 in floating point, so the truncation of
-:func:`published_luma_uint8` then gives ``v - 1`` for 65 of the 256 grey
-levels.
+contrast. A grey image stored as RGB (as in TNO, the Harvard medical sets and
+many infrared files) is read as its one channel (:func:`grey_rgb_channel`):
+the published script's BT.601 weights sum to slightly under 1 in floating
+point, so its truncated luma lowers 65 of the 256 grey levels by one.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Image files: reading, writing (atomically) and the formats' rules; no torch.
 
-``images`` reads and writes PNG, JPEG and TIFF, ``imagej_tiff`` is the one
-TIFF writer (ImageJ-compatible, calibrated, provenance as JSON; the command
-line's and napari's), ``formats`` says what each format can hold, and
-``tiff_stack`` opens a multi-page TIFF page by page. The names below are the
-documented paths for users (``napari_gifnet.io.read_image``); the package's
-own code imports each from the module that defines it.
+The names below are the documented paths for users (``napari_gifnet.io.read_image``);
+the package's own code imports each from the module that defines it.
 """
 
 from .formats import (

@@ -1,11 +1,7 @@
 """The file formats: which extensions are read and written, and what each can hold.
 
-:func:`check_writable` holds the rules :func:`napari_gifnet.io.images.write_image`
-follows, for callers that check an output before computing it.
-
-The readers' rules are here too, checked from the headers before any pixel
-is read: :func:`check_fits_memory` (the one size rule of every reader) and
-:func:`check_tiff` (a TIFF holds an image and all of its pages and data).
+The writers' rules (:func:`check_writable`) and the readers' (:func:`check_fits_memory`,
+:func:`check_tiff`), checked before any pixel is computed or read.
 """
 
 from __future__ import annotations

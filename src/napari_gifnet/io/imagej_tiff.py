@@ -1,9 +1,6 @@
 """One TIFF writer for the command line and napari: ImageJ-compatible, calibrated, with provenance.
 
-:func:`write_calibrated_tiff` writes every TIFF this project makes (``napari-gifnet
-fuse/stack/enhance/pansharpen -o x.tif``, ``fuse --features``, through
-:mod:`napari_gifnet.io.images`, and the napari writer,
-:mod:`napari_gifnet.plugin.writer`); no napari, no Qt, no torch here.
+:func:`write_calibrated_tiff` writes every TIFF this project makes; no napari, no Qt, no torch.
 
 **What Fiji/ImageJ sees.** Data whose dtype ImageJ holds are written as an
 ImageJ hyperstack (tifffile's ``imagej=True``), so Fiji opens them with their
@@ -36,12 +33,6 @@ added. In an ImageJ file it is the ImageJ ``Info`` entry (Fiji: Image > Show
 Info...), since ImageJ's own ImageDescription (``ImageJ=...``) has to stay
 first; in a plain TIFF it is the ImageDescription (tifffile's "shaped" JSON,
 with a leading ``"shape"``). :func:`provenance` finds it in either.
-
-**Large data.** The data is read one plane at a time (one YX image, with its
-colour channels), never as a whole, and handed to the file in pieces
-(:func:`_pieces`). Data a TIFF cannot hold are refused before anything is
-written (see :func:`write_calibrated_tiff`). :func:`calibration_of` reads
-the pixel size of an input TIFF (:func:`napari_gifnet.io.images.tiff_calibration`).
 """
 
 from __future__ import annotations

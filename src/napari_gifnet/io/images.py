@@ -2,12 +2,9 @@
 
 Formats are chosen by file extension (case-insensitive): ``.png``, ``.jpg``
 and ``.jpeg`` through :mod:`imageio.v3` (Pillow), ``.tif`` and ``.tiff``
-through :mod:`tifffile` and the one TIFF writer of the project
-(:mod:`napari_gifnet.io.imagej_tiff`). What each format can hold is checked
-by :func:`check_writable` (rules in ``napari_gifnet.io.formats``), which
-:func:`write_image` calls and the commands call before computing an output.
-
-No torch import happens here, so the command line stays quick to start.
+through :mod:`tifffile` and :mod:`napari_gifnet.io.imagej_tiff`; what each
+holds: :mod:`napari_gifnet.io.formats`. No torch import happens here, so the
+command line stays quick to start.
 """
 
 from __future__ import annotations
@@ -313,10 +310,9 @@ def write_image(
         ``.png``: 8-bit, or 16-bit (grey only: Pillow cannot write 16-bit
         colour PNG). ``.jpg``/``.jpeg``: 8-bit, quality :data:`JPEG_QUALITY`,
         grey or RGB. For PNG and JPEG, float data are clipped to [0, 1],
-        scaled by 255 (or 65535) and rounded to the nearest integer
-        (``numpy.rint``: halves to even); bool data become 0 and 255 (or
-        65535); uint8 (uint16 for 16-bit) data are written as they are. PNG
-        and JPEG drop ``metadata`` and ``calibration``. The rules are
+        scaled by 255 (or 65535) and rounded to nearest (``numpy.rint``:
+        halves to even), bool data become 0 and the top value, and
+        ``metadata`` and ``calibration`` are dropped; the rules are
         :func:`check_writable`'s.
     image
         (H, W), (H, W, 3) or (H, W, 4) array; never modified.
@@ -448,10 +444,9 @@ def write_features(
 def read_tiff_metadata(path: PathLike) -> dict[str, Any]:
     """Return the provenance this project stored in a TIFF.
 
-    For a file of the one TIFF writer (the commands' and the napari
-    writer's), the image's ``metadata`` (without the calibration and layer
-    entries, :func:`read_description` has them);
-    for any other JSON ImageDescription, that object without tifffile's
+    For a file of the one TIFF writer, the image's ``metadata`` (without the
+    calibration and layer entries, :func:`read_description` has them); for
+    any other JSON ImageDescription, that object without tifffile's
     ``"shape"`` entry. Returns an empty dict when the file has no JSON.
     Raises as :func:`open_tiff` (a file that is not a complete TIFF:
     ValueError naming it).

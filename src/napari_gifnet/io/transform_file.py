@@ -7,12 +7,9 @@ fixed -> moving: see :mod:`napari_gifnet.workflows.registration`), ``unit``
 inputs' calibration names it, e.g. ``"micrometer"``; null for pixels), and
 where known ``parameters``, ``fixed_spacing``, ``moving_spacing``, ``report``
 and any extra entries given to :func:`save_transform`. A file without
-``unit`` (written before it was stored) is in pixels. It is written atomically.
-This module knows the file, not the registration: it takes any object with
-``provenance()`` (a ``Registration``) or ``to_dict()`` (a ``Transform``), or
-a mapping with ``kind`` and ``matrix``, and :func:`load_transform` returns
-the checked entries (``Transform.from_dict`` or ``Transform.load`` make the
-transform of them).
+``unit`` (written before it was stored) is in pixels. This module knows the
+file, not the registration (``Transform.from_dict`` or ``Transform.load`` make
+the transform of :func:`load_transform`'s entries).
 """
 
 from __future__ import annotations

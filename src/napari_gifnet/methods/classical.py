@@ -11,14 +11,9 @@ Methods (keys of :data:`BASELINES`):
 ``"mean"``, ``"max"``
     Per-pixel average and maximum of the two lumas.
 ``"laplacian"``
-    Laplacian pyramid fusion: per level, the detail coefficient of larger
-    magnitude; the coarsest (Gaussian) level averaged. The pyramid uses the
-    5-tap binomial kernel ``[1, 4, 6, 4, 1] / 16`` (mirrored borders) to blur
-    before taking every second pixel, and zero insertion plus the same blur
-    to expand (an odd side is cropped from the doubled size, as OpenCV's
-    ``pyrUp``); reconstruction is exact (:func:`laplacian_pyramid`,
-    :func:`reconstruct_laplacian`). :func:`laplacian_fusion` applies the
-    rule to N images at once.
+    Laplacian pyramid fusion (:func:`laplacian_pyramid`): per level, the
+    detail coefficient of larger magnitude; the coarsest (Gaussian) level
+    averaged. :func:`laplacian_fusion` applies the rule to N images at once.
 ``"dwt"``
     Discrete wavelet fusion (PyWavelets; default ``'db2'``, 3 levels,
     symmetric extension): larger-magnitude detail coefficients, averaged
@@ -31,11 +26,9 @@ Methods (keys of :data:`BASELINES`):
     as guide, (r1 = 45, eps1 = 0.3) for the base and (r2 = 7, eps2 = 1e-6)
     for the detail weights, clipped at 0 and normalised to sum to 1.
 ``"mertens"``
-    Exposure fusion (Mertens, Kautz & Van Reeth 2007), computed as OpenCV's
-    ``MergeMertens`` computes it (:func:`mertens_fusion`; the paper's
-    exponents 1, 1, 1): two colour inputs are blended channel by channel in
-    RGB; a grey input (or a grey and a colour one) blends the lumas, coloured
-    as the other baselines.
+    Exposure fusion as OpenCV's ``MergeMertens`` (:func:`mertens_fusion`):
+    two colour inputs are blended channel by channel in RGB; a grey input (or
+    a grey and a colour one) blends the lumas, coloured as the other baselines.
 
 :func:`fuse_with` dispatches by name, ``"gifnet"`` included.
 """
@@ -143,6 +136,11 @@ def _default_levels(shape: tuple[int, ...], cap: int = 6) -> int:
 
 def laplacian_pyramid(image: np.ndarray, levels: int | None = None) -> list[np.ndarray]:
     """Laplacian pyramid of a 2-D image.
+
+    The 5-tap binomial kernel ``[1, 4, 6, 4, 1] / 16`` (mirrored borders)
+    blurs before every second pixel is taken, and zero insertion plus the
+    same blur expands (an odd side cropped from the doubled size), as
+    OpenCV's ``pyrDown`` / ``pyrUp``.
 
     Parameters
     ----------
@@ -583,10 +581,8 @@ def fuse_with(method: str, a: Any, b: Any, **kw: Any) -> FusionResult:
 
     Parameters
     ----------
-    method : str
-        ``"gifnet"`` or a key of :data:`BASELINES` (case-insensitive).
-    a, b : array_like
-        The two inputs.
+    method, a, b
+        As for :func:`fuse_pair`.
     **kw
         The options of :func:`napari_gifnet.fuse` (weights, device,
         normalization, ...; checked, and those a baseline does not take

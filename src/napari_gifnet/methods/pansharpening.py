@@ -7,23 +7,14 @@ in the bands' units, unclipped. Each band keeps its colour: details are
 *injected* into the band (the spectral model), the band itself is never
 replaced.
 
-* **GIHS** (generalised / fast IHS; Tu et al. 2001): intensity I = sum_k w_k
-  MS_k (equal weights, or given spectral-response weights), out_k = MS_k + (P
-  - I).
-* **Brovey**: out_k = MS_k * P / I (multiplicative; same I).
-* **GSA** (Gram-Schmidt adaptive; Aiazzi et al. 2007): I = sum_k w_k MS_k +
-  w_0, the weights a least-squares regression of the low-passed panchromatic
-  image on the bands; out_k = MS_k + g_k (P - I), g_k = cov(MS_k, I) / var(I).
-  :func:`gsa_detail` takes the details from another source (GIFNet's fusion
-  of I and P).
-* **MTF-GLP** (Aiazzi et al. 2006): details P_k - P_k,low, the low-pass an
-  MTF-matched Gaussian (gain ``nyquist_gain`` at the multispectral Nyquist
-  frequency), reduced to the multispectral grid and expanded back with the
-  same cubic interpolation as the bands (the generalised Laplacian pyramid),
-  injected with gains measured one scale down (``"mtf_glp_rr"``, the
-  scale-invariance assumption of reduced-resolution gain estimation), after
-  matching P to the band (``"mtf_glp"``) or multiplicatively (HPM,
-  ``"mtf_glp_hpm"``); :func:`mtf_glp` gives each rule.
+The methods: :func:`gihs` (generalised / fast IHS, Tu et al. 2001),
+:func:`brovey`, :func:`gsa` (Gram-Schmidt adaptive, Aiazzi et al. 2007;
+:func:`gsa_detail` takes the details from another source, GIFNet's fusion of
+I and P) and :func:`mtf_glp` (Aiazzi et al. 2006) with its injection rules.
+MTF-GLP's low-pass is the MTF-matched Gaussian of :func:`lowpass` (gain
+``nyquist_gain`` at the multispectral Nyquist frequency), reduced to the
+multispectral grid and expanded back with the same cubic interpolation as
+the bands (the generalised Laplacian pyramid).
 
 The panchromatic image is first matched to the intensity (CS) or to each
 band (MRA) by mean and standard deviation; the standard deviation matched is

@@ -1,11 +1,7 @@
 """Fusion quality: metrics (``napari_gifnet.metrics``) and method evaluation; no torch.
 
-``fusion`` holds the public metric functions (re-exported here, so
-``napari_gifnet.metrics.fusion_metrics`` is the documented path),
-``formulas`` the formulas behind them, and ``evaluation`` scores fusion
-methods over folders of pairs (``napari-gifnet evaluate``) and ``exposure``
-holds MEF-SSIM for exposure fusion; ``pansharpening`` the pansharpening
-indices (ERGAS, SAM, Q, Q2n, sCC, QNR).
+The public functions of ``fusion``, ``exposure`` (MEF-SSIM) and ``pansharpening``
+are re-exported here: ``napari_gifnet.metrics.fusion_metrics`` is the documented path.
 """
 
 from .exposure import mef_ssim

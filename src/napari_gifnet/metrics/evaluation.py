@@ -1,24 +1,10 @@
 """Evaluate fusion methods on sets of image pairs: metrics tables, CSV and Markdown.
 
-Conventions (see ``docs/evaluation.md``):
-
-* Every method's output is scored on its **luma** (``FusionResult.luma``,
-  (H, W) float32 in [0, 1]), never on the recoloured RGB image, so grey and
-  colour results compare alike.
-* The inputs are scored as the methods saw them: each is reduced to a luma in
-  [0, 1] with :func:`napari_gifnet.engine.preprocess.to_luma_unit` (``"auto"``
-  normalisation: uint8 RGB gives the published BT.601 luma). The metrics then
-  put all three on the 0-255 scale of :mod:`napari_gifnet.metrics.fusion` (values
-  rounded to integer grey levels, as an 8-bit file would hold).
-* With a ground truth, ``PSNR_truth`` (dB) and ``SSIM_truth`` of the fused
-  luma against the truth's luma are added (:func:`metrics.reference_metrics`).
-* ``time_s`` is the wall time of the fusion call alone (GIFNet includes
-  loading the model the first time, so warm it up for fair timings).
-* ``convention="cddfuse"`` or ``"vifb"`` scores as those papers' evaluators
-  do (:data:`napari_gifnet.metrics.fusion.CONVENTIONS`): the fused image as
-  it would be saved (``FusionResult.image``, colour kept) against the two
-  inputs as given, each brought to grey (CDDFuse) or scored band by band
-  (VIFB) by :func:`napari_gifnet.metrics.fusion.fusion_metrics`.
+Every method's output is scored on its luma (``FusionResult.luma``), the
+inputs as the methods saw them (``to_luma_unit``); ``convention="cddfuse"``
+or ``"vifb"`` scores the fused image as it would be saved (colour kept)
+against the inputs as given. ``docs/evaluation.md`` ("Conventions") gives the
+rules in full, ground truth and ``time_s`` included.
 
 :func:`score_folder` scores images already made (by any tool) against ground
 truth files of the same names.
@@ -109,7 +95,7 @@ def evaluate_pairs(
         and once with ``done == total`` at the end.
     convention
         ``"project"`` (default), ``"cddfuse"`` or ``"vifb"``: whose metric
-        conventions (see this module's docstring).
+        conventions (``docs/evaluation.md``).
 
     Returns
     -------

@@ -11,17 +11,11 @@ The 0-255 luma scale
 --------------------
 Every metric works on 2-D float64 arrays on the 0-255 scale of 8-bit images,
 brought there explicitly by :func:`to_metric_scale` (the rule of each data
-type is in its docstring; other integer types map their dtype's full range,
-e.g. uint16 ``x / 65535 * 255``, signed types from their minimum to maximum;
-uint8 RGB gives the luma GIFNet is fed,
-:func:`napari_gifnet.engine.preprocess.published_luma_uint8`). Rounding to
-integer grey levels reproduces the published convention (a fused result is
-evaluated as the 8-bit image it would be saved as: ``F = round(fused * 255)``);
-``scaled=True`` data is on the 0-255 scale already and used unchanged
-(float64, not rounded or clipped; RGB reduced to its float BT.601 luma).
-MI bins the rounded values (each integer level its own bin): the reference
-evaluator's every-distinct-value binning on integer data, and meaningful
-for ``scaled=True`` float data too.
+type is in its docstring). Rounding to integer grey levels reproduces the
+published convention (a fused result is evaluated as the 8-bit image it would
+be saved as: ``F = round(fused * 255)``). MI bins the rounded values (each
+integer level its own bin): the reference evaluator's every-distinct-value
+binning on integer data, and meaningful for ``scaled=True`` float data too.
 
 Degenerate inputs
 -----------------
@@ -37,23 +31,8 @@ under 11 pixels on a side, VIF under 41 (its four scales).
 Conventions
 -----------
 ``convention`` selects how a paper's numbers were computed, so a user can put
-theirs beside it (``docs/evaluation.md`` says what differs and why):
-
-``"project"`` (default)
-    The above: grey luma (GIFNet's), the reference evaluator's formulas, EI
-    as in VIFB and a Gaussian-window SSIM (data range 255).
-``"cddfuse"``
-    The CDDFuse/EMMA evaluator (Zhao et al.): grey luma as OpenCV's
-    ``COLOR_BGR2GRAY`` on the 8-bit file, rounded; the same formulas except
-    SSIM, which is scikit-image's on float data without a data range
-    (7 x 7 uniform window, sample covariance, data range 2).
-``"vifb"``
-    VIFB (Zhang et al. 2020): each colour band of the fused image scored
-    against the same band of a colour input and against a grey input, then
-    averaged over the bands; a grey fused image is scored against MATLAB's
-    ``rgb2gray`` of a colour input. AG divides by (H - 1)(W - 1) and SF puts
-    the bands side by side (VIFB's code); SCD and VIF, which VIFB does not
-    have, are averaged over the bands the same way.
+theirs beside it: :data:`CONVENTIONS` names them, ``docs/evaluation.md`` (its
+table) says what differs and why.
 
 The formulas of the ten metrics live in :mod:`napari_gifnet.metrics.formulas`.
 """
@@ -187,7 +166,8 @@ def to_metric_scale(
         False (default): map by data type (uint8 as is; bool to 0/255; other
         integers from the dtype's full range; float data in [0, 1] times
         255), then round to integer grey levels. True: the values are on the
-        0-255 scale already and are used unchanged (float64).
+        0-255 scale already and are used unchanged (float64, not rounded or
+        clipped; RGB reduced to its float luma).
     name : str
         Name used in error messages.
     convention : {"project", "cddfuse", "vifb"}

@@ -1,20 +1,13 @@
 """Pansharpening quality: the indices of the field, reduced and full resolution.
 
 Reduced resolution (Wald's protocol: the original multispectral image is the
-truth) -- :func:`band_psnr`, :func:`ergas`, :func:`sam`, :func:`q_index`,
-:func:`q2n`, :func:`scc`, all in :func:`pansharpening_metrics`; full
-resolution (no truth) -- :func:`qnr` with its two distortions.
+truth): :func:`pansharpening_metrics`; full resolution (no truth): :func:`qnr`.
 
 Conventions (those of the pansharpening toolboxes, e.g. Vivone et al. 2015
 and 2020, unless said otherwise):
 
 * images are multiband, bands last by default (``band_axis=-1``; pass 0 for
   (bands, H, W)); computed in float64 on the values as given (no rescaling);
-* ERGAS = 100 / ratio * sqrt(mean_k (RMSE_k / mean_k)^2), ``mean_k`` the
-  truth band's mean, ``ratio`` the panchromatic / multispectral resolution
-  ratio (4 for most sensors);
-* SAM: the angle between the two spectral vectors of each pixel, in degrees,
-  averaged over the pixels where neither vector is zero;
 * Q (UIQI, Wang and Bovik 2002): the index in every 32 x 32 sliding window
   (all positions inside the image; along an axis shorter than 32, the
   window spans the axis),
@@ -96,8 +89,8 @@ def band_psnr(fused: Any, truth: Any, data_range: float = 255, *, band_axis: int
 def ergas(fused: Any, truth: Any, ratio: float = 4, *, band_axis: int = -1) -> float:
     """ERGAS (Wald 2002): 100 / ratio * sqrt(mean over bands of (RMSE_k / mean_k)^2).
 
-    ``ratio`` is the panchromatic / multispectral resolution ratio; 0 is
-    perfect. Raises ValueError for a truth band of mean 0 or a ratio <= 0.
+    ``mean_k`` is the truth band's mean, ``ratio`` the panchromatic /
+    multispectral resolution ratio (4 for most sensors); 0 is perfect. Raises ValueError for a truth band of mean 0 or a ratio <= 0.
     """
     if not ratio > 0:
         raise ValueError(f"ratio must be > 0, not {ratio!r}")
@@ -251,8 +244,7 @@ def q2n(fused: Any, truth: Any, block: int = 32, *, band_axis: int = -1) -> floa
     if ph > h or pw > w:  # smaller than a block: one block, the whole image
         size, ph, pw = None, 0, 0
     if ph or pw:  # mirror the far edges up to a whole number of blocks
-        f = np.pad(f, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
-        t = np.pad(t, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
+        f, t = (np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="symmetric") for x in (f, t))
     n = 1 << int(np.ceil(np.log2(bands)))
     if n > bands:
         zeros = np.zeros((n - bands, *t.shape[1:]))

@@ -8,9 +8,7 @@ loads with a plain, strict ``load_state_dict``.
 Only the inference path lives in :meth:`GIFNet.forward`: the shared encoder,
 the task branch (both streams in block 0, the photographic stream alone in
 block 1) and the global decoder. The reconstruction decoder is built so that
-checkpoints round-trip, but it is never run at inference. The transformer
-block of the task branch lives in :mod:`napari_gifnet.model._transformer` (its names
-are re-exported here).
+checkpoints round-trip, but it is never run at inference.
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ The weights are looked for, in order, in:
 4. a download of the published checkpoint into that directory, sha256 pinned
    (``NAPARI_GIFNET_WEIGHTS_URL`` may name a mirror; the pin stays).
 
-A ``gifnet-official.pth`` in the cache with another sha256 (say a fine-tuned
-file put there by hand) is never used and never deleted: a verified download
-moves it aside, with a warning naming it (:mod:`napari_gifnet.util.downloads`).
+A ``gifnet-official.pth`` in the cache with another sha256 is never used nor
+deleted (:mod:`napari_gifnet.util.downloads`; a warning names where it went).
 
 Files named explicitly (1, 2) are not pinned, so fine-tuned checkpoints load
 too; every checkpoint is checked key by key and shape by shape against

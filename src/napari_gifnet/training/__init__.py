@@ -1,13 +1,8 @@
-"""Training and fine-tuning GIFNet with the published two-step scheme.
+"""Training and fine-tuning GIFNet with the published two-step scheme (``docs/training.md``).
 
-``loop`` runs a training (:func:`~napari_gifnet.training.loop.train`, the
-command :mod:`napari_gifnet.cli.train`) on the samples of ``dataset``, with the
-passes of ``forward``, the losses of ``losses`` and ``msssim``, the
-DenseNet-121 of ``features`` and the files of ``runfiles``; ``synthetic``
-makes small training folders. The modules are imported on demand, so
-``napari-gifnet --help`` stays fast; :func:`published_ms_ssim` is exported
-here (loaded on first use: importing this package imports no torch). See
-``docs/training.md``.
+:func:`~napari_gifnet.training.loop.train` runs it (``napari-gifnet train``). The modules
+are imported on demand, so ``napari-gifnet --help`` stays fast; :func:`published_ms_ssim`
+is exported here (loaded on first use: importing this package imports no torch).
 """
 
 from __future__ import annotations

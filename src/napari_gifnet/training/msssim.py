@@ -2,25 +2,13 @@
 
 :func:`published_ms_ssim` is the variant GIFNet's published training code
 calls for its common loss (``msssim(rec, vis, normalize=True)``), the default
-of ``napari-gifnet train``; :func:`ms_ssim` is the standard definition
-(``napari-gifnet train --ssim standard``). docs/training.md ("The losses")
-defines both in full, with their tests and values.
-
-**The published variant.** Always five levels (weights :data:`MS_SSIM_WEIGHTS`),
-2 x 2 average pooling between them; at each level an SSIM with a Gaussian
-window (sigma 1.5) of side ``s = min(11, H, W)`` centred on tap ``s // 2``,
-without padding, ``cs`` and ``sim`` the means over the whole batch, and the
-data range ``L`` decided from the first image alone (:func:`_published_range`).
-``normalize=True`` maps every ``sim`` and ``cs`` to ``(x + 1) / 2``, and the
-result is ``prod_{i=0..3} (cs_i ** w_i * sim_4 ** w_4)`` (``cs_4`` unused).
-Nothing is clamped or renormalised.
-
-**The standard variant.** An 11 x 11 Gaussian window (sigma 1.5, no padding),
-a fixed data range (1 in training), the same weights and pooling; smaller
-images get as many scales as fit (:func:`ms_ssim_plan`) with their weights
-renormalised to sum 1. Negative terms (anti-correlated images) are clamped to
-a small positive number before the power, which keeps the value defined and
-the gradient finite.
+of ``napari-gifnet train``: always five levels, the data range ``L`` from the
+first image alone (:func:`_published_range`), nothing clamped or renormalised.
+:func:`ms_ssim` is the standard definition (``napari-gifnet train --ssim
+standard``): as many scales as fit (:func:`ms_ssim_plan`; their weights
+renormalised to sum 1), negative terms clamped to a small positive number
+(the value stays defined, the gradient finite). docs/training.md ("The
+losses") defines both in full, with their tests and values.
 """
 
 from __future__ import annotations
@@ -200,18 +188,14 @@ def published_ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
     The means over all of N, C, H, W of the SSIM map and of the
     contrast-structure map, with the window of :func:`published_window` of
     side ``min(11, H, W)`` applied per channel without padding and ``L`` from
-    ``x`` (see the module docstring).
+    ``x`` (:func:`_published_range`).
     """
     channels, (h, w) = x.shape[1], x.shape[-2:]
     size = min(WINDOW_SIZE, h, w)
     # The window is the outer product of its 1-D Gaussian: filtering the rows,
     # then the columns, is the same valid 2-D correlation (to rounding), and
     # the five maps x, y, x*x, y*y, x*y go through it in one grouped pass.
-    taps = published_taps(size).to(dtype=x.dtype, device=x.device)
-    maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)
-    groups = maps.shape[1]
-    maps = F.conv2d(maps, taps.view(1, 1, -1, 1).expand(groups, 1, -1, 1), groups=groups)
-    maps = F.conv2d(maps, taps.view(1, 1, 1, -1).expand(groups, 1, 1, -1), groups=groups)
+    maps = _filter(torch.cat([x, y, x * x, y * y, x * y], dim=1), published_taps(size))
     mu1, mu2, xx, yy, xy = maps.split(channels, dim=1)
 
     big_l = _published_range(x)
@@ -227,7 +211,7 @@ def published_ssim_terms(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
 def published_ms_ssim(x: torch.Tensor, y: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
     """MS-SSIM as GIFNet's published training code computes it (differentiable).
 
-    The definition is the module docstring's. The order matters (``L`` comes
+    docs/training.md ("The losses") defines it. The order matters (``L`` comes
     from ``x``): training calls it as ``published_ms_ssim(rec, vis)``.
 
     Parameters

@@ -1,11 +1,5 @@
-"""The files of a training run: paths, up-front checks, checkpoints, state, log.
-
-A run writes, next to its checkpoint ``OUT`` (say ``run.pth``), the files
-named by :func:`output_paths`. :func:`check_outputs` tells, before any work,
-whether they can be written; :func:`load_state` reads a ``run.train.pt`` for
-``resume`` and names the file and the problem when it is not a training
-state; :func:`read_log` and :func:`write_log` keep the CSV log's types stable
-(``step`` and ``epoch`` integers, the rest floats) across a resume.
+"""The files of a training run, next to its checkpoint (:func:`output_paths`):
+paths, up-front checks, checkpoints, resume state, log.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """Writing files without losing any: outputs never replace inputs, every write is atomic.
 
 The promises are listed in docs/engine.md ("What napari-gifnet promises about
-your files"): :func:`check_output_set` checks the whole set of files a
-command will write against what it reads, before any work;
-:func:`atomic_write` writes a file completely or not at all, reports a failed
-write (a full disk included) as an error, never a success, replaces a link at
-the output name instead of following it, and keeps its temporary names within
-the folder's file-name limit (``NAME_MAX``, in bytes).
-
+your files"); :func:`check_output_set` and :func:`atomic_write` keep them.
 No torch import happens here.
 """
 

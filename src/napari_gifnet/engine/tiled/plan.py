@@ -1,11 +1,7 @@
 """How a pair is evaluated tile by tile: where the maps go and how big the tiles are.
 
-:func:`plan_tiles` resolves the storage of the maps that outlive a pass
-(:func:`choose_storage`: memory when it fits comfortably, else scratch
-files, else recomputation), refuses before any work a storage whose scratch
-files cannot fit (:func:`check_scratch`) and sizes the tiles from the memory
-available (:func:`auto_tile_pixels`). Used by
-:func:`napari_gifnet.engine.tiled.run.fuse_tiled` and :func:`napari_gifnet.fuse`.
+:func:`plan_tiles` decides both (the maps that outlive a pass: in memory when
+they fit comfortably, else in scratch files, else recomputed; :func:`choose_storage`).
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ in memory or in scratch files; S is kept in memory too, or recomputed).
 
 Every tile reads its inputs through the reflections whole-map evaluation
 would use, so results agree with :meth:`GIFNet.forward` to float32 rounding
-whatever the tile size. The storage and tile plan (``plan_tiles``,
-``choose_storage``, ``auto_tile_pixels``...) live in
-:mod:`napari_gifnet.engine.tiled.plan`.
+whatever the tile size.
 """
 
 from __future__ import annotations

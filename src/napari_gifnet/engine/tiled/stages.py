@@ -5,8 +5,6 @@ the shared encoder and patch embeddings (:meth:`Pieces.embeddings`), block 0
 of both streams with the cross-fusion gate (:meth:`Pieces.gate`), and block 1
 with the un-embedding and decoder (:meth:`Pieces.decode`). The normalisation
 statistics each stage needs come from the whole image and are passed in.
-The pair may be held only in part (a window with an ``origin``), which is
-how a chunk of a lazy array is computed on its own.
 """
 
 from __future__ import annotations
@@ -72,7 +70,7 @@ class Pieces:
         An eval-mode :class:`GIFNet`.
     a, b
         (1, 1, h, w) inputs in [0, 1]: the whole images, or the window of them
-        from ``origin`` on.
+        from ``origin`` on (how a chunk of a lazy array is computed alone).
     size
         (H, W) of the whole images (default: the shape of ``a``).
     origin

@@ -5,9 +5,7 @@ pass can start, so a handful of 98-channel maps must outlive a band: a
 :class:`MemoryStore` keeps one as a tensor (reused across a run of fusions
 inside :func:`keep_stores`), a :class:`DiskStore` in a scratch file, so the
 process's resident memory stays bounded whatever the image size (the
-operating system's page cache still speeds it up when RAM allows). Scratch
-files live in :func:`scratch_folder`; a folder that cannot be used is a
-:class:`ScratchError` naming it.
+operating system's page cache still speeds it up when RAM allows).
 """
 
 from __future__ import annotations
