@@ -282,7 +282,6 @@ class JobRunner:
         self._job: Generator[Any, None, Outcome] | None = None
         self._done: Callable[[Any], str] = str
         self._describe: Callable[[BaseException], str] = _failed
-        self._ended: Callable[[], None] | None = None
         self._relay = ProgressRelay(parent)
         self._relay.progressed.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
         on_destroyed(parent, self.close)
@@ -300,15 +299,13 @@ class JobRunner:
         done: Callable[[Any], str],
         describe: Callable[[BaseException], str] = _failed,
         running: str | None = None,
-        ended: Callable[[], None] | None = None,
     ) -> GeneratorWorker | None:
         """Run ``work(progress)`` in a worker thread; returns the worker (None if busy).
 
         ``label`` names the progress bar; ``running`` is the status line
         meanwhile (default ``"Running: <label> ..."``). On success ``done(value)``
         runs on the GUI thread and returns the status line; on failure
-        ``describe(error)`` is the notification's message. ``ended()`` runs
-        however the job ends, as :attr:`running` turns False (before ``done``).
+        ``describe(error)`` is the notification's message.
         """
         from napari.qt.threading import create_worker
         from napari.utils import progress
@@ -317,7 +314,7 @@ class JobRunner:
             return None
         self._cancel = cancel = threading.Event()
         self._outcome = None
-        self._done, self._describe, self._ended = done, describe, ended
+        self._done, self._describe = done, describe
         emit = self._relay.progressed.emit
 
         def report(done: int, total: int) -> None:
@@ -402,8 +399,6 @@ class JobRunner:
             return
         self.bar.end()
         self._set_running(False, "Ready.")
-        if self._ended is not None:
-            self._ended()
         if outcome.cancelled or self._cancel.is_set():
             self.status_line.show(self.cancelled_text)
         elif outcome.error is not None:

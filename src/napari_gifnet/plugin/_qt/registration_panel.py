@@ -231,7 +231,7 @@ class RegistrationPanel:
         self.check_view = CheckView(self.viewer, on_position=self._dragged)
         on_destroyed(widget.native, self.check_view.close)  # stop following the dims slider
         self.register_button.changed.connect(lambda: self.register())
-        # one job at a time: the runner disables Register while a fusion (or anything) runs
+        # one job at a time: the runner turns Register off while any job runs, on as it ends
         widget.runner.run_buttons.append(self.register_button)
         self.undo_button.changed.connect(self.undo)
         self.save_button.changed.connect(lambda: self.save())
@@ -250,7 +250,6 @@ class RegistrationPanel:
         self.wipe.visible = on and self.check.value == "wipe"
         if not on:
             self.check.value = None  # removes the check view
-        self.register_button.enabled = on and not self.widget.running
 
     def _points_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         from napari.layers import Points
@@ -360,18 +359,10 @@ class RegistrationPanel:
             then()
             return widget.runner.status_line.full
 
-        self.register_button.enabled = False
-        # the button comes back as the runner ends the job (in the same event, never later)
-        worker = widget.runner.start(
-            work, label, done=done, describe=lambda exc: f"Registration failed: {exc}",
-            ended=self._idle,
-        )  # fmt: skip
-        if worker is None:
-            self._idle()
-        return worker
-
-    def _idle(self) -> None:
-        self.register_button.enabled = self.mode is not None
+        # Register is one of the runner's buttons: off while the job runs, back as it ends
+        return widget.runner.start(
+            work, label, done=done, describe=lambda exc: f"Registration failed: {exc}"
+        )
 
     def _moved(self, first: Image, second: Image, registration: Any, key: tuple[Any, ...]) -> str:
         from ..layer_registration import move_layer
