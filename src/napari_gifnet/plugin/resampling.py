@@ -53,11 +53,12 @@ def resample_block(
     src = np.asarray(planes)
     work = np.asarray(src, src.dtype if src.dtype.kind == "f" else np.float64)
     fill = work.min() if fill is None else fill
-    out = np.full((*shape, *work.shape[len(shape) :]), fill, work.dtype)
     if work.size:
         out = resample_slab(work, box, m, off, start, shape, mode="nearest")
         coords = [np.arange(s, s + k, dtype=float) for s, k in zip(start, shape)]
         out[~_inside(m, off, coords, source_shape)] = fill
+    else:  # the block samples no plane of the source
+        out = np.full((*shape, *work.shape[len(shape) :]), fill, work.dtype)
     if src.dtype.kind == "b":
         return out >= 0.5
     if src.dtype.kind in "ui":
